@@ -1,0 +1,151 @@
+"""The operators' admin UI at ``/admin``: the queue at a glance, and every mail.
+
+Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
+when no password is set; forms carry a CSRF token. A mail created here goes through the same
+validation and the same ``enqueue`` as one posted to the API.
+"""
+
+import json
+import uuid
+
+from flask import Response, flash
+from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.form import SecureForm
+from markupsafe import Markup, escape
+from sqlalchemy import func, select, update
+from wtforms import StringField, TextAreaField
+
+import mailqueue
+from auth import admin_allowed
+from models import FAILED, QUEUED, Email, ProviderState, db, utcnow
+from validation import ValidationError, validate_mail
+
+# Form field of each API field, to show a validation error next to the right input.
+FORM_FIELDS = {"from": "from_address", "to": "to", "cc": "cc", "bcc": "bcc",
+               "reply_to": "reply_to", "subject": "subject", "text": "text", "html": "html"}
+
+
+class Protected:
+    """Mixin: only an authenticated operator (or loopback, without a password) gets in."""
+
+    def is_accessible(self):
+        """Whether the request carries the admin credentials."""
+        return admin_allowed()
+
+    def inaccessible_callback(self, name, **kwargs):
+        """Ask the browser for credentials."""
+        return Response("Admin credentials required.\n", 401,
+                        {"WWW-Authenticate": 'Basic realm="mail service admin"'})
+
+
+class DashboardView(Protected, AdminIndexView):
+    """The admin's home page: mail by status and each provider's health."""
+
+    @expose("/")
+    def index(self):
+        """Render the queue counts and the provider circuits."""
+        counts = dict(db.session.execute(
+            select(Email.status, func.count()).group_by(Email.status)).all())
+        providers = db.session.scalars(select(ProviderState).order_by(ProviderState.name)).all()
+        return self.render("admin/dashboard.html", counts=counts, providers=providers)
+
+
+class MailForm(SecureForm):
+    """The create form: the API's fields, checked by the API's validation."""
+
+    from_address = StringField("From")
+    to = StringField("To", description="One address, or several separated by commas")
+    cc = StringField("Cc")
+    bcc = StringField("Bcc")
+    reply_to = StringField("Reply-To")
+    subject = StringField("Subject")
+    text = TextAreaField("Text body")
+    html = TextAreaField("HTML body")
+
+
+def _pretty_json(_view, _context, model, name):
+    """Show a JSON column indented."""
+    value = getattr(model, name)
+    if value is None:
+        return ""
+    return Markup("<pre>{}</pre>").format(json.dumps(value, indent=2, default=str))
+
+
+def _attempt_table(_view, _context, model, _name):
+    """Show the mail's attempts as a table."""
+    rows = [
+        Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+               "<td>{}</td></tr>").format(
+            a.number, a.created_at, a.provider or "", a.outcome, a.status_code or "",
+            a.duration_ms if a.duration_ms is not None else "", a.error or "")
+        for a in model.attempt_log
+    ]
+    head = Markup("<tr><th>#</th><th>at</th><th>provider</th><th>outcome</th><th>HTTP</th>"
+                  "<th>ms</th><th>error</th></tr>")
+    return Markup('<table class="table table-sm">{}{}</table>').format(
+        head, Markup("").join(rows))
+
+
+class MailView(Protected, ModelView):
+    """The list, search, filters, details and create form of mail."""
+
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    page_size = 50
+    form = MailForm
+    column_list = ("created_at", "status", "from_address", "to_address", "subject", "provider",
+                   "attempts", "updated_at")
+    column_default_sort = ("created_at", True)
+    column_searchable_list = ("to_address", "from_address", "subject")
+    column_filters = ("status", "provider", "created_at")
+    column_details_list = (
+        "id", "status", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
+        "text", "html", "provider", "provider_message_id", "attempts", "last_error",
+        "next_attempt_at", "created_at", "updated_at", "sent_at", "result", "attempt_log",
+    )
+    column_formatters_detail = {
+        "result": _pretty_json,
+        "attempt_log": _attempt_table,
+        "html": lambda _v, _c, model, _n: Markup("<pre>{}</pre>").format(escape(model.html or "")),
+    }
+
+    def create_model(self, form):
+        """Validate like the API and enqueue; on bad input, show each error at its field."""
+        data = {api_field: getattr(form, form_field).data or None
+                for api_field, form_field in FORM_FIELDS.items()}
+        try:
+            clean = validate_mail(data)
+        except ValidationError as err:
+            for error in err.errors:
+                field = getattr(form, FORM_FIELDS.get(error["field"], ""), None)
+                if field is not None:
+                    field.errors = [*field.errors, error["message"]]
+                flash(f"{error['field']}: {error['message']}", "error")
+            return False
+        return mailqueue.enqueue(clean)
+
+    @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
+    def action_retry(self, ids):
+        """Put failed mails back in the queue, due now, with a fresh attempt budget."""
+        result = db.session.execute(
+            update(Email)
+            .where(Email.id.in_([_uuid(i) for i in ids]), Email.status == FAILED)
+            .values(status=QUEUED, attempts=0, next_attempt_at=utcnow(), last_error=None)
+        )
+        db.session.commit()
+        flash(f"{result.rowcount} failed mail(s) queued again.", "success")
+
+
+def _uuid(value):
+    """A UUID from a list-view id string."""
+    return uuid.UUID(str(value))
+
+
+def init_app(app):
+    """Mount the admin on ``app`` at /admin."""
+    admin = Admin(app, name="Mail service", index_view=DashboardView(url="/admin"))
+    admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
+    return admin

@@ -1,0 +1,122 @@
+"""The REST resources: submit a mail, read it back, and the service's health.
+
+``POST /mail`` validates, stores the mail as ``queued`` and commits before it answers 202, so an
+acknowledged mail is never lost; the worker sends it later. Clients poll ``GET /mail/<id>``.
+"""
+
+import uuid
+
+from flask import current_app, request
+from flask_restful import Api, Resource
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+import mailqueue
+from auth import require_api_key
+from circuit import CLOSED
+from errors import ApiError, response_for
+from models import Email, ProviderState, db, iso
+from validation import validate_mail
+
+JSON_TYPES = ("application/json",)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class JsonApi(Api):
+    """Flask-RESTful with our error shape for every exception raised in a resource."""
+
+    def handle_error(self, e):
+        """Answer with the JSON error of ``response_for`` (never a traceback)."""
+        return response_for(e)
+
+
+def authenticated(method):
+    """Resource decorator: the API key check of ``auth.require_api_key``."""
+
+    def checked(*args, **kwargs):
+        require_api_key()
+        return method(*args, **kwargs)
+
+    return checked
+
+
+def read_mail_request():
+    """The submitted fields as a dict, from a JSON object or a form; 400/415 otherwise."""
+    mimetype = request.mimetype
+    if mimetype in JSON_TYPES or mimetype.endswith("+json"):
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise ApiError(400, "The body must be a JSON object",
+                           [{"field": "body", "message": "Malformed JSON or not an object"}])
+        return data
+    if mimetype in FORM_TYPES:
+        return {key: values[0] if len(values) == 1 else values
+                for key, values in request.form.to_dict(flat=False).items()}
+    raise ApiError(415, f"Unsupported content type {mimetype or '(none)'!r}",
+                   [{"field": "Content-Type", "message": "Use application/json, "
+                     "application/x-www-form-urlencoded or multipart/form-data"}])
+
+
+def find_mail(mail_id):
+    """The mail with id ``mail_id`` and its attempts; 404 if unknown or not a UUID."""
+    try:
+        key = uuid.UUID(mail_id)
+    except ValueError:
+        key = None
+    mail = None
+    if key is not None:
+        query = select(Email).where(Email.id == key).options(selectinload(Email.attempt_log))
+        mail = db.session.scalars(query).first()
+    if mail is None:
+        raise ApiError(404, "No mail with this id", [{"field": "id", "message": "Unknown id"}])
+    return mail
+
+
+class MailList(Resource):
+    """``/mail``: submit a mail."""
+
+    method_decorators = [authenticated]
+
+    def post(self):
+        """Validate, store as queued, commit, answer 202 with the mail and its Location."""
+        clean = validate_mail(read_mail_request(), current_app.config["MAX_RECIPIENTS"])
+        mail = mailqueue.enqueue(clean)
+        body = mail.to_dict(with_attempts=False)
+        body["attempt_log"] = []
+        return body, 202, {"Location": f"/mail/{mail.id}"}
+
+
+class MailItem(Resource):
+    """``/mail/<id>``: one mail's status, the providers' answers and its attempts."""
+
+    method_decorators = [authenticated]
+
+    def get(self, mail_id):
+        """The mail object."""
+        return find_mail(mail_id).to_dict()
+
+
+class Health(Resource):
+    """``/health``: 200 while the database answers, with each provider's circuit."""
+
+    def get(self):
+        """The database's and the providers' health; 503 if the database is unreachable."""
+        states = db.session.scalars(select(ProviderState)).all()
+        providers = [
+            {"name": state.name, "state": state.state,
+             "consecutive_failures": state.consecutive_failures,
+             "open_until": iso(state.open_until), "paused_until": iso(state.paused_until)}
+            for state in states
+        ]
+        meltdown = bool(states) and all(state.state != CLOSED for state in states)
+        return {"status": "meltdown" if meltdown else "ok", "database": "ok",
+                "providers": providers}
+
+
+def init_app(app):
+    """Register the resources on ``app``."""
+    api = JsonApi(app, catch_all_404s=False)
+    api.add_resource(MailList, "/mail")
+    api.add_resource(MailItem, "/mail/<string:mail_id>")
+    api.add_resource(Health, "/health")
+    return api

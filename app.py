@@ -1,0 +1,58 @@
+"""The API and admin process: ``create_app()`` wires the pieces; each lives in its own module.
+
+    python app.py --config settings.cfg                  # development server on :5000
+    gunicorn -w 4 --threads 4 'app:create_app()'         # production (see README)
+"""
+
+import argparse
+import logging
+
+from flask import Flask
+from flask_migrate import Migrate
+
+import admin
+import api
+import errors
+import openapi
+from auth import warn_about_open_modes
+from config import ensure_secret_key, load_settings
+from database import engine_options
+from models import db
+
+migrate = Migrate()
+
+
+def create_app(test_config=None, config_path=None):
+    """Build the Flask app from settings (or ``test_config``, for tests)."""
+    app = Flask(__name__)
+    load_settings(app.config, config_path)
+    if test_config:
+        app.config.update(test_config)
+    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
+    app.config["ERROR_404_HELP"] = False  # Flask-RESTful's "did you mean" hint
+    ensure_secret_key(app.config, app.logger)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory="migrations")
+    errors.init_app(app)
+    api.init_app(app)
+    openapi.init_app(app)
+    admin.init_app(app)
+    warn_about_open_modes(app)
+    return app
+
+
+def main():
+    """Run the development server (use gunicorn in production)."""
+    parser = argparse.ArgumentParser(description="Mail service API and admin (development)")
+    parser.add_argument("--config", help="Flask config file (default: $MAIL_SERVICE_CONFIG)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args()
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    create_app(config_path=args.config).run(host=args.host, port=args.port, threaded=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Configuration: defaults, the settings file, then environment variables.
+
+Both processes (the API and the worker) read their settings the same way, in this order, later
+sources winning:
+
+1. ``DEFAULTS`` below;
+2. the Flask config file named by ``--config`` or ``MAIL_SERVICE_CONFIG`` (``settings.cfg``);
+3. an environment variable of the same name as a setting, converted to the default's type.
+
+Secrets (``SECRET_KEY``, ``API_KEYS``, provider keys, the admin password) have no defaults: they
+come from the environment or an untracked settings file, never from the repository.
+"""
+
+import os
+import secrets
+
+DEFAULTS = {
+    "DATABASE_URL": "sqlite:///mail_service.db",
+    "SECRET_KEY": "",
+    "API_KEYS": "",  # comma separated; empty = protected mode (loopback clients only)
+    "ADMIN_USERNAME": "admin",
+    "ADMIN_PASSWORD": "",  # empty = the admin serves loopback clients only
+    "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # bytes
+    "MAX_RECIPIENTS": 50,  # per field (to, cc, bcc)
+    "PROVIDERS": "mailgun,sendgrid",  # tried in this order
+    "MAILGUN_API_KEY": "",
+    "MAILGUN_DOMAIN": "",
+    "MAILGUN_BASE_URL": "https://api.mailgun.net",  # EU: https://api.eu.mailgun.net
+    "SENDGRID_API_KEY": "",
+    "SENDGRID_BASE_URL": "https://api.sendgrid.com",  # EU: https://api.eu.sendgrid.com
+    "PROVIDER_TIMEOUT": 10.0,  # seconds, per provider call
+    "WORKER_CONCURRENCY": 16,  # sends in flight per worker process
+    "WORKER_BATCH_SIZE": 100,  # most mails claimed by one query
+    "POLL_INTERVAL": 1.0,  # seconds between polls when the queue is empty
+    "LEASE_SECONDS": 0.0,  # 0 = derived: long enough for every provider to time out
+    "MAX_ATTEMPTS": 8,  # deliveries tried before a mail is failed
+    "MAX_AGE": 86400.0,  # seconds after creation when retrying stops
+    "RETRY_BASE": 30.0,  # seconds, first retry delay (doubles each attempt)
+    "RETRY_CAP": 3600.0,  # seconds, longest retry delay
+    "CIRCUIT_FAILURE_THRESHOLD": 5,  # consecutive transient failures that open a circuit
+    "CIRCUIT_COOLDOWN": 30.0,  # seconds an open circuit waits before one probe
+    "CIRCUIT_COOLDOWN_CAP": 600.0,  # seconds, longest cool-down while a provider keeps failing
+    "DB_CONNECT_TIMEOUT": 3,  # seconds to wait for PostgreSQL before answering 503
+    "DB_STATEMENT_TIMEOUT": 5000,  # milliseconds, API statements on PostgreSQL
+    "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge.py
+}
+
+CONFIG_ENV = "MAIL_SERVICE_CONFIG"
+
+
+def load_settings(config, path=None, environ=None):
+    """Fill a Flask ``config`` from defaults, the settings file and the environment."""
+    environ = os.environ if environ is None else environ
+    for name, value in DEFAULTS.items():
+        config.setdefault(name, value)
+    path = path or environ.get(CONFIG_ENV)
+    if path:
+        config.from_pyfile(os.path.abspath(path))
+    for name in list(config):
+        if name.isupper() and name in environ:
+            config[name] = convert(environ[name], config[name])
+    for name in DEFAULTS:
+        if name not in config and name in environ:
+            config[name] = environ[name]
+    return config
+
+
+def convert(raw, default):
+    """Turn the string ``raw`` from the environment into the type of ``default``."""
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def split_list(value):
+    """Split a comma-separated setting into its non-empty, stripped parts."""
+    if isinstance(value, list | tuple):
+        return [str(item).strip() for item in value if str(item).strip()]
+    return [part.strip() for part in str(value or "").split(",") if part.strip()]
+
+
+def ensure_secret_key(config, logger):
+    """Use the configured SECRET_KEY, or a random one per process with a warning.
+
+    A random key keeps sessions and CSRF tokens safe but does not survive a restart, nor is it
+    shared between gunicorn workers, so production must set one.
+    """
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = secrets.token_urlsafe(32)
+        logger.warning("SECRET_KEY is not set: using a random key for this process only")

@@ -1,0 +1,95 @@
+"""Database connections and the schema check that both processes run at start.
+
+PostgreSQL is the production database; SQLite is the embedded default of the quick start.
+Connections are checked before use (``pool_pre_ping``) and time out quickly, so that an outage
+turns into a prompt 503 from the API and a retry in the worker, and both recover by themselves
+when the database returns.
+"""
+
+import os
+import sqlite3
+
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+
+
+class SchemaError(RuntimeError):
+    """The database has no schema, or an older one than this code needs."""
+
+
+def is_sqlite(url):
+    """Whether ``url`` names an SQLite database."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def engine_options(config, pool_size=5):
+    """Keyword arguments for ``create_engine`` (also Flask-SQLAlchemy's engine options)."""
+    url = config["DATABASE_URL"]
+    if is_sqlite(url):
+        # One writer at a time: wait for the lock instead of failing at once.
+        return {"connect_args": {"timeout": 15}}
+    statement_timeout = int(config.get("DB_STATEMENT_TIMEOUT") or 0)
+    return {
+        "pool_pre_ping": True,
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_timeout": float(config["DB_CONNECT_TIMEOUT"]) + 2,
+        "pool_recycle": 1800,
+        "connect_args": {
+            "connect_timeout": int(config["DB_CONNECT_TIMEOUT"]),
+            "options": f"-c statement_timeout={statement_timeout}",
+            "application_name": config.get("APPLICATION_NAME", "mail-service"),
+        },
+    }
+
+
+def make_engine(config, pool_size=5, worker=False):
+    """An engine for ``config["DATABASE_URL"]`` outside Flask (the worker, scripts).
+
+    The worker records a batch of results with one UPDATE per mail; psycopg2's batch mode sends
+    them to PostgreSQL in a few round trips instead of one each.
+    """
+    options = engine_options(config, pool_size)
+    if worker and make_url(config["DATABASE_URL"]).get_driver_name() == "psycopg2":
+        options["executemany_mode"] = "values_plus_batch"
+    return create_engine(config["DATABASE_URL"], **options)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    """On SQLite, WAL lets the API read while the worker writes; foreign keys make cascades work."""
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def head_revision():
+    """The newest migration revision that this code ships."""
+    from alembic.config import Config
+
+    alembic_config = Config()
+    alembic_config.set_main_option("script_location", MIGRATIONS_DIR)
+    return ScriptDirectory.from_config(alembic_config).get_current_head()
+
+
+def check_schema(engine):
+    """Raise SchemaError unless the database is migrated to this code's head revision."""
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    head = head_revision()
+    if current is None:
+        raise SchemaError(
+            "The database has no schema. Create it with: flask --app app db upgrade"
+        )
+    if current != head:
+        raise SchemaError(
+            f"The database schema is at revision {current}, this code needs {head}. "
+            "Migrate it with: flask --app app db upgrade"
+        )

@@ -1,0 +1,103 @@
+"""Every API error is JSON of one shape, with the right status code, and never a traceback.
+
+    {"success": false, "message": "...", "errors": [{"field": "...", "message": "..."}]}
+
+A database outage becomes 503 with ``Retry-After``; anything unexpected becomes a 500 whose
+body says nothing about the code (the traceback goes to the log only).
+"""
+
+import logging
+
+from flask import jsonify, request
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from models import db
+from validation import ValidationError
+
+log = logging.getLogger("mail_service.api")
+
+DB_RETRY_AFTER = 5  # seconds a client should wait after a 503
+
+
+class ApiError(Exception):
+    """An error the API answers with ``status``; ``errors`` names the fields at fault."""
+
+    def __init__(self, status, message, errors=None, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+        self.headers = headers or {}
+
+
+def error_response(status, message, errors=None, headers=None):
+    """The JSON error response."""
+    response = jsonify({"success": False, "message": message, "errors": errors or []})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def response_for(error):
+    """Turn any exception raised while serving the API into its JSON error response."""
+    if isinstance(error, ApiError):
+        return error_response(error.status, error.message, error.errors, error.headers)
+    if isinstance(error, ValidationError):
+        return error_response(400, error.message, error.errors)
+    if isinstance(error, HTTPException):
+        return _http_error(error)
+    if isinstance(error, SQLAlchemyError):
+        return _database_error(error)
+    log.exception("unexpected error serving %s %s", request.method, request.path)
+    return error_response(500, "Internal error; it has been logged")
+
+
+def _http_error(error):
+    """Werkzeug's HTTP errors (404, 405, 413, ...) in our shape, keeping their headers."""
+    headers = {name: value for name, value in error.get_headers() if name != "Content-Type"}
+    messages = {
+        404: "Not found",
+        405: f"Method {request.method} is not allowed here",
+        413: "The request body is larger than the limit",
+    }
+    message = messages.get(error.code, error.description or error.name)
+    return error_response(error.code or 500, message, headers=headers)
+
+
+def _database_error(error):
+    """503 when the database is unreachable; the session is reset for the next request."""
+    db.session.rollback()
+    unreachable = isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+    if unreachable:
+        log.error("database unavailable: %s", error.__class__.__name__)
+        return error_response(503, "The database is unavailable; try again shortly",
+                              headers={"Retry-After": str(DB_RETRY_AFTER)})
+    log.exception("database error serving %s %s", request.method, request.path)
+    return error_response(500, "Internal error; it has been logged")
+
+
+def is_api_path(path):
+    """Whether a path belongs to the JSON API (the admin keeps its HTML pages)."""
+    return not path.startswith("/admin")
+
+
+def init_app(app):
+    """Answer errors outside the Flask-RESTful resources (unknown URLs, 413s) in JSON too."""
+
+    @app.errorhandler(HTTPException)
+    def handle_http(error):
+        if not is_api_path(request.path):
+            return error
+        return response_for(error)
+
+    @app.errorhandler(SQLAlchemyError)
+    def handle_database(error):
+        return response_for(error)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error):
+        return response_for(error)

@@ -1,0 +1,98 @@
+"""The worker process: sends queued mail through the providers, failing over between them.
+
+    python mail_service.py --config settings.cfg            # run until SIGTERM / Ctrl-C
+    python mail_service.py --config settings.cfg --burst    # send what is due, then exit 0
+
+Run as many of these as you like, on one host or several, against one PostgreSQL: they claim
+mail with ``FOR UPDATE SKIP LOCKED`` and never take the same mail. See worker.py for the loop.
+"""
+
+import argparse
+import logging
+import sys
+import time
+
+from flask import Config
+from sqlalchemy.exc import SQLAlchemyError
+
+from config import load_settings
+from database import SchemaError, check_schema, is_sqlite, make_engine
+from providers import build_providers
+from worker import Worker
+
+log = logging.getLogger("mail_service")
+
+
+def parse_args(argv):
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="Flask config file (default: $MAIL_SERVICE_CONFIG)")
+    parser.add_argument("--burst", action="store_true",
+                        help="send everything that is due, then exit 0")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    return parser.parse_args(argv)
+
+
+def load_config(path):
+    """The settings of this process, read like the API's (defaults, file, environment)."""
+    config = Config(".")
+    load_settings(config, path)
+    return config
+
+
+def usable_providers(config):
+    """The configured providers in failover order; a provider missing its keys is left out."""
+    providers = build_providers(config)
+    usable = [provider for provider in providers if provider.is_configured()]
+    for provider in providers:
+        if provider not in usable:
+            log.error("%s is in PROVIDERS but has no key/domain configured: skipping it",
+                      provider.name)
+    return usable
+
+
+def wait_for_schema(engine, worker):
+    """Check the schema, waiting with backoff while the database is unreachable."""
+    delay = 0.5
+    while not worker.stopping.is_set():
+        try:
+            check_schema(engine)
+            return True
+        except SQLAlchemyError as err:
+            log.error("database unavailable (%s): retrying in %.1fs", err.__class__.__name__, delay)
+            worker.stopping.wait(delay)
+            delay = min(delay * 2, 10.0)
+    return False
+
+
+def main(argv=None):
+    """Run the worker; the exit code is 0 after a clean stop, 2 for a setup problem."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config)
+    providers = usable_providers(config)
+    if not providers:
+        log.error("no provider is configured: set MAILGUN_API_KEY and MAILGUN_DOMAIN "
+                  "and/or SENDGRID_API_KEY")
+        return 2
+    if is_sqlite(config["DATABASE_URL"]):
+        log.warning("SQLite: fine for one worker on one host; use PostgreSQL for more")
+    pool_size = int(config["WORKER_CONCURRENCY"]) + 4  # send threads write provider health
+    engine = make_engine(config, pool_size=pool_size, worker=True)
+    worker = Worker(engine, config, providers)
+    worker.install_signal_handlers()
+    try:
+        if not wait_for_schema(engine, worker):
+            return 0
+    except SchemaError as err:
+        log.error("%s", err)
+        return 2
+    started = time.monotonic()
+    worker.run(burst=args.burst)
+    log.info("done in %.1fs", time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

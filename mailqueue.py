@@ -1,0 +1,159 @@
+"""Every SQL statement of a mail's life in the queue, one named step each.
+
+- ``enqueue``: store a validated request as ``queued`` (the API and the admin).
+- ``claim``: take due mail in a batch, ``FOR UPDATE SKIP LOCKED``, and mark it ``sending``
+  under a lease in the same statement, so no two workers ever hold the same mail.
+- ``finish``: record the results of a batch of sends and their attempts in one transaction.
+- ``release``: hand claimed but unsent mail back (graceful stop).
+- ``reap``: return mail whose lease expired (its worker died) to the queue.
+
+No transaction here stays open across a provider call: the worker claims, commits, sends, and
+only then opens a new transaction to record what happened.
+"""
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import bindparam, case, func, insert, select, update
+
+from models import FAILED, QUEUED, SENDING, DeliveryAttempt, Email, db, utcnow
+
+email = Email.__table__
+attempt = DeliveryAttempt.__table__
+
+LEASE_EXPIRED = "lease expired: the worker stopped while sending; the provider may have the mail"
+
+CLAIMED_COLUMNS = (
+    email.c.id, email.c.from_address, email.c.to_address, email.c.cc, email.c.bcc,
+    email.c.reply_to, email.c.subject, email.c.text, email.c.html, email.c.attempts,
+    email.c.created_at,
+)
+
+
+def enqueue(clean):
+    """Store a validated mail request as ``queued`` and commit it; return the Email."""
+    mail = Email(
+        id=uuid.uuid4(),
+        status=QUEUED,
+        from_address=clean["from_address"],
+        to_address=clean["to"],
+        cc=clean["cc"],
+        bcc=clean["bcc"],
+        reply_to=clean["reply_to"],
+        subject=clean["subject"],
+        text=clean["text"],
+        html=clean["html"],
+        attempts=0,
+        next_attempt_at=utcnow(),
+    )
+    db.session.add(mail)
+    db.session.commit()
+    return mail
+
+
+def claim(conn, worker, limit, lease_seconds):
+    """Mark up to ``limit`` due mails ``sending`` for ``worker``, and return them.
+
+    The inner SELECT skips rows that another worker has locked, so concurrent claims never
+    wait for each other nor take the same mail; the lease lets the reaper recover the batch if
+    this worker dies.
+    """
+    now = utcnow()
+    due = (
+        select(email.c.id)
+        .where(email.c.status == QUEUED, email.c.next_attempt_at <= now)
+        .order_by(email.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = (
+        update(email)
+        .where(email.c.id.in_(due.scalar_subquery()))
+        .values(status=SENDING, locked_by=worker, updated_at=now,
+                locked_until=now + timedelta(seconds=lease_seconds))
+        .returning(*CLAIMED_COLUMNS)
+    )
+    return list(conn.execute(claimed).mappings())
+
+
+def finish(conn, worker, results, attempts):
+    """Record the end of a batch of sends: one UPDATE per mail, and every attempt row.
+
+    Only rows still leased to ``worker`` change, so a worker whose lease was taken over does not
+    overwrite the newer owner's state.
+    """
+    if results:
+        statement = (
+            update(email)
+            .where(email.c.id == bindparam("b_id"), email.c.locked_by == worker)
+            .values(
+                status=bindparam("b_status"),
+                provider=bindparam("b_provider"),
+                provider_message_id=bindparam("b_message_id"),
+                result=bindparam("b_result", type_=email.c.result.type),
+                attempts=bindparam("b_attempts"),
+                last_error=bindparam("b_last_error"),
+                next_attempt_at=bindparam("b_next_attempt_at"),
+                sent_at=bindparam("b_sent_at"),
+                locked_by=None,
+                locked_until=None,
+                updated_at=utcnow(),
+            )
+        )
+        conn.execute(statement, [{f"b_{key}": value for key, value in row.items()}
+                                 for row in results])
+    if attempts:
+        conn.execute(insert(attempt), attempts)
+
+
+def release(conn, worker, ids):
+    """Put claimed mails that were never sent back in the queue, due now."""
+    if not ids:
+        return
+    conn.execute(
+        update(email)
+        .where(email.c.id.in_(ids), email.c.locked_by == worker)
+        .values(status=QUEUED, locked_by=None, locked_until=None, updated_at=utcnow())
+    )
+
+
+def reap(conn, max_attempts, worker=None):
+    """Return mails whose lease expired to the queue (or fail them past ``max_attempts``).
+
+    Their worker died mid-send, so the provider may have taken them: the attempt is recorded as
+    such, and resending makes delivery at-least-once.
+    """
+    now = utcnow()
+    reaped = conn.execute(
+        update(email)
+        .where(email.c.status == SENDING, email.c.locked_until < now)
+        .values(
+            status=case((email.c.attempts + 1 >= max_attempts, FAILED), else_=QUEUED),
+            attempts=email.c.attempts + 1,
+            last_error=LEASE_EXPIRED,
+            locked_by=None,
+            locked_until=None,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+        .returning(email.c.id, email.c.attempts)
+    ).all()
+    if reaped:
+        conn.execute(insert(attempt), [
+            {"email_id": row.id, "number": row.attempts, "provider": None,
+             "outcome": "lease_expired", "error": LEASE_EXPIRED, "worker": worker,
+             "created_at": now}
+            for row in reaped
+        ])
+    return len(reaped)
+
+
+def queue_counts(conn):
+    """How many mails are in each status."""
+    rows = conn.execute(select(email.c.status, func.count()).group_by(email.c.status))
+    return {status: count for status, count in rows}
+
+
+def next_due(conn):
+    """When the earliest queued mail becomes due, or None if none is queued."""
+    return conn.scalar(select(func.min(email.c.next_attempt_at)).where(email.c.status == QUEUED))

@@ -1,0 +1,216 @@
+"""The database tables: mail, its delivery attempts, and each provider's shared health.
+
+The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
+it to SQLAlchemy. Timestamps are stored in UTC with a time zone wherever the database has one.
+"""
+
+import uuid
+from datetime import UTC, datetime
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy import (
+    text as sql_text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+db = SQLAlchemy()
+
+# Statuses of a mail. A mail is claimed from QUEUED into SENDING under a lease and leaves
+# SENDING for SENT, FAILED or (to retry later) QUEUED again.
+QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+STATUSES = (QUEUED, SENDING, SENT, FAILED)
+FINISHED = (SENT, FAILED)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow():
+    """The current time in UTC, with its time zone."""
+    return datetime.now(UTC)
+
+
+def as_utc(moment):
+    """Attach UTC to a naive timestamp read back from SQLite; pass others through."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def iso(moment):
+    """ISO 8601 with a time zone, or None."""
+    return as_utc(moment).isoformat() if moment is not None else None
+
+
+def split_addresses(value):
+    """The stored comma-joined address list as a Python list."""
+    return [part.strip() for part in value.split(",") if part.strip()] if value else []
+
+
+class Email(db.Model):
+    """One mail request, from acceptance to its final status."""
+
+    __tablename__ = "email"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    from_address: Mapped[str] = mapped_column(Text)
+    to_address: Mapped[str] = mapped_column(Text)  # addresses joined by ", "
+    cc: Mapped[str | None] = mapped_column(Text)
+    bcc: Mapped[str | None] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[list | dict | None] = mapped_column(JSON)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    attempt_log: Mapped[list["DeliveryAttempt"]] = relationship(
+        back_populates="email",
+        order_by="DeliveryAttempt.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    __table_args__ = (
+        # The claim query reads only due, queued mail: a partial index keeps it as fast with a
+        # million finished rows as with none.
+        Index(
+            "ix_email_due",
+            "next_attempt_at",
+            postgresql_where=sql_text("status = 'queued'"),
+            sqlite_where=sql_text("status = 'queued'"),
+        ),
+        # The reaper looks for expired leases among the few mails being sent.
+        Index(
+            "ix_email_lease",
+            "locked_until",
+            postgresql_where=sql_text("status = 'sending'"),
+            sqlite_where=sql_text("status = 'sending'"),
+        ),
+        Index("ix_email_status_updated", "status", "updated_at"),
+    )
+
+    def __str__(self):
+        return f"{self.subject!r} to {self.to_address}"
+
+    def to_dict(self, with_attempts=True):
+        """The mail object that the API returns."""
+        data = {
+            "id": str(self.id),
+            "status": self.status,
+            "success": True,
+            "from_address": self.from_address,
+            "to_address": self.to_address,
+            "cc": split_addresses(self.cc),
+            "bcc": split_addresses(self.bcc),
+            "reply_to": self.reply_to,
+            "subject": self.subject,
+            "mail": self.text,
+            "html": self.html,
+            "result": self.result,
+            "provider": self.provider,
+            "provider_message_id": self.provider_message_id,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "next_attempt_at": iso(self.next_attempt_at) if self.status == QUEUED else None,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "sent_at": iso(self.sent_at),
+        }
+        if with_attempts:
+            data["attempt_log"] = [attempt.to_dict() for attempt in self.attempt_log]
+        return data
+
+
+class DeliveryAttempt(db.Model):
+    """One call to one provider for one mail, whatever came of it."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    email_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("email.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)  # the mail's delivery attempt it belongs to
+    provider: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))  # see worker.outcomes
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict | list | str | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    email: Mapped[Email] = relationship(back_populates="attempt_log")
+
+    def to_dict(self):
+        """The attempt as shown by the API and the admin."""
+        return {
+            "number": self.number,
+            "provider": self.provider,
+            "outcome": self.outcome,
+            "status_code": self.status_code,
+            "response": self.response,
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+            "at": iso(self.created_at),
+        }
+
+
+class ProviderState(db.Model):
+    """A provider's circuit breaker and rate-limit pause, shared by every worker.
+
+    Kept in the database so that all workers, on every host, and every restart agree on which
+    provider is down, instead of each process relearning it from its own failures.
+    """
+
+    __tablename__ = "provider_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="closed")  # closed|open|half_open
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    cooldown: Mapped[float] = mapped_column(Float, default=0.0)  # seconds, current cool-down
+    open_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    probe_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    def to_dict(self):
+        """The provider's health as shown by health endpoints and the admin."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "consecutive_failures": self.consecutive_failures,
+            "cooldown": self.cooldown,
+            "open_until": iso(self.open_until),
+            "paused_until": iso(self.paused_until),
+            "last_error": self.last_error,
+            "updated_at": iso(self.updated_at),
+        }

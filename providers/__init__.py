@@ -1,0 +1,48 @@
+"""Email providers, one module each, behind the contract in ``base``.
+
+``build_providers`` turns the ``PROVIDERS`` setting into provider objects in failover order.
+"""
+
+from config import split_list
+
+from .base import (
+    MalformedAnswer,
+    Message,
+    MessageRejected,
+    OutcomeUnknown,
+    Provider,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderUnavailable,
+    RateLimited,
+    Sent,
+)
+from .mailgun import Mailgun
+from .sendgrid import SendGrid
+
+REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid)}
+
+__all__ = [
+    "MalformedAnswer",
+    "Message",
+    "MessageRejected",
+    "OutcomeUnknown",
+    "Provider",
+    "ProviderError",
+    "ProviderMisconfigured",
+    "ProviderUnavailable",
+    "RateLimited",
+    "Sent",
+    "build_providers",
+]
+
+
+def build_providers(config):
+    """The providers named in ``PROVIDERS``, in order; unknown names are a settings error."""
+    names = split_list(config["PROVIDERS"])
+    unknown = [name for name in names if name not in REGISTRY]
+    if unknown:
+        raise ValueError(f"PROVIDERS names unknown providers: {', '.join(unknown)}")
+    if not names:
+        raise ValueError("PROVIDERS is empty: name at least one of mailgun, sendgrid")
+    return [REGISTRY[name](config) for name in names]

@@ -1,0 +1,225 @@
+"""The contract every provider module fulfils, and the one family of errors they raise.
+
+A send always goes the same way: build the request, post it with a timeout on the session that
+the caller reuses, then either parse the provider's message id or classify the failure into one
+of three kinds (as django-anymail does):
+
+- ``MessageRejected``: the message itself is bad; trying another provider will not help;
+- ``ProviderUnavailable``: the provider is down or misconfigured; try the next one;
+- ``RateLimited``: the provider asks us to slow down; try the next one, and pause this one.
+
+``OutcomeUnknown`` is the subtle case: the request went out and no answer came back, so the
+provider may have accepted the mail.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+import requests
+
+MAX_STORED_BODY = 2000  # characters of a provider's answer that we keep
+MAX_READ_BODY = 1024 * 1024  # bytes of an answer we read at all; a larger one is cut off
+
+
+@dataclass
+class Message:
+    """One mail as the providers need it, independent of how it is stored."""
+
+    id: str
+    from_address: str
+    to: list[str]
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    reply_to: str | None = None
+
+
+@dataclass
+class Sent:
+    """A provider accepted the mail."""
+
+    message_id: str | None
+    status_code: int
+    response: object
+
+
+class ProviderError(Exception):
+    """A send that did not succeed, with what the provider answered (if anything)."""
+
+    outcome = "transient"
+
+    def __init__(self, reason, status_code=None, response=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+        self.response = response
+
+
+class MessageRejected(ProviderError):
+    """The provider says the message is bad (4xx): no provider will take it."""
+
+    outcome = "rejected"
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider is down: 5xx, connection refused, or a timeout before sending."""
+
+    outcome = "transient"
+
+
+class ProviderMisconfigured(ProviderUnavailable):
+    """401/403: our key or domain for this provider is wrong. Operators must act."""
+
+    outcome = "misconfigured"
+
+
+class OutcomeUnknown(ProviderUnavailable):
+    """The request went out but no answer came: the provider may have taken the mail."""
+
+    outcome = "unknown"
+
+
+class MalformedAnswer(ProviderError):
+    """A success code with an answer we cannot read: the mail may or may not be taken.
+
+    Failing over could send it twice, and retrying would hit the same wall, so the mail fails
+    with the answer kept for an operator to judge.
+    """
+
+    outcome = "malformed"
+
+
+class RateLimited(ProviderError):
+    """429: the provider asks us to wait ``retry_after`` seconds."""
+
+    outcome = "rate_limited"
+
+    def __init__(self, reason, status_code=None, response=None, retry_after=None):
+        super().__init__(reason, status_code, response)
+        self.retry_after = retry_after
+
+
+class Provider:
+    """Base class: subclasses set ``name`` and implement ``build_request`` and ``message_id``."""
+
+    name = "provider"
+    default_retry_after = 60.0  # seconds, when a 429 does not say how long to wait
+
+    def __init__(self, config):
+        self.timeout = float(config["PROVIDER_TIMEOUT"])
+
+    def is_configured(self):
+        """Whether the settings this provider needs are present."""
+        return True
+
+    def build_request(self, message):
+        """Keyword arguments for ``requests.Session.post``: url, auth, data or json."""
+        raise NotImplementedError
+
+    def message_id(self, response, body):
+        """The provider's id for an accepted mail, from its answer."""
+        raise NotImplementedError
+
+    def error_reason(self, body):
+        """The human reason in an error answer's parsed body."""
+        return None
+
+    def send(self, session, message):
+        """Post ``message``; return ``Sent`` or raise a ``ProviderError``."""
+        request = self.build_request(message)
+        try:
+            response = session.post(timeout=self.timeout, stream=True, **request)
+        except requests.ConnectTimeout as err:
+            raise ProviderUnavailable(f"connect timeout: {err}") from err
+        except requests.ConnectionError as err:
+            if _request_was_sent(err):
+                raise OutcomeUnknown(f"connection lost after sending: {err}") from err
+            raise ProviderUnavailable(f"connection failed: {err}") from err
+        except requests.Timeout as err:
+            raise OutcomeUnknown(f"no answer within {self.timeout:g}s: {err}") from err
+        except requests.RequestException as err:
+            raise ProviderUnavailable(f"request failed: {err}") from err
+        try:
+            body = read_body(response)
+        except requests.RequestException as err:
+            # The headers came, so the provider had the request: its verdict is unknown.
+            raise OutcomeUnknown(f"answer cut off: {err}", response.status_code) from err
+        return self.read_response(response, body)
+
+    def read_response(self, response, body):
+        """Turn an HTTP answer and its parsed body into ``Sent`` or a ``ProviderError``."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return Sent(self.message_id(response, body), status, body)
+        reason = self.error_reason(body) or f"HTTP {status}"
+        if status == 429:
+            retry_after = retry_after_seconds(response.headers) or self.default_retry_after
+            raise RateLimited(reason, status, body, retry_after)
+        if status in (401, 403):
+            raise ProviderMisconfigured(f"credentials refused: {reason}", status, body)
+        if status == 408 or status >= 500:
+            raise ProviderUnavailable(reason, status, body)
+        if 400 <= status < 500:
+            raise MessageRejected(reason, status, body)
+        raise ProviderUnavailable(f"unexpected answer: {reason}", status, body)
+
+
+def _request_was_sent(err):
+    """Whether a connection error happened after the request was on the wire.
+
+    urllib3 reports a peer that hung up mid-answer as a ProtocolError ("Connection aborted" /
+    "RemoteDisconnected"), while a refused or unreachable peer is a NewConnectionError.
+    """
+    text = str(err)
+    return "Connection aborted" in text or "RemoteDisconnected" in text
+
+
+def read_body(response):
+    """Read at most ``MAX_READ_BODY`` bytes of an answer and parse it.
+
+    Reading an answer to its end keeps the connection for the next send; a larger answer (a
+    misbehaving proxy, say) is cut off and its connection closed rather than held in memory.
+    """
+    chunks, size = [], 0
+    for chunk in response.iter_content(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_READ_BODY:
+            break
+    response.close()
+    text = b"".join(chunks).decode(response.encoding or "utf-8", errors="replace")
+    return parse_body(text)
+
+
+def parse_body(text):
+    """The answer as JSON if it is JSON, else its text cut to ``MAX_STORED_BODY``."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text[:MAX_STORED_BODY]
+
+
+def retry_after_seconds(headers):
+    """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch)."""
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            pass
+    return None

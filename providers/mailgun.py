@@ -1,0 +1,72 @@
+"""Mailgun's send API: ``POST {base}/v3/{domain}/messages`` with form fields.
+
+Auth is HTTP basic ``api:{key}``. Success is ``200 {"id": "<...@domain>", "message": "Queued.
+Thank you."}``; errors carry ``{"message": "..."}``. The EU region lives at
+https://api.eu.mailgun.net, so the base URL is a setting.
+"""
+
+from .base import MalformedAnswer, Provider, ProviderMisconfigured
+
+
+class Mailgun(Provider):
+    """Sends through Mailgun."""
+
+    name = "mailgun"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.base_url = config["MAILGUN_BASE_URL"].rstrip("/")
+        self.domain = config["MAILGUN_DOMAIN"]
+        self.api_key = config["MAILGUN_API_KEY"]
+
+    def is_configured(self):
+        """Mailgun needs a key and a sending domain."""
+        return bool(self.api_key and self.domain)
+
+    def build_request(self, message):
+        """Form fields; repeated ``to``/``cc``/``bcc`` fields carry several recipients."""
+        fields = [("from", message.from_address)]
+        fields += [("to", address) for address in message.to]
+        fields += [("cc", address) for address in message.cc]
+        fields += [("bcc", address) for address in message.bcc]
+        fields.append(("subject", message.subject))
+        if message.text:
+            fields.append(("text", message.text))
+        if message.html:
+            fields.append(("html", message.html))
+        if message.reply_to:
+            fields.append(("h:Reply-To", message.reply_to))
+        # Echoed back in Mailgun's webhooks, so a delivery event finds its mail.
+        fields.append(("v:mail_id", message.id))
+        return {
+            "url": f"{self.base_url}/v3/{self.domain}/messages",
+            "auth": ("api", self.api_key),
+            "data": fields,
+        }
+
+    def message_id(self, response, body):
+        """The ``id`` of Mailgun's JSON answer; a 200 without one is not Mailgun talking."""
+        if isinstance(body, dict) and body.get("id"):
+            return body["id"]
+        raise MalformedAnswer("Mailgun answered 200 without a message id",
+                              response.status_code, body)
+
+    def error_reason(self, body):
+        """Mailgun puts its reason in ``message``."""
+        if isinstance(body, dict):
+            return body.get("message")
+        return None
+
+    def read_response(self, response, body):
+        """Mailgun answers an unknown domain with 404 "Domain not found": a settings problem.
+
+        It usually means the domain lives in the other region (US vs EU base URL), so it must not
+        fail the mail as if the message were bad.
+        """
+        if response.status_code == 404:
+            raise ProviderMisconfigured(
+                f"domain {self.domain!r} not found; check MAILGUN_DOMAIN and MAILGUN_BASE_URL",
+                404,
+                body,
+            )
+        return super().read_response(response, body)

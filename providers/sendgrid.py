@@ -1,0 +1,92 @@
+"""SendGrid's v3 send API: ``POST {base}/v3/mail/send`` with a JSON body.
+
+Auth is ``Authorization: Bearer {key}``. Success is ``202`` with an empty body and the id in the
+``X-Message-Id`` header; errors carry ``{"errors": [{"message", "field", "help"}]}``, and a 429
+may say when to come back in ``X-RateLimit-Reset``. The EU region lives at
+https://api.eu.sendgrid.com, so the base URL is a setting.
+"""
+
+from email.utils import parseaddr
+
+from .base import Provider
+
+
+def _address(value):
+    """SendGrid's ``{"email", "name"}`` object for 'Name <addr>' or 'addr'."""
+    name, email = parseaddr(value)
+    return {"email": email, "name": name} if name else {"email": email}
+
+
+def _unique(addresses, seen):
+    """Addresses not yet in ``seen`` (case-insensitive), which records them.
+
+    SendGrid rejects a personalization that names one address twice across to, cc and bcc
+    ("Each email address in the personalization block should be unique between to, cc, and
+    bcc"), where Mailgun simply delivers once.
+    """
+    kept = []
+    for value in addresses:
+        email = parseaddr(value)[1].lower()
+        if email not in seen:
+            seen.add(email)
+            kept.append(_address(value))
+    return kept
+
+
+class SendGrid(Provider):
+    """Sends through SendGrid."""
+
+    name = "sendgrid"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.base_url = config["SENDGRID_BASE_URL"].rstrip("/")
+        self.api_key = config["SENDGRID_API_KEY"]
+
+    def is_configured(self):
+        """SendGrid needs a key."""
+        return bool(self.api_key)
+
+    def build_request(self, message):
+        """The v3 JSON body: one personalization, plain text before HTML as SendGrid requires."""
+        seen = set()
+        personalization = {"to": _unique(message.to, seen)}
+        for kind in ("cc", "bcc"):
+            addresses = _unique(getattr(message, kind), seen)
+            if addresses:
+                personalization[kind] = addresses
+        content = []
+        if message.text:
+            content.append({"type": "text/plain", "value": message.text})
+        if message.html:
+            content.append({"type": "text/html", "value": message.html})
+        body = {
+            "personalizations": [personalization],
+            "from": _address(message.from_address),
+            "subject": message.subject,
+            "content": content,
+            # Echoed back in SendGrid's event webhook, so a delivery event finds its mail.
+            "custom_args": {"mail_id": message.id},
+        }
+        if message.reply_to:
+            body["reply_to"] = _address(message.reply_to)
+        return {
+            "url": f"{self.base_url}/v3/mail/send",
+            "headers": {"Authorization": f"Bearer {self.api_key}"},
+            "json": body,
+        }
+
+    def message_id(self, response, body):
+        """SendGrid's id comes in a header; the 202 body is empty."""
+        return response.headers.get("X-Message-Id")
+
+    def error_reason(self, body):
+        """The messages of SendGrid's ``errors`` list, with the field each one names."""
+        if not isinstance(body, dict) or not isinstance(body.get("errors"), list):
+            return None
+        parts = []
+        for error in body["errors"]:
+            if isinstance(error, dict):
+                field = f" ({error['field']})" if error.get("field") else ""
+                parts.append(f"{error.get('message')}{field}")
+        return "; ".join(parts) or None

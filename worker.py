@@ -1,0 +1,286 @@
+"""The worker loop: claim due mail in batches, send it concurrently, record what happened.
+
+Read ``Worker.run`` top to bottom: while not stopping, reap expired leases, claim what the send
+threads have room for, wait a moment for sends to finish, and record the finished ones in one
+transaction. On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
+them, hands back mail it had claimed but not started, and returns.
+
+Duplicates: a mail is sent at most once per lease. A second send happens only if this process
+dies after a provider accepted a mail and before ``finish`` committed it (a window of about
+``FLUSH_INTERVAL`` plus one commit), or if a provider took a mail but its answer was lost
+(a timeout); both are recorded in the mail's attempt log.
+"""
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+import requests
+from sqlalchemy.exc import SQLAlchemyError
+
+import mailqueue
+from circuit import PROBE, USE, Breakers
+from delivery import (
+    DEFERRED,
+    RetryPolicy,
+    attempt_rows,
+    decide,
+    deliver,
+    message_from_row,
+    poisoned,
+)
+from models import SENT, utcnow
+
+log = logging.getLogger("mail_service.worker")
+
+FLUSH_INTERVAL = 0.02  # seconds: how long finished sends may wait to be recorded together
+DB_RETRY_MAX = 10.0  # seconds: longest pause between attempts to reach the database
+
+
+def worker_name():
+    """A name unique to this process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def lease_seconds(config, provider_count):
+    """How long a claim lasts: ``LEASE_SECONDS``, or long enough for every provider to time out.
+
+    A mail may wait for a free send thread and then try each provider, each call bounded by the
+    timeout for connecting and again for reading; the margin covers a slow commit.
+    """
+    configured = float(config.get("LEASE_SECONDS") or 0)
+    if configured > 0:
+        return configured
+    return 2 * provider_count * 2 * float(config["PROVIDER_TIMEOUT"]) + 30
+
+
+class Sessions:
+    """One ``requests.Session`` per send thread and provider, so connections are reused."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self, provider_name):
+        """This thread's session for ``provider_name``."""
+        sessions = self._local.__dict__.setdefault("sessions", {})
+        if provider_name not in sessions:
+            sessions[provider_name] = requests.Session()
+        return sessions[provider_name]
+
+
+class Worker:
+    """Sends queued mail until stopped (or, in burst mode, until nothing is due)."""
+
+    def __init__(self, engine, config, providers, name=None):
+        self.engine = engine
+        self.providers = providers
+        self.name = name or worker_name()
+        self.concurrency = max(1, int(config["WORKER_CONCURRENCY"]))
+        self.batch_size = max(1, int(config["WORKER_BATCH_SIZE"]))
+        self.poll_interval = float(config["POLL_INTERVAL"])
+        self.lease = lease_seconds(config, len(providers))
+        self.reap_interval = min(self.lease / 4, 30.0)
+        self.policy = RetryPolicy(int(config["MAX_ATTEMPTS"]), float(config["MAX_AGE"]),
+                                  float(config["RETRY_BASE"]), float(config["RETRY_CAP"]))
+        self.breakers = Breakers(
+            engine, [provider.name for provider in providers],
+            threshold=int(config["CIRCUIT_FAILURE_THRESHOLD"]),
+            cooldown=float(config["CIRCUIT_COOLDOWN"]),
+            cooldown_cap=float(config["CIRCUIT_COOLDOWN_CAP"]),
+            probe_window=2 * 2 * float(config["PROVIDER_TIMEOUT"]) + 5,
+        )
+        self.sessions = Sessions()
+        self.stopping = threading.Event()
+        self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
+        self.inflight = {}  # Future -> claimed row
+        self.finished = []  # (row values, attempt rows) waiting to be recorded
+        self.last_reap = 0.0
+        self.meltdown = False
+        self.sent_count = 0
+        self._idle = False
+        self._db_failures = 0
+
+    # The loop -----------------------------------------------------------------------------
+
+    def run(self, burst=False):
+        """Send until stopped; in ``burst`` mode return once nothing more is due."""
+        log.info("worker %s starting: %d concurrent sends, lease %.0fs, providers %s",
+                 self.name, self.concurrency, self.lease,
+                 ",".join(provider.name for provider in self.providers))
+        self._with_db(self.breakers.ensure_rows)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
+            while not self.stopping.is_set():
+                if not self._with_db(self.step, pool, burst):
+                    continue
+                if burst and not self.inflight and not self.finished and self._idle:
+                    break
+            self._drain()
+        log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
+
+    def step(self, pool, burst):
+        """One turn of the loop: reap, claim, wait for sends, record them."""
+        self._reap_if_due()
+        claimed = self._fill(pool)
+        self._idle = not claimed and not self.inflight
+        if self._idle and not self.finished:
+            if not burst:
+                self._idle_wait()
+            return True
+        self._collect()
+        self._flush()
+        return True
+
+    def stop(self, *_signal_args):
+        """Ask the loop to stop after the sends in flight (signal handler: only sets flags)."""
+        self.stopping.set()
+        self.wake.set()
+
+    def install_signal_handlers(self):
+        """SIGTERM and SIGINT stop the worker gracefully."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    # Named steps ---------------------------------------------------------------------------
+
+    def _fill(self, pool):
+        """Claim as many due mails as the send threads have room for, and start them."""
+        room = 2 * self.concurrency - len(self.inflight)  # keep a batch ready behind the threads
+        if room < max(1, self.concurrency // 2) and self.inflight:
+            return 0
+        limit = min(room, self.batch_size, self._provider_room())
+        if limit <= 0:
+            return 0
+        with self.engine.begin() as conn:
+            rows = mailqueue.claim(conn, self.name, limit, self.lease)
+        for row in rows:
+            self.inflight[pool.submit(self._send, row)] = row
+        return len(rows)
+
+    def _provider_room(self):
+        """How many mails the providers can take now: none in a meltdown, one for a probe."""
+        self.breakers.refresh()
+        modes = {self.breakers.mode(provider.name) for provider in self.providers}
+        if USE in modes:
+            self._set_meltdown(False)
+            return self.batch_size
+        self._set_meltdown(True)
+        if PROBE in modes and not self.inflight:
+            return 1
+        return 0
+
+    def _send(self, row):
+        """Deliver one claimed mail (runs on a send thread); never raises."""
+        try:
+            message = message_from_row(row)
+        except (ValueError, TypeError, AttributeError) as err:
+            return row, poisoned(err)
+        try:
+            return row, deliver(message, self.providers, self.breakers, self.sessions)
+        except Exception as err:  # noqa: BLE001 - one bad mail must not stop the worker
+            log.exception("unexpected error delivering mail %s", row["id"])
+            return row, poisoned(err)
+
+    def _collect(self):
+        """Wait briefly for sends to finish and move their results to ``finished``."""
+        if not self.inflight:
+            return
+        done, _ = wait(list(self.inflight), timeout=self.poll_interval,
+                       return_when=FIRST_COMPLETED)
+        if done and len(done) < len(self.inflight):
+            # Give a few more sends the chance to finish, so one commit records several.
+            time.sleep(FLUSH_INTERVAL)
+            done = [future for future in self.inflight if future.done()]
+        retry_at = self.breakers.next_change()
+        for future in done:
+            row = self.inflight.pop(future)
+            _, outcome = future.result()
+            values = decide(row, outcome, self.policy, retry_at)
+            self.finished.append((values, attempt_rows(row, outcome, values["attempts"],
+                                                       self.name)))
+            self.sent_count += values["status"] == SENT
+            if outcome.kind != DEFERRED:
+                log.debug("mail %s: %s", row["id"], values["status"])
+
+    def _flush(self):
+        """Record every finished send in one transaction (kept in memory until it commits)."""
+        if not self.finished:
+            return
+        results = [values for values, _ in self.finished]
+        attempts = [row for _, rows in self.finished for row in rows]
+        with self.engine.begin() as conn:
+            mailqueue.finish(conn, self.name, results, attempts)
+        self.finished = []
+
+    def _reap_if_due(self):
+        """Every ``reap_interval``, return mail with expired leases to the queue."""
+        if time.monotonic() - self.last_reap < self.reap_interval:
+            return
+        with self.engine.begin() as conn:
+            count = mailqueue.reap(conn, self.policy.max_attempts, self.name)
+        self.last_reap = time.monotonic()
+        if count:
+            log.warning("returned %d mails with expired leases to the queue", count)
+
+    def _idle_wait(self):
+        """Nothing to do: wait for new mail, the poll interval, a provider's return, or stop."""
+        timeout = self.poll_interval
+        if self.meltdown:
+            next_change = self.breakers.next_change()
+            if next_change is not None:
+                seconds = (next_change - utcnow()).total_seconds()
+                timeout = min(max(seconds, 0.05), self.poll_interval)
+        self.wake.wait(timeout)
+        self.wake.clear()
+
+    def _set_meltdown(self, melted):
+        """Log once when every provider becomes unusable, and once when one returns."""
+        if melted and not self.meltdown:
+            log.error("meltdown: every provider is open or rate-limited; mail stays queued "
+                      "until a probe succeeds")
+        elif self.meltdown and not melted:
+            log.warning("meltdown over: a provider is usable again")
+        self.meltdown = melted
+
+    def _drain(self):
+        """On stop: hand back unstarted mail, finish the sends in flight, record everything."""
+        unstarted = [future for future in self.inflight if future.cancel()]
+        ids = [self.inflight.pop(future)["id"] for future in unstarted]
+        if self.inflight:
+            log.info("finishing %d sends in flight", len(self.inflight))
+            wait(list(self.inflight))
+            self._collect()
+        for delay in _backoff_delays():
+            try:
+                self._flush()
+                with self.engine.begin() as conn:
+                    mailqueue.release(conn, self.name, ids)
+                return
+            except SQLAlchemyError as err:
+                log.error("cannot record results (%s); retrying in %.1fs", err.__class__.__name__,
+                          delay)
+                time.sleep(delay)
+        log.error("gave up recording results: the leases will return those mails to the queue")
+
+    def _with_db(self, call, *args):
+        """Run ``call``; on a database error, log it, wait with backoff and return False."""
+        try:
+            call(*args)
+            self._db_failures = 0
+            return True
+        except SQLAlchemyError as err:
+            self._db_failures += 1
+            delay = min(DB_RETRY_MAX, 0.2 * 2 ** self._db_failures)
+            log.error("database unavailable (%s): retrying in %.1fs", err.__class__.__name__,
+                      delay)
+            self.stopping.wait(delay)
+            return False
+
+
+def _backoff_delays(tries=6):
+    """Delays between tries to record results at shutdown: 0.5 s doubling, about a minute."""
+    return [0.5 * 2**attempt for attempt in range(tries)]
