@@ -9,8 +9,11 @@ Run it with ``python scripts/sandbox.py`` or embed it in tests::
         ...  # POST to f"{sb.url}/v3/<domain>/messages"
         sb.messages("mailgun")
 
-Faults (error statuses, rate limits, hangs, latency, odd bodies, rejected recipients) are
-injected per provider with ``Sandbox.configure`` or ``PUT /_sandbox/behaviour/<provider>``.
+Faults are injected per provider with ``Sandbox.configure`` or
+``PUT /_sandbox/behaviour/<provider>``: ``status`` (+ optional ``body``/``content_type``,
+``retry_after``) and ``hang`` are the injected fault, limited to the next ``count`` requests when
+``count`` is set; ``latency_ms`` and ``reject_to`` apply to every request. An injected fault is
+answered before authentication, as a failing gateway in front of the provider would.
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ class Reply:
     __slots__ = ("status", "body", "content_type", "headers")
 
     def __init__(self, status, body=b"", content_type=None, headers=()):
+        """Store the parts of the answer."""
         self.status = status
         self.body = body
         self.content_type = content_type
@@ -562,6 +566,7 @@ class _State:
     """Messages, request log and behaviour, guarded by one lock."""
 
     def __init__(self, default_latency_ms):
+        """Start empty, with no behaviour configured."""
         self.lock = threading.Lock()
         self.default_latency_ms = default_latency_ms
         self.messages: list[dict] = []
@@ -617,6 +622,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address, sandbox):
+        """Bind to address on behalf of sandbox."""
         self.sandbox = sandbox
         self.stopping = threading.Event()
         self.conn_lock = threading.Lock()
@@ -696,7 +702,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """Parse request line and headers; the stdlib's email-based parser is too slow."""
-        self.command, self.request_version = None, "HTTP/0.9"
+        self.command, self.request_version = None, "HTTP/1.1"  # error replies get headers
         self.close_connection = True
         self.requestline = self.raw_requestline.decode("iso-8859-1").rstrip("\r\n")
         words = self.requestline.split()
@@ -940,7 +946,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         """Bind and serve in a background daemon thread; return self."""
         if self._server is not None:
-            raise RuntimeError("sandbox already started")
+            raise RuntimeError("sandbox already started (a stopped one cannot restart)")
         self._server = _Server((self.host, self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(

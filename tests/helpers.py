@@ -1,0 +1,83 @@
+"""Helpers for worker tests: queue many mails at once, read mail rows, wait for conditions."""
+
+import time
+import uuid
+from collections import Counter
+
+from sqlalchemy import create_engine, func, insert, select
+
+from models import QUEUED, DeliveryAttempt, Email, ProviderState, utcnow
+
+
+def queue_mails(database_url, count, **fields):
+    """Insert ``count`` queued mails directly (faster than the API for thousands); their ids."""
+    now = utcnow()
+    rows = [
+        {"id": uuid.uuid4(), "status": QUEUED, "from_address": "sender@example.com",
+         "to_address": f"rcpt{index}@example.com", "subject": f"Mail {index}",
+         "text": "Hello", "attempts": 0, "next_attempt_at": now, "created_at": now,
+         "updated_at": now, **fields}
+        for index in range(count)
+    ]
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(insert(Email.__table__), rows)
+    engine.dispose()
+    return [str(row["id"]) for row in rows]
+
+
+def statuses(database_url):
+    """How many mails are in each status."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        table = Email.__table__
+        query = select(table.c.status, func.count()).group_by(table.c.status)
+        counts = {status: count for status, count in conn.execute(query)}
+    engine.dispose()
+    return counts
+
+
+def mail_rows(database_url):
+    """Every mail row, as dicts keyed by id string."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = {str(row["id"]): dict(row)
+                for row in conn.execute(select(Email.__table__)).mappings()}
+    engine.dispose()
+    return rows
+
+
+def attempts_of(database_url):
+    """Every attempt row, oldest first."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        table = DeliveryAttempt.__table__
+        rows = [dict(row) for row in conn.execute(select(table).order_by(table.c.id)).mappings()]
+    engine.dispose()
+    return rows
+
+
+def provider_state(database_url, name):
+    """The breaker row of provider ``name``, or None."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        table = ProviderState.__table__
+        row = conn.execute(select(table).where(table.c.name == name)).mappings().first()
+    engine.dispose()
+    return dict(row) if row else None
+
+
+def received_counts(sandbox, provider=None):
+    """How many times the sandbox received each mail id (from the ``mail_id`` custom var)."""
+    return Counter(message["custom"].get("mail_id") for message in sandbox.messages(provider))
+
+
+def wait_for(condition, timeout, interval=0.05, message="condition"):
+    """Poll ``condition`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
