@@ -119,10 +119,14 @@ def client(app):
 
 @pytest.fixture
 def run_worker(settings):
-    """Run one worker in this process until nothing is due (``--burst``); returns the worker."""
+    """Run a worker in this process; by default until nothing is due (``--burst``).
+
+    ``run_worker.workers`` lists the workers started, so a test can stop one that runs on a
+    thread; any still running at the end of the test are stopped.
+    """
     engines = []
 
-    def run(**overrides):
+    def run(burst=True, **overrides):
         config = load_config(None)
         config.update(settings)
         config.update(overrides)
@@ -130,10 +134,14 @@ def run_worker(settings):
                              worker=True)
         engines.append(engine)
         worker = Worker(engine, config, build_providers(config))
-        worker.run(burst=True)
+        run.workers.append(worker)
+        worker.run(burst=burst)
         return worker
 
+    run.workers = []
     yield run
+    for worker in run.workers:
+        worker.stop()
     for engine in engines:
         engine.dispose()
 

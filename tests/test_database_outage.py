@@ -1,0 +1,98 @@
+"""PostgreSQL stopped and started under load: 503s, recovery by itself, nothing acknowledged lost.
+
+Runs against a private server (tests/pg_server.py), never the machine's shared one.
+"""
+
+import os
+import time
+
+import pytest
+from conftest import ROOT, start_worker_process
+from flask_migrate import upgrade
+from helpers import mail_rows, received_counts, wait_for
+from pg_server import ThrowawayPostgres, find_bin_dir
+
+from app import create_app
+from models import db
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(find_bin_dir() is None, reason="needs the PostgreSQL server binaries "
+                       "(Debian: apt-get install postgresql)"),
+]
+
+MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Outage",
+        "text": "Still here"}
+
+
+@pytest.fixture
+def private_postgres():
+    """A running throwaway server, deleted after the test."""
+    server = ThrowawayPostgres().init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+def post(client):
+    """Post one mail; return (status code, id or None, seconds taken)."""
+    started = time.monotonic()
+    response = client.post("/mail", json=MAIL)
+    body = response.get_json()
+    assert body is not None, "every answer is JSON"
+    return response.status_code, body.get("id"), time.monotonic() - started
+
+
+def test_database_restart_under_load(private_postgres, settings, sandbox):
+    config = {**settings, "DATABASE_URL": private_postgres.url, "DB_CONNECT_TIMEOUT": 1,
+              "POLL_INTERVAL": 0.1}
+    app = create_app(config)
+    with app.app_context():
+        upgrade(directory=os.path.join(ROOT, "migrations"))
+    client = app.test_client()
+    worker = start_worker_process(config)
+    acknowledged = []
+    try:
+        for _ in range(30):
+            code, mail_id, _ = post(client)
+            assert code == 202
+            acknowledged.append(mail_id)
+        wait_for(lambda: _all_sent(private_postgres.url, acknowledged), timeout=30,
+                 message="the worker to be up and sending")
+        private_postgres.stop()
+        outage = [post(client) for _ in range(5)]
+        time.sleep(3)  # long enough for the worker to notice and back off
+        assert {code for code, _, _ in outage} == {503}
+        assert max(seconds for _, _, seconds in outage) < 10  # bounded, not hanging
+        private_postgres.start()
+        # The API recovers by itself: the pool drops the dead connections and reconnects.
+        code, mail_id, _ = wait_for(lambda: _accepted(client), timeout=20, message="API back")
+        acknowledged.append(mail_id)
+        for _ in range(30):
+            code, mail_id, _ = post(client)
+            assert code == 202
+            acknowledged.append(mail_id)
+        wait_for(lambda: _all_sent(private_postgres.url, acknowledged), timeout=60,
+                 message="the worker to send every acknowledged mail")
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=30)
+        with app.app_context():
+            db.engine.dispose()
+    assert worker.returncode == 0, output
+    assert "database unavailable" in output  # it noticed, waited and came back
+    counts = received_counts(sandbox)
+    assert set(acknowledged) <= set(counts)
+    assert max(counts[mail_id] for mail_id in acknowledged) == 1
+
+
+def _accepted(client):
+    """The result of a post if it was accepted, else None."""
+    result = post(client)
+    return result if result[0] == 202 else None
+
+
+def _all_sent(url, ids):
+    """Whether every mail in ``ids`` is stored and sent."""
+    rows = mail_rows(url)
+    return all(mail_id in rows and rows[mail_id]["status"] == "sent" for mail_id in ids)

@@ -1,0 +1,234 @@
+"""Provider faults: circuit breakers, rate limits, timeouts, meltdowns, retries, poison."""
+
+import threading
+import time
+
+import pytest
+from conftest import start_worker_process
+from helpers import (
+    attempts_of,
+    mail_rows,
+    provider_state,
+    queue_mails,
+    received_counts,
+    statuses,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def in_background(run_worker, **overrides):
+    """Run a worker (not in burst mode) on a thread; returns (worker holder, thread)."""
+    holder = {}
+
+    def target():
+        holder["worker"] = run_worker(burst=False, **overrides)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return holder, thread
+
+
+def test_open_circuit_lets_one_probe_per_cooldown_and_survives_restart(settings, sandbox,
+                                                                       run_worker, app):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=503)
+    queue_mails(url, 20)
+    # One send at a time, so that no request is already in flight when the circuit opens.
+    run_worker(CIRCUIT_FAILURE_THRESHOLD=5, CIRCUIT_COOLDOWN=30, WORKER_CONCURRENCY=1)
+    assert len(sandbox.requests("mailgun")) == 5  # the threshold, then Mailgun is skipped
+    assert provider_state(url, "mailgun")["state"] == "open"
+    assert statuses(url) == {"sent": 20}
+    assert len(sandbox.messages("sendgrid")) == 20
+
+    # A new worker process reads the open circuit from the database and skips Mailgun at once.
+    queue_mails(url, 10)
+    worker = start_worker_process(settings, "--burst", CIRCUIT_COOLDOWN=30)
+    assert worker.wait(timeout=60) == 0
+    worker.communicate()
+    assert len(sandbox.requests("mailgun")) == 5
+    assert statuses(url) == {"sent": 30}
+
+
+def test_probe_after_cooldown_and_failback(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=503)
+    queue_mails(url, 10)
+    run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
+    assert len(sandbox.requests("mailgun")) == 2
+    # Still failing: after the cool-down exactly one probe goes out, and the cool-down doubles.
+    time.sleep(1.1)
+    queue_mails(url, 10)
+    run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
+    assert len(sandbox.requests("mailgun")) == 3
+    state = provider_state(url, "mailgun")
+    assert state["state"] == "open" and state["cooldown"] == 2.0
+    # Mailgun recovers: the next probe succeeds and traffic returns to it.
+    sandbox.configure("mailgun", status=None)
+    time.sleep(2.1)
+    queue_mails(url, 10)
+    run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
+    assert provider_state(url, "mailgun")["state"] == "closed"
+    assert len(sandbox.messages("mailgun")) == 10
+    assert statuses(url) == {"sent": 30}
+
+
+def test_rate_limit_pauses_provider_without_opening_circuit(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=429, retry_after=2, count=1)
+    queue_mails(url, 5)
+    run_worker(WORKER_CONCURRENCY=1)
+    # The first mail met the 429 and went to SendGrid; so did the rest during the pause.
+    assert len(sandbox.requests("mailgun")) == 1
+    assert len(sandbox.messages("sendgrid")) == 5
+    state = provider_state(url, "mailgun")
+    assert state["state"] == "closed" and state["consecutive_failures"] == 0
+    assert state["paused_until"] is not None
+    time.sleep(2.1)
+    queue_mails(url, 3)
+    run_worker(WORKER_CONCURRENCY=1)
+    assert len(sandbox.messages("mailgun")) == 3  # the pause is over
+
+
+def test_rate_limit_on_every_provider_waits_without_spending_attempts(settings, sandbox,
+                                                                      run_worker, app):
+    url = settings["DATABASE_URL"]
+    for provider in ("mailgun", "sendgrid"):
+        sandbox.configure(provider, status=429, retry_after=1, count=1)
+    [mail_id] = queue_mails(url, 1)
+    run_worker(WORKER_CONCURRENCY=1)
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "queued" and row["attempts"] == 0
+    time.sleep(1.1)
+    run_worker(WORKER_CONCURRENCY=1)
+    assert mail_rows(url)[mail_id]["status"] == "sent"
+
+
+def test_hanging_provider_times_out_and_fails_over(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", hang=3)
+    [mail_id] = queue_mails(url, 1)
+    started = time.monotonic()
+    run_worker(PROVIDER_TIMEOUT=1)
+    assert time.monotonic() - started < 3
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "sent" and row["provider"] == "sendgrid"
+    first = row["result"][0]
+    assert first["provider"] == "mailgun" and first["outcome"] == "unknown"
+    assert "1s" in first["error"]
+    # Why a timeout is an unknown outcome: the hung provider may still take the mail, so the
+    # failover can deliver it twice (the documented at-least-once case).
+    wait_for(lambda: sandbox.messages("mailgun"), timeout=10, message="the hung request")
+    assert received_counts(sandbox)[mail_id] == 2
+
+
+def test_connection_refused_fails_over(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    [mail_id] = queue_mails(url, 1)
+    run_worker(MAILGUN_BASE_URL="http://127.0.0.1:9")
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "sent" and row["provider"] == "sendgrid"
+    assert row["result"][0]["outcome"] == "transient"
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_5xx_fails_over(settings, sandbox, run_worker, app, status):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=status)
+    [mail_id] = queue_mails(url, 1)
+    run_worker()
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "sent" and [a["status_code"] for a in row["result"]] == [status, 202]
+
+
+def test_transient_failures_retry_with_backoff_then_fail(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    for provider in ("mailgun", "sendgrid"):
+        sandbox.configure(provider, status=502)
+    [mail_id] = queue_mails(url, 1)
+    run_worker(CIRCUIT_FAILURE_THRESHOLD=100, MAX_ATTEMPTS=3, RETRY_BASE=0.2, RETRY_CAP=0.3)
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "queued" and row["attempts"] == 1
+    assert row["next_attempt_at"] > row["updated_at"]  # backoff: not due at once
+    for _ in range(2):
+        time.sleep(0.35)
+        run_worker(CIRCUIT_FAILURE_THRESHOLD=100, MAX_ATTEMPTS=3, RETRY_BASE=0.2, RETRY_CAP=0.3)
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "failed" and row["attempts"] == 3
+    assert "502" in row["last_error"] or "gave up" in row["last_error"]
+    attempts = attempts_of(url)
+    assert [a["number"] for a in attempts] == [1, 1, 2, 2, 3, 3]
+    assert {a["provider"] for a in attempts} == {"mailgun", "sendgrid"}
+    assert all(a["status_code"] == 502 and a["duration_ms"] is not None for a in attempts)
+
+
+def test_meltdown_keeps_mail_queued_and_resumes(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    for provider in ("mailgun", "sendgrid"):
+        sandbox.configure(provider, status=503)
+    ids = queue_mails(url, 40)
+    overrides = {"CIRCUIT_FAILURE_THRESHOLD": 3, "CIRCUIT_COOLDOWN": 0.5,
+                 "CIRCUIT_COOLDOWN_CAP": 1.0, "MAX_ATTEMPTS": 3, "RETRY_BASE": 0.1,
+                 "RETRY_CAP": 0.2, "WORKER_CONCURRENCY": 4}
+    holder, thread = in_background(run_worker, **overrides)
+    time.sleep(8)  # both providers down far longer than MAX_ATTEMPTS retries would last
+    assert statuses(url).get("failed", 0) == 0
+    outage_requests = len(sandbox.requests())
+    assert outage_requests < 40, "workers kept calling providers during the meltdown"
+    for provider in ("mailgun", "sendgrid"):
+        sandbox.configure(provider, status=None)
+    wait_for(lambda: statuses(url) == {"sent": 40}, timeout=30, message="all mail sent")
+    holder_worker = wait_for(lambda: holder.get("worker") or _stop(run_worker), timeout=1)
+    assert holder_worker is not None
+    assert set(received_counts(sandbox)) == set(ids)
+    thread.join(timeout=10)
+
+
+def _stop(run_worker):
+    """Stop the background worker started by ``in_background``."""
+    for worker in run_worker.workers:
+        worker.stop()
+    return True
+
+
+def test_poison_rows_and_strange_answers_fail_one_mail_only(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    [broken] = queue_mails(url, 1, to_address="")
+    healthy = queue_mails(url, 3)
+    run_worker()
+    rows = mail_rows(url)
+    assert rows[broken]["status"] == "failed" and "malformed" in rows[broken]["last_error"]
+    assert all(rows[mail_id]["status"] == "sent" for mail_id in healthy)
+
+
+def test_html_200_from_provider_fails_that_mail(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=200, body="<html>welcome to the proxy</html>",
+                      content_type="text/html", count=1)
+    [odd] = queue_mails(url, 1)
+    run_worker()
+    row = mail_rows(url)[odd]
+    assert row["status"] == "failed" and "without a message id" in row["last_error"]
+    assert row["result"][0]["response"] == "<html>welcome to the proxy</html>"
+    later = queue_mails(url, 1)
+    run_worker()
+    assert mail_rows(url)[later[0]]["status"] == "sent"
+
+
+def test_html_502_page_and_huge_body_fail_over(settings, sandbox, run_worker, app):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=502, body="<html>" + "x" * 3_000_000 + "</html>",
+                      content_type="text/html", count=1)
+    sandbox.configure("sendgrid", status=500, body="<html>502 Bad Gateway</html>",
+                      content_type="text/html", count=1)
+    [mail_id] = queue_mails(url, 1)
+    run_worker(MAX_ATTEMPTS=5, RETRY_BASE=0.01, RETRY_CAP=0.01)
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "queued" and row["attempts"] == 1
+    answers = row["result"]
+    assert len(answers[0]["response"]) <= 2000  # a huge answer is cut, not stored whole
+    assert answers[1]["response"] == "<html>502 Bad Gateway</html>"
+    time.sleep(0.05)
+    run_worker()
+    assert mail_rows(url)[mail_id]["status"] == "sent"
