@@ -52,16 +52,14 @@ def load_settings(config, path=None, environ=None):
     """Fill a Flask ``config`` from defaults, the settings file and the environment."""
     environ = os.environ if environ is None else environ
     for name, value in DEFAULTS.items():
-        config.setdefault(name, value)
+        if config.get(name) is None:  # Flask presets some (SECRET_KEY, ...) to None
+            config[name] = value
     path = path or environ.get(CONFIG_ENV)
     if path:
         config.from_pyfile(os.path.abspath(path))
     for name in list(config):
         if name.isupper() and name in environ:
-            config[name] = convert(environ[name], config[name])
-    for name in DEFAULTS:
-        if name not in config and name in environ:
-            config[name] = environ[name]
+            config[name] = convert(environ[name], DEFAULTS.get(name, config[name]))
     return config
 
 

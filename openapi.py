@@ -1,5 +1,707 @@
-"""Placeholder replaced below."""
+"""The API's OpenAPI 3.0.3 document: JSON at ``/api/spec``, a page for people at ``/api/docs``.
+
+The document is a plain dict assembled by the small functions below, one per part (info, a
+path, a schema, ...), so that a change to the API is a change to one readable function. The
+docs page is rendered from the same dict, so the two never disagree. Both routes are public and
+need no API key: they describe the API, they do not use it.
+"""
+
+import json
+import re
+
+from flask import current_app, render_template_string, url_for
+from markupsafe import Markup, escape
+
+OPENAPI_VERSION = "3.0.3"
+API_VERSION = "0.1.0"
+MAIL_CONTENT_TYPES = (
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+)
+SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+PROTECTED_MODE = (
+    "When the server has no `API_KEYS` configured it runs in protected mode: it answers "
+    "clients connecting over the loopback interface (and not through a proxy) without a key, "
+    "and every other client with 401."
+)
+MAIL_STATUSES = ["queued", "sending", "sent", "failed"]
+ANSWER_OUTCOMES = ["sent", "transient", "rejected", "misconfigured", "unknown", "malformed",
+                   "rate_limited"]
+ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, "lease_expired"]
+CIRCUIT_STATES = ["closed", "open", "half_open"]
+INFO_DESCRIPTION = """\
+A transactional mail service: clients submit mail over HTTP, a worker sends it through the
+configured providers (Mailgun, with failover to SendGrid), and clients poll for the result.
+
+The flow:
+
+1. `POST /mail` with the mail's fields (JSON or a form). The service validates them, stores the
+   mail as `queued` and commits it before answering, so an acknowledged mail is never lost.
+2. The answer is `202 Accepted` with the Mail object and a `Location` header, `/mail/{id}`.
+3. Poll `GET /mail/{id}` until `status` is `sent` or `failed`. While the mail is `queued` or
+   `sending`, `next_attempt_at`, `attempts` and `attempt_log` show the worker's progress;
+   `result` holds the providers' answers to the latest delivery.
+
+Every error is JSON of one shape, the Error schema, listing each field at fault so that a
+client can fix a request in one round trip.
+
+""" + PROTECTED_MODE
+
+
+# Small builders -----------------------------------------------------------------------------
+
+
+def ref(name, kind="schemas"):
+    """A ``$ref`` to a component of ``kind`` named ``name``."""
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def string(description, **extra):
+    """A string schema."""
+    return {"type": "string", "description": description, **extra}
+
+
+def nullable(schema):
+    """``schema`` that may also be null."""
+    return {**schema, "nullable": True}
+
+
+def timestamp(description):
+    """An ISO 8601 timestamp with a time zone."""
+    return string(description, format="date-time")
+
+
+def integer(description, **extra):
+    """An integer schema."""
+    return {"type": "integer", "description": description, **extra}
+
+
+def obj(description, properties, required=None):
+    """An object schema; every property is required unless ``required`` is given."""
+    return {"type": "object", "description": description,
+            "required": list(properties) if required is None else required,
+            "properties": properties}
+
+
+def json_body(schema, description):
+    """A response or body content of JSON described by ``schema``."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# The document -------------------------------------------------------------------------------
+
+
+def build_spec(config=None):
+    """The whole OpenAPI document, with the limits of ``config`` (a Flask config) if given."""
+    config = config or {}
+    max_recipients = int(config.get("MAX_RECIPIENTS", 50))
+    max_bytes = config.get("MAX_CONTENT_LENGTH")
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": info(),
+        "tags": [
+            {"name": "mail", "description": "Submit mail and follow its delivery."},
+            {"name": "service", "description": "The service's health and this documentation."},
+        ],
+        "paths": paths(),
+        "components": {
+            "schemas": schemas(max_recipients),
+            "responses": error_responses(max_bytes),
+            "headers": headers(),
+            "securitySchemes": security_schemes(),
+        },
+    }
+
+
+def info():
+    """The document's ``info``: title, version and how the API is used."""
+    return {
+        "title": "Mail service API",
+        "version": API_VERSION,
+        "description": INFO_DESCRIPTION,
+    }
+
+
+def paths():
+    """Every URL the API serves (the admin's HTML pages under ``/admin`` are not part of it)."""
+    return {
+        "/mail": {"post": submit_mail()},
+        "/mail/{mail_id}": {"get": get_mail()},
+        "/health": {"get": health()},
+        "/api/spec": {"get": spec_operation()},
+        "/api/docs": {"get": docs_operation()},
+    }
+
+
+# Operations ---------------------------------------------------------------------------------
+
+
+def submit_mail():
+    """``POST /mail``."""
+    return {
+        "tags": ["mail"],
+        "operationId": "submitMail",
+        "summary": "Submit a mail for delivery",
+        "description": "Validates the fields, stores the mail as `queued` and commits it, then "
+                       "answers 202; a worker sends it later. Every invalid field is listed in "
+                       "the 400 answer at once.",
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "description": "The mail, as a JSON object (any `+json` type is read as JSON) or "
+                           "as form fields. In a form, repeat `to`, `cc` or `bcc` to give "
+                           "several addresses, or give one comma-separated value.",
+            "content": {kind: {"schema": ref("MailRequest")} for kind in MAIL_CONTENT_TYPES},
+        },
+        "responses": {
+            "202": accepted(),
+            "400": ref("BadRequest", "responses"),
+            "401": ref("Unauthorized", "responses"),
+            "405": ref("MethodNotAllowed", "responses"),
+            "413": ref("PayloadTooLarge", "responses"),
+            "415": ref("UnsupportedMediaType", "responses"),
+            "500": ref("InternalError", "responses"),
+            "503": ref("ServiceUnavailable", "responses"),
+        },
+    }
+
+
+def accepted():
+    """The 202 answer of ``POST /mail``."""
+    answer = json_body(ref("Mail"), "Accepted: the mail is stored as `queued` (with an empty "
+                                    "`attempt_log`). Poll the `Location` to follow it.")
+    answer["headers"] = {"Location": ref("Location", "headers")}
+    return answer
+
+
+def get_mail():
+    """``GET /mail/{mail_id}``."""
+    return {
+        "tags": ["mail"],
+        "operationId": "getMail",
+        "summary": "Read a mail's status, the providers' answers and its attempts",
+        "security": SECURITY,
+        "parameters": [{
+            "name": "mail_id",
+            "in": "path",
+            "required": True,
+            "description": "The mail's id, from the 202 answer or its `Location`. An id that is "
+                           "not a UUID is answered like an unknown one, with 404.",
+            "schema": string("A UUID.", format="uuid"),
+        }],
+        "responses": {
+            "200": json_body(ref("Mail"), "The mail."),
+            "401": ref("Unauthorized", "responses"),
+            "404": ref("NotFound", "responses"),
+            "405": ref("MethodNotAllowed", "responses"),
+            "500": ref("InternalError", "responses"),
+            "503": ref("ServiceUnavailable", "responses"),
+        },
+    }
+
+
+def health():
+    """``GET /health``."""
+    return {
+        "tags": ["service"],
+        "operationId": "getHealth",
+        "summary": "The service's health",
+        "description": "200 while the database answers, with each provider's circuit breaker. "
+                       "`status` is `meltdown` when every provider's circuit is open or "
+                       "half-open: mail is still accepted but waits in the queue. Needs no key.",
+        "security": [],
+        "responses": {
+            "200": json_body(ref("Health"), "The database answers."),
+            "500": ref("InternalError", "responses"),
+            "503": ref("ServiceUnavailable", "responses"),
+        },
+    }
+
+
+def spec_operation():
+    """``GET /api/spec``."""
+    return {
+        "tags": ["service"],
+        "operationId": "getSpec",
+        "summary": "This OpenAPI document, as JSON",
+        "security": [],
+        "responses": {
+            "200": json_body({"type": "object", "description": "An OpenAPI 3.0 document."},
+                             "The OpenAPI document."),
+        },
+    }
+
+
+def docs_operation():
+    """``GET /api/docs``."""
+    return {
+        "tags": ["service"],
+        "operationId": "getDocs",
+        "summary": "This document as a self-contained HTML page",
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "An HTML page listing every operation, with no external assets.",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+        },
+    }
+
+
+# Error responses and headers ----------------------------------------------------------------
+
+
+def error_response(description, *header_names):
+    """An error answer with the Error body and the named headers."""
+    answer = json_body(ref("Error"), description)
+    if header_names:
+        answer["headers"] = {name: ref(name, "headers") for name in header_names}
+    return answer
+
+
+def error_responses(max_bytes):
+    """The error answers the operations share, each with the Error body."""
+    limit = f"{max_bytes} bytes" if max_bytes else "the server's `MAX_CONTENT_LENGTH`"
+    return {
+        "BadRequest": error_response(
+            "The body is not a JSON object, or fields are invalid, missing or unknown; `errors` "
+            "names each one."),
+        "Unauthorized": error_response(
+            "No valid API key. " + PROTECTED_MODE + " `WWW-Authenticate` is sent when keys are "
+            "configured.", "WWW-Authenticate"),
+        "NotFound": error_response("No mail with this id (or the id is not a UUID)."),
+        "MethodNotAllowed": error_response(
+            "The path does not take this method (as `GET /mail`); `Allow` lists the methods it "
+            "takes.", "Allow"),
+        "PayloadTooLarge": error_response(f"The request body is larger than {limit}."),
+        "UnsupportedMediaType": error_response(
+            "The body is neither JSON nor a form (`Content-Type` missing or another type)."),
+        "InternalError": error_response(
+            "An unexpected error; it is logged, and the answer says nothing about it."),
+        "ServiceUnavailable": error_response(
+            "The database is unreachable; retry after `Retry-After` seconds.", "Retry-After"),
+    }
+
+
+def headers():
+    """The response headers the answers refer to."""
+    return {
+        "Location": {"description": "The mail's URL, `/mail/{id}`.",
+                     "schema": string("A relative URL.", format="uri-reference")},
+        "Retry-After": {"description": "Seconds to wait before trying again.",
+                        "schema": integer("Seconds.", minimum=0)},
+        "Allow": {"description": "The methods this path takes, comma-separated.",
+                  "schema": string("e.g. `POST, OPTIONS`.")},
+        "WWW-Authenticate": {"description": "The authentication scheme to use.",
+                             "schema": string("e.g. `Bearer realm=\"mail\"`.")},
+    }
+
+
+def security_schemes():
+    """The two ways to present an API key; either one is enough."""
+    return {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`Authorization: Bearer <key>`, with a key from the server's "
+                           "`API_KEYS`. " + PROTECTED_MODE,
+        },
+        "apiKeyHeader": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "`X-API-Key: <key>`, read when no bearer token is sent. "
+                           + PROTECTED_MODE,
+        },
+    }
+
+
+# Schemas ------------------------------------------------------------------------------------
+
+
+def schemas(max_recipients):
+    """Every schema of a request or answer body."""
+    return {
+        "MailRequest": mail_request(max_recipients),
+        "Mail": mail(),
+        "ProviderAnswer": provider_answer(),
+        "Attempt": attempt(),
+        "Error": error(),
+        "FieldError": field_error(),
+        "Health": health_body(),
+        "ProviderHealth": provider_health(),
+    }
+
+
+def address_list(description, max_recipients):
+    """A field of several addresses: a comma-separated string or an array of strings."""
+    return {
+        "description": f"{description} Either one string of comma-separated addresses or an "
+                       f"array of strings; at most {max_recipients} addresses.",
+        "oneOf": [
+            string("Addresses separated by commas, e.g. `a@example.com, B <b@example.com>`."),
+            {"type": "array", "items": {"type": "string"}, "maxItems": max_recipients},
+        ],
+    }
+
+
+def mail_request(max_recipients):
+    """The fields of ``POST /mail``; unknown fields are rejected."""
+    properties = {
+        "from": string("The sender: one address, optionally with a name, "
+                       "e.g. `Shop <shop@example.com>`."),
+        "to": address_list("The recipients.", max_recipients),
+        "cc": address_list("Copy recipients.", max_recipients),
+        "bcc": address_list("Blind copy recipients.", max_recipients),
+        "reply_to": string("One address for replies."),
+        "subject": string("The subject: one line, no CR or LF.", minLength=1, maxLength=998),
+        "text": string("The plain-text body. Give `text`, `html` or both."),
+        "html": string("The HTML body. Give `text`, `html` or both."),
+    }
+    schema = obj("A mail to send. Addresses are checked for syntax only; any field not "
+                 "listed here is rejected with 400.", properties,
+                 required=["from", "to", "subject"])
+    schema["additionalProperties"] = False
+    schema["anyOf"] = [{"required": ["text"]}, {"required": ["html"]}]
+    return schema
+
+
+def mail():
+    """The mail object of ``Email.to_dict``: the request as stored, and its delivery so far."""
+    return obj("A mail and its delivery so far.", {
+        "id": string("The mail's id.", format="uuid"),
+        "status": string("`queued`, then `sending` while a worker holds it, and finally `sent` "
+                         "or `failed` (a failed delivery may also return it to `queued` for a "
+                         "retry).", enum=MAIL_STATUSES),
+        "success": {"type": "boolean", "enum": [True], "description": "Always true."},
+        "from_address": string("The sender, normalised."),
+        "to_address": string("The recipients, normalised and joined by `, `."),
+        "cc": {"type": "array", "items": {"type": "string"}, "description": "Copy recipients."},
+        "bcc": {"type": "array", "items": {"type": "string"},
+                "description": "Blind copy recipients."},
+        "reply_to": nullable(string("The reply-to address.")),
+        "subject": string("The subject."),
+        "mail": nullable(string("The plain-text body (the request's `text`).")),
+        "html": nullable(string("The HTML body.")),
+        "result": nullable({"type": "array", "items": ref("ProviderAnswer"),
+                            "description": "The answer of each provider called by the latest "
+                                           "delivery, in order; null before the first."}),
+        "provider": nullable(string("The provider of the latest delivery that settled it.")),
+        "provider_message_id": nullable(string("The id the provider gave the message.")),
+        "attempts": integer("Deliveries tried so far.", minimum=0),
+        "last_error": nullable(string("Why the latest delivery did not succeed.")),
+        "next_attempt_at": nullable(timestamp("When the next delivery is due; only while "
+                                              "`queued`.")),
+        "created_at": timestamp("When the mail was accepted."),
+        "updated_at": timestamp("When the mail last changed."),
+        "sent_at": nullable(timestamp("When a provider accepted the mail.")),
+        "attempt_log": {"type": "array", "items": ref("Attempt"),
+                        "description": "Every provider call for this mail, oldest first."},
+    })
+
+
+def provider_answer():
+    """One provider's answer to one delivery, as kept in a mail's ``result``."""
+    return obj("What one provider answered to one delivery.", {
+        "provider": string("The provider's name, e.g. `mailgun`."),
+        "outcome": string("What came of the call.", enum=ANSWER_OUTCOMES),
+        "status_code": nullable(integer("The provider's HTTP status, if it answered.")),
+        "message_id": nullable(string("The provider's id for the message, once sent.")),
+        "response": {"description": "The provider's answer body: JSON, text, or null."},
+        "error": nullable(string("Why the call did not succeed.")),
+        "duration_ms": integer("How long the call took.", minimum=0),
+        "at": timestamp("When the call ended."),
+    })
+
+
+def attempt():
+    """One row of a mail's ``attempt_log`` (``DeliveryAttempt.to_dict``)."""
+    return obj("One provider call for a mail (or a lease that expired mid-send).", {
+        "number": integer("The mail's delivery attempt this call belongs to.", minimum=0),
+        "provider": nullable(string("The provider called; null for `lease_expired`.")),
+        "outcome": string("What came of the call.", enum=ATTEMPT_OUTCOMES),
+        "status_code": nullable(integer("The provider's HTTP status, if it answered.")),
+        "response": {"description": "The provider's answer body: JSON, text, or null."},
+        "error": nullable(string("Why the call did not succeed.")),
+        "duration_ms": nullable(integer("How long the call took.", minimum=0)),
+        "at": timestamp("When the attempt was recorded."),
+    })
+
+
+def error():
+    """Every error answer of the API."""
+    return obj("An error. `errors` names each field at fault (it may be empty).", {
+        "success": {"type": "boolean", "enum": [False], "description": "Always false."},
+        "message": string("What went wrong, for people."),
+        "errors": {"type": "array", "items": ref("FieldError")},
+    })
+
+
+def field_error():
+    """One field at fault in an error."""
+    return obj("A field at fault: a body field, or a header such as `Authorization`.", {
+        "field": string("The field's (or header's) name."),
+        "message": string("What is wrong with it."),
+    })
+
+
+def health_body():
+    """The body of ``GET /health``."""
+    return obj("The service's health.", {
+        "status": string("`meltdown` when no provider's circuit is closed.",
+                         enum=["ok", "meltdown"]),
+        "database": string("The database answered.", enum=["ok"]),
+        "providers": {"type": "array", "items": ref("ProviderHealth")},
+    })
+
+
+def provider_health():
+    """One provider's circuit breaker in ``GET /health``."""
+    return obj("A provider's circuit breaker and rate-limit pause.", {
+        "name": string("The provider's name."),
+        "state": string("`open` after repeated failures; `half_open` while one probe is "
+                        "allowed.", enum=CIRCUIT_STATES),
+        "consecutive_failures": integer("Transient failures in a row.", minimum=0),
+        "open_until": nullable(timestamp("When an open circuit allows a probe.")),
+        "paused_until": nullable(timestamp("Until when the provider asked us to wait (429).")),
+    })
+
+
+# The HTML page ------------------------------------------------------------------------------
+
+
+def resolve(spec, node):
+    """``node``, or the component its local ``$ref`` points to."""
+    while isinstance(node, dict) and "$ref" in node:
+        target = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def inline_code(text):
+    """Escape ``text`` and show its `backquoted` spans as code (a Jinja filter)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+def type_label(schema):
+    """A short human label of a schema's type, e.g. ``array of Attempt or null``."""
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if "oneOf" in schema:
+        label = " or ".join(type_label(choice) for choice in schema["oneOf"])
+    elif schema.get("type") == "array":
+        label = f"array of {type_label(schema.get('items', {}))}"
+    elif "type" in schema:
+        label = schema["type"]
+        if "format" in schema:
+            label += f" ({schema['format']})"
+        if "enum" in schema:
+            label += ": " + " | ".join(json.dumps(value) for value in schema["enum"])
+    else:
+        label = "any JSON"
+    return label + (" or null" if schema.get("nullable") else "")
+
+
+def field_rows(spec, schema):
+    """The rows of an object schema's fields: name, type, whether required, description."""
+    schema = resolve(spec, schema)
+    required = set(schema.get("required", []))
+    return [{"name": name, "type": type_label(field), "required": name in required,
+             "description": field.get("description", "")}
+            for name, field in schema.get("properties", {}).items()]
+
+
+def schema_notes(schema):
+    """Constraints of an object schema that its field table does not show."""
+    notes = []
+    if schema.get("additionalProperties") is False:
+        notes.append("Fields not listed are rejected.")
+    alternatives = [name for option in schema.get("anyOf", [])
+                    for name in option.get("required", [])]
+    if alternatives:
+        notes.append("Give at least one of: " + ", ".join(alternatives) + ".")
+    return notes
+
+
+def body_views(spec, operation):
+    """An operation's request bodies, the content types sharing a schema grouped together."""
+    groups = {}
+    for kind, media in operation.get("requestBody", {}).get("content", {}).items():
+        key = json.dumps(media.get("schema", {}), sort_keys=True)
+        groups.setdefault(key, {"types": [], "schema": media.get("schema", {})})
+        groups[key]["types"].append(kind)
+    return [{"types": group["types"], "schema": type_label(group["schema"]),
+             "fields": field_rows(spec, group["schema"]),
+             "notes": schema_notes(resolve(spec, group["schema"]))}
+            for group in groups.values()]
+
+
+def response_rows(spec, operation):
+    """An operation's answers: status code, description, headers and body type."""
+    rows = []
+    for code, answer in operation["responses"].items():
+        answer = resolve(spec, answer)
+        content = answer.get("content", {})
+        rows.append({
+            "code": code,
+            "description": answer["description"],
+            "headers": list(answer.get("headers", {})),
+            "body": ", ".join(f"{kind}: {type_label(media.get('schema', {}))}"
+                              for kind, media in content.items()),
+        })
+    return rows
+
+
+def parameter_rows(spec, operation):
+    """An operation's parameters: name, location, type, whether required, description."""
+    rows = []
+    for parameter in operation.get("parameters", []):
+        parameter = resolve(spec, parameter)
+        rows.append({"name": parameter["name"], "in": parameter["in"],
+                     "type": type_label(parameter.get("schema", {})),
+                     "required": parameter.get("required", False),
+                     "description": parameter.get("description", "")})
+    return rows
+
+
+def auth_label(spec, operation):
+    """Who may call an operation, in words."""
+    requirements = operation.get("security", spec.get("security", []))
+    if not requirements:
+        return "None"
+    schemes = spec["components"]["securitySchemes"]
+    names = [name for requirement in requirements for name in requirement]
+    return " or ".join(
+        "Authorization: Bearer <key>" if schemes[name]["type"] == "http"
+        else f"{schemes[name]['name']}: <key>" for name in names)
+
+
+def operation_views(spec):
+    """Every operation of the document, in order, ready for the docs template."""
+    views = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            views.append({
+                "anchor": operation.get("operationId", f"{method}-{path}"),
+                "method": method.upper(), "path": path,
+                "summary": operation.get("summary", ""),
+                "description": operation.get("description", ""),
+                "auth": auth_label(spec, operation),
+                "parameters": parameter_rows(spec, operation),
+                "bodies": body_views(spec, operation),
+                "responses": response_rows(spec, operation),
+            })
+    return views
+
+
+def schema_views(spec):
+    """Every component schema, with its fields, for the docs template."""
+    return [{"name": name, "description": schema.get("description", ""),
+             "fields": field_rows(spec, schema), "notes": schema_notes(schema)}
+            for name, schema in spec["components"]["schemas"].items()]
+
+
+DOCS_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{ spec.info.title }} {{ spec.info.version }}</title>
+<style>
+body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 70em; padding: 1em 2em;
+       color: #222; }
+h1, h2, h3 { line-height: 1.2; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+section.op { border: 1px solid #ddd; border-radius: 6px; padding: 0 1em 1em; margin: 1.5em 0; }
+.method { display: inline-block; min-width: 4em; padding: .1em .4em; border-radius: 4px;
+          color: #fff; background: #555; text-align: center; font-family: monospace; }
+.POST { background: #2a7a2a; } .GET { background: #2a55a0; }
+code, .path { font-family: ui-monospace, monospace; }
+.text { white-space: pre-line; }
+table { border-collapse: collapse; width: 100%; margin: .5em 0; }
+th, td { border: 1px solid #ddd; padding: .3em .5em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.type { font-family: ui-monospace, monospace; font-size: 90%; }
+nav li { margin: .15em 0; }
+</style>
+</head>
+{%- macro fields_table(fields) %}
+<table><tr><th>Field</th><th>Type</th><th>Required</th><th>Description</th></tr>
+{% for f in fields %}<tr><td><code>{{ f.name }}</code></td><td class="type">{{ f.type }}</td>
+<td>{{ "yes" if f.required else "no" }}</td><td>{{ f.description | openapi_code }}</td></tr>
+{% endfor %}</table>
+{%- endmacro %}
+<body>
+<h1>{{ spec.info.title }} <small>{{ spec.info.version }}</small></h1>
+<p>OpenAPI {{ spec.openapi }} document: <a href="{{ spec_url }}">{{ spec_url }}</a></p>
+<div class="text">{{ spec.info.description | openapi_code }}</div>
+<h2>Authentication</h2>
+<ul>{% for name, scheme in spec.components.securitySchemes.items() %}
+<li><code>{{ name }}</code>: {{ scheme.description | openapi_code }}</li>{% endfor %}
+</ul>
+<h2>Operations</h2>
+<nav><ul>{% for op in operations %}
+<li><a href="#{{ op.anchor }}"><span class="method {{ op.method }}">{{ op.method }}</span>
+<span class="path">{{ op.path }}</span></a> {{ op.summary }}</li>{% endfor %}
+</ul></nav>
+{% for op in operations %}
+<section class="op" id="{{ op.anchor }}">
+<h3><span class="method {{ op.method }}">{{ op.method }}</span>
+<span class="path">{{ op.path }}</span></h3>
+<p><strong>{{ op.summary }}</strong></p>
+{% if op.description %}<p class="text">{{ op.description | openapi_code }}</p>{% endif %}
+<p>Authentication: <code>{{ op.auth }}</code></p>
+{% if op.parameters %}<h4>Parameters</h4>
+<table><tr><th>Name</th><th>In</th><th>Type</th><th>Required</th><th>Description</th></tr>
+{% for p in op.parameters %}<tr><td><code>{{ p.name }}</code></td><td>{{ p.in }}</td>
+<td class="type">{{ p.type }}</td><td>{{ "yes" if p.required else "no" }}</td>
+<td>{{ p.description | openapi_code }}</td></tr>{% endfor %}</table>{% endif %}
+{% for body in op.bodies %}<h4>Request body ({{ body.schema }})</h4>
+<p>Content types: {% for kind in body.types %}<code>{{ kind }}</code>
+{{- ", " if not loop.last }}{% endfor %}</p>
+{% for note in body.notes %}<p>{{ note | openapi_code }}</p>{% endfor %}
+{{ fields_table(body.fields) }}
+{% endfor %}
+<h4>Responses</h4>
+<table><tr><th>Code</th><th>Description</th><th>Headers</th><th>Body</th></tr>
+{% for r in op.responses %}<tr><td><strong>{{ r.code }}</strong></td>
+<td>{{ r.description | openapi_code }}</td>
+<td>{% for h in r.headers %}<code>{{ h }}</code>{{ ", " if not loop.last }}{% endfor %}</td>
+<td class="type">{{ r.body }}</td></tr>{% endfor %}
+</table>
+</section>
+{% endfor %}
+<h2>Schemas</h2>
+{% for s in schemas %}
+<section id="schema-{{ s.name }}"><h3>{{ s.name }}</h3>
+<p>{{ s.description | openapi_code }}</p>
+{% for note in s.notes %}<p>{{ note | openapi_code }}</p>{% endfor %}
+{{ fields_table(s.fields) }}
+</section>
+{% endfor %}
+</body>
+</html>
+"""
+
+
+# Routes -------------------------------------------------------------------------------------
+
+
+def spec_view():
+    """``GET /api/spec``: the document as JSON, in its readable key order."""
+    body = json.dumps(build_spec(current_app.config), indent=2)
+    return current_app.response_class(body + "\n", mimetype="application/json")
+
+
+def docs_view():
+    """``GET /api/docs``: the document rendered as one self-contained, autoescaped HTML page."""
+    spec = build_spec(current_app.config)
+    return render_template_string(DOCS_TEMPLATE, spec=spec, spec_url=url_for("openapi_spec"),
+                                  operations=operation_views(spec), schemas=schema_views(spec))
 
 
 def init_app(app):
-    """Register the spec routes."""
+    """Register ``GET /api/spec`` and ``GET /api/docs`` as plain Flask views."""
+    app.add_url_rule("/api/spec", "openapi_spec", spec_view, methods=["GET"])
+    app.add_url_rule("/api/docs", "openapi_docs", docs_view, methods=["GET"])
+    app.add_template_filter(inline_code, "openapi_code")

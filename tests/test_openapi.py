@@ -1,0 +1,244 @@
+"""The OpenAPI document: valid, complete, and true to what the API really answers."""
+
+import re
+
+import pytest
+from markupsafe import escape
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+import openapi
+
+SPEC_URI = "urn:mail-service:openapi"
+MAIL = {"from": "Sender <sender@example.com>", "to": "rcpt@example.com", "subject": "Hello",
+        "text": "Plain body"}
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture
+def spec(client):
+    """The document as the API serves it."""
+    response = client.get("/api/spec")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def validator(spec, name):
+    """An OpenAPI 3.0 validator of the component schema ``name``, resolving ``$ref``s in spec."""
+    registry = Registry().with_resource(
+        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT4))
+    return OAS30Validator({"$ref": f"{SPEC_URI}#/components/schemas/{name}"},
+                          registry=registry, format_checker=oas30_format_checker)
+
+
+def assert_matches(spec, name, body):
+    """``body`` validates against the schema ``name``, with no key the schema does not list."""
+    errors = [f"{list(error.absolute_path)}: {error.message}"
+              for error in validator(spec, name).iter_errors(body)]
+    assert errors == [], errors
+    assert set(body) == set(spec["components"]["schemas"][name]["properties"])
+
+
+def openapi_path(rule):
+    """A Werkzeug rule, ``/mail/<string:mail_id>``, as an OpenAPI path, ``/mail/{mail_id}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def api_rules(app):
+    """The app's rules outside the admin and the static files."""
+    return [rule for rule in app.url_map.iter_rules()
+            if not rule.rule.startswith(("/admin", "/static"))]
+
+
+def documented_codes(spec, path, method):
+    """The status codes the document gives for one operation."""
+    return set(spec["paths"][path][method]["responses"])
+
+
+# The document ---------------------------------------------------------------------------------
+
+
+def test_spec_is_valid_openapi(app, spec):
+    validate(spec)
+    assert spec["openapi"].startswith("3.")
+    assert spec == openapi.build_spec(app.config)
+    assert "202" in spec["info"]["description"] and "GET /mail/{id}" in spec["info"]["description"]
+
+
+def test_every_route_is_documented(app, spec):
+    for rule in api_rules(app):
+        path = openapi_path(rule.rule)
+        assert path in spec["paths"], f"{rule.rule} is not documented"
+        for method in rule.methods - IGNORED_METHODS:
+            assert method.lower() in spec["paths"][path], f"{method} {rule.rule} undocumented"
+
+
+def test_every_documented_operation_exists(app, spec):
+    served = {}
+    for rule in api_rules(app):
+        served.setdefault(openapi_path(rule.rule), set()).update(rule.methods)
+    for path, item in spec["paths"].items():
+        assert {method.upper() for method in item} <= served.get(path, set()), path
+
+
+def test_mail_endpoints_require_a_key_and_explain_protected_mode(spec):
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
+    assert (schemes["apiKeyHeader"]["in"], schemes["apiKeyHeader"]["name"]) == ("header",
+                                                                                 "X-API-Key")
+    assert "loopback" in schemes["bearerAuth"]["description"]
+    for path, method in (("/mail", "post"), ("/mail/{mail_id}", "get")):
+        security = spec["paths"][path][method]["security"]
+        assert {"bearerAuth": []} in security and {"apiKeyHeader": []} in security
+    assert spec["paths"]["/health"]["get"]["security"] == []
+
+
+def test_schema_validator_is_not_vacuous(spec):
+    check = validator(spec, "Error")
+    assert not check.is_valid({"success": True, "message": "x", "errors": []})
+    assert not check.is_valid({"success": False, "message": "x", "errors": [{"field": 1}]})
+    assert not validator(spec, "ProviderAnswer").is_valid(
+        {"provider": "mailgun", "outcome": "sent", "status_code": 200, "message_id": None,
+         "response": None, "error": None, "duration_ms": 3, "at": "yesterday"})
+
+
+# Real answers against the document ------------------------------------------------------------
+
+
+def test_202_body_and_location_match_the_spec(client, spec):
+    response = client.post("/mail", json={**MAIL, "cc": ["a@example.com", "b@example.com"],
+                                          "html": "<p>Hi</p>"})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert_matches(spec, "Mail", body)
+    assert response.headers["Location"] == f"/mail/{body['id']}"
+    assert "Location" in spec["paths"]["/mail"]["post"]["responses"]["202"]["headers"]
+    polled = client.get(response.headers["Location"])
+    assert polled.status_code == 200
+    assert_matches(spec, "Mail", polled.get_json())
+
+
+@pytest.mark.parametrize("encoding", ["data", "multipart"])
+def test_form_submissions_match_the_spec(client, spec, encoding):
+    fields = {**MAIL, "to": ["one@example.com", "two@example.com"]}
+    kwargs = {"data": fields}
+    if encoding == "multipart":
+        kwargs["content_type"] = "multipart/form-data"
+    response = client.post("/mail", **kwargs)
+    assert response.status_code == 202, response.get_json()
+    assert_matches(spec, "Mail", response.get_json())
+    assert response.get_json()["to_address"] == "one@example.com, two@example.com"
+
+
+def test_delivered_mail_matches_the_spec(client, spec, sandbox, run_worker):
+    sandbox.configure("mailgun", status=503)  # a failover: a transient answer, then sent
+    mail_id = client.post("/mail", json=MAIL).get_json()["id"]
+    run_worker()
+    body = client.get(f"/mail/{mail_id}").get_json()
+    assert body["status"] == "sent" and len(body["result"]) == 2 and body["attempt_log"]
+    assert_matches(spec, "Mail", body)
+    for answer in body["result"]:
+        assert_matches(spec, "ProviderAnswer", answer)
+    for row in body["attempt_log"]:
+        assert_matches(spec, "Attempt", row)
+
+
+def test_400_matches_the_error_schema(client, spec):
+    response = client.post("/mail", json={"from": "sender@example.com", "bogus": 1})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert_matches(spec, "Error", body)
+    assert {"bogus", "to", "subject", "text"} <= {error["field"] for error in body["errors"]}
+    assert "400" in documented_codes(spec, "/mail", "post")
+
+
+@pytest.mark.parametrize(("request_args", "path", "method", "status"), [
+    ({"method": "POST", "path": "/mail", "json": {},
+      "environ_base": {"REMOTE_ADDR": "192.0.2.7"}}, "/mail", "post", 401),
+    ({"method": "GET", "path": "/mail/00000000-0000-4000-8000-000000000000"},
+     "/mail/{mail_id}", "get", 404),
+    ({"method": "GET", "path": "/mail/not-a-uuid"}, "/mail/{mail_id}", "get", 404),
+    ({"method": "GET", "path": "/mail"}, "/mail", "post", 405),
+    ({"method": "POST", "path": "/mail", "data": "hello", "content_type": "text/plain"},
+     "/mail", "post", 415),
+])
+def test_errors_match_the_error_schema(client, spec, request_args, path, method, status):
+    response = client.open(**request_args)
+    assert response.status_code == status
+    assert_matches(spec, "Error", response.get_json())
+    assert str(status) in documented_codes(spec, path, method)
+    if status == 405:
+        assert response.headers["Allow"]
+
+
+def test_413_matches_the_error_schema(app, client, spec):
+    app.config["MAX_CONTENT_LENGTH"] = 100
+    response = client.post("/mail", json={**MAIL, "text": "x" * 500})
+    assert response.status_code == 413
+    assert_matches(spec, "Error", response.get_json())
+    assert "413" in documented_codes(spec, "/mail", "post")
+
+
+def test_401_with_keys_sends_www_authenticate(app, client, spec):
+    app.config["API_KEYS"] = "secret-key"
+    response = client.post("/mail", json=MAIL)
+    assert response.status_code == 401 and "WWW-Authenticate" in response.headers
+    assert_matches(spec, "Error", response.get_json())
+    assert client.post("/mail", json=MAIL, headers={"X-API-Key": "secret-key"}).status_code == 202
+    ok = client.post("/mail", json=MAIL, headers={"Authorization": "Bearer secret-key"})
+    assert ok.status_code == 202
+
+
+def test_health_matches_the_spec(client, spec, run_worker):
+    run_worker()  # creates the providers' rows
+    body = client.get("/health").get_json()
+    assert body["providers"]
+    assert_matches(spec, "Health", body)
+    for provider in body["providers"]:
+        assert_matches(spec, "ProviderHealth", provider)
+
+
+@pytest.mark.parametrize(("fields", "accepted"), [
+    (MAIL, True),
+    ({**MAIL, "text": None, "html": "<p>Hi</p>"}, True),
+    ({**MAIL, "to": ["a@example.com"], "cc": "b@example.com, c@example.com"}, True),
+    ({key: value for key, value in MAIL.items() if key != "text"}, False),
+    ({key: value for key, value in MAIL.items() if key != "subject"}, False),
+    ({**MAIL, "attachments": []}, False),
+    ({**MAIL, "to": 42}, False),
+])
+def test_request_schema_agrees_with_the_api(client, spec, fields, accepted):
+    body = {key: value for key, value in fields.items() if value is not None}
+    assert validator(spec, "MailRequest").is_valid(body) is accepted
+    assert client.post("/mail", json=body).status_code == (202 if accepted else 400)
+
+
+# The HTML page --------------------------------------------------------------------------------
+
+
+def test_docs_page_renders_the_spec(client, spec):
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    for path, item in spec["paths"].items():
+        assert path in page
+        for operation in item.values():
+            assert str(escape(operation["summary"])) in page
+    assert "/mail" in page and "mail_id" in page and "Retry-After" in page
+    for field in ("from", "reply_to", "subject", "html"):
+        assert f"<code>{field}</code>" in page
+    assert "Bearer &lt;key&gt;" in page and "Bearer <key>" not in page  # autoescaped
+
+
+def test_docs_text_is_escaped_before_code_spans_are_marked():
+    assert openapi.inline_code("`<b>` & <i>") == "<code>&lt;b&gt;</code> &amp; &lt;i&gt;"
+
+
+def test_docs_page_needs_no_external_assets(client):
+    page = client.get("/api/docs").get_data(as_text=True).lower()
+    for marker in ("<script", "<link", "src=", "@import", "url(", "//cdn"):
+        assert marker not in page
