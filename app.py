@@ -16,7 +16,7 @@ import errors
 import openapi
 from auth import warn_about_open_modes
 from config import ensure_secret_key, load_settings
-from database import engine_options
+from database import engine_options, normalize_url
 from models import db
 
 migrate = Migrate()
@@ -28,7 +28,7 @@ def create_app(test_config=None, config_path=None):
     load_settings(app.config, config_path)
     if test_config:
         app.config.update(test_config)
-    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalize_url(app.config["DATABASE_URL"])
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     app.config["ERROR_404_HELP"] = False  # Flask-RESTful's "did you mean" hint
     ensure_secret_key(app.config, app.logger)

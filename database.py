@@ -21,6 +21,18 @@ class SchemaError(RuntimeError):
     """The database has no schema, or an older one than this code needs."""
 
 
+def normalize_url(url):
+    """Use psycopg2 for a plain ``postgresql://`` URL.
+
+    SQLAlchemy 2.1 maps the bare scheme to psycopg 3, which this project does not install;
+    the driver is psycopg2 (and LISTEN/NOTIFY in notify.py relies on it).
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
 def is_sqlite(url):
     """Whether ``url`` names an SQLite database."""
     return make_url(url).get_backend_name() == "sqlite"
@@ -54,9 +66,9 @@ def make_engine(config, pool_size=5, worker=False):
     them to PostgreSQL in a few round trips instead of one each.
     """
     options = engine_options(config, pool_size)
-    if worker and make_url(config["DATABASE_URL"]).get_driver_name() == "psycopg2":
+    if worker and make_url(normalize_url(config["DATABASE_URL"])).get_driver_name() == "psycopg2":
         options["executemany_mode"] = "values_plus_batch"
-    return create_engine(config["DATABASE_URL"], **options)
+    return create_engine(normalize_url(config["DATABASE_URL"]), **options)
 
 
 @event.listens_for(Engine, "connect")

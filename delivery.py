@@ -70,7 +70,7 @@ def deliver(message, providers, breakers, sessions):
             continue
         started = time.monotonic()
         try:
-            sent = provider.send(sessions.get(provider.name), message)
+            sent = provider.send(sessions.get(provider), message)
         except ProviderError as err:
             answers.append(_answer(provider.name, err.outcome, started, err.status_code,
                                    err.response, err.reason))

@@ -107,6 +107,7 @@ class Provider:
     """Base class: subclasses set ``name`` and implement ``build_request`` and ``message_id``."""
 
     name = "provider"
+    base_url = ""
     default_retry_after = 60.0  # seconds, when a 429 does not say how long to wait
 
     def __init__(self, config):

@@ -67,3 +67,18 @@ def test_sigterm_finishes_in_flight_and_leaves_nothing_sending(app, settings, sa
     assert counts.get("sent", 0) == len(sandbox.messages())
     assert counts.get("sent", 0) < 400 and counts["queued"] == 400 - counts["sent"]
     assert max(received_counts(sandbox).values()) == 1
+
+
+def test_idle_worker_wakes_on_notify_not_on_poll(app, client, settings, sandbox):
+    # With a 60 s poll, only LISTEN/NOTIFY can make the worker send within the wait below.
+    worker = start_worker_process(settings, POLL_INTERVAL=60)
+    try:
+        time.sleep(2)  # let it start and reach its idle wait
+        response = client.post("/mail", json={"from": "a@example.com", "to": "b@example.com",
+                                              "subject": "Wake up", "text": "now"})
+        assert response.status_code == 202
+        wait_for(lambda: sandbox.messages(), timeout=20, message="the mail to be sent")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code, output = finish(worker)
+    assert code == 0, output

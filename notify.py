@@ -1,0 +1,63 @@
+"""Wake an idle worker the moment mail is queued, with PostgreSQL's LISTEN/NOTIFY.
+
+The ``email`` table's trigger (migration 0002) sends a NOTIFY on ``mail_queued`` when a
+transaction that inserted mail commits. A worker's listener thread holds one extra connection
+that LISTENs and sets the worker's wake event, so a new mail is claimed within milliseconds
+instead of at the next poll. Polling stays as the fallback: a lost connection only costs
+latency, and SQLite has no NOTIFY at all.
+"""
+
+import logging
+import select
+import threading
+
+log = logging.getLogger("mail_service.notify")
+
+CHANNEL = "mail_queued"
+RECONNECT_MAX = 10.0  # seconds between attempts to listen again
+
+
+class QueueListener(threading.Thread):
+    """A daemon thread that sets ``wake`` whenever mail is queued, until ``stopping``."""
+
+    def __init__(self, engine, wake, stopping):
+        super().__init__(name="listen", daemon=True)
+        self.engine = engine
+        self.wake = wake
+        self.stopping = stopping
+
+    @staticmethod
+    def supported(engine):
+        """LISTEN needs PostgreSQL through psycopg2."""
+        return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2"
+
+    def run(self):
+        """Listen, and after any failure listen again with backoff."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                self._listen()
+                delay = 0.5
+            except Exception as err:  # noqa: BLE001 - any failure: reconnect, never die
+                log.warning("LISTEN %s lost (%s); polling until it is back", CHANNEL,
+                            err.__class__.__name__)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+
+    def _listen(self):
+        """Hold a dedicated connection on LISTEN and turn notifications into wake-ups."""
+        pooled = self.engine.raw_connection()
+        pooled.detach()  # this connection is ours for good, not the pool's
+        connection = pooled.dbapi_connection
+        try:
+            connection.autocommit = True
+            connection.cursor().execute(f"LISTEN {CHANNEL}")
+            self.wake.set()  # mail may have arrived while we were not listening
+            while not self.stopping.is_set():
+                if select.select([connection], [], [], 1.0)[0]:
+                    connection.poll()
+                    if connection.notifies:
+                        connection.notifies.clear()
+                        self.wake.set()
+        finally:
+            connection.close()

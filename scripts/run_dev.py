@@ -1,0 +1,496 @@
+# Local development runner behind ./scripts/dev: migrates a local SQLite database, then runs the
+# provider sandbox, the API and the worker together, with their output prefixed by name. With
+# --smoke it sends one mail end to end and exits 0 once it is sent (used by tests and CI).
+"""Run the mail service locally: sandbox + API + worker, stopped together with Ctrl-C.
+
+    ./scripts/dev                      # or: .venv/bin/python scripts/run_dev.py
+    ./scripts/dev --port 5001 --sandbox-port 8026
+    ./scripts/dev --smoke              # start, send one mail, wait for "sent", stop; exit 0/1
+
+Settings for the local run (environment variables, which override settings.cfg and the
+defaults): DATABASE_URL (default: SQLite in instance/dev.db), POLL_INTERVAL (0.5), API_KEYS and
+ADMIN_PASSWORD (empty: loopback clients only) keep a value you set. The providers always point at
+the sandbox, with random keys for this run, so a local run never sends real mail. SECRET_KEY, if
+not set, is generated once into instance/dev-secret-key so that admin sessions survive restarts.
+"""
+
+import argparse
+import http.client
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTANCE = os.path.join(ROOT, "instance")
+SECRET_KEY_FILE = os.path.join(INSTANCE, "dev-secret-key")
+HOST = "127.0.0.1"
+MAILGUN_DOMAIN = "sandbox.example.com"
+START_TIMEOUT = 60.0  # seconds for the API and the sandbox to answer their health checks
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+SMOKE_TIMEOUT = 30.0  # seconds for the smoke mail to be sent
+NAME_WIDTH = 7  # children's names: migrate, sandbox, api, worker
+SMOKE_FORM = ("from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello"
+              "&text=This email will be sent via a Mail gateway")
+
+_print_lock = threading.Lock()
+
+
+def say(*lines):
+    """Print lines of our own, whole, between the children's lines."""
+    with _print_lock:
+        for line in lines:
+            print(line, flush=True)
+
+
+def parse_args(argv):
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=5000, help="API port (default 5000)")
+    parser.add_argument("--sandbox-port", type=int, default=8025,
+                        help="provider sandbox port (default 8025)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="send one mail, wait until it is sent, stop; exit 0 if it was")
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+
+
+def dev_secret_key():
+    """The SECRET_KEY of local runs: made once, kept in instance/dev-secret-key (mode 0600)."""
+    os.makedirs(INSTANCE, mode=0o700, exist_ok=True)
+    try:
+        with open(SECRET_KEY_FILE, encoding="ascii") as handle:
+            key = handle.read().strip()
+        if key:
+            os.chmod(SECRET_KEY_FILE, 0o600)
+            return key
+    except FileNotFoundError:
+        pass
+    # Write a new key to a private temporary file, then link it into place: a concurrent run
+    # either wins the link or reads the winner's complete file, never a half-written one.
+    key = secrets.token_urlsafe(32)
+    temporary = f"{SECRET_KEY_FILE}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(key + "\n")
+        try:
+            os.link(temporary, SECRET_KEY_FILE)
+        except FileExistsError:
+            with open(SECRET_KEY_FILE, encoding="ascii") as handle:
+                existing = handle.read().strip()
+            if not existing:  # an empty file left by something else: replace it
+                os.replace(temporary, SECRET_KEY_FILE)
+                return key
+            return existing
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return key
+
+
+def dev_settings(args):
+    """Environments for the children: (common settings, the sandbox's, the worker's extras)."""
+    env = dict(os.environ)
+    if not env.get("DATABASE_URL"):
+        os.makedirs(INSTANCE, mode=0o700, exist_ok=True)
+        env["DATABASE_URL"] = f"sqlite:///{os.path.join(INSTANCE, 'dev.db')}"
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = dev_secret_key()
+    env.setdefault("API_KEYS", "")
+    env.setdefault("ADMIN_PASSWORD", "")
+    env.setdefault("POLL_INTERVAL", "0.5")
+    env["PYTHONUNBUFFERED"] = "1"  # children's lines reach us as they are written
+
+    sandbox_url = f"http://{HOST}:{args.sandbox_port}"
+    mailgun_key = secrets.token_urlsafe(24)
+    sendgrid_key = "SG." + secrets.token_urlsafe(24)
+    providers = {
+        "MAILGUN_BASE_URL": sandbox_url,
+        "SENDGRID_BASE_URL": sandbox_url,
+        "MAILGUN_DOMAIN": MAILGUN_DOMAIN,
+        "MAILGUN_API_KEY": mailgun_key,
+        "SENDGRID_API_KEY": sendgrid_key,
+    }
+    # The API needs no provider key; real keys from the caller's shell must reach nobody.
+    for name in providers:
+        env.pop(name, None)
+    env.update({name: value for name, value in providers.items() if not name.endswith("_KEY")})
+    sandbox_env = {**env, "SANDBOX_MAILGUN_API_KEY": mailgun_key,
+                   "SANDBOX_SENDGRID_API_KEY": sendgrid_key}
+    worker_env = {**env, "MAILGUN_API_KEY": mailgun_key, "SENDGRID_API_KEY": sendgrid_key}
+    return env, sandbox_env, worker_env
+
+
+def port_problem(port):
+    """Why we cannot listen on HOST:port, or None if we can."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind((HOST, port))
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Children
+# ---------------------------------------------------------------------------------------------
+
+
+class Child:
+    """A child process whose output lines we print prefixed with its name."""
+
+    def __init__(self, name, argv, env):
+        self.name = name
+        self.prefix = f"{name:<{NAME_WIDTH}} | "
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+        )
+        self.reader = threading.Thread(target=self._relay, name=f"relay-{name}", daemon=True)
+        self.reader.start()
+
+    def _relay(self):
+        """Copy the child's output to ours, line by line, with the prefix."""
+        with self.process.stdout as stream:
+            for line in stream:
+                with _print_lock:
+                    sys.stdout.write(self.prefix + line.rstrip("\n") + "\n")
+                    sys.stdout.flush()
+
+    def poll(self):
+        """The exit code, or None while running."""
+        return self.process.poll()
+
+    def terminate(self):
+        """Ask the child to stop (SIGTERM)."""
+        if self.process.poll() is None:
+            try:
+                self.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def wait_or_kill(self, deadline):
+        """Wait until ``deadline`` (monotonic), then SIGKILL; join the output relay."""
+        try:
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"run_dev: {self.name} did not stop within {STOP_GRACE:.0f}s: killing it")
+            self.process.kill()
+            self.process.wait()
+        self.reader.join(timeout=2)
+
+
+def stop_all(children):
+    """Stop the API and the worker, then the sandbox (so sends in flight can finish)."""
+    front = [child for child in children if child.name != "sandbox"]
+    back = [child for child in children if child.name == "sandbox"]
+    for group in (front, back):
+        for child in group:
+            child.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for child in group:
+            child.wait_or_kill(deadline)
+
+
+class Stop(Exception):
+    """Raised in the main thread by SIGINT/SIGTERM/SIGHUP."""
+
+
+class Signals:
+    """Turn SIGINT/SIGTERM/SIGHUP into ``Stop``, held back while a child is being started.
+
+    Holding back means a started child is always in the list of children that gets stopped.
+    """
+
+    NAMES = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.holding = False
+        self.pending = None
+
+    def install(self):
+        """Handle the signals from now on."""
+        for signum in self.NAMES:
+            signal.signal(signum, self._handle)
+
+    def ignore(self):
+        """Ignore them (while stopping: a second Ctrl-C must not leave orphans)."""
+        for signum in self.NAMES:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def _handle(self, signum, _frame):
+        name = signal.Signals(signum).name
+        if self.holding:
+            self.pending = self.pending or name
+        else:
+            raise Stop(name)
+
+    def hold(self):
+        """Hold signals back until ``release``."""
+        self.holding = True
+
+    def release(self):
+        """Raise the Stop that was held back, if any."""
+        self.holding = False
+        if self.pending:
+            raise Stop(self.pending)
+
+
+SIGNALS = Signals()
+
+
+def dead_child(children):
+    """The first child that has exited, or None."""
+    for child in children:
+        if child.poll() is not None:
+            return child
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP (stdlib)
+# ---------------------------------------------------------------------------------------------
+
+
+def fetch(method, url, data=None, headers=None, timeout=5.0):
+    """(status, parsed JSON or text) of a request; HTTP errors are answers too."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    text = body.decode("utf-8", "replace")
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def wait_until_healthy(children, urls):
+    """Wait until every URL answers 200; False if a child died or time ran out."""
+    pending = list(urls)
+    deadline = time.monotonic() + START_TIMEOUT
+    while pending:
+        if dead_child(children) or time.monotonic() > deadline:
+            return False
+        url = pending[0]
+        try:
+            status, _ = fetch("GET", url, timeout=2.0)
+        except (OSError, http.client.HTTPException):  # URLError is an OSError
+            status = None
+        if status == 200:
+            pending.pop(0)
+        else:
+            time.sleep(0.2)
+    return True
+
+
+def api_headers(env):
+    """The Authorization header when API_KEYS is set (protected mode needs none)."""
+    keys = [key.strip() for key in env.get("API_KEYS", "").split(",") if key.strip()]
+    return {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+
+
+def smoke(api_url, sandbox_url, env, children):
+    """Send the quick start's mail like its curl line, wait until it is sent; True if it was."""
+    try:
+        return _smoke(api_url, sandbox_url, env, children)
+    except (OSError, http.client.HTTPException) as err:  # a server stopped answering
+        say(f"smoke: FAILED: {err}")
+        return False
+
+
+def _smoke(api_url, sandbox_url, env, children):
+    """``smoke`` without the handling of connection errors."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **api_headers(env)}
+    status, body = fetch("POST", f"{api_url}/mail", SMOKE_FORM.encode(), headers)
+    if status != 202 or not isinstance(body, dict) or "id" not in body:
+        say(f"smoke: POST /mail answered {status}: {body}")
+        return False
+    mail_id = body["id"]
+    say(f"smoke: POST /mail accepted mail {mail_id} ({body.get('status')}); "
+        f"waiting up to {SMOKE_TIMEOUT:.0f}s for it to be sent")
+    deadline = time.monotonic() + SMOKE_TIMEOUT
+    while True:
+        status, body = fetch("GET", f"{api_url}/mail/{mail_id}", headers=api_headers(env))
+        mail_status = body.get("status") if isinstance(body, dict) else None
+        if status != 200 or mail_status in ("sent", "failed") or time.monotonic() > deadline:
+            break
+        if dead_child(children):
+            break
+        time.sleep(0.25)
+    say(f"smoke: GET /mail/{mail_id} -> {status}", json.dumps(body, indent=2, sort_keys=True))
+    if mail_status != "sent":
+        say(f"smoke: FAILED: the mail is {mail_status or 'unknown'}, not sent")
+        return False
+    _, received = fetch("GET", f"{sandbox_url}/_sandbox/messages")
+    ids = [m.get("id") for m in received.get("messages", [])] if isinstance(received, dict) else []
+    if body.get("provider_message_id") not in ids:
+        say("smoke: FAILED: the mail is sent but the sandbox did not receive it")
+        return False
+    say(f"smoke: OK: mail {mail_id} is sent via {body.get('provider')}; the sandbox received "
+        f"it as {body.get('provider_message_id')}")
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def banner(api_url, sandbox_url, env):
+    """How to use the running service."""
+    auth = ""
+    if api_headers(env):
+        auth = ' -H "Authorization: Bearer <a key from API_KEYS>"'
+    port = api_url.rsplit(":", 1)[1]
+    return [
+        "",
+        "=" * 78,
+        f"  Mail service API   {api_url}",
+        f"  Admin              {api_url}/admin/email/",
+        f"  OpenAPI spec       {api_url}/api/spec      docs: {api_url}/api/docs",
+        f"  Provider sandbox   {sandbox_url}/_sandbox/   (every mail sent arrives here)",
+        "",
+        "  Send a mail:",
+        f'    curl{auth} --data "from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello'
+        f'&text=This email will be sent via a Mail gateway" localhost:{port}/mail',
+        "  Poll it with the id from the answer until its status is sent:",
+        f"    curl{auth} localhost:{port}/mail/<id>",
+        f"  and watch it arrive at {sandbox_url}/_sandbox/",
+        "",
+        "  Ctrl-C stops everything.",
+        "=" * 78,
+        "",
+    ]
+
+
+def run(args):
+    """Start everything, serve until a signal (or the smoke test ends); the exit code."""
+    if importlib.util.find_spec("flask_migrate") is None:
+        say(f"run_dev: the project's requirements are not installed for {sys.executable}. "
+            "Start it with ./scripts/dev (which sets up .venv), or .venv/bin/python "
+            "scripts/run_dev.py.")
+        return 2
+    for port, option in ((args.port, "--port"), (args.sandbox_port, "--sandbox-port")):
+        problem = port_problem(port)
+        if problem:
+            say(f"run_dev: cannot listen on {HOST}:{port} ({problem}). Is another ./scripts/dev "
+                f"or something else using it? Stop it, or pick another port with {option}.")
+            return 2
+    if args.port == args.sandbox_port:
+        say("run_dev: --port and --sandbox-port must differ")
+        return 2
+
+    env, sandbox_env, worker_env = dev_settings(args)
+    api_url, sandbox_url = f"http://{HOST}:{args.port}", f"http://{HOST}:{args.sandbox_port}"
+    python = sys.executable
+    say(f"run_dev: database {safe_url(env['DATABASE_URL'])}; migrating it to the newest schema")
+    # .venv/bin/flask --app app db upgrade, run by this (the venv's) interpreter.
+    SIGNALS.hold()
+    migrate = Child("migrate", [python, "-m", "flask", "--app", "app", "db", "upgrade"], env)
+    try:
+        SIGNALS.release()
+        code = migrate.process.wait()
+    finally:
+        SIGNALS.ignore()
+        stop_all([migrate])  # no-op once it has exited; joins its output either way
+        SIGNALS.install()
+    if code != 0:
+        say(f"run_dev: the migrations failed (exit code {code}); see above")
+        return 1
+
+    specs = [
+        ("sandbox", [python, "scripts/sandbox.py", "--host", HOST,
+                     "--port", str(args.sandbox_port)], sandbox_env),
+        ("api", [python, "app.py", "--host", HOST, "--port", str(args.port)], env),
+        ("worker", [python, "mail_service.py"], worker_env),
+    ]
+    children = []
+    try:
+        for name, argv, child_env in specs:
+            SIGNALS.hold()
+            children.append(Child(name, argv, child_env))
+            SIGNALS.release()
+        if not wait_until_healthy(children, [f"{sandbox_url}/_sandbox/health",
+                                             f"{api_url}/health"]):
+            return report_failure(children, "did not start")
+        time.sleep(0.5)  # give the worker a moment to fail fast on a setup problem
+        if dead_child(children):
+            return report_failure(children, "did not start")
+        if args.smoke:
+            say(f"run_dev: everything is up (API {api_url}, sandbox {sandbox_url})")
+            return 0 if smoke(api_url, sandbox_url, env, children) else 1
+        say(*banner(api_url, sandbox_url, env))
+        while True:
+            child = dead_child(children)
+            if child:
+                return report_failure(children, "stopped unexpectedly")
+            time.sleep(0.2)
+    except Stop as stop:
+        say(f"run_dev: {stop} received: stopping")
+        return 1 if args.smoke else 0  # an interrupted smoke test proved nothing
+    finally:
+        SIGNALS.ignore()
+        stop_all(children)
+
+
+def report_failure(children, what):
+    """Name the child that exited; the exit code 1."""
+    child = dead_child(children)
+    if child is None:
+        say(f"run_dev: the API or the sandbox did not answer its health check within "
+            f"{START_TIMEOUT:.0f}s; stopping")
+    else:
+        child.reader.join(timeout=2)  # its last lines usually say why
+        say(f"run_dev: the {child.name} {what} ({describe_exit(child.poll())}); stopping the "
+            "others. Its output above says why.")
+    return 1
+
+
+def describe_exit(code):
+    """'exit code 2' or 'killed by SIGKILL'."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def safe_url(url):
+    """``url`` without its password, for printing."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{location}"
+
+
+def main(argv=None):
+    """Entry point."""
+    args = parse_args(argv)
+    SIGNALS.install()
+    try:
+        return run(args)
+    except Stop:  # a signal before the children started
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
