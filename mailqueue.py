@@ -6,6 +6,7 @@
 - ``finish``: record the results of a batch of sends and their attempts in one transaction.
 - ``release``: hand claimed but unsent mail back (graceful stop).
 - ``reap``: return mail whose lease expired (its worker died) to the queue.
+- ``purge_batch``: delete a batch of finished mail older than the retention period.
 
 No transaction here stays open across a provider call: the worker claims, commits, sends, and
 only then opens a new transaction to record what happened.
@@ -14,9 +15,9 @@ only then opens a new transaction to record what happened.
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, update
 
-from models import FAILED, QUEUED, SENDING, DeliveryAttempt, Email, db, utcnow
+from models import FAILED, FINISHED, QUEUED, SENDING, DeliveryAttempt, Email, db, utcnow
 
 email = Email.__table__
 attempt = DeliveryAttempt.__table__
@@ -157,3 +158,26 @@ def queue_counts(conn):
 def next_due(conn):
     """When the earliest queued mail becomes due, or None if none is queued."""
     return conn.scalar(select(func.min(email.c.next_attempt_at)).where(email.c.status == QUEUED))
+
+
+def purge_batch(conn, cutoff, batch_size):
+    """Delete up to ``batch_size`` sent or failed mails last updated before ``cutoff``.
+
+    Their attempts go with them (ON DELETE CASCADE). Small batches, each its own transaction,
+    keep locks short and let autovacuum keep up; the (status, updated_at) index finds them.
+    """
+    doomed = (
+        select(email.c.id)
+        .where(email.c.status.in_(FINISHED), email.c.updated_at < cutoff)
+        .limit(batch_size)
+    )
+    return conn.execute(delete(email).where(email.c.id.in_(doomed.scalar_subquery()))).rowcount
+
+
+def count_purgeable(conn, cutoff):
+    """How many finished mails were last updated before ``cutoff``."""
+    return conn.scalar(
+        select(func.count())
+        .select_from(email)
+        .where(email.c.status.in_(FINISHED), email.c.updated_at < cutoff)
+    )

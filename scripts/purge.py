@@ -1,0 +1,75 @@
+"""Delete finished mail (sent or failed) older than RETENTION_DAYS, in small batches.
+
+    python scripts/purge.py --config settings.cfg [--days 30] [--batch-size 5000] [--dry-run]
+
+Run it from cron, e.g. hourly. Each batch is its own short transaction, so the API and the
+workers never wait long on it; queued and sending mail is never touched.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+from datetime import timedelta
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mailqueue  # noqa: E402 - after the path set-up above
+from database import check_schema, make_engine  # noqa: E402
+from mail_service import load_config  # noqa: E402
+from models import utcnow  # noqa: E402
+
+log = logging.getLogger("mail_service.purge")
+
+
+def parse_args(argv):
+    """The command line."""
+    parser = argparse.ArgumentParser(description="Purge finished mail past its retention.")
+    parser.add_argument("--config", help="Flask config file (default: $MAIL_SERVICE_CONFIG)")
+    parser.add_argument("--days", type=float, help="retention in days (default: RETENTION_DAYS)")
+    parser.add_argument("--batch-size", type=int, default=5000, help="mails per transaction")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds to sleep between batches, to go easy on a busy database")
+    parser.add_argument("--dry-run", action="store_true", help="only count what would go")
+    return parser.parse_args(argv)
+
+
+def purge(engine, cutoff, batch_size, pause=0.0):
+    """Delete batches until none is left; returns (mails deleted, longest batch in seconds)."""
+    total, longest = 0, 0.0
+    while True:
+        started = time.monotonic()
+        with engine.begin() as conn:
+            deleted = mailqueue.purge_batch(conn, cutoff, batch_size)
+        longest = max(longest, time.monotonic() - started)
+        total += deleted
+        if deleted < batch_size:
+            return total, longest
+        if pause:
+            time.sleep(pause)
+
+
+def main(argv=None):
+    """Purge, and report how much went and how long the longest transaction took."""
+    args = parse_args(argv)
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config)
+    days = args.days if args.days is not None else float(config["RETENTION_DAYS"])
+    cutoff = utcnow() - timedelta(days=days)
+    engine = make_engine(config)
+    check_schema(engine)
+    if args.dry_run:
+        with engine.connect() as conn:
+            log.info("%d finished mails older than %g days would be purged",
+                     mailqueue.count_purgeable(conn, cutoff), days)
+        return 0
+    started = time.monotonic()
+    total, longest = purge(engine, cutoff, max(1, args.batch_size), args.pause)
+    log.info("purged %d finished mails older than %g days in %.1fs (longest batch %.3fs)",
+             total, days, time.monotonic() - started, longest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Retention: scripts/purge.py deletes old finished mail and its attempts, nothing else."""
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+from conftest import ROOT, worker_env
+from helpers import attempts_of, mail_rows, queue_mails
+from sqlalchemy import create_engine, insert
+
+from models import DeliveryAttempt, utcnow
+
+
+def test_purge_deletes_old_finished_mail_in_batches(app, settings):
+    url = settings["DATABASE_URL"]
+    old = utcnow() - timedelta(days=40)
+    old_sent = queue_mails(url, 7, status="sent", updated_at=old)
+    old_failed = queue_mails(url, 3, status="failed", updated_at=old)
+    recent_sent = queue_mails(url, 2, status="sent")
+    old_queued = queue_mails(url, 2, updated_at=old)  # never purged, however old
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(insert(DeliveryAttempt.__table__), [
+            {"email_id": uuid.UUID(mail_id), "number": 1, "outcome": "sent",
+             "created_at": old}
+            for mail_id in old_sent + recent_sent
+        ])
+    engine.dispose()
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "purge.py"), "--batch-size", "4"],
+        env=worker_env(settings, RETENTION_DAYS=30), capture_output=True, text=True,
+        timeout=60, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "purged 10 finished mails" in result.stderr
+    assert set(mail_rows(url)) == set(recent_sent + old_queued)
+    assert {str(row["email_id"]) for row in attempts_of(url)} == set(recent_sent)
+    assert not set(old_failed) & set(mail_rows(url))
