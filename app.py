@@ -1,14 +1,16 @@
 """The API and admin process: ``create_app()`` wires the pieces; each lives in its own module.
 
     python app.py --config settings.cfg                  # development server on :5000
-    gunicorn -w 4 --threads 4 'app:create_app()'         # production (see README)
+    gunicorn -c gunicorn.conf.py wsgi:app                # production (see README)
 """
 
 import argparse
 import logging
+import sys
 
 from flask import Flask
 from flask_migrate import Migrate
+from sqlalchemy.exc import OperationalError
 
 import admin
 import api
@@ -16,7 +18,7 @@ import errors
 import openapi
 from auth import warn_about_open_modes
 from config import ensure_secret_key, load_settings
-from database import engine_options, normalize_url
+from database import SchemaError, check_schema, engine_options, normalize_url
 from models import db
 
 migrate = Migrate()
@@ -43,6 +45,21 @@ def create_app(test_config=None, config_path=None):
     return app
 
 
+def require_schema(app):
+    """Stop the process with a clear message unless the database schema is current.
+
+    A database that is merely down does not stop it: requests answer 503 until it is back.
+    """
+    with app.app_context():
+        try:
+            check_schema(db.engine)
+        except SchemaError as err:
+            app.logger.error("%s", err)
+            sys.exit(2)
+        except OperationalError:
+            app.logger.error("database unreachable at start; answering 503 until it is back")
+
+
 def main():
     """Run the development server (use gunicorn in production)."""
     parser = argparse.ArgumentParser(description="Mail service API and admin (development)")
@@ -51,7 +68,9 @@ def main():
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    create_app(config_path=args.config).run(host=args.host, port=args.port, threaded=True)
+    app = create_app(config_path=args.config)
+    require_schema(app)
+    app.run(host=args.host, port=args.port, threaded=True)
 
 
 if __name__ == "__main__":
