@@ -8,7 +8,7 @@ validation and the same ``enqueue`` as one posted to the API.
 import json
 import uuid
 
-from flask import Response, flash
+from flask import Response, current_app, flash
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
@@ -96,6 +96,8 @@ class MailView(Protected, ModelView):
     can_view_details = True
     page_size = 50
     form = MailForm
+    form_base_class = SecureForm  # the action (Retry) form needs a CSRF token too
+    named_filter_urls = True  # ?flt0_status_equals=failed, stable for links and bookmarks
     column_list = ("created_at", "status", "from_address", "to_address", "subject", "provider",
                    "attempts", "updated_at")
     column_default_sort = ("created_at", True)
@@ -112,12 +114,30 @@ class MailView(Protected, ModelView):
         "html": lambda _v, _c, model, _n: Markup("<pre>{}</pre>").format(escape(model.html or "")),
     }
 
+    def get_one(self, id):
+        """The mail with this id, or None (Flask-Admin then says so) if it is not a UUID."""
+        found = _uuids([id])
+        # Flask-Admin passes the id as a string, which the Uuid type cannot bind on SQLite.
+        return db.session.get(Email, found[0]) if found else None
+
+    def get_list(self, page, *args, **kwargs):
+        """A page of mail; a negative ?page= shows the first (PostgreSQL refuses the OFFSET)."""
+        return super().get_list(max(page or 0, 0), *args, **kwargs)
+
+    def validate_form(self, form):
+        """Validate; on the create form, say so when the CSRF token failed (it shows nothing)."""
+        valid = super().validate_form(form)
+        if isinstance(form, MailForm) and form.csrf_token.errors:
+            flash("The form's CSRF token is missing or expired; please submit it again.",
+                  "error")
+        return valid
+
     def create_model(self, form):
         """Validate like the API and enqueue; on bad input, show each error at its field."""
         data = {api_field: getattr(form, form_field).data or None
                 for api_field, form_field in FORM_FIELDS.items()}
         try:
-            clean = validate_mail(data)
+            clean = validate_mail(data, current_app.config["MAX_RECIPIENTS"])
         except ValidationError as err:
             for error in err.errors:
                 field = getattr(form, FORM_FIELDS.get(error["field"], ""), None)
@@ -132,16 +152,22 @@ class MailView(Protected, ModelView):
         """Put failed mails back in the queue, due now, with a fresh attempt budget."""
         result = db.session.execute(
             update(Email)
-            .where(Email.id.in_([_uuid(i) for i in ids]), Email.status == FAILED)
+            .where(Email.id.in_(_uuids(ids)), Email.status == FAILED)
             .values(status=QUEUED, attempts=0, next_attempt_at=utcnow(), last_error=None)
         )
         db.session.commit()
         flash(f"{result.rowcount} failed mail(s) queued again.", "success")
 
 
-def _uuid(value):
-    """A UUID from a list-view id string."""
-    return uuid.UUID(str(value))
+def _uuids(values):
+    """The UUIDs among the list view's row ids (a forged or stale id is skipped, not a 500)."""
+    found = []
+    for value in values:
+        try:
+            found.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return found
 
 
 def init_app(app):

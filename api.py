@@ -44,14 +44,18 @@ def read_mail_request():
     """The submitted fields as a dict, from a JSON object or a form; 400/415 otherwise."""
     mimetype = request.mimetype
     if mimetype in JSON_TYPES or mimetype.endswith("+json"):
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # deeply nested arrays: silent=True only covers ValueError
+            data = None
         if not isinstance(data, dict):
             raise ApiError(400, "The body must be a JSON object",
                            [{"field": "body", "message": "Malformed JSON or not an object"}])
         return data
     if mimetype in FORM_TYPES:
-        return {key: values[0] if len(values) == 1 else values
-                for key, values in request.form.to_dict(flat=False).items()}
+        # Uploaded files are included so that validation refuses them instead of dropping them.
+        fields = {**request.files.to_dict(flat=False), **request.form.to_dict(flat=False)}
+        return {key: values[0] if len(values) == 1 else values for key, values in fields.items()}
     raise ApiError(415, f"Unsupported content type {mimetype or '(none)'!r}",
                    [{"field": "Content-Type", "message": "Use application/json, "
                      "application/x-www-form-urlencoded or multipart/form-data"}])

@@ -33,9 +33,12 @@ def is_loopback_request():
     if any(header in request.headers for header in PROXY_HEADERS):
         return False
     try:
-        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+        address = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:
         return False
+    # A dual-stack server sees a local IPv4 client as ::ffff:127.0.0.1, which Python 3.11
+    # does not count as loopback.
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 def matches_any(candidate, secrets):

@@ -8,7 +8,7 @@ body says nothing about the code (the traceback goes to the log only).
 
 import logging
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -57,13 +57,16 @@ def response_for(error):
 def _http_error(error):
     """Werkzeug's HTTP errors (404, 405, 413, ...) in our shape, keeping their headers."""
     headers = {name: value for name, value in error.get_headers() if name != "Content-Type"}
-    messages = {
-        404: "Not found",
-        405: f"Method {request.method} is not allowed here",
-        413: "The request body is larger than the limit",
+    # (message, the part of the request at fault), so that ``errors`` always names something.
+    known = {
+        404: ("Not found", "url"),
+        405: (f"Method {request.method} is not allowed here", "method"),
+        413: (f"The request body is larger than the limit of "
+              f"{current_app.config['MAX_CONTENT_LENGTH']} bytes", "body"),
     }
-    message = messages.get(error.code, error.description or error.name)
-    return error_response(error.code or 500, message, headers=headers)
+    message, field = known.get(error.code, (error.description or error.name, "request"))
+    return error_response(error.code or 500, message, [{"field": field, "message": error.name}],
+                          headers=headers)
 
 
 def _database_error(error):
@@ -75,6 +78,7 @@ def _database_error(error):
     if unreachable:
         log.error("database unavailable: %s", error.__class__.__name__)
         return error_response(503, "The database is unavailable; try again shortly",
+                              [{"field": "database", "message": "Unavailable"}],
                               headers={"Retry-After": str(DB_RETRY_AFTER)})
     log.exception("database error serving %s %s", request.method, request.path)
     return error_response(500, "Internal error; it has been logged")
@@ -82,7 +86,7 @@ def _database_error(error):
 
 def is_api_path(path):
     """Whether a path belongs to the JSON API (the admin keeps its HTML pages)."""
-    return not path.startswith("/admin")
+    return path != "/admin" and not path.startswith("/admin/")
 
 
 def init_app(app):

@@ -69,10 +69,22 @@ def _text(data, field, errors, required=False, header=False):
     if header and len(value) > MAX_SUBJECT:
         errors.append({"field": field, "message": f"Must be at most {MAX_SUBJECT} characters"})
         return None
-    if "\x00" in value:
-        errors.append({"field": field, "message": "Must not contain NUL characters"})
+    problem = _unstorable(value)
+    if problem:
+        errors.append({"field": field, "message": problem})
         return None
     return value
+
+
+def _unstorable(value):
+    """Why a string cannot be stored nor sent (a NUL, a lone surrogate), or None."""
+    if "\x00" in value:
+        return "Must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON may carry "\ud800", which no database can store
+        return "Must be valid Unicode (no lone surrogates)"
+    return None
 
 
 def _raw_addresses(data, field, errors):
@@ -94,19 +106,64 @@ def _parse_addresses(raw, field, errors):
         errors.append({"field": field, "message": "Must not contain line breaks (CR or LF)"})
         return None
     parsed = []
-    for name, address in getaddresses(raw):
-        if not address:
-            continue
-        try:
-            normal = validate_email(address, check_deliverability=False).normalized
-        except EmailNotValidError as err:
-            errors.append({"field": field, "message": f"Invalid address {address!r}: {err}"})
+    for piece in (piece for item in raw for piece in _split_list(item)):
+        address, problem = _parse_one(piece, field)
+        if problem:
+            errors.append({"field": field, "message": problem})
             return None
-        parsed.append(str(Address(display_name=name, addr_spec=normal)) if name else normal)
+        parsed.append(address)
     if raw and not parsed:
         errors.append({"field": field, "message": "No valid address given"})
         return None
     return parsed
+
+
+def _parse_one(piece, field):
+    """One list entry as (address, None), or (None, what is wrong with it)."""
+    problem = _unstorable(piece)
+    if problem:
+        return None, problem
+    # getaddresses on a whole list silently drops a malformed entry ("a@x.com, broken@") and
+    # reads "a@x.com <b@x.com>" as two, so each entry must parse to exactly one address.
+    found = getaddresses([piece])
+    if len(found) != 1 or not found[0][1]:
+        return None, f"Invalid address {piece!r}"
+    name, address = found[0]
+    if "," in name and field in MULTI_FIELDS:
+        # A list is stored joined by ", " and split on commas for delivery, so a comma in a
+        # display name would turn one recipient into two broken ones.
+        return None, f"The display name {name!r} must not contain a comma"
+    try:
+        valid = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as err:
+        return None, f"Invalid address {address!r}: {err}"
+    if not name:
+        return valid.normalized, None
+    # Address(addr_spec=...) would reject the non-ASCII local parts that SMTPUTF8 allows.
+    return str(Address(display_name=name, username=valid.local_part, domain=valid.domain)), None
+
+
+def _split_list(value):
+    """Split an address list on the commas outside quotes, comments and angle brackets."""
+    pieces, current, quoted, depth, escaped = [], [], False, 0, False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char in "(<":
+            depth += 1
+        elif not quoted and char in ")>":
+            depth = max(depth - 1, 0)
+        elif char == "," and not quoted and depth == 0:
+            pieces.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    pieces.append("".join(current))
+    return [piece.strip() for piece in pieces if piece.strip()]
 
 
 def _address_list(data, field, errors, max_recipients, required=False):

@@ -1,5 +1,7 @@
 """The REST API as a client sees it: POST /mail, GET /mail/<id>, and every error's JSON shape."""
 
+import io
+import json
 import time
 import uuid
 from datetime import datetime
@@ -92,6 +94,12 @@ def test_json_body_with_every_field(client, stored):
     assert row["cc"] == "a@example.com, b@example.com" and row["html"] == "<p>Hi</p>"
 
 
+def test_internationalised_address(client, stored):
+    body = assert_accepted(client.post("/mail", json={**MAIL, "to": "Jörg <jörg@exämple.com>"}),
+                           stored)
+    assert body["to_address"] == "Jörg <jörg@exämple.com>"
+
+
 def test_html_only_is_enough(client, stored):
     fields = {key: value for key, value in MAIL.items() if key != "text"}
     body = assert_accepted(client.post("/mail", json={**fields, "html": "<b>x</b>"}), stored)
@@ -113,9 +121,15 @@ def test_multipart_form_body(client, stored):
     assert body["to_address"] == "one@example.com, two@example.com"
 
 
-def test_json_with_charset_parameter(client, stored):
-    import json
+def test_uploaded_files_are_refused_not_dropped(client, database_url):
+    data = {**MAIL, "attachment": (io.BytesIO(b"%PDF-"), "invoice.pdf")}
+    assert_error(client.post("/mail", data=data), 400, "attachment")
+    text_file = {**MAIL, "text": (io.BytesIO(b"body"), "body.txt")}
+    assert_error(client.post("/mail", data=text_file), 400, "text")
+    assert count_rows(database_url) == 0
 
+
+def test_json_with_charset_parameter(client, stored):
     response = client.post("/mail", data=json.dumps(MAIL),
                            content_type="application/json; charset=utf-8")
     assert_accepted(response, stored)
@@ -181,6 +195,7 @@ def test_missing_body_text_and_html(client):
 @pytest.mark.parametrize("field, value", [
     ("from", "not-an-address"),
     ("to", "rcpt@example.com, nope"),
+    ("to", "rcpt@example.com, broken@"),
     ("to", ["rcpt@example.com", "@example.com"]),
     ("cc", "cc@"),
     ("bcc", "bcc at example.com"),
@@ -268,20 +283,35 @@ def test_malformed_or_non_object_json(client, body):
     assert_error(response, 400, "body")
 
 
+def test_deeply_nested_json_is_400_not_500(client):
+    for body in ("[" * 100_000, '{"a":' * 50_000):
+        response = client.post("/mail", data=body, content_type="application/json")
+        assert_error(response, 400, "body")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("subject", "a\ud800"), ("text", "\udfff"), ("html", "x\ud83d"),
+    ("to", "Lone \ud800 <rcpt@example.com>"), ("from", "\ud800 <sender@example.com>"),
+])
+def test_lone_surrogates_are_400_not_500(client, database_url, field, value):
+    # A JSON "\ud800" escape decodes to a lone surrogate, which UTF-8 cannot encode.
+    assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
+    assert count_rows(database_url) == 0
+
+
 def test_json_array_body(client, database_url):
     assert_error(client.post("/mail", json=[MAIL]), 400, "body")
     assert count_rows(database_url) == 0
 
 
 def test_invalid_utf8_json(client):
-    response = client.post("/mail", data=b'{"subject": "\xff\xfe"}', content_type="application/json")
+    response = client.post("/mail", data=b'{"subject": "\xff\xfe"}',
+                           content_type="application/json")
     assert_error(response, 400, "body")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", None])
 def test_unsupported_content_type(client, content_type):
-    import json
-
     headers = {"Content-Type": content_type} if content_type else {}
     response = client.post("/mail", data=json.dumps(MAIL), headers=headers)
     assert_error(response, 415, "Content-Type")
@@ -303,15 +333,15 @@ def small_client(settings):
 
 def test_json_body_over_the_limit_is_413(small_client, database_url):
     response = small_client.post("/mail", json={**MAIL, "text": "x" * 4096})
-    assert_error(response, 413)
+    assert "1024 bytes" in assert_error(response, 413, "body")["message"]
     assert count_rows(database_url) == 0
 
 
 def test_form_body_over_the_limit_is_413(small_client, database_url):
-    assert_error(small_client.post("/mail", data={**MAIL, "text": "x" * 4096}), 413)
+    assert_error(small_client.post("/mail", data={**MAIL, "text": "x" * 4096}), 413, "body")
     response = small_client.post("/mail", data={**MAIL, "text": "x" * 4096},
                                  content_type="multipart/form-data")
-    assert_error(response, 413)
+    assert_error(response, 413, "body")
     assert count_rows(database_url) == 0
 
 
@@ -327,14 +357,23 @@ def test_body_under_the_limit_is_accepted(small_client):
 ])
 def test_wrong_method_is_405(client, method, path):
     response = client.open(path, method=method, json=MAIL)
-    assert_error(response, 405)
+    assert_error(response, 405, "method")
     assert "Allow" in response.headers
 
 
-@pytest.mark.parametrize("path", ["/nope", "/mail/", "/mails", "/mail/x/y"])
+@pytest.mark.parametrize("path", ["/nope", "/mail/", "/mails", "/mail/x/y", "/administrator"])
 def test_unknown_url_is_404_json(client, path):
-    assert_error(client.get(path), 404)
-    assert_error(client.post(path, json=MAIL), 404)
+    assert_error(client.get(path), 404, "url")
+    assert_error(client.post(path, json=MAIL), 404, "url")
+
+
+def test_unexpected_errors_are_json_without_a_traceback(app, client):
+    def explode():
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/explode", view_func=explode)
+    body = assert_error(client.get("/explode"), 500)
+    assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
 
 
 def test_health(client):
@@ -360,7 +399,7 @@ def test_database_down_is_503_with_retry_after(offline_client, method, path):
     started = time.monotonic()
     response = offline_client.open(path, method=method, json=MAIL)
     assert time.monotonic() - started < 5
-    assert_error(response, 503)
+    assert_error(response, 503, "database")
     assert int(response.headers["Retry-After"]) > 0
 
 

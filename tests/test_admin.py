@@ -1,0 +1,256 @@
+"""The operators' admin: the dashboard, the mail list, details, create (CSRF) and Retry."""
+
+import html
+import re
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
+        "text": "Plain body"}
+FORM = {"from_address": "Shop <shop@example.com>", "to": "one@example.com, two@example.com",
+        "cc": "", "bcc": "", "reply_to": "", "subject": "From the admin", "text": "Body",
+        "html": ""}
+
+
+@pytest.fixture
+def sql(database_url):
+    """Run SQL on the test database through a connection of its own, not the app's session."""
+    engine = create_engine(database_url)
+
+    def run(statement, **params):
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return result.mappings().all() if result.returns_rows else None
+
+    yield run
+    engine.dispose()
+
+
+def post_mail(client, **fields):
+    """Submit a mail through the API; returns its id."""
+    response = client.post("/mail", json={**MAIL, **fields})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["id"]
+
+
+def csrf_token(client, path):
+    """The CSRF token of the form rendered at ``path``."""
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
+def listed_subjects(client, query=""):
+    """The subjects shown by the mail list (with ``query`` string)."""
+    page = client.get(f"/admin/email/{query}")
+    assert page.status_code == 200
+    cells = re.findall(r'<td class="col-subject">\s*(.*?)\s*</td>', page.get_data(as_text=True),
+                       re.S)
+    return sorted(html.unescape(cell) for cell in cells)
+
+
+# --- Dashboard ------------------------------------------------------------------------------
+
+
+def test_dashboard_shows_counts_and_provider_health(client, sql):
+    for _ in range(3):
+        post_mail(client)
+    failed = post_mail(client)
+    sql("UPDATE email SET status = 'failed' WHERE id = :id", id=uuid.UUID(failed))
+    sql("INSERT INTO provider_state (name, state, consecutive_failures, cooldown, last_error, "
+        "updated_at) VALUES ('mailgun', 'open', 5, 30, 'HTTP 503 from mailgun', now()), "
+        "('sendgrid', 'closed', 0, 0, NULL, now())")
+    page = client.get("/admin/").get_data(as_text=True)
+    counts = dict(re.findall(r"flt0_status_equals=\w+\">(\w+)</a></td>\s*<td>(\d+)</td>", page))
+    assert counts == {"queued": "3", "sending": "0", "sent": "0", "failed": "1"}
+    health = page[page.index('id="provider-health"'):]
+    assert re.search(r"<td>mailgun</td><td>open</td><td>5</td>", health)
+    assert "HTTP 503 from mailgun" in health
+    assert re.search(r"<td>sendgrid</td><td>closed</td><td>0</td>", health)
+
+
+def test_dashboard_before_any_worker(client):
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    assert "No worker has reported yet." in page.get_data(as_text=True)
+
+
+# --- List, filters, search, details ---------------------------------------------------------
+
+
+@pytest.fixture
+def three_mails(client, sql):
+    """A queued, a failed (SendGrid) and a sent (Mailgun) mail; returns their ids."""
+    queued = post_mail(client, subject="queued one", to="alice@example.com")
+    failed = post_mail(client, subject="failed one", to="bob@example.com")
+    sent = post_mail(client, subject="sent one", to="carol@example.com")
+    sql("UPDATE email SET status = 'failed', provider = 'sendgrid' WHERE id = :id",
+        id=uuid.UUID(failed))
+    sql("UPDATE email SET status = 'sent', provider = 'mailgun' WHERE id = :id",
+        id=uuid.UUID(sent))
+    return {"queued": queued, "failed": failed, "sent": sent}
+
+
+def test_list_shows_every_mail(client, three_mails):
+    assert listed_subjects(client) == ["failed one", "queued one", "sent one"]
+
+
+def test_filter_by_status_and_provider(client, three_mails):
+    assert listed_subjects(client, "?flt0_status_equals=failed") == ["failed one"]
+    assert listed_subjects(client, "?flt0_status_equals=queued") == ["queued one"]
+    assert listed_subjects(client, "?flt0_provider_equals=mailgun") == ["sent one"]
+    both = "?flt0_status_equals=failed&flt1_provider_equals=mailgun"
+    assert listed_subjects(client, both) == []
+
+
+def test_search_by_address_and_subject(client, three_mails):
+    assert listed_subjects(client, "?search=bob@example.com") == ["failed one"]
+    assert listed_subjects(client, "?search=sent") == ["sent one"]
+    assert listed_subjects(client, "?search=sender@example.com") == [
+        "failed one", "queued one", "sent one"]
+    assert listed_subjects(client, "?search=nobody") == []
+
+
+def test_list_escapes_what_clients_sent(client):
+    post_mail(client, subject="<script>alert(1)</script>")
+    page = client.get("/admin/email/").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_details_show_the_attempts(client, sandbox, run_worker):
+    mail_id = post_mail(client, html="<b>bold</b>")
+    run_worker()
+    response = client.get(f"/admin/email/details/?id={mail_id}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert mail_id in page and "rcpt@example.com" in page
+    attempts = re.search(r"<table class=\"table table-sm\">.*?</table>", page, re.S).group(0)
+    assert re.search(r"<td>1</td><td>[^<]+</td><td>mailgun</td><td>sent</td><td>200</td>",
+                     attempts), attempts
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page  # the html body is shown as source
+
+
+@pytest.mark.parametrize("mail_id", ["not-a-uuid", str(uuid.uuid4())])
+def test_details_of_an_unknown_mail(client, mail_id):
+    response = client.get(f"/admin/email/details/?id={mail_id}", follow_redirects=True)
+    assert response.status_code == 200
+    assert "Record does not exist." in response.get_data(as_text=True)
+
+
+def test_list_with_a_bad_page_number(client, three_mails):
+    assert listed_subjects(client, "?page=-1") == ["failed one", "queued one", "sent one"]
+
+
+# --- Create ---------------------------------------------------------------------------------
+
+
+def test_create_queues_like_the_api(client, sql):
+    token = csrf_token(client, "/admin/email/new/")
+    response = client.post("/admin/email/new/", data={**FORM, "csrf_token": token})
+    assert response.status_code == 302
+    [row] = sql("SELECT * FROM email")
+    assert row["status"] == "queued" and row["attempts"] == 0
+    assert row["from_address"] == "Shop <shop@example.com>"
+    assert row["to_address"] == "one@example.com, two@example.com"
+    assert row["cc"] is None and row["html"] is None and row["next_attempt_at"] is not None
+    body = client.get(f"/mail/{row['id']}").get_json()
+    assert body["status"] == "queued" and body["subject"] == "From the admin"
+
+
+def test_created_mail_is_delivered(client, sql, sandbox, run_worker):
+    token = csrf_token(client, "/admin/email/new/")
+    client.post("/admin/email/new/", data={**FORM, "csrf_token": token})
+    run_worker()
+    [row] = sql("SELECT status, provider FROM email")
+    assert dict(row) == {"status": "sent", "provider": "mailgun"}
+    [received] = sandbox.messages("mailgun")
+    assert received["to"] == ["one@example.com", "two@example.com"]
+
+
+@pytest.mark.parametrize("field, value, shown", [
+    ("to", "not-an-address", "not-an-address"),
+    ("from_address", "", "This field is required"),
+    ("subject", "Hi\r\nBcc: victim@example.com", "line breaks"),
+    ("reply_to", "a@example.com, b@example.com", "Give exactly one address"),
+])
+def test_create_with_bad_input_shows_the_error_and_stores_nothing(client, sql, field, value,
+                                                                  shown):
+    token = csrf_token(client, "/admin/email/new/")
+    response = client.post("/admin/email/new/", data={**FORM, field: value, "csrf_token": token})
+    assert response.status_code == 200
+    assert shown in html.unescape(response.get_data(as_text=True))
+    assert sql("SELECT id FROM email") == []
+
+
+def test_create_respects_max_recipients(app, client, sql):
+    app.config["MAX_RECIPIENTS"] = 1
+    token = csrf_token(client, "/admin/email/new/")
+    response = client.post("/admin/email/new/", data={**FORM, "csrf_token": token})
+    assert "At most 1 addresses" in response.get_data(as_text=True)
+    assert sql("SELECT id FROM email") == []
+
+
+@pytest.mark.parametrize("token", [None, "", "20990101000000##forged"])
+def test_create_without_a_valid_csrf_token_stores_nothing(app, client, sql, token):
+    assert app.config["TESTING"] is True  # CSRF must hold in tests too
+    client.get("/admin/email/new/")  # a session exists, but the token is missing or forged
+    data = FORM if token is None else {**FORM, "csrf_token": token}
+    response = client.post("/admin/email/new/", data=data)
+    assert response.status_code == 200
+    assert "CSRF" in response.get_data(as_text=True)
+    assert sql("SELECT id FROM email") == []
+
+
+def test_csrf_token_of_another_session_is_refused(app, client, sql):
+    token = csrf_token(app.test_client(), "/admin/email/new/")
+    client.post("/admin/email/new/", data={**FORM, "csrf_token": token})
+    assert sql("SELECT id FROM email") == []
+
+
+# --- Retry ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def failed_mail(client, sandbox, run_worker, sql):
+    """A mail the provider rejected for good; returns its id."""
+    sandbox.configure("mailgun", reject_to="bad")
+    mail_id = post_mail(client, to="bad@example.com")
+    run_worker()
+    [row] = sql("SELECT status, attempts FROM email")
+    assert row["status"] == "failed" and row["attempts"] == 1
+    sandbox.reset()
+    return mail_id
+
+
+def retry(client, *ids, token=True):
+    """Post the list view's Retry action for ``ids``."""
+    data = {"action": "retry", "rowid": list(ids), "url": "/admin/email/"}
+    if token:
+        data["csrf_token"] = csrf_token(client, "/admin/email/")
+    return client.post("/admin/email/action/", data=data)
+
+
+def test_retry_requeues_a_failed_mail(client, failed_mail, sql, sandbox, run_worker):
+    response = retry(client, failed_mail)
+    assert response.status_code == 302
+    [row] = sql("SELECT status, attempts, last_error FROM email")
+    assert dict(row) == {"status": "queued", "attempts": 0, "last_error": None}
+    assert "1 failed mail(s) queued again." in client.get("/admin/email/").get_data(as_text=True)
+    run_worker()
+    assert client.get(f"/mail/{failed_mail}").get_json()["status"] == "sent"
+    assert len(sandbox.messages("mailgun")) == 1
+
+
+def test_retry_leaves_other_statuses_alone(client, sql):
+    mail_id = post_mail(client)
+    sql("UPDATE email SET status = 'sent' WHERE id = :id", id=uuid.UUID(mail_id))
+    retry(client, mail_id, "not-a-uuid")
+    assert sql("SELECT status FROM email")[0]["status"] == "sent"
+
+
+def test_retry_needs_the_csrf_token(client, failed_mail, sql):
+    assert retry(client, failed_mail, token=False).status_code == 302
+    assert "Failed to perform action" in client.get("/admin/email/").get_data(as_text=True)
+    assert sql("SELECT status FROM email")[0]["status"] == "failed"
