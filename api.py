@@ -16,9 +16,10 @@ from auth import require_api_key
 from circuit import CLOSED
 from errors import ApiError, response_for
 from models import Email, ProviderState, db, iso
-from validation import validate_mail
+from validation import ValidationError, validate_mail
 
 JSON_TYPES = ("application/json",)
+MAX_BATCH = 1000  # mails per POST /mail/batch
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -90,6 +91,48 @@ class MailList(Resource):
         return body, 202, {"Location": f"/mail/{mail.id}"}
 
 
+class MailBatch(Resource):
+    """``/mail/batch``: submit up to ``MAX_BATCH`` mails at once, all or none."""
+
+    method_decorators = [authenticated]
+
+    def post(self):
+        """Validate every item, then store them all in one transaction; 400 names bad items."""
+        items = read_batch_request()
+        max_recipients = current_app.config["MAX_RECIPIENTS"]
+        cleans, errors = [], []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise ValidationError([{"field": "", "message": "Must be a JSON object"}])
+                cleans.append(validate_mail(item, max_recipients))
+            except ValidationError as err:
+                errors += [{"field": f"[{index}]" + (f".{e['field']}" if e["field"] else ""),
+                            "index": index, "message": e["message"]} for e in err.errors]
+        if errors:
+            bad = len({error["index"] for error in errors})
+            raise ApiError(400, f"{bad} of {len(items)} mails are invalid; none was stored",
+                           errors)
+        ids = mailqueue.enqueue_many(cleans)
+        return {"success": True, "count": len(ids), "ids": ids}, 202
+
+
+def read_batch_request():
+    """The submitted list of mails from a JSON body; 400/415 otherwise."""
+    if not (request.mimetype in JSON_TYPES or request.mimetype.endswith("+json")):
+        raise ApiError(415, f"Unsupported content type {request.mimetype or '(none)'!r}",
+                       [{"field": "Content-Type", "message": "Use application/json"}])
+    try:
+        items = request.get_json(silent=True)
+    except RecursionError:
+        items = None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise ApiError(400, f"The body must be a JSON list of 1 to {MAX_BATCH} mails",
+                       [{"field": "body", "message": f"Expected a list of 1 to {MAX_BATCH} "
+                         "mail objects"}])
+    return items
+
+
 class MailItem(Resource):
     """``/mail/<id>``: one mail's status, the providers' answers and its attempts."""
 
@@ -121,6 +164,7 @@ def init_app(app):
     """Register the resources on ``app``."""
     api = JsonApi(app, catch_all_404s=False)
     api.add_resource(MailList, "/mail")
+    api.add_resource(MailBatch, "/mail/batch")
     api.add_resource(MailItem, "/mail/<string:mail_id>")
     api.add_resource(Health, "/health")
     return api

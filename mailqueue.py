@@ -31,25 +31,41 @@ CLAIMED_COLUMNS = (
 )
 
 
+def new_mail_row(clean, now):
+    """The column values of a new queued mail from a validated request."""
+    return {
+        "id": uuid.uuid4(),
+        "status": QUEUED,
+        "from_address": clean["from_address"],
+        "to_address": clean["to"],
+        "cc": clean["cc"],
+        "bcc": clean["bcc"],
+        "reply_to": clean["reply_to"],
+        "subject": clean["subject"],
+        "text": clean["text"],
+        "html": clean["html"],
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def enqueue(clean):
     """Store a validated mail request as ``queued`` and commit it; return the Email."""
-    mail = Email(
-        id=uuid.uuid4(),
-        status=QUEUED,
-        from_address=clean["from_address"],
-        to_address=clean["to"],
-        cc=clean["cc"],
-        bcc=clean["bcc"],
-        reply_to=clean["reply_to"],
-        subject=clean["subject"],
-        text=clean["text"],
-        html=clean["html"],
-        attempts=0,
-        next_attempt_at=utcnow(),
-    )
+    mail = Email(**new_mail_row(clean, utcnow()))
     db.session.add(mail)
     db.session.commit()
     return mail
+
+
+def enqueue_many(cleans):
+    """Store many validated requests in one INSERT and one transaction: all or none."""
+    now = utcnow()
+    rows = [new_mail_row(clean, now) for clean in cleans]
+    db.session.execute(insert(email), rows)
+    db.session.commit()
+    return [str(row["id"]) for row in rows]
 
 
 def claim(conn, worker, limit, lease_seconds):

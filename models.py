@@ -25,7 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-db = SQLAlchemy()
+# Objects keep their values after a commit: the API answers from what it just stored instead of
+# reading it back, which after a committed insert could only fail.
+db = SQLAlchemy(session_options={"expire_on_commit": False})
 
 # Statuses of a mail. A mail is claimed from QUEUED into SENDING under a lease and leaves
 # SENDING for SENT, FAILED or (to retry later) QUEUED again.

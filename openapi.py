@@ -127,6 +127,7 @@ def paths():
     """Every URL the API serves (the admin's HTML pages under ``/admin`` are not part of it)."""
     return {
         "/mail": {"post": submit_mail()},
+        "/mail/batch": {"post": submit_batch()},
         "/mail/{mail_id}": {"get": get_mail()},
         "/health": {"get": health()},
         "/api/spec": {"get": spec_operation()},
@@ -165,6 +166,45 @@ def submit_mail():
             "503": ref("ServiceUnavailable", "responses"),
         },
     }
+
+
+def submit_batch():
+    """``POST /mail/batch``."""
+    return {
+        "tags": ["mail"],
+        "operationId": "submitMailBatch",
+        "summary": "Submit up to 1,000 mails at once, all or none",
+        "description": "Validates every mail, then stores them all as `queued` in one "
+                       "transaction and answers 202 with their ids in the order given. If any "
+                       "mail is invalid, none is stored and the 400 names each bad item by its "
+                       "index (`field` is like `[3].to`).",
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {
+                "type": "array", "minItems": 1, "maxItems": 1000,
+                "items": ref("MailRequest")}}},
+        },
+        "responses": {
+            "202": json_body(ref("BatchAccepted"), "Accepted: every mail is stored as `queued`."),
+            "400": ref("BadRequest", "responses"),
+            "401": ref("Unauthorized", "responses"),
+            "405": ref("MethodNotAllowed", "responses"),
+            "413": ref("PayloadTooLarge", "responses"),
+            "415": ref("UnsupportedMediaType", "responses"),
+            "500": ref("InternalError", "responses"),
+            "503": ref("ServiceUnavailable", "responses"),
+        },
+    }
+
+
+def batch_accepted():
+    """The 202 body of ``POST /mail/batch``."""
+    return obj("The stored mails' ids, in the order given; poll `/mail/{id}` for each.", {
+        "success": {"type": "boolean", "enum": [True]},
+        "count": integer("How many mails were stored."),
+        "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+    })
 
 
 def accepted():
@@ -327,6 +367,7 @@ def schemas(max_recipients):
         "Mail": mail(),
         "ProviderAnswer": provider_answer(),
         "Attempt": attempt(),
+        "BatchAccepted": batch_accepted(),
         "Error": error(),
         "FieldError": field_error(),
         "Health": health_body(),
@@ -441,9 +482,10 @@ def error():
 def field_error():
     """One field at fault in an error."""
     return obj("A field at fault: a body field, or a header such as `Authorization`.", {
-        "field": string("The field's (or header's) name."),
+        "field": string("The field's (or header's) name; in a batch, `[index].field`."),
         "message": string("What is wrong with it."),
-    })
+        "index": integer("In a batch: the position of the mail at fault, from 0."),
+    }, required=["field", "message"])
 
 
 def health_body():

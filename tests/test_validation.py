@@ -127,3 +127,28 @@ def test_wrong_types_name_the_field(field, value):
 def test_unknown_fields_are_listed():
     assert errors_of({**MAIL, "attachment": "x", "Subject": "y"}) == {
         "Subject": "Unknown field", "attachment": "Unknown field"}
+
+
+def test_fast_path_agrees_with_email_validator():
+    """The per-domain cache in validation._checked gives email-validator's own verdicts."""
+    import random
+    import string
+
+    from email_validator import EmailNotValidError, validate_email
+
+    from validation import _checked
+
+    rng = random.Random(7)
+    chars = string.ascii_letters + string.digits + "._+-"
+    domains = ["example.com", "EXAMPLE.org", "bücher.de", "x.test", "localhost", "a..b.com",
+               "-bad.com", "xn--bcher-kva.de", "sub.domain.co.uk", "1.2.3.4", "[1.2.3.4]",
+               "exa_mple.com", "example", "x" * 250 + ".com"]
+    for _ in range(5000):
+        local = "".join(rng.choice(chars) for _ in range(rng.randint(1, 70)))
+        address = f"{local}@{rng.choice(domains)}"
+        try:
+            expected = validate_email(address, check_deliverability=False).normalized
+        except EmailNotValidError:
+            expected = None
+        checked, _problem = _checked(address)
+        assert (checked.normalized if checked else None) == expected, address
