@@ -155,16 +155,7 @@ def submit_mail():
                            "several addresses, or give one comma-separated value.",
             "content": {kind: {"schema": ref("MailRequest")} for kind in MAIL_CONTENT_TYPES},
         },
-        "responses": {
-            "202": accepted(),
-            "400": ref("BadRequest", "responses"),
-            "401": ref("Unauthorized", "responses"),
-            "405": ref("MethodNotAllowed", "responses"),
-            "413": ref("PayloadTooLarge", "responses"),
-            "415": ref("UnsupportedMediaType", "responses"),
-            "500": ref("InternalError", "responses"),
-            "503": ref("ServiceUnavailable", "responses"),
-        },
+        "responses": submit_responses(accepted()),
     }
 
 
@@ -185,17 +176,18 @@ def submit_batch():
                 "type": "array", "minItems": 1, "maxItems": 1000,
                 "items": ref("MailRequest")}}},
         },
-        "responses": {
-            "202": json_body(ref("BatchAccepted"), "Accepted: every mail is stored as `queued`."),
-            "400": ref("BadRequest", "responses"),
-            "401": ref("Unauthorized", "responses"),
-            "405": ref("MethodNotAllowed", "responses"),
-            "413": ref("PayloadTooLarge", "responses"),
-            "415": ref("UnsupportedMediaType", "responses"),
-            "500": ref("InternalError", "responses"),
-            "503": ref("ServiceUnavailable", "responses"),
-        },
+        "responses": submit_responses(
+            json_body(ref("BatchAccepted"), "Accepted: every mail is stored as `queued`.")),
     }
+
+
+def submit_responses(accepted_answer):
+    """The answers of an operation that submits mail: 202 and the errors it can meet."""
+    errors = {"400": "BadRequest", "401": "Unauthorized", "405": "MethodNotAllowed",
+              "413": "PayloadTooLarge", "415": "UnsupportedMediaType", "500": "InternalError",
+              "503": "ServiceUnavailable"}
+    return {"202": accepted_answer,
+            **{code: ref(name, "responses") for code, name in errors.items()}}
 
 
 def batch_accepted():
