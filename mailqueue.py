@@ -15,7 +15,7 @@ only then opens a new transaction to record what happened.
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import JSON, bindparam, case, delete, func, insert, select, update
 
 from models import FAILED, FINISHED, QUEUED, SENDING, DeliveryAttempt, Email, db, utcnow
 
@@ -107,7 +107,9 @@ def finish(conn, worker, results, attempts):
                 status=bindparam("b_status"),
                 provider=bindparam("b_provider"),
                 provider_message_id=bindparam("b_message_id"),
-                result=bindparam("b_result", type_=email.c.result.type),
+                # A delivery that called no provider keeps the answers of the last one that did.
+                result=func.coalesce(bindparam("b_result", type_=JSON(none_as_null=True)),
+                                     email.c.result),
                 attempts=bindparam("b_attempts"),
                 last_error=bindparam("b_last_error"),
                 next_attempt_at=bindparam("b_next_attempt_at"),
