@@ -382,45 +382,58 @@ def banner(api_url, sandbox_url, env):
 
 def run(args):
     """Start everything, serve until a signal (or the smoke test ends); the exit code."""
-    if importlib.util.find_spec("flask_migrate") is None:
-        say(f"run_dev: the project's requirements are not installed for {sys.executable}. "
-            "Start it with ./scripts/dev (which sets up .venv), or .venv/bin/python "
-            "scripts/run_dev.py.")
+    problem = preflight(args)
+    if problem:
+        say(f"run_dev: {problem}")
         return 2
-    for port, option in ((args.port, "--port"), (args.sandbox_port, "--sandbox-port")):
-        problem = port_problem(port)
-        if problem:
-            say(f"run_dev: cannot listen on {HOST}:{port} ({problem}). Is another ./scripts/dev "
-                f"or something else using it? Stop it, or pick another port with {option}.")
-            return 2
-    if args.port == args.sandbox_port:
-        say("run_dev: --port and --sandbox-port must differ")
-        return 2
-
     env, sandbox_env, worker_env = dev_settings(args)
-    api_url, sandbox_url = f"http://{HOST}:{args.port}", f"http://{HOST}:{args.sandbox_port}"
-    python = sys.executable
     say(f"run_dev: database {safe_url(env['DATABASE_URL'])}; migrating it to the newest schema")
-    # .venv/bin/flask --app app db upgrade, run by this (the venv's) interpreter.
-    SIGNALS.hold()
-    migrate = Child("migrate", [python, "-m", "flask", "--app", "app", "db", "upgrade"], env)
-    try:
-        SIGNALS.release()
-        code = migrate.process.wait()
-    finally:
-        SIGNALS.ignore()
-        stop_all([migrate])  # no-op once it has exited; joins its output either way
-        SIGNALS.install()
+    code = migrate(env)
     if code != 0:
         say(f"run_dev: the migrations failed (exit code {code}); see above")
         return 1
-
+    python = sys.executable
     specs = [
         ("sandbox", [python, "scripts/sandbox.py", "--host", HOST,
                      "--port", str(args.sandbox_port)], sandbox_env),
         ("api", [python, "app.py", "--host", HOST, "--port", str(args.port)], env),
         ("worker", [python, "mail_service.py"], worker_env),
     ]
+    return serve(args, env, specs)
+
+
+def preflight(args):
+    """What stops a run before it starts (missing packages, busy ports), or None."""
+    if importlib.util.find_spec("flask_migrate") is None:
+        return (f"the project's requirements are not installed for {sys.executable}. Start it "
+                "with ./scripts/dev (which sets up .venv), or .venv/bin/python scripts/run_dev.py.")
+    for port, option in ((args.port, "--port"), (args.sandbox_port, "--sandbox-port")):
+        problem = port_problem(port)
+        if problem:
+            return (f"cannot listen on {HOST}:{port} ({problem}). Is another ./scripts/dev or "
+                    f"something else using it? Stop it, or pick another port with {option}.")
+    if args.port == args.sandbox_port:
+        return "--port and --sandbox-port must differ"
+    return None
+
+
+def migrate(env):
+    """Run ``flask --app app db upgrade`` with this (the venv's) interpreter; its exit code."""
+    SIGNALS.hold()
+    child = Child("migrate", [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+                  env)
+    try:
+        SIGNALS.release()
+        return child.process.wait()
+    finally:
+        SIGNALS.ignore()
+        stop_all([child])  # no-op once it has exited; joins its output either way
+        SIGNALS.install()
+
+
+def serve(args, env, specs):
+    """Start the children, wait for health, then smoke-test or run until stopped."""
+    api_url, sandbox_url = f"http://{HOST}:{args.port}", f"http://{HOST}:{args.sandbox_port}"
     children = []
     try:
         for name, argv, child_env in specs:
@@ -437,11 +450,9 @@ def run(args):
             say(f"run_dev: everything is up (API {api_url}, sandbox {sandbox_url})")
             return 0 if smoke(api_url, sandbox_url, env, children) else 1
         say(*banner(api_url, sandbox_url, env))
-        while True:
-            child = dead_child(children)
-            if child:
-                return report_failure(children, "stopped unexpectedly")
+        while not dead_child(children):
             time.sleep(0.2)
+        return report_failure(children, "stopped unexpectedly")
     except Stop as stop:
         say(f"run_dev: {stop} received: stopping")
         return 1 if args.smoke else 0  # an interrupted smoke test proved nothing
