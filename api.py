@@ -113,7 +113,7 @@ class MailBatch(Resource):
             bad = len({error["index"] for error in errors})
             raise ApiError(400, f"{bad} of {len(items)} mails are invalid; none was stored",
                            errors)
-        ids = mailqueue.enqueue_many(cleans)
+        ids = [str(row["id"]) for row in mailqueue.enqueue_many(cleans)]
         return {"success": True, "count": len(ids), "ids": ids}, 202
 
 

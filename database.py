@@ -1,9 +1,8 @@
 """Database connections and the schema check that both processes run at start.
 
 PostgreSQL is the production database; SQLite is the embedded default of the quick start.
-Connections are checked before use (``pool_pre_ping``) and time out quickly, so that an outage
-turns into a prompt 503 from the API and a retry in the worker, and both recover by themselves
-when the database returns.
+Connections time out quickly, so that an outage turns into a prompt 503 from the API and a
+retry in the worker, and both recover by themselves when the database returns.
 """
 
 import os
@@ -46,7 +45,11 @@ def engine_options(config, pool_size=5):
         return {"connect_args": {"timeout": 15}}
     statement_timeout = int(config.get("DB_STATEMENT_TIMEOUT") or 0)
     return {
-        "pool_pre_ping": True,
+        # No ping before each checkout (a round trip per request): a connection that died in
+        # the pool fails its first statement, SQLAlchemy then discards every connection of that
+        # age, and the API answers that one request 503 (or, for an INSERT, retries it at once;
+        # see mailqueue._insert). The worker retries on its own.
+        "pool_pre_ping": False,
         "pool_size": pool_size,
         "max_overflow": pool_size,
         "pool_timeout": float(config["DB_CONNECT_TIMEOUT"]) + 2,

@@ -96,3 +96,23 @@ def _all_sent(url, ids):
     """Whether every mail in ``ids`` is stored and sent."""
     rows = mail_rows(url)
     return all(mail_id in rows and rows[mail_id]["status"] == "sent" for mail_id in ids)
+
+
+def test_first_post_after_a_restart_is_accepted(private_postgres, settings):
+    # The pool holds connections that died with the old server; the INSERT that finds one dead
+    # is retried on a fresh connection instead of failing the client.
+    config = {**settings, "DATABASE_URL": private_postgres.url, "DB_CONNECT_TIMEOUT": 1}
+    app = create_app(config)
+    with app.app_context():
+        upgrade(directory=os.path.join(ROOT, "migrations"))
+    client = app.test_client()
+    try:
+        assert post(client)[0] == 202
+        private_postgres.stop()
+        private_postgres.start()
+        code, mail_id, _ = post(client)
+        assert code == 202
+        assert mail_id in mail_rows(private_postgres.url)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
