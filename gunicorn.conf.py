@@ -1,5 +1,5 @@
 # Production gunicorn settings of the API (and admin):
-#     gunicorn -c gunicorn.conf.py 'app:create_app()'
+#     gunicorn -c gunicorn.conf.py wsgi:app   (wsgi.py also checks the database schema)
 # Chosen by measurement on 2 cores with scripts/bench.py (see BENCHMARKS.md): threaded workers,
 # so that keep-alive connections are kept and a worker waiting on PostgreSQL serves others.
 # Override with environment variables: BIND, WEB_CONCURRENCY (processes), GUNICORN_THREADS.
