@@ -38,7 +38,7 @@ class QueueListener(threading.Thread):
             try:
                 self._listen()
                 delay = 0.5
-            except Exception as err:  # noqa: BLE001 - any failure: reconnect, never die
+            except Exception as err:  # any failure: reconnect, never die
                 log.warning("LISTEN %s lost (%s); polling until it is back", CHANNEL,
                             err.__class__.__name__)
                 self.stopping.wait(delay)

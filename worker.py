@@ -200,7 +200,7 @@ class Worker:
             return row, poisoned(err)
         try:
             return row, deliver(message, self.providers, self.breakers, self.sessions)
-        except Exception as err:  # noqa: BLE001 - one bad mail must not stop the worker
+        except Exception as err:  # one bad mail must not stop the worker
             log.exception("unexpected error delivering mail %s", row["id"])
             return row, poisoned(err)
 

@@ -224,7 +224,7 @@ class Children:
         for process in reversed(list(self.running)):
             try:
                 self.stop(process, grace=5.0)
-            except Exception as err:  # noqa: BLE001 - clean up the rest regardless
+            except Exception as err:  # clean up the rest regardless
                 say(f"could not stop {process.name} ({process.pid}): {err}")
 
     def read(self, process):
@@ -448,7 +448,7 @@ def bare_send_main(count):
                               text=BODY_TEXT)
             try:
                 provider.send(sessions.get(provider), message)
-            except Exception as err:  # noqa: BLE001 - counted and reported
+            except Exception as err:  # counted and reported
                 failures.append(repr(err))
 
     threads = [threading.Thread(target=sender)
@@ -571,7 +571,7 @@ class Bench:
                 finally:
                     admin.close()
                 say(f"dropped database {self.created_database}")
-            except Exception as err:  # noqa: BLE001 - report, never hide the run's results
+            except Exception as err:  # report, never hide the run's results
                 say(f"could not drop database {self.created_database}: {err}")
         if not self.args.keep_logs:
             for name in os.listdir(self.folder):
@@ -1336,7 +1336,7 @@ def run(args):
     try:
         try:
             b.setup()
-        except Exception as err:  # noqa: BLE001 - the run cannot start: say why
+        except Exception as err:  # the run cannot start: say why
             print(f"bench: setup failed: {err}", file=sys.stderr)
             return 2
         info = machine(b)
@@ -1355,7 +1355,7 @@ def run(args):
                 rows = [Row(name, "not available", note=str(why))]
             except KeyboardInterrupt:
                 raise
-            except Exception as err:  # noqa: BLE001 - report it, run the other scenarios
+            except Exception as err:  # report it, run the other scenarios
                 errors += 1
                 message = str(err).strip()
                 rows = [Row(name, "error", note=message.splitlines()[0][:300] if message

@@ -53,10 +53,7 @@ def test_database_restart_under_load(private_postgres, settings, sandbox):
     worker = start_worker_process(config)
     acknowledged = []
     try:
-        for _ in range(30):
-            code, mail_id, _ = post(client)
-            assert code == 202
-            acknowledged.append(mail_id)
+        acknowledged += post_accepted(client, 30)
         wait_for(lambda: _all_sent(private_postgres.url, acknowledged), timeout=30,
                  message="the worker to be up and sending")
         private_postgres.stop()
@@ -68,10 +65,7 @@ def test_database_restart_under_load(private_postgres, settings, sandbox):
         # The API recovers by itself: the pool drops the dead connections and reconnects.
         code, mail_id, _ = wait_for(lambda: _accepted(client), timeout=20, message="API back")
         acknowledged.append(mail_id)
-        for _ in range(30):
-            code, mail_id, _ = post(client)
-            assert code == 202
-            acknowledged.append(mail_id)
+        acknowledged += post_accepted(client, 30)
         wait_for(lambda: _all_sent(private_postgres.url, acknowledged), timeout=60,
                  message="the worker to send every acknowledged mail")
     finally:
@@ -84,6 +78,16 @@ def test_database_restart_under_load(private_postgres, settings, sandbox):
     counts = received_counts(sandbox)
     assert set(acknowledged) <= set(counts)
     assert max(counts[mail_id] for mail_id in acknowledged) == 1
+
+
+def post_accepted(client, count):
+    """Post ``count`` mails, each of which must be accepted; their ids."""
+    ids = []
+    for _ in range(count):
+        code, mail_id, _ = post(client)
+        assert code == 202
+        ids.append(mail_id)
+    return ids
 
 
 def _accepted(client):
