@@ -12,13 +12,10 @@ from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 
-import admin
-import api
-import errors
-import openapi
-from auth import warn_about_open_modes
-from config import ensure_secret_key, load_settings
-from database import SchemaError, check_schema, engine_options, normalize_url
+from mailer import admin, api, errors, openapi
+from mailer.auth import warn_about_open_modes
+from mailer.config import ensure_secret_key, load_settings
+from mailer.database import SchemaError, check_schema, engine_options, normalize_url
 from models import db
 
 migrate = Migrate()

@@ -15,10 +15,10 @@ import time
 from flask import Config
 from sqlalchemy.exc import SQLAlchemyError
 
-from config import load_settings
-from database import SchemaError, check_schema, is_sqlite, make_engine
+from mailer.config import load_settings
+from mailer.database import SchemaError, check_schema, is_sqlite, make_engine
+from mailer.worker import Worker
 from providers import build_providers
-from worker import Worker
 
 log = logging.getLogger("mail_service")
 

@@ -3,7 +3,7 @@
 ``build_providers`` turns the ``PROVIDERS`` setting into provider objects in failover order.
 """
 
-from config import split_list
+from mailer.config import split_list
 
 from .base import (
     MalformedAnswer,

@@ -431,8 +431,8 @@ def load_connection(spec, raw, start_at, end_at, outputs):
 def bare_send_main(count):
     """Baseline process: send ``count`` mails with the project's provider, no database."""
     from mail_service import load_config
+    from mailer.worker import Sessions
     from providers import Message, build_providers
-    from worker import Sessions
 
     config = load_config(None)
     provider = build_providers(config)[0]
@@ -616,8 +616,8 @@ class Bench:
     def engine(self):
         """A SQLAlchemy engine made like the worker's (for ``mailqueue.claim``)."""
         if self._engine is None:
-            from config import DEFAULTS
-            from database import make_engine
+            from mailer.config import DEFAULTS
+            from mailer.database import make_engine
 
             self._engine = make_engine({**DEFAULTS, "DATABASE_URL": self.database_url},
                                        pool_size=2, worker=True)
@@ -1022,7 +1022,7 @@ def scenario_bulk(b):
 
 def claim_time(b, claims):
     """Median ms of ``mailqueue.claim`` of 100 mails, each in a transaction rolled back."""
-    import mailqueue
+    from mailer import mailqueue
 
     engine, times = b.engine(), []
     for index in range(claims + 2):

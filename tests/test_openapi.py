@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-import openapi
+from mailer import openapi
 
 SPEC_URI = "urn:mail-service:openapi"
 MAIL = {"from": "Sender <sender@example.com>", "to": "rcpt@example.com", "subject": "Hello",

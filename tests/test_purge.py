@@ -1,6 +1,5 @@
-"""Retention: scripts/purge.py deletes old finished mail and its attempts, nothing else."""
+"""Retention: scripts/purge deletes old finished mail and its attempts, nothing else."""
 
-import os
 import subprocess
 import sys
 import uuid
@@ -29,7 +28,7 @@ def test_purge_deletes_old_finished_mail_in_batches(app, settings):
         ])
     engine.dispose()
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "purge.py"), "--batch-size", "4"],
+        [sys.executable, "-m", "mailer.purge", "--batch-size", "4"],
         env=worker_env(settings, RETENTION_DAYS=30), capture_output=True, text=True,
         timeout=60, cwd=ROOT,
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from validation import ValidationError, validate_mail
+from mailer.validation import ValidationError, validate_mail
 
 MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
         "text": "Plain body"}
@@ -136,7 +136,7 @@ def test_fast_path_agrees_with_email_validator():
 
     from email_validator import EmailNotValidError, validate_email
 
-    from validation import _checked
+    from mailer.validation import _checked
 
     rng = random.Random(7)
     chars = string.ascii_letters + string.digits + "._+-"

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from circuit import PROBE, SKIP, safely
 from models import FAILED, QUEUED, SENT, as_utc, split_addresses, utcnow
 from providers import (
     MalformedAnswer,
@@ -23,6 +22,8 @@ from providers import (
     ProviderUnavailable,
     RateLimited,
 )
+
+from .circuit import PROBE, SKIP, safely
 
 log = logging.getLogger("mail_service.delivery")
 

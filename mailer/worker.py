@@ -23,9 +23,11 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 import requests
 from sqlalchemy.exc import SQLAlchemyError
 
-import mailqueue
-from circuit import PROBE, USE, Breakers
-from delivery import (
+from models import SENT, utcnow
+
+from . import mailqueue
+from .circuit import PROBE, USE, Breakers
+from .delivery import (
     DEFERRED,
     RetryPolicy,
     attempt_rows,
@@ -34,8 +36,7 @@ from delivery import (
     message_from_row,
     poisoned,
 )
-from models import SENT, utcnow
-from notify import QueueListener
+from .notify import QueueListener
 
 log = logging.getLogger("mail_service.worker")
 

@@ -11,12 +11,13 @@ from flask_restful import Api, Resource
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-import mailqueue
-from auth import require_api_key
-from circuit import CLOSED
-from errors import ApiError, response_for
 from models import Email, ProviderState, db, iso
-from validation import ValidationError, validate_mail
+
+from . import mailqueue
+from .auth import require_api_key
+from .circuit import CLOSED
+from .errors import ApiError, response_for
+from .validation import ValidationError, validate_mail
 
 JSON_TYPES = ("application/json",)
 MAX_BATCH = 1000  # mails per POST /mail/batch

@@ -18,8 +18,8 @@ import logging
 
 from flask import current_app, request
 
-from config import split_list
-from errors import ApiError
+from .config import split_list
+from .errors import ApiError
 
 log = logging.getLogger("mail_service.auth")
 

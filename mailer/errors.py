@@ -13,7 +13,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from werkzeug.exceptions import HTTPException
 
 from models import db
-from validation import ValidationError
+
+from .validation import ValidationError
 
 log = logging.getLogger("mail_service.api")
 

@@ -17,10 +17,11 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select, update
 from wtforms import StringField, TextAreaField
 
-import mailqueue
-from auth import admin_allowed
 from models import FAILED, QUEUED, Email, ProviderState, db, utcnow
-from validation import ValidationError, validate_mail
+
+from . import mailqueue
+from .auth import admin_allowed
+from .validation import ValidationError, validate_mail
 
 # Form field of each API field, to show a validation error next to the right input.
 FORM_FIELDS = {"from": "from_address", "to": "to", "cc": "cc", "bcc": "bcc",

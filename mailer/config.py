@@ -42,7 +42,7 @@ DEFAULTS = {
     "CIRCUIT_COOLDOWN_CAP": 600.0,  # seconds, longest cool-down while a provider keeps failing
     "DB_CONNECT_TIMEOUT": 3,  # seconds to wait for PostgreSQL before answering 503
     "DB_STATEMENT_TIMEOUT": 5000,  # milliseconds, API statements on PostgreSQL
-    "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge.py
+    "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
 }
 
 CONFIG_ENV = "MAIL_SERVICE_CONFIG"

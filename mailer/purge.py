@@ -1,6 +1,6 @@
 """Delete finished mail (sent or failed) older than RETENTION_DAYS, in small batches.
 
-    python scripts/purge.py --config settings.cfg [--days 30] [--batch-size 5000] [--dry-run]
+    scripts/purge --config settings.cfg [--days 30] [--batch-size 5000] [--dry-run]
 
 Run it from cron, e.g. hourly. Each batch is its own short transaction, so the API and the
 workers never wait long on it; queued and sending mail is never touched.
@@ -8,17 +8,15 @@ workers never wait long on it; queued and sending mail is never touched.
 
 import argparse
 import logging
-import os
 import sys
 import time
 from datetime import timedelta
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mail_service import load_config
+from models import utcnow
 
-import mailqueue  # noqa: E402 - after the path set-up above
-from database import check_schema, make_engine  # noqa: E402
-from mail_service import load_config  # noqa: E402
-from models import utcnow  # noqa: E402
+from . import mailqueue
+from .database import check_schema, make_engine
 
 log = logging.getLogger("mail_service.purge")
 
