@@ -1,16 +1,22 @@
 """Shared fixtures: a real PostgreSQL database, the app, the provider sandbox, a worker.
 
-The test database is created once per session on ``TEST_DATABASE_URL`` (default: a fresh
-database on 127.0.0.1:5432, dropped at the end) and migrated to head once. Worker tests need
-committed rows that other processes can see, so instead of rolling back a transaction each test
-empties the tables afterwards.
+The tests run on ``TEST_DATABASE_URL`` if it is set (migrated and used as is). Otherwise they
+run on a fresh database, dropped at the end, on the PostgreSQL at 127.0.0.1:5432 if it accepts
+user ``postgres`` without a password, or else on an embedded server (mailer/embedded_db.py)
+that the session starts in a temporary folder and deletes at the end. The database is migrated
+to head once. Worker tests need committed rows that other processes can see, so instead of
+rolling back a transaction each test empties the tables afterwards.
 """
 
+import contextlib
+import functools
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 
+import psycopg2
 import pytest
 from flask_migrate import upgrade
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -20,42 +26,83 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from mail_service import load_config
 from mailer.database import make_engine
+from mailer.embedded_db import EmbeddedPostgres
 from mailer.worker import Worker
 from models import db
 from providers import build_providers
 from scripts.sandbox import Sandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
 TABLES = "delivery_attempt, email, provider_state"
 
 
-def _server_url():
-    """The PostgreSQL server to test against, and whether we create the database ourselves."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    return (make_url(url), False) if url else (make_url(DEFAULT_SERVER), True)
+@functools.cache
+def _local_server_answers():
+    """Whether the PostgreSQL at 127.0.0.1:5432 lets user postgres in without a password."""
+    try:
+        psycopg2.connect(LOCAL_SERVER, connect_timeout=3).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+def pytest_report_header(config):
+    """Say which PostgreSQL the run uses."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        return f"database: TEST_DATABASE_URL {make_url(given).render_as_string()}"
+    if _local_server_answers():
+        return "database: a fresh database on the PostgreSQL at 127.0.0.1:5432"
+    return "database: an embedded PostgreSQL (nothing answers on 127.0.0.1:5432)"
+
+
+def throwaway_postgres():
+    """A started embedded PostgreSQL in a new temporary folder; ``destroy()`` it when done."""
+    folder = tempfile.mkdtemp(prefix="mail-test-pg-")
+    return EmbeddedPostgres(folder, settings={"fsync": "off"}).start()
 
 
 @pytest.fixture(scope="session")
-def database_url():
-    """A migrated, empty PostgreSQL database for the whole session."""
-    server, create = _server_url()
-    if not create:
-        _migrate(server.render_as_string(hide_password=False))
-        yield server.render_as_string(hide_password=False)
+def postgres_server():
+    """The URL of a server to create test databases on: TEST_DATABASE_URL's, local or embedded."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given or _local_server_answers():
+        yield make_url(given or LOCAL_SERVER)
         return
+    server = throwaway_postgres()
+    try:
+        yield make_url(server.url())
+    finally:
+        server.destroy()
+
+
+@contextlib.contextmanager
+def fresh_database(server):
+    """A new, empty database on ``server`` (a URL) for the block; dropped afterwards."""
     name = f"mail_test_{uuid.uuid4().hex[:8]}"
     janitor = DatabaseJanitor(user=server.username or "postgres", host=server.host or "127.0.0.1",
                               port=server.port or 5432, dbname=name, password=server.password)
     janitor.init()
-    url = server.set(database=name).render_as_string(hide_password=False)
     try:
-        _migrate(url)
-        yield url
+        yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         janitor.drop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server):
+    """A migrated, empty PostgreSQL database for the whole session."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        _migrate(given)
+        yield given
+        return
+    with fresh_database(postgres_server) as url:
+        _migrate(url)
+        yield url
 
 
 def _migrate(url):

@@ -1,5 +1,6 @@
 """Helpers for worker tests: queue many mails at once, read mail rows, wait for conditions."""
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -81,3 +82,26 @@ def wait_for(condition, timeout, interval=0.05, message="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class Output:
+    """A child process's output, read by a thread as it comes, so a test can wait for a line."""
+
+    def __init__(self, process):
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream):
+        """Keep every line until the process closes its output."""
+        with stream:
+            for line in stream:
+                self.lines.append(line)
+
+    def __contains__(self, text):
+        return any(text in line for line in list(self.lines))
+
+    def text(self, timeout=10):
+        """All of the output, once the process has closed it (or ``timeout`` seconds passed)."""
+        self._reader.join(timeout)
+        return "".join(self.lines)
