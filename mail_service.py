@@ -16,7 +16,7 @@ from flask import Config
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.config import load_settings
-from mailer.database import SchemaError, check_schema, is_sqlite, make_engine
+from mailer.database import SchemaError, check_schema, make_engine
 from mailer.worker import Worker
 from providers import build_providers
 
@@ -76,8 +76,6 @@ def main(argv=None):
         log.error("no provider is configured: set MAILGUN_API_KEY and MAILGUN_DOMAIN "
                   "and/or SENDGRID_API_KEY")
         return 2
-    if is_sqlite(config["DATABASE_URL"]):
-        log.warning("SQLite: fine for one worker on one host; use PostgreSQL for more")
     pool_size = int(config["WORKER_CONCURRENCY"]) + 4  # send threads write provider health
     engine = make_engine(config, pool_size=pool_size, worker=True)
     worker = Worker(engine, config, providers)

@@ -1,7 +1,7 @@
 """The database tables: mail, its delivery attempts, and each provider's shared health.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
-it to SQLAlchemy. Timestamps are stored in UTC with a time zone wherever the database has one.
+it to SQLAlchemy. Timestamps are stored in UTC with a time zone.
 """
 
 import uuid
@@ -35,25 +35,14 @@ QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
 STATUSES = (QUEUED, SENDING, SENT, FAILED)
 FINISHED = (SENT, FAILED)
 
-# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
-BigId = BigInteger().with_variant(Integer, "sqlite")
-
-
 def utcnow():
     """The current time in UTC, with its time zone."""
     return datetime.now(UTC)
 
 
-def as_utc(moment):
-    """Attach UTC to a naive timestamp read back from SQLite; pass others through."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def iso(moment):
     """ISO 8601 with a time zone, or None."""
-    return as_utc(moment).isoformat() if moment is not None else None
+    return moment.isoformat() if moment is not None else None
 
 
 def split_addresses(value):
@@ -104,14 +93,12 @@ class Email(db.Model):
             "ix_email_due",
             "next_attempt_at",
             postgresql_where=sql_text("status = 'queued'"),
-            sqlite_where=sql_text("status = 'queued'"),
         ),
         # The reaper looks for expired leases among the few mails being sent.
         Index(
             "ix_email_lease",
             "locked_until",
             postgresql_where=sql_text("status = 'sending'"),
-            sqlite_where=sql_text("status = 'sending'"),
         ),
         Index("ix_email_status_updated", "status", "updated_at"),
     )
@@ -153,7 +140,7 @@ class DeliveryAttempt(db.Model):
 
     __tablename__ = "delivery_attempt"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     email_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("email.id", ondelete="CASCADE"), index=True
     )

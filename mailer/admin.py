@@ -118,7 +118,6 @@ class MailView(Protected, ModelView):
     def get_one(self, id):
         """The mail with this id, or None (Flask-Admin then says so) if it is not a UUID."""
         found = _uuids([id])
-        # Flask-Admin passes the id as a string, which the Uuid type cannot bind on SQLite.
         return db.session.get(Email, found[0]) if found else None
 
     def get_list(self, page, *args, **kwargs):

@@ -21,7 +21,7 @@ from datetime import timedelta
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from models import ProviderState, as_utc, utcnow
+from models import ProviderState, utcnow
 
 log = logging.getLogger("mail_service.circuit")
 table = ProviderState.__table__
@@ -90,7 +90,7 @@ class Breakers:
         moments = []
         for row in self.snapshot().values():
             for key in ("paused_until", "open_until", "probe_until"):
-                moment = as_utc(row.get(key))
+                moment = row.get(key)
                 if moment is not None and moment > now:
                     moments.append(moment)
         return min(moments) if moments else None
@@ -166,15 +166,15 @@ class Breakers:
 
 def mode_of(row, now):
     """What a worker may do with a provider whose breaker row is ``row``, at ``now``."""
-    paused_until = as_utc(row.get("paused_until"))
+    paused_until = row.get("paused_until")
     if paused_until is not None and paused_until > now:
         return SKIP
     if row["state"] == CLOSED:
         return USE
     if row["state"] == OPEN:
-        open_until = as_utc(row.get("open_until"))
+        open_until = row.get("open_until")
         return PROBE if open_until is None or open_until <= now else SKIP
-    probe_until = as_utc(row.get("probe_until"))
+    probe_until = row.get("probe_until")
     return PROBE if probe_until is None or probe_until <= now else SKIP
 
 

@@ -15,7 +15,9 @@ import os
 import secrets
 
 DEFAULTS = {
-    "DATABASE_URL": "sqlite:///mail_service.db",
+    # The role and database of scripts/db.sql; libpq reads the password from PGPASSWORD or
+    # ~/.pgpass when the URL has none.
+    "DATABASE_URL": "postgresql://mail@127.0.0.1:5432/mail",
     "SECRET_KEY": "",
     "API_KEYS": "",  # comma separated; empty = protected mode (loopback clients only)
     "ADMIN_USERNAME": "admin",

@@ -1,17 +1,16 @@
 """Database connections and the schema check that both processes run at start.
 
-PostgreSQL is the production database; SQLite is the embedded default of the quick start.
-Connections time out quickly, so that an outage turns into a prompt 503 from the API and a
-retry in the worker, and both recover by themselves when the database returns.
+PostgreSQL is the only database; the quick start and the tests may run an embedded one
+(embedded_db.py). Connections time out quickly, so that an outage turns into a prompt 503 from
+the API and a retry in the worker, and both recover by themselves when the database returns.
 """
 
 import os
-import sqlite3
 
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIGRATIONS_DIR = os.path.join(ROOT, "migrations")
@@ -24,8 +23,8 @@ class SchemaError(RuntimeError):
 def normalize_url(url):
     """Use psycopg2 for a plain ``postgresql://`` URL.
 
-    SQLAlchemy 2.1 maps the bare scheme to psycopg 3, which this project does not install;
-    the driver is psycopg2 (and LISTEN/NOTIFY in notify.py relies on it).
+    SQLAlchemy 2.1 maps the bare scheme to psycopg 3, which only the test tools install; the
+    service's driver is psycopg2 (and LISTEN/NOTIFY in notify.py relies on it).
     """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -33,17 +32,8 @@ def normalize_url(url):
     return parsed.render_as_string(hide_password=False)
 
 
-def is_sqlite(url):
-    """Whether ``url`` names an SQLite database."""
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def engine_options(config, pool_size=5):
     """Keyword arguments for ``create_engine`` (also Flask-SQLAlchemy's engine options)."""
-    url = config["DATABASE_URL"]
-    if is_sqlite(url):
-        # One writer at a time: wait for the lock instead of failing at once.
-        return {"connect_args": {"timeout": 15}}
     statement_timeout = int(config.get("DB_STATEMENT_TIMEOUT") or 0)
     return {
         # No ping before each checkout (a round trip per request): a connection that died in
@@ -73,17 +63,6 @@ def make_engine(config, pool_size=5, worker=False):
     if worker and make_url(normalize_url(config["DATABASE_URL"])).get_driver_name() == "psycopg2":
         options["executemany_mode"] = "values_plus_batch"
     return create_engine(normalize_url(config["DATABASE_URL"]), **options)
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, _record):
-    """On SQLite, WAL lets the API read while the worker writes; foreign keys make cascades work."""
-    if not isinstance(dbapi_connection, sqlite3.Connection):
-        return
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 def head_revision():

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from models import FAILED, QUEUED, SENT, as_utc, split_addresses, utcnow
+from models import FAILED, QUEUED, SENT, split_addresses, utcnow
 from providers import (
     MalformedAnswer,
     Message,
@@ -139,7 +139,7 @@ class RetryPolicy:
 
     def exhausted(self, attempts, created_at, now):
         """Whether a mail that failed ``attempts`` times may not be retried again."""
-        age = (now - as_utc(created_at)).total_seconds()
+        age = (now - created_at).total_seconds()
         return attempts >= self.max_attempts or age >= self.max_age
 
 

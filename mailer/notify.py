@@ -4,7 +4,7 @@ The ``email`` table's trigger (migration 0002) sends a NOTIFY on ``mail_queued``
 transaction that inserted mail commits. A worker's listener thread holds one extra connection
 that LISTENs and sets the worker's wake event, so a new mail is claimed within milliseconds
 instead of at the next poll. Polling stays as the fallback: a lost connection only costs
-latency, and SQLite has no NOTIFY at all.
+latency.
 """
 
 import logging
@@ -28,8 +28,8 @@ class QueueListener(threading.Thread):
 
     @staticmethod
     def supported(engine):
-        """LISTEN needs PostgreSQL through psycopg2."""
-        return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2"
+        """Whether the engine's driver is psycopg2, whose notifies this thread reads."""
+        return engine.dialect.driver == "psycopg2"
 
     def run(self):
         """Listen, and after any failure listen again with backoff."""

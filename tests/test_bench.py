@@ -15,7 +15,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "scripts", "bench.py")
-SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 TIMEOUT = 240  # seconds; the quick run takes about a minute
 
 
@@ -31,9 +30,10 @@ def bench_databases(server_url):
         engine.dispose()
 
 
-def test_quick_bench_runs_every_scenario_and_prints_the_table(tmp_path):
+def test_quick_bench_runs_every_scenario_and_prints_the_table(tmp_path, postgres_server):
     own_database = os.environ.get("TEST_DATABASE_URL")
-    where = ["--database-url", own_database] if own_database else ["--server-url", SERVER]
+    server = postgres_server.render_as_string(hide_password=False)
+    where = ["--database-url", own_database] if own_database else ["--server-url", server]
     results = tmp_path / "bench.json"
     env = {key: value for key, value in os.environ.items() if key != "MAIL_SERVICE_CONFIG"}
     run = subprocess.run(
@@ -54,4 +54,4 @@ def test_quick_bench_runs_every_scenario_and_prints_the_table(tmp_path):
     if not own_database:
         dropped = re.search(r"dropped database (mail_bench_[0-9a-f]+)", output)
         assert dropped, output[-2000:]
-        assert dropped.group(1) not in bench_databases(SERVER)
+        assert dropped.group(1) not in bench_databases(server)

@@ -1,7 +1,5 @@
 """Wake idle workers on new mail (LISTEN/NOTIFY) and vacuum the queue table eagerly.
 
-PostgreSQL only; on SQLite the workers poll and there is no autovacuum.
-
 - A statement-level trigger sends one NOTIFY on channel ``mail_queued`` per INSERT statement
   (so a batch of 1,000 mails wakes the workers once).
   PostgreSQL delivers it at commit, so a worker never wakes before the mail is visible.
@@ -24,8 +22,6 @@ CHANNEL = "mail_queued"
 
 
 def upgrade():
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute(f"""
         CREATE FUNCTION notify_mail_queued() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -55,8 +51,6 @@ def upgrade():
 
 
 def downgrade():
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute("ALTER TABLE delivery_attempt RESET (autovacuum_vacuum_scale_factor, "
                "autovacuum_analyze_scale_factor)")
     op.execute("ALTER TABLE email RESET (autovacuum_vacuum_scale_factor, "
