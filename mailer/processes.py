@@ -232,9 +232,8 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             self.stop(child)
             tail = child.tail()
-            raise TimeoutError(f"{child.name} did not finish within {timeout:.0f}s"
-                               + (f"\n--- last lines of {child.name} ---\n{tail}" if tail else "")
-                               ) from None
+            detail = f"\n--- last lines of {child.name} ---\n{tail}" if tail else ""
+            raise TimeoutError(f"{child.name} did not finish within {timeout:g}s{detail}") from None
 
     def stop(self, *children, grace=None):
         """SIGTERM the children together, SIGKILL those still running after ``grace`` seconds.
@@ -250,7 +249,7 @@ class Supervisor:
             try:
                 child.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.say(f"{child.name} did not stop within {grace:.0f}s: killing it")
+                self.say(f"{child.name} did not stop within {grace:g}s: killing it")
                 child.signal(signal.SIGKILL)
                 child.wait()
             if child.relay is not None:

@@ -5,6 +5,7 @@ import signal
 import sys
 import time
 
+import pytest
 from helpers import alive, wait_for
 
 from mailer.processes import Supervisor
@@ -31,6 +32,13 @@ def test_writes_output_to_a_log_file(tmp_path):
                              log_path=tmp_path / "logger.log")
     assert supervisor.wait(child, timeout=10) == 0
     assert child.output() == "to the file\n"
+    sleeper = supervisor.start("sleeper", [PYTHON, "-c", "print('zzz', flush=True); "
+                                           "import time; time.sleep(60)"],
+                               log_path=tmp_path / "sleeper.log")
+    wait_for(lambda: "zzz" in sleeper.output(), timeout=10, message="the sleeper to start")
+    with pytest.raises(TimeoutError, match="sleeper did not finish within 0.2s"):
+        supervisor.wait(sleeper, timeout=0.2)
+    assert sleeper.poll() == -signal.SIGTERM
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period():
@@ -44,7 +52,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period():
     supervisor.stop(stubborn)
     assert time.monotonic() - started < 5
     assert stubborn.poll() == -signal.SIGKILL
-    assert "stubborn did not stop within 0s: killing it" in out.getvalue()
+    assert "stubborn did not stop within 0.5s: killing it" in out.getvalue()
 
 
 def test_own_groups_stop_the_childs_children_too(tmp_path):
