@@ -284,11 +284,14 @@ def run(args):
         url = server.create_database(DATABASE_NAME)
         return run_on(args, url, f"{url}   (embedded, data in {args.pgdata})")
     except EmbeddedPostgresError as err:
-        say(f"devserver: PostgreSQL did not start: {err}")
+        say(f"devserver: the embedded PostgreSQL failed: {err}")
         return 1
     finally:
         with SIGNALS.ignored():
-            server.stop()
+            try:
+                server.stop()
+            except EmbeddedPostgresError as err:
+                say(f"devserver: the embedded PostgreSQL did not stop: {err}")
 
 
 def run_on(args, database_url, database):
