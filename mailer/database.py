@@ -6,6 +6,7 @@ retry in the worker, and both recover by themselves when the database returns.
 """
 
 import os
+import re
 import sqlite3
 
 from alembic.migration import MigrationContext
@@ -44,7 +45,7 @@ def engine_options(config, pool_size=5):
     if is_sqlite(url):
         # One writer at a time: wait for the lock instead of failing at once.
         return {"connect_args": {"timeout": 15}}
-    statement_timeout = int(config.get("DB_STATEMENT_TIMEOUT") or 0)
+    statement_timeout = config["DB_STATEMENT_TIMEOUT"]
     return {
         # No ping before each checkout (a round trip per request): a connection that died in
         # the pool fails its first statement, SQLAlchemy then discards every connection of that
@@ -53,10 +54,10 @@ def engine_options(config, pool_size=5):
         "pool_pre_ping": False,
         "pool_size": pool_size,
         "max_overflow": pool_size,
-        "pool_timeout": float(config["DB_CONNECT_TIMEOUT"]) + 2,
+        "pool_timeout": config["DB_CONNECT_TIMEOUT"] + 2,
         "pool_recycle": 1800,
         "connect_args": {
-            "connect_timeout": int(config["DB_CONNECT_TIMEOUT"]),
+            "connect_timeout": config["DB_CONNECT_TIMEOUT"],
             "options": f"-c statement_timeout={statement_timeout}",
             "application_name": config.get("APPLICATION_NAME", "mail-service"),
         },
@@ -84,6 +85,19 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def describe(err):
+    """A database error for the log: its class and the server's first line, never a password.
+
+    "connection refused" and "password authentication failed" need different fixes, so the
+    class name alone is not enough; libpq's messages name the host and user, never the
+    password, and a URL that slipped into one has its password masked.
+    """
+    original = getattr(err, "orig", None) or err
+    lines = str(original).strip().splitlines() or [""]
+    message = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", lines[0])
+    return f"{original.__class__.__name__}: {message}" if message else original.__class__.__name__
 
 
 def head_revision():

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from mail_service import load_config
+from mailer.config import load_config
 from mailer.database import make_engine
 from mailer.worker import Worker
 from models import db
@@ -127,11 +127,8 @@ def run_worker(settings):
     engines = []
 
     def run(burst=True, **overrides):
-        config = load_config(None)
-        config.update(settings)
-        config.update(overrides)
-        engine = make_engine(config, pool_size=int(config["WORKER_CONCURRENCY"]) + 4,
-                             worker=True)
+        config = load_config(overrides={**settings, **overrides}, environ={})
+        engine = make_engine(config, pool_size=config["WORKER_CONCURRENCY"] + 4, worker=True)
         engines.append(engine)
         worker = Worker(engine, config, build_providers(config))
         run.workers.append(worker)

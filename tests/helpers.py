@@ -14,7 +14,7 @@ def queue_mails(database_url, count, **fields):
     now = utcnow()
     rows = [
         {"id": uuid.uuid4(), "status": QUEUED, "from_address": "sender@example.com",
-         "to_address": f"rcpt{index}@example.com", "subject": f"Mail {index}",
+         "to_address": [f"rcpt{index}@example.com"], "subject": f"Mail {index}",
          "text": "Hello", "attempts": 0, "next_attempt_at": now, "created_at": now,
          "updated_at": now, **fields}
         for index in range(count)

@@ -91,7 +91,7 @@ def test_json_body_with_every_field(client, stored):
     assert body["bcc"] == ["c@example.com", "d@example.com"]
     assert body["reply_to"] == "Replies <reply@example.com>"
     row = stored(body["id"])
-    assert row["cc"] == "a@example.com, b@example.com" and row["html"] == "<p>Hi</p>"
+    assert row["cc"] == ["a@example.com", "b@example.com"] and row["html"] == "<p>Hi</p>"
 
 
 def test_internationalised_address(client, stored):

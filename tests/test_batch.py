@@ -17,7 +17,7 @@ def test_batch_stores_every_mail_and_answers_their_ids(client, settings, sandbox
     assert body["success"] is True and body["count"] == 250 and len(body["ids"]) == 250
     rows = mail_rows(settings["DATABASE_URL"])
     assert set(rows) == set(body["ids"])
-    assert rows[body["ids"][7]]["to_address"] == "rcpt7@example.com"
+    assert rows[body["ids"][7]]["to_address"] == ["rcpt7@example.com"]
     assert {row["status"] for row in rows.values()} == {"queued"}
     run_worker()
     assert len(sandbox.messages()) == 250
@@ -51,7 +51,7 @@ def test_batch_size_and_shape_limits(client, settings):
 
 
 def test_batch_needs_an_api_key_when_keys_are_set(app, client, settings):
-    app.config["API_KEYS"] = "k1"
+    app.config["API_KEYS"] = ("k1",)
     assert client.post("/mail/batch", json=batch(1)).status_code == 401
     response = client.post("/mail/batch", json=batch(1), headers={"X-API-Key": "k1"})
     assert response.status_code == 202

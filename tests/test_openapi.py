@@ -183,7 +183,7 @@ def test_413_matches_the_error_schema(app, client, spec):
 
 
 def test_401_with_keys_sends_www_authenticate(app, client, spec):
-    app.config["API_KEYS"] = "secret-key"
+    app.config["API_KEYS"] = ("secret-key",)
     response = client.post("/mail", json=MAIL)
     assert response.status_code == 401 and "WWW-Authenticate" in response.headers
     assert_matches(spec, "Error", response.get_json())

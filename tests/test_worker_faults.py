@@ -202,18 +202,33 @@ def test_poison_rows_and_strange_answers_fail_one_mail_only(settings, sandbox, r
     assert all(rows[mail_id]["status"] == "sent" for mail_id in healthy)
 
 
-def test_html_200_from_provider_fails_that_mail(settings, sandbox, run_worker, app):
+def test_html_200_from_provider_is_a_misconfiguration_and_fails_over(settings, sandbox,
+                                                                      run_worker, app):
+    # A 200 without a message id (a proxy page) proves nothing was sent: fail over, and do
+    # not count it as a healthy answer from Mailgun.
     url = settings["DATABASE_URL"]
     sandbox.configure("mailgun", status=200, body="<html>welcome to the proxy</html>",
                       content_type="text/html", count=1)
     [odd] = queue_mails(url, 1)
     run_worker()
     row = mail_rows(url)[odd]
-    assert row["status"] == "failed" and "without a message id" in row["last_error"]
-    assert row["result"][0]["response"] == "<html>welcome to the proxy</html>"
-    later = queue_mails(url, 1)
-    run_worker()
-    assert mail_rows(url)[later[0]]["status"] == "sent"
+    assert row["status"] == "sent" and row["provider"] == "sendgrid"
+    first = row["result"][0]
+    assert first["outcome"] == "misconfigured" and "without a message id" in first["error"]
+    assert first["response"] == "<html>welcome to the proxy</html>"
+    assert provider_state(url, "mailgun")["consecutive_failures"] == 1
+
+
+def test_wrong_mailgun_base_url_is_misconfigured_not_sent(settings, sandbox, run_worker, app):
+    # Mailgun's API root answers 200 "Mailgun Magnificent API" to anything: a wrong base URL.
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=200, body='"Mailgun Magnificent API"',
+                      content_type="application/json")
+    [mail_id] = queue_mails(url, 1)
+    run_worker(PROVIDERS="mailgun", MAX_ATTEMPTS=1)
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "failed" and row["provider_message_id"] is None
+    assert "MAILGUN_BASE_URL" in row["last_error"]
 
 
 def test_html_502_page_and_huge_body_fail_over(settings, sandbox, run_worker, app):
