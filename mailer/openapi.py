@@ -12,6 +12,9 @@ import re
 from flask import current_app, render_template_string, url_for
 from markupsafe import Markup, escape
 
+from .api import MAX_BATCH
+from .vocabulary import ANSWER_OUTCOMES, ATTEMPT_OUTCOMES, CIRCUIT_STATES, MAIL_STATUSES
+
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "0.1.0"
 MAIL_CONTENT_TYPES = (
@@ -25,11 +28,6 @@ PROTECTED_MODE = (
     "clients connecting over the loopback interface (and not through a proxy) without a key, "
     "and every other client with 401."
 )
-MAIL_STATUSES = ["queued", "sending", "sent", "failed"]
-ANSWER_OUTCOMES = ["sent", "transient", "rejected", "misconfigured", "unknown", "malformed",
-                   "rate_limited"]
-ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, "lease_expired"]
-CIRCUIT_STATES = ["closed", "open", "half_open"]
 INFO_DESCRIPTION = """\
 A transactional mail service: clients submit mail over HTTP, a worker sends it through the
 configured providers (Mailgun, with failover to SendGrid), and clients poll for the result.
@@ -164,7 +162,7 @@ def submit_batch():
     return {
         "tags": ["mail"],
         "operationId": "submitMailBatch",
-        "summary": "Submit up to 1,000 mails at once, all or none",
+        "summary": f"Submit up to {MAX_BATCH:,} mails at once, all or none",
         "description": "Validates every mail, then stores them all as `queued` in one "
                        "transaction and answers 202 with their ids in the order given. If any "
                        "mail is invalid, none is stored and the 400 names each bad item by its "
@@ -173,7 +171,7 @@ def submit_batch():
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {
-                "type": "array", "minItems": 1, "maxItems": 1000,
+                "type": "array", "minItems": 1, "maxItems": MAX_BATCH,
                 "items": ref("MailRequest")}}},
         },
         "responses": submit_responses(

@@ -9,7 +9,10 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from mailer import openapi
+import models
+from mailer import circuit, openapi, vocabulary
+from mailer.api import MAX_BATCH
+from providers import base
 
 SPEC_URI = "urn:mail-service:openapi"
 MAIL = {"from": "Sender <sender@example.com>", "to": "rcpt@example.com", "subject": "Hello",
@@ -103,6 +106,29 @@ def test_schema_validator_is_not_vacuous(spec):
     assert not validator(spec, "ProviderAnswer").is_valid(
         {"provider": "mailgun", "outcome": "sent", "status_code": 200, "message_id": None,
          "response": None, "error": None, "duration_ms": 3, "at": "yesterday"})
+
+
+def test_enums_and_limits_come_from_the_code(spec):
+    schemas = spec["components"]["schemas"]
+    assert schemas["Mail"]["properties"]["status"]["enum"] == list(models.STATUSES)
+    assert schemas["ProviderAnswer"]["properties"]["outcome"]["enum"] == vocabulary.ANSWER_OUTCOMES
+    assert schemas["Attempt"]["properties"]["outcome"]["enum"] == vocabulary.ATTEMPT_OUTCOMES
+    assert schemas["ProviderHealth"]["properties"]["state"]["enum"] == [
+        circuit.CLOSED, circuit.OPEN, circuit.HALF_OPEN]
+    batch = spec["paths"]["/mail/batch"]["post"]["requestBody"]["content"]["application/json"]
+    assert batch["schema"]["maxItems"] == MAX_BATCH
+
+
+def error_classes(cls):
+    """``cls`` and every subclass of it that is loaded, wherever it is defined."""
+    return [cls, *(sub for child in cls.__subclasses__() for sub in error_classes(child))]
+
+
+def test_outcomes_cover_every_provider_error():
+    outcomes = {cls.outcome for cls in error_classes(base.ProviderError)}
+    assert outcomes | {"sent"} == set(vocabulary.ANSWER_OUTCOMES)
+    assert len(vocabulary.ANSWER_OUTCOMES) == len(set(vocabulary.ANSWER_OUTCOMES))
+    assert vocabulary.ATTEMPT_OUTCOMES == [*vocabulary.ANSWER_OUTCOMES, "lease_expired"]
 
 
 # Real answers against the document ------------------------------------------------------------
