@@ -18,7 +18,6 @@ only then opens a new transaction to record what happened.
 
 import uuid
 
-from psycopg2.extras import execute_values
 from sqlalchemy import (
     JSON,
     bindparam,
@@ -39,6 +38,8 @@ email = Email.__table__
 attempt = DeliveryAttempt.__table__
 
 LEASE_EXPIRED = "lease expired: the worker stopped while sending; the provider may have the mail"
+# Outcomes of attempt-log rows written here rather than by a provider call.
+LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME = "lease_expired", "retried"
 SECOND = literal_column("interval '1 second'")
 
 CLAIMED_COLUMNS = (
@@ -106,16 +107,16 @@ def enqueue_many(session, cleans):
 def _insert(session, rows):
     """One multi-row INSERT of new mail rows; their ``created_at`` by id.
 
-    psycopg2's ``execute_values`` writes the statement out directly: SQLAlchemy's compiled
-    insertmanyvalues costs more CPU than the database's own work, and this is the API's hot
-    path. created_at, updated_at and next_attempt_at come from the columns' ``now()``.
+    The statement is written out for psycopg2 directly: SQLAlchemy's compiled insertmanyvalues
+    costs more CPU than the database's own work, and this is the API's hot path. It still goes
+    through SQLAlchemy's connection (unlike a raw cursor's ``execute_values``), so a dead
+    connection is reported as such and invalidated, which the retry above depends on.
+    created_at, updated_at and next_attempt_at come from the columns' ``now()``.
     """
-    cursor = session.connection().connection.cursor()
-    try:
-        values = [tuple(_db_value(row[column]) for column in INSERT_COLUMNS) for row in rows]
-        returned = execute_values(cursor, INSERT_SQL, values, page_size=len(values), fetch=True)
-    finally:
-        cursor.close()
+    placeholders = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
+    params = tuple(_db_value(row[column]) for row in rows for column in INSERT_COLUMNS)
+    returned = session.connection().exec_driver_sql(
+        INSERT_SQL % ", ".join([placeholders] * len(rows)), params)
     return {uuid.UUID(str(mail_id)): created_at for mail_id, created_at in returned}
 
 
@@ -222,7 +223,7 @@ def reap(conn, max_attempts, worker=None):
     if reaped:
         conn.execute(insert(attempt), [
             {"email_id": row.id, "number": row.attempts, "provider": None,
-             "outcome": "lease_expired", "error": LEASE_EXPIRED, "worker": worker}
+             "outcome": LEASE_EXPIRED_OUTCOME, "error": LEASE_EXPIRED, "worker": worker}
             for row in reaped
         ])
     return len(reaped)
@@ -244,7 +245,7 @@ def retry(conn, ids, actor):
     ).all()
     if retried:
         conn.execute(insert(attempt), [
-            {"email_id": row.id, "number": row.attempts, "outcome": "retried", "actor": actor}
+            {"email_id": row.id, "number": row.attempts, "outcome": RETRIED_OUTCOME, "actor": actor}
             for row in retried
         ])
     return len(retried)

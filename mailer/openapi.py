@@ -13,7 +13,13 @@ from flask import current_app
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from .api import MAX_BATCH
-from .vocabulary import ANSWER_OUTCOMES, ATTEMPT_OUTCOMES, CIRCUIT_STATES, MAIL_STATUSES
+from .vocabulary import (
+    ANSWER_OUTCOMES,
+    ATTEMPT_OUTCOMES,
+    CIRCUIT_STATES,
+    MAIL_STATUSES,
+    PAUSED,
+)
 
 SPEC_URL = "/api/spec"
 DOCS_URL = "/api/docs"
@@ -420,7 +426,11 @@ def mail():
                          "retry).", enum=MAIL_STATUSES),
         "success": {"type": "boolean", "enum": [True], "description": "Always true."},
         "from_address": string("The sender, normalised."),
-        "to_address": string("The recipients, normalised and joined by `, `."),
+        "to_address": string("The recipients, normalised and joined by `, ` (as the original "
+                             "service's clients read them)."),
+        "to": {"type": "array", "items": {"type": "string"},
+               "description": "The recipients, normalised, one address (with its display name) "
+                              "each."},
         "cc": {"type": "array", "items": {"type": "string"}, "description": "Copy recipients."},
         "bcc": {"type": "array", "items": {"type": "string"},
                 "description": "Blind copy recipients."},
@@ -469,7 +479,9 @@ def attempt():
         "response": {"description": "The provider's answer body: JSON, text, or null."},
         "error": nullable(string("Why the call did not succeed.")),
         "duration_ms": nullable(integer("How long the call took.", minimum=0)),
-        "at": timestamp("When the attempt was recorded."),
+        "actor": nullable(string("Who did an operator's action (`retried`), e.g. "
+                                 "`admin:alice`.")),
+        "at": timestamp("When the provider was called (or the action was taken)."),
     })
 
 
@@ -505,11 +517,16 @@ def provider_health():
     """One provider's circuit breaker in ``GET /health``."""
     return obj("A provider's circuit breaker and rate-limit pause.", {
         "name": string("The provider's name."),
-        "state": string("`open` after repeated failures; `half_open` while one probe is "
-                        "allowed.", enum=CIRCUIT_STATES),
+        "state": string("`paused` while a 429 pause lasts, else the circuit's state.",
+                        enum=[*CIRCUIT_STATES, PAUSED]),
+        "circuit": string("`open` after repeated failures; `half_open` while one probe is "
+                          "allowed.", enum=CIRCUIT_STATES),
+        "usable": {"type": "boolean", "description": "Whether a worker sends through it now "
+                   "(closed and not paused); the same rule the worker applies."},
         "consecutive_failures": integer("Transient failures in a row.", minimum=0),
         "open_until": nullable(timestamp("When an open circuit allows a probe.")),
         "paused_until": nullable(timestamp("Until when the provider asked us to wait (429).")),
+        "last_error": nullable(string("The provider's latest failure.")),
     })
 
 

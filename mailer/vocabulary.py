@@ -6,17 +6,19 @@ the OpenAPI document (and anything else that lists them) cannot drift from the c
 - ``MAIL_STATUSES``: a mail's statuses, from ``models``;
 - ``ANSWER_OUTCOMES``: what came of one provider call, ``sent`` or the ``outcome`` of an error
   class of ``providers.base``;
-- ``ATTEMPT_OUTCOMES``: those, and ``lease_expired`` for a send cut short by a dead worker;
+- ``ATTEMPT_OUTCOMES``: those, ``lease_expired`` for a send cut short by a dead worker, and
+  ``retried`` for an operator's retry;
 - ``CIRCUIT_STATES``: a provider's circuit breaker, from ``mailer.circuit``.
 """
 
 from models import STATUSES
 from providers import base
 
-from .circuit import CLOSED, HALF_OPEN, OPEN
+from .circuit import CIRCUIT_STATES as STATES
+from .circuit import PAUSED
+from .mailqueue import LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME
 
 SENT_OUTCOME = "sent"  # a provider accepted the mail (mailer/delivery.py)
-LEASE_EXPIRED_OUTCOME = "lease_expired"  # the lease ran out mid-send (mailer/mailqueue.py)
 
 
 def provider_error_outcomes():
@@ -30,5 +32,8 @@ def provider_error_outcomes():
 
 MAIL_STATUSES = list(STATUSES)
 ANSWER_OUTCOMES = [SENT_OUTCOME, *provider_error_outcomes()]
-ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, LEASE_EXPIRED_OUTCOME]
-CIRCUIT_STATES = [CLOSED, OPEN, HALF_OPEN]
+ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME]
+CIRCUIT_STATES = list(STATES)
+
+__all__ = ["ANSWER_OUTCOMES", "ATTEMPT_OUTCOMES", "CIRCUIT_STATES", "MAIL_STATUSES", "PAUSED",
+           "SENT_OUTCOME"]

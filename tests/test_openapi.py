@@ -115,8 +115,10 @@ def test_enums_and_limits_come_from_the_code(spec):
     assert schemas["Mail"]["properties"]["status"]["enum"] == list(models.STATUSES)
     assert schemas["ProviderAnswer"]["properties"]["outcome"]["enum"] == vocabulary.ANSWER_OUTCOMES
     assert schemas["Attempt"]["properties"]["outcome"]["enum"] == vocabulary.ATTEMPT_OUTCOMES
-    assert schemas["ProviderHealth"]["properties"]["state"]["enum"] == [
+    assert schemas["ProviderHealth"]["properties"]["circuit"]["enum"] == [
         circuit.CLOSED, circuit.OPEN, circuit.HALF_OPEN]
+    assert schemas["ProviderHealth"]["properties"]["state"]["enum"] == [
+        circuit.CLOSED, circuit.OPEN, circuit.HALF_OPEN, circuit.PAUSED]
     batch = spec["paths"]["/mail/batch"]["post"]["requestBody"]["content"]["application/json"]
     assert batch["schema"]["maxItems"] == MAX_BATCH
 
@@ -130,7 +132,8 @@ def test_outcomes_cover_every_provider_error():
     outcomes = {cls.outcome for cls in error_classes(base.ProviderError)}
     assert outcomes | {"sent"} == set(vocabulary.ANSWER_OUTCOMES)
     assert len(vocabulary.ANSWER_OUTCOMES) == len(set(vocabulary.ANSWER_OUTCOMES))
-    assert vocabulary.ATTEMPT_OUTCOMES == [*vocabulary.ANSWER_OUTCOMES, "lease_expired"]
+    assert vocabulary.ATTEMPT_OUTCOMES == [*vocabulary.ANSWER_OUTCOMES, "lease_expired",
+                                           "retried"]
 
 
 # Real answers against the document ------------------------------------------------------------
