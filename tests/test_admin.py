@@ -5,27 +5,12 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
 
 MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
         "text": "Plain body"}
 FORM = {"from_address": "Shop <shop@example.com>", "to": "one@example.com, two@example.com",
         "cc": "", "bcc": "", "reply_to": "", "subject": "From the admin", "text": "Body",
         "html": ""}
-
-
-@pytest.fixture
-def sql(database_url):
-    """Run SQL on the test database through a connection of its own, not the app's session."""
-    engine = create_engine(database_url)
-
-    def run(statement, **params):
-        with engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return result.mappings().all() if result.returns_rows else None
-
-    yield run
-    engine.dispose()
 
 
 def post_mail(client, **fields):

@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from app import create_app
 
@@ -21,27 +20,19 @@ MAIL_KEYS = {"id", "status", "from_address", "to_address", "subject", "mail", "r
 
 
 @pytest.fixture
-def stored(database_url):
-    """Read a mail row through an engine of its own, not the app's session."""
-    engine = create_engine(database_url)
+def stored(sql):
+    """Read a mail row as the test's transaction sees it."""
 
     def row(mail_id):
-        with engine.connect() as conn:
-            query = text("SELECT * FROM email WHERE id = :id")
-            return conn.execute(query, {"id": uuid.UUID(mail_id)}).mappings().first()
+        rows = sql("SELECT * FROM email WHERE id = :id", id=uuid.UUID(mail_id))
+        return rows[0] if rows else None
 
-    yield row
-    engine.dispose()
+    return row
 
 
-def count_rows(database_url):
-    """How many mails the database holds, through a separate connection."""
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.scalar(text("SELECT count(*) FROM email"))
-    finally:
-        engine.dispose()
+def count_rows(sql):
+    """How many mails are stored."""
+    return sql("SELECT count(*) AS n FROM email")[0]["n"]
 
 
 def assert_error(response, status, field=None):
@@ -121,12 +112,12 @@ def test_multipart_form_body(client, stored):
     assert body["to_address"] == "one@example.com, two@example.com"
 
 
-def test_uploaded_files_are_refused_not_dropped(client, database_url):
+def test_uploaded_files_are_refused_not_dropped(client, sql):
     data = {**MAIL, "attachment": (io.BytesIO(b"%PDF-"), "invoice.pdf")}
     assert_error(client.post("/mail", data=data), 400, "attachment")
     text_file = {**MAIL, "text": (io.BytesIO(b"body"), "body.txt")}
     assert_error(client.post("/mail", data=text_file), 400, "text")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 def test_json_with_charset_parameter(client, stored):
@@ -158,14 +149,10 @@ def test_get_returns_the_mail_object(client):
         assert datetime.fromisoformat(body[key]).tzinfo is not None
 
 
-def test_get_shows_provider_result_as_json(app, client):
+def test_get_shows_provider_result_as_json(client, sql):
     mail_id = client.post("/mail", json=MAIL).get_json()["id"]
-    engine = create_engine(app.config["DATABASE_URL"])
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE email SET status='sent', provider='mailgun', "
-                          "result=CAST(:r AS json) WHERE id=:id"),
-                     {"r": '[{"status_code": 200}]', "id": uuid.UUID(mail_id)})
-    engine.dispose()
+    sql("UPDATE email SET status='sent', provider='mailgun', result=CAST(:r AS json) "
+        "WHERE id=:id", r='[{"status_code": 200}]', id=uuid.UUID(mail_id))
     body = client.get(f"/mail/{mail_id}").get_json()
     assert body["result"] == [{"status_code": 200}] and body["provider"] == "mailgun"
 
@@ -180,10 +167,10 @@ def test_get_unknown_and_malformed_ids_are_404(client):
 
 
 @pytest.mark.parametrize("missing", ["from", "to", "subject"])
-def test_missing_required_field(client, database_url, missing):
+def test_missing_required_field(client, sql, missing):
     fields = {key: value for key, value in MAIL.items() if key != missing}
     assert_error(client.post("/mail", json=fields), 400, missing)
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 def test_missing_body_text_and_html(client):
@@ -204,9 +191,9 @@ def test_missing_body_text_and_html(client):
     ("reply_to", ["a@example.com", "b@example.com"]),
     ("to", "<>"),
 ])
-def test_invalid_addresses(client, database_url, field, value):
+def test_invalid_addresses(client, sql, field, value):
     assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 @pytest.mark.parametrize("field, value", [
@@ -220,15 +207,15 @@ def test_invalid_addresses(client, database_url, field, value):
     ("reply_to", "reply@example.com\nBcc: victim@example.com"),
     ("from", "Evil\r\nBcc: victim@example.com <sender@example.com>"),
 ])
-def test_line_breaks_in_header_fields(client, database_url, field, value):
+def test_line_breaks_in_header_fields(client, sql, field, value):
     assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
-def test_line_breaks_in_form_header_fields(client, database_url):
+def test_line_breaks_in_form_header_fields(client, sql):
     response = client.post("/mail", data={**MAIL, "subject": "Hi\r\nBcc: victim@example.com"})
     assert_error(response, 400, "subject")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 def test_line_breaks_in_the_body_are_fine(client, stored):
@@ -249,9 +236,9 @@ def test_line_breaks_in_the_body_are_fine(client, stored):
     ("from", ["sender@example.com", None]),
     ("reply_to", 1),
 ])
-def test_wrong_types(client, database_url, field, value):
+def test_wrong_types(client, sql, field, value):
     assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 def test_every_bad_field_is_listed_at_once(client):
@@ -269,12 +256,12 @@ def test_too_many_recipients(app, client):
     assert_error(client.post("/mail", json={**MAIL, "to": to}), 400, "to")
 
 
-def test_nul_characters_are_rejected(client, database_url):
+def test_nul_characters_are_rejected(client, sql):
     assert_error(client.post("/mail", json={**MAIL, "text": "a\x00b"}), 400, "text")
     assert_error(client.post("/mail", json={**MAIL, "subject": "a\x00b"}), 400, "subject")
     response = client.post("/mail", json={**MAIL, "to": "Bad\x00Name <rcpt@example.com>"})
     assert_error(response, 400, "to")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 @pytest.mark.parametrize("body", ["{not json", '{"from": ', "", "null", "42", '"text"'])
@@ -293,15 +280,15 @@ def test_deeply_nested_json_is_400_not_500(client):
     ("subject", "a\ud800"), ("text", "\udfff"), ("html", "x\ud83d"),
     ("to", "Lone \ud800 <rcpt@example.com>"), ("from", "\ud800 <sender@example.com>"),
 ])
-def test_lone_surrogates_are_400_not_500(client, database_url, field, value):
+def test_lone_surrogates_are_400_not_500(client, sql, field, value):
     # A JSON "\ud800" escape decodes to a lone surrogate, which UTF-8 cannot encode.
     assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
-def test_json_array_body(client, database_url):
+def test_json_array_body(client, sql):
     assert_error(client.post("/mail", json=[MAIL]), 400, "body")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 def test_invalid_utf8_json(client):
@@ -331,18 +318,18 @@ def small_client(settings):
         db.engine.dispose()
 
 
-def test_json_body_over_the_limit_is_413(small_client, database_url):
+def test_json_body_over_the_limit_is_413(small_client, sql):
     response = small_client.post("/mail", json={**MAIL, "text": "x" * 4096})
     assert "1024 bytes" in assert_error(response, 413, "body")["message"]
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
-def test_form_body_over_the_limit_is_413(small_client, database_url):
+def test_form_body_over_the_limit_is_413(small_client, sql):
     assert_error(small_client.post("/mail", data={**MAIL, "text": "x" * 4096}), 413, "body")
     response = small_client.post("/mail", data={**MAIL, "text": "x" * 4096},
                                  content_type="multipart/form-data")
     assert_error(response, 413, "body")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 def test_body_under_the_limit_is_accepted(small_client):

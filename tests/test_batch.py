@@ -1,8 +1,12 @@
 """POST /mail/batch: up to 1,000 mails in one request, stored all or none."""
 
+import pytest
 from helpers import mail_rows
 
 MAIL = {"from": "sender@example.com", "subject": "Batch", "text": "Hello"}
+
+# Rows are read back through connections of their own, so they must be committed.
+pytestmark = pytest.mark.committed
 
 
 def batch(count, **extra):

@@ -16,6 +16,7 @@ from app import create_app
 from models import db
 
 pytestmark = [
+    pytest.mark.committed,
     pytest.mark.slow,
     pytest.mark.skipif(find_bin_dir() is None, reason="needs the PostgreSQL server binaries "
                        "(Debian: apt-get install postgresql)"),

@@ -7,7 +7,7 @@ import pytest
 from conftest import start_worker_process
 from helpers import queue_mails, received_counts, statuses, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.committed]
 
 
 def finish(process, timeout=60):

@@ -15,7 +15,7 @@ from helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.committed]
 
 
 def in_background(run_worker, **overrides):
