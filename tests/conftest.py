@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from flask_migrate import upgrade
+from helpers import sample_mail
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -115,6 +116,12 @@ def app(settings):
 def client(app):
     """A test client of the app, calling from loopback like a local client."""
     return app.test_client()
+
+
+@pytest.fixture
+def mail():
+    """A valid mail request for POST /mail, fresh for each test."""
+    return sample_mail()
 
 
 @pytest.fixture

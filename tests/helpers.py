@@ -1,4 +1,4 @@
-"""Helpers for worker tests: queue many mails at once, read mail rows, wait for conditions."""
+"""Helpers for tests: a sample mail request, queue many mails at once, read rows, wait."""
 
 import time
 import uuid
@@ -7,6 +7,12 @@ from collections import Counter
 from sqlalchemy import create_engine, func, insert, select
 
 from models import QUEUED, DeliveryAttempt, Email, ProviderState, utcnow
+
+
+def sample_mail(**fields):
+    """A valid mail request as the API takes it (a fresh dict), with ``fields`` replaced."""
+    return {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
+            "text": "Plain body", **fields}
 
 
 def queue_mails(database_url, count, **fields):
