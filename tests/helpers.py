@@ -4,8 +4,9 @@ import time
 import uuid
 from collections import Counter
 
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, func, insert, select, text
 
+from mailer.notify import CHANNEL
 from models import QUEUED, DeliveryAttempt, Email, ProviderState, utcnow
 
 
@@ -71,6 +72,24 @@ def provider_state(database_url, name):
         row = conn.execute(select(table).where(table.c.name == name)).mappings().first()
     engine.dispose()
     return dict(row) if row else None
+
+
+def listening_and_quiet(database_url, quiet=0.5):
+    """Whether a session LISTENs for new mail and no session has run a statement for ``quiet`` s.
+
+    A worker acts on a wake-up within milliseconds, so a quiet database means that it has made
+    the claims of its start-up, including the one that follows its LISTEN, and now waits.
+    """
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT coalesce(bool_or(state = 'idle' AND query = :listen), false) AS listening,"
+            "       extract(epoch FROM min(clock_timestamp() - state_change)) AS quiet_for"
+            "  FROM pg_stat_activity"
+            " WHERE datname = current_database() AND backend_type = 'client backend'"
+            "   AND pid <> pg_backend_pid()"), {"listen": f"LISTEN {CHANNEL}"}).one()
+    engine.dispose()
+    return row.listening and row.quiet_for >= quiet
 
 
 def received_counts(sandbox, provider=None):

@@ -5,7 +5,13 @@ import time
 
 import pytest
 from conftest import start_worker_process
-from helpers import queue_mails, received_counts, statuses, wait_for
+from helpers import (
+    listening_and_quiet,
+    queue_mails,
+    received_counts,
+    statuses,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -69,14 +75,19 @@ def test_sigterm_finishes_in_flight_and_leaves_nothing_sending(app, settings, sa
     assert max(received_counts(sandbox).values()) == 1
 
 
-def test_idle_worker_wakes_on_notify_not_on_poll(app, client, settings, sandbox):
+def test_idle_worker_wakes_on_notify_not_on_poll(app, client, settings, sandbox, mail):
     # With a 60 s poll, only LISTEN/NOTIFY can make the worker send within the wait below.
     worker = start_worker_process(settings, POLL_INTERVAL=60)
+
+    def idle():
+        assert worker.poll() is None, finish(worker)
+        return listening_and_quiet(settings["DATABASE_URL"])
+
     try:
-        time.sleep(2)  # let it start and reach its idle wait
-        response = client.post("/mail", json={"from": "a@example.com", "to": "b@example.com",
-                                              "subject": "Wake up", "text": "now"})
-        assert response.status_code == 202
+        # Queue the mail only once the worker waits: a claim of its start-up (or the one right
+        # after its LISTEN) would send it without any notification.
+        wait_for(idle, timeout=30, message="the worker to listen and go idle")
+        assert client.post("/mail", json=mail).status_code == 202
         wait_for(lambda: sandbox.messages(), timeout=20, message="the mail to be sent")
     finally:
         worker.send_signal(signal.SIGTERM)
