@@ -6,8 +6,9 @@ from collections import Counter
 
 from sqlalchemy import create_engine, func, insert, select, text
 
+from mailer.circuit import mode_of
 from mailer.notify import CHANNEL
-from models import QUEUED, DeliveryAttempt, Email, ProviderState, utcnow
+from models import QUEUED, SENDING, DeliveryAttempt, Email, ProviderState, utcnow
 
 
 def sample_mail(**fields):
@@ -90,6 +91,24 @@ def listening_and_quiet(database_url, quiet=0.5):
             "   AND pid <> pg_backend_pid()"), {"listen": f"LISTEN {CHANNEL}"}).one()
     engine.dispose()
     return row.listening and row.quiet_for >= quiet
+
+
+def circuit_mode(database_url, name):
+    """What a worker may do with provider ``name`` now, by its breaker: use, probe or skip."""
+    return mode_of(provider_state(database_url, name), utcnow())
+
+
+def is_due(database_url, mail_id):
+    """Whether mail ``mail_id`` is queued and due, so that the next claim takes it."""
+    row = mail_rows(database_url)[mail_id]
+    return row["status"] == QUEUED and row["next_attempt_at"] <= utcnow()
+
+
+def leases_expired(database_url):
+    """Whether every mail still marked sending has a lease that ran out (the reaper's test)."""
+    now = utcnow()
+    return all(row["locked_until"] < now for row in mail_rows(database_url).values()
+               if row["status"] == SENDING)
 
 
 def received_counts(sandbox, provider=None):
