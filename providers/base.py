@@ -15,6 +15,7 @@ provider may have accepted the mail.
 """
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -23,6 +24,7 @@ import requests
 
 MAX_STORED_BODY = 2000  # characters of a provider's answer that we keep
 MAX_READ_BODY = 1024 * 1024  # bytes of an answer we read at all; a larger one is cut off
+MAX_RETRY_AFTER = 3600.0  # seconds: the longest pause a 429 can impose on us
 
 
 @dataclass
@@ -150,8 +152,10 @@ class Provider:
             return self.accepted(response, body)
         reason = self.error_reason(body) or f"HTTP {status}"
         if status == 429:
-            retry_after = retry_after_seconds(response.headers) or self.default_retry_after
-            raise RateLimited(reason, status, body, retry_after)
+            retry_after = retry_after_seconds(response.headers)
+            if retry_after is None:  # 0 is an answer ("try again now"), not a missing one
+                retry_after = self.default_retry_after
+            raise RateLimited(reason, status, body, min(retry_after, MAX_RETRY_AFTER))
         if status in (401, 403):
             raise ProviderMisconfigured(f"credentials refused: {reason}", status, body)
         if status == 408 or status >= 500:
@@ -218,7 +222,8 @@ def retry_after_seconds(headers):
     value = headers.get("Retry-After")
     if value:
         try:
-            return max(0.0, float(value))
+            seconds = float(value)
+            return max(0.0, seconds) if math.isfinite(seconds) else None
         except ValueError:
             try:
                 return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
@@ -227,7 +232,8 @@ def retry_after_seconds(headers):
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:
-            return max(0.0, float(reset) - time.time())
+            seconds = float(reset) - time.time()
+            return max(0.0, seconds) if math.isfinite(seconds) else None
         except ValueError:
             pass
     return None

@@ -15,6 +15,7 @@ import uuid
 import pytest
 from flask.globals import app_ctx
 from flask_migrate import upgrade
+from helpers import sample_mail
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -174,6 +175,12 @@ def sql(app, database_url):
 def client(app):
     """A test client of the app, calling from loopback like a local client."""
     return app.test_client()
+
+
+@pytest.fixture
+def mail():
+    """A valid mail request for POST /mail, fresh for each test."""
+    return sample_mail()
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ import re
 import uuid
 
 import pytest
+from helpers import sample_mail
 
-MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
-        "text": "Plain body"}
 FORM = {"from_address": "Shop <shop@example.com>", "to": "one@example.com, two@example.com",
         "cc": "", "bcc": "", "reply_to": "", "subject": "From the admin", "text": "Body",
         "html": ""}
@@ -15,7 +14,7 @@ FORM = {"from_address": "Shop <shop@example.com>", "to": "one@example.com, two@e
 
 def post_mail(client, **fields):
     """Submit a mail through the API; returns its id."""
-    response = client.post("/mail", json={**MAIL, **fields})
+    response = client.post("/mail", json=sample_mail(**fields))
     assert response.status_code == 202, response.get_json()
     return response.get_json()["id"]
 

@@ -1,9 +1,7 @@
 """POST /mail/batch: up to 1,000 mails in one request, stored all or none."""
 
 import pytest
-from helpers import mail_rows
-
-MAIL = {"from": "sender@example.com", "subject": "Batch", "text": "Hello"}
+from helpers import mail_rows, sample_mail
 
 # Rows are read back through connections of their own, so they must be committed.
 pytestmark = pytest.mark.committed
@@ -11,7 +9,7 @@ pytestmark = pytest.mark.committed
 
 def batch(count, **extra):
     """A list of ``count`` valid mails to distinct recipients."""
-    return [{**MAIL, "to": f"rcpt{index}@example.com", **extra} for index in range(count)]
+    return [sample_mail(to=f"rcpt{index}@example.com", **extra) for index in range(count)]
 
 
 def test_batch_stores_every_mail_and_answers_their_ids(client, settings, sandbox, run_worker):
