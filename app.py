@@ -24,9 +24,9 @@ migrate = Migrate()
 def create_app(test_config=None, config_path=None):
     """Build the Flask app from settings (or ``test_config``, for tests)."""
     app = Flask(__name__)
-    load_settings(app.config, config_path)
-    if test_config:
-        app.config.update(test_config)
+    # A test's own settings stand alone: no settings file, no developer's environment.
+    environ = {} if test_config is not None else None
+    load_settings(app.config, config_path, environ, overrides=test_config)
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_url(app.config["DATABASE_URL"])
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     app.config["ERROR_404_HELP"] = False  # Flask-RESTful's "did you mean" hint

@@ -12,11 +12,10 @@ import logging
 import sys
 import time
 
-from flask import Config
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer.config import load_settings
-from mailer.database import SchemaError, check_schema, make_engine
+from mailer.config import load_config
+from mailer.database import SchemaError, check_schema, describe, make_engine
 from mailer.worker import Worker
 from providers import build_providers
 
@@ -31,13 +30,6 @@ def parse_args(argv):
                         help="send everything that is due, then exit 0")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return parser.parse_args(argv)
-
-
-def load_config(path):
-    """The settings of this process, read like the API's (defaults, file, environment)."""
-    config = Config(".")
-    load_settings(config, path)
-    return config
 
 
 def usable_providers(config):
@@ -59,7 +51,7 @@ def wait_for_schema(engine, worker):
             check_schema(engine)
             return True
         except SQLAlchemyError as err:
-            log.error("database unavailable (%s): retrying in %.1fs", err.__class__.__name__, delay)
+            log.error("database unavailable (%s): retrying in %.1fs", describe(err), delay)
             worker.stopping.wait(delay)
             delay = min(delay * 2, 10.0)
     return False
@@ -70,13 +62,17 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(args.config)
-    providers = usable_providers(config)
+    try:
+        config = load_config(args.config)
+        providers = usable_providers(config)
+    except ValueError as err:
+        log.error("%s", err)
+        return 2
     if not providers:
         log.error("no provider is configured: set MAILGUN_API_KEY and MAILGUN_DOMAIN "
                   "and/or SENDGRID_API_KEY")
         return 2
-    pool_size = int(config["WORKER_CONCURRENCY"]) + 4  # send threads write provider health
+    pool_size = config["WORKER_CONCURRENCY"] + 4  # send threads write provider health
     engine = make_engine(config, pool_size=pool_size, worker=True)
     worker = Worker(engine, config, providers)
     worker.install_signal_handlers()

@@ -1,7 +1,7 @@
 """The database tables: mail, its delivery attempts, and each provider's shared health.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
-it to SQLAlchemy. Timestamps are stored in UTC with a time zone.
+it to SQLAlchemy. Timestamps are stored in UTC with a time zone wherever the database has one.
 """
 
 import uuid
@@ -19,35 +19,36 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    func,
 )
 from sqlalchemy import (
     text as sql_text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 # Objects keep their values after a commit: the API answers from what it just stored instead of
 # reading it back, which after a committed insert could only fail.
 db = SQLAlchemy(session_options={"expire_on_commit": False})
 
-# Statuses of a mail. A mail is claimed from QUEUED into SENDING under a lease and leaves
-# SENDING for SENT, FAILED or (to retry later) QUEUED again.
+# Statuses of a mail, the one definition that the API, the admin and the spec read. A mail is
+# claimed from QUEUED into SENDING under a lease and leaves SENDING for SENT, FAILED or (to
+# retry later) QUEUED again.
 QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
 STATUSES = (QUEUED, SENDING, SENT, FAILED)
 FINISHED = (SENT, FAILED)
 
+AddressList = ARRAY(Text)
+
+
 def utcnow():
-    """The current time in UTC, with its time zone."""
+    """The current time in UTC, with its time zone (this process's clock: for display only)."""
     return datetime.now(UTC)
 
 
 def iso(moment):
     """ISO 8601 with a time zone, or None."""
     return moment.isoformat() if moment is not None else None
-
-
-def split_addresses(value):
-    """The stored comma-joined address list as a Python list."""
-    return [part.strip() for part in value.split(",") if part.strip()] if value else []
 
 
 class Email(db.Model):
@@ -58,9 +59,9 @@ class Email(db.Model):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     from_address: Mapped[str] = mapped_column(Text)
-    to_address: Mapped[str] = mapped_column(Text)  # addresses joined by ", "
-    cc: Mapped[str | None] = mapped_column(Text)
-    bcc: Mapped[str | None] = mapped_column(Text)
+    to_address: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
+    cc: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
+    bcc: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
     reply_to: Mapped[str | None] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
@@ -70,14 +71,20 @@ class Email(db.Model):
     provider_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Every timestamp comes from the database's clock (now()), never a worker's.
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                      server_default=func.now())
     locked_by: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An operator's retry starts a fresh budget of MAX_ATTEMPTS and MAX_AGE from here, while
+    # ``attempts`` keeps counting so that the attempt log never repeats a number.
+    retried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts_at_retry: Mapped[int] = mapped_column(Integer, server_default="0")
 
     attempt_log: Mapped[list["DeliveryAttempt"]] = relationship(
         back_populates="email",
@@ -104,7 +111,7 @@ class Email(db.Model):
     )
 
     def __str__(self):
-        return f"{self.subject!r} to {self.to_address}"
+        return f"{self.subject!r} to {', '.join(self.to_address)}"
 
     def to_dict(self, with_attempts=True):
         """The mail object that the API returns."""
@@ -113,9 +120,12 @@ class Email(db.Model):
             "status": self.status,
             "success": True,
             "from_address": self.from_address,
-            "to_address": self.to_address,
-            "cc": split_addresses(self.cc),
-            "bcc": split_addresses(self.bcc),
+            # ``to_address`` as the original service's clients read it; ``to`` in the shape of
+            # ``cc`` and ``bcc``.
+            "to_address": ", ".join(self.to_address),
+            "to": list(self.to_address),
+            "cc": list(self.cc or ()),
+            "bcc": list(self.bcc or ()),
             "reply_to": self.reply_to,
             "subject": self.subject,
             "mail": self.text,
@@ -146,13 +156,16 @@ class DeliveryAttempt(db.Model):
     )
     number: Mapped[int] = mapped_column(Integer)  # the mail's delivery attempt it belongs to
     provider: Mapped[str | None] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(16))  # see worker.outcomes
+    outcome: Mapped[str] = mapped_column(String(16))  # mailer.vocabulary.ATTEMPT_OUTCOMES
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[dict | list | str | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     worker: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(128))  # who did an operator's action
+    # When the provider was called (the worker's clock corrected to the database's).
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
 
     email: Mapped[Email] = relationship(back_populates="attempt_log")
 
@@ -166,6 +179,7 @@ class DeliveryAttempt(db.Model):
             "response": self.response,
             "error": self.error,
             "duration_ms": self.duration_ms,
+            "actor": self.actor,
             "at": iso(self.created_at),
         }
 
@@ -187,19 +201,5 @@ class ProviderState(db.Model):
     probe_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-
-    def to_dict(self):
-        """The provider's health as shown by health endpoints and the admin."""
-        return {
-            "name": self.name,
-            "state": self.state,
-            "consecutive_failures": self.consecutive_failures,
-            "cooldown": self.cooldown,
-            "open_until": iso(self.open_until),
-            "paused_until": iso(self.paused_until),
-            "last_error": self.last_error,
-            "updated_at": iso(self.updated_at),
-        }
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())

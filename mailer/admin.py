@@ -8,18 +8,17 @@ validation and the same ``enqueue`` as one posted to the API.
 import json
 import uuid
 
-from flask import Response, current_app, flash
+from flask import Response, current_app, flash, request
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.form import SecureForm
 from markupsafe import Markup, escape
-from sqlalchemy import func, select, update
 from wtforms import StringField, TextAreaField
 
-from models import FAILED, QUEUED, Email, ProviderState, db, utcnow
+from models import STATUSES, Email, db
 
-from . import mailqueue
+from . import circuit, mailqueue
 from .auth import admin_allowed
 from .validation import ValidationError, validate_mail
 
@@ -47,10 +46,10 @@ class DashboardView(Protected, AdminIndexView):
     @expose("/")
     def index(self):
         """Render the queue counts and the provider circuits."""
-        counts = dict(db.session.execute(
-            select(Email.status, func.count()).group_by(Email.status)).all())
-        providers = db.session.scalars(select(ProviderState).order_by(ProviderState.name)).all()
-        return self.render("admin/dashboard.html", counts=counts, providers=providers)
+        conn = db.session.connection()
+        health = circuit.health(conn, current_app.config["PROVIDERS"])
+        return self.render("admin/dashboard.html", counts=mailqueue.counts(conn),
+                           statuses=STATUSES, health=health)
 
 
 class MailForm(SecureForm):
@@ -66,6 +65,11 @@ class MailForm(SecureForm):
     html = TextAreaField("HTML body")
 
 
+def _address_list(_view, _context, model, name):
+    """Show a list of addresses as the comma-separated line people read."""
+    return ", ".join(getattr(model, name) or ())
+
+
 def _pretty_json(_view, _context, model, name):
     """Show a JSON column indented."""
     value = getattr(model, name)
@@ -79,8 +83,9 @@ def _attempt_table(_view, _context, model, _name):
     rows = [
         Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
                "<td>{}</td></tr>").format(
-            a.number, a.created_at, a.provider or "", a.outcome, a.status_code or "",
-            a.duration_ms if a.duration_ms is not None else "", a.error or "")
+            a.number, a.created_at, a.provider or a.actor or "", a.outcome,
+            a.status_code or "", a.duration_ms if a.duration_ms is not None else "",
+            a.error or "")
         for a in model.attempt_log
     ]
     head = Markup("<tr><th>#</th><th>at</th><th>provider</th><th>outcome</th><th>HTTP</th>"
@@ -102,14 +107,19 @@ class MailView(Protected, ModelView):
     column_list = ("created_at", "status", "from_address", "to_address", "subject", "provider",
                    "attempts", "updated_at")
     column_default_sort = ("created_at", True)
-    column_searchable_list = ("to_address", "from_address", "subject")
+    # Flask-Admin searches each column cast to text, which reads a text[] as "{a,b}".
+    column_searchable_list = ("to_address", "cc", "bcc", "from_address", "subject")
     column_filters = ("status", "provider", "created_at")
     column_details_list = (
         "id", "status", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
         "text", "html", "provider", "provider_message_id", "attempts", "last_error",
         "next_attempt_at", "created_at", "updated_at", "sent_at", "result", "attempt_log",
     )
+    column_formatters = {
+        "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
+    }
     column_formatters_detail = {
+        "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
         "result": _pretty_json,
         "attempt_log": _attempt_table,
         "html": lambda _v, _c, model, _n: Markup("<pre>{}</pre>").format(escape(model.html or "")),
@@ -145,18 +155,22 @@ class MailView(Protected, ModelView):
                     field.errors = [*field.errors, error["message"]]
                 flash(f"{error['field']}: {error['message']}", "error")
             return False
-        return mailqueue.enqueue(clean)
+        return Email(**mailqueue.enqueue_many(db.session, [clean])[0])
 
     @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
     def action_retry(self, ids):
-        """Put failed mails back in the queue, due now, with a fresh attempt budget."""
-        result = db.session.execute(
-            update(Email)
-            .where(Email.id.in_(_uuids(ids)), Email.status == FAILED)
-            .values(status=QUEUED, attempts=0, next_attempt_at=utcnow(), last_error=None)
-        )
+        """Put failed mails back in the queue, due now, with a fresh budget; log who did it."""
+        count = mailqueue.retry(db.session.connection(), _uuids(ids), operator())
         db.session.commit()
-        flash(f"{result.rowcount} failed mail(s) queued again.", "success")
+        flash(f"{count} failed mail(s) queued again.", "success")
+
+
+def operator():
+    """Who is acting in the admin: the HTTP Basic user, or the loopback client's address."""
+    auth = request.authorization
+    if auth is not None and auth.username:
+        return f"admin:{auth.username}"
+    return f"admin@{request.remote_addr}"
 
 
 def _uuids(values):

@@ -18,7 +18,6 @@ import logging
 
 from flask import current_app, request
 
-from .config import split_list
 from .errors import ApiError
 
 log = logging.getLogger("mail_service.auth")
@@ -60,7 +59,7 @@ def presented_api_key():
 
 def require_api_key():
     """Raise a 401 ``ApiError`` unless the request may use the API."""
-    keys = split_list(current_app.config["API_KEYS"])
+    keys = current_app.config["API_KEYS"]
     if not keys:
         if is_loopback_request():
             return
@@ -94,7 +93,7 @@ def admin_allowed():
 
 def warn_about_open_modes(app):
     """Log at start which protected modes are in force."""
-    if not split_list(app.config["API_KEYS"]):
+    if not app.config["API_KEYS"]:
         log.warning("API_KEYS is not set: the API serves loopback clients only (protected mode)")
     if not app.config.get("ADMIN_PASSWORD"):
         log.warning("ADMIN_PASSWORD is not set: the admin serves loopback clients only")

@@ -18,15 +18,21 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from models import ProviderState, utcnow
 
+from .clock import DbClock
+from .database import describe
+
 log = logging.getLogger("mail_service.circuit")
 table = ProviderState.__table__
+SECOND = literal_column("interval '1 second'")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+CIRCUIT_STATES = (CLOSED, OPEN, HALF_OPEN)
+PAUSED = "paused"  # shown instead of the circuit's state while a 429 pause lasts
 # What a worker may do with a provider right now.
 USE, PROBE, SKIP = "use", "probe", "skip"
 
@@ -43,6 +49,7 @@ class Breakers:
         self.cooldown_cap = cooldown_cap
         self.probe_window = probe_window  # seconds a probe may take before another may start
         self.refresh_interval = refresh_interval  # seconds the local copy is trusted
+        self.clock = DbClock()  # synced at every refresh
         self._rows = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
@@ -56,18 +63,21 @@ class Breakers:
                 continue
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(table).values(name=name, state=CLOSED, updated_at=utcnow()))
+                    conn.execute(insert(table).values(name=name, state=CLOSED))
             except IntegrityError:
                 pass  # another worker created it first
         self.refresh(force=True)
 
     def refresh(self, force=False):
-        """Reload the state of every breaker if the local copy is older than the interval."""
+        """Reload every breaker, and the database's time, if the local copy is getting old."""
         if not force and time.monotonic() - self._loaded_at < self.refresh_interval:
             return
+        asked_at = utcnow()
         with self.engine.connect() as conn:
+            db_now = conn.scalar(select(func.clock_timestamp()))
             rows = conn.execute(select(table).where(table.c.name.in_(self.names))).mappings()
             fresh = {row["name"]: dict(row) for row in rows}
+        self.clock.sync(db_now, asked_at, utcnow())
         with self._lock:
             self._rows = fresh
             self._loaded_at = time.monotonic()
@@ -77,40 +87,39 @@ class Breakers:
         with self._lock:
             return {name: dict(row) for name, row in self._rows.items()}
 
-    def mode(self, name, now=None):
+    def mode(self, name):
         """USE, PROBE or SKIP for the provider ``name``, from the local copy."""
         row = self._rows.get(name)
         if row is None:
             return USE
-        return mode_of(row, now or utcnow())
+        return mode_of(row, self.clock.now())
 
-    def next_change(self, now=None):
-        """The earliest future moment at which some skipped provider may be tried again."""
-        now = now or utcnow()
-        moments = []
-        for row in self.snapshot().values():
-            for key in ("paused_until", "open_until", "probe_until"):
-                moment = row.get(key)
-                if moment is not None and moment > now:
-                    moments.append(moment)
-        return min(moments) if moments else None
+    def seconds_to_next_change(self):
+        """Seconds until some skipped provider may be tried again, or None."""
+        now = self.clock.now()
+        moments = [moment for row in self.snapshot().values() for moment in _change_times(row)
+                   if moment > now]
+        return (min(moments) - now).total_seconds() if moments else None
 
     def try_probe(self, name):
         """Claim the single probe of an open breaker; True if this caller won it."""
-        now = utcnow()
         due = or_(
-            (table.c.state == OPEN) & (table.c.open_until <= now),
-            (table.c.state == HALF_OPEN) & (table.c.probe_until <= now),
+            (table.c.state == OPEN) & (table.c.open_until <= func.now()),
+            (table.c.state == HALF_OPEN) & (table.c.probe_until <= func.now()),
         )
-        values = {"state": HALF_OPEN, "probe_until": now + timedelta(seconds=self.probe_window),
-                  "updated_at": now}
+        statement = (
+            update(table).where(table.c.name == name, due)
+            .values(state=HALF_OPEN, probe_until=func.now() + SECOND * self.probe_window,
+                    updated_at=func.now())
+            .returning(table.c.probe_until)
+        )
         with self.engine.begin() as conn:
-            won = conn.execute(update(table).where(table.c.name == name, due).values(**values))
-        if won.rowcount == 1:
-            log.info("probing %s after its cool-down", name)
-            self._update_local(name, values)
-            return True
-        return False
+            probe_until = conn.scalar(statement)
+        if probe_until is None:
+            return False
+        log.info("probing %s after its cool-down", name)
+        self._update_local(name, {"state": HALF_OPEN, "probe_until": probe_until})
+        return True
 
     def record_success(self, name):
         """Close the breaker after a success, writing only if it was not already clean."""
@@ -118,22 +127,25 @@ class Breakers:
         if row is not None and row["state"] == CLOSED and not row["consecutive_failures"]:
             return
         values = {"state": CLOSED, "consecutive_failures": 0, "cooldown": 0.0,
-                  "open_until": None, "probe_until": None, "updated_at": utcnow()}
-        self._write(name, values)
+                  "open_until": None, "probe_until": None}
+        with self.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.name == name)
+                         .values(**values, updated_at=func.now()))
+        self._update_local(name, values)
         if row is not None and row["state"] != CLOSED:
             log.warning("%s is back: circuit closed, traffic returns to it", name)
 
     def record_failure(self, name, reason):
         """Count a transient failure; open the breaker at the threshold or after a failed probe."""
-        now = utcnow()
         with self.engine.begin() as conn:
             row = conn.execute(
-                select(table).where(table.c.name == name).with_for_update()
+                select(table, func.now().label("db_now")).where(table.c.name == name)
+                .with_for_update()
             ).mappings().first()
             if row is None:
                 return
-            values = failure_transition(dict(row), now, self.threshold, self.cooldown,
-                                        self.cooldown_cap)
+            values = failure_transition(dict(row), row["db_now"], self.threshold,
+                                        self.cooldown, self.cooldown_cap)
             values["last_error"] = reason[:500]
             conn.execute(update(table).where(table.c.name == name).values(**values))
         if values.get("state") == OPEN and row["state"] != OPEN:
@@ -142,20 +154,19 @@ class Breakers:
         self._update_local(name, values)
 
     def pause(self, name, seconds, reason):
-        """Skip ``name`` until ``seconds`` from now (a 429), without counting an outage."""
-        until = utcnow() + timedelta(seconds=seconds)
+        """Skip ``name`` for ``seconds`` from now (a 429), without counting an outage."""
+        until = func.now() + SECOND * seconds
         later = or_(table.c.paused_until.is_(None), table.c.paused_until < until)
-        values = {"paused_until": until, "last_error": reason[:500], "updated_at": utcnow()}
+        statement = (
+            update(table).where(table.c.name == name, later)
+            .values(paused_until=until, last_error=reason[:500], updated_at=func.now())
+            .returning(table.c.paused_until)
+        )
         with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.name == name, later).values(**values))
+            paused_until = conn.scalar(statement)
         log.warning("%s rate-limits us: paused for %.0fs", name, seconds)
-        self._update_local(name, {"paused_until": until})
-
-    def _write(self, name, values):
-        """Write ``values`` to the breaker row and the local copy."""
-        with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.name == name).values(**values))
-        self._update_local(name, values)
+        if paused_until is not None:
+            self._update_local(name, {"paused_until": paused_until})
 
     def _update_local(self, name, values):
         """Apply a change we made to the local copy, so this worker sees it before a refresh."""
@@ -164,8 +175,17 @@ class Breakers:
                 self._rows[name].update(values)
 
 
+def _change_times(row):
+    """The moments at which a breaker row's mode may change."""
+    return [row[key] for key in ("paused_until", "open_until", "probe_until")
+            if row.get(key) is not None]
+
+
 def mode_of(row, now):
-    """What a worker may do with a provider whose breaker row is ``row``, at ``now``."""
+    """What a worker may do with a provider whose breaker row is ``row``, at ``now``.
+
+    The one definition of a usable provider: the worker, ``/health`` and the admin all ask it.
+    """
     paused_until = row.get("paused_until")
     if paused_until is not None and paused_until > now:
         return SKIP
@@ -176,6 +196,48 @@ def mode_of(row, now):
         return PROBE if open_until is None or open_until <= now else SKIP
     probe_until = row.get("probe_until")
     return PROBE if probe_until is None or probe_until <= now else SKIP
+
+
+def is_meltdown(modes):
+    """Whether no provider can take mail now (a probe is not a provider that takes mail)."""
+    modes = list(modes)
+    return bool(modes) and USE not in modes
+
+
+def provider_health(row, now):
+    """A provider's health as ``/health`` and the admin show it, at the database's ``now``."""
+    paused_until = row.get("paused_until")
+    paused = paused_until is not None and paused_until > now
+    return {
+        "name": row["name"],
+        "state": PAUSED if paused else row["state"],
+        "circuit": row["state"],
+        "usable": mode_of(row, now) == USE,
+        "consecutive_failures": row["consecutive_failures"],
+        "open_until": _iso(row.get("open_until")) if row["state"] == OPEN else None,
+        "paused_until": _iso(paused_until) if paused else None,
+        "last_error": row.get("last_error"),
+    }
+
+
+def health(conn, names=None):
+    """Every provider's health and whether the service is in a meltdown, by the database's clock.
+
+    ``names`` limits it to the providers this process is configured with.
+    """
+    query = select(table, func.now().label("db_now")).order_by(table.c.name)
+    if names:
+        query = query.where(table.c.name.in_(names))
+    rows = [dict(row) for row in conn.execute(query).mappings()]
+    now = rows[0]["db_now"] if rows else None
+    providers = [provider_health(row, now) for row in rows]
+    melted = is_meltdown(mode_of(row, now) for row in rows)
+    return {"status": "meltdown" if melted else "ok", "providers": providers}
+
+
+def _iso(moment):
+    """ISO 8601, or None."""
+    return moment.isoformat() if moment is not None else None
 
 
 def failure_transition(row, now, threshold, cooldown, cooldown_cap):
@@ -203,5 +265,5 @@ def safely(call, *args):
     try:
         return call(*args)
     except SQLAlchemyError as err:
-        log.warning("could not update provider health: %s", err.__class__.__name__)
+        log.warning("could not update provider health: %s", describe(err))
         return None

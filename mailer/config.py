@@ -5,7 +5,11 @@ sources winning:
 
 1. ``DEFAULTS`` below;
 2. the Flask config file named by ``--config`` or ``MAIL_SERVICE_CONFIG`` (``settings.cfg``);
-3. an environment variable of the same name as a setting, converted to the default's type.
+3. an environment variable of the same name as a setting;
+4. for tests, a dict of overrides.
+
+Then every setting is typed once, to its default's type (a list setting such as ``PROVIDERS``
+becomes a tuple), so no caller casts a setting again.
 
 Secrets (``SECRET_KEY``, ``API_KEYS``, provider keys, the admin password) have no defaults: they
 come from the environment or an untracked settings file, never from the repository.
@@ -14,17 +18,19 @@ come from the environment or an untracked settings file, never from the reposito
 import os
 import secrets
 
+from flask import Config
+
 DEFAULTS = {
     # The role and database of scripts/db.sql; libpq reads the password from PGPASSWORD or
     # ~/.pgpass when the URL has none.
     "DATABASE_URL": "postgresql://mail@127.0.0.1:5432/mail",
     "SECRET_KEY": "",
-    "API_KEYS": "",  # comma separated; empty = protected mode (loopback clients only)
+    "API_KEYS": (),  # comma separated; empty = protected mode (loopback clients only)
     "ADMIN_USERNAME": "admin",
     "ADMIN_PASSWORD": "",  # empty = the admin serves loopback clients only
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # bytes
     "MAX_RECIPIENTS": 50,  # per field (to, cc, bcc)
-    "PROVIDERS": "mailgun,sendgrid",  # tried in this order
+    "PROVIDERS": ("mailgun", "sendgrid"),  # comma separated, tried in this order
     "MAILGUN_API_KEY": "",
     "MAILGUN_DOMAIN": "",
     "MAILGUN_BASE_URL": "https://api.mailgun.net",  # EU: https://api.eu.mailgun.net
@@ -50,8 +56,8 @@ DEFAULTS = {
 CONFIG_ENV = "MAIL_SERVICE_CONFIG"
 
 
-def load_settings(config, path=None, environ=None):
-    """Fill a Flask ``config`` from defaults, the settings file and the environment."""
+def load_settings(config, path=None, environ=None, overrides=None):
+    """Fill a Flask ``config`` from defaults, the settings file, the environment, overrides."""
     environ = os.environ if environ is None else environ
     for name, value in DEFAULTS.items():
         if config.get(name) is None:  # Flask presets some (SECRET_KEY, ...) to None
@@ -61,19 +67,35 @@ def load_settings(config, path=None, environ=None):
         config.from_pyfile(os.path.abspath(path))
     for name in list(config):
         if name.isupper() and name in environ:
-            config[name] = convert(environ[name], DEFAULTS.get(name, config[name]))
+            config[name] = environ[name]
+    config.update(overrides or {})
+    for name, default in DEFAULTS.items():
+        try:
+            config[name] = convert(config[name], default)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"setting {name}: {config[name]!r} is not a "
+                             f"{type(default).__name__}") from err
     return config
 
 
-def convert(raw, default):
-    """Turn the string ``raw`` from the environment into the type of ``default``."""
+def load_config(path=None, overrides=None, environ=None):
+    """The settings of a process outside Flask (the worker, scripts), read like the API's."""
+    return load_settings(Config("."), path, environ, overrides)
+
+
+def convert(value, default):
+    """``value`` (a string from the environment, or a file's value) as the type of ``default``."""
+    if isinstance(default, tuple):
+        return tuple(split_list(value))
     if isinstance(default, bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
     if isinstance(default, int):
-        return int(raw)
+        return int(value)
     if isinstance(default, float):
-        return float(raw)
-    return raw
+        return float(value)
+    return "" if value is None else str(value)
 
 
 def split_list(value):

@@ -6,6 +6,7 @@ the API and a retry in the worker, and both recover by themselves when the datab
 """
 
 import os
+import re
 
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -34,7 +35,7 @@ def normalize_url(url):
 
 def engine_options(config, pool_size=5):
     """Keyword arguments for ``create_engine`` (also Flask-SQLAlchemy's engine options)."""
-    statement_timeout = int(config.get("DB_STATEMENT_TIMEOUT") or 0)
+    statement_timeout = config["DB_STATEMENT_TIMEOUT"]
     return {
         # No ping before each checkout (a round trip per request): a connection that died in
         # the pool fails its first statement, SQLAlchemy then discards every connection of that
@@ -43,10 +44,10 @@ def engine_options(config, pool_size=5):
         "pool_pre_ping": False,
         "pool_size": pool_size,
         "max_overflow": pool_size,
-        "pool_timeout": float(config["DB_CONNECT_TIMEOUT"]) + 2,
+        "pool_timeout": config["DB_CONNECT_TIMEOUT"] + 2,
         "pool_recycle": 1800,
         "connect_args": {
-            "connect_timeout": int(config["DB_CONNECT_TIMEOUT"]),
+            "connect_timeout": config["DB_CONNECT_TIMEOUT"],
             "options": f"-c statement_timeout={statement_timeout}",
             "application_name": config.get("APPLICATION_NAME", "mail-service"),
         },
@@ -63,6 +64,19 @@ def make_engine(config, pool_size=5, worker=False):
     if worker and make_url(normalize_url(config["DATABASE_URL"])).get_driver_name() == "psycopg2":
         options["executemany_mode"] = "values_plus_batch"
     return create_engine(normalize_url(config["DATABASE_URL"]), **options)
+
+
+def describe(err):
+    """A database error for the log: its class and the server's first line, never a password.
+
+    "connection refused" and "password authentication failed" need different fixes, so the
+    class name alone is not enough; libpq's messages name the host and user, never the
+    password, and a URL that slipped into one has its password masked.
+    """
+    original = getattr(err, "orig", None) or err
+    lines = str(original).strip().splitlines() or [""]
+    message = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", lines[0])
+    return f"{original.__class__.__name__}: {message}" if message else original.__class__.__name__
 
 
 def head_revision():

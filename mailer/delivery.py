@@ -7,14 +7,12 @@ not something hidden inside a provider.
 """
 
 import logging
-import random
 import time
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from models import FAILED, QUEUED, SENT, split_addresses, utcnow
+from models import FAILED, QUEUED, SENT
 from providers import (
-    MalformedAnswer,
     Message,
     MessageRejected,
     ProviderError,
@@ -44,7 +42,7 @@ class Outcome:
 
 def message_from_row(row):
     """Build the providers' Message from a claimed row; a malformed row raises ValueError."""
-    to = split_addresses(row["to_address"])
+    to = list(row["to_address"] or ())
     if not row["from_address"] or not to:
         raise ValueError("the stored mail has no sender or no recipient")
     if not row["text"] and not row["html"]:
@@ -56,8 +54,8 @@ def message_from_row(row):
         subject=row["subject"] or "",
         text=row["text"],
         html=row["html"],
-        cc=split_addresses(row["cc"]),
-        bcc=split_addresses(row["bcc"]),
+        cc=list(row["cc"] or ()),
+        bcc=list(row["bcc"] or ()),
         reply_to=row["reply_to"],
     )
 
@@ -69,18 +67,20 @@ def deliver(message, providers, breakers, sessions):
         mode = breakers.mode(provider.name)
         if mode == SKIP or (mode == PROBE and not safely(breakers.try_probe, provider.name)):
             continue
-        started = time.monotonic()
+        called_at, started = breakers.clock.now(), time.monotonic()
         try:
             sent = provider.send(sessions.get(provider), message)
         except ProviderError as err:
-            answers.append(_answer(provider.name, err.outcome, started, err.status_code,
-                                   err.response, err.reason))
+            answers.append(_answer(provider.name, err.outcome, called_at, started,
+                                   err.status_code, err.response, err.reason))
             if _settles(provider, breakers, err):
                 return Outcome(REJECTED, answers, provider.name, reason=err.reason)
+            log.info("mail %s: %s failed (%s), trying the next provider", message.id,
+                     provider.name, err.reason)
             continue
         safely(breakers.record_success, provider.name)
-        answers.append(_answer(provider.name, "sent", started, sent.status_code, sent.response,
-                               message_id=sent.message_id))
+        answers.append(_answer(provider.name, "sent", called_at, started, sent.status_code,
+                               sent.response, message_id=sent.message_id))
         return Outcome(DELIVERED, answers, provider.name, sent.message_id)
     return _no_delivery(answers)
 
@@ -91,13 +91,13 @@ def _settles(provider, breakers, err):
         safely(breakers.pause, provider.name, err.retry_after, err.reason)
         return False
     if isinstance(err, ProviderMisconfigured):
-        log.error("%s refuses our credentials (%s): check its settings", provider.name, err.reason)
+        log.error("%s is misconfigured (%s): check its settings", provider.name, err.reason)
     if isinstance(err, ProviderUnavailable):
         safely(breakers.record_failure, provider.name, err.reason)
         return False
     # The provider is up and has judged the message: no other provider would judge better.
     safely(breakers.record_success, provider.name)
-    return isinstance(err, MessageRejected | MalformedAnswer)
+    return isinstance(err, MessageRejected)
 
 
 def _no_delivery(answers):
@@ -108,7 +108,7 @@ def _no_delivery(answers):
     return Outcome(RETRY, answers, reason=answers[-1]["error"])
 
 
-def _answer(provider, outcome, started, status_code=None, response=None, error=None,
+def _answer(provider, outcome, called_at, started, status_code=None, response=None, error=None,
             message_id=None):
     """One provider's answer, as stored in the mail's result and attempt log."""
     return {
@@ -119,65 +119,70 @@ def _answer(provider, outcome, started, status_code=None, response=None, error=N
         "response": response,
         "error": error,
         "duration_ms": int((time.monotonic() - started) * 1000),
-        "at": utcnow().isoformat(),
+        "at": called_at.isoformat(),
     }
 
 
-@dataclass
-class RetryPolicy:
-    """Exponential backoff with jitter, bounded by a number of attempts and an age."""
+@dataclass(frozen=True)
+class Decision:
+    """A mail's next state after one delivery, as ``mailqueue.finish`` records it."""
 
-    max_attempts: int = 8
-    max_age: float = 86400.0  # seconds
-    base: float = 30.0  # seconds
-    cap: float = 3600.0  # seconds
-
-    def delay(self, attempts):
-        """Seconds to wait after the ``attempts``-th failed delivery ("full jitter" halved)."""
-        ceiling = min(self.cap, self.base * 2 ** max(attempts - 1, 0))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def exhausted(self, attempts, created_at, now):
-        """Whether a mail that failed ``attempts`` times may not be retried again."""
-        age = (now - created_at).total_seconds()
-        return attempts >= self.max_attempts or age >= self.max_age
+    id: object
+    status: str
+    attempts: int
+    provider: str | None = None
+    message_id: str | None = None
+    result: list | None = None
+    last_error: str | None = None
+    retry_in: float = 0.0  # seconds from now (the database's) until it is due again
 
 
-def decide(row, outcome, policy, retry_at=None):
-    """The mail's new columns after ``outcome``: sent, failed or queued again."""
-    now = utcnow()
-    attempts = row["attempts"] + (0 if outcome.kind == DEFERRED else 1)
-    values = {"id": row["id"], "provider": outcome.provider, "message_id": outcome.message_id,
-              "result": outcome.answers or None, "attempts": attempts,
-              "last_error": outcome.reason, "next_attempt_at": now, "sent_at": None}
+def decide(row, outcome, policy, wait_for=None):
+    """The mail's next state after ``outcome``: sent, failed, or queued again after a delay.
+
+    ``row`` is the claimed row, with ``budget_used`` and ``age`` as the database measured them;
+    ``wait_for`` is how many seconds remain until a skipped provider may be tried again.
+    """
+    counted = 0 if outcome.kind == DEFERRED else 1
+    decision = Decision(id=row["id"], status=QUEUED, attempts=row["attempts"] + counted,
+                        provider=outcome.provider, message_id=outcome.message_id,
+                        result=outcome.answers or None, last_error=outcome.reason)
+    used = row["budget_used"] + counted
     if outcome.kind == DELIVERED:
-        return {**values, "status": SENT, "last_error": None, "sent_at": now}
+        return replace(decision, status=SENT, last_error=None)
     if outcome.kind == REJECTED:
-        return {**values, "status": FAILED}
-    if outcome.kind == RETRY and policy.exhausted(attempts, row["created_at"], now):
-        return {**values, "status": FAILED, "last_error": f"gave up after {attempts} "
-                f"attempts: {outcome.reason}"}
-    if outcome.kind == DEFERRED and policy.exhausted(0, row["created_at"], now):
-        return {**values, "status": FAILED, "last_error": f"gave up: {outcome.reason} "
-                "for longer than MAX_AGE"}
-    delay = policy.delay(attempts) if outcome.kind == RETRY else 0.0
-    next_at = now + timedelta(seconds=delay)
-    if outcome.kind == DEFERRED and retry_at is not None:
-        next_at = max(next_at, retry_at)
-    return {**values, "status": QUEUED, "next_attempt_at": next_at}
+        return replace(decision, status=FAILED)
+    if outcome.kind == RETRY and policy.exhausted(used, row["age"]):
+        return replace(decision, status=FAILED,
+                       last_error=f"gave up after {used} attempts: {outcome.reason}")
+    if outcome.kind == DEFERRED and policy.exhausted(0, row["age"]):
+        return replace(decision, status=FAILED,
+                       last_error=f"gave up: {outcome.reason} for longer than MAX_AGE")
+    if outcome.kind == RETRY:
+        return replace(decision, retry_in=policy.delay(used))
+    return replace(decision, retry_in=max(wait_for or 0.0, 0.0))
 
 
-def attempt_rows(row, outcome, attempts, worker):
-    """The ``delivery_attempt`` rows of one delivery, one per provider called."""
+def attempt_rows(decision, outcome, worker):
+    """The ``delivery_attempt`` rows of one delivery, one per provider called, at call time."""
     return [
-        {"email_id": row["id"], "number": attempts, "provider": answer["provider"],
+        {"email_id": decision.id, "number": decision.attempts, "provider": answer["provider"],
          "outcome": answer["outcome"], "status_code": answer["status_code"],
          "response": answer["response"], "error": answer["error"],
-         "duration_ms": answer["duration_ms"], "worker": worker, "created_at": utcnow()}
+         "duration_ms": answer["duration_ms"], "worker": worker,
+         "created_at": datetime.fromisoformat(answer["at"])}
         for answer in outcome.answers
     ]
 
 
 def poisoned(err):
-    """The outcome for a mail that could not even be attempted (a malformed row)."""
+    """The outcome for a mail whose row cannot be turned into a message: it fails."""
     return Outcome(REJECTED, [], reason=f"malformed mail: {err}")
+
+
+def crashed(err):
+    """The outcome of a send that raised unexpectedly: our fault, not the mail's, so retry.
+
+    A bad deploy must not fail every mail it touches; the attempt budget still bounds it.
+    """
+    return Outcome(RETRY, [], reason=f"internal error: {err.__class__.__name__}: {err}")

@@ -1,43 +1,69 @@
 """Every SQL statement of a mail's life in the queue, one named step each.
 
-- ``enqueue``: store a validated request as ``queued`` (the API and the admin).
+- ``enqueue_many``: store validated requests as ``queued`` in one INSERT (the API, the admin).
 - ``claim``: take due mail in a batch, ``FOR UPDATE SKIP LOCKED``, and mark it ``sending``
   under a lease in the same statement, so no two workers ever hold the same mail.
-- ``finish``: record the results of a batch of sends and their attempts in one transaction.
+- ``finish``: record the decisions of a batch of sends and their attempts in one transaction.
 - ``release``: hand claimed but unsent mail back (graceful stop).
 - ``reap``: return mail whose lease expired (its worker died) to the queue.
-- ``purge_batch``: delete a batch of finished mail older than the retention period.
+- ``retry``: an operator puts failed mail back in the queue, recorded with who did it.
+- ``counts``: how much mail is in each status (the admin's dashboard).
+- ``purge_batch`` and ``count_purgeable``: delete finished mail past the retention period.
 
-No transaction here stays open across a provider call: the worker claims, commits, sends, and
+Every time here is the database's (``now()``), never a worker's: a worker whose clock is an
+hour ahead neither takes another's leases early nor sends mail before it is due. No
+transaction here stays open across a provider call: the worker claims, commits, sends, and
 only then opens a new transaction to record what happened.
 """
 
 import uuid
-from datetime import timedelta
 
-from sqlalchemy import JSON, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    bindparam,
+    case,
+    delete,
+    extract,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
-from models import FAILED, FINISHED, QUEUED, SENDING, DeliveryAttempt, Email, db, utcnow
+from models import FAILED, FINISHED, QUEUED, SENDING, SENT, DeliveryAttempt, Email
 
 email = Email.__table__
 attempt = DeliveryAttempt.__table__
 
 LEASE_EXPIRED = "lease expired: the worker stopped while sending; the provider may have the mail"
+# Outcomes of attempt-log rows written here rather than by a provider call.
+LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME = "lease_expired", "retried"
+SECOND = literal_column("interval '1 second'")
 
 CLAIMED_COLUMNS = (
     email.c.id, email.c.from_address, email.c.to_address, email.c.cc, email.c.bcc,
     email.c.reply_to, email.c.subject, email.c.text, email.c.html, email.c.attempts,
-    email.c.created_at,
+    # What the retry policy needs, measured by the database: attempts and age since the mail
+    # was created or last retried by an operator.
+    (email.c.attempts - email.c.attempts_at_retry).label("budget_used"),
+    extract("epoch", func.now() - func.coalesce(email.c.retried_at, email.c.created_at))
+    .label("age"),
 )
 
-
 INSERT_COLUMNS = ("id", "status", "from_address", "to_address", "cc", "bcc", "reply_to",
-                  "subject", "text", "html", "attempts", "next_attempt_at", "created_at",
-                  "updated_at")
+                  "subject", "text", "html", "attempts")
+INSERT_SQL = (f"INSERT INTO email ({', '.join(INSERT_COLUMNS)}) VALUES %s "
+              "RETURNING id, created_at")
 
 
-def new_mail_row(clean, now):
+def seconds(value):
+    """An SQL interval of ``value`` seconds from now()."""
+    return func.now() + SECOND * value
+
+
+def new_mail_row(clean):
     """The column values of a new queued mail from a validated request."""
     return {
         "id": uuid.uuid4(),
@@ -51,65 +77,47 @@ def new_mail_row(clean, now):
         "text": clean["text"],
         "html": clean["html"],
         "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "updated_at": now,
     }
 
 
-def enqueue(clean):
-    """Store a validated mail request as ``queued``, commit, and return it as an Email.
+def enqueue_many(session, cleans):
+    """Store validated requests in one INSERT and commit: all or none. Returns their rows.
 
-    A Core INSERT on its own connection costs half of the ORM session's unit of work on this
-    hot path; the returned Email is built from the very values stored, so nothing is read back
-    after the commit.
+    Each row also holds ``created_at`` as the database stamped it, so the API answers from
+    what it stored without reading it back. ``session`` is the request's database session, so
+    a test can hand it a connection inside a transaction that it rolls back.
     """
-    return Email(**enqueue_many([clean])[0])
-
-
-def enqueue_many(cleans):
-    """Store many validated requests in one INSERT and one transaction: all or none."""
-    now = utcnow()
-    rows = [new_mail_row(clean, now) for clean in cleans]
-    if not _insert(rows):
-        _insert(rows, retry=False)  # a stale pooled connection: once more, on a fresh one
+    rows = [new_mail_row(clean) for clean in cleans]
+    try:
+        stamped = _insert(session, rows)
+    except DBAPIError as err:
+        # A connection that died while idle in the pool (a database restart) fails here,
+        # before anything was written, so once more on a fresh connection is safe. A failure
+        # at COMMIT is never retried: the commit may have happened.
+        session.rollback()
+        if not err.connection_invalidated:
+            raise
+        stamped = _insert(session, rows)
+    session.commit()
+    for row in rows:
+        row["created_at"] = row["updated_at"] = row["next_attempt_at"] = stamped[row["id"]]
     return rows
 
 
-def _insert(rows, retry=True):
-    """INSERT ``rows`` and commit; False if the connection turned out dead before writing.
+def _insert(session, rows):
+    """One multi-row INSERT of new mail rows; their ``created_at`` by id.
 
-    Connections are not pinged before use (that costs a round trip per request); instead a
-    connection that died while idle in the pool, say across a database restart, fails on the
-    INSERT, before anything was written, so trying once more is safe. SQLAlchemy then discards
-    the other connections of that age. A failure at COMMIT is never retried: the commit may
-    have happened, and a retry could store the mail twice.
+    The statement is written out for psycopg2 directly: SQLAlchemy's compiled insertmanyvalues
+    costs more CPU than the database's own work, and this is the API's hot path. It still goes
+    through SQLAlchemy's connection (unlike a raw cursor's ``execute_values``), so a dead
+    connection is reported as such and invalidated, which the retry above depends on.
+    created_at, updated_at and next_attempt_at come from the columns' ``now()``.
     """
-    with db.engine.connect() as conn:
-        try:
-            _insert_rows(conn, rows)
-        except DBAPIError as err:
-            if retry and err.connection_invalidated:
-                return False
-            raise
-        conn.commit()
-    return True
-
-
-def _insert_rows(conn, rows):
-    """One multi-row INSERT of new mail rows.
-
-    On psycopg2 the statement is written out directly: SQLAlchemy's compiled insertmanyvalues
-    costs more CPU than the database's own work for a batch, and this is the API's hot path.
-    """
-    if conn.dialect.driver != "psycopg2":
-        conn.execute(insert(email), rows)
-        return
     placeholders = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
-    values = ", ".join([placeholders] * len(rows))
     params = tuple(_db_value(row[column]) for row in rows for column in INSERT_COLUMNS)
-    conn.exec_driver_sql(f"INSERT INTO email ({', '.join(INSERT_COLUMNS)}) VALUES {values}",
-                         params)
+    returned = session.connection().exec_driver_sql(
+        INSERT_SQL % ", ".join([placeholders] * len(rows)), params)
+    return {uuid.UUID(str(mail_id)): created_at for mail_id, created_at in returned}
 
 
 def _db_value(value):
@@ -124,10 +132,9 @@ def claim(conn, worker, limit, lease_seconds):
     wait for each other nor take the same mail; the lease lets the reaper recover the batch if
     this worker dies.
     """
-    now = utcnow()
     due = (
         select(email.c.id)
-        .where(email.c.status == QUEUED, email.c.next_attempt_at <= now)
+        .where(email.c.status == QUEUED, email.c.next_attempt_at <= func.now())
         .order_by(email.c.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -135,20 +142,20 @@ def claim(conn, worker, limit, lease_seconds):
     claimed = (
         update(email)
         .where(email.c.id.in_(due.scalar_subquery()))
-        .values(status=SENDING, locked_by=worker, updated_at=now,
-                locked_until=now + timedelta(seconds=lease_seconds))
+        .values(status=SENDING, locked_by=worker, updated_at=func.now(),
+                locked_until=seconds(lease_seconds))
         .returning(*CLAIMED_COLUMNS)
     )
     return list(conn.execute(claimed).mappings())
 
 
-def finish(conn, worker, results, attempts):
+def finish(conn, worker, decisions, attempts):
     """Record the end of a batch of sends: one UPDATE per mail, and every attempt row.
 
     Only rows still leased to ``worker`` change, so a worker whose lease was taken over does not
-    overwrite the newer owner's state.
+    overwrite the newer owner's state. ``decisions`` are ``delivery.Decision`` objects.
     """
-    if results:
+    if decisions:
         statement = (
             update(email)
             .where(email.c.id == bindparam("b_id"), email.c.locked_by == worker)
@@ -161,17 +168,24 @@ def finish(conn, worker, results, attempts):
                                      email.c.result),
                 attempts=bindparam("b_attempts"),
                 last_error=bindparam("b_last_error"),
-                next_attempt_at=bindparam("b_next_attempt_at"),
-                sent_at=bindparam("b_sent_at"),
+                next_attempt_at=seconds(bindparam("b_retry_in")),
+                sent_at=case((bindparam("b_status") == SENT, func.now()), else_=None),
                 locked_by=None,
                 locked_until=None,
-                updated_at=utcnow(),
+                updated_at=func.now(),
             )
         )
-        conn.execute(statement, [{f"b_{key}": value for key, value in row.items()}
-                                 for row in results])
+        conn.execute(statement, [_finish_params(decision) for decision in decisions])
     if attempts:
         conn.execute(insert(attempt), attempts)
+
+
+def _finish_params(decision):
+    """The bind parameters of one mail's row in ``finish``."""
+    return {"b_id": decision.id, "b_status": decision.status, "b_provider": decision.provider,
+            "b_message_id": decision.message_id, "b_result": decision.result,
+            "b_attempts": decision.attempts, "b_last_error": decision.last_error,
+            "b_retry_in": decision.retry_in}
 
 
 def release(conn, worker, ids):
@@ -181,7 +195,7 @@ def release(conn, worker, ids):
     conn.execute(
         update(email)
         .where(email.c.id.in_(ids), email.c.locked_by == worker)
-        .values(status=QUEUED, locked_by=None, locked_until=None, updated_at=utcnow())
+        .values(status=QUEUED, locked_by=None, locked_until=None, updated_at=func.now())
     )
 
 
@@ -191,60 +205,75 @@ def reap(conn, max_attempts, worker=None):
     Their worker died mid-send, so the provider may have taken them: the attempt is recorded as
     such, and resending makes delivery at-least-once.
     """
-    now = utcnow()
+    spent = email.c.attempts + 1 - email.c.attempts_at_retry
     reaped = conn.execute(
         update(email)
-        .where(email.c.status == SENDING, email.c.locked_until < now)
+        .where(email.c.status == SENDING, email.c.locked_until < func.now())
         .values(
-            status=case((email.c.attempts + 1 >= max_attempts, FAILED), else_=QUEUED),
+            status=case((spent >= max_attempts, FAILED), else_=QUEUED),
             attempts=email.c.attempts + 1,
             last_error=LEASE_EXPIRED,
             locked_by=None,
             locked_until=None,
-            next_attempt_at=now,
-            updated_at=now,
+            next_attempt_at=func.now(),
+            updated_at=func.now(),
         )
         .returning(email.c.id, email.c.attempts)
     ).all()
     if reaped:
         conn.execute(insert(attempt), [
             {"email_id": row.id, "number": row.attempts, "provider": None,
-             "outcome": "lease_expired", "error": LEASE_EXPIRED, "worker": worker,
-             "created_at": now}
+             "outcome": LEASE_EXPIRED_OUTCOME, "error": LEASE_EXPIRED, "worker": worker}
             for row in reaped
         ])
     return len(reaped)
 
 
-def queue_counts(conn):
+def retry(conn, ids, actor):
+    """Queue failed mails again, due now, with a fresh budget; record who did it. Their count.
+
+    ``attempts`` keeps counting (the log never shows two "#1"); the budget of MAX_ATTEMPTS and
+    MAX_AGE starts again from this moment.
+    """
+    retried = conn.execute(
+        update(email)
+        .where(email.c.id.in_(ids), email.c.status == FAILED)
+        .values(status=QUEUED, next_attempt_at=func.now(), last_error=None,
+                retried_at=func.now(), attempts_at_retry=email.c.attempts,
+                updated_at=func.now())
+        .returning(email.c.id, email.c.attempts)
+    ).all()
+    if retried:
+        conn.execute(insert(attempt), [
+            {"email_id": row.id, "number": row.attempts, "outcome": RETRIED_OUTCOME, "actor": actor}
+            for row in retried
+        ])
+    return len(retried)
+
+
+def counts(conn):
     """How many mails are in each status."""
     rows = conn.execute(select(email.c.status, func.count()).group_by(email.c.status))
     return {status: count for status, count in rows}
 
 
-def next_due(conn):
-    """When the earliest queued mail becomes due, or None if none is queued."""
-    return conn.scalar(select(func.min(email.c.next_attempt_at)).where(email.c.status == QUEUED))
+def purgeable(days):
+    """The condition of finished mail last updated more than ``days`` ago."""
+    cutoff = func.now() - SECOND * (float(days) * 86400)
+    return email.c.status.in_(FINISHED) & (email.c.updated_at < cutoff)
 
 
-def purge_batch(conn, cutoff, batch_size):
-    """Delete up to ``batch_size`` sent or failed mails last updated before ``cutoff``.
+def purge_batch(conn, days, batch_size):
+    """Delete up to ``batch_size`` sent or failed mails last updated more than ``days`` ago.
 
     Their attempts go with them (ON DELETE CASCADE). Small batches, each its own transaction,
     keep locks short and let autovacuum keep up; the (status, updated_at) index finds them.
     """
-    doomed = (
-        select(email.c.id)
-        .where(email.c.status.in_(FINISHED), email.c.updated_at < cutoff)
-        .limit(batch_size)
-    )
+    doomed = select(email.c.id).where(purgeable(days)).limit(batch_size)
     return conn.execute(delete(email).where(email.c.id.in_(doomed.scalar_subquery()))).rowcount
 
 
-def count_purgeable(conn, cutoff):
-    """How many finished mails were last updated before ``cutoff``."""
-    return conn.scalar(
-        select(func.count())
-        .select_from(email)
-        .where(email.c.status.in_(FINISHED), email.c.updated_at < cutoff)
-    )
+def count_purgeable(conn, days):
+    """How many finished mails were last updated more than ``days`` ago."""
+    return conn.scalar(select(func.count()).select_from(email).where(purgeable(days)))
+

@@ -1,17 +1,37 @@
-"""The API's OpenAPI 3.0.3 document: JSON at ``/api/spec``, a page for people at ``/api/docs``.
+"""The API's OpenAPI 3.0.3 document: JSON at ``/api/spec``, Swagger UI at ``/api/docs``.
 
 The document is a plain dict assembled by the small functions below, one per part (info, a
 path, a schema, ...), so that a change to the API is a change to one readable function. The
-docs page is rendered from the same dict, so the two never disagree. Both routes are public and
-need no API key: they describe the API, they do not use it.
+docs page is Swagger UI (from the ``flask-swagger-ui`` wheel, served by us, nothing from a CDN)
+reading ``/api/spec``, so the two never disagree. Both routes are public and need no API key:
+they describe the API, they do not use it.
 """
 
 import json
-import re
 
-from flask import current_app, render_template_string, url_for
-from markupsafe import Markup, escape
+from flask import current_app
+from flask_swagger_ui import get_swaggerui_blueprint
 
+from .api import MAX_BATCH
+from .vocabulary import (
+    ANSWER_OUTCOMES,
+    ATTEMPT_OUTCOMES,
+    CIRCUIT_STATES,
+    MAIL_STATUSES,
+    PAUSED,
+)
+
+SPEC_URL = "/api/spec"
+DOCS_URL = "/api/docs"
+DOCS_BLUEPRINT = "openapi_docs_ui"
+# Swagger UI's settings, sent to the page as JSON. The page must load nothing from elsewhere:
+# a null validatorUrl drops the badge that sends the document to validator.swagger.io, and an
+# oauth2RedirectUrl given as a path keeps the request's Host out of the page (we use no OAuth).
+SWAGGER_UI_CONFIG = {
+    "app_name": "Mail service API",
+    "validatorUrl": None,
+    "oauth2RedirectUrl": f"{DOCS_URL}/oauth2-redirect.html",
+}
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "0.1.0"
 MAIL_CONTENT_TYPES = (
@@ -25,11 +45,6 @@ PROTECTED_MODE = (
     "clients connecting over the loopback interface (and not through a proxy) without a key, "
     "and every other client with 401."
 )
-MAIL_STATUSES = ["queued", "sending", "sent", "failed"]
-ANSWER_OUTCOMES = ["sent", "transient", "rejected", "misconfigured", "unknown", "malformed",
-                   "rate_limited"]
-ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, "lease_expired"]
-CIRCUIT_STATES = ["closed", "open", "half_open"]
 INFO_DESCRIPTION = """\
 A transactional mail service: clients submit mail over HTTP, a worker sends it through the
 configured providers (Mailgun, with failover to SendGrid), and clients poll for the result.
@@ -164,7 +179,7 @@ def submit_batch():
     return {
         "tags": ["mail"],
         "operationId": "submitMailBatch",
-        "summary": "Submit up to 1,000 mails at once, all or none",
+        "summary": f"Submit up to {MAX_BATCH:,} mails at once, all or none",
         "description": "Validates every mail, then stores them all as `queued` in one "
                        "transaction and answers 202 with their ids in the order given. If any "
                        "mail is invalid, none is stored and the 400 names each bad item by its "
@@ -173,7 +188,7 @@ def submit_batch():
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {
-                "type": "array", "minItems": 1, "maxItems": 1000,
+                "type": "array", "minItems": 1, "maxItems": MAX_BATCH,
                 "items": ref("MailRequest")}}},
         },
         "responses": submit_responses(
@@ -270,11 +285,13 @@ def docs_operation():
     return {
         "tags": ["service"],
         "operationId": "getDocs",
-        "summary": "This document as a self-contained HTML page",
+        "summary": "This document as a page for people (Swagger UI)",
         "security": [],
         "responses": {
             "200": {
-                "description": "An HTML page listing every operation, with no external assets.",
+                "description": "Swagger UI reading `/api/spec`. Its scripts and styles are "
+                               "served from under `/api/docs/`; nothing is loaded from "
+                               "elsewhere.",
                 "content": {"text/html": {"schema": {"type": "string"}}},
             },
         },
@@ -409,7 +426,11 @@ def mail():
                          "retry).", enum=MAIL_STATUSES),
         "success": {"type": "boolean", "enum": [True], "description": "Always true."},
         "from_address": string("The sender, normalised."),
-        "to_address": string("The recipients, normalised and joined by `, `."),
+        "to_address": string("The recipients, normalised and joined by `, ` (as the original "
+                             "service's clients read them)."),
+        "to": {"type": "array", "items": {"type": "string"},
+               "description": "The recipients, normalised, one address (with its display name) "
+                              "each."},
         "cc": {"type": "array", "items": {"type": "string"}, "description": "Copy recipients."},
         "bcc": {"type": "array", "items": {"type": "string"},
                 "description": "Blind copy recipients."},
@@ -458,7 +479,9 @@ def attempt():
         "response": {"description": "The provider's answer body: JSON, text, or null."},
         "error": nullable(string("Why the call did not succeed.")),
         "duration_ms": nullable(integer("How long the call took.", minimum=0)),
-        "at": timestamp("When the attempt was recorded."),
+        "actor": nullable(string("Who did an operator's action (`retried`), e.g. "
+                                 "`admin:alice`.")),
+        "at": timestamp("When the provider was called (or the action was taken)."),
     })
 
 
@@ -494,228 +517,17 @@ def provider_health():
     """One provider's circuit breaker in ``GET /health``."""
     return obj("A provider's circuit breaker and rate-limit pause.", {
         "name": string("The provider's name."),
-        "state": string("`open` after repeated failures; `half_open` while one probe is "
-                        "allowed.", enum=CIRCUIT_STATES),
+        "state": string("`paused` while a 429 pause lasts, else the circuit's state.",
+                        enum=[*CIRCUIT_STATES, PAUSED]),
+        "circuit": string("`open` after repeated failures; `half_open` while one probe is "
+                          "allowed.", enum=CIRCUIT_STATES),
+        "usable": {"type": "boolean", "description": "Whether a worker sends through it now "
+                   "(closed and not paused); the same rule the worker applies."},
         "consecutive_failures": integer("Transient failures in a row.", minimum=0),
         "open_until": nullable(timestamp("When an open circuit allows a probe.")),
         "paused_until": nullable(timestamp("Until when the provider asked us to wait (429).")),
+        "last_error": nullable(string("The provider's latest failure.")),
     })
-
-
-# The HTML page ------------------------------------------------------------------------------
-
-
-def resolve(spec, node):
-    """``node``, or the component its local ``$ref`` points to."""
-    while isinstance(node, dict) and "$ref" in node:
-        target = spec
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
-def inline_code(text):
-    """Escape ``text`` and show its `backquoted` spans as code (a Jinja filter)."""
-    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
-
-
-def type_label(schema):
-    """A short human label of a schema's type, e.g. ``array of Attempt or null``."""
-    if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
-    if "oneOf" in schema:
-        label = " or ".join(type_label(choice) for choice in schema["oneOf"])
-    elif schema.get("type") == "array":
-        label = f"array of {type_label(schema.get('items', {}))}"
-    elif "type" in schema:
-        label = schema["type"]
-        if "format" in schema:
-            label += f" ({schema['format']})"
-        if "enum" in schema:
-            label += ": " + " | ".join(json.dumps(value) for value in schema["enum"])
-    else:
-        label = "any JSON"
-    return label + (" or null" if schema.get("nullable") else "")
-
-
-def field_rows(spec, schema):
-    """The rows of an object schema's fields: name, type, whether required, description."""
-    schema = resolve(spec, schema)
-    required = set(schema.get("required", []))
-    return [{"name": name, "type": type_label(field), "required": name in required,
-             "description": field.get("description", "")}
-            for name, field in schema.get("properties", {}).items()]
-
-
-def schema_notes(schema):
-    """Constraints of an object schema that its field table does not show."""
-    notes = []
-    if schema.get("additionalProperties") is False:
-        notes.append("Fields not listed are rejected.")
-    alternatives = [name for option in schema.get("anyOf", [])
-                    for name in option.get("required", [])]
-    if alternatives:
-        notes.append("Give at least one of: " + ", ".join(alternatives) + ".")
-    return notes
-
-
-def body_views(spec, operation):
-    """An operation's request bodies, the content types sharing a schema grouped together."""
-    groups = {}
-    for kind, media in operation.get("requestBody", {}).get("content", {}).items():
-        key = json.dumps(media.get("schema", {}), sort_keys=True)
-        groups.setdefault(key, {"types": [], "schema": media.get("schema", {})})
-        groups[key]["types"].append(kind)
-    return [{"types": group["types"], "schema": type_label(group["schema"]),
-             "fields": field_rows(spec, group["schema"]),
-             "notes": schema_notes(resolve(spec, group["schema"]))}
-            for group in groups.values()]
-
-
-def response_rows(spec, operation):
-    """An operation's answers: status code, description, headers and body type."""
-    rows = []
-    for code, answer in operation["responses"].items():
-        answer = resolve(spec, answer)
-        content = answer.get("content", {})
-        rows.append({
-            "code": code,
-            "description": answer["description"],
-            "headers": list(answer.get("headers", {})),
-            "body": ", ".join(f"{kind}: {type_label(media.get('schema', {}))}"
-                              for kind, media in content.items()),
-        })
-    return rows
-
-
-def parameter_rows(spec, operation):
-    """An operation's parameters: name, location, type, whether required, description."""
-    rows = []
-    for parameter in operation.get("parameters", []):
-        parameter = resolve(spec, parameter)
-        rows.append({"name": parameter["name"], "in": parameter["in"],
-                     "type": type_label(parameter.get("schema", {})),
-                     "required": parameter.get("required", False),
-                     "description": parameter.get("description", "")})
-    return rows
-
-
-def auth_label(spec, operation):
-    """Who may call an operation, in words."""
-    requirements = operation.get("security", spec.get("security", []))
-    if not requirements:
-        return "None"
-    schemes = spec["components"]["securitySchemes"]
-    names = [name for requirement in requirements for name in requirement]
-    return " or ".join(
-        "Authorization: Bearer <key>" if schemes[name]["type"] == "http"
-        else f"{schemes[name]['name']}: <key>" for name in names)
-
-
-def operation_views(spec):
-    """Every operation of the document, in order, ready for the docs template."""
-    views = []
-    for path, item in spec["paths"].items():
-        for method, operation in item.items():
-            views.append({
-                "anchor": operation.get("operationId", f"{method}-{path}"),
-                "method": method.upper(), "path": path,
-                "summary": operation.get("summary", ""),
-                "description": operation.get("description", ""),
-                "auth": auth_label(spec, operation),
-                "parameters": parameter_rows(spec, operation),
-                "bodies": body_views(spec, operation),
-                "responses": response_rows(spec, operation),
-            })
-    return views
-
-
-def schema_views(spec):
-    """Every component schema, with its fields, for the docs template."""
-    return [{"name": name, "description": schema.get("description", ""),
-             "fields": field_rows(spec, schema), "notes": schema_notes(schema)}
-            for name, schema in spec["components"]["schemas"].items()]
-
-
-DOCS_TEMPLATE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{{ spec.info.title }} {{ spec.info.version }}</title>
-<style>
-body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 70em; padding: 1em 2em;
-       color: #222; }
-h1, h2, h3 { line-height: 1.2; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
-section.op { border: 1px solid #ddd; border-radius: 6px; padding: 0 1em 1em; margin: 1.5em 0; }
-.method { display: inline-block; min-width: 4em; padding: .1em .4em; border-radius: 4px;
-          color: #fff; background: #555; text-align: center; font-family: monospace; }
-.POST { background: #2a7a2a; } .GET { background: #2a55a0; }
-code, .path { font-family: ui-monospace, monospace; }
-.text { white-space: pre-line; }
-table { border-collapse: collapse; width: 100%; margin: .5em 0; }
-th, td { border: 1px solid #ddd; padding: .3em .5em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.type { font-family: ui-monospace, monospace; font-size: 90%; }
-nav li { margin: .15em 0; }
-</style>
-</head>
-{%- macro fields_table(fields) %}
-<table><tr><th>Field</th><th>Type</th><th>Required</th><th>Description</th></tr>
-{% for f in fields %}<tr><td><code>{{ f.name }}</code></td><td class="type">{{ f.type }}</td>
-<td>{{ "yes" if f.required else "no" }}</td><td>{{ f.description | openapi_code }}</td></tr>
-{% endfor %}</table>
-{%- endmacro %}
-<body>
-<h1>{{ spec.info.title }} <small>{{ spec.info.version }}</small></h1>
-<p>OpenAPI {{ spec.openapi }} document: <a href="{{ spec_url }}">{{ spec_url }}</a></p>
-<div class="text">{{ spec.info.description | openapi_code }}</div>
-<h2>Authentication</h2>
-<ul>{% for name, scheme in spec.components.securitySchemes.items() %}
-<li><code>{{ name }}</code>: {{ scheme.description | openapi_code }}</li>{% endfor %}
-</ul>
-<h2>Operations</h2>
-<nav><ul>{% for op in operations %}
-<li><a href="#{{ op.anchor }}"><span class="method {{ op.method }}">{{ op.method }}</span>
-<span class="path">{{ op.path }}</span></a> {{ op.summary }}</li>{% endfor %}
-</ul></nav>
-{% for op in operations %}
-<section class="op" id="{{ op.anchor }}">
-<h3><span class="method {{ op.method }}">{{ op.method }}</span>
-<span class="path">{{ op.path }}</span></h3>
-<p><strong>{{ op.summary }}</strong></p>
-{% if op.description %}<p class="text">{{ op.description | openapi_code }}</p>{% endif %}
-<p>Authentication: <code>{{ op.auth }}</code></p>
-{% if op.parameters %}<h4>Parameters</h4>
-<table><tr><th>Name</th><th>In</th><th>Type</th><th>Required</th><th>Description</th></tr>
-{% for p in op.parameters %}<tr><td><code>{{ p.name }}</code></td><td>{{ p.in }}</td>
-<td class="type">{{ p.type }}</td><td>{{ "yes" if p.required else "no" }}</td>
-<td>{{ p.description | openapi_code }}</td></tr>{% endfor %}</table>{% endif %}
-{% for body in op.bodies %}<h4>Request body ({{ body.schema }})</h4>
-<p>Content types: {% for kind in body.types %}<code>{{ kind }}</code>
-{{- ", " if not loop.last }}{% endfor %}</p>
-{% for note in body.notes %}<p>{{ note | openapi_code }}</p>{% endfor %}
-{{ fields_table(body.fields) }}
-{% endfor %}
-<h4>Responses</h4>
-<table><tr><th>Code</th><th>Description</th><th>Headers</th><th>Body</th></tr>
-{% for r in op.responses %}<tr><td><strong>{{ r.code }}</strong></td>
-<td>{{ r.description | openapi_code }}</td>
-<td>{% for h in r.headers %}<code>{{ h }}</code>{{ ", " if not loop.last }}{% endfor %}</td>
-<td class="type">{{ r.body }}</td></tr>{% endfor %}
-</table>
-</section>
-{% endfor %}
-<h2>Schemas</h2>
-{% for s in schemas %}
-<section id="schema-{{ s.name }}"><h3>{{ s.name }}</h3>
-<p>{{ s.description | openapi_code }}</p>
-{% for note in s.notes %}<p>{{ note | openapi_code }}</p>{% endfor %}
-{{ fields_table(s.fields) }}
-</section>
-{% endfor %}
-</body>
-</html>
-"""
 
 
 # Routes -------------------------------------------------------------------------------------
@@ -727,15 +539,17 @@ def spec_view():
     return current_app.response_class(body + "\n", mimetype="application/json")
 
 
-def docs_view():
-    """``GET /api/docs``: the document rendered as one self-contained, autoescaped HTML page."""
-    spec = build_spec(current_app.config)
-    return render_template_string(DOCS_TEMPLATE, spec=spec, spec_url=url_for("openapi_spec"),
-                                  operations=operation_views(spec), schemas=schema_views(spec))
+def docs_blueprint():
+    """Swagger UI for ``/api/spec``, its scripts and styles served from under ``/api/docs/``."""
+    return get_swaggerui_blueprint(DOCS_URL, SPEC_URL, config=SWAGGER_UI_CONFIG,
+                                   blueprint_name=DOCS_BLUEPRINT)
 
 
 def init_app(app):
-    """Register ``GET /api/spec`` and ``GET /api/docs`` as plain Flask views."""
-    app.add_url_rule("/api/spec", "openapi_spec", spec_view, methods=["GET"])
-    app.add_url_rule("/api/docs", "openapi_docs", docs_view, methods=["GET"])
-    app.add_template_filter(inline_code, "openapi_code")
+    """Register ``GET /api/spec``, and Swagger UI at ``GET /api/docs`` with its assets."""
+    app.add_url_rule(SPEC_URL, "openapi_spec", spec_view, methods=["GET"])
+    app.register_blueprint(docs_blueprint())
+    # The blueprint serves its page at /api/docs/ only; answer the documented URL itself too,
+    # rather than with a redirect to the slash.
+    page = app.view_functions[f"{DOCS_BLUEPRINT}.show"]
+    app.add_url_rule(DOCS_URL, "openapi_docs", page, methods=["GET"])

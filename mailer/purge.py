@@ -10,12 +10,9 @@ import argparse
 import logging
 import sys
 import time
-from datetime import timedelta
-
-from mail_service import load_config
-from models import utcnow
 
 from . import mailqueue
+from .config import load_config
 from .database import check_schema, make_engine
 
 log = logging.getLogger("mail_service.purge")
@@ -33,13 +30,13 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def purge(engine, cutoff, batch_size, pause=0.0):
+def purge(engine, days, batch_size, pause=0.0):
     """Delete batches until none is left; returns (mails deleted, longest batch in seconds)."""
     total, longest = 0, 0.0
     while True:
         started = time.monotonic()
         with engine.begin() as conn:
-            deleted = mailqueue.purge_batch(conn, cutoff, batch_size)
+            deleted = mailqueue.purge_batch(conn, days, batch_size)
         longest = max(longest, time.monotonic() - started)
         total += deleted
         if deleted < batch_size:
@@ -53,17 +50,16 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.config)
-    days = args.days if args.days is not None else float(config["RETENTION_DAYS"])
-    cutoff = utcnow() - timedelta(days=days)
+    days = args.days if args.days is not None else config["RETENTION_DAYS"]
     engine = make_engine(config)
     check_schema(engine)
     if args.dry_run:
         with engine.connect() as conn:
             log.info("%d finished mails older than %g days would be purged",
-                     mailqueue.count_purgeable(conn, cutoff), days)
+                     mailqueue.count_purgeable(conn, days), days)
         return 0
     started = time.monotonic()
-    total, longest = purge(engine, cutoff, max(1, args.batch_size), args.pause)
+    total, longest = purge(engine, days, max(1, args.batch_size), args.pause)
     log.info("purged %d finished mails older than %g days in %.1fs (longest batch %.3fs)",
              total, days, time.monotonic() - started, longest)
     return 0

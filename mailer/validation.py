@@ -16,7 +16,6 @@ from email_validator import EmailNotValidError, validate_email
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply_to")
 TEXT_FIELDS = ("subject", "text", "html")
 KNOWN_FIELDS = frozenset(ADDRESS_FIELDS + TEXT_FIELDS)
-MULTI_FIELDS = ("to", "cc", "bcc")  # fields that take several addresses
 # An entry with none of these is a bare address: no display name, quoting or comment to parse.
 PLAIN_ADDRESS = re.compile(r'[^\s<>()",;:\\\[\]]+\Z')
 # A local part of letters, digits and . _ + - without leading, trailing or doubled dots: always
@@ -52,8 +51,8 @@ def validate_mail(data, max_recipients=50):
     clean = {
         "from_address": _one_address(data, "from", errors, required=True),
         "to": _address_list(data, "to", errors, max_recipients, required=True),
-        "cc": _address_list(data, "cc", errors, max_recipients),
-        "bcc": _address_list(data, "bcc", errors, max_recipients),
+        "cc": _address_list(data, "cc", errors, max_recipients) or [],
+        "bcc": _address_list(data, "bcc", errors, max_recipients) or [],
         "reply_to": _one_address(data, "reply_to", errors),
         "subject": _text(data, "subject", errors, required=True, header=True),
         "text": _text(data, "text", errors),
@@ -125,7 +124,7 @@ def _parse_addresses(raw, field, errors):
         return None
     parsed = []
     for piece in (piece for item in raw for piece in _split_list(item)):
-        address, problem = _parse_one(piece, field)
+        address, problem = _parse_one(piece)
         if problem:
             errors.append({"field": field, "message": problem})
             return None
@@ -136,7 +135,7 @@ def _parse_addresses(raw, field, errors):
     return parsed
 
 
-def _parse_one(piece, field):
+def _parse_one(piece):
     """One list entry as (address, None), or (None, what is wrong with it)."""
     problem = _unstorable(piece)
     if problem:
@@ -150,10 +149,6 @@ def _parse_one(piece, field):
     if len(found) != 1 or not found[0][1]:
         return None, f"Invalid address {piece!r}"
     name, address = found[0]
-    if "," in name and field in MULTI_FIELDS:
-        # A list is stored joined by ", " and split on commas for delivery, so a comma in a
-        # display name would turn one recipient into two broken ones.
-        return None, f"The display name {name!r} must not contain a comma"
     valid, problem = _checked(address)
     if problem:
         return None, problem
@@ -216,7 +211,7 @@ def _split_list(value):
 
 
 def _address_list(data, field, errors, max_recipients, required=False):
-    """A field of one or more addresses, joined by ', ' for storage, or None."""
+    """A field of one or more addresses, as a list, or None."""
     raw = _raw_addresses(data, field, errors)
     if raw is None:
         return None
@@ -230,15 +225,15 @@ def _address_list(data, field, errors, max_recipients, required=False):
     if len(parsed) > max_recipients:
         errors.append({"field": field, "message": f"At most {max_recipients} addresses"})
         return None
-    return ", ".join(parsed)
+    return parsed
 
 
 def _one_address(data, field, errors, required=False):
-    """A field that takes exactly one address."""
+    """A field that takes exactly one address, as a string."""
     value = _address_list(data, field, errors, max_recipients=1, required=required)
     if value is None and field in {error["field"] for error in errors}:
         _reword_single(errors, field)
-    return value
+    return value[0] if value else None
 
 
 def _reword_single(errors, field):

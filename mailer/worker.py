@@ -23,20 +23,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 import requests
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import SENT, utcnow
+from models import FAILED, SENT
 
 from . import mailqueue
-from .circuit import PROBE, USE, Breakers
-from .delivery import (
-    DEFERRED,
-    RetryPolicy,
-    attempt_rows,
-    decide,
-    deliver,
-    message_from_row,
-    poisoned,
-)
+from .circuit import PROBE, USE, Breakers, is_meltdown
+from .database import describe
+from .delivery import attempt_rows, crashed, decide, deliver, message_from_row, poisoned
 from .notify import QueueListener
+from .retry import RetryPolicy
 
 log = logging.getLogger("mail_service.worker")
 
@@ -55,10 +49,9 @@ def lease_seconds(config, provider_count):
     A mail may wait for a free send thread and then try each provider, each call bounded by the
     timeout for connecting and again for reading; the margin covers a slow commit.
     """
-    configured = float(config.get("LEASE_SECONDS") or 0)
-    if configured > 0:
-        return configured
-    return 2 * provider_count * 2 * float(config["PROVIDER_TIMEOUT"]) + 30
+    if config["LEASE_SECONDS"] > 0:
+        return config["LEASE_SECONDS"]
+    return 2 * provider_count * 2 * config["PROVIDER_TIMEOUT"] + 30
 
 
 class Sessions:
@@ -98,25 +91,24 @@ class Worker:
         self.engine = engine
         self.providers = providers
         self.name = name or worker_name()
-        self.concurrency = max(1, int(config["WORKER_CONCURRENCY"]))
-        self.batch_size = max(1, int(config["WORKER_BATCH_SIZE"]))
-        self.poll_interval = float(config["POLL_INTERVAL"])
+        self.concurrency = max(1, config["WORKER_CONCURRENCY"])
+        self.batch_size = max(1, config["WORKER_BATCH_SIZE"])
+        self.poll_interval = config["POLL_INTERVAL"]
         self.lease = lease_seconds(config, len(providers))
         self.reap_interval = min(self.lease / 4, 30.0)
-        self.policy = RetryPolicy(int(config["MAX_ATTEMPTS"]), float(config["MAX_AGE"]),
-                                  float(config["RETRY_BASE"]), float(config["RETRY_CAP"]))
+        self.policy = RetryPolicy.from_config(config)
         self.breakers = Breakers(
             engine, [provider.name for provider in providers],
-            threshold=int(config["CIRCUIT_FAILURE_THRESHOLD"]),
-            cooldown=float(config["CIRCUIT_COOLDOWN"]),
-            cooldown_cap=float(config["CIRCUIT_COOLDOWN_CAP"]),
-            probe_window=2 * 2 * float(config["PROVIDER_TIMEOUT"]) + 5,
+            threshold=config["CIRCUIT_FAILURE_THRESHOLD"],
+            cooldown=config["CIRCUIT_COOLDOWN"],
+            cooldown_cap=config["CIRCUIT_COOLDOWN_CAP"],
+            probe_window=2 * 2 * config["PROVIDER_TIMEOUT"] + 5,
         )
         self.sessions = Sessions()
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
         self.inflight = {}  # Future -> claimed row
-        self.finished = []  # (row values, attempt rows) waiting to be recorded
+        self.finished = []  # (Decision, attempt rows) waiting to be recorded
         self.last_reap = 0.0
         self.meltdown = False
         self.sent_count = 0
@@ -161,9 +153,9 @@ class Worker:
         self.wake.set()
 
     def install_signal_handlers(self):
-        """SIGTERM and SIGINT stop the worker gracefully."""
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        """SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the worker gracefully."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.stop)
 
     # Named steps ---------------------------------------------------------------------------
 
@@ -185,10 +177,9 @@ class Worker:
         """How many mails the providers can take now: none in a meltdown, one for a probe."""
         self.breakers.refresh()
         modes = {self.breakers.mode(provider.name) for provider in self.providers}
+        self._set_meltdown(is_meltdown(modes))
         if USE in modes:
-            self._set_meltdown(False)
             return self.batch_size
-        self._set_meltdown(True)
         if PROBE in modes and not self.inflight:
             return 1
         return 0
@@ -201,9 +192,9 @@ class Worker:
             return row, poisoned(err)
         try:
             return row, deliver(message, self.providers, self.breakers, self.sessions)
-        except Exception as err:  # one bad mail must not stop the worker
-            log.exception("unexpected error delivering mail %s", row["id"])
-            return row, poisoned(err)
+        except Exception as err:  # a bug of ours: retried, and must not stop the worker
+            log.exception("unexpected error delivering mail %s; it will be retried", row["id"])
+            return row, crashed(err)
 
     def _collect(self):
         """Wait briefly for sends to finish and move their results to ``finished``."""
@@ -215,25 +206,24 @@ class Worker:
             # Give a few more sends the chance to finish, so one commit records several.
             time.sleep(FLUSH_INTERVAL)
             done = [future for future in self.inflight if future.done()]
-        retry_at = self.breakers.next_change()
+        wait_for = self.breakers.seconds_to_next_change()
         for future in done:
             row = self.inflight.pop(future)
             _, outcome = future.result()
-            values = decide(row, outcome, self.policy, retry_at)
-            self.finished.append((values, attempt_rows(row, outcome, values["attempts"],
-                                                       self.name)))
-            self.sent_count += values["status"] == SENT
-            if outcome.kind != DEFERRED:
-                log.debug("mail %s: %s", row["id"], values["status"])
+            decision = decide(row, outcome, self.policy, wait_for)
+            self.finished.append((decision, attempt_rows(decision, outcome, self.name)))
+            self.sent_count += decision.status == SENT
+            if decision.status == FAILED:
+                log.info("mail %s failed for good: %s", decision.id, decision.last_error)
 
     def _flush(self):
         """Record every finished send in one transaction (kept in memory until it commits)."""
         if not self.finished:
             return
-        results = [values for values, _ in self.finished]
+        decisions = [decision for decision, _ in self.finished]
         attempts = [row for _, rows in self.finished for row in rows]
         with self.engine.begin() as conn:
-            mailqueue.finish(conn, self.name, results, attempts)
+            mailqueue.finish(conn, self.name, decisions, attempts)
         self.finished = []
 
     def _reap_if_due(self):
@@ -250,9 +240,8 @@ class Worker:
         """Nothing to do: wait for new mail, the poll interval, a provider's return, or stop."""
         timeout = self.poll_interval
         if self.meltdown:
-            next_change = self.breakers.next_change()
-            if next_change is not None:
-                seconds = (next_change - utcnow()).total_seconds()
+            seconds = self.breakers.seconds_to_next_change()
+            if seconds is not None:
                 timeout = min(max(seconds, 0.05), self.poll_interval)
         self.wake.wait(timeout)
         self.wake.clear()
@@ -281,8 +270,7 @@ class Worker:
                     mailqueue.release(conn, self.name, ids)
                 return
             except SQLAlchemyError as err:
-                log.error("cannot record results (%s); retrying in %.1fs", err.__class__.__name__,
-                          delay)
+                log.error("cannot record results (%s); retrying in %.1fs", describe(err), delay)
                 time.sleep(delay)
         log.error("gave up recording results: the leases will return those mails to the queue")
 
@@ -295,8 +283,7 @@ class Worker:
         except SQLAlchemyError as err:
             self._db_failures += 1
             delay = min(DB_RETRY_MAX, 0.2 * 2 ** self._db_failures)
-            log.error("database unavailable (%s): retrying in %.1fs", err.__class__.__name__,
-                      delay)
+            log.error("database unavailable (%s): retrying in %.1fs", describe(err), delay)
             self.stopping.wait(delay)
             return False
 

@@ -3,10 +3,7 @@
 ``build_providers`` turns the ``PROVIDERS`` setting into provider objects in failover order.
 """
 
-from mailer.config import split_list
-
 from .base import (
-    MalformedAnswer,
     Message,
     MessageRejected,
     OutcomeUnknown,
@@ -23,7 +20,6 @@ from .sendgrid import SendGrid
 REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid)}
 
 __all__ = [
-    "MalformedAnswer",
     "Message",
     "MessageRejected",
     "OutcomeUnknown",
@@ -39,7 +35,7 @@ __all__ = [
 
 def build_providers(config):
     """The providers named in ``PROVIDERS``, in order; unknown names are a settings error."""
-    names = split_list(config["PROVIDERS"])
+    names = config["PROVIDERS"]
     unknown = [name for name in names if name not in REGISTRY]
     if unknown:
         raise ValueError(f"PROVIDERS names unknown providers: {', '.join(unknown)}")

@@ -5,7 +5,9 @@ the caller reuses, then either parse the provider's message id or classify the f
 of three kinds (as django-anymail does):
 
 - ``MessageRejected``: the message itself is bad; trying another provider will not help;
-- ``ProviderUnavailable``: the provider is down or misconfigured; try the next one;
+- ``ProviderUnavailable``: the provider is down or misconfigured (``ProviderMisconfigured``:
+  our key is refused, or a 2xx without a message id shows we are not talking to its API);
+  try the next one;
 - ``RateLimited``: the provider asks us to slow down; try the next one, and pause this one.
 
 ``OutcomeUnknown`` is the subtle case: the request went out and no answer came back, so the
@@ -13,6 +15,7 @@ provider may have accepted the mail.
 """
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -21,6 +24,7 @@ import requests
 
 MAX_STORED_BODY = 2000  # characters of a provider's answer that we keep
 MAX_READ_BODY = 1024 * 1024  # bytes of an answer we read at all; a larger one is cut off
+MAX_RETRY_AFTER = 3600.0  # seconds: the longest pause a 429 can impose on us
 
 
 @dataclass
@@ -83,16 +87,6 @@ class OutcomeUnknown(ProviderUnavailable):
     outcome = "unknown"
 
 
-class MalformedAnswer(ProviderError):
-    """A success code with an answer we cannot read: the mail may or may not be taken.
-
-    Failing over could send it twice, and retrying would hit the same wall, so the mail fails
-    with the answer kept for an operator to judge.
-    """
-
-    outcome = "malformed"
-
-
 class RateLimited(ProviderError):
     """429: the provider asks us to wait ``retry_after`` seconds."""
 
@@ -111,7 +105,7 @@ class Provider:
     default_retry_after = 60.0  # seconds, when a 429 does not say how long to wait
 
     def __init__(self, config):
-        self.timeout = float(config["PROVIDER_TIMEOUT"])
+        self.timeout = config["PROVIDER_TIMEOUT"]
 
     def is_configured(self):
         """Whether the settings this provider needs are present."""
@@ -122,7 +116,7 @@ class Provider:
         raise NotImplementedError
 
     def message_id(self, response, body):
-        """The provider's id for an accepted mail, from its answer."""
+        """The provider's id for an accepted mail from its answer, or None if it has none."""
         raise NotImplementedError
 
     def error_reason(self, body):
@@ -155,11 +149,13 @@ class Provider:
         """Turn an HTTP answer and its parsed body into ``Sent`` or a ``ProviderError``."""
         status = response.status_code
         if 200 <= status < 300:
-            return Sent(self.message_id(response, body), status, body)
+            return self.accepted(response, body)
         reason = self.error_reason(body) or f"HTTP {status}"
         if status == 429:
-            retry_after = retry_after_seconds(response.headers) or self.default_retry_after
-            raise RateLimited(reason, status, body, retry_after)
+            retry_after = retry_after_seconds(response.headers)
+            if retry_after is None:  # 0 is an answer ("try again now"), not a missing one
+                retry_after = self.default_retry_after
+            raise RateLimited(reason, status, body, min(retry_after, MAX_RETRY_AFTER))
         if status in (401, 403):
             raise ProviderMisconfigured(f"credentials refused: {reason}", status, body)
         if status == 408 or status >= 500:
@@ -167,6 +163,21 @@ class Provider:
         if 400 <= status < 500:
             raise MessageRejected(reason, status, body)
         raise ProviderUnavailable(f"unexpected answer: {reason}", status, body)
+
+
+    def accepted(self, response, body):
+        """A 2xx is a sent mail only with the provider's message id in it.
+
+        A 2xx without one is not the provider's send API talking: a wrong base URL (Mailgun's
+        root answers 200 "Mailgun Magnificent API") or a proxy's page. That is our settings'
+        fault, not proof that the mail went, and not a reason to fail the mail either.
+        """
+        message_id = self.message_id(response, body)
+        if not message_id:
+            raise ProviderMisconfigured(
+                f"answered {response.status_code} without a message id: not {self.name}'s "
+                f"send API; check {self.name.upper()}_BASE_URL", response.status_code, body)
+        return Sent(message_id, response.status_code, body)
 
 
 def _request_was_sent(err):
@@ -211,7 +222,8 @@ def retry_after_seconds(headers):
     value = headers.get("Retry-After")
     if value:
         try:
-            return max(0.0, float(value))
+            seconds = float(value)
+            return max(0.0, seconds) if math.isfinite(seconds) else None
         except ValueError:
             try:
                 return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
@@ -220,7 +232,8 @@ def retry_after_seconds(headers):
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:
-            return max(0.0, float(reset) - time.time())
+            seconds = float(reset) - time.time()
+            return max(0.0, seconds) if math.isfinite(seconds) else None
         except ValueError:
             pass
     return None

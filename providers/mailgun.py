@@ -5,7 +5,9 @@ Thank you."}``; errors carry ``{"message": "..."}``. The EU region lives at
 https://api.eu.mailgun.net, so the base URL is a setting.
 """
 
-from .base import MalformedAnswer, Provider, ProviderMisconfigured
+from urllib.parse import quote
+
+from .base import Provider, ProviderMisconfigured
 
 
 class Mailgun(Provider):
@@ -18,6 +20,8 @@ class Mailgun(Provider):
         self.base_url = config["MAILGUN_BASE_URL"].rstrip("/")
         self.domain = config["MAILGUN_DOMAIN"]
         self.api_key = config["MAILGUN_API_KEY"]
+        if "/" in self.domain:
+            raise ValueError(f"MAILGUN_DOMAIN {self.domain!r} must be a domain, not a path")
 
     def is_configured(self):
         """Mailgun needs a key and a sending domain."""
@@ -39,17 +43,16 @@ class Mailgun(Provider):
         # Echoed back in Mailgun's webhooks, so a delivery event finds its mail.
         fields.append(("v:mail_id", message.id))
         return {
-            "url": f"{self.base_url}/v3/{self.domain}/messages",
+            "url": f"{self.base_url}/v3/{quote(self.domain, safe='')}/messages",
             "auth": ("api", self.api_key),
             "data": fields,
         }
 
     def message_id(self, response, body):
-        """The ``id`` of Mailgun's JSON answer; a 200 without one is not Mailgun talking."""
-        if isinstance(body, dict) and body.get("id"):
+        """The ``id`` of Mailgun's JSON answer."""
+        if isinstance(body, dict) and isinstance(body.get("id"), str):
             return body["id"]
-        raise MalformedAnswer("Mailgun answered 200 without a message id",
-                              response.status_code, body)
+        return None
 
     def error_reason(self, body):
         """Mailgun puts its reason in ``message``."""
@@ -58,12 +61,14 @@ class Mailgun(Provider):
         return None
 
     def read_response(self, response, body):
-        """Mailgun answers an unknown domain with 404 "Domain not found": a settings problem.
+        """Mailgun answers an unknown domain with 404 ``{"message": "Domain not found: ..."}``.
 
-        It usually means the domain lives in the other region (US vs EU base URL), so it must not
-        fail the mail as if the message were bad.
+        That usually means the domain lives in the other region (US vs EU base URL): a settings
+        problem, which must not fail the mail as if the message were bad. Any other 404 is what
+        it says.
         """
-        if response.status_code == 404:
+        reason = self.error_reason(body) or ""
+        if response.status_code == 404 and "domain not found" in reason.lower():
             raise ProviderMisconfigured(
                 f"domain {self.domain!r} not found; check MAILGUN_DOMAIN and MAILGUN_BASE_URL",
                 404,

@@ -4,8 +4,10 @@ The tests run on ``TEST_DATABASE_URL`` if it is set (migrated and used as is). O
 run on a fresh database, dropped at the end, on the PostgreSQL at 127.0.0.1:5432 if it accepts
 user ``postgres`` without a password, or else on an embedded server (mailer/embedded_db.py)
 that the session starts in a temporary folder and deletes at the end. The database is migrated
-to head once. Worker tests need committed rows that other processes can see, so instead of
-rolling back a transaction each test empties the tables afterwards.
+to head once. API and admin tests run inside a transaction that is rolled back at the end (the
+app's commits become savepoints), as warehouse does; tests that need committed rows visible to
+other connections (a worker, a subprocess) use ``run_worker`` or the ``committed`` marker, and
+the tables are emptied after.
 """
 
 import contextlib
@@ -18,13 +20,16 @@ import uuid
 
 import psycopg2
 import pytest
+from flask.globals import app_ctx
 from flask_migrate import upgrade
+from helpers import sample_mail
 from pytest_postgresql.janitor import DatabaseJanitor
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import create_app
-from mail_service import load_config
+from mailer.config import load_config
 from mailer.database import make_engine
 from mailer.embedded_db import EmbeddedPostgres
 from mailer.worker import Worker
@@ -146,11 +151,8 @@ def settings(database_url, sandbox):
     }
 
 
-@pytest.fixture
-def app(settings):
-    """The Flask app on the test database; the tables are emptied after the test."""
-    application = create_app(settings)
-    yield application
+def _empty_tables(application):
+    """Delete every row of the test database, for tests whose rows are committed."""
     with application.app_context():
         db.session.remove()
         with db.engine.begin() as conn:
@@ -158,10 +160,75 @@ def app(settings):
         db.engine.dispose()
 
 
+def _crosses_connections(request):
+    """Whether the test needs committed rows that another connection or process reads."""
+    return ("run_worker" in request.fixturenames
+            or request.node.get_closest_marker("committed") is not None)
+
+
+@pytest.fixture
+def app(settings, request):
+    """The Flask app on the test database, rolled back (or, across processes, emptied) after."""
+    application = create_app(settings)
+    if _crosses_connections(request):
+        _empty_tables(application)  # also what a test with an app of its own left behind
+        yield application
+        _empty_tables(application)
+        return
+    with application.app_context():
+        connection = db.engine.connect()
+    outer = connection.begin()
+    original = db.session
+    # A plain Session: Flask-SQLAlchemy's own picks the engine per table and would ignore the
+    # connection. Scoped per app context, as Flask-SQLAlchemy scopes its own.
+    db.session = scoped_session(
+        sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
+                     expire_on_commit=False),
+        scopefunc=lambda: id(app_ctx._get_current_object()))
+    application.extensions["test_connection"] = connection
+    try:
+        yield application
+    finally:
+        with application.app_context():
+            db.session.remove()
+            db.session = original
+            outer.rollback()
+            connection.close()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def sql(app, database_url):
+    """Run SQL on the test database as the test sees it: inside its transaction when it has one.
+
+    Returns rows as mappings (or None for a statement that returns none).
+    """
+    connection = app.extensions.get("test_connection")
+    engine = None if connection is not None else create_engine(database_url)
+
+    def run(statement, **params):
+        if connection is not None:
+            result = connection.execute(text(statement), params)
+            return result.mappings().all() if result.returns_rows else None
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return result.mappings().all() if result.returns_rows else None
+
+    yield run
+    if engine is not None:
+        engine.dispose()
+
+
 @pytest.fixture
 def client(app):
     """A test client of the app, calling from loopback like a local client."""
     return app.test_client()
+
+
+@pytest.fixture
+def mail():
+    """A valid mail request for POST /mail, fresh for each test."""
+    return sample_mail()
 
 
 @pytest.fixture
@@ -174,11 +241,8 @@ def run_worker(settings):
     engines = []
 
     def run(burst=True, **overrides):
-        config = load_config(None)
-        config.update(settings)
-        config.update(overrides)
-        engine = make_engine(config, pool_size=int(config["WORKER_CONCURRENCY"]) + 4,
-                             worker=True)
+        config = load_config(overrides={**settings, **overrides}, environ={})
+        engine = make_engine(config, pool_size=config["WORKER_CONCURRENCY"] + 4, worker=True)
         engines.append(engine)
         worker = Worker(engine, config, build_providers(config))
         run.workers.append(worker)

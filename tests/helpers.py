@@ -1,13 +1,21 @@
-"""Helpers for worker tests: queue many mails at once, read mail rows, wait for conditions."""
+"""Helpers for tests: a sample mail request, queue many mails at once, read rows, wait."""
 
 import threading
 import time
 import uuid
 from collections import Counter
 
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, func, insert, select, text
 
-from models import QUEUED, DeliveryAttempt, Email, ProviderState, utcnow
+from mailer.circuit import mode_of
+from mailer.notify import CHANNEL
+from models import QUEUED, SENDING, DeliveryAttempt, Email, ProviderState, utcnow
+
+
+def sample_mail(**fields):
+    """A valid mail request as the API takes it (a fresh dict), with ``fields`` replaced."""
+    return {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
+            "text": "Plain body", **fields}
 
 
 def queue_mails(database_url, count, **fields):
@@ -15,7 +23,7 @@ def queue_mails(database_url, count, **fields):
     now = utcnow()
     rows = [
         {"id": uuid.uuid4(), "status": QUEUED, "from_address": "sender@example.com",
-         "to_address": f"rcpt{index}@example.com", "subject": f"Mail {index}",
+         "to_address": [f"rcpt{index}@example.com"], "subject": f"Mail {index}",
          "text": "Hello", "attempts": 0, "next_attempt_at": now, "created_at": now,
          "updated_at": now, **fields}
         for index in range(count)
@@ -66,6 +74,42 @@ def provider_state(database_url, name):
         row = conn.execute(select(table).where(table.c.name == name)).mappings().first()
     engine.dispose()
     return dict(row) if row else None
+
+
+def listening_and_quiet(database_url, quiet=0.5):
+    """Whether a session LISTENs for new mail and no session has run a statement for ``quiet`` s.
+
+    A worker acts on a wake-up within milliseconds, so a quiet database means that it has made
+    the claims of its start-up, including the one that follows its LISTEN, and now waits.
+    """
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT coalesce(bool_or(state = 'idle' AND query = :listen), false) AS listening,"
+            "       extract(epoch FROM min(clock_timestamp() - state_change)) AS quiet_for"
+            "  FROM pg_stat_activity"
+            " WHERE datname = current_database() AND backend_type = 'client backend'"
+            "   AND pid <> pg_backend_pid()"), {"listen": f"LISTEN {CHANNEL}"}).one()
+    engine.dispose()
+    return row.listening and row.quiet_for >= quiet
+
+
+def circuit_mode(database_url, name):
+    """What a worker may do with provider ``name`` now, by its breaker: use, probe or skip."""
+    return mode_of(provider_state(database_url, name), utcnow())
+
+
+def is_due(database_url, mail_id):
+    """Whether mail ``mail_id`` is queued and due, so that the next claim takes it."""
+    row = mail_rows(database_url)[mail_id]
+    return row["status"] == QUEUED and row["next_attempt_at"] <= utcnow()
+
+
+def leases_expired(database_url):
+    """Whether every mail still marked sending has a lease that ran out (the reaper's test)."""
+    now = utcnow()
+    return all(row["locked_until"] < now for row in mail_rows(database_url).values()
+               if row["status"] == SENDING)
 
 
 def received_counts(sandbox, provider=None):

@@ -5,32 +5,16 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from helpers import sample_mail
 
-MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
-        "text": "Plain body"}
 FORM = {"from_address": "Shop <shop@example.com>", "to": "one@example.com, two@example.com",
         "cc": "", "bcc": "", "reply_to": "", "subject": "From the admin", "text": "Body",
         "html": ""}
 
 
-@pytest.fixture
-def sql(database_url):
-    """Run SQL on the test database through a connection of its own, not the app's session."""
-    engine = create_engine(database_url)
-
-    def run(statement, **params):
-        with engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return result.mappings().all() if result.returns_rows else None
-
-    yield run
-    engine.dispose()
-
-
 def post_mail(client, **fields):
     """Submit a mail through the API; returns its id."""
-    response = client.post("/mail", json={**MAIL, **fields})
+    response = client.post("/mail", json=sample_mail(**fields))
     assert response.status_code == 202, response.get_json()
     return response.get_json()["id"]
 
@@ -65,9 +49,32 @@ def test_dashboard_shows_counts_and_provider_health(client, sql):
     counts = dict(re.findall(r"flt0_status_equals=\w+\">(\w+)</a></td>\s*<td>(\d+)</td>", page))
     assert counts == {"queued": "3", "sending": "0", "sent": "0", "failed": "1"}
     health = page[page.index('id="provider-health"'):]
-    assert re.search(r"<td>mailgun</td><td>open</td><td>5</td>", health)
+    assert re.search(r"<td>mailgun</td><td>open</td><td>no</td>\s*<td>5</td>", health)
     assert "HTTP 503 from mailgun" in health
-    assert re.search(r"<td>sendgrid</td><td>closed</td><td>0</td>", health)
+    assert re.search(r"<td>sendgrid</td><td>closed</td><td>yes</td>\s*<td>0</td>", health)
+    assert 'id="meltdown"' not in page
+
+
+def test_dashboard_and_health_agree_with_the_worker_on_meltdown(client, sql):
+    # Mailgun open and SendGrid paused by a 429: the worker calls that a meltdown, and so must
+    # /health and the dashboard; a pause that has ended no longer counts.
+    sql("INSERT INTO provider_state (name, state, consecutive_failures, cooldown, open_until, "
+        "paused_until, updated_at) VALUES "
+        "('mailgun', 'open', 5, 30, now() + interval '1 minute', NULL, now()), "
+        "('sendgrid', 'closed', 0, 0, NULL, now() + interval '1 minute', now())")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert 'id="meltdown"' in page
+    assert re.search(r"<td>sendgrid</td><td>paused</td><td>no</td>", page)
+    health = client.get("/health").get_json()
+    assert health["status"] == "meltdown"
+    assert {p["name"]: p["state"] for p in health["providers"]} == {"mailgun": "open",
+                                                                    "sendgrid": "paused"}
+    sql("UPDATE provider_state SET paused_until = now() - interval '1 second' "
+        "WHERE name = 'sendgrid'")
+    assert client.get("/health").get_json()["status"] == "ok"
+    page = client.get("/admin/").get_data(as_text=True)
+    assert 'id="meltdown"' not in page
+    assert re.search(r"<td>sendgrid</td><td>closed</td><td>yes</td>", page)
 
 
 def test_dashboard_before_any_worker(client):
@@ -153,8 +160,8 @@ def test_create_queues_like_the_api(client, sql):
     [row] = sql("SELECT * FROM email")
     assert row["status"] == "queued" and row["attempts"] == 0
     assert row["from_address"] == "Shop <shop@example.com>"
-    assert row["to_address"] == "one@example.com, two@example.com"
-    assert row["cc"] is None and row["html"] is None and row["next_attempt_at"] is not None
+    assert row["to_address"] == ["one@example.com", "two@example.com"]
+    assert row["cc"] == [] and row["html"] is None and row["next_attempt_at"] is not None
     body = client.get(f"/mail/{row['id']}").get_json()
     assert body["status"] == "queued" and body["subject"] == "From the admin"
 
@@ -236,11 +243,17 @@ def test_retry_requeues_a_failed_mail(client, failed_mail, sql, sandbox, run_wor
     response = retry(client, failed_mail)
     assert response.status_code == 302
     [row] = sql("SELECT status, attempts, last_error FROM email")
-    assert dict(row) == {"status": "queued", "attempts": 0, "last_error": None}
+    assert dict(row) == {"status": "queued", "attempts": 1, "last_error": None}
     assert "1 failed mail(s) queued again." in client.get("/admin/email/").get_data(as_text=True)
     run_worker()
-    assert client.get(f"/mail/{failed_mail}").get_json()["status"] == "sent"
+    body = client.get(f"/mail/{failed_mail}").get_json()
+    assert body["status"] == "sent" and body["attempts"] == 2
     assert len(sandbox.messages("mailgun")) == 1
+    # The count keeps growing across the retry, and the log says who retried.
+    log = [(entry["number"], entry["outcome"], entry["actor"]) for entry in body["attempt_log"]]
+    assert log[-2:] == [(1, "retried", "admin@127.0.0.1"), (2, "sent", None)]
+    assert "admin@127.0.0.1" in client.get(f"/admin/email/details/?id={failed_mail}")\
+        .get_data(as_text=True)
 
 
 def test_retry_leaves_other_statuses_alone(client, sql):

@@ -7,12 +7,9 @@ import uuid
 from datetime import datetime
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from app import create_app
 
-MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
-        "text": "Plain body"}
 README_BODY = ("from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello"
                "&text=This email will be sent via a Mail gateway")
 MAIL_KEYS = {"id", "status", "from_address", "to_address", "subject", "mail", "result",
@@ -21,27 +18,19 @@ MAIL_KEYS = {"id", "status", "from_address", "to_address", "subject", "mail", "r
 
 
 @pytest.fixture
-def stored(database_url):
-    """Read a mail row through an engine of its own, not the app's session."""
-    engine = create_engine(database_url)
+def stored(sql):
+    """Read a mail row as the test's transaction sees it."""
 
     def row(mail_id):
-        with engine.connect() as conn:
-            query = text("SELECT * FROM email WHERE id = :id")
-            return conn.execute(query, {"id": uuid.UUID(mail_id)}).mappings().first()
+        rows = sql("SELECT * FROM email WHERE id = :id", id=uuid.UUID(mail_id))
+        return rows[0] if rows else None
 
-    yield row
-    engine.dispose()
+    return row
 
 
-def count_rows(database_url):
-    """How many mails the database holds, through a separate connection."""
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.scalar(text("SELECT count(*) FROM email"))
-    finally:
-        engine.dispose()
+def count_rows(sql):
+    """How many mails are stored."""
+    return sql("SELECT count(*) AS n FROM email")[0]["n"]
 
 
 def assert_error(response, status, field=None):
@@ -81,9 +70,9 @@ def test_readme_curl_form_body_is_accepted(client, stored):
     assert stored(body["id"])["text"] == "This email will be sent via a Mail gateway"
 
 
-def test_json_body_with_every_field(client, stored):
+def test_json_body_with_every_field(client, stored, mail):
     response = client.post("/mail", json={
-        **MAIL, "html": "<p>Hi</p>", "cc": ["a@example.com", "b@example.com"],
+        **mail, "html": "<p>Hi</p>", "cc": ["a@example.com", "b@example.com"],
         "bcc": "c@example.com, d@example.com", "reply_to": "Replies <reply@example.com>"})
     body = assert_accepted(response, stored)
     assert MAIL_KEYS <= set(body)
@@ -91,46 +80,46 @@ def test_json_body_with_every_field(client, stored):
     assert body["bcc"] == ["c@example.com", "d@example.com"]
     assert body["reply_to"] == "Replies <reply@example.com>"
     row = stored(body["id"])
-    assert row["cc"] == "a@example.com, b@example.com" and row["html"] == "<p>Hi</p>"
+    assert row["cc"] == ["a@example.com", "b@example.com"] and row["html"] == "<p>Hi</p>"
 
 
-def test_internationalised_address(client, stored):
-    body = assert_accepted(client.post("/mail", json={**MAIL, "to": "Jörg <jörg@exämple.com>"}),
+def test_internationalised_address(client, stored, mail):
+    body = assert_accepted(client.post("/mail", json={**mail, "to": "Jörg <jörg@exämple.com>"}),
                            stored)
     assert body["to_address"] == "Jörg <jörg@exämple.com>"
 
 
-def test_html_only_is_enough(client, stored):
-    fields = {key: value for key, value in MAIL.items() if key != "text"}
+def test_html_only_is_enough(client, stored, mail):
+    fields = {key: value for key, value in mail.items() if key != "text"}
     body = assert_accepted(client.post("/mail", json={**fields, "html": "<b>x</b>"}), stored)
     assert body["mail"] is None and body["html"] == "<b>x</b>"
 
 
-def test_form_with_repeated_and_comma_separated_recipients(client, stored):
-    data = {**MAIL, "to": ["one@example.com", "two@example.com"],
+def test_form_with_repeated_and_comma_separated_recipients(client, stored, mail):
+    data = {**mail, "to": ["one@example.com", "two@example.com"],
             "cc": "three@example.com,four@example.com"}
     body = assert_accepted(client.post("/mail", data=data), stored)
     assert body["to_address"] == "one@example.com, two@example.com"
     assert body["cc"] == ["three@example.com", "four@example.com"]
 
 
-def test_multipart_form_body(client, stored):
-    response = client.post("/mail", data={**MAIL, "to": ["one@example.com", "two@example.com"]},
+def test_multipart_form_body(client, stored, mail):
+    response = client.post("/mail", data={**mail, "to": ["one@example.com", "two@example.com"]},
                            content_type="multipart/form-data")
     body = assert_accepted(response, stored)
     assert body["to_address"] == "one@example.com, two@example.com"
 
 
-def test_uploaded_files_are_refused_not_dropped(client, database_url):
-    data = {**MAIL, "attachment": (io.BytesIO(b"%PDF-"), "invoice.pdf")}
+def test_uploaded_files_are_refused_not_dropped(client, sql, mail):
+    data = {**mail, "attachment": (io.BytesIO(b"%PDF-"), "invoice.pdf")}
     assert_error(client.post("/mail", data=data), 400, "attachment")
-    text_file = {**MAIL, "text": (io.BytesIO(b"body"), "body.txt")}
+    text_file = {**mail, "text": (io.BytesIO(b"body"), "body.txt")}
     assert_error(client.post("/mail", data=text_file), 400, "text")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
-def test_json_with_charset_parameter(client, stored):
-    response = client.post("/mail", data=json.dumps(MAIL),
+def test_json_with_charset_parameter(client, stored, mail):
+    response = client.post("/mail", data=json.dumps(mail),
                            content_type="application/json; charset=utf-8")
     assert_accepted(response, stored)
 
@@ -138,8 +127,8 @@ def test_json_with_charset_parameter(client, stored):
 # --- Reading mail back ----------------------------------------------------------------------
 
 
-def test_get_returns_the_mail_object(client):
-    mail_id = client.post("/mail", json={**MAIL, "cc": "cc@example.com"}).get_json()["id"]
+def test_get_returns_the_mail_object(client, mail):
+    mail_id = client.post("/mail", json={**mail, "cc": "cc@example.com"}).get_json()["id"]
     response = client.get(f"/mail/{mail_id}")
     assert response.status_code == 200
     body = response.get_json()
@@ -158,14 +147,10 @@ def test_get_returns_the_mail_object(client):
         assert datetime.fromisoformat(body[key]).tzinfo is not None
 
 
-def test_get_shows_provider_result_as_json(app, client):
-    mail_id = client.post("/mail", json=MAIL).get_json()["id"]
-    engine = create_engine(app.config["DATABASE_URL"])
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE email SET status='sent', provider='mailgun', "
-                          "result=CAST(:r AS json) WHERE id=:id"),
-                     {"r": '[{"status_code": 200}]', "id": uuid.UUID(mail_id)})
-    engine.dispose()
+def test_get_shows_provider_result_as_json(client, sql, mail):
+    mail_id = client.post("/mail", json=mail).get_json()["id"]
+    sql("UPDATE email SET status='sent', provider='mailgun', result=CAST(:r AS json) "
+        "WHERE id=:id", r='[{"status_code": 200}]', id=uuid.UUID(mail_id))
     body = client.get(f"/mail/{mail_id}").get_json()
     assert body["result"] == [{"status_code": 200}] and body["provider"] == "mailgun"
 
@@ -180,14 +165,14 @@ def test_get_unknown_and_malformed_ids_are_404(client):
 
 
 @pytest.mark.parametrize("missing", ["from", "to", "subject"])
-def test_missing_required_field(client, database_url, missing):
-    fields = {key: value for key, value in MAIL.items() if key != missing}
+def test_missing_required_field(client, sql, missing, mail):
+    fields = {key: value for key, value in mail.items() if key != missing}
     assert_error(client.post("/mail", json=fields), 400, missing)
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
-def test_missing_body_text_and_html(client):
-    fields = {key: value for key, value in MAIL.items() if key != "text"}
+def test_missing_body_text_and_html(client, mail):
+    fields = {key: value for key, value in mail.items() if key != "text"}
     assert_error(client.post("/mail", json=fields), 400, "text")
     assert_error(client.post("/mail", data={**fields, "text": "", "html": ""}), 400, "text")
 
@@ -204,9 +189,9 @@ def test_missing_body_text_and_html(client):
     ("reply_to", ["a@example.com", "b@example.com"]),
     ("to", "<>"),
 ])
-def test_invalid_addresses(client, database_url, field, value):
-    assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
-    assert count_rows(database_url) == 0
+def test_invalid_addresses(client, sql, field, value, mail):
+    assert_error(client.post("/mail", json={**mail, field: value}), 400, field)
+    assert count_rows(sql) == 0
 
 
 @pytest.mark.parametrize("field, value", [
@@ -220,19 +205,19 @@ def test_invalid_addresses(client, database_url, field, value):
     ("reply_to", "reply@example.com\nBcc: victim@example.com"),
     ("from", "Evil\r\nBcc: victim@example.com <sender@example.com>"),
 ])
-def test_line_breaks_in_header_fields(client, database_url, field, value):
-    assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
-    assert count_rows(database_url) == 0
+def test_line_breaks_in_header_fields(client, sql, field, value, mail):
+    assert_error(client.post("/mail", json={**mail, field: value}), 400, field)
+    assert count_rows(sql) == 0
 
 
-def test_line_breaks_in_form_header_fields(client, database_url):
-    response = client.post("/mail", data={**MAIL, "subject": "Hi\r\nBcc: victim@example.com"})
+def test_line_breaks_in_form_header_fields(client, sql, mail):
+    response = client.post("/mail", data={**mail, "subject": "Hi\r\nBcc: victim@example.com"})
     assert_error(response, 400, "subject")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
-def test_line_breaks_in_the_body_are_fine(client, stored):
-    assert_accepted(client.post("/mail", json={**MAIL, "text": "line 1\r\nline 2\n"}), stored)
+def test_line_breaks_in_the_body_are_fine(client, stored, mail):
+    assert_accepted(client.post("/mail", json={**mail, "text": "line 1\r\nline 2\n"}), stored)
 
 
 @pytest.mark.parametrize("field, value", [
@@ -249,9 +234,9 @@ def test_line_breaks_in_the_body_are_fine(client, stored):
     ("from", ["sender@example.com", None]),
     ("reply_to", 1),
 ])
-def test_wrong_types(client, database_url, field, value):
-    assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
-    assert count_rows(database_url) == 0
+def test_wrong_types(client, sql, field, value, mail):
+    assert_error(client.post("/mail", json={**mail, field: value}), 400, field)
+    assert count_rows(sql) == 0
 
 
 def test_every_bad_field_is_listed_at_once(client):
@@ -259,22 +244,22 @@ def test_every_bad_field_is_listed_at_once(client):
     assert {"from", "to", "subject", "text"} <= {error["field"] for error in body["errors"]}
 
 
-def test_unknown_field_is_named(client):
-    assert_error(client.post("/mail", json={**MAIL, "attachments": []}), 400, "attachments")
+def test_unknown_field_is_named(client, mail):
+    assert_error(client.post("/mail", json={**mail, "attachments": []}), 400, "attachments")
 
 
-def test_too_many_recipients(app, client):
+def test_too_many_recipients(app, client, mail):
     app.config["MAX_RECIPIENTS"] = 2
     to = ["a@example.com", "b@example.com", "c@example.com"]
-    assert_error(client.post("/mail", json={**MAIL, "to": to}), 400, "to")
+    assert_error(client.post("/mail", json={**mail, "to": to}), 400, "to")
 
 
-def test_nul_characters_are_rejected(client, database_url):
-    assert_error(client.post("/mail", json={**MAIL, "text": "a\x00b"}), 400, "text")
-    assert_error(client.post("/mail", json={**MAIL, "subject": "a\x00b"}), 400, "subject")
-    response = client.post("/mail", json={**MAIL, "to": "Bad\x00Name <rcpt@example.com>"})
+def test_nul_characters_are_rejected(client, sql, mail):
+    assert_error(client.post("/mail", json={**mail, "text": "a\x00b"}), 400, "text")
+    assert_error(client.post("/mail", json={**mail, "subject": "a\x00b"}), 400, "subject")
+    response = client.post("/mail", json={**mail, "to": "Bad\x00Name <rcpt@example.com>"})
     assert_error(response, 400, "to")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
 @pytest.mark.parametrize("body", ["{not json", '{"from": ', "", "null", "42", '"text"'])
@@ -293,15 +278,15 @@ def test_deeply_nested_json_is_400_not_500(client):
     ("subject", "a\ud800"), ("text", "\udfff"), ("html", "x\ud83d"),
     ("to", "Lone \ud800 <rcpt@example.com>"), ("from", "\ud800 <sender@example.com>"),
 ])
-def test_lone_surrogates_are_400_not_500(client, database_url, field, value):
+def test_lone_surrogates_are_400_not_500(client, sql, field, value, mail):
     # A JSON "\ud800" escape decodes to a lone surrogate, which UTF-8 cannot encode.
-    assert_error(client.post("/mail", json={**MAIL, field: value}), 400, field)
-    assert count_rows(database_url) == 0
+    assert_error(client.post("/mail", json={**mail, field: value}), 400, field)
+    assert count_rows(sql) == 0
 
 
-def test_json_array_body(client, database_url):
-    assert_error(client.post("/mail", json=[MAIL]), 400, "body")
-    assert count_rows(database_url) == 0
+def test_json_array_body(client, sql, mail):
+    assert_error(client.post("/mail", json=[mail]), 400, "body")
+    assert count_rows(sql) == 0
 
 
 def test_invalid_utf8_json(client):
@@ -311,9 +296,9 @@ def test_invalid_utf8_json(client):
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", None])
-def test_unsupported_content_type(client, content_type):
+def test_unsupported_content_type(client, content_type, mail):
     headers = {"Content-Type": content_type} if content_type else {}
-    response = client.post("/mail", data=json.dumps(MAIL), headers=headers)
+    response = client.post("/mail", data=json.dumps(mail), headers=headers)
     assert_error(response, 415, "Content-Type")
 
 
@@ -331,22 +316,22 @@ def small_client(settings):
         db.engine.dispose()
 
 
-def test_json_body_over_the_limit_is_413(small_client, database_url):
-    response = small_client.post("/mail", json={**MAIL, "text": "x" * 4096})
+def test_json_body_over_the_limit_is_413(small_client, sql, mail):
+    response = small_client.post("/mail", json={**mail, "text": "x" * 4096})
     assert "1024 bytes" in assert_error(response, 413, "body")["message"]
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
-def test_form_body_over_the_limit_is_413(small_client, database_url):
-    assert_error(small_client.post("/mail", data={**MAIL, "text": "x" * 4096}), 413, "body")
-    response = small_client.post("/mail", data={**MAIL, "text": "x" * 4096},
+def test_form_body_over_the_limit_is_413(small_client, sql, mail):
+    assert_error(small_client.post("/mail", data={**mail, "text": "x" * 4096}), 413, "body")
+    response = small_client.post("/mail", data={**mail, "text": "x" * 4096},
                                  content_type="multipart/form-data")
     assert_error(response, 413, "body")
-    assert count_rows(database_url) == 0
+    assert count_rows(sql) == 0
 
 
-def test_body_under_the_limit_is_accepted(small_client):
-    assert small_client.post("/mail", json=MAIL).status_code == 202
+def test_body_under_the_limit_is_accepted(small_client, mail):
+    assert small_client.post("/mail", json=mail).status_code == 202
 
 
 @pytest.mark.parametrize("method, path", [
@@ -355,16 +340,16 @@ def test_body_under_the_limit_is_accepted(small_client):
     ("DELETE", "/mail/00000000-0000-0000-0000-000000000000"),
     ("POST", "/mail/00000000-0000-0000-0000-000000000000"),
 ])
-def test_wrong_method_is_405(client, method, path):
-    response = client.open(path, method=method, json=MAIL)
+def test_wrong_method_is_405(client, method, path, mail):
+    response = client.open(path, method=method, json=mail)
     assert_error(response, 405, "method")
     assert "Allow" in response.headers
 
 
 @pytest.mark.parametrize("path", ["/nope", "/mail/", "/mails", "/mail/x/y", "/administrator"])
-def test_unknown_url_is_404_json(client, path):
+def test_unknown_url_is_404_json(client, path, mail):
     assert_error(client.get(path), 404, "url")
-    assert_error(client.post(path, json=MAIL), 404, "url")
+    assert_error(client.post(path, json=mail), 404, "url")
 
 
 def test_unexpected_errors_are_json_without_a_traceback(app, client):
@@ -395,13 +380,13 @@ def offline_client(settings):
 
 @pytest.mark.parametrize("method, path", [
     ("POST", "/mail"), ("GET", f"/mail/{uuid.uuid4()}"), ("GET", "/health")])
-def test_database_down_is_503_with_retry_after(offline_client, method, path):
+def test_database_down_is_503_with_retry_after(offline_client, method, path, mail):
     started = time.monotonic()
-    response = offline_client.open(path, method=method, json=MAIL)
+    response = offline_client.open(path, method=method, json=mail)
     assert time.monotonic() - started < 5
     assert_error(response, 503, "database")
     assert int(response.headers["Retry-After"]) > 0
 
 
-def test_database_down_still_validates_first(offline_client):
-    assert_error(offline_client.post("/mail", json={**MAIL, "to": "nope"}), 400, "to")
+def test_database_down_still_validates_first(offline_client, mail):
+    assert_error(offline_client.post("/mail", json={**mail, "to": "nope"}), 400, "to")

@@ -8,8 +8,6 @@ import pytest
 from app import create_app
 from models import db
 
-MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
-        "text": "Plain body"}
 KEYS = "key-one, key-two"
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
 PROXIED = [{"X-Forwarded-For": "203.0.113.9"}, {"X-Real-IP": "203.0.113.9"},
@@ -55,14 +53,14 @@ def assert_401(response):
     {"Authorization": "Basic a2V5LW9uZTo="}, {"Authorization": "Bearer "},
     {"Authorization": "key-one"}, {"X-API-Key": "key-one-and-more"}, {"X-API-Key": "key"},
 ])
-def test_api_rejects_missing_or_wrong_keys(make_client, app, headers):
+def test_api_rejects_missing_or_wrong_keys(make_client, app, headers, mail):
     client = make_client(API_KEYS=KEYS)
-    assert_401(client.post("/mail", json=MAIL, headers=headers))
+    assert_401(client.post("/mail", json=mail, headers=headers))
     assert_401(client.get(f"/mail/{uuid.uuid4()}", headers=headers))
 
 
-def test_missing_key_asks_for_bearer(make_client, app):
-    response = make_client(API_KEYS=KEYS).post("/mail", json=MAIL)
+def test_missing_key_asks_for_bearer(make_client, app, mail):
+    response = make_client(API_KEYS=KEYS).post("/mail", json=mail)
     assert_401(response)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
@@ -71,17 +69,17 @@ def test_missing_key_asks_for_bearer(make_client, app):
     {"Authorization": "Bearer key-one"}, {"Authorization": "bearer key-two"},
     {"X-API-Key": "key-two"}, {"Authorization": "Bearer  key-one "},
 ])
-def test_api_accepts_any_configured_key(make_client, app, headers):
+def test_api_accepts_any_configured_key(make_client, app, headers, mail):
     client = make_client(API_KEYS=KEYS)
-    response = client.post("/mail", json=MAIL, headers=headers)
+    response = client.post("/mail", json=mail, headers=headers)
     assert response.status_code == 202, response.get_json()
     assert client.get(response.headers["Location"], headers=headers).status_code == 200
 
 
-def test_a_key_lets_remote_clients_in(make_client, app):
+def test_a_key_lets_remote_clients_in(make_client, app, mail):
     client = make_client(API_KEYS=KEYS)
     headers = {"X-API-Key": "key-one", "X-Forwarded-For": "198.51.100.7"}
-    response = client.post("/mail", json=MAIL, headers=headers, environ_base=REMOTE)
+    response = client.post("/mail", json=mail, headers=headers, environ_base=REMOTE)
     assert response.status_code == 202
 
 
@@ -95,32 +93,32 @@ def test_auth_comes_before_validation_and_lookup(make_client, app):
 # --- API protected mode (no keys) -----------------------------------------------------------
 
 
-def test_protected_mode_serves_loopback(client):
-    assert client.post("/mail", json=MAIL).status_code == 202
-    ipv6 = client.post("/mail", json=MAIL, environ_base={"REMOTE_ADDR": "::1"})
+def test_protected_mode_serves_loopback(client, mail):
+    assert client.post("/mail", json=mail).status_code == 202
+    ipv6 = client.post("/mail", json=mail, environ_base={"REMOTE_ADDR": "::1"})
     assert ipv6.status_code == 202
 
 
-def test_protected_mode_serves_ipv4_mapped_loopback(client):
+def test_protected_mode_serves_ipv4_mapped_loopback(client, mail):
     # What a dual-stack server ([::]) sees for a local IPv4 client.
     mapped = {"REMOTE_ADDR": "::ffff:127.0.0.1"}
-    assert client.post("/mail", json=MAIL, environ_base=mapped).status_code == 202
-    assert_401(client.post("/mail", json=MAIL, environ_base={"REMOTE_ADDR": "::ffff:203.0.113.9"}))
+    assert client.post("/mail", json=mail, environ_base=mapped).status_code == 202
+    assert_401(client.post("/mail", json=mail, environ_base={"REMOTE_ADDR": "::ffff:203.0.113.9"}))
 
 
-def test_protected_mode_refuses_remote_clients(client):
-    assert_401(client.post("/mail", json=MAIL, environ_base=REMOTE))
+def test_protected_mode_refuses_remote_clients(client, mail):
+    assert_401(client.post("/mail", json=mail, environ_base=REMOTE))
     assert_401(client.get(f"/mail/{uuid.uuid4()}", environ_base=REMOTE))
 
 
 @pytest.mark.parametrize("headers", PROXIED)
-def test_protected_mode_refuses_proxied_requests(client, headers):
-    assert_401(client.post("/mail", json=MAIL, headers=headers))
+def test_protected_mode_refuses_proxied_requests(client, headers, mail):
+    assert_401(client.post("/mail", json=mail, headers=headers))
 
 
-def test_protected_mode_ignores_presented_keys(client):
+def test_protected_mode_ignores_presented_keys(client, mail):
     # With no keys configured there is nothing a remote client could present.
-    response = client.post("/mail", json=MAIL, headers={"X-API-Key": ""}, environ_base=REMOTE)
+    response = client.post("/mail", json=mail, headers={"X-API-Key": ""}, environ_base=REMOTE)
     assert_401(response)
 
 

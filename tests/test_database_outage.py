@@ -14,7 +14,7 @@ from helpers import Output, mail_rows, received_counts, wait_for
 from app import create_app
 from models import db
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.committed, pytest.mark.slow]
 
 MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Outage",
         "text": "Still here"}

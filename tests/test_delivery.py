@@ -1,14 +1,13 @@
 """End to end through the worker: the API stores, the worker sends, the sandbox receives."""
 
-from models import Email, db
+from helpers import sample_mail
 
-MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
-        "text": "Plain body"}
+from models import Email, db
 
 
 def post_mail(client, **fields):
     """Submit a mail through the API and return its id."""
-    response = client.post("/mail", json={**MAIL, **fields})
+    response = client.post("/mail", json=sample_mail(**fields))
     assert response.status_code == 202, response.get_json()
     return response.get_json()["id"]
 

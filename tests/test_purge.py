@@ -5,11 +5,15 @@ import sys
 import uuid
 from datetime import timedelta
 
+import pytest
 from conftest import ROOT, worker_env
 from helpers import attempts_of, mail_rows, queue_mails
 from sqlalchemy import create_engine, insert
 
 from models import DeliveryAttempt, utcnow
+
+# Rows are read back through connections of their own, so they must be committed.
+pytestmark = pytest.mark.committed
 
 
 def test_purge_deletes_old_finished_mail_in_batches(app, settings):

@@ -1,13 +1,19 @@
 """Many workers, crashes and stops: no mail sent twice in normal operation, none lost."""
 
 import signal
-import time
 
 import pytest
 from conftest import start_worker_process
-from helpers import queue_mails, received_counts, statuses, wait_for
+from helpers import (
+    leases_expired,
+    listening_and_quiet,
+    queue_mails,
+    received_counts,
+    statuses,
+    wait_for,
+)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.committed]
 
 
 def finish(process, timeout=60):
@@ -43,7 +49,8 @@ def test_sigkilled_worker_loses_nothing(app, settings, sandbox):
     code, output = finish(survivor)
     if statuses(settings["DATABASE_URL"]) != {"sent": 300}:
         # The survivor may have finished before the leases expired: run once more after them.
-        time.sleep(2.5)
+        wait_for(lambda: leases_expired(settings["DATABASE_URL"]), timeout=10,
+                 message="the leases of the killed worker to expire")
         code, output = finish(start_worker_process(settings, "--burst", LEASE_SECONDS=2))
     assert code == 0, output
     assert statuses(settings["DATABASE_URL"]) == {"sent": 300}
@@ -69,14 +76,19 @@ def test_sigterm_finishes_in_flight_and_leaves_nothing_sending(app, settings, sa
     assert max(received_counts(sandbox).values()) == 1
 
 
-def test_idle_worker_wakes_on_notify_not_on_poll(app, client, settings, sandbox):
+def test_idle_worker_wakes_on_notify_not_on_poll(app, client, settings, sandbox, mail):
     # With a 60 s poll, only LISTEN/NOTIFY can make the worker send within the wait below.
     worker = start_worker_process(settings, POLL_INTERVAL=60)
+
+    def idle():
+        assert worker.poll() is None, finish(worker)
+        return listening_and_quiet(settings["DATABASE_URL"])
+
     try:
-        time.sleep(2)  # let it start and reach its idle wait
-        response = client.post("/mail", json={"from": "a@example.com", "to": "b@example.com",
-                                              "subject": "Wake up", "text": "now"})
-        assert response.status_code == 202
+        # Queue the mail only once the worker waits: a claim of its start-up (or the one right
+        # after its LISTEN) would send it without any notification.
+        wait_for(idle, timeout=30, message="the worker to listen and go idle")
+        assert client.post("/mail", json=mail).status_code == 202
         wait_for(lambda: sandbox.messages(), timeout=20, message="the mail to be sent")
     finally:
         worker.send_signal(signal.SIGTERM)

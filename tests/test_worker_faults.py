@@ -7,6 +7,8 @@ import pytest
 from conftest import start_worker_process
 from helpers import (
     attempts_of,
+    circuit_mode,
+    is_due,
     mail_rows,
     provider_state,
     queue_mails,
@@ -15,7 +17,9 @@ from helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+from mailer.circuit import PROBE, USE
+
+pytestmark = [pytest.mark.slow, pytest.mark.committed]
 
 
 def in_background(run_worker, **overrides):
@@ -58,7 +62,8 @@ def test_probe_after_cooldown_and_failback(settings, sandbox, run_worker, app):
     run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
     assert len(sandbox.requests("mailgun")) == 2
     # Still failing: after the cool-down exactly one probe goes out, and the cool-down doubles.
-    time.sleep(1.1)
+    wait_for(lambda: circuit_mode(url, "mailgun") == PROBE, timeout=5,
+             message="Mailgun's cool-down to end")
     queue_mails(url, 10)
     run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
     assert len(sandbox.requests("mailgun")) == 3
@@ -66,7 +71,8 @@ def test_probe_after_cooldown_and_failback(settings, sandbox, run_worker, app):
     assert state["state"] == "open" and state["cooldown"] == 2.0
     # Mailgun recovers: the next probe succeeds and traffic returns to it.
     sandbox.configure("mailgun", status=None)
-    time.sleep(2.1)
+    wait_for(lambda: circuit_mode(url, "mailgun") == PROBE, timeout=5,
+             message="Mailgun's doubled cool-down to end")
     queue_mails(url, 10)
     run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
     assert provider_state(url, "mailgun")["state"] == "closed"
@@ -85,7 +91,8 @@ def test_rate_limit_pauses_provider_without_opening_circuit(settings, sandbox, r
     state = provider_state(url, "mailgun")
     assert state["state"] == "closed" and state["consecutive_failures"] == 0
     assert state["paused_until"] is not None
-    time.sleep(2.1)
+    wait_for(lambda: circuit_mode(url, "mailgun") == USE, timeout=5,
+             message="Mailgun's pause to end")
     queue_mails(url, 3)
     run_worker(WORKER_CONCURRENCY=1)
     assert len(sandbox.messages("mailgun")) == 3  # the pause is over
@@ -100,7 +107,8 @@ def test_rate_limit_on_every_provider_waits_without_spending_attempts(settings, 
     run_worker(WORKER_CONCURRENCY=1)
     row = mail_rows(url)[mail_id]
     assert row["status"] == "queued" and row["attempts"] == 0
-    time.sleep(1.1)
+    wait_for(lambda: all(circuit_mode(url, name) == USE for name in ("mailgun", "sendgrid")),
+             timeout=5, message="both pauses to end")
     run_worker(WORKER_CONCURRENCY=1)
     assert mail_rows(url)[mail_id]["status"] == "sent"
 
@@ -152,7 +160,7 @@ def test_transient_failures_retry_with_backoff_then_fail(settings, sandbox, run_
     assert row["status"] == "queued" and row["attempts"] == 1
     assert row["next_attempt_at"] > row["updated_at"]  # backoff: not due at once
     for _ in range(2):
-        time.sleep(0.35)
+        wait_for(lambda: is_due(url, mail_id), timeout=5, message="the retry to fall due")
         run_worker(CIRCUIT_FAILURE_THRESHOLD=100, MAX_ATTEMPTS=3, RETRY_BASE=0.2, RETRY_CAP=0.3)
     row = mail_rows(url)[mail_id]
     assert row["status"] == "failed" and row["attempts"] == 3
@@ -176,20 +184,19 @@ def test_meltdown_keeps_mail_queued_and_resumes(settings, sandbox, run_worker, a
     assert statuses(url).get("failed", 0) == 0
     outage_requests = len(sandbox.requests())
     assert outage_requests < 40, "workers kept calling providers during the meltdown"
+    [worker] = run_worker.workers
+    assert worker.meltdown
     for provider in ("mailgun", "sendgrid"):
         sandbox.configure(provider, status=None)
     wait_for(lambda: statuses(url) == {"sent": 40}, timeout=30, message="all mail sent")
-    holder_worker = wait_for(lambda: holder.get("worker") or _stop(run_worker), timeout=1)
-    assert holder_worker is not None
-    assert set(received_counts(sandbox)) == set(ids)
+    # The worker resumed by itself, sent every mail once, and still stops when asked.
+    assert not worker.meltdown
+    counts = received_counts(sandbox)
+    assert set(counts) == set(ids) and max(counts.values()) == 1
+    worker.stop()
     thread.join(timeout=10)
-
-
-def _stop(run_worker):
-    """Stop the background worker started by ``in_background``."""
-    for worker in run_worker.workers:
-        worker.stop()
-    return True
+    assert not thread.is_alive(), "the worker did not stop"
+    assert holder["worker"] is worker and worker.sent_count == 40
 
 
 def test_poison_rows_and_strange_answers_fail_one_mail_only(settings, sandbox, run_worker, app):
@@ -202,18 +209,33 @@ def test_poison_rows_and_strange_answers_fail_one_mail_only(settings, sandbox, r
     assert all(rows[mail_id]["status"] == "sent" for mail_id in healthy)
 
 
-def test_html_200_from_provider_fails_that_mail(settings, sandbox, run_worker, app):
+def test_html_200_from_provider_is_a_misconfiguration_and_fails_over(settings, sandbox,
+                                                                      run_worker, app):
+    # A 200 without a message id (a proxy page) proves nothing was sent: fail over, and do
+    # not count it as a healthy answer from Mailgun.
     url = settings["DATABASE_URL"]
     sandbox.configure("mailgun", status=200, body="<html>welcome to the proxy</html>",
                       content_type="text/html", count=1)
     [odd] = queue_mails(url, 1)
     run_worker()
     row = mail_rows(url)[odd]
-    assert row["status"] == "failed" and "without a message id" in row["last_error"]
-    assert row["result"][0]["response"] == "<html>welcome to the proxy</html>"
-    later = queue_mails(url, 1)
-    run_worker()
-    assert mail_rows(url)[later[0]]["status"] == "sent"
+    assert row["status"] == "sent" and row["provider"] == "sendgrid"
+    first = row["result"][0]
+    assert first["outcome"] == "misconfigured" and "without a message id" in first["error"]
+    assert first["response"] == "<html>welcome to the proxy</html>"
+    assert provider_state(url, "mailgun")["consecutive_failures"] == 1
+
+
+def test_wrong_mailgun_base_url_is_misconfigured_not_sent(settings, sandbox, run_worker, app):
+    # Mailgun's API root answers 200 "Mailgun Magnificent API" to anything: a wrong base URL.
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=200, body='"Mailgun Magnificent API"',
+                      content_type="application/json")
+    [mail_id] = queue_mails(url, 1)
+    run_worker(PROVIDERS="mailgun", MAX_ATTEMPTS=1)
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "failed" and row["provider_message_id"] is None
+    assert "MAILGUN_BASE_URL" in row["last_error"]
 
 
 def test_html_502_page_and_huge_body_fail_over(settings, sandbox, run_worker, app):
@@ -229,6 +251,6 @@ def test_html_502_page_and_huge_body_fail_over(settings, sandbox, run_worker, ap
     answers = row["result"]
     assert len(answers[0]["response"]) <= 2000  # a huge answer is cut, not stored whole
     assert answers[1]["response"] == "<html>502 Bad Gateway</html>"
-    time.sleep(1.05)
+    wait_for(lambda: is_due(url, mail_id), timeout=5, message="the retry to fall due")
     run_worker()
     assert mail_rows(url)[mail_id]["status"] == "sent"
