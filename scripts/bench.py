@@ -550,7 +550,7 @@ class Bench:
         port = free_port()
         env = {**self.base_env(), "SANDBOX_MAILGUN_API_KEY": self.mailgun_key,
                "SANDBOX_SENDGRID_API_KEY": self.sendgrid_key}
-        process = self.children.start("sandbox", [PYTHON, "scripts/sandbox.py", "--host", HOST,
+        process = self.children.start("sandbox", [PYTHON, "-m", "mailer.sandbox", "--host", HOST,
                                                   "--port", str(port), "--latency-ms", "0"], env)
         self.sandbox_url = f"http://{HOST}:{port}"
         wait_http(f"{self.sandbox_url}/_sandbox/health", process, self.children)
