@@ -271,6 +271,16 @@ def test_hang_times_out_client_and_stop_is_prompt(http):
         requests.get(f"{hung.url}/_sandbox/health", timeout=1)
 
 
+@pytest.mark.parametrize("provider", ["mailgun", "sendgrid"])
+def test_cut_takes_the_mail_and_closes_the_connection_unanswered(sb, http, provider):
+    sb.configure(provider, cut=True, count=1)
+    with pytest.raises(requests.ConnectionError):
+        send(http, sb, provider)
+    assert len(sb.messages(provider)) == 1  # the client cannot know that it was taken
+    assert [r["status"] for r in sb.requests(provider)] == [None]
+    assert send(http, sb, provider).status_code == OK[provider]  # only the next one was cut
+
+
 def test_latency_applies_to_every_answer_of_its_provider(sb, http):
     sb.configure("sendgrid", latency_ms=150)
     started = time.monotonic()

@@ -2,8 +2,9 @@
 
 A send request waits out the provider's ``latency_ms`` (and a ``hang``), then gets the injected
 ``status`` if one is set, before authentication, as from a failing gateway in front of the
-provider; otherwise the provider module answers it. Every request body is read in full first,
-so a connection can always be kept open for the next request.
+provider; otherwise the provider module answers it. With ``cut`` the answer is never sent: the
+connection is closed instead. Every request body is read in full first, so a connection can
+always be kept open for the next request.
 """
 
 import socket
@@ -122,6 +123,9 @@ class App:
         else:
             answer, records = provider.send(request, self.keys[provider.NAME], reject_to,
                                             **values)
+        if fault.get("cut"):
+            self.store.record(provider.NAME, at, None, records)
+            cut_connection(request.environ)  # taken (if valid), but the client never hears
         self.store.record(provider.NAME, at, answer.status_code, records)
         return answer
 

@@ -1,14 +1,16 @@
 """What the sandbox received, and how each provider is told to behave, behind one lock.
 
 A behaviour is a dict per provider: ``status`` (+ optional ``body``/``content_type``,
-``retry_after``) and ``hang`` are the injected fault, limited to the next ``count`` requests when
-``count`` is set; ``latency_ms`` and ``reject_to`` apply to every request.
+``retry_after``), ``hang`` and ``cut`` are the injected fault, limited to the next ``count``
+requests when ``count`` is set; ``latency_ms`` and ``reject_to`` apply to every request.
+``cut`` handles the request as usual (a valid mail is taken), then closes the connection
+without an answer, so the client cannot know whether it was sent.
 """
 
 import threading
 
 PROVIDERS = ("mailgun", "sendgrid")
-FAULTS = ("status", "hang")  # the keys that make a request fail (and spend one ``count``)
+FAULTS = ("status", "hang", "cut")  # the keys that make a request fail (and spend one ``count``)
 
 
 def _is_number(value) -> bool:
@@ -27,6 +29,7 @@ BEHAVIOUR_CHECKS = {
     "count": lambda v: _is_int(v) and v >= 0,
     "retry_after": lambda v: _is_number(v) and v >= 0,
     "hang": lambda v: _is_number(v) and v >= 0,
+    "cut": lambda v: isinstance(v, bool),
     "latency_ms": lambda v: _is_number(v) and v >= 0,
     "body": lambda v: isinstance(v, str | bytes),
     "content_type": lambda v: isinstance(v, str) and "\n" not in v and "\r" not in v,
