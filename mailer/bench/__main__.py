@@ -67,8 +67,8 @@ def parse_args(argv):
     parser.add_argument("--drain-count", type=int,
                         help="mails the memory scenario drains (default 50,000)")
     parser.add_argument("--purge-batch-size", type=int, default=5000,
-                        help="--batch-size for scripts/purge.py and the baseline (default 5000, "
-                        "purge.py's own default)")
+                        help="--batch-size for scripts/purge and the baseline (default 5000, "
+                        "purge's own default)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the children's logs (their folder is printed)")
     args = parser.parse_args(argv)

@@ -16,7 +16,6 @@ from .harness import (
     BODY_TEXT,
     HOST,
     PYTHON,
-    ROOT,
     SENDER,
     Unavailable,
     connect,
@@ -475,22 +474,12 @@ def raw_purge(b, days, batch_size):
     return total / (time.perf_counter() - started), longest, batches, total
 
 
-def scenario_retention(b):
-    """8. scripts/purge.py on N finished rows: rows/s and the longest batch transaction."""
-    purge = os.path.join(ROOT, "scripts", "purge.py")
-    if not os.path.exists(purge):
-        raise Unavailable("scripts/purge.py is not there yet")
-    count, keep, days = b.sizes["retention"], b.sizes["retention_keep"], 30
-    batch_size = b.args.purge_batch_size
-    say(f"retention: baseline DELETE loop on {count:,} finished rows")
-    fill_retention(b, count, keep)
-    base_rate, base_longest, base_batches, base_total = raw_purge(b, days, batch_size)
-    say(f"retention: scripts/purge.py on {count:,} finished rows")
-    fill_retention(b, count, keep)
+def run_purge(b, count, days, batch_size):
+    """Run ``python -m mailer.purge`` (scripts/purge); (seconds, transaction ages, its log)."""
     config_file = os.path.join(b.folder, "purge.cfg")
     with open(config_file, "w", encoding="utf-8") as handle:
         handle.write("# settings for the benchmark's purge run; DATABASE_URL comes from env\n")
-    argv = [PYTHON, "scripts/purge.py", "--config", config_file, "--days", str(days)]
+    argv = [PYTHON, "-m", "mailer.purge", "--config", config_file, "--days", str(days)]
     if batch_size:
         argv += ["--batch-size", str(batch_size)]
     watcher = TransactionWatcher(b.database_url, b.created_database
@@ -506,7 +495,12 @@ def scenario_retention(b):
         watcher.join(timeout=5)
     b.children.stop(process)
     if code:
-        raise RuntimeError(f"purge.py exited with {code}{b.children.tail(process)}")
+        raise RuntimeError(f"purge exited with {code}{b.children.tail(process)}")
+    return elapsed, watcher.ages, b.children.read(process)
+
+
+def check_purged(b, days, keep):
+    """Raise unless every old finished mail, and nothing else, is gone (attempts with it)."""
     left = old_finished(b, days)
     counts = b.status_counts()
     orphans = b.sql("SELECT count(*) FROM delivery_attempt a WHERE NOT EXISTS "
@@ -514,19 +508,32 @@ def scenario_retention(b):
     if left or counts.get("sent", 0) != keep or counts.get("queued", 0) != keep or orphans:
         raise RuntimeError(f"purge left {left} old finished mails, {orphans} orphan attempts; "
                            f"statuses now {counts}")
-    longest = max(watcher.ages.values(), default=0.0)
+
+
+def scenario_retention(b):
+    """8. scripts/purge on N finished rows: rows/s and the longest batch transaction."""
+    count, keep, days = b.sizes["retention"], b.sizes["retention_keep"], 30
+    batch_size = b.args.purge_batch_size
+    say(f"retention: baseline DELETE loop on {count:,} finished rows")
+    fill_retention(b, count, keep)
+    base_rate, base_longest, base_batches, base_total = raw_purge(b, days, batch_size)
+    say(f"retention: scripts/purge on {count:,} finished rows")
+    fill_retention(b, count, keep)
+    elapsed, ages, log = run_purge(b, count, days, batch_size)
+    check_purged(b, days, keep)
+    longest = max(ages.values(), default=0.0)
     # The rate over the purge's transactions (as PostgreSQL saw them), not the process start-up.
-    span = (max(start.timestamp() + age for (_, start), age in watcher.ages.items())
-            - min(start.timestamp() for _, start in watcher.ages)) if watcher.ages else elapsed
+    span = (max(start.timestamp() + age for (_, start), age in ages.items())
+            - min(start.timestamp() for _, start in ages)) if ages else elapsed
     rate = count / span
-    own = re.search(r"in ([0-9.]+)s \(longest batch ([0-9.]+)s\)", b.children.read(process))
-    own_note = (f"; purge.py's own log: {float(own.group(1)):.2f}s, longest batch "
+    own = re.search(r"in ([0-9.]+)s \(longest batch ([0-9.]+)s\)", log)
+    own_note = (f"; purge's own log: {float(own.group(1)):.2f}s, longest batch "
                 f"{float(own.group(2)) * 1000:.0f} ms") if own else ""
     return [
         Row(f"purge {count:,} finished rows", rate, base_rate, ratio_of(rate, base_rate),
             "(report)", None, "rows/s",
             note=f"{span:.2f}s from its first transaction to its last ({elapsed:.1f}s with "
-            f"process start-up); {len(watcher.ages)} transactions seen{own_note}; baseline = "
+            f"process start-up); {len(ages)} transactions seen{own_note}; baseline = "
             f"hand-written DELETE ... LIMIT {batch_size} loop, {base_batches} transactions"),
         Row("purge: longest transaction", longest * 1000, base_longest * 1000,
             ratio_of(longest, base_longest), "(report)", None, "ms",
