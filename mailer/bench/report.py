@@ -50,7 +50,7 @@ def print_table(rows):
               "-" if row.ratio is None else f"{row.ratio:.2f}", row.target or "-",
               {True: "yes", False: "NO"}.get(row.met, "-"))
              for row in rows]
-    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(6)]
+    widths = [max([len(header[i]), *(len(line[i]) for line in lines)]) for i in range(6)]
     print("\n" + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for line in lines:
