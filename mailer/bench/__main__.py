@@ -81,6 +81,49 @@ def parse_args(argv):
     return args
 
 
+def _interrupted(signum, _frame):
+    """SIGTERM ends the run as Ctrl-C does: cleaned up, the table printed."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_scenario(b, name):
+    """Run one scenario and stop what it started; (its rows, whether it failed to run)."""
+    say(f"scenario {name}")
+    started = time.monotonic()
+    failed = False
+    try:
+        rows = SCENARIO_FUNCTIONS[name](b)
+    except Unavailable as why:
+        rows = [Row(name, "not available", note=str(why))]
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # report it, run the other scenarios
+        failed = True
+        message = str(err).strip()
+        rows = [Row(name, "error", note=message.splitlines()[0][:300] if message
+                    else err.__class__.__name__)]
+        say(f"scenario {name} failed: {err.__class__.__name__}: {message}")
+    finally:
+        for process in list(b.children.running):
+            if process.name != "sandbox":
+                b.children.stop(process)
+    say(f"scenario {name} took {time.monotonic() - started:.0f}s")
+    return rows, failed
+
+
+def run_scenarios(b, args):
+    """Run the chosen scenarios while --max-seconds allows; how many failed to run."""
+    errors = 0
+    for name in args.scenarios:
+        if b.remaining() < 5:
+            b.rows.append(Row(name, "skipped", note="--max-seconds reached"))
+            continue
+        rows, failed = run_scenario(b, name)
+        errors += failed
+        b.rows.extend(rows)
+    return errors
+
+
 def run(args):
     """Set up, run the chosen scenarios, print the table; the exit code."""
     sizes = dict(QUICK if args.quick else FULL)
@@ -89,11 +132,7 @@ def run(args):
     b = Bench(args, sizes)
     errors = 0
     info = {}
-
-    def interrupted(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         try:
             b.setup()
@@ -104,30 +143,7 @@ def run(args):
         print(f"machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
               f"{info['postgresql'].split(' on ')[0]}")
         print(f"command: {' '.join([COMMAND, *sys.argv[1:]])}")
-        for name in args.scenarios:
-            if b.remaining() < 5:
-                b.rows.append(Row(name, "skipped", note="--max-seconds reached"))
-                continue
-            say(f"scenario {name}")
-            started = time.monotonic()
-            try:
-                rows = SCENARIO_FUNCTIONS[name](b)
-            except Unavailable as why:
-                rows = [Row(name, "not available", note=str(why))]
-            except KeyboardInterrupt:
-                raise
-            except Exception as err:  # report it, run the other scenarios
-                errors += 1
-                message = str(err).strip()
-                rows = [Row(name, "error", note=message.splitlines()[0][:300] if message
-                            else err.__class__.__name__)]
-                say(f"scenario {name} failed: {err.__class__.__name__}: {message}")
-            finally:
-                for process in list(b.children.running):
-                    if process.name != "sandbox":
-                        b.children.stop(process)
-            say(f"scenario {name} took {time.monotonic() - started:.0f}s")
-            b.rows.extend(rows)
+        errors = run_scenarios(b, args)
     except KeyboardInterrupt as why:
         say(f"interrupted ({why}): cleaning up")
         errors += 1

@@ -52,6 +52,7 @@ class Children:
     """Processes this run started, each in its own process group, with its output in a file."""
 
     def __init__(self, folder, secrets_to_hide):
+        """Log into ``folder``; mask ``secrets_to_hide`` wherever output is shown."""
         self.folder = folder
         self.hide = [s for s in secrets_to_hide if s]
         self.running = []
@@ -185,6 +186,7 @@ class Bench:
     """Everything one run shares: sizes, deadline, database, sandbox, children and results."""
 
     def __init__(self, args, sizes):
+        """A run with the command line's ``args`` and the scenarios' ``sizes``."""
         self.args = args
         self.sizes = sizes
         self.deadline = time.monotonic() + args.max_seconds

@@ -17,6 +17,7 @@ class RawClient:
     """A keep-alive HTTP/1.1 client on one socket: cheap enough not to be the bottleneck."""
 
     def __init__(self, host, port):
+        """A client of (host, port), not connected yet."""
         self.address = (host, port)
         self.sock = None
         self.buffer = b""

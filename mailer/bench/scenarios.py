@@ -354,14 +354,8 @@ def rss_mb(pid):
     return None
 
 
-def scenario_memory(b):
-    """7. Worker RSS stays flat and under 200 MB while it drains N mails (0 ms provider)."""
-    count = b.sizes["memory"]
-    b.truncate()
-    b.sandbox_reset(0)
-    b.insert_mails(count)
-    say(f"memory: one worker drains {count:,} mails, RSS sampled every second")
-    worker = b.start_worker("--burst")
+def sample_drain(b, worker, count):
+    """RSS samples of ``worker`` every second while it drains: [(seconds, MB, mails sent)]."""
     samples, last_reset = [], time.monotonic()  # (seconds, MB, mails sent so far)
     started = time.monotonic()
     deadline = started + b.timeout(120 + count / 20)
@@ -376,6 +370,18 @@ def scenario_memory(b):
             b.sandbox_reset(0)  # the sandbox keeps every message: bound its memory
             last_reset = time.monotonic()
         time.sleep(1.0)
+    return samples
+
+
+def scenario_memory(b):
+    """7. Worker RSS stays flat and under 200 MB while it drains N mails (0 ms provider)."""
+    count = b.sizes["memory"]
+    b.truncate()
+    b.sandbox_reset(0)
+    b.insert_mails(count)
+    say(f"memory: one worker drains {count:,} mails, RSS sampled every second")
+    worker = b.start_worker("--burst")
+    samples = sample_drain(b, worker, count)
     code = b.children.wait(worker, 5)
     b.children.stop(worker)
     if code:
@@ -403,6 +409,7 @@ class TransactionWatcher(threading.Thread):
     """Samples pg_stat_activity every few ms: the transactions of other clients and their ages."""
 
     def __init__(self, url, database):
+        """Watch ``database`` through a connection to ``url``."""
         super().__init__(name="xact-watch", daemon=True)
         self.url, self.database = url, database
         self.stop_event = threading.Event()
