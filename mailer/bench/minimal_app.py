@@ -1,8 +1,8 @@
-# The baseline of the ingest benchmarks (scripts/bench.py): the least a Flask endpoint can do to
+# The baseline of the ingest benchmarks (scripts/bench): the least a Flask endpoint can do to
 # accept a mail durably. It is not part of the service and has no validation or authentication.
 """Minimal Flask app: parse the form (or a JSON list), insert into ``email``, commit, answer 202.
 
-    DATABASE_URL=postgresql://... gunicorn -c gunicorn.conf.py scripts.bench_minimal_app:app
+    DATABASE_URL=postgresql://... gunicorn -c gunicorn.conf.py mailer.bench.minimal_app:app
 
 One psycopg2 connection per thread, opened on first use; no ORM, no pool, no validation.
 """
