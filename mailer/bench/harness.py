@@ -333,7 +333,7 @@ class Bench:
             """
             INSERT INTO email (id, status, from_address, to_address, subject, text, attempts,
                                provider, sent_at, next_attempt_at, created_at, updated_at)
-            SELECT gen_random_uuid(), %(status)s, %(sender)s, 'rcpt' || g || '@example.com',
+            SELECT gen_random_uuid(), %(status)s, %(sender)s, ARRAY['rcpt' || g || '@example.com'],
                    'Mail ' || g, %(text)s, %(attempts)s, %(provider)s, %(sent_at)s,
                    %(at)s, %(at)s, %(at)s
             FROM generate_series(1, %(count)s) AS g

@@ -41,10 +41,15 @@ def connection():
 
 def row_of(fields, now):
     """The email row for one submitted mail (missing fields stored as empty)."""
-    return (str(uuid.uuid4()), "queued", fields.get("from") or "", fields.get("to") or "",
-            fields.get("cc"), fields.get("bcc"), fields.get("reply_to"),
+    return (str(uuid.uuid4()), "queued", fields.get("from") or "", [fields.get("to") or ""],
+            as_list(fields.get("cc")), as_list(fields.get("bcc")), fields.get("reply_to"),
             fields.get("subject") or "", fields.get("text"), fields.get("html"), 0, now, now,
             now)
+
+
+def as_list(value):
+    """A recipients column's value: the one address given, or none."""
+    return [value] if value else []
 
 
 def store(rows):
