@@ -12,8 +12,7 @@ from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 
-from mailer import admin, api, errors, openapi
-from mailer.auth import warn_about_open_modes
+from mailer import admin, api, auth, bodies, errors, openapi
 from mailer.config import ensure_secret_key, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
 from models import db
@@ -35,10 +34,11 @@ def create_app(test_config=None, config_path=None):
     db.init_app(app)
     migrate.init_app(app, db, directory="migrations")
     errors.init_app(app)
+    bodies.init_app(app)
     api.init_app(app)
     openapi.init_app(app)
     admin.init_app(app)
-    warn_about_open_modes(app)
+    auth.init_app(app)
     return app
 
 
@@ -66,6 +66,11 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config_path=args.config)
+    try:
+        auth.check_bind(app.config, args.host)
+    except ValueError as err:
+        app.logger.error("%s", err)
+        sys.exit(2)
     require_schema(app)
     app.run(host=args.host, port=args.port, threaded=True)
 

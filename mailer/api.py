@@ -10,11 +10,13 @@ from flask import current_app, request
 from flask_restful import Api, Resource
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from werkzeug.routing import BaseConverter
 
 from models import Email, db
 
 from . import circuit, mailqueue
 from .auth import require_api_key
+from .bodies import form_fields
 from .errors import ApiError, response_for
 from .validation import ValidationError, validate_mail
 
@@ -55,7 +57,7 @@ def read_mail_request():
         return data
     if mimetype in FORM_TYPES:
         # Uploaded files are included so that validation refuses them instead of dropping them.
-        fields = {**request.files.to_dict(flat=False), **request.form.to_dict(flat=False)}
+        fields = form_fields()
         return {key: values[0] if len(values) == 1 else values for key, values in fields.items()}
     raise ApiError(415, f"Unsupported content type {mimetype or '(none)'!r}",
                    [{"field": "Content-Type", "message": "Use application/json, "
@@ -155,11 +157,22 @@ class Health(Resource):
         return {"status": health["status"], "database": "ok", "providers": health["providers"]}
 
 
+class MailIdConverter(BaseConverter):
+    """A mail id in a URL: any path segment but the fixed words of ``/mail/...`` routes.
+
+    Without it ``GET /mail/batch`` matched ``/mail/<id>`` and answered "No mail with this id",
+    and ``OPTIONS /mail/batch`` advertised GET; now it is a 405 that allows POST only.
+    """
+
+    regex = r"(?!batch$)[^/]+"
+
+
 def init_app(app):
     """Register the resources on ``app``."""
+    app.url_map.converters["mail_id"] = MailIdConverter
     api = JsonApi(app, catch_all_404s=False)
     api.add_resource(MailList, "/mail")
     api.add_resource(MailBatch, "/mail/batch")
-    api.add_resource(MailItem, "/mail/<string:mail_id>")
+    api.add_resource(MailItem, "/mail/<mail_id:mail_id>")
     api.add_resource(Health, "/health")
     return api

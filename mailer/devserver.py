@@ -304,7 +304,7 @@ def run_on(args, database_url, database):
         return 1
     python = sys.executable
     specs = [
-        ("sandbox", [python, "scripts/sandbox.py", "--host", HOST,
+        ("sandbox", [python, "-m", "mailer.sandbox", "--host", HOST,
                      "--port", str(args.sandbox_port)], sandbox_env),
         ("api", [python, "app.py", "--host", HOST, "--port", str(args.port)], env),
         ("worker", [python, "mail_service.py"], worker_env),

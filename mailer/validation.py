@@ -7,8 +7,8 @@ fix a request in one round trip.
 
 import functools
 import re
-from email.headerregistry import Address
-from email.utils import getaddresses
+from email.errors import NonASCIILocalPartDefect
+from email.headerregistry import Address, HeaderRegistry
 from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
@@ -24,6 +24,14 @@ SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*\Z")
 MAX_ADDRESS = 254  # RFC 5321's limit on a forward path, which email-validator enforces
 MAX_LOCAL = 64
 MAX_SUBJECT = 998  # RFC 5322's limit on a header line
+# What a header field may not hold: every character that str.splitlines() breaks a line at
+# (CR, LF, VT, FF, FS, GS, RS, NEL, LS, PS), any other C0 control but TAB, DEL, and C1 controls.
+# Some mail libraries fold or split at any of them, so each can smuggle in a header.
+FORBIDDEN_IN_HEADERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional embeddings, overrides and isolates: in a display name they can make
+# "moc.elpmaxe@ecnalab" read as another sender's name, so they are refused there.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+ADDRESS_PARSER = HeaderRegistry()
 
 
 class Checked(NamedTuple):
@@ -80,17 +88,23 @@ def _text(data, field, errors, required=False, header=False):
     if not isinstance(value, str):
         errors.append({"field": field, "message": "Must be a string"})
         return None
-    if header and ("\r" in value or "\n" in value):
-        errors.append({"field": field, "message": "Must not contain line breaks (CR or LF)"})
+    problem = _unstorable(value) or (header and _header_problem(value))
+    if problem:
+        errors.append({"field": field, "message": problem})
         return None
     if header and len(value) > MAX_SUBJECT:
         errors.append({"field": field, "message": f"Must be at most {MAX_SUBJECT} characters"})
         return None
-    problem = _unstorable(value)
-    if problem:
-        errors.append({"field": field, "message": problem})
-        return None
     return value
+
+
+def _header_problem(value):
+    """Why ``value`` may not stand in a mail header (a line break, a control), or None."""
+    found = FORBIDDEN_IN_HEADERS.search(value)
+    if found is None:
+        return None
+    return (f"Must not contain line breaks or control characters "
+            f"(found U+{ord(found.group()):04X})")
 
 
 def _unstorable(value):
@@ -119,8 +133,10 @@ def _raw_addresses(data, field, errors):
 
 def _parse_addresses(raw, field, errors):
     """Split and check addresses; returns 'Name <addr>' or 'addr' strings."""
-    if any("\r" in item or "\n" in item for item in raw):
-        errors.append({"field": field, "message": "Must not contain line breaks (CR or LF)"})
+    problem = next((found for item in raw
+                    for found in (_unstorable(item), _header_problem(item)) if found), None)
+    if problem:
+        errors.append({"field": field, "message": problem})
         return None
     parsed = []
     for piece in (piece for item in raw for piece in _split_list(item)):
@@ -143,12 +159,16 @@ def _parse_one(piece):
     if PLAIN_ADDRESS.match(piece):  # the common case: no display name, nothing to parse
         valid, problem = _checked(piece)
         return (valid.normalized, None) if valid else (None, problem)
-    # getaddresses on a whole list silently drops a malformed entry ("a@x.com, broken@") and
-    # reads "a@x.com <b@x.com>" as two, so each entry must parse to exactly one address.
-    found = getaddresses([piece])
-    if len(found) != 1 or not found[0][1]:
+    # The standard library's RFC 5322 parser reports what it had to repair ("a@exa mple.com",
+    # "<a@example.com"), where getaddresses would silently rewrite it: an entry must parse
+    # exactly, to exactly one address.
+    if BIDI_CONTROLS.search(piece):
+        return None, f"{piece!r} must not contain bidirectional controls (U+202A-E, U+2066-9)"
+    parsed = ADDRESS_PARSER("to", piece)
+    defects = [d for d in parsed.defects if not isinstance(d, NonASCIILocalPartDefect)]
+    if defects or len(parsed.addresses) != 1 or not parsed.addresses[0].addr_spec:
         return None, f"Invalid address {piece!r}"
-    name, address = found[0]
+    name, address = parsed.addresses[0].display_name, parsed.addresses[0].addr_spec
     valid, problem = _checked(address)
     if problem:
         return None, problem

@@ -32,10 +32,10 @@ from app import create_app
 from mailer.config import load_config
 from mailer.database import make_engine
 from mailer.embedded_db import EmbeddedPostgres
+from mailer.sandbox import Sandbox
 from mailer.worker import Worker
 from models import db
 from providers import build_providers
-from scripts.sandbox import Sandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

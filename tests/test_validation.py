@@ -149,3 +149,48 @@ def test_fast_path_agrees_with_email_validator():
             expected = None
         checked, _problem = _checked(address)
         assert (checked.normalized if checked else None) == expected, address
+
+
+# Issue 8: hostile input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["a@exa mple.com", "<a@example.com", "a@example.com>",
+                                   "Ann <a@example.com> trailing", "x@y.com <z@w.com>"])
+@pytest.mark.parametrize("field", ["from", "to", "cc", "bcc", "reply_to"])
+def test_an_address_parses_exactly_or_is_refused(field, value, mail):
+    assert "Invalid address" in errors_of({**mail, field: value})[field]
+
+
+LINE_BREAKERS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+CONTROLS = ["\x1b", "\x07", "\x00", "\x7f", "\x9b"]
+
+
+@pytest.mark.parametrize("char", LINE_BREAKERS + CONTROLS)
+@pytest.mark.parametrize("field, template", [
+    ("subject", "Hello{}Bcc: e@example.net"),
+    ("from", "Evil{}Bcc <sender@example.com>"),
+    ("to", "Ann{}X <ann@example.com>"),
+    ("cc", "cc@example.com{}"),
+    ("bcc", "Bob{} <bob@example.com>"),
+    ("reply_to", "Help{}Desk <help@example.com>"),
+])
+def test_every_line_break_and_control_is_refused_in_headers(field, template, char, mail):
+    message = errors_of({**mail, field: template.format(char)})[field]
+    assert "line breaks or control characters" in message or "NUL" in message
+
+
+def test_every_splitlines_break_is_covered():
+    # The refused set is exactly what str.splitlines() breaks at, plus the other controls.
+    breaks = [chr(code) for code in range(0x30000) if len(f"a{chr(code)}b".splitlines()) > 1]
+    assert set(breaks) <= set(LINE_BREAKERS) | {"\r", "\n"}
+
+
+def test_tab_and_plain_unicode_stay_allowed(mail):
+    clean = validate_mail({**mail, "subject": "Prix\tnet — ½ €", "to": "Zoë <zoe@example.com>"})
+    assert clean["subject"] == "Prix\tnet — ½ €"
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202a", "\u2066", "\u2069"])
+def test_bidirectional_controls_in_display_names_are_refused(control, mail):
+    errors = errors_of({**mail, "from": f"Bank{control}moc.elpmaxe <bank@example.com>"})
+    assert "bidirectional" in errors["from"]

@@ -131,6 +131,20 @@ def test_hanging_provider_times_out_and_fails_over(settings, sandbox, run_worker
     assert received_counts(sandbox)[mail_id] == 2
 
 
+def test_connection_cut_after_sending_is_unknown_and_fails_over(settings, sandbox, run_worker,
+                                                                app):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", cut=True)
+    [mail_id] = queue_mails(url, 1)
+    run_worker()
+    row = mail_rows(url)[mail_id]
+    assert row["status"] == "sent" and row["provider"] == "sendgrid"
+    first = row["result"][0]
+    assert first["provider"] == "mailgun" and first["outcome"] == "unknown"
+    # Mailgun took the mail before the connection was cut: the documented duplicate.
+    assert received_counts(sandbox)[mail_id] == 2
+
+
 def test_connection_refused_fails_over(settings, sandbox, run_worker, app):
     url = settings["DATABASE_URL"]
     [mail_id] = queue_mails(url, 1)

@@ -1,8 +1,8 @@
-# The baseline of the ingest benchmarks (scripts/bench.py): the least a Flask endpoint can do to
+# The baseline of the ingest benchmarks (scripts/bench): the least a Flask endpoint can do to
 # accept a mail durably. It is not part of the service and has no validation or authentication.
 """Minimal Flask app: parse the form (or a JSON list), insert into ``email``, commit, answer 202.
 
-    DATABASE_URL=postgresql://... gunicorn -c gunicorn.conf.py scripts.bench_minimal_app:app
+    DATABASE_URL=postgresql://... gunicorn -c gunicorn.conf.py mailer.bench.minimal_app:app
 
 One psycopg2 connection per thread, opened on first use; no ORM, no pool, no validation.
 """
@@ -41,10 +41,15 @@ def connection():
 
 def row_of(fields, now):
     """The email row for one submitted mail (missing fields stored as empty)."""
-    return (str(uuid.uuid4()), "queued", fields.get("from") or "", fields.get("to") or "",
-            fields.get("cc"), fields.get("bcc"), fields.get("reply_to"),
+    return (str(uuid.uuid4()), "queued", fields.get("from") or "", [fields.get("to") or ""],
+            as_list(fields.get("cc")), as_list(fields.get("bcc")), fields.get("reply_to"),
             fields.get("subject") or "", fields.get("text"), fields.get("html"), 0, now, now,
             now)
+
+
+def as_list(value):
+    """A recipients column's value: the one address given, or none."""
+    return [value] if value else []
 
 
 def store(rows):

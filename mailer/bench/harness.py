@@ -1,0 +1,475 @@
+"""What every scenario shares: the Bench (database, sandbox, settings, processes, deadline),
+the child processes it starts, and small HTTP and database helpers."""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = sys.executable
+HOST = "127.0.0.1"
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+MAILGUN_DOMAIN = "mg.bench.example"
+SENDER = "sender@example.com"
+BODY_TEXT = "Hello from the benchmark. " * 8  # ~200 characters, a short transactional mail
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a child
+START_TIMEOUT = 60.0  # seconds for a server to answer its health check
+BENCH = [PYTHON, "-m", "mailer.bench"]  # the load generators' processes run this, in ROOT
+
+
+def say(message):
+    """Progress on stderr, so stdout keeps the table."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Unavailable(Exception):
+    """A scenario whose feature has not landed (yet): reported, not an error."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class Children:
+    """Processes this run started, each in its own process group, with its output in a file."""
+
+    def __init__(self, folder, secrets_to_hide):
+        """Log into ``folder``; mask ``secrets_to_hide`` wherever output is shown."""
+        self.folder = folder
+        self.hide = [s for s in secrets_to_hide if s]
+        self.running = []
+
+    def start(self, name, argv, env):
+        """Start ``argv`` with ``env`` in ROOT; output goes to a log file named after it."""
+        log_path = os.path.join(self.folder, f"{name}-{len(self.running)}-{time.time():.0f}.log")
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        process.name, process.log_path = name, log_path
+        self.running.append(process)
+        return process
+
+    def wait(self, process, timeout):
+        """Wait for ``process`` to exit; on timeout stop it and raise TimeoutError."""
+        try:
+            return process.wait(timeout=max(0.1, timeout))
+        except subprocess.TimeoutExpired:
+            self.stop(process)
+            raise TimeoutError(f"{process.name} did not finish within {timeout:.0f}s"
+                               f"{self.tail(process)}") from None
+
+    def stop(self, process, grace=STOP_GRACE):
+        """SIGTERM the process's group (gunicorn's workers too), SIGKILL it after ``grace``."""
+        if process.poll() is None:
+            self._signal(process, signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._signal(process, signal.SIGKILL)
+                process.wait(timeout=10)
+        if process in self.running:
+            self.running.remove(process)
+        return process.returncode
+
+    @staticmethod
+    def _signal(process, signum):
+        """Signal the process group that ``process`` leads (it was started in a new session)."""
+        try:
+            os.killpg(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop_all(self):
+        """Stop every process still running, newest first."""
+        for process in reversed(list(self.running)):
+            try:
+                self.stop(process, grace=5.0)
+            except Exception as err:  # clean up the rest regardless
+                say(f"could not stop {process.name} ({process.pid}): {err}")
+
+    def read(self, process):
+        """A process's whole output (secrets masked)."""
+        try:
+            with open(process.log_path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError:
+            return ""
+        for secret in self.hide:
+            text = text.replace(secret, "***")
+        return text
+
+    def tail(self, process, lines=15):
+        """The last lines of a process's output (secrets masked), for error messages."""
+        text = "".join(self.read(process).splitlines(keepends=True)[-lines:])
+        return f"\n--- last lines of {process.name} ---\n{text}" if text else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def http_json(method, url, payload=None, headers=None, timeout=30):
+    """One HTTP request; returns (status, parsed JSON body or None)."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    try:
+        return status, json.loads(body) if body else None
+    except ValueError:
+        return status, None
+
+
+def wait_http(url, process, children, timeout=START_TIMEOUT):
+    """Wait until ``url`` answers 200 (or the process dies); raise RuntimeError otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.name} exited with {process.returncode}"
+                               f"{children.tail(process)}")
+        try:
+            if http_json("GET", url, timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s{children.tail(process)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run: database, sandbox, settings, cleanup
+# ---------------------------------------------------------------------------------------------
+
+
+def libpq_url(url):
+    """A URL psycopg2 accepts (no ``+driver`` part)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def connect(url):
+    """An autocommit psycopg2 connection."""
+    import psycopg2
+
+    connection = psycopg2.connect(libpq_url(url), connect_timeout=10)
+    connection.autocommit = True
+    return connection
+
+
+class Bench:
+    """Everything one run shares: sizes, deadline, database, sandbox, children and results."""
+
+    def __init__(self, args, sizes):
+        """A run with the command line's ``args`` and the scenarios' ``sizes``."""
+        self.args = args
+        self.sizes = sizes
+        self.deadline = time.monotonic() + args.max_seconds
+        self.folder = tempfile.mkdtemp(prefix="mail-bench-")
+        self.mailgun_key = "key-" + secrets.token_hex(16)
+        self.sendgrid_key = "SG." + secrets.token_urlsafe(24)
+        self.api_key = secrets.token_urlsafe(24)
+        self.children = Children(self.folder, [self.mailgun_key, self.sendgrid_key,
+                                               self.api_key])
+        self.database_url = None
+        self.created_database = None
+        self.sandbox_url = None
+        self.db = None  # autocommit psycopg2 connection to the bench database
+        self._engine = None
+        self.rows = []
+
+    # Time ----------------------------------------------------------------------------------
+
+    def remaining(self):
+        """Seconds left before --max-seconds."""
+        return self.deadline - time.monotonic()
+
+    def timeout(self, wanted):
+        """``wanted`` seconds, cut to what is left of the run."""
+        left = self.remaining()
+        if left <= 1:
+            raise TimeoutError("--max-seconds reached")
+        return min(wanted, left)
+
+    # Setup and cleanup -----------------------------------------------------------------------
+
+    def setup(self):
+        """Create (or take) the database, migrate it, start the sandbox."""
+        if self.args.database_url:
+            self.database_url = self.args.database_url
+        else:
+            from sqlalchemy.engine import make_url
+
+            server = make_url(self.args.server_url)
+            name = f"mail_bench_{secrets.token_hex(4)}"
+            admin = connect(self.args.server_url)
+            try:
+                admin.cursor().execute(f'CREATE DATABASE "{name}"')
+            finally:
+                admin.close()
+            self.created_database = name
+            self.database_url = server.set(database=name).render_as_string(hide_password=False)
+        say("migrating the database")
+        result = subprocess.run([PYTHON, "-m", "flask", "--app", "app", "db", "upgrade"],
+                                cwd=ROOT, env=self.env(), capture_output=True, text=True,
+                                timeout=self.timeout(120))
+        if result.returncode:
+            raise RuntimeError(f"migration failed:\n{result.stdout}{result.stderr}")
+        self.db = connect(self.database_url)
+        self.truncate()
+        self.start_sandbox()
+
+    def start_sandbox(self):
+        """The provider sandbox as a subprocess on a free port (keys in its environment)."""
+        port = free_port()
+        env = {**self.base_env(), "SANDBOX_MAILGUN_API_KEY": self.mailgun_key,
+               "SANDBOX_SENDGRID_API_KEY": self.sendgrid_key}
+        process = self.children.start("sandbox", [PYTHON, "-m", "mailer.sandbox", "--host", HOST,
+                                                  "--port", str(port), "--latency-ms", "0"], env)
+        self.sandbox_url = f"http://{HOST}:{port}"
+        wait_http(f"{self.sandbox_url}/_sandbox/health", process, self.children)
+
+    def cleanup(self):
+        """Stop every child, drop the throwaway database, remove the log folder."""
+        self.children.stop_all()
+        if self._engine is not None:
+            self._engine.dispose()
+        if self.db is not None:
+            self.db.close()
+        if self.created_database:
+            try:
+                admin = connect(self.args.server_url)
+                try:
+                    admin.cursor().execute(
+                        f'DROP DATABASE IF EXISTS "{self.created_database}" WITH (FORCE)')
+                finally:
+                    admin.close()
+                say(f"dropped database {self.created_database}")
+            except Exception as err:  # report, never hide the run's results
+                say(f"could not drop database {self.created_database}: {err}")
+        if not self.args.keep_logs:
+            for name in os.listdir(self.folder):
+                os.remove(os.path.join(self.folder, name))
+            os.rmdir(self.folder)
+        else:
+            say(f"logs kept in {self.folder}")
+
+    # Settings ------------------------------------------------------------------------------
+
+    def base_env(self):
+        """This process's environment without a settings file (settings come from env)."""
+        env = {key: value for key, value in os.environ.items() if key != "MAIL_SERVICE_CONFIG"}
+        env["PYTHONPATH"] = ROOT
+        return env
+
+    def env(self, **overrides):
+        """Environment for the API, the worker, purge and the bare sender (every setting is an
+        environment variable of the same name)."""
+        settings = {
+            "DATABASE_URL": self.database_url or "",
+            "SECRET_KEY": "bench-" + secrets.token_hex(8),
+            "API_KEYS": self.api_key,
+            "ADMIN_PASSWORD": secrets.token_urlsafe(12),
+            "PROVIDERS": "mailgun,sendgrid",
+            "MAILGUN_API_KEY": self.mailgun_key,
+            "MAILGUN_DOMAIN": MAILGUN_DOMAIN,
+            "MAILGUN_BASE_URL": self.sandbox_url or "",
+            "SENDGRID_API_KEY": self.sendgrid_key,
+            "SENDGRID_BASE_URL": self.sandbox_url or "",
+        }
+        return {**self.base_env(), **settings, **{k: str(v) for k, v in overrides.items()}}
+
+    # Database helpers ----------------------------------------------------------------------
+
+    def sql(self, statement, params=None):
+        """Run one statement on the bench database; return all rows if it returns any."""
+        with self.db.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else None
+
+    def engine(self):
+        """A SQLAlchemy engine made like the worker's (for ``mailqueue.claim``)."""
+        if self._engine is None:
+            from mailer.config import DEFAULTS
+            from mailer.database import make_engine
+
+            self._engine = make_engine({**DEFAULTS, "DATABASE_URL": self.database_url},
+                                       pool_size=2, worker=True)
+        return self._engine
+
+    def truncate(self):
+        """Empty the tables (the schema stays)."""
+        self.sql("TRUNCATE delivery_attempt, email, provider_state")
+
+    def insert_mails(self, count, status="queued", age_days=0.0):
+        """Insert ``count`` mails with one generate_series statement; then ANALYZE."""
+        finished = status in ("sent", "failed")
+        self.sql(
+            """
+            INSERT INTO email (id, status, from_address, to_address, subject, text, attempts,
+                               provider, sent_at, next_attempt_at, created_at, updated_at)
+            SELECT gen_random_uuid(), %(status)s, %(sender)s, ARRAY['rcpt' || g || '@example.com'],
+                   'Mail ' || g, %(text)s, %(attempts)s, %(provider)s, %(sent_at)s,
+                   %(at)s, %(at)s, %(at)s
+            FROM generate_series(1, %(count)s) AS g
+            """,
+            {"status": status, "sender": SENDER, "text": BODY_TEXT, "count": count,
+             "attempts": 1 if finished else 0, "provider": "mailgun" if finished else None,
+             "sent_at": self._ago(age_days) if status == "sent" else None,
+             "at": self._ago(age_days if finished else 0.0001)},
+        )
+        self.sql("ANALYZE email")
+
+    @staticmethod
+    def _ago(days):
+        """A UTC timestamp ``days`` ago."""
+        return datetime.fromtimestamp(time.time() - days * 86400, UTC)
+
+    def status_counts(self):
+        """How many mails are in each status."""
+        return dict(self.sql("SELECT status, count(*) FROM email GROUP BY status"))
+
+    def committed(self, ids):
+        """How many of ``ids`` are rows of the email table."""
+        if not ids:
+            return 0
+        return self.sql("SELECT count(*) FROM email WHERE id = ANY(%s::uuid[])", (list(ids),))[0][0]
+
+    def notify_triggers(self):
+        """Names of the user triggers on ``email`` (the LISTEN/NOTIFY wake-up)."""
+        rows = self.sql("SELECT tgname FROM pg_trigger WHERE tgrelid = 'email'::regclass "
+                        "AND NOT tgisinternal")
+        return [name for (name,) in rows]
+
+    # Sandbox helpers -----------------------------------------------------------------------
+
+    def sandbox_reset(self, latency_ms):
+        """Forget the sandbox's messages and requests; answer every send after ``latency_ms``."""
+        http_json("POST", f"{self.sandbox_url}/_sandbox/reset")
+        for provider in ("mailgun", "sendgrid"):
+            status, body = http_json("PUT", f"{self.sandbox_url}/_sandbox/behaviour/{provider}",
+                                     {"latency_ms": latency_ms})
+            if status != 200:
+                raise RuntimeError(f"sandbox refused the behaviour: {status} {body}")
+
+    def sandbox_log(self, kind):
+        """The sandbox's ``requests`` or ``messages``, oldest first."""
+        status, body = http_json("GET", f"{self.sandbox_url}/_sandbox/{kind}", timeout=120)
+        if status != 200:
+            raise RuntimeError(f"sandbox answered {status} for {kind}")
+        return body[kind]
+
+    def send_rate(self, expected):
+        """Sends per second over the sandbox's window, from its first request to its last."""
+        requests_seen = self.sandbox_log("requests")
+        bad = Counter(r["status"] for r in requests_seen if r["status"] not in (200, 202))
+        if len(requests_seen) != expected or bad:
+            raise RuntimeError(f"the sandbox saw {len(requests_seen)} requests (expected "
+                               f"{expected}); failures by status: {dict(bad)}")
+        times = sorted(r["at"] for r in requests_seen)
+        return (len(times) - 1) / (times[-1] - times[0]) if times[-1] > times[0] else None
+
+    # Processes -------------------------------------------------------------------------------
+
+    def start_worker(self, *args, **overrides):
+        """Start ``mail_service.py`` with the bench settings."""
+        return self.children.start("worker", [PYTHON, "mail_service.py", *args],
+                                   self.env(**overrides))
+
+    def start_gunicorn(self, app_spec, name):
+        """gunicorn with gunicorn.conf.py serving ``app_spec`` on a free port; return the port."""
+        port = free_port()
+        process = self.children.start(
+            name, [PYTHON, "-m", "gunicorn", "-c", os.path.join(ROOT, "gunicorn.conf.py"),
+                   app_spec], self.env(BIND=f"{HOST}:{port}"))
+        wait_http(f"http://{HOST}:{port}/health", process, self.children)
+        return process, port
+
+    def load(self, port, path, body, content_type, concurrency, duration, label):
+        """Run the load generator (several processes) against ``path``; merged results."""
+        procs = max(1, min(self.sizes["load_procs"], concurrency))
+        body_file = os.path.join(self.folder, f"{label}.body")
+        with open(body_file, "wb") as handle:
+            handle.write(body)
+        start_at = time.time() + 1.0  # every process connects first, then all start together
+        runs = []
+        for index in range(procs):
+            connections = concurrency // procs + (index < concurrency % procs)
+            spec = {"port": port, "path": path, "content_type": content_type,
+                    "body_file": body_file, "connections": connections,
+                    "start_at": start_at, "duration": duration,
+                    "out": os.path.join(self.folder, f"{label}-{index}.json")}
+            spec_file = os.path.join(self.folder, f"{label}-{index}.spec")
+            with open(spec_file, "w", encoding="utf-8") as handle:
+                json.dump(spec, handle)
+            env = {**self.base_env(), "BENCH_API_KEY": self.api_key}
+            runs.append((self.children.start(f"load-{label}",
+                                             [*BENCH, "_load", spec_file], env), spec))
+        merged = {"latencies_ms": [], "ids": [], "statuses": Counter(), "errors": [],
+                  "items_in_window": 0, "requests_in_window": 0, "cpu_seconds": 0.0,
+                  "duration": duration}
+        for process, spec in runs:
+            code = self.children.wait(process, self.timeout(duration + 60))
+            self.children.stop(process)
+            if code:
+                raise RuntimeError(f"load generator failed ({code}){self.children.tail(process)}")
+            with open(spec["out"], encoding="utf-8") as handle:
+                out = json.load(handle)
+            for key in ("latencies_ms", "ids", "errors"):
+                merged[key] += out[key]
+            merged["statuses"].update(out["statuses"])
+            for key in ("items_in_window", "requests_in_window", "cpu_seconds"):
+                merged[key] += out[key]
+        return merged
+
+    def drain(self, count, processes, latency_ms):
+        """Queue ``count`` mails, drain them with ``processes`` burst workers; sends/s."""
+        self.truncate()
+        self.sandbox_reset(latency_ms)
+        self.insert_mails(count)
+        workers = [self.start_worker("--burst") for _ in range(processes)]
+        for worker in workers:
+            code = self.children.wait(worker, self.timeout(120 + count / 20))
+            self.children.stop(worker)
+            if code:
+                raise RuntimeError(f"worker exited with {code}{self.children.tail(worker)}")
+        counts = self.status_counts()
+        if counts != {"sent": count}:
+            raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
+        return self.send_rate(count)
+
+    def bare_send(self, count, latency_ms):
+        """The baseline: the bare sender process sends ``count`` mails; sends/s."""
+        self.sandbox_reset(latency_ms)
+        process = self.children.start("bare-sender", [*BENCH, "_bare-send", str(count)],
+                                      self.env())
+        code = self.children.wait(process, self.timeout(120 + count / 20))
+        self.children.stop(process)
+        if code:
+            raise RuntimeError(f"bare sender failed ({code}){self.children.tail(process)}")
+        return self.send_rate(count)

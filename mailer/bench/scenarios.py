@@ -1,0 +1,555 @@
+"""The scenarios, one function each: every one measures a figure against a baseline from the
+same run and returns its rows of the table."""
+
+import http.client
+import json
+import os
+import random
+import re
+import statistics
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+
+from .harness import (
+    BODY_TEXT,
+    HOST,
+    PYTHON,
+    SENDER,
+    Unavailable,
+    connect,
+    http_json,
+    libpq_url,
+    say,
+)
+from .report import Row, fmt, percentile, ratio_of
+
+SCENARIOS = ("dispatch", "scaleout", "latency", "ingest", "bulk", "million", "memory",
+             "retention")
+
+# Sizes per scenario: the full run, and --quick (a smoke run that only checks it all works).
+FULL = {
+    "dispatch": 10_000, "dispatch_rounds": 3, "dispatch_latency_ms": 50,
+    "scaleout": 6_000, "scaleout_procs": (1, 2, 4),
+    "latency_posts": 200, "latency_gap_ms": (40, 120),
+    "ingest_seconds": 10.0, "ingest_rounds": 3, "ingest_concurrency": 32, "load_procs": 2,
+    "bulk_seconds": 10.0, "bulk_size": 1_000, "bulk_concurrency": 4,
+    "million": 1_000_000, "million_small": 1_000, "claims": 30,
+    "memory": 50_000,
+    "retention": 200_000, "retention_keep": 2_000,
+}
+QUICK = {
+    "dispatch": 200, "dispatch_rounds": 1, "dispatch_latency_ms": 50,
+    "scaleout": 200, "scaleout_procs": (1, 2),
+    "latency_posts": 8, "latency_gap_ms": (20, 40),
+    "ingest_seconds": 1.5, "ingest_rounds": 1, "ingest_concurrency": 8, "load_procs": 2,
+    "bulk_seconds": 1.5, "bulk_size": 1_000, "bulk_concurrency": 2,
+    "million": 5_000, "million_small": 500, "claims": 5,
+    "memory": 1_000,
+    "retention": 3_000, "retention_keep": 200,
+}
+
+
+def scenario_dispatch(b):
+    """1. One worker drains N mails at >= 85% of a bare sender's rate (50 ms provider)."""
+    count, latency = b.sizes["dispatch"], b.sizes["dispatch_latency_ms"]
+    bare, ours = [], []
+    for round_number in range(b.sizes["dispatch_rounds"]):
+        say(f"dispatch round {round_number + 1}: bare sender, {count} mails")
+        bare.append(b.bare_send(count, latency))
+        say(f"dispatch round {round_number + 1}: one worker, {count} mails")
+        ours.append(b.drain(count, 1, latency))
+    mine, base = statistics.median(ours), statistics.median(bare)
+    ratio = ratio_of(mine, base)
+    return [Row(f"dispatch ({count:,} mails, {latency} ms)", mine, base, ratio, ">= 0.85",
+                ratio is not None and ratio >= 0.85, "/s",
+                note=f"medians of {len(ours)} alternated runs; worker "
+                f"{', '.join(f'{r:.0f}' for r in ours)}/s, bare sender "
+                f"{', '.join(f'{r:.0f}' for r in bare)}/s",
+                details={"worker_rates": ours, "bare_rates": bare})]
+
+
+def scenario_scaleout(b):
+    """2. 1, 2 and 4 worker processes: more drain faster while the provider is not the limit."""
+    count, rows = b.sizes["scaleout"], []
+    for latency, judged in ((b.sizes["dispatch_latency_ms"], True), (0, False)):
+        rates = {}
+        for processes in b.sizes["scaleout_procs"]:
+            say(f"scale-out: {processes} worker(s), {count} mails, {latency} ms")
+            rates[processes] = b.drain(count, processes, latency)
+        for processes in b.sizes["scaleout_procs"]:
+            ratio = ratio_of(rates[processes], rates[1])
+            if processes == 1:
+                rows.append(Row(f"scale-out 1 proc, {latency} ms", rates[1], unit="/s",
+                                target="(reference)"))
+                continue
+            rows.append(Row(f"scale-out {processes} procs, {latency} ms", rates[processes],
+                            rates[1], ratio, "> 1.0" if judged else "(info)",
+                            (ratio is not None and ratio > 1.0) if judged else None, "/s"))
+    return rows
+
+
+def post_spaced(port, count, gap_ms, api_key):
+    """POST ``count`` mails one at a time with random gaps; [(mail id, post start unix time)]."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=30)
+    headers = {"Authorization": f"Bearer {api_key}",
+               "Content-Type": "application/x-www-form-urlencoded"}
+    posted = []
+    try:
+        for index in range(count):
+            time.sleep(random.uniform(*gap_ms) / 1000)
+            body = (f"from={SENDER}&to=rcpt{index}%40example.com&subject=Latency+{index}"
+                    f"&text=Hello").encode()
+            started = time.time()
+            connection.request("POST", "/mail", body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            if response.status != 202:
+                raise RuntimeError(f"POST /mail answered {response.status}: {answer[:200]!r}")
+            posted.append((json.loads(answer)["id"], started))
+    finally:
+        connection.close()
+    return posted
+
+
+def arrival_times(b):
+    """Unix time at which each mail id reached the sandbox (its request's ``at``)."""
+    requests_seen, messages = b.sandbox_log("requests"), b.sandbox_log("messages")
+    if len(requests_seen) == len(messages) and all(r["status"] == 200 for r in requests_seen):
+        # The sandbox logs a request and its message together, so the lists line up.
+        return {m["custom"].get("mail_id"): r["at"]
+                for r, m in zip(requests_seen, messages, strict=True)}
+    return {m["custom"].get("mail_id"): datetime.fromisoformat(m["received_at"]).timestamp()
+            for m in messages}
+
+
+def latency_run(b, port, notify):
+    """Post mails one at a time to an idle worker; post-to-provider latencies in ms."""
+    count = b.sizes["latency_posts"]
+    b.truncate()
+    b.sandbox_reset(0)
+    if not notify:
+        b.sql("ALTER TABLE email DISABLE TRIGGER USER")
+    try:
+        worker = b.start_worker()
+        time.sleep(2.0)  # started, listening, idle
+        if worker.poll() is not None:
+            raise RuntimeError(f"worker exited{b.children.tail(worker)}")
+        posted = post_spaced(port, count, b.sizes["latency_gap_ms"], b.api_key)
+        deadline = time.monotonic() + b.timeout(30)
+        while len(b.sandbox_log("requests")) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        b.children.stop(worker)
+    finally:
+        if not notify:
+            b.sql("ALTER TABLE email ENABLE TRIGGER USER")
+    arrived = arrival_times(b)
+    missing = [mail_id for mail_id, _ in posted if mail_id not in arrived]
+    if missing:
+        raise RuntimeError(f"{len(missing)} posted mails never reached the sandbox")
+    return [(arrived[mail_id] - started) * 1000 for mail_id, started in posted]
+
+
+def scenario_latency(b):
+    """3. Idle worker: post -> provider under 50 ms p50 / 250 ms p99 (LISTEN/NOTIFY)."""
+    _, port = b.start_gunicorn("app:create_app()", "api")
+    triggers = b.notify_triggers()
+    say("latency: polling only (triggers disabled)")
+    polling = latency_run(b, port, notify=False)
+    poll_p50, poll_p99 = percentile(polling, 0.5), percentile(polling, 0.99)
+    count = len(polling)
+    if not triggers:
+        return [Row("latency p50 (notify)", "not available", poll_p50, unit="ms",
+                    target="< 50 ms", note="no trigger on email: LISTEN/NOTIFY has not landed"),
+                Row("latency p99 (notify)", "not available", poll_p99, unit="ms",
+                    target="< 250 ms")]
+    say(f"latency: LISTEN/NOTIFY (trigger {', '.join(triggers)})")
+    notified = latency_run(b, port, notify=True)
+    p50, p99 = percentile(notified, 0.5), percentile(notified, 0.99)
+    return [
+        Row(f"latency p50 ({count} posts)", p50, poll_p50, ratio_of(p50, poll_p50), "< 50 ms",
+            p50 < 50, "ms", note="baseline = the same worker polling (trigger disabled, "
+            "POLL_INTERVAL default)",
+            details={"notify_ms": notified, "polling_ms": polling}),
+        Row(f"latency p99 ({count} posts)", p99, poll_p99, ratio_of(p99, poll_p99), "< 250 ms",
+            p99 < 250, "ms"),
+        Row(f"latency max ({count} posts)", max(notified), max(polling),
+            ratio_of(max(notified), max(polling)), "(info)", None, "ms"),
+    ]
+
+
+FORM_BODY = (f"from={SENDER}&to=rcpt%40example.com&subject=Hello+from+the+benchmark"
+             f"&text={BODY_TEXT.replace(' ', '+')}").encode()
+
+
+def ingest_round(b, port, label):
+    """One timed load run on ``port``; rate, percentiles and the ids check."""
+    b.truncate()
+    result = b.load(port, "/mail", FORM_BODY, "application/x-www-form-urlencoded",
+                    b.sizes["ingest_concurrency"], b.sizes["ingest_seconds"], label)
+    acked = result["ids"]
+    result["committed"] = b.committed(acked)
+    result["acked"] = len(set(acked))
+    result["rate"] = result["items_in_window"] / result["duration"]
+    return result
+
+
+def summarize_load(runs):
+    """Median rate of several load runs, their pooled p50/p99, and totals."""
+    latencies = [ms for run in runs for ms in run["latencies_ms"]]
+    return {
+        "rate": statistics.median(run["rate"] for run in runs),
+        "rates": [run["rate"] for run in runs],
+        "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
+        "acked": sum(run["acked"] for run in runs),
+        "committed": sum(run["committed"] for run in runs),
+        "statuses": dict(sum((Counter(run["statuses"]) for run in runs), Counter())),
+        "errors": [error for run in runs for error in run["errors"]][:5],
+        "error_count": sum(len(run["errors"]) for run in runs),
+        "load_cpu_share": sum(run["cpu_seconds"] for run in runs)
+        / sum(run["duration"] for run in runs),
+    }
+
+
+def scenario_ingest(b):
+    """4. POST /mail under gunicorn at concurrency 32 vs a minimal Flask insert endpoint."""
+    _, ours_port = b.start_gunicorn("app:create_app()", "api")
+    _, base_port = b.start_gunicorn("mailer.bench.minimal_app:app", "minimal")
+    concurrency = b.sizes["ingest_concurrency"]
+    for port, label in ((base_port, "warm-minimal"), (ours_port, "warm-ours")):
+        b.load(port, "/mail", FORM_BODY, "application/x-www-form-urlencoded", concurrency,
+               1.0, label)
+    ours_runs, base_runs = [], []
+    for round_number in range(b.sizes["ingest_rounds"]):
+        say(f"ingest round {round_number + 1}: minimal app, then ours, concurrency "
+            f"{concurrency}")
+        base_runs.append(ingest_round(b, base_port, f"minimal-{round_number}"))
+        ours_runs.append(ingest_round(b, ours_port, f"ours-{round_number}"))
+    ours, base = summarize_load(ours_runs), summarize_load(base_runs)
+    ratio = ratio_of(ours["rate"], base["rate"])
+    lost = ours["acked"] - ours["committed"]
+    details = {"ours": ours, "minimal": base}
+    return [
+        Row(f"ingest POST /mail, c={concurrency}", ours["rate"], base["rate"], ratio, ">= 0.70",
+            ratio is not None and ratio >= 0.70, "/s", details=details,
+            note=f"load generator CPU: {ours['load_cpu_share']:.0%} of a core (ours), "
+            f"{base['load_cpu_share']:.0%} (minimal); statuses ours {ours['statuses']}, "
+            f"minimal {base['statuses']}; connection errors {ours['error_count']}"),
+        Row("ingest p50", ours["p50"], base["p50"], ratio_of(ours["p50"], base["p50"]),
+            "(info)", None, "ms"),
+        Row("ingest p99", ours["p99"], base["p99"], ratio_of(ours["p99"], base["p99"]),
+            "< 50 ms", ours["p99"] is not None and ours["p99"] < 50, "ms"),
+        Row("ingest: 202s committed", f"{ours['committed']}/{ours['acked']}",
+            f"{base['committed']}/{base['acked']}", None, "all", lost == 0 and ours["acked"] > 0),
+    ]
+
+
+def batch_body(size):
+    """A JSON list of ``size`` mail objects for POST /mail/batch."""
+    return json.dumps([{"from": SENDER, "to": f"rcpt{index}@example.com",
+                        "subject": f"Batch mail {index}", "text": BODY_TEXT}
+                       for index in range(size)]).encode()
+
+
+def scenario_bulk(b):
+    """5. POST /mail/batch with 1,000 mails per request sustains >= 20,000 mails/s."""
+    _, ours_port = b.start_gunicorn("app:create_app()", "api")
+    status, answer = http_json("POST", f"http://{HOST}:{ours_port}/mail/batch",
+                               json.loads(batch_body(1)),
+                               {"Authorization": f"Bearer {b.api_key}"})
+    if status in (404, 405):
+        raise Unavailable("POST /mail/batch is not there yet")
+    if status != 202 or not answer or "ids" not in answer:
+        raise RuntimeError(f"POST /mail/batch with one mail answered {status}: {answer}")
+    _, base_port = b.start_gunicorn("mailer.bench.minimal_app:app", "minimal")
+    body, concurrency = batch_body(b.sizes["bulk_size"]), b.sizes["bulk_concurrency"]
+    runs = {}
+    for port, label in ((base_port, "minimal"), (ours_port, "ours")):
+        say(f"bulk: {label}, {b.sizes['bulk_size']} mails per request, concurrency "
+            f"{concurrency}")
+        b.truncate()
+        result = b.load(port, "/mail/batch", body, "application/json", concurrency,
+                        b.sizes["bulk_seconds"], f"bulk-{label}")
+        result["rate"] = result["items_in_window"] / result["duration"]
+        result["acked"], result["committed"] = len(set(result["ids"])), b.committed(result["ids"])
+        runs[label] = result
+    ours, base = runs["ours"], runs["minimal"]
+    ratio = ratio_of(ours["rate"], base["rate"])
+    return [
+        Row(f"bulk /mail/batch x{b.sizes['bulk_size']}, c={concurrency}", ours["rate"],
+            base["rate"], ratio, ">= 20,000/s", ours["rate"] >= 20_000, "mails/s",
+            note=f"p50 {fmt(percentile(ours['latencies_ms'], 0.5), 'ms')} per request (ours), "
+            f"{fmt(percentile(base['latencies_ms'], 0.5), 'ms')} (minimal); "
+            f"statuses {dict(ours['statuses'])}",
+            details={"ours_statuses": dict(ours["statuses"]),
+                     "minimal_statuses": dict(base["statuses"])}),
+        Row("bulk: 202s committed", f"{ours['committed']}/{ours['acked']}",
+            f"{base['committed']}/{base['acked']}", None, "all",
+            ours["committed"] == ours["acked"] and ours["acked"] > 0),
+    ]
+
+
+def claim_time(b, claims):
+    """Median ms of ``mailqueue.claim`` of 100 mails, each in a transaction rolled back."""
+    from mailer import mailqueue
+
+    engine, times = b.engine(), []
+    for index in range(claims + 2):
+        with engine.connect() as conn:
+            transaction = conn.begin()
+            started = time.perf_counter()
+            rows = mailqueue.claim(conn, "bench", 100, 60.0)
+            elapsed = time.perf_counter() - started
+            transaction.rollback()
+        if len(rows) != 100:
+            raise RuntimeError(f"claim returned {len(rows)} mails, not 100")
+        if index >= 2:  # the first two warm the caches
+            times.append(elapsed * 1000)
+    return statistics.median(times), times
+
+
+def scenario_million(b):
+    """6. Claiming 100 with a million queued (or finished) rows is as fast as with 1,000."""
+    big, small, claims = b.sizes["million"], b.sizes["million_small"], b.sizes["claims"]
+    b.truncate()
+    b.insert_mails(small)
+    say(f"million: claims with {small:,} queued")
+    base, base_times = claim_time(b, claims)
+    b.truncate()
+    say(f"million: inserting {big:,} queued mails")
+    started = time.perf_counter()
+    b.insert_mails(big)
+    insert_seconds = time.perf_counter() - started
+    queued, queued_times = claim_time(b, claims)
+    b.truncate()
+    say(f"million: inserting {big:,} finished mails and {small:,} queued")
+    b.insert_mails(big - big // 10, "sent", age_days=1)
+    b.insert_mails(big // 10, "failed", age_days=1)
+    b.insert_mails(small)
+    finished, finished_times = claim_time(b, claims)
+    b.truncate()
+    r1, r2 = ratio_of(queued, base), ratio_of(finished, base)
+    return [
+        Row(f"claim 100, {big:,} queued", queued, base, r1, "<= 1.5 (as fast)",
+            r1 is not None and r1 <= 1.5, "ms",
+            note=f"median of {claims} claims; baseline = {small:,} queued; inserting "
+            f"{big:,} rows took {insert_seconds:.1f}s",
+            details={"queued_ms": queued_times, "small_ms": base_times}),
+        Row(f"claim 100, {big:,} finished + {small:,} queued", finished, base, r2,
+            "<= 1.5 (as fast)", r2 is not None and r2 <= 1.5, "ms",
+            details={"finished_ms": finished_times}),
+    ]
+
+
+def rss_mb(pid):
+    """VmRSS of ``pid`` in MB, or None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def sample_drain(b, worker, count):
+    """RSS samples of ``worker`` every second while it drains: [(seconds, MB, mails sent)]."""
+    samples, last_reset = [], time.monotonic()  # (seconds, MB, mails sent so far)
+    started = time.monotonic()
+    deadline = started + b.timeout(120 + count / 20)
+    sent = 0
+    while worker.poll() is None and time.monotonic() < deadline:
+        mb = rss_mb(worker.pid)
+        if sent < count / 10:  # progress is needed only to find the warm sample; then spare it
+            sent = b.sql("SELECT count(*) FROM email WHERE status = 'sent'")[0][0]
+        if mb is not None:
+            samples.append((round(time.monotonic() - started, 1), mb, sent))
+        if count > 100_000 and time.monotonic() - last_reset > 10:
+            b.sandbox_reset(0)  # the sandbox keeps every message: bound its memory
+            last_reset = time.monotonic()
+        time.sleep(1.0)
+    return samples
+
+
+def scenario_memory(b):
+    """7. Worker RSS stays flat and under 200 MB while it drains N mails (0 ms provider)."""
+    count = b.sizes["memory"]
+    b.truncate()
+    b.sandbox_reset(0)
+    b.insert_mails(count)
+    say(f"memory: one worker drains {count:,} mails, RSS sampled every second")
+    worker = b.start_worker("--burst")
+    samples = sample_drain(b, worker, count)
+    code = b.children.wait(worker, 5)
+    b.children.stop(worker)
+    if code:
+        raise RuntimeError(f"worker exited with {code}{b.children.tail(worker)}")
+    counts = b.status_counts()
+    if counts != {"sent": count}:
+        raise RuntimeError(f"after the drain the mails are {counts}")
+    sending = [s for s in samples if s[2] > 0] or samples
+    if not sending:
+        raise RuntimeError("no RSS sample was taken (the drain was too quick)")
+    start_mb, end_mb = sending[0][1], sending[-1][1]
+    warm = next((s[1] for s in sending if s[2] >= count / 10), start_mb)
+    peak = max(s[1] for s in samples)
+    elapsed = samples[-1][0] if samples else None
+    flat = end_mb <= warm * 1.10
+    return [Row(f"worker RSS draining {count:,} mails", peak, warm, ratio_of(end_mb, warm),
+                "peak < 200 MB, end <= 1.10x warm", peak < 200 and flat, "MB",
+                note=f"RSS start {start_mb:.1f} MB, at 10% sent {warm:.1f} MB, peak "
+                f"{peak:.1f} MB, end {end_mb:.1f} MB; {len(samples)} samples over "
+                f"~{elapsed}s; ratio = end / at-10%",
+                details={"samples": samples})]
+
+
+class TransactionWatcher(threading.Thread):
+    """Samples pg_stat_activity every few ms: the transactions of other clients and their ages."""
+
+    def __init__(self, url, database):
+        """Watch ``database`` through a connection to ``url``."""
+        super().__init__(name="xact-watch", daemon=True)
+        self.url, self.database = url, database
+        self.stop_event = threading.Event()
+        self.ages = {}  # (pid, xact_start) -> longest age seen, seconds
+
+    def run(self):
+        """Sample until stopped."""
+        connection = connect(self.url)
+        try:
+            with connection.cursor() as cursor:
+                while not self.stop_event.is_set():
+                    cursor.execute(
+                        "SELECT pid, xact_start, "
+                        "extract(epoch FROM clock_timestamp() - xact_start) "
+                        "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                        "AND backend_type = 'client backend' AND xact_start IS NOT NULL",
+                        (self.database,))
+                    for pid, xact_start, age in cursor.fetchall():
+                        key = (pid, xact_start)
+                        self.ages[key] = max(self.ages.get(key, 0.0), float(age))
+                    time.sleep(0.003)
+        finally:
+            connection.close()
+
+
+def old_finished(b, days):
+    """How many finished mails are older than ``days``."""
+    return b.sql("SELECT count(*) FROM email WHERE status IN ('sent', 'failed') "
+                 "AND updated_at < now() - make_interval(days => %s)", (days,))[0][0]
+
+
+def fill_retention(b, count, keep):
+    """``count`` finished mails 60 days old with one attempt each, plus recent ones to keep."""
+    b.truncate()
+    b.insert_mails(count - count // 10, "sent", age_days=60)
+    b.insert_mails(count // 10, "failed", age_days=60)
+    b.insert_mails(keep, "sent", age_days=1)
+    b.insert_mails(keep, "queued")
+    b.sql("INSERT INTO delivery_attempt (email_id, number, provider, outcome, status_code, "
+          "worker, created_at) SELECT id, 1, 'mailgun', 'sent', 200, 'bench', created_at "
+          "FROM email WHERE status <> 'queued'")
+    b.sql("VACUUM ANALYZE email")
+    b.sql("VACUUM ANALYZE delivery_attempt")
+
+
+def raw_purge(b, days, batch_size):
+    """The baseline: a hand-written batched DELETE loop; (rows/s, longest batch s, batches)."""
+    import psycopg2
+
+    connection = psycopg2.connect(libpq_url(b.database_url))
+    longest, total, batches = 0.0, 0, 0
+    started = time.perf_counter()
+    try:
+        while True:
+            began = time.perf_counter()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "DELETE FROM email WHERE id IN (SELECT id FROM email WHERE status IN "
+                    "('sent', 'failed') AND updated_at < now() - make_interval(days => %s) "
+                    "LIMIT %s)", (days, batch_size))
+                deleted = cursor.rowcount
+            connection.commit()
+            longest = max(longest, time.perf_counter() - began)
+            total, batches = total + deleted, batches + 1
+            if deleted < batch_size:
+                break
+    finally:
+        connection.close()
+    return total / (time.perf_counter() - started), longest, batches, total
+
+
+def run_purge(b, count, days, batch_size):
+    """Run ``python -m mailer.purge`` (scripts/purge); (seconds, transaction ages, its log)."""
+    config_file = os.path.join(b.folder, "purge.cfg")
+    with open(config_file, "w", encoding="utf-8") as handle:
+        handle.write("# settings for the benchmark's purge run; DATABASE_URL comes from env\n")
+    argv = [PYTHON, "-m", "mailer.purge", "--config", config_file, "--days", str(days)]
+    if batch_size:
+        argv += ["--batch-size", str(batch_size)]
+    watcher = TransactionWatcher(b.database_url, b.created_database
+                                 or b.sql("SELECT current_database()")[0][0])
+    watcher.start()
+    started = time.perf_counter()
+    process = b.children.start("purge", argv, b.env())
+    try:
+        code = b.children.wait(process, b.timeout(120 + count / 500))
+    finally:
+        elapsed = time.perf_counter() - started
+        watcher.stop_event.set()
+        watcher.join(timeout=5)
+    b.children.stop(process)
+    if code:
+        raise RuntimeError(f"purge exited with {code}{b.children.tail(process)}")
+    return elapsed, watcher.ages, b.children.read(process)
+
+
+def check_purged(b, days, keep):
+    """Raise unless every old finished mail, and nothing else, is gone (attempts with it)."""
+    left = old_finished(b, days)
+    counts = b.status_counts()
+    orphans = b.sql("SELECT count(*) FROM delivery_attempt a WHERE NOT EXISTS "
+                    "(SELECT 1 FROM email e WHERE e.id = a.email_id)")[0][0]
+    if left or counts.get("sent", 0) != keep or counts.get("queued", 0) != keep or orphans:
+        raise RuntimeError(f"purge left {left} old finished mails, {orphans} orphan attempts; "
+                           f"statuses now {counts}")
+
+
+def scenario_retention(b):
+    """8. scripts/purge on N finished rows: rows/s and the longest batch transaction."""
+    count, keep, days = b.sizes["retention"], b.sizes["retention_keep"], 30
+    batch_size = b.args.purge_batch_size
+    say(f"retention: baseline DELETE loop on {count:,} finished rows")
+    fill_retention(b, count, keep)
+    base_rate, base_longest, base_batches, base_total = raw_purge(b, days, batch_size)
+    say(f"retention: scripts/purge on {count:,} finished rows")
+    fill_retention(b, count, keep)
+    elapsed, ages, log = run_purge(b, count, days, batch_size)
+    check_purged(b, days, keep)
+    longest = max(ages.values(), default=0.0)
+    # The rate over the purge's transactions (as PostgreSQL saw them), not the process start-up.
+    span = (max(start.timestamp() + age for (_, start), age in ages.items())
+            - min(start.timestamp() for _, start in ages)) if ages else elapsed
+    rate = count / span
+    own = re.search(r"in ([0-9.]+)s \(longest batch ([0-9.]+)s\)", log)
+    own_note = (f"; purge's own log: {float(own.group(1)):.2f}s, longest batch "
+                f"{float(own.group(2)) * 1000:.0f} ms") if own else ""
+    return [
+        Row(f"purge {count:,} finished rows", rate, base_rate, ratio_of(rate, base_rate),
+            "(report)", None, "rows/s",
+            note=f"{span:.2f}s from its first transaction to its last ({elapsed:.1f}s with "
+            f"process start-up); {len(ages)} transactions seen{own_note}; baseline = "
+            f"hand-written DELETE ... LIMIT {batch_size} loop, {base_batches} transactions"),
+        Row("purge: longest transaction", longest * 1000, base_longest * 1000,
+            ratio_of(longest, base_longest), "(report)", None, "ms",
+            note="seen from pg_stat_activity, sampled every ~3 ms"),
+    ]
+
+
+SCENARIO_FUNCTIONS = {
+    "dispatch": scenario_dispatch, "scaleout": scenario_scaleout, "latency": scenario_latency,
+    "ingest": scenario_ingest, "bulk": scenario_bulk, "million": scenario_million,
+    "memory": scenario_memory, "retention": scenario_retention,
+}
