@@ -63,8 +63,12 @@ def main():
     parser.add_argument("--config", help="Flask config file (default: $MAIL_SERVICE_CONFIG)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--access-log", action="store_true",
+                        help="log a line per request (off: the console shows what matters)")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.access_log:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_app(config_path=args.config)
     try:
         auth.check_bind(app.config, args.host)

@@ -45,7 +45,10 @@ SMOKE_FORM = ("from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello"
               "&text=This email will be sent via a Mail gateway")
 
 # The children of this run, and our own lines between theirs: one per process, as are signals.
-SUPERVISOR = Supervisor(cwd=ROOT)
+# Each child in a process group of its own: a terminal's Ctrl-C (or a closed terminal's SIGHUP)
+# reaches only this runner, which stops the API and the worker first and the sandbox last, so
+# the worker's last sends find the sandbox still answering.
+SUPERVISOR = Supervisor(cwd=ROOT, own_groups=True)
 say = SUPERVISOR.say
 
 

@@ -61,12 +61,15 @@ def test_sigkilled_worker_loses_nothing(app, settings, sandbox):
     assert duplicates <= 2 * concurrency
 
 
-def test_sigterm_finishes_in_flight_and_leaves_nothing_sending(app, settings, sandbox):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_stop_signal_finishes_in_flight_and_leaves_nothing_sending(app, settings, sandbox,
+                                                                     signum):
+    # SIGHUP is a closed terminal: it must not cut sends short (and wait for their leases).
     queue_mails(settings["DATABASE_URL"], 400)
     sandbox.configure("mailgun", latency_ms=100)
     worker = start_worker_process(settings, WORKER_CONCURRENCY=8)
     wait_for(lambda: len(sandbox.messages()) >= 20, timeout=30, message="the first sends")
-    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(signum)
     code, output = finish(worker, timeout=30)
     assert code == 0, output
     counts = statuses(settings["DATABASE_URL"])

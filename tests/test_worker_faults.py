@@ -1,5 +1,6 @@
 """Provider faults: circuit breakers, rate limits, timeouts, meltdowns, retries, poison."""
 
+import logging
 import threading
 import time
 
@@ -268,3 +269,17 @@ def test_html_502_page_and_huge_body_fail_over(settings, sandbox, run_worker, ap
     wait_for(lambda: is_due(url, mail_id), timeout=5, message="the retry to fall due")
     run_worker()
     assert mail_rows(url)[mail_id]["status"] == "sent"
+
+
+def test_failovers_and_permanent_failures_are_logged_with_the_mail_id(settings, sandbox,
+                                                                      run_worker, app, caplog):
+    url = settings["DATABASE_URL"]
+    sandbox.configure("mailgun", status=503)
+    sandbox.configure("sendgrid", reject_to="bad")
+    [moved] = queue_mails(url, 1)
+    [bad] = queue_mails(url, 1, to_address=["bad@example.com"])
+    with caplog.at_level(logging.INFO, logger="mail_service"):
+        run_worker()
+    lines = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
+    assert any(moved in line and "trying the next provider" in line for line in lines), lines
+    assert any(bad in line and "failed for good" in line for line in lines), lines
