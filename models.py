@@ -1,4 +1,5 @@
-"""The database tables: mail, its delivery attempts, and each provider's shared health.
+"""The database tables: mail, its attachments and delivery attempts, idempotency keys, and each
+provider's shared health.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
 it to SQLAlchemy. Timestamps are stored in UTC with a time zone wherever the database has one.
@@ -16,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     Uuid,
@@ -24,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy import (
     text as sql_text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 # Objects keep their values after a commit: the API answers from what it just stored instead of
@@ -32,11 +34,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 db = SQLAlchemy(session_options={"expire_on_commit": False})
 
 # Statuses of a mail, the one definition that the API, the admin and the spec read. A mail is
-# claimed from QUEUED into SENDING under a lease and leaves SENDING for SENT, FAILED or (to
-# retry later) QUEUED again.
-QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
-STATUSES = (QUEUED, SENDING, SENT, FAILED)
-FINISHED = (SENT, FAILED)
+# claimed from QUEUED (or SCHEDULED, once due) into SENDING under a lease and leaves SENDING for
+# SENT, FAILED or (to retry later) QUEUED again. QUEUED and SCHEDULED mail can be CANCELLED.
+QUEUED, SCHEDULED, SENDING, SENT, FAILED, CANCELLED = (
+    "queued", "scheduled", "sending", "sent", "failed", "cancelled")
+STATUSES = (QUEUED, SCHEDULED, SENDING, SENT, FAILED, CANCELLED)
+WAITING = (QUEUED, SCHEDULED)  # not yet taken by a worker: may still be cancelled
+FINISHED = (SENT, FAILED, CANCELLED)
 
 AddressList = ARRAY(Text)
 
@@ -81,11 +85,21 @@ class Email(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # as requested
+    headers: Mapped[dict] = mapped_column(JSONB, server_default=sql_text("'{}'::jsonb"))
+    meta: Mapped[dict] = mapped_column("metadata", JSONB,
+                                       server_default=sql_text("'{}'::jsonb"))
+    tags: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
+    # Bare addresses of to, cc and bcc (domain lower-cased), for exact look-ups by recipient.
+    recipients: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
     # An operator's retry starts a fresh budget of MAX_ATTEMPTS and MAX_AGE from here, while
     # ``attempts`` keeps counting so that the attempt log never repeats a number.
     retried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts_at_retry: Mapped[int] = mapped_column(Integer, server_default="0")
 
+    attachments: Mapped[list["Attachment"]] = relationship(
+        order_by="Attachment.position", cascade="all, delete-orphan", passive_deletes=True,
+    )
     attempt_log: Mapped[list["DeliveryAttempt"]] = relationship(
         back_populates="email",
         order_by="DeliveryAttempt.id",
@@ -99,7 +113,7 @@ class Email(db.Model):
         Index(
             "ix_email_due",
             "next_attempt_at",
-            postgresql_where=sql_text("status = 'queued'"),
+            postgresql_where=sql_text("status IN ('queued', 'scheduled')"),
         ),
         # The reaper looks for expired leases among the few mails being sent.
         Index(
@@ -108,6 +122,12 @@ class Email(db.Model):
             postgresql_where=sql_text("status = 'sending'"),
         ),
         Index("ix_email_status_updated", "status", "updated_at"),
+        # Listing, newest first, keyset-paged by (created_at, id); per status; by recipient, tag.
+        Index("ix_email_created", sql_text("created_at DESC"), sql_text("id DESC")),
+        Index("ix_email_status_created", "status", sql_text("created_at DESC"),
+              sql_text("id DESC")),
+        Index("ix_email_recipients", "recipients", postgresql_using="gin"),
+        Index("ix_email_tags", "tags", postgresql_using="gin"),
     )
 
     def __str__(self):
@@ -135,14 +155,53 @@ class Email(db.Model):
             "provider_message_id": self.provider_message_id,
             "attempts": self.attempts,
             "last_error": self.last_error,
-            "next_attempt_at": iso(self.next_attempt_at) if self.status == QUEUED else None,
+            "next_attempt_at": iso(self.next_attempt_at) if self.status in WAITING else None,
+            "send_at": iso(self.send_at),
+            "headers": dict(self.headers or {}),
+            "tags": list(self.tags or ()),
+            "metadata": dict(self.meta or {}),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
             "sent_at": iso(self.sent_at),
         }
         if with_attempts:
+            data["attachments"] = [attachment.to_dict() for attachment in self.attachments]
             data["attempt_log"] = [attempt.to_dict() for attempt in self.attempt_log]
         return data
+
+
+class Attachment(db.Model):
+    """A file sent with a mail; its content is read only to send it."""
+
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    email_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("email.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)  # bytes, decoded
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+    def to_dict(self):
+        """The attachment as the API shows it: name, type and size, not its bytes."""
+        return {"filename": self.filename, "content_type": self.content_type, "size": self.size}
+
+
+class IdempotencyKey(db.Model):
+    """A client's ``Idempotency-Key``, the request it came with, and the answer it got."""
+
+    __tablename__ = "idempotency_key"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # whose key: a hash
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the parsed request
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now(), index=True)
 
 
 class DeliveryAttempt(db.Model):

@@ -155,7 +155,7 @@ class MailView(Protected, ModelView):
                     field.errors = [*field.errors, error["message"]]
                 flash(f"{error['field']}: {error['message']}", "error")
             return False
-        return Email(**mailqueue.enqueue_many(db.session, [clean])[0])
+        return mailqueue.as_email(mailqueue.enqueue_many(db.session, [clean])[0])
 
     @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
     def action_retry(self, ids):

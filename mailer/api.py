@@ -1,9 +1,11 @@
-"""The REST resources: submit a mail, read it back, and the service's health.
+"""The REST resources: submit mail, list it, read it back, cancel or retry it; the health.
 
-``POST /mail`` validates, stores the mail as ``queued`` and commits before it answers 202, so an
-acknowledged mail is never lost; the worker sends it later. Clients poll ``GET /mail/<id>``.
+``POST /mail`` validates, stores the mail as ``queued`` (or ``scheduled``) and commits before it
+answers 202, so an acknowledged mail is never lost; the worker sends it later. Clients poll
+``GET /mail/<id>`` and list ``GET /mail``. Every status change goes through ``mailqueue``.
 """
 
+import json
 import uuid
 
 from flask import current_app, request
@@ -14,7 +16,7 @@ from werkzeug.routing import BaseConverter
 
 from models import Email, db
 
-from . import circuit, mailqueue
+from . import circuit, idempotency, listing, mailqueue
 from .auth import require_api_key
 from .bodies import form_fields
 from .errors import ApiError, response_for
@@ -23,6 +25,7 @@ from .validation import ValidationError, validate_mail
 JSON_TYPES = ("application/json",)
 MAX_BATCH = 1000  # mails per POST /mail/batch
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+ATTACHMENT_FIELDS = ("attachment", "attachments")  # multipart file fields that attach
 
 
 class JsonApi(Api):
@@ -56,12 +59,68 @@ def read_mail_request():
                            [{"field": "body", "message": "Malformed JSON or not an object"}])
         return data
     if mimetype in FORM_TYPES:
-        # Uploaded files are included so that validation refuses them instead of dropping them.
-        fields = form_fields()
-        return {key: values[0] if len(values) == 1 else values for key, values in fields.items()}
+        return from_form(form_fields())
     raise ApiError(415, f"Unsupported content type {mimetype or '(none)'!r}",
                    [{"field": "Content-Type", "message": "Use application/json, "
                      "application/x-www-form-urlencoded or multipart/form-data"}])
+
+
+def from_form(fields):
+    """A form's fields as the JSON object they stand for.
+
+    Files named ``attachment`` (or ``attachments``) are the attachments; any other file is kept
+    so that validation refuses it instead of dropping it. ``headers`` and ``metadata`` are JSON
+    objects in a form field; ``tags`` may repeat.
+    """
+    data = {key: values[0] if len(values) == 1 else values for key, values in fields.items()
+            if key not in ATTACHMENT_FIELDS}
+    files = [item for key in ATTACHMENT_FIELDS for item in fields.get(key, [])]
+    if files:
+        data["attachments"] = files
+    for key in ("headers", "metadata"):
+        if isinstance(data.get(key), str):
+            data[key] = _json_field(key, data[key])
+    return data
+
+
+def _json_field(key, text):
+    """A form field that holds a JSON object; 400 naming it if it does not."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ApiError(400, "Invalid mail request",
+                       [{"field": key, "message": "Must be a JSON object"}]) from None
+
+
+def limits():
+    """The settings that bound a mail request, for ``validate_mail``."""
+    config = current_app.config
+    return {"max_recipients": config["MAX_RECIPIENTS"],
+            "max_attachment_bytes": config["MAX_ATTACHMENT_BYTES"],
+            "max_schedule_days": config["MAX_SCHEDULE_DAYS"]}
+
+
+def store(cleans, answer):
+    """Store validated mail (idempotently when the client sent a key); the HTTP answer.
+
+    ``answer(rows)`` turns the stored rows into (body, status, headers). A replay answers the
+    first request's status and body again with ``Idempotent-Replayed: true``.
+    """
+    key = idempotency.requested(cleans if len(cleans) > 1 else cleans[0])
+    keep = (lambda rows: answer(rows)[1::-1]) if key else None  # (status, body) to keep
+    try:
+        result = mailqueue.enqueue_many(db.session, cleans, key, keep)
+    except mailqueue.IdempotencyConflict as err:
+        raise idempotency.conflict(str(err)) from None
+    if isinstance(result, mailqueue.Replay):
+        return result.response, result.status_code, {idempotency.REPLAYED: "true",
+                                                     **location(result.response)}
+    return answer(result)
+
+
+def location(body):
+    """The Location header of a stored mail's answer (none for a batch)."""
+    return {"Location": f"/mail/{body['id']}"} if "id" in body else {}
 
 
 def find_mail(mail_id):
@@ -79,18 +138,38 @@ def find_mail(mail_id):
     return mail
 
 
+def accepted_mail(rows):
+    """The 202 of ``POST /mail``: the mail as stored, and its Location."""
+    mail = mailqueue.as_email(rows[0])
+    body = mail.to_dict(with_attempts=False)
+    body["attachments"] = rows[0]["files"]
+    body["attempt_log"] = []
+    return body, 202, location(body)
+
+
+def accepted_batch(rows):
+    """The 202 of ``POST /mail/batch``: the ids, in the order given."""
+    ids = [str(row["id"]) for row in rows]
+    return {"success": True, "count": len(ids), "ids": ids}, 202, {}
+
+
 class MailList(Resource):
-    """``/mail``: submit a mail."""
+    """``/mail``: submit a mail, or list them."""
 
     method_decorators = [authenticated]
 
     def post(self):
-        """Validate, store as queued, commit, answer 202 with the mail and its Location."""
-        clean = validate_mail(read_mail_request(), current_app.config["MAX_RECIPIENTS"])
-        mail = Email(**mailqueue.enqueue_many(db.session, [clean])[0])
-        body = mail.to_dict(with_attempts=False)
-        body["attempt_log"] = []
-        return body, 202, {"Location": f"/mail/{mail.id}"}
+        """Validate, store as queued or scheduled, commit, answer 202 with the mail."""
+        clean = validate_mail(read_mail_request(), **limits())
+        return store([clean], accepted_mail)
+
+    def get(self):
+        """A page of mail, newest first, with the cursor of the next page (or null)."""
+        query = listing.parse_query()
+        mails, more = mailqueue.page(db.session, **query)
+        return {"success": True, "mails": [mail.to_dict(with_attempts=False) for mail in mails],
+                "count": len(mails),
+                "next_cursor": listing.encode_cursor(mails[-1]) if more else None}
 
 
 class MailBatch(Resource):
@@ -101,13 +180,13 @@ class MailBatch(Resource):
     def post(self):
         """Validate every item, then store them all in one transaction; 400 names bad items."""
         items = read_batch_request()
-        max_recipients = current_app.config["MAX_RECIPIENTS"]
+        bounds = limits()
         cleans, errors = [], []
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, dict):
                     raise ValidationError([{"field": "", "message": "Must be a JSON object"}])
-                cleans.append(validate_mail(item, max_recipients))
+                cleans.append(validate_mail(item, **bounds))
             except ValidationError as err:
                 errors += [{"field": f"[{index}]" + (f".{e['field']}" if e["field"] else ""),
                             "index": index, "message": e["message"]} for e in err.errors]
@@ -115,8 +194,7 @@ class MailBatch(Resource):
             bad = len({error["index"] for error in errors})
             raise ApiError(400, f"{bad} of {len(items)} mails are invalid; none was stored",
                            errors)
-        ids = [str(row["id"]) for row in mailqueue.enqueue_many(db.session, cleans)]
-        return {"success": True, "count": len(ids), "ids": ids}, 202
+        return store(cleans, accepted_batch)
 
 
 def read_batch_request():
@@ -167,6 +245,55 @@ class MailIdConverter(BaseConverter):
     regex = r"(?!batch$)[^/]+"
 
 
+class MailCancel(Resource):
+    """``/mail/<id>/cancel``: cancel a mail no worker has taken yet."""
+
+    method_decorators = [authenticated]
+
+    def post(self, mail_id):
+        """200 with the cancelled mail; 409 with its status once it is being sent or later."""
+        mail = find_mail(mail_id)
+        cancelled = mailqueue.cancel(db.session.connection(), [mail.id], actor())
+        db.session.commit()
+        if not cancelled:
+            raise too_late(mail, "cancelled", "only queued or scheduled mail can be cancelled")
+        return fresh(mail.id).to_dict(), 200
+
+
+class MailRetry(Resource):
+    """``/mail/<id>/retry``: queue a failed or cancelled mail again."""
+
+    method_decorators = [authenticated]
+
+    def post(self, mail_id):
+        """202 with the queued mail; 409 with its status if it is not failed or cancelled."""
+        mail = find_mail(mail_id)
+        retried = mailqueue.retry(db.session.connection(), [mail.id], actor())
+        db.session.commit()
+        if not retried:
+            raise too_late(mail, "retried", "only failed or cancelled mail can be retried")
+        return fresh(mail.id).to_dict(), 202, {"Location": f"/mail/{mail.id}"}
+
+
+def fresh(mail_id):
+    """The mail as it is now in the database (after an action changed it)."""
+    db.session.expire_all()
+    return find_mail(str(mail_id))
+
+
+def too_late(mail, verb, rule):
+    """The 409 of an action that the mail's current status does not allow."""
+    current = fresh(mail.id).status
+    return ApiError(409, f"The mail is {current} and cannot be {verb}",
+                    [{"field": "status", "message": f"{current}: {rule}"}],
+                    extra={"status": current})
+
+
+def actor():
+    """Who acted through the API: the API key's scope (never the key), or protected mode."""
+    return f"api:{idempotency.scope()[:12]}"
+
+
 def init_app(app):
     """Register the resources on ``app``."""
     app.url_map.converters["mail_id"] = MailIdConverter
@@ -174,5 +301,7 @@ def init_app(app):
     api.add_resource(MailList, "/mail")
     api.add_resource(MailBatch, "/mail/batch")
     api.add_resource(MailItem, "/mail/<mail_id:mail_id>")
+    api.add_resource(MailCancel, "/mail/<mail_id:mail_id>/cancel")
+    api.add_resource(MailRetry, "/mail/<mail_id:mail_id>/retry")
     api.add_resource(Health, "/health")
     return api

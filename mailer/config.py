@@ -51,6 +51,9 @@ DEFAULTS = {
     "DB_CONNECT_TIMEOUT": 3,  # seconds to wait for PostgreSQL before answering 503
     "DB_STATEMENT_TIMEOUT": 5000,  # milliseconds, API statements on PostgreSQL
     "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
+    "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
+    "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
+    "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
     "AUTH_FAILURE_LIMIT": 10,  # wrong API keys or admin passwords from one address ...
     "AUTH_FAILURE_WINDOW": 60.0,  # ... within this many seconds ...
     "AUTH_BLOCK_SECONDS": 300.0,  # ... get 429s for this many seconds

@@ -57,6 +57,10 @@ def message_from_row(row):
         cc=list(row["cc"] or ()),
         bcc=list(row["bcc"] or ()),
         reply_to=row["reply_to"],
+        headers=dict(row.get("headers") or {}),
+        tags=list(row.get("tags") or ()),
+        metadata=dict(row.get("metadata") or {}),
+        attachments=list(row.get("attachments") or ()),
     )
 
 

@@ -24,17 +24,19 @@ DB_RETRY_AFTER = 5  # seconds a client should wait after a 503
 class ApiError(Exception):
     """An error the API answers with ``status``; ``errors`` names the fields at fault."""
 
-    def __init__(self, status, message, errors=None, headers=None):
+    def __init__(self, status, message, errors=None, headers=None, extra=None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors or []
         self.headers = headers or {}
+        self.extra = extra or {}  # more members of the body, e.g. a mail's current status
 
 
-def error_response(status, message, errors=None, headers=None):
-    """The JSON error response."""
-    response = jsonify({"success": False, "message": message, "errors": errors or []})
+def error_response(status, message, errors=None, headers=None, extra=None):
+    """The JSON error response (``extra`` adds members to its body)."""
+    response = jsonify({"success": False, "message": message, "errors": errors or [],
+                        **(extra or {})})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -44,9 +46,10 @@ def error_response(status, message, errors=None, headers=None):
 def response_for(error):
     """Turn any exception raised while serving the API into its JSON error response."""
     if isinstance(error, ApiError):
-        return error_response(error.status, error.message, error.errors, error.headers)
+        return error_response(error.status, error.message, error.errors, error.headers,
+                              error.extra)
     if isinstance(error, ValidationError):
-        return error_response(400, error.message, error.errors)
+        return error_response(error.status, error.message, error.errors)
     if isinstance(error, HTTPException):
         return _http_error(error)
     if isinstance(error, SQLAlchemyError):

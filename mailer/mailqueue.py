@@ -17,7 +17,11 @@ only then opens a new transaction to record what happened.
 """
 
 import uuid
+from dataclasses import dataclass
+from email.utils import parseaddr
 
+import psycopg2
+from psycopg2.extras import Json
 from sqlalchemy import (
     JSON,
     bindparam,
@@ -28,23 +32,42 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
-from models import FAILED, FINISHED, QUEUED, SENDING, SENT, DeliveryAttempt, Email
+from models import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    SENDING,
+    SENT,
+    WAITING,
+    Attachment,
+    DeliveryAttempt,
+    Email,
+    IdempotencyKey,
+)
 
 email = Email.__table__
 attempt = DeliveryAttempt.__table__
+attachment = Attachment.__table__
+keys = IdempotencyKey.__table__
 
 LEASE_EXPIRED = "lease expired: the worker stopped while sending; the provider may have the mail"
 # Outcomes of attempt-log rows written here rather than by a provider call.
-LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME = "lease_expired", "retried"
+LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME, CANCELLED_OUTCOME = (
+    "lease_expired", "retried", "cancelled")
+RETRYABLE = (FAILED, CANCELLED)  # what an operator or client may queue again
 SECOND = literal_column("interval '1 second'")
 
 CLAIMED_COLUMNS = (
     email.c.id, email.c.from_address, email.c.to_address, email.c.cc, email.c.bcc,
     email.c.reply_to, email.c.subject, email.c.text, email.c.html, email.c.attempts,
+    email.c.headers, email.c.tags, email.c.metadata,
     # What the retry policy needs, measured by the database: attempts and age since the mail
     # was created or last retried by an operator.
     (email.c.attempts - email.c.attempts_at_retry).label("budget_used"),
@@ -52,10 +75,40 @@ CLAIMED_COLUMNS = (
     .label("age"),
 )
 
-INSERT_COLUMNS = ("id", "status", "from_address", "to_address", "cc", "bcc", "reply_to",
-                  "subject", "text", "html", "attempts")
-INSERT_SQL = (f"INSERT INTO email ({', '.join(INSERT_COLUMNS)}) VALUES %s "
-              "RETURNING id, created_at")
+INSERT_COLUMNS = ("id", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
+                  "text", "html", "attempts", "headers", "metadata", "tags", "recipients",
+                  "send_at")
+# Mail with a send_at in the future is held (scheduled) until then; the database's clock
+# decides, and a time in the past means now.
+INSERT_ROW = ("(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ", CASE WHEN %s::timestamptz > "
+              "now() THEN 'scheduled' ELSE 'queued' END, GREATEST(%s::timestamptz, now()))")
+INSERT_SQL = (f"INSERT INTO email ({', '.join(INSERT_COLUMNS)}, status, next_attempt_at) "
+              "VALUES {rows} RETURNING id, created_at, status, next_attempt_at")
+ATTACHMENT_ROW = "(%s, %s, %s, %s, %s, %s)"
+ATTACHMENT_SQL = ("INSERT INTO attachment (email_id, position, filename, content_type, size, "
+                  "content) VALUES {rows}")
+
+
+class IdempotencyConflict(Exception):
+    """The key was used before with a different request."""
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's ``Idempotency-Key``: whose (``scope``), the key, the request's fingerprint."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    ttl: float  # seconds a key is kept
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The answer a key got the first time, to be given again."""
+
+    status_code: int
+    response: dict
 
 
 def seconds(value):
@@ -63,11 +116,17 @@ def seconds(value):
     return func.now() + SECOND * value
 
 
+def bare_address(address):
+    """The address of ``"Name <local@Domain>"`` as ``local@domain``: the domain compares
+    case-insensitively, the local part as given."""
+    local, _, domain = parseaddr(address)[1].rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
 def new_mail_row(clean):
-    """The column values of a new queued mail from a validated request."""
+    """The column values of a new mail from a validated request."""
     return {
         "id": uuid.uuid4(),
-        "status": QUEUED,
         "from_address": clean["from_address"],
         "to_address": clean["to"],
         "cc": clean["cc"],
@@ -77,19 +136,30 @@ def new_mail_row(clean):
         "text": clean["text"],
         "html": clean["html"],
         "attempts": 0,
+        "headers": clean.get("headers") or {},
+        "metadata": clean.get("metadata") or {},
+        "tags": clean.get("tags") or [],
+        "recipients": list(dict.fromkeys(
+            bare_address(a) for a in [*clean["to"], *clean["cc"], *clean["bcc"]])),
+        "send_at": clean.get("send_at"),
     }
 
 
-def enqueue_many(session, cleans):
-    """Store validated requests in one INSERT and commit: all or none. Returns their rows.
+def enqueue_many(session, cleans, idempotency=None, answer=None):
+    """Store validated requests as one INSERT and commit: all or none. Returns their rows.
 
-    Each row also holds ``created_at`` as the database stamped it, so the API answers from
-    what it stored without reading it back. ``session`` is the request's database session, so
-    a test can hand it a connection inside a transaction that it rolls back.
+    Each row also holds ``created_at``, ``status`` and ``next_attempt_at`` as the database set
+    them, so the API answers from what it stored without reading it back. ``session`` is the
+    request's database session, so a test can hand it a connection inside a transaction that
+    it rolls back. With ``idempotency``, the key is taken in the same transaction and
+    ``answer(rows)`` gives the (status, body) it keeps; a key already used returns a ``Replay``
+    instead of rows (or raises ``IdempotencyConflict`` for a different request).
     """
     rows = [new_mail_row(clean) for clean in cleans]
+    attachments = [(row["id"], clean.get("attachments") or []) for row, clean in zip(rows, cleans,
+                                                                                    strict=True)]
     try:
-        stamped = _insert(session, rows)
+        result = _store(session, rows, attachments, idempotency, answer)
     except DBAPIError as err:
         # A connection that died while idle in the pool (a database restart) fails here,
         # before anything was written, so once more on a fresh connection is safe. A failure
@@ -97,32 +167,113 @@ def enqueue_many(session, cleans):
         session.rollback()
         if not err.connection_invalidated:
             raise
-        stamped = _insert(session, rows)
+        result = _store(session, rows, attachments, idempotency, answer)
     session.commit()
-    for row in rows:
-        row["created_at"] = row["updated_at"] = row["next_attempt_at"] = stamped[row["id"]]
+    return result
+
+
+def _store(session, rows, attachments, idempotency, answer):
+    """The statements of ``enqueue_many``, in one transaction (not yet committed)."""
+    conn = session.connection()
+    if idempotency is not None:
+        replay = _take_key(conn, idempotency)
+        if replay is not None:
+            return replay
+    stamped = _insert(conn, rows)
+    for row, (_, files) in zip(rows, attachments, strict=True):
+        row.update(stamped[row["id"]])
+        row["files"] = [{"filename": item["filename"], "content_type": item["content_type"],
+                         "size": len(item["content"])} for item in files]
+    _insert_attachments(conn, attachments)
+    if idempotency is not None:
+        status_code, body = answer(rows)
+        _keep_answer(conn, idempotency, status_code, body)
     return rows
 
 
-def _insert(session, rows):
-    """One multi-row INSERT of new mail rows; their ``created_at`` by id.
+def _insert(conn, rows):
+    """One multi-row INSERT of new mail rows; what the database set, by id.
 
     The statement is written out for psycopg2 directly: SQLAlchemy's compiled insertmanyvalues
     costs more CPU than the database's own work, and this is the API's hot path. It still goes
     through SQLAlchemy's connection (unlike a raw cursor's ``execute_values``), so a dead
     connection is reported as such and invalidated, which the retry above depends on.
-    created_at, updated_at and next_attempt_at come from the columns' ``now()``.
+    created_at and updated_at come from the columns' ``now()``.
     """
-    placeholders = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
-    params = tuple(_db_value(row[column]) for row in rows for column in INSERT_COLUMNS)
-    returned = session.connection().exec_driver_sql(
-        INSERT_SQL % ", ".join([placeholders] * len(rows)), params)
-    return {uuid.UUID(str(mail_id)): created_at for mail_id, created_at in returned}
+    params = []
+    for row in rows:
+        params += [_db_value(row[column]) for column in INSERT_COLUMNS]
+        params += [row["send_at"], row["send_at"]]
+    returned = conn.exec_driver_sql(
+        INSERT_SQL.format(rows=", ".join([INSERT_ROW] * len(rows))), tuple(params))
+    return {uuid.UUID(str(mail_id)): {"created_at": created, "updated_at": created,
+                                      "status": status, "next_attempt_at": due}
+            for mail_id, created, status, due in returned}
+
+
+def _insert_attachments(conn, attachments):
+    """Store every mail's attachments, in order, in one INSERT (none: no statement)."""
+    params = []
+    for mail_id, files in attachments:
+        for position, item in enumerate(files):
+            params += [str(mail_id), position, item["filename"], item["content_type"],
+                       len(item["content"]), psycopg2.Binary(item["content"])]
+    if params:
+        rows = ", ".join([ATTACHMENT_ROW] * (len(params) // 6))
+        conn.exec_driver_sql(ATTACHMENT_SQL.format(rows=rows), tuple(params))
 
 
 def _db_value(value):
-    """psycopg2 does not adapt UUIDs by default; everything else it takes as is."""
-    return str(value) if isinstance(value, uuid.UUID) else value
+    """psycopg2 adapts neither UUIDs nor dicts by default: a string and JSON."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return Json(value)
+    return value
+
+
+def _take_key(conn, idempotency):
+    """Take ``idempotency``'s key for this request, or the Replay of its first answer.
+
+    A concurrent request with the same key waits here on the key's row until the first one
+    commits (then replays it) or rolls back (then takes the key itself): never a second mail.
+    """
+    for _ in range(2):
+        taken = conn.execute(
+            pg_insert(keys).values(scope=idempotency.scope, key=idempotency.key,
+                                   fingerprint=idempotency.fingerprint, status_code=0,
+                                   response={})
+            .on_conflict_do_nothing().returning(keys.c.key)
+        ).first()
+        if taken is not None:
+            return None
+        row = conn.execute(
+            select(keys, (keys.c.created_at < seconds(-idempotency.ttl)).label("expired"))
+            .where(keys.c.scope == idempotency.scope, keys.c.key == idempotency.key)
+        ).mappings().first()
+        if row is None or row["expired"]:  # gone meanwhile, or past its TTL: take it anew
+            conn.execute(delete(keys).where(keys.c.scope == idempotency.scope,
+                                            keys.c.key == idempotency.key))
+            continue
+        if row["fingerprint"] != idempotency.fingerprint:
+            raise IdempotencyConflict(idempotency.key)
+        return Replay(row["status_code"], row["response"])
+    raise IdempotencyConflict(idempotency.key)  # taken and lost twice in a row: say so
+
+
+def _keep_answer(conn, idempotency, status_code, body):
+    """Record the answer a key's request got, in the transaction that stores its mail."""
+    conn.execute(update(keys).where(keys.c.scope == idempotency.scope,
+                                    keys.c.key == idempotency.key)
+                 .values(status_code=status_code, response=body))
+
+
+def purge_idempotency_keys(conn, ttl, batch_size):
+    """Delete up to ``batch_size`` keys older than ``ttl`` seconds; how many went."""
+    doomed = (select(keys.c.scope, keys.c.key).where(keys.c.created_at < seconds(-ttl))
+              .limit(batch_size))
+    return conn.execute(
+        delete(keys).where(tuple_(keys.c.scope, keys.c.key).in_(doomed))).rowcount
 
 
 def claim(conn, worker, limit, lease_seconds):
@@ -134,7 +285,7 @@ def claim(conn, worker, limit, lease_seconds):
     """
     due = (
         select(email.c.id)
-        .where(email.c.status == QUEUED, email.c.next_attempt_at <= func.now())
+        .where(email.c.status.in_(WAITING), email.c.next_attempt_at <= func.now())
         .order_by(email.c.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -146,7 +297,27 @@ def claim(conn, worker, limit, lease_seconds):
                 locked_until=seconds(lease_seconds))
         .returning(*CLAIMED_COLUMNS)
     )
-    return list(conn.execute(claimed).mappings())
+    rows = [dict(row) for row in conn.execute(claimed).mappings()]
+    files = attachments_of(conn, [row["id"] for row in rows])
+    for row in rows:
+        row["attachments"] = files.get(row["id"], [])
+    return rows
+
+
+def attachments_of(conn, ids):
+    """The attachments of the mails ``ids`` with their content, in order, by mail id."""
+    if not ids:
+        return {}
+    found = {}
+    query = (select(attachment.c.email_id, attachment.c.filename, attachment.c.content_type,
+                    attachment.c.content)
+             .where(attachment.c.email_id.in_(ids))
+             .order_by(attachment.c.email_id, attachment.c.position))
+    for row in conn.execute(query).mappings():
+        found.setdefault(row["email_id"], []).append(
+            {"filename": row["filename"], "content_type": row["content_type"],
+             "content": bytes(row["content"])})
+    return found
 
 
 def finish(conn, worker, decisions, attempts):
@@ -230,14 +401,14 @@ def reap(conn, max_attempts, worker=None):
 
 
 def retry(conn, ids, actor):
-    """Queue failed mails again, due now, with a fresh budget; record who did it. Their count.
+    """Queue failed or cancelled mails again, due now, with a fresh budget; record who did it.
 
     ``attempts`` keeps counting (the log never shows two "#1"); the budget of MAX_ATTEMPTS and
-    MAX_AGE starts again from this moment.
+    MAX_AGE starts again from this moment. Returns how many were queued.
     """
     retried = conn.execute(
         update(email)
-        .where(email.c.id.in_(ids), email.c.status == FAILED)
+        .where(email.c.id.in_(ids), email.c.status.in_(RETRYABLE))
         .values(status=QUEUED, next_attempt_at=func.now(), last_error=None,
                 retried_at=func.now(), attempts_at_retry=email.c.attempts,
                 updated_at=func.now())
@@ -249,6 +420,60 @@ def retry(conn, ids, actor):
             for row in retried
         ])
     return len(retried)
+
+
+def cancel(conn, ids, actor):
+    """Cancel mails that no worker has taken yet (queued or scheduled); record who did it.
+
+    One UPDATE that re-checks the status: a worker's claim locks the row first (then this
+    finds it ``sending`` and changes nothing) or waits for this to commit (then finds it
+    cancelled): a mail ends cancelled and never sent, or sent and not cancelled. Returns the
+    ids cancelled.
+    """
+    cancelled = conn.execute(
+        update(email)
+        .where(email.c.id.in_(ids), email.c.status.in_(WAITING))
+        .values(status=CANCELLED, updated_at=func.now(), next_attempt_at=func.now())
+        .returning(email.c.id, email.c.attempts)
+    ).all()
+    if cancelled:
+        conn.execute(insert(attempt), [
+            {"email_id": row.id, "number": row.attempts, "outcome": CANCELLED_OUTCOME,
+             "actor": actor}
+            for row in cancelled
+        ])
+    return [row.id for row in cancelled]
+
+
+def page(session, statuses=(), to=None, tag=None, created_after=None, created_before=None,
+         limit=50, after=None):
+    """A page of mail, newest first, and whether more follow: ``(mails, more)``.
+
+    Keyset pagination on (created_at, id): ``after`` is the position of the last mail of the
+    previous page. Each filter has its index (status and created_at; recipients and tags by
+    GIN), so a page costs the same with a million rows as with a thousand.
+    """
+    query = select(Email).order_by(Email.created_at.desc(), Email.id.desc()).limit(limit + 1)
+    if statuses:
+        query = query.where(Email.status.in_(statuses))
+    if to:
+        query = query.where(Email.recipients.contains([bare_address(to)]))
+    if tag:
+        query = query.where(Email.tags.contains([tag]))
+    if created_after:
+        query = query.where(Email.created_at > created_after)
+    if created_before:
+        query = query.where(Email.created_at < created_before)
+    if after:
+        query = query.where(tuple_(Email.created_at, Email.id) < tuple_(*after))
+    mails = list(session.scalars(query))
+    return mails[:limit], len(mails) > limit
+
+
+def as_email(row):
+    """An ``Email`` built from the values ``enqueue_many`` stored (nothing read back)."""
+    values = {key: value for key, value in row.items() if key not in ("metadata", "files")}
+    return Email(**values, meta=row["metadata"])
 
 
 def counts(conn):

@@ -13,6 +13,10 @@ from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
+from .extras import FIELDS as EXTRA_FIELDS
+from .extras import validate_extras
+from .headers import header_problem
+
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply_to")
 TEXT_FIELDS = ("subject", "text", "html")
 KNOWN_FIELDS = frozenset(ADDRESS_FIELDS + TEXT_FIELDS)
@@ -24,10 +28,6 @@ SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*\Z")
 MAX_ADDRESS = 254  # RFC 5321's limit on a forward path, which email-validator enforces
 MAX_LOCAL = 64
 MAX_SUBJECT = 998  # RFC 5322's limit on a header line
-# What a header field may not hold: every character that str.splitlines() breaks a line at
-# (CR, LF, VT, FF, FS, GS, RS, NEL, LS, PS), any other C0 control but TAB, DEL, and C1 controls.
-# Some mail libraries fold or split at any of them, so each can smuggle in a header.
-FORBIDDEN_IN_HEADERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 # Bidirectional embeddings, overrides and isolates: in a display name they can make
 # "moc.elpmaxe@ecnalab" read as another sender's name, so they are refused there.
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
@@ -43,18 +43,23 @@ class Checked(NamedTuple):
 
 
 class ValidationError(Exception):
-    """A request with bad fields; ``errors`` is a list of {"field", "message"}."""
+    """A request with bad fields; ``errors`` is a list of {"field", "message"}.
 
-    def __init__(self, errors, message="Invalid mail request"):
+    ``status`` is 400, or 413 when what is too large is the request's content (attachments).
+    """
+
+    def __init__(self, errors, message="Invalid mail request", status=400):
         super().__init__(message)
         self.message = message
         self.errors = errors
+        self.status = status
 
 
-def validate_mail(data, max_recipients=50):
+def validate_mail(data, max_recipients=50, max_attachment_bytes=10 * 1024 * 1024,
+                  max_schedule_days=30):
     """Check a mail request and return its normalised fields, or raise ValidationError."""
     errors = []
-    unknown = sorted(set(data) - KNOWN_FIELDS)
+    unknown = sorted(set(data) - KNOWN_FIELDS - set(EXTRA_FIELDS))
     errors += [{"field": name, "message": "Unknown field"} for name in unknown]
     clean = {
         "from_address": _one_address(data, "from", errors, required=True),
@@ -68,9 +73,10 @@ def validate_mail(data, max_recipients=50):
     }
     if not clean["text"] and not clean["html"] and not _has_error(errors, "text", "html"):
         errors.append({"field": "text", "message": "Give a text or an html body (or both)"})
+    extras, too_large = validate_extras(data, errors, max_attachment_bytes, max_schedule_days)
     if errors:
-        raise ValidationError(errors)
-    return clean
+        raise ValidationError(errors, status=413 if too_large else 400)
+    return {**clean, **extras}
 
 
 def _has_error(errors, *fields):
@@ -88,7 +94,7 @@ def _text(data, field, errors, required=False, header=False):
     if not isinstance(value, str):
         errors.append({"field": field, "message": "Must be a string"})
         return None
-    problem = _unstorable(value) or (header and _header_problem(value))
+    problem = _unstorable(value) or (header and header_problem(value))
     if problem:
         errors.append({"field": field, "message": problem})
         return None
@@ -96,15 +102,6 @@ def _text(data, field, errors, required=False, header=False):
         errors.append({"field": field, "message": f"Must be at most {MAX_SUBJECT} characters"})
         return None
     return value
-
-
-def _header_problem(value):
-    """Why ``value`` may not stand in a mail header (a line break, a control), or None."""
-    found = FORBIDDEN_IN_HEADERS.search(value)
-    if found is None:
-        return None
-    return (f"Must not contain line breaks or control characters "
-            f"(found U+{ord(found.group()):04X})")
 
 
 def _unstorable(value):
@@ -134,7 +131,7 @@ def _raw_addresses(data, field, errors):
 def _parse_addresses(raw, field, errors):
     """Split and check addresses; returns 'Name <addr>' or 'addr' strings."""
     problem = next((found for item in raw
-                    for found in (_unstorable(item), _header_problem(item)) if found), None)
+                    for found in (_unstorable(item), header_problem(item)) if found), None)
     if problem:
         errors.append({"field": field, "message": problem})
         return None

@@ -40,6 +40,10 @@ class Message:
     cc: list[str] = field(default_factory=list)
     bcc: list[str] = field(default_factory=list)
     reply_to: str | None = None
+    headers: dict = field(default_factory=dict)  # custom headers, name -> value
+    tags: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)  # flat, string values
+    attachments: list[dict] = field(default_factory=list)  # filename, content_type, content
 
 
 @dataclass

@@ -40,13 +40,21 @@ class Mailgun(Provider):
             fields.append(("html", message.html))
         if message.reply_to:
             fields.append(("h:Reply-To", message.reply_to))
+        fields += [(f"h:{name}", value) for name, value in message.headers.items()]
+        fields += [("o:tag", tag) for tag in message.tags]
+        fields += [(f"v:{key}", value) for key, value in message.metadata.items()]
         # Echoed back in Mailgun's webhooks, so a delivery event finds its mail.
         fields.append(("v:mail_id", message.id))
-        return {
+        request = {
             "url": f"{self.base_url}/v3/{quote(self.domain, safe='')}/messages",
             "auth": ("api", self.api_key),
             "data": fields,
         }
+        if message.attachments:  # multipart/form-data, one "attachment" part per file
+            request["files"] = [("attachment", (item["filename"], item["content"],
+                                                item["content_type"]))
+                                for item in message.attachments]
+        return request
 
     def message_id(self, response, body):
         """The ``id`` of Mailgun's JSON answer."""

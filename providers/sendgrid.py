@@ -6,6 +6,7 @@ may say when to come back in ``X-RateLimit-Reset``. The EU region lives at
 https://api.eu.sendgrid.com, so the base URL is a setting.
 """
 
+import base64
 from email.utils import parseaddr
 
 from .base import Provider
@@ -66,10 +67,20 @@ class SendGrid(Provider):
             "subject": message.subject,
             "content": content,
             # Echoed back in SendGrid's event webhook, so a delivery event finds its mail.
-            "custom_args": {"mail_id": message.id},
+            "custom_args": {**message.metadata, "mail_id": message.id},
         }
         if message.reply_to:
             body["reply_to"] = _address(message.reply_to)
+        if message.headers:
+            body["headers"] = dict(message.headers)
+        if message.tags:
+            body["categories"] = list(message.tags)
+        if message.attachments:
+            body["attachments"] = [
+                {"content": base64.b64encode(item["content"]).decode("ascii"),
+                 "filename": item["filename"], "type": item["content_type"],
+                 "disposition": "attachment"}
+                for item in message.attachments]
         return {
             "url": f"{self.base_url}/v3/mail/send",
             "headers": {"Authorization": f"Bearer {self.api_key}"},

@@ -41,7 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
-TABLES = "delivery_attempt, email, provider_state"
+TABLES = "delivery_attempt, attachment, email, provider_state, idempotency_key"
 
 
 @functools.cache

@@ -16,6 +16,7 @@ def test_minimal_mail(mail):
     assert validate_mail(mail) == {
         "from_address": "sender@example.com", "to": ["rcpt@example.com"], "cc": [],
         "bcc": [], "reply_to": None, "subject": "Hello", "text": "Plain body", "html": None,
+        "headers": {}, "tags": [], "metadata": {}, "attachments": [], "send_at": None,
     }
 
 

@@ -4,6 +4,7 @@ Form fields (url-encoded or multipart; file parts are attachments and skipped), 
 with user ``api``, a JSON ``{"id", "message"}`` on success and Mailgun's own error texts.
 """
 
+import hashlib
 import secrets
 from datetime import UTC, datetime
 
@@ -84,6 +85,13 @@ def _record(fields) -> tuple[dict, bool]:
     return rec, has_body
 
 
+def _file(upload) -> dict:
+    """What the sandbox keeps of an attached file: its name, type, size and a digest."""
+    content = upload.read()
+    return {"filename": upload.filename, "content_type": upload.mimetype, "size": len(content),
+            "sha256": hashlib.sha256(content).hexdigest()}
+
+
 def _error(rec, has_body, reject_to) -> str | None:
     """Mailgun's 400 message for an invalid (or deliberately rejected) request, or None."""
     if not rec["from"]:
@@ -122,6 +130,7 @@ def send(request, key, reject_to, domain) -> tuple[Answer, list[dict]]:
         return Answer(b"Forbidden", 401, content_type=TEXT), []
     # Like Mailgun, a body that is not a form simply has no fields.
     rec, has_body = _record(request.form.items(multi=True))
+    rec["attachments"] = [_file(upload) for upload in request.files.getlist("attachment")]
     error = _error(rec, has_body, reject_to)
     if error:
         return json_answer(400, {"message": error}), []

@@ -4,6 +4,8 @@ A JSON body of personalizations, a Bearer API key, ``202`` with no body and an
 ``X-Message-Id`` header on success, and SendGrid's ``{"errors": [...]}`` otherwise.
 """
 
+import base64
+import hashlib
 import json
 import math
 import secrets
@@ -171,6 +173,13 @@ def _merged(payload, pers, key) -> dict:
     return {**(top if isinstance(top, dict) else {}), **(own if isinstance(own, dict) else {})}
 
 
+def _file(item) -> dict:
+    """What the sandbox keeps of an attachment: its name, type, size and a digest."""
+    content = base64.b64decode(item.get("content") or "")
+    return {"filename": item.get("filename"), "content_type": item.get("type"),
+            "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+
+
 def _records(payload, msg_id) -> list[dict]:
     """One message record per personalization (each is a separate email at SendGrid)."""
     content = {}
@@ -191,6 +200,8 @@ def _records(payload, msg_id) -> list[dict]:
             "html": content.get("text/html"),
             "custom": _merged(payload, pers, "custom_args"),
             "headers_in": _merged(payload, pers, "headers"),
+            "categories": list(payload.get("categories") or []),
+            "attachments": [_file(item) for item in payload.get("attachments") or []],
         }
         for pers in payload["personalizations"]
     ]

@@ -1,0 +1,99 @@
+"""``GET /mail``: a client's record of what it sent, newest first, in stable pages.
+
+Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``,
+``created_after``, ``created_before``; ``limit`` (default 50, at most 500). Pages follow a
+keyset cursor, ``next_cursor`` in the answer: the position (created_at, id) of the page's last
+mail, so mail that arrives while a client walks the pages never shifts them, and each mail
+appears exactly once. The cursor is opaque to clients (base64 of that position).
+"""
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+from flask import request
+
+from models import STATUSES
+
+from .errors import ApiError
+from .headers import header_problem
+
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+FILTERS = ("status", "to", "tag", "created_after", "created_before", "limit", "cursor")
+
+
+def bad(field, message):
+    """A 400 naming the query parameter at fault."""
+    return ApiError(400, "Invalid query", [{"field": field, "message": message}])
+
+
+def parse_query():
+    """The listing's filters from the query string, checked; 400 names a bad parameter."""
+    args = request.args
+    unknown = sorted(set(args) - set(FILTERS))
+    if unknown:
+        raise bad(unknown[0], "Unknown query parameter")
+    statuses = args.getlist("status")
+    for status in statuses:
+        if status not in STATUSES:
+            raise bad("status", f"One of {', '.join(STATUSES)}")
+    return {
+        "statuses": statuses,
+        "to": _text(args.get("to"), "to"),
+        "tag": _text(args.get("tag"), "tag"),
+        "created_after": _time(args.get("created_after"), "created_after"),
+        "created_before": _time(args.get("created_before"), "created_before"),
+        "limit": _limit(args.get("limit")),
+        "after": decode_cursor(args.get("cursor")),
+    }
+
+
+def _text(value, field):
+    """A text filter, or None; no controls (they can match nothing and may break logs)."""
+    if value is None:
+        return None
+    if not value or len(value) > 320 or header_problem(value):
+        raise bad(field, "Must be a non-empty string without control characters")
+    return value
+
+
+def _time(value, field):
+    """An ISO 8601 time with a zone, or None."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise bad(field, "Must be an ISO 8601 time with a zone, e.g. 2026-12-01T00:00:00Z")
+    return moment
+
+
+def _limit(value):
+    """The page size, 1 to ``MAX_LIMIT``."""
+    if value is None:
+        return DEFAULT_LIMIT
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise bad("limit", f"Must be a whole number from 1 to {MAX_LIMIT}")
+    return int(value)
+
+
+def encode_cursor(mail):
+    """The cursor that continues after ``mail``."""
+    position = f"{mail.created_at.isoformat()}|{mail.id}"
+    return base64.urlsafe_b64encode(position.encode()).decode("ascii").rstrip("=")
+
+
+def decode_cursor(value):
+    """The (created_at, id) a cursor points after, or None; 400 for a cursor we did not make."""
+    if value is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        created, _, mail_id = text.partition("|")
+        moment = datetime.fromisoformat(created)
+        return moment, uuid.UUID(mail_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad("cursor", "Not a cursor from this API: pass next_cursor as given") from None
