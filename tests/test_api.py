@@ -307,8 +307,8 @@ def test_unsupported_content_type(client, content_type, mail):
 
 
 @pytest.fixture
-def small_client(settings):
-    """A client of an app whose request body limit is 1 KiB."""
+def small_client(settings, app):
+    """A client of an app whose request body limit is 1 KiB (in the test's transaction)."""
     application = create_app({**settings, "MAX_CONTENT_LENGTH": 1024})
     yield application.test_client()
     with application.app_context():

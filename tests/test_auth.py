@@ -15,8 +15,8 @@ PROXIED = [{"X-Forwarded-For": "203.0.113.9"}, {"X-Real-IP": "203.0.113.9"},
 
 
 @pytest.fixture
-def make_client(settings):
-    """Clients of apps built with extra settings; their engines are closed afterwards."""
+def make_client(settings, app):
+    """Clients of apps built with extra settings, in the test's transaction (``app``)."""
     apps = []
 
     def make(**overrides):

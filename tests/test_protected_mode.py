@@ -49,13 +49,13 @@ def test_protected_mode_refuses_to_listen_beyond_loopback(settings):
     assert "protected mode" in result.stderr and "API_KEYS" in result.stderr
 
 
-def test_the_start_up_log_says_protected_mode_is_for_a_developer(settings, caplog):
+def test_the_start_up_log_says_protected_mode_is_for_a_developer(settings, app, caplog):
     create_app({**settings, "API_KEYS": "", "ADMIN_PASSWORD": ""})
     [line] = [r.getMessage() for r in caplog.records if "protected mode" in r.getMessage()]
     assert "developer's machine" in line and "proxy" in line
 
 
-def test_wrong_api_keys_are_throttled_per_address(settings, mail):
+def test_wrong_api_keys_are_throttled_per_address(settings, app, mail):
     app = create_app({**settings, "API_KEYS": "right-key", "AUTH_FAILURE_LIMIT": 3,
                       "AUTH_BLOCK_SECONDS": 120})
     client = app.test_client()
@@ -71,7 +71,7 @@ def test_wrong_api_keys_are_throttled_per_address(settings, mail):
     assert response.status_code == 404  # another address is not blocked
 
 
-def test_wrong_admin_passwords_are_throttled(settings):
+def test_wrong_admin_passwords_are_throttled(settings, app):
     app = create_app({**settings, "ADMIN_PASSWORD": "s3cret", "AUTH_FAILURE_LIMIT": 2})
     client = app.test_client()
     assert [client.get("/admin/", auth=("admin", "guess")).status_code
