@@ -8,7 +8,7 @@ validation and the same ``enqueue`` as one posted to the API.
 import json
 import uuid
 
-from flask import Response, current_app, flash, request
+from flask import Response, abort, current_app, flash, request
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
@@ -21,6 +21,9 @@ from models import STATUSES, Email, db
 from . import circuit, mailqueue
 from .auth import admin_allowed
 from .validation import ValidationError, validate_mail
+
+# The largest OFFSET PostgreSQL takes (a bigint); a page beyond it is past any table's end.
+MAX_OFFSET = 2**63 - 1
 
 # Form field of each API field, to show a validation error next to the right input.
 FORM_FIELDS = {"from": "from_address", "to": "to", "cc": "cc", "bcc": "bcc",
@@ -38,6 +41,18 @@ class Protected:
         """Ask the browser for credentials."""
         return Response("Admin credentials required.\n", 401,
                         {"WWW-Authenticate": 'Basic realm="mail service admin"'})
+
+    def _handle_view(self, name, **kwargs):
+        """Before any page: the access check, then refuse a NUL anywhere in the query string.
+
+        PostgreSQL text cannot hold a NUL, so no search or filter with one can match, and
+        psycopg2 refuses to send it (a 500 if it got that far).
+        """
+        refused = super()._handle_view(name, **kwargs)
+        if refused is None and any("\x00" in key or "\x00" in value
+                                   for key, value in request.args.items(multi=True)):
+            abort(400, "The query string must not contain NUL characters.")
+        return refused
 
 
 class DashboardView(Protected, AdminIndexView):
@@ -131,8 +146,19 @@ class MailView(Protected, ModelView):
         return db.session.get(Email, found[0]) if found else None
 
     def get_list(self, page, *args, **kwargs):
-        """A page of mail; a negative ?page= shows the first (PostgreSQL refuses the OFFSET)."""
-        return super().get_list(max(page or 0, 0), *args, **kwargs)
+        """A page of mail: a negative ?page= shows the first, one past the end is empty.
+
+        PostgreSQL refuses a negative OFFSET and one beyond a bigint, so neither reaches it.
+        """
+        size = kwargs.get("page_size") or self.page_size
+        return super().get_list(min(max(page or 0, 0), MAX_OFFSET // size), *args, **kwargs)
+
+    def get_invalid_value_msg(self, value, filter):
+        """A filter value the filter cannot read (a date that is not one) is a 400.
+
+        Flask-Admin would drop the filter and list every mail as if it matched.
+        """
+        abort(400, super().get_invalid_value_msg(value, filter))
 
     def validate_form(self, form):
         """Validate; on the create form, say so when the CSRF token failed (it shows nothing)."""
