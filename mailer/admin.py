@@ -12,11 +12,13 @@ from flask import Response, abort, current_app, flash, request
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.filters import FilterEmpty, FilterEqual, FilterNotEqual
 from flask_admin.form import SecureForm
 from markupsafe import Markup, escape
 from wtforms import StringField, TextAreaField
 
 from models import STATUSES, Email, db
+from providers import REGISTRY
 
 from . import circuit, mailqueue
 from .auth import admin_allowed
@@ -109,6 +111,29 @@ def _attempt_table(_view, _context, model, _name):
         head, Markup("").join(rows))
 
 
+class ChoiceEqual(FilterEqual):
+    """Equals one of a fixed list of lower-case values, however the URL capitalises it."""
+
+    def clean(self, value):
+        """The value as stored: ``Failed`` finds failed mail."""
+        return value.strip().lower()
+
+
+class ChoiceNotEqual(FilterNotEqual):
+    """Differs from one of a fixed list of lower-case values, however capitalised."""
+
+    def clean(self, value):
+        """The value as stored."""
+        return value.strip().lower()
+
+
+def choice_filters(column, name, values):
+    """Equals and not-equal filters on ``column`` offering ``values`` as a drop-down."""
+    options = [(value, value) for value in values]
+    return (ChoiceEqual(column, name, options=options),
+            ChoiceNotEqual(column, name, options=options))
+
+
 class MailView(Protected, ModelView):
     """The list, search, filters, details and create form of mail."""
 
@@ -124,7 +149,12 @@ class MailView(Protected, ModelView):
     column_default_sort = ("created_at", True)
     # Flask-Admin searches each column cast to text, which reads a text[] as "{a,b}".
     column_searchable_list = ("to_address", "cc", "bcc", "from_address", "subject")
-    column_filters = ("status", "provider", "created_at")
+    column_filters = (
+        *choice_filters(Email.status, "Status", STATUSES),
+        *choice_filters(Email.provider, "Provider", REGISTRY),
+        FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
+        "created_at",
+    )
     column_details_list = (
         "id", "status", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
         "text", "html", "provider", "provider_message_id", "attempts", "last_error",

@@ -1,11 +1,15 @@
 """The operators' admin: the dashboard, the mail list, details, create (CSRF) and Retry."""
 
 import html
+import json
 import re
 import uuid
 
 import pytest
 from helpers import sample_mail
+
+from models import STATUSES
+from providers import REGISTRY
 
 FORM = {"from_address": "Shop <shop@example.com>", "to": "one@example.com, two@example.com",
         "cc": "", "bcc": "", "reply_to": "", "subject": "From the admin", "text": "Body",
@@ -109,6 +113,44 @@ def test_filter_by_status_and_provider(client, three_mails):
     assert listed_subjects(client, "?flt0_provider_equals=mailgun") == ["sent one"]
     both = "?flt0_status_equals=failed&flt1_provider_equals=mailgun"
     assert listed_subjects(client, both) == []
+
+
+def filter_choices(client):
+    """The fixed options each filter of the mail list offers, by filter name."""
+    page = client.get("/admin/email/").get_data(as_text=True)
+    groups = json.loads(html.unescape(
+        re.search(r'<div id="filter-groups-data" class="d-none">(.*?)</div>', page).group(1)))
+    return {name: [[option[0] for option in f["options"]] if f["options"] else None
+                   for f in filters] for name, filters in groups.items()}
+
+
+def test_status_and_provider_filters_offer_choices(client):
+    choices = filter_choices(client)
+    assert choices["Status"] == [list(STATUSES)] * 2  # equals, not equal
+    assert choices["Provider"][:2] == [list(REGISTRY)] * 2
+
+
+@pytest.mark.parametrize("query, subjects", [
+    ("?flt0_status_equals=Failed", ["failed one"]),
+    ("?flt0_status_equals=+SENT+", ["sent one"]),
+    ("?flt0_status_not_equal=QUEUED", ["failed one", "sent one"]),
+    ("?flt0_provider_equals=MailGun", ["sent one"]),
+    ("?flt0_provider_not_equal=mailgun", ["failed one"]),
+    ("?flt0_provider_empty=1", ["queued one"]),
+    ("?flt0_status_equals=bounced", []),
+])
+def test_status_and_provider_filters_ignore_case(client, three_mails, query, subjects):
+    assert listed_subjects(client, query) == subjects
+
+
+def test_search_covers_cc_and_bcc(client):
+    post_mail(client, subject="with cc", cc=["boss@example.com", "Deputy <dep@example.org>"])
+    post_mail(client, subject="with bcc", bcc="archive@example.net")
+    post_mail(client, subject="plain")
+    assert listed_subjects(client, "?search=boss@example.com") == ["with cc"]
+    assert listed_subjects(client, "?search=dep@example.org") == ["with cc"]
+    assert listed_subjects(client, "?search=archive@example") == ["with bcc"]
+    assert listed_subjects(client, "?search=ARCHIVE") == ["with bcc"]
 
 
 def test_search_by_address_and_subject(client, three_mails):
