@@ -370,3 +370,100 @@ def test_retry_needs_the_csrf_token(client, failed_mail, sql):
     assert retry(client, failed_mail, token=False).status_code == 302
     assert "Failed to perform action" in client.get("/admin/email/").get_data(as_text=True)
     assert sql("SELECT status FROM email")[0]["status"] == "failed"
+
+
+# --- Hardening headers and the session cookie ----------------------------------------------
+
+ADMIN_PAGES = ["/admin/", "/admin/email/", "/admin/email/new/"]
+
+
+def csp_directives(response):
+    """The response's Content-Security-Policy as {directive: [sources]}."""
+    policy = response.headers["Content-Security-Policy"]
+    return {name: sources for name, *sources in
+            (part.split() for part in policy.split(";") if part.strip())}
+
+
+@pytest.mark.parametrize("path", [*ADMIN_PAGES, "/admin/email/details/?id={id}",
+                                  "/admin/email/?flt0_created_at_equals=abc"])
+def test_admin_pages_cannot_be_framed_and_load_only_their_own_files(client, path):
+    response = client.get(path.format(id=post_mail(client)))
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    directives = csp_directives(response)
+    assert directives["frame-ancestors"] == ["'none'"]
+    assert directives["default-src"] == ["'self'"]
+    assert directives["object-src"] == ["'none'"]
+    for name, sources in directives.items():
+        for source in sources:
+            # Bootstrap's style sheet draws a few icons as data: images; nothing else may be.
+            allowed = ("'self'", "'none'", *(("data:",) if name == "img-src" else ()))
+            assert source in allowed or re.fullmatch(r"'nonce-[\w-]+'", source), (name, source)
+
+
+def test_admin_asks_for_credentials_with_the_headers_too(app, client):
+    app.config["ADMIN_PASSWORD"] = "s3cret"
+    response = client.get("/admin/email/")
+    assert response.status_code == 401
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_api_answers_cannot_be_framed_nor_sniffed(client):
+    for response in (client.get("/health"), client.post("/mail", json=sample_mail()),
+                     client.get("/mail/not-a-uuid")):
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ADMIN_PAGES)
+def test_admin_pages_keep_to_their_policy(client, three_mails, path):
+    # What a browser enforcing the policy would refuse: a script or style sheet from elsewhere,
+    # an inline script without the response's nonce, inline event handlers and style attributes.
+    response = client.get(path)
+    page = response.get_data(as_text=True)
+    nonces = {source[7:-1] for source in csp_directives(response)["script-src"]
+              if source.startswith("'nonce-")}
+    for tag in re.findall(r"<script\b[^>]*>", page):
+        src = re.search(r'\ssrc="([^"]+)"', tag)
+        if src:
+            assert src.group(1).startswith("/admin/static/"), tag
+            assert served(client, src.group(1)), tag
+        else:
+            assert re.search(r'\snonce="([^"]+)"', tag).group(1) in nonces, tag
+    for href in re.findall(r'<link\b[^>]*\shref="([^"]+)"[^>]*rel="stylesheet"', page):
+        assert href.startswith("/admin/static/") and served(client, href), href
+    assert re.findall(r"<[^>]*\son[a-z]+=", page) == []
+    assert re.findall(r"<[^>]*\sstyle=", page) == []
+    assert "<style" not in page
+
+
+def test_the_retry_action_is_bound_without_an_inline_handler(client, three_mails):
+    page = client.get("/admin/email/").get_data(as_text=True)
+    assert re.search(r'<a class="dropdown-item" href="#" data-action="retry">Retry</a>', page)
+    assert "modelActions.execute" in page  # in the nonce'd script that binds it
+
+
+def served(client, url):
+    """Whether ``url`` is served (200)."""
+    with client.get(url) as response:
+        return response.status_code == 200
+
+
+def session_cookie(response):
+    """The Set-Cookie header of the session cookie."""
+    [cookie] = [value for value in response.headers.getlist("Set-Cookie")
+                if value.startswith("session=")]
+    return cookie
+
+
+def test_session_cookie_is_same_site_lax_and_not_secure_over_http(client):
+    cookie = session_cookie(client.get("/admin/email/new/"))
+    assert "SameSite=Lax" in cookie and "HttpOnly" in cookie
+    assert "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_over_https(app):
+    client = app.test_client()
+    cookie = session_cookie(client.get("/admin/email/new/", base_url="https://localhost"))
+    assert "Secure" in cookie and "SameSite=Lax" in cookie
