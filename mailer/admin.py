@@ -8,6 +8,7 @@ validation and the same ``enqueue`` as one posted to the API.
 import json
 import secrets
 import uuid
+from datetime import UTC, datetime
 
 from flask import Response, abort, current_app, flash, g, request
 from flask.sessions import SecureCookieSessionInterface
@@ -16,10 +17,12 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterEmpty, FilterEqual, FilterNotEqual
 from flask_admin.form import SecureForm
+from flask_admin.model import typefmt
+from flask_admin.theme import Bootstrap4Theme
 from markupsafe import Markup, escape
 from wtforms import StringField, TextAreaField
 
-from models import STATUSES, Email, db
+from models import QUEUED, STATUSES, Email, db
 from providers import REGISTRY
 
 from . import circuit, mailqueue
@@ -36,6 +39,8 @@ ADMIN_URL = "/admin"
 CONTENT_POLICY = ("default-src 'self'; script-src 'self'{nonce}; img-src 'self' data:; "
                   "object-src 'none'; base-uri 'none'; form-action 'self'; "
                   "frame-ancestors 'none'")
+
+LAST_ERROR_SHOWN = 80  # characters of last_error in the list; the whole of it on hover
 
 # Form field of each API field, to show a validation error next to the right input.
 FORM_FIELDS = {"from": "from_address", "to": "to", "cc": "cc", "bcc": "bcc",
@@ -92,6 +97,54 @@ class MailForm(SecureForm):
     html = TextAreaField("HTML body")
 
 
+def utc_text(value):
+    """A timestamp (or ISO 8601 text) as people read it: UTC, to the second, zone named."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _utc(_view, value, _name):
+    """Flask-Admin's formatter of every datetime column."""
+    return utc_text(value)
+
+
+def database_now():
+    """The database's clock for this request, read once: leases are compared with it."""
+    if "database_now" not in g:
+        g.database_now = mailqueue.database_now(db.session.connection())
+    return g.database_now
+
+
+def _lease_end(_view, _context, model, _name):
+    """When the lease of mail being sent ends, marked once it has (its worker stopped).
+
+    The reaper hands such mail back to the queue; until it runs, this is how it looks.
+    """
+    if model.locked_until is None:
+        return ""
+    shown = utc_text(model.locked_until)
+    if model.locked_until < database_now():
+        return Markup('{} <span class="badge badge-warning">expired</span>').format(shown)
+    return shown
+
+
+def _next_attempt(_view, _context, model, _name):
+    """When queued mail is tried next; other mail has no next attempt."""
+    return utc_text(model.next_attempt_at) if model.status == QUEUED else ""
+
+
+def _short_error(_view, _context, model, _name):
+    """The last error cut to fit a list cell, all of it in the tooltip."""
+    error = (model.last_error or "").strip()
+    if len(error) <= LAST_ERROR_SHOWN:
+        return error
+    return Markup('<span title="{}">{}…</span>').format(
+        error, error[:LAST_ERROR_SHOWN - 1].rstrip())
+
+
 def _address_list(_view, _context, model, name):
     """Show a list of addresses as the comma-separated line people read."""
     return ", ".join(getattr(model, name) or ())
@@ -110,7 +163,7 @@ def _attempt_table(_view, _context, model, _name):
     rows = [
         Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
                "<td>{}</td></tr>").format(
-            a.number, a.created_at, a.provider or a.actor or "", a.outcome,
+            a.number, utc_text(a.created_at), a.provider or a.actor or "", a.outcome,
             a.status_code or "", a.duration_ms if a.duration_ms is not None else "",
             a.error or "")
         for a in model.attempt_log
@@ -156,7 +209,12 @@ class MailView(Protected, ModelView):
     form_base_class = SecureForm  # the action (Retry) form needs a CSRF token too
     named_filter_urls = True  # ?flt0_status_equals=failed, stable for links and bookmarks
     column_list = ("created_at", "status", "from_address", "to_address", "subject", "provider",
-                   "attempts", "updated_at")
+                   "attempts", "next_attempt_at", "locked_by", "locked_until", "last_error",
+                   "updated_at")
+    column_labels = {"next_attempt_at": "Next Attempt", "locked_by": "Lease Owner",
+                     "locked_until": "Lease Until"}
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
     column_default_sort = ("created_at", True)
     # Flask-Admin searches each column cast to text, which reads a text[] as "{a,b}".
     column_searchable_list = ("to_address", "cc", "bcc", "from_address", "subject")
@@ -169,13 +227,16 @@ class MailView(Protected, ModelView):
     column_details_list = (
         "id", "status", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
         "text", "html", "provider", "provider_message_id", "attempts", "last_error",
-        "next_attempt_at", "created_at", "updated_at", "sent_at", "result", "attempt_log",
+        "next_attempt_at", "locked_by", "locked_until", "created_at", "updated_at", "sent_at",
+        "result", "attempt_log",
     )
     column_formatters = {
         "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
+        "next_attempt_at": _next_attempt, "locked_until": _lease_end, "last_error": _short_error,
     }
     column_formatters_detail = {
         "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
+        "next_attempt_at": _next_attempt, "locked_until": _lease_end,
         "result": _pretty_json,
         "attempt_log": _attempt_table,
         "html": lambda _v, _c, model, _n: Markup("<pre>{}</pre>").format(escape(model.html or "")),
@@ -292,7 +353,9 @@ def init_app(app):
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.session_interface = SessionInterface()
     app.after_request(harden)
+    app.add_template_filter(utc_text, "utc")
     admin = Admin(app, name="Mail service", index_view=DashboardView(url=ADMIN_URL),
+                  theme=Bootstrap4Theme(fluid=True),  # the full width: the list has 12 columns
                   csp_nonce_generator=csp_nonce)
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
     return admin

@@ -4,6 +4,7 @@ import html
 import json
 import re
 import uuid
+from datetime import UTC
 
 import pytest
 from helpers import sample_mail
@@ -27,6 +28,30 @@ def csrf_token(client, path):
     """The CSRF token of the form rendered at ``path``."""
     page = client.get(path).get_data(as_text=True)
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
+def text_of(markup):
+    """The text a browser shows for an HTML fragment, whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+def list_rows(client, query=""):
+    """The mail list's rows as {subject: {column: text}}."""
+    page = client.get(f"/admin/email/{query}").get_data(as_text=True)
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", page, re.S):
+        cells = {name: text_of(value)
+                 for name, value in re.findall(r'<td class="col-(\w+)">(.*?)</td>', row, re.S)}
+        if "subject" in cells:
+            rows[cells["subject"]] = cells
+    return rows
+
+
+def details(client, mail_id):
+    """The detail page of a mail as {label: text}."""
+    page = client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
+    return {text_of(label): text_of(value) for label, value in
+            re.findall(r"<tr>\s*<td>\s*<b>(.*?)</b>\s*</td>\s*<td>(.*?)</td>\s*</tr>", page, re.S)}
 
 
 def listed_subjects(client, query=""):
@@ -467,3 +492,92 @@ def test_session_cookie_is_secure_over_https(app):
     client = app.test_client()
     cookie = session_cookie(client.get("/admin/email/new/", base_url="https://localhost"))
     assert "Secure" in cookie and "SameSite=Lax" in cookie
+
+
+# --- Leases, errors, schedules and times ----------------------------------------------------
+
+
+def utc_text(moment):
+    """A timestamp as the admin shows it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@pytest.fixture
+def stuck_mails(client, sql):
+    """A mail whose worker died mid-send (lease expired) and one still being sent; their ids."""
+    stuck = post_mail(client, subject="stuck")
+    live = post_mail(client, subject="in flight")
+    sql("UPDATE email SET status = 'sending', locked_by = 'worker-a@db1:4242', "
+        "locked_until = now() - interval '90 seconds' WHERE id = :id", id=uuid.UUID(stuck))
+    sql("UPDATE email SET status = 'sending', locked_by = 'worker-b@db2:77', "
+        "locked_until = now() + interval '5 minutes' WHERE id = :id", id=uuid.UUID(live))
+    return {"stuck": stuck, "live": live}
+
+
+def lease_until(sql, mail_id):
+    """The mail's lease expiry."""
+    return sql("SELECT locked_until FROM email WHERE id = :id", id=uuid.UUID(mail_id))[0][
+        "locked_until"]
+
+
+def test_list_shows_who_holds_a_lease_and_until_when(client, sql, stuck_mails):
+    post_mail(client, subject="waiting")
+    rows = list_rows(client)
+    assert rows["stuck"]["locked_by"] == "worker-a@db1:4242"
+    assert rows["stuck"]["locked_until"] == (
+        f"{utc_text(lease_until(sql, stuck_mails['stuck']))} expired")
+    assert rows["in flight"]["locked_by"] == "worker-b@db2:77"
+    assert rows["in flight"]["locked_until"] == utc_text(lease_until(sql, stuck_mails["live"]))
+    assert rows["waiting"]["locked_by"] == rows["waiting"]["locked_until"] == ""
+
+
+def test_details_show_the_lease_and_whether_it_expired(client, sql, stuck_mails):
+    stuck = details(client, stuck_mails["stuck"])
+    assert stuck["Lease Owner"] == "worker-a@db1:4242"
+    assert stuck["Lease Until"] == f"{utc_text(lease_until(sql, stuck_mails['stuck']))} expired"
+    live = details(client, stuck_mails["live"])
+    assert live["Lease Until"] == utc_text(lease_until(sql, stuck_mails["live"]))
+
+
+def test_list_shows_the_last_error_cut_short_and_when_queued_mail_is_next_tried(client, sql):
+    error = "HTTP 503 from mailgun: " + "Service Unavailable " * 20
+    retrying = post_mail(client, subject="retrying")
+    sql("UPDATE email SET attempts = 2, last_error = :error, "
+        "next_attempt_at = '2030-01-02 03:04:05.678+00' WHERE id = :id",
+        error=error, id=uuid.UUID(retrying))
+    done = post_mail(client, subject="done")
+    sql("UPDATE email SET status = 'failed', last_error = 'Rejected: bad address', "
+        "next_attempt_at = '2030-01-02 03:04:05+00' WHERE id = :id", id=uuid.UUID(done))
+    rows = list_rows(client)
+    assert rows["retrying"]["next_attempt_at"] == "2030-01-02 03:04:05 UTC"
+    assert rows["done"]["next_attempt_at"] == ""  # not queued: it has no next attempt
+    shown = rows["retrying"]["last_error"]
+    assert shown.endswith("…") and len(shown) <= 81 and error.startswith(shown[:-1])
+    page = client.get("/admin/email/").get_data(as_text=True)
+    assert f'title="{error.strip()}"' in page  # the whole error on hover
+    assert rows["done"]["last_error"] == "Rejected: bad address"
+    assert details(client, retrying)["Last Error"] == error.strip()
+
+
+def test_times_are_shown_in_utc_to_the_second(client, sql, sandbox, run_worker):
+    mail_id = post_mail(client, subject="timed")
+    run_worker()
+    sql("UPDATE email SET created_at = '2026-01-02 05:04:05.678901+02' WHERE id = :id",
+        id=uuid.UUID(mail_id))
+    [attempt] = sql("SELECT created_at FROM delivery_attempt")
+    row = list_rows(client)["timed"]
+    assert row["created_at"] == "2026-01-02 03:04:05 UTC"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row["updated_at"])
+    shown = details(client, mail_id)
+    assert shown["Created At"] == "2026-01-02 03:04:05 UTC"
+    assert shown["Sent At"] == shown["Updated At"] != ""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", shown["Sent At"])
+    assert f"<td>1</td><td>{utc_text(attempt['created_at'])}</td><td>mailgun</td>" in (
+        client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True))
+
+
+def test_dashboard_shows_circuit_times_in_utc(client, sql):
+    sql("INSERT INTO provider_state (name, state, consecutive_failures, cooldown, open_until, "
+        "updated_at) VALUES ('mailgun', 'open', 5, 30, '2030-01-02 05:04:05.5+02', now())")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "<td>2030-01-02 03:04:05 UTC</td>" in page
