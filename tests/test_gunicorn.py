@@ -4,6 +4,7 @@ gunicorn answers itself, and the control socket. Each server runs on a free loop
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -161,3 +162,80 @@ def test_the_development_server_keeps_a_random_key(settings, tmp_path):
         process.wait(10)
         process.stdout.close()
     assert "SECRET_KEY is not set: using a random key for this process only" in "".join(lines)
+
+
+# --- Malformed requests: gunicorn answers them, in HTML, before the app sees them ------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, database_url):
+    """One gunicorn for the module's requests."""
+    gunicorn = Gunicorn(gunicorn_env(tmp_path_factory.mktemp("gunicorn"), database_url))
+    gunicorn.url()
+    yield gunicorn
+    gunicorn.stop()
+
+
+def exchange(port, request):
+    """Send raw bytes; return the answer's status, headers (lower-case names) and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def get(path=b"/health", headers=b""):
+    """A raw GET request with extra header lines; the connection closes after the answer."""
+    return (b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + headers
+            + b"\r\n")
+
+
+def many_headers(count):
+    """``count`` distinct header lines."""
+    return b"".join(b"X-Extra-%d: yes\r\n" % index for index in range(count))
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    pytest.param(get(headers=b"X-Big: " + b"a" * 100_000 + b"\r\n"), 431, id="100 kB header"),
+    pytest.param(get(headers=b"Cookie: " + b"a" * 8200 + b"\r\n"), 431, id="8 kB+ header"),
+    pytest.param(get(b"/mail/" + b"a" * 5000), 414, id="5,000-character URL"),
+    pytest.param(get(headers=b"Bad Name: x\r\n"), 400, id="space in header name"),
+    pytest.param(get(headers=b"X-Ctl\x01: x\r\n"), 400, id="control char in header name"),
+    pytest.param(get(headers=many_headers(50)), 431, id="more than 50 header lines"),
+    pytest.param(b"NONSENSE\r\n\r\n", 400, id="no request line"),
+])
+def test_gunicorn_answers_malformed_requests_in_html(server, request_bytes, status):
+    answer_status, headers, body = exchange(server.port(), request_bytes)
+    assert answer_status == status
+    # gunicorn's own answer: HTML, the connection closed, none of the app's headers.
+    assert headers["content-type"] == "text/html"
+    assert headers["connection"] == "close"
+    assert "server" not in headers and "x-frame-options" not in headers
+    assert body.startswith(b"<html>")
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    pytest.param(get(b"/mail/" + b"a" * 4000), 404, id="4,000-character URL"),
+    pytest.param(get(headers=b"Cookie: " + b"a" * 8000 + b"\r\n"), 200, id="8,000-byte header"),
+    pytest.param(get(headers=many_headers(46)), 200, id="48 header lines"),
+])
+def test_requests_within_the_limits_reach_the_app(server, request_bytes, status):
+    answer_status, headers, body = exchange(server.port(), request_bytes)
+    assert answer_status == status
+    assert headers["content-type"] == "application/json"
+    assert headers["x-frame-options"] == "DENY"
+
+
+def test_session_cookie_is_secure_behind_a_tls_proxy(server):
+    # gunicorn takes X-Forwarded-Proto from the addresses in forwarded_allow_ips (loopback).
+    url = server.url("/admin/email/new/")
+    plain = requests.get(url, timeout=10)
+    proxied = requests.get(url, headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert "Secure" not in plain.headers["Set-Cookie"]
+    assert "Secure" in proxied.headers["Set-Cookie"]
+    assert "SameSite=Lax" in proxied.headers["Set-Cookie"]
