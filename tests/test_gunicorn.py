@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -239,3 +240,37 @@ def test_session_cookie_is_secure_behind_a_tls_proxy(server):
     assert "Secure" not in plain.headers["Set-Cookie"]
     assert "Secure" in proxied.headers["Set-Cookie"]
     assert "SameSite=Lax" in proxied.headers["Set-Cookie"]
+
+
+# --- The control socket ---------------------------------------------------------------------
+
+
+def test_leaves_another_instances_control_socket_alone(start_gunicorn, tmp_path):
+    # gunicorn's default control socket is one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl or
+    # ~/.gunicorn/gunicorn.ctl): a second instance replaced the first's and deleted it on exit.
+    other = socket.socket(socket.AF_UNIX)
+    path = str(tmp_path / "run" / "gunicorn.ctl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    other.bind(path)
+    other.listen()
+    inode = os.stat(path).st_ino
+    try:
+        server = start_gunicorn()
+        server.url()
+        server.stop()
+        assert os.stat(path).st_ino == inode  # still the other instance's socket
+        assert not os.path.exists(tmp_path / "home" / ".gunicorn")
+        assert "Control socket listening" not in server.output
+    finally:
+        other.close()
+
+
+def test_control_socket_where_asked(start_gunicorn, tmp_path):
+    path = tmp_path / "ctl" / "mail-api.ctl"
+    server = start_gunicorn(GUNICORN_CONTROL_SOCKET=str(path))
+    server.url()
+    wait_for(lambda: path.exists(), 10, message="the control socket")
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    server.stop()
+    assert not path.exists()
