@@ -1,8 +1,9 @@
 """The operators' admin UI at ``/admin``: the queue at a glance, and every mail.
 
 Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
-when no password is set; forms carry a CSRF token. A mail created here goes through the same
-validation and the same ``enqueue`` as one posted to the API.
+when no password is set; forms carry a CSRF token; pages carry a Content-Security-Policy and may
+not be framed. A mail created here goes through the same validation and the same ``enqueue`` as
+one posted to the API. Hostile query strings get a 400 or an empty list, never a 500.
 """
 
 import json
