@@ -2,7 +2,8 @@
 #     gunicorn -c gunicorn.conf.py wsgi:app   (wsgi.py also checks the database schema)
 # Chosen by measurement on 2 cores with scripts/bench.py (see BENCHMARKS.md): threaded workers,
 # so that keep-alive connections are kept and a worker waiting on PostgreSQL serves others.
-# Override with environment variables: BIND, WEB_CONCURRENCY (processes), GUNICORN_THREADS.
+# Override with environment variables: BIND, WEB_CONCURRENCY (processes), GUNICORN_THREADS,
+# GUNICORN_LOG_LEVEL, GUNICORN_CONTROL_SOCKET (see below).
 import os
 
 bind = os.environ.get("BIND", "127.0.0.1:5000")
@@ -30,3 +31,17 @@ max_requests_jitter = 10_000
 accesslog = None  # no line per request (put one in the reverse proxy instead)
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# Request limits. gunicorn refuses a request over them itself, before the app sees it, with an
+# HTML page and the connection closed (no setting makes that JSON; see README, Production):
+# 414 for a long request line, 431 for a long header or too many, 400 for a malformed one.
+limit_request_line = 4094  # bytes of "GET <url> HTTP/1.1": our longest URLs (admin) use <1 kB
+limit_request_fields = 50  # header lines: a browser sends ~20, and a proxy adds a few
+limit_request_field_size = 8190  # bytes per header line: room for a Cookie line, as nginx's 8k
+
+# gunicorn's control socket (for gunicornc) is by default one path per user,
+# $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl, so each new instance on a host took
+# it over and deleted it on exit. Off, unless GUNICORN_CONTROL_SOCKET names one for this
+# instance.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket

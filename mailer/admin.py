@@ -1,26 +1,47 @@
 """The operators' admin UI at ``/admin``: the queue at a glance, and every mail.
 
 Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
-when no password is set; forms carry a CSRF token. A mail created here goes through the same
-validation and the same ``enqueue`` as one posted to the API.
+when no password is set; forms carry a CSRF token; pages carry a Content-Security-Policy and may
+not be framed. A mail created here goes through the same validation and the same ``enqueue`` as
+one posted to the API. Hostile query strings get a 400 or an empty list, never a 500.
 """
 
 import json
+import secrets
 import uuid
+from datetime import UTC, datetime
 
-from flask import Response, current_app, flash, request
+from flask import Response, abort, current_app, flash, g, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.filters import FilterEmpty, FilterEqual, FilterNotEqual
 from flask_admin.form import SecureForm
+from flask_admin.model import typefmt
+from flask_admin.theme import Bootstrap4Theme
 from markupsafe import Markup, escape
 from wtforms import StringField, TextAreaField
 
-from models import STATUSES, Email, db
+from models import QUEUED, STATUSES, Email, db
+from providers import REGISTRY
 
 from . import circuit, mailqueue
 from .auth import admin_allowed
 from .validation import ValidationError, validate_mail
+
+# The largest OFFSET PostgreSQL takes (a bigint); a page beyond it is past any table's end.
+MAX_OFFSET = 2**63 - 1
+
+ADMIN_URL = "/admin"
+# Admin pages run nothing but Flask-Admin's own bundled files and our one inline script (by its
+# nonce), and no other site may frame them: the Retry button could be clickjacked.
+# (Bootstrap's style sheet draws a few icons as data: images.)
+CONTENT_POLICY = ("default-src 'self'; script-src 'self'{nonce}; img-src 'self' data:; "
+                  "object-src 'none'; base-uri 'none'; form-action 'self'; "
+                  "frame-ancestors 'none'")
+
+LAST_ERROR_SHOWN = 80  # characters of last_error in the list; the whole of it on hover
 
 # Form field of each API field, to show a validation error next to the right input.
 FORM_FIELDS = {"from": "from_address", "to": "to", "cc": "cc", "bcc": "bcc",
@@ -38,6 +59,18 @@ class Protected:
         """Ask the browser for credentials."""
         return Response("Admin credentials required.\n", 401,
                         {"WWW-Authenticate": 'Basic realm="mail service admin"'})
+
+    def _handle_view(self, name, **kwargs):
+        """Before any page: the access check, then refuse a NUL anywhere in the query string.
+
+        PostgreSQL text cannot hold a NUL, so no search or filter with one can match, and
+        psycopg2 refuses to send it (a 500 if it got that far).
+        """
+        refused = super()._handle_view(name, **kwargs)
+        if refused is None and any("\x00" in key or "\x00" in value
+                                   for key, value in request.args.items(multi=True)):
+            abort(400, "The query string must not contain NUL characters.")
+        return refused
 
 
 class DashboardView(Protected, AdminIndexView):
@@ -65,6 +98,54 @@ class MailForm(SecureForm):
     html = TextAreaField("HTML body")
 
 
+def utc_text(value):
+    """A timestamp (or ISO 8601 text) as people read it: UTC, to the second, zone named."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _utc(_view, value, _name):
+    """Flask-Admin's formatter of every datetime column."""
+    return utc_text(value)
+
+
+def database_now():
+    """The database's clock for this request, read once: leases are compared with it."""
+    if "database_now" not in g:
+        g.database_now = mailqueue.database_now(db.session.connection())
+    return g.database_now
+
+
+def _lease_end(_view, _context, model, _name):
+    """When the lease of mail being sent ends, marked once it has (its worker stopped).
+
+    The reaper hands such mail back to the queue; until it runs, this is how it looks.
+    """
+    if model.locked_until is None:
+        return ""
+    shown = utc_text(model.locked_until)
+    if model.locked_until < database_now():
+        return Markup('{} <span class="badge badge-warning">expired</span>').format(shown)
+    return shown
+
+
+def _next_attempt(_view, _context, model, _name):
+    """When queued mail is tried next; other mail has no next attempt."""
+    return utc_text(model.next_attempt_at) if model.status == QUEUED else ""
+
+
+def _short_error(_view, _context, model, _name):
+    """The last error cut to fit a list cell, all of it in the tooltip."""
+    error = (model.last_error or "").strip()
+    if len(error) <= LAST_ERROR_SHOWN:
+        return error
+    return Markup('<span title="{}">{}…</span>').format(
+        error, error[:LAST_ERROR_SHOWN - 1].rstrip())
+
+
 def _address_list(_view, _context, model, name):
     """Show a list of addresses as the comma-separated line people read."""
     return ", ".join(getattr(model, name) or ())
@@ -83,7 +164,7 @@ def _attempt_table(_view, _context, model, _name):
     rows = [
         Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
                "<td>{}</td></tr>").format(
-            a.number, a.created_at, a.provider or a.actor or "", a.outcome,
+            a.number, utc_text(a.created_at), a.provider or a.actor or "", a.outcome,
             a.status_code or "", a.duration_ms if a.duration_ms is not None else "",
             a.error or "")
         for a in model.attempt_log
@@ -94,6 +175,29 @@ def _attempt_table(_view, _context, model, _name):
         head, Markup("").join(rows))
 
 
+class ChoiceEqual(FilterEqual):
+    """Equals one of a fixed list of lower-case values, however the URL capitalises it."""
+
+    def clean(self, value):
+        """The value as stored: ``Failed`` finds failed mail."""
+        return value.strip().lower()
+
+
+class ChoiceNotEqual(FilterNotEqual):
+    """Differs from one of a fixed list of lower-case values, however capitalised."""
+
+    def clean(self, value):
+        """The value as stored."""
+        return value.strip().lower()
+
+
+def choice_filters(column, name, values):
+    """Equals and not-equal filters on ``column`` offering ``values`` as a drop-down."""
+    options = [(value, value) for value in values]
+    return (ChoiceEqual(column, name, options=options),
+            ChoiceNotEqual(column, name, options=options))
+
+
 class MailView(Protected, ModelView):
     """The list, search, filters, details and create form of mail."""
 
@@ -101,25 +205,39 @@ class MailView(Protected, ModelView):
     can_delete = False
     can_view_details = True
     page_size = 50
+    list_template = "admin/mail_list.html"  # its menu bar keeps to the CSP
     form = MailForm
     form_base_class = SecureForm  # the action (Retry) form needs a CSRF token too
     named_filter_urls = True  # ?flt0_status_equals=failed, stable for links and bookmarks
     column_list = ("created_at", "status", "from_address", "to_address", "subject", "provider",
-                   "attempts", "updated_at")
+                   "attempts", "next_attempt_at", "locked_by", "locked_until", "last_error",
+                   "updated_at")
+    column_labels = {"next_attempt_at": "Next Attempt", "locked_by": "Lease Owner",
+                     "locked_until": "Lease Until"}
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
     column_default_sort = ("created_at", True)
     # Flask-Admin searches each column cast to text, which reads a text[] as "{a,b}".
     column_searchable_list = ("to_address", "cc", "bcc", "from_address", "subject")
-    column_filters = ("status", "provider", "created_at")
+    column_filters = (
+        *choice_filters(Email.status, "Status", STATUSES),
+        *choice_filters(Email.provider, "Provider", REGISTRY),
+        FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
+        "created_at",
+    )
     column_details_list = (
         "id", "status", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
         "text", "html", "provider", "provider_message_id", "attempts", "last_error",
-        "next_attempt_at", "created_at", "updated_at", "sent_at", "result", "attempt_log",
+        "next_attempt_at", "locked_by", "locked_until", "created_at", "updated_at", "sent_at",
+        "result", "attempt_log",
     )
     column_formatters = {
         "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
+        "next_attempt_at": _next_attempt, "locked_until": _lease_end, "last_error": _short_error,
     }
     column_formatters_detail = {
         "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
+        "next_attempt_at": _next_attempt, "locked_until": _lease_end,
         "result": _pretty_json,
         "attempt_log": _attempt_table,
         "html": lambda _v, _c, model, _n: Markup("<pre>{}</pre>").format(escape(model.html or "")),
@@ -131,8 +249,19 @@ class MailView(Protected, ModelView):
         return db.session.get(Email, found[0]) if found else None
 
     def get_list(self, page, *args, **kwargs):
-        """A page of mail; a negative ?page= shows the first (PostgreSQL refuses the OFFSET)."""
-        return super().get_list(max(page or 0, 0), *args, **kwargs)
+        """A page of mail: a negative ?page= shows the first, one past the end is empty.
+
+        PostgreSQL refuses a negative OFFSET and one beyond a bigint, so neither reaches it.
+        """
+        size = kwargs.get("page_size") or self.page_size
+        return super().get_list(min(max(page or 0, 0), MAX_OFFSET // size), *args, **kwargs)
+
+    def get_invalid_value_msg(self, value, filter):
+        """A filter value the filter cannot read (a date that is not one) is a 400.
+
+        Flask-Admin would drop the filter and list every mail as if it matched.
+        """
+        abort(400, super().get_invalid_value_msg(value, filter))
 
     def validate_form(self, form):
         """Validate; on the create form, say so when the CSRF token failed (it shows nothing)."""
@@ -184,8 +313,50 @@ def _uuids(values):
     return found
 
 
+def csp_nonce():
+    """This request's nonce for inline scripts (Flask-Admin puts it on each script tag)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+def content_policy():
+    """The admin's Content-Security-Policy, admitting this request's nonce if a page used it."""
+    nonce = f" 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else ""
+    return CONTENT_POLICY.format(nonce=nonce)
+
+
+def harden(response):
+    """No site may frame or MIME-sniff an answer of ours; admin pages also get their policy."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path == ADMIN_URL or request.path.startswith(ADMIN_URL + "/"):
+        response.headers.setdefault("Content-Security-Policy", content_policy())
+    return response
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, sent with ``Secure`` to a request that came over HTTPS.
+
+    Behind a TLS-terminating proxy that is the scheme the proxy reports (gunicorn reads
+    X-Forwarded-Proto from the addresses in ``forwarded_allow_ips``).
+    """
+
+    def get_cookie_secure(self, app):
+        """Secure when configured so, or when this request is HTTPS."""
+        return super().get_cookie_secure(app) or request.is_secure
+
+
 def init_app(app):
-    """Mount the admin on ``app`` at /admin."""
-    admin = Admin(app, name="Mail service", index_view=DashboardView(url="/admin"))
+    """Mount the admin on ``app`` at /admin, with its security headers and session cookie."""
+    if app.config["SESSION_COOKIE_SAMESITE"] is None:
+        # The session only holds the CSRF secret; Lax keeps it off cross-site form posts.
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.session_interface = SessionInterface()
+    app.after_request(harden)
+    app.add_template_filter(utc_text, "utc")
+    admin = Admin(app, name="Mail service", index_view=DashboardView(url=ADMIN_URL),
+                  theme=Bootstrap4Theme(fluid=True),  # the full width: the list has 12 columns
+                  csp_nonce_generator=csp_nonce)
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
     return admin

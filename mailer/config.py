@@ -111,12 +111,26 @@ def split_list(value):
     return [part.strip() for part in str(value or "").split(",") if part.strip()]
 
 
+SECRET_KEY_MISSING = """SECRET_KEY is not set. gunicorn's worker processes must all sign admin
+sessions and CSRF tokens with the same key (with one each, admin forms fail with "CSRF token is
+missing or expired"). Make one with
+    python -c 'import secrets; print(secrets.token_urlsafe(32))'
+and set it in the environment (SECRET_KEY=...) or in the settings file."""
+
+
 def ensure_secret_key(config, logger):
     """Use the configured SECRET_KEY, or a random one per process with a warning.
 
     A random key keeps sessions and CSRF tokens safe but does not survive a restart, nor is it
-    shared between gunicorn workers, so production must set one.
+    shared between processes: fine for the single-process development server only (gunicorn's
+    entry point, wsgi.py, calls ``require_secret_key`` first).
     """
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = secrets.token_urlsafe(32)
         logger.warning("SECRET_KEY is not set: using a random key for this process only")
+
+
+def require_secret_key(config):
+    """Refuse (ValueError, saying how to make one) settings without a SECRET_KEY."""
+    if not config.get("SECRET_KEY"):
+        raise ValueError(SECRET_KEY_MISSING)

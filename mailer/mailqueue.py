@@ -502,3 +502,9 @@ def count_purgeable(conn, days):
     """How many finished mails were last updated more than ``days`` ago."""
     return conn.scalar(select(func.count()).select_from(email).where(purgeable(days)))
 
+
+
+def database_now(conn):
+    """The database's clock, which every lease and schedule is compared with (the admin's
+    "expired" mark on a lease agrees with ``reap``)."""
+    return conn.scalar(select(func.now()))
