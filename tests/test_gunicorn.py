@@ -12,7 +12,7 @@ import threading
 
 import pytest
 import requests
-from conftest import ROOT
+from conftest import ROOT, fresh_database
 from helpers import wait_for
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", os.path.join(ROOT, "gunicorn.conf.py"),
@@ -127,9 +127,16 @@ def test_refuses_to_start_with_an_empty_secret_key(start_gunicorn):
     assert MAKE_A_KEY in server.output
 
 
+@pytest.fixture
+def empty_database_url(postgres_server):
+    """A database with no tables at all, dropped after the test."""
+    with fresh_database(postgres_server) as url:
+        yield url
+
+
 def test_refuses_to_start_without_the_schema_instead_of_restarting_workers(start_gunicorn,
-                                                                           tmp_path):
-    server = start_gunicorn(DATABASE_URL=f"sqlite:///{tmp_path}/empty.db")
+                                                                           empty_database_url):
+    server = start_gunicorn(DATABASE_URL=empty_database_url)
     assert server.exit_code() != 0
     assert "flask --app app db upgrade" in server.output
     assert server.output.count("Booting worker") == 1
@@ -157,7 +164,9 @@ def test_the_development_server_keeps_a_random_key(settings, tmp_path):
 
     threading.Thread(target=collect, daemon=True).start()
     try:
-        wait_for(lambda: "Running on" in "".join(lines), 30, message="the development server")
+        # The access log is off by default, so the key's warning is the line to wait for.
+        wait_for(lambda: "SECRET_KEY is not set" in "".join(lines), 30,
+                 message="the development server")
     finally:
         process.terminate()
         process.wait(10)

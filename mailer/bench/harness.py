@@ -324,7 +324,7 @@ class Bench:
 
     def truncate(self):
         """Empty the tables (the schema stays)."""
-        self.sql("TRUNCATE delivery_attempt, email, provider_state")
+        self.sql("TRUNCATE delivery_attempt, attachment, email, provider_state, idempotency_key")
 
     def insert_mails(self, count, status="queued", age_days=0.0):
         """Insert ``count`` mails with one generate_series statement; then ANALYZE."""
