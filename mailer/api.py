@@ -290,8 +290,9 @@ def too_late(mail, verb, rule):
 
 
 def actor():
-    """Who acted through the API: the API key's scope (never the key), or protected mode."""
-    return f"api:{idempotency.scope()[:12]}"
+    """Who acted through the API: a digest of the API key (never the key), or ``api:local``."""
+    scope = idempotency.scope()
+    return "api:local" if scope == idempotency.LOCAL_SCOPE else f"api:key-{scope[:8]}"
 
 
 def init_app(app):

@@ -422,6 +422,14 @@ def retry(conn, ids, actor):
     return len(retried)
 
 
+def seconds_until_due(conn):
+    """Seconds until the earliest waiting mail falls due (0 if one is due), or None if none."""
+    earliest = (select(func.min(email.c.next_attempt_at))
+                .where(email.c.status.in_(WAITING)).scalar_subquery())
+    seconds_left = conn.scalar(select(extract("epoch", earliest - func.now())))
+    return None if seconds_left is None else max(float(seconds_left), 0.0)
+
+
 def cancel(conn, ids, actor):
     """Cancel mails that no worker has taken yet (queued or scheduled); record who did it.
 

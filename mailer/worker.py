@@ -237,12 +237,19 @@ class Worker:
             log.warning("returned %d mails with expired leases to the queue", count)
 
     def _idle_wait(self):
-        """Nothing to do: wait for new mail, the poll interval, a provider's return, or stop."""
-        timeout = self.poll_interval
+        """Nothing to do: wait for new mail, the next due mail, a provider's return, or stop.
+
+        Scheduled mail and mail in backoff wake the worker when they fall due, without polling
+        for them: the wait ends at the earliest ``next_attempt_at`` (or the poll interval).
+        """
         if self.meltdown:
             seconds = self.breakers.seconds_to_next_change()
-            if seconds is not None:
-                timeout = min(max(seconds, 0.05), self.poll_interval)
+        else:
+            with self.engine.connect() as conn:
+                seconds = mailqueue.seconds_until_due(conn)
+        timeout = self.poll_interval
+        if seconds is not None:
+            timeout = min(max(seconds, 0.05), self.poll_interval)
         self.wake.wait(timeout)
         self.wake.clear()
 
