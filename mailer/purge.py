@@ -1,4 +1,5 @@
-"""Delete finished mail (sent or failed) older than RETENTION_DAYS, in small batches.
+"""Delete finished mail (sent, failed or cancelled) older than RETENTION_DAYS, with its
+attachments and attempts, and idempotency keys past IDEMPOTENCY_TTL, in small batches.
 
     scripts/purge --config settings.cfg [--days 30] [--batch-size 5000] [--dry-run]
 
@@ -32,11 +33,24 @@ def parse_args(argv):
 
 def purge(engine, days, batch_size, pause=0.0):
     """Delete batches until none is left; returns (mails deleted, longest batch in seconds)."""
+    return _in_batches(engine, lambda conn: mailqueue.purge_batch(conn, days, batch_size),
+                       batch_size, pause)
+
+
+def purge_keys(engine, ttl, batch_size):
+    """Delete idempotency keys past ``IDEMPOTENCY_TTL``; returns (keys deleted, longest)."""
+    return _in_batches(engine,
+                       lambda conn: mailqueue.purge_idempotency_keys(conn, ttl, batch_size),
+                       batch_size)
+
+
+def _in_batches(engine, delete_batch, batch_size, pause=0.0):
+    """Run ``delete_batch`` in its own transaction until a batch comes back short."""
     total, longest = 0, 0.0
     while True:
         started = time.monotonic()
         with engine.begin() as conn:
-            deleted = mailqueue.purge_batch(conn, days, batch_size)
+            deleted = delete_batch(conn)
         longest = max(longest, time.monotonic() - started)
         total += deleted
         if deleted < batch_size:
@@ -62,6 +76,8 @@ def main(argv=None):
     total, longest = purge(engine, days, max(1, args.batch_size), args.pause)
     log.info("purged %d finished mails older than %g days in %.1fs (longest batch %.3fs)",
              total, days, time.monotonic() - started, longest)
+    keys, _ = purge_keys(engine, config["IDEMPOTENCY_TTL"], max(1, args.batch_size))
+    log.info("purged %d idempotency keys older than IDEMPOTENCY_TTL", keys)
     return 0
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from conftest import ROOT, worker_env
 from helpers import attempts_of, mail_rows, queue_mails
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, insert, text
 
 from models import DeliveryAttempt, utcnow
 
@@ -20,7 +20,8 @@ def test_purge_deletes_old_finished_mail_in_batches(app, settings):
     url = settings["DATABASE_URL"]
     old = utcnow() - timedelta(days=40)
     old_sent = queue_mails(url, 7, status="sent", updated_at=old)
-    old_failed = queue_mails(url, 3, status="failed", updated_at=old)
+    old_failed = queue_mails(url, 2, status="failed", updated_at=old)
+    old_failed += queue_mails(url, 1, status="cancelled", updated_at=old)
     recent_sent = queue_mails(url, 2, status="sent")
     old_queued = queue_mails(url, 2, updated_at=old)  # never purged, however old
     engine = create_engine(url)
@@ -30,6 +31,12 @@ def test_purge_deletes_old_finished_mail_in_batches(app, settings):
              "created_at": old}
             for mail_id in old_sent + recent_sent
         ])
+        conn.execute(text("INSERT INTO attachment (email_id, position, filename, content_type, "
+                          "size, content) VALUES (:id, 0, 'a.txt', 'text/plain', 1, 'x')"),
+                     {"id": uuid.UUID(old_sent[0])})
+        conn.execute(text("INSERT INTO idempotency_key (scope, key, fingerprint, status_code, "
+                          "response, created_at) VALUES ('s', 'old', 'f', 202, '{}', "
+                          "now() - interval '2 days'), ('s', 'new', 'f', 202, '{}', now())"))
     engine.dispose()
     result = subprocess.run(
         [sys.executable, "-m", "mailer.purge", "--batch-size", "4"],
@@ -41,3 +48,9 @@ def test_purge_deletes_old_finished_mail_in_batches(app, settings):
     assert set(mail_rows(url)) == set(recent_sent + old_queued)
     assert {str(row["email_id"]) for row in attempts_of(url)} == set(recent_sent)
     assert not set(old_failed) & set(mail_rows(url))
+    assert "purged 1 idempotency keys" in result.stderr
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM attachment")) == 0
+        assert conn.scalar(text("SELECT string_agg(key, ',') FROM idempotency_key")) == "new"
+    engine.dispose()
