@@ -16,7 +16,12 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
-from flask_admin.contrib.sqla.filters import FilterEmpty, FilterEqual, FilterNotEqual
+from flask_admin.contrib.sqla.filters import (
+    BaseSQLAFilter,
+    FilterEmpty,
+    FilterEqual,
+    FilterNotEqual,
+)
 from flask_admin.form import SecureForm
 from flask_admin.model import typefmt
 from flask_admin.theme import Bootstrap4Theme
@@ -151,6 +156,13 @@ def _address_list(_view, _context, model, name):
     return ", ".join(getattr(model, name) or ())
 
 
+def _attachment_list(_view, _context, model, _name):
+    """Each attachment by name, type and size (the content stays in the database)."""
+    items = [Markup("<li>{} ({}, {:,} bytes)</li>").format(a.filename, a.content_type, a.size)
+             for a in model.attachments]
+    return Markup("<ul>{}</ul>").format(Markup("").join(items)) if items else ""
+
+
 def _pretty_json(_view, _context, model, name):
     """Show a JSON column indented."""
     value = getattr(model, name)
@@ -191,6 +203,18 @@ class ChoiceNotEqual(FilterNotEqual):
         return value.strip().lower()
 
 
+class TagFilter(BaseSQLAFilter):
+    """Mail that carries a tag (exactly as given), through the tags' GIN index."""
+
+    def apply(self, query, value, alias=None):
+        """Keep the mail whose tags contain ``value``."""
+        return query.filter(self.get_column(alias).contains([value]))
+
+    def operation(self):
+        """The filter's label in the admin."""
+        return "has"
+
+
 def choice_filters(column, name, values):
     """Equals and not-equal filters on ``column`` offering ``values`` as a drop-down."""
     options = [(value, value) for value in values]
@@ -209,11 +233,11 @@ class MailView(Protected, ModelView):
     form = MailForm
     form_base_class = SecureForm  # the action (Retry) form needs a CSRF token too
     named_filter_urls = True  # ?flt0_status_equals=failed, stable for links and bookmarks
-    column_list = ("created_at", "status", "from_address", "to_address", "subject", "provider",
-                   "attempts", "next_attempt_at", "locked_by", "locked_until", "last_error",
-                   "updated_at")
+    column_list = ("created_at", "status", "from_address", "to_address", "subject", "tags",
+                   "provider", "attempts", "next_attempt_at", "locked_by", "locked_until",
+                   "last_error", "updated_at")
     column_labels = {"next_attempt_at": "Next Attempt", "locked_by": "Lease Owner",
-                     "locked_until": "Lease Until"}
+                     "locked_until": "Lease Until", "send_at": "Send At", "meta": "Metadata"}
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
     column_default_sort = ("created_at", True)
@@ -223,22 +247,26 @@ class MailView(Protected, ModelView):
         *choice_filters(Email.status, "Status", STATUSES),
         *choice_filters(Email.provider, "Provider", REGISTRY),
         FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
+        TagFilter(Email.tags, "Tag"),
         "created_at",
+        "send_at",
     )
     column_details_list = (
         "id", "status", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
-        "text", "html", "provider", "provider_message_id", "attempts", "last_error",
-        "next_attempt_at", "locked_by", "locked_until", "created_at", "updated_at", "sent_at",
-        "result", "attempt_log",
+        "text", "html", "headers", "tags", "meta", "attachments", "send_at", "provider",
+        "provider_message_id", "attempts", "last_error", "next_attempt_at", "locked_by",
+        "locked_until", "created_at", "updated_at", "sent_at", "result", "attempt_log",
     )
     column_formatters = {
         "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
+        "tags": _address_list,
         "next_attempt_at": _next_attempt, "locked_until": _lease_end, "last_error": _short_error,
     }
     column_formatters_detail = {
         "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
         "next_attempt_at": _next_attempt, "locked_until": _lease_end,
-        "result": _pretty_json,
+        "result": _pretty_json, "headers": _pretty_json, "meta": _pretty_json,
+        "tags": _address_list, "attachments": _attachment_list,
         "attempt_log": _attempt_table,
         "html": lambda _v, _c, model, _n: Markup("<pre>{}</pre>").format(escape(model.html or "")),
     }
@@ -292,6 +320,16 @@ class MailView(Protected, ModelView):
         count = mailqueue.retry(db.session.connection(), _uuids(ids), operator())
         db.session.commit()
         flash(f"{count} failed mail(s) queued again.", "success")
+
+    @action("cancel", "Cancel", "Cancel the selected queued or scheduled mails? They will not "
+            "be sent.")
+    def action_cancel(self, ids):
+        """Cancel mail no worker has taken yet; log who did it. Others are left as they are."""
+        cancelled = mailqueue.cancel(db.session.connection(), _uuids(ids), operator())
+        db.session.commit()
+        skipped = len(ids) - len(cancelled)
+        note = f"; {skipped} already sending or finished were left alone" if skipped else ""
+        flash(f"{len(cancelled)} mail(s) cancelled{note}.", "success")
 
 
 def operator():

@@ -582,3 +582,35 @@ def test_dashboard_shows_circuit_times_in_utc(client, sql):
         "updated_at) VALUES ('mailgun', 'open', 5, 30, '2030-01-02 05:04:05.5+02', now())")
     page = client.get("/admin/").get_data(as_text=True)
     assert "<td>2030-01-02 03:04:05 UTC</td>" in page
+
+
+def test_cancel_action_cancels_waiting_mail_and_records_who(client, sql, mail):
+    waiting = client.post("/mail", json={**mail, "send_at": "2099-01-01T00:00:00Z"})
+    assert waiting.status_code == 400  # beyond MAX_SCHEDULE_DAYS
+    scheduled = post_mail(client, tags=["spring"])
+    sent = post_mail(client)
+    sql("UPDATE email SET status = 'sent' WHERE id = :id", id=uuid.UUID(sent))
+    token = csrf_token(client, "/admin/email/")
+    response = client.post("/admin/email/action/", data={
+        "action": "cancel", "rowid": [scheduled, sent], "csrf_token": token})
+    assert response.status_code == 302
+    page = client.get("/admin/email/").get_data(as_text=True)
+    assert "1 mail(s) cancelled; 1 already sending or finished were left alone." in page
+    statuses = {str(row["id"]): row["status"] for row in sql("SELECT id, status FROM email")}
+    assert statuses == {scheduled: "cancelled", sent: "sent"}
+    details = client.get(f"/admin/email/details/?id={scheduled}").get_data(as_text=True)
+    assert "cancelled" in details and "admin@127.0.0.1" in details
+
+
+def test_details_show_tags_metadata_headers_and_attachments(client, mail):
+    body = {**mail, "tags": ["spring"], "metadata": {"user": "42"},
+            "headers": {"X-Campaign": "spring-sale"},
+            "attachments": [{"filename": "terms.pdf", "content_type": "application/pdf",
+                             "content": "JVBERi0="}]}
+    mail_id = client.post("/mail", json=body).get_json()["id"]
+    page = client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
+    assert "spring-sale" in page and "&#34;user&#34;: &#34;42&#34;" in page
+    assert "terms.pdf (application/pdf, 5 bytes)" in page
+    listed = client.get("/admin/email/?flt0_tag_has=spring").get_data(as_text=True)
+    assert mail_id in listed
+    assert mail_id not in client.get("/admin/email/?flt0_tag_has=autumn").get_data(as_text=True)
