@@ -262,3 +262,18 @@ class ProviderState(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
+
+
+class ProviderRate(db.Model):
+    """A provider's shared send-rate bucket (``PROVIDER_RATE_LIMITS``), drawn by every worker."""
+
+    __tablename__ = "provider_rate"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float, server_default="0")
+    refilled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                  server_default=func.clock_timestamp())
+    window: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                             server_default=func.clock_timestamp())
+    granted: Mapped[int] = mapped_column(Integer, server_default="0")  # this second
+    last_granted: Mapped[int] = mapped_column(Integer, server_default="0")  # the one before

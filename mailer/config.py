@@ -31,6 +31,9 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # bytes
     "MAX_RECIPIENTS": 50,  # per field (to, cc, bcc)
     "PROVIDERS": ("mailgun", "sendgrid"),  # comma separated, tried in this order
+    "PROVIDER_STRATEGY": "failover",  # failover: PROVIDERS order; weighted: by PROVIDER_WEIGHTS
+    "PROVIDER_WEIGHTS": {},  # e.g. "mailgun:3,sendgrid:1"; a provider not named weighs 1
+    "PROVIDER_RATE_LIMITS": {},  # mails per second per provider, all workers together
     "MAILGUN_API_KEY": "",
     "MAILGUN_DOMAIN": "",
     "MAILGUN_BASE_URL": "https://api.mailgun.net",  # EU: https://api.eu.mailgun.net
@@ -91,6 +94,8 @@ def load_config(path=None, overrides=None, environ=None):
 
 def convert(value, default):
     """``value`` (a string from the environment, or a file's value) as the type of ``default``."""
+    if isinstance(default, dict):
+        return parse_pairs(value)
     if isinstance(default, tuple):
         return tuple(split_list(value))
     if isinstance(default, bool):
@@ -102,6 +107,19 @@ def convert(value, default):
     if isinstance(default, float):
         return float(value)
     return "" if value is None else str(value)
+
+
+def parse_pairs(value):
+    """``"mailgun:3,sendgrid:1"`` (or a dict) as ``{"mailgun": 3.0, "sendgrid": 1.0}``."""
+    if isinstance(value, dict):
+        return {str(name): float(number) for name, number in value.items()}
+    pairs = {}
+    for part in split_list(value):
+        name, sep, number = part.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"{part!r} is not name:number")
+        pairs[name.strip()] = float(number)
+    return pairs
 
 
 def split_list(value):

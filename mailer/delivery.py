@@ -64,13 +64,19 @@ def message_from_row(row):
     )
 
 
-def deliver(message, providers, breakers, sessions):
-    """Try each usable provider in turn until one accepts or rejects the message."""
+def deliver(message, providers, breakers, sessions, admit=None):
+    """Try each usable provider in turn until one accepts or rejects the message.
+
+    ``providers`` is this mail's order (its first provider was planned under the rate caps);
+    ``admit(provider)`` says whether a later one may be used now (a token under its cap).
+    """
     answers = []
-    for provider in providers:
+    for position, provider in enumerate(providers):
         mode = breakers.mode(provider.name)
         if mode == SKIP or (mode == PROBE and not safely(breakers.try_probe, provider.name)):
             continue
+        if position and mode != PROBE and admit is not None and not safely(admit, provider):
+            continue  # at its rate cap: like a paused provider, it costs no attempt
         called_at, started = breakers.clock.now(), time.monotonic()
         try:
             sent = provider.send(sessions.get(provider), message)

@@ -29,6 +29,7 @@ from . import mailqueue
 from .circuit import PROBE, USE, Breakers, is_meltdown
 from .database import describe
 from .delivery import attempt_rows, crashed, decide, deliver, message_from_row, poisoned
+from .dispatch import Dispatcher
 from .notify import QueueListener
 from .retry import RetryPolicy
 
@@ -104,6 +105,8 @@ class Worker:
             cooldown_cap=config["CIRCUIT_COOLDOWN_CAP"],
             probe_window=2 * 2 * config["PROVIDER_TIMEOUT"] + 5,
         )
+        self.dispatcher = Dispatcher(engine, providers, self.breakers, config)
+        self.probing = False
         self.sessions = Sessions()
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
@@ -123,6 +126,7 @@ class Worker:
                  self.name, self.concurrency, self.lease,
                  ",".join(provider.name for provider in self.providers))
         self._with_db(self.breakers.ensure_rows)
+        self._with_db(self.dispatcher.ensure_rows)
         if not burst and QueueListener.supported(self.engine):
             QueueListener(self.engine, self.wake, self.stopping).start()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
@@ -138,6 +142,10 @@ class Worker:
         """One turn of the loop: reap, claim, wait for sends, record them."""
         self._reap_if_due()
         claimed = self._fill(pool)
+        if not claimed and not self.inflight and self.dispatcher.wait_hint is not None:
+            # Due mail waits for a token: no claim until one is due, and not idle either.
+            self.stopping.wait(self.dispatcher.wait_hint)
+            return True
         self._idle = not claimed and not self.inflight
         if self._idle and not self.finished:
             if not burst:
@@ -167,31 +175,46 @@ class Worker:
         limit = min(room, self.batch_size, self._provider_room())
         if limit <= 0:
             return 0
+        self.dispatcher.wait_hint = None  # set again only if the caps hold back claimed mail
         with self.engine.begin() as conn:
             rows = mailqueue.claim(conn, self.name, limit, self.lease)
-        for row in rows:
-            self.inflight[pool.submit(self._send, row)] = row
-        return len(rows)
+        orders = self._orders(len(rows))
+        if len(orders) < len(rows):  # the rate caps leave no room for these: back they go
+            with self.engine.begin() as conn:
+                mailqueue.release(conn, self.name, [row["id"] for row in rows[len(orders):]])
+        for row, order in zip(rows, orders, strict=False):
+            self.inflight[pool.submit(self._send, row, order)] = row
+        return len(orders)
+
+    def _orders(self, count):
+        """The provider order of each of ``count`` claimed mails (a probe tries them all)."""
+        if count == 0:
+            return []
+        if self.probing:
+            return [self.providers] * count
+        return self.dispatcher.plan(count)
 
     def _provider_room(self):
         """How many mails the providers can take now: none in a meltdown, one for a probe."""
         self.breakers.refresh()
         modes = {self.breakers.mode(provider.name) for provider in self.providers}
         self._set_meltdown(is_meltdown(modes))
+        self.probing = USE not in modes and PROBE in modes
         if USE in modes:
             return self.batch_size
-        if PROBE in modes and not self.inflight:
+        if self.probing and not self.inflight:
             return 1
         return 0
 
-    def _send(self, row):
-        """Deliver one claimed mail (runs on a send thread); never raises."""
+    def _send(self, row, order):
+        """Deliver one claimed mail through ``order`` (on a send thread); never raises."""
         try:
             message = message_from_row(row)
         except (ValueError, TypeError, AttributeError) as err:
             return row, poisoned(err)
         try:
-            return row, deliver(message, self.providers, self.breakers, self.sessions)
+            return row, deliver(message, order, self.breakers, self.sessions,
+                                self.dispatcher.admit)
         except Exception as err:  # a bug of ours: retried, and must not stop the worker
             log.exception("unexpected error delivering mail %s; it will be retried", row["id"])
             return row, crashed(err)
