@@ -20,6 +20,7 @@ from .harness import (
     Unavailable,
     connect,
     http_json,
+    last_lines,
     libpq_url,
     say,
 )
@@ -135,7 +136,7 @@ def latency_run(b, port, notify):
         worker = b.start_worker()
         time.sleep(2.0)  # started, listening, idle
         if worker.poll() is not None:
-            raise RuntimeError(f"worker exited{b.children.tail(worker)}")
+            raise RuntimeError(f"worker exited ({worker.describe_exit()}){last_lines(worker)}")
         posted = post_spaced(port, count, b.sizes["latency_gap_ms"], b.api_key)
         deadline = time.monotonic() + b.timeout(30)
         while len(b.sandbox_log("requests")) < count and time.monotonic() < deadline:
@@ -382,10 +383,7 @@ def scenario_memory(b):
     say(f"memory: one worker drains {count:,} mails, RSS sampled every second")
     worker = b.start_worker("--burst")
     samples = sample_drain(b, worker, count)
-    code = b.children.wait(worker, 5)
-    b.children.stop(worker)
-    if code:
-        raise RuntimeError(f"worker exited with {code}{b.children.tail(worker)}")
+    b.finish(worker, 5)
     counts = b.status_counts()
     if counts != {"sent": count}:
         raise RuntimeError(f"after the drain the mails are {counts}")
@@ -493,17 +491,14 @@ def run_purge(b, count, days, batch_size):
                                  or b.sql("SELECT current_database()")[0][0])
     watcher.start()
     started = time.perf_counter()
-    process = b.children.start("purge", argv, b.env())
+    purge = b.start("purge", argv, b.env())
     try:
-        code = b.children.wait(process, b.timeout(120 + count / 500))
+        b.finish(purge, b.timeout(120 + count / 500))
     finally:
         elapsed = time.perf_counter() - started
         watcher.stop_event.set()
         watcher.join(timeout=5)
-    b.children.stop(process)
-    if code:
-        raise RuntimeError(f"purge exited with {code}{b.children.tail(process)}")
-    return elapsed, watcher.ages, b.children.read(process)
+    return elapsed, watcher.ages, purge.output()
 
 
 def check_purged(b, days, keep):
