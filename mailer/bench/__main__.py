@@ -101,7 +101,7 @@ def run_scenario(b, name):
         say(f"scenario {name} failed: {err.__class__.__name__}: {message}")
     finally:
         # The sandbox serves the whole run; whatever else the scenario started ends with it.
-        b.children.stop(*[child for child in b.children.children if child.name != "sandbox"])
+        b.supervisor.stop(*[child for child in b.supervisor.children if child.name != "sandbox"])
     say(f"scenario {name} took {time.monotonic() - started:.0f}s")
     return rows, failed
 

@@ -131,9 +131,9 @@ class Bench:
         self.api_key = secrets.token_urlsafe(24)
         # Each child in a process group of its own (gunicorn's workers are stopped with it),
         # its output in a log file; our own messages on stderr, which keeps stdout for the table.
-        self.children = Supervisor(cwd=ROOT, grace=STOP_GRACE, own_groups=True,
-                                   hide=[self.mailgun_key, self.sendgrid_key, self.api_key],
-                                   out=sys.stderr)
+        self.supervisor = Supervisor(cwd=ROOT, grace=STOP_GRACE, own_groups=True,
+                                     hide=[self.mailgun_key, self.sendgrid_key, self.api_key],
+                                     out=sys.stderr)
         self._log_numbers = itertools.count()
         self.database_url = None
         self.created_database = None
@@ -195,7 +195,7 @@ class Bench:
 
     def cleanup(self):
         """Stop every child, drop the throwaway database, remove the log folder."""
-        self.children.stop_all(grace=CLEANUP_GRACE)
+        self.supervisor.stop_all(grace=CLEANUP_GRACE)
         if self._engine is not None:
             self._engine.dispose()
         if self.db is not None:
@@ -338,12 +338,12 @@ class Bench:
     def start(self, name, argv, env):
         """Start ``argv`` in ROOT with ``env``; its output goes to a log file of its own."""
         log_path = os.path.join(self.folder, f"{name}-{next(self._log_numbers)}.log")
-        return self.children.start(name, argv, env, log_path=log_path)
+        return self.supervisor.start(name, argv, env, log_path=log_path)
 
     def finish(self, child, timeout):
         """Wait for ``child`` to exit; RuntimeError with its last lines unless it exited 0."""
-        code = self.children.wait(child, timeout)
-        self.children.stop(child)  # it has exited: this only lets the supervisor forget it
+        code = self.supervisor.wait(child, timeout)
+        self.supervisor.stop(child)  # it has exited: this only lets the supervisor forget it
         if code:
             raise RuntimeError(f"{child.name} failed ({child.describe_exit()})"
                                f"{last_lines(child)}")

@@ -36,7 +36,7 @@ FULL = {
     "latency_posts": 200, "latency_gap_ms": (40, 120),
     "ingest_seconds": 10.0, "ingest_rounds": 3, "ingest_concurrency": 32, "load_procs": 2,
     "bulk_seconds": 10.0, "bulk_size": 1_000, "bulk_concurrency": 4,
-    "insert_size": 1_000, "insert_rounds": 30,
+    "insert_size": 1_000, "insert_rounds": 100,
     "million": 1_000_000, "million_small": 1_000, "claims": 30,
     "memory": 50_000,
     "retention": 200_000, "retention_keep": 2_000,
@@ -143,7 +143,7 @@ def latency_run(b, port, notify):
         deadline = time.monotonic() + b.timeout(30)
         while len(b.sandbox_log("requests")) < count and time.monotonic() < deadline:
             time.sleep(0.2)
-        b.children.stop(worker)
+        b.supervisor.stop(worker)
     finally:
         if not notify:
             b.sql("ALTER TABLE email ENABLE TRIGGER USER")
