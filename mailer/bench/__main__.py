@@ -1,7 +1,7 @@
 # Benchmarks of the mail service against the targets in BENCHMARKS.md. Each figure is compared
 # with a baseline measured in the same run on the same machine, so a noisy or slow machine moves
 # both; the table shows our figure, the baseline's, their ratio and whether the target is met.
-"""Benchmark the mail service: dispatch, scale-out, latency, ingest, bulk, queues, memory, purge.
+"""Benchmark the service: dispatch, scale-out, latency, ingest, bulk, insert, queues, memory, purge.
 
     scripts/bench                       # every scenario (~11 minutes on 2 cores)
     scripts/bench --quick               # tiny sizes: a smoke run (~1 minute)
