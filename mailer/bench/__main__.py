@@ -1,7 +1,7 @@
 # Benchmarks of the mail service against the targets in BENCHMARKS.md. Each figure is compared
 # with a baseline measured in the same run on the same machine, so a noisy or slow machine moves
 # both; the table shows our figure, the baseline's, their ratio and whether the target is met.
-"""Benchmark the mail service: dispatch, scale-out, latency, ingest, bulk, queues, memory, purge.
+"""Benchmark the service: dispatch, scale-out, latency, ingest, bulk, insert, queues, memory, purge.
 
     scripts/bench                       # every scenario (~11 minutes on 2 cores)
     scripts/bench --quick               # tiny sizes: a smoke run (~1 minute)
@@ -20,10 +20,11 @@ keys are random per run and never printed. Exit code: 0 when every scenario ran 
 import argparse
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
+
+from mailer.processes import SIGNALS, Stop
 
 from .harness import DEFAULT_SERVER, Bench, Unavailable, say
 from .load import bare_send_main, load_main
@@ -81,11 +82,6 @@ def parse_args(argv):
     return args
 
 
-def _interrupted(signum, _frame):
-    """SIGTERM ends the run as Ctrl-C does: cleaned up, the table printed."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_scenario(b, name):
     """Run one scenario and stop what it started; (its rows, whether it failed to run)."""
     say(f"scenario {name}")
@@ -95,7 +91,7 @@ def run_scenario(b, name):
         rows = SCENARIO_FUNCTIONS[name](b)
     except Unavailable as why:
         rows = [Row(name, "not available", note=str(why))]
-    except KeyboardInterrupt:
+    except Stop:
         raise
     except Exception as err:  # report it, run the other scenarios
         failed = True
@@ -104,9 +100,8 @@ def run_scenario(b, name):
                     else err.__class__.__name__)]
         say(f"scenario {name} failed: {err.__class__.__name__}: {message}")
     finally:
-        for process in list(b.children.running):
-            if process.name != "sandbox":
-                b.children.stop(process)
+        # The sandbox serves the whole run; whatever else the scenario started ends with it.
+        b.supervisor.stop(*[child for child in b.supervisor.children if child.name != "sandbox"])
     say(f"scenario {name} took {time.monotonic() - started:.0f}s")
     return rows, failed
 
@@ -132,10 +127,12 @@ def run(args):
     b = Bench(args, sizes)
     errors = 0
     info = {}
-    signal.signal(signal.SIGTERM, _interrupted)
+    SIGNALS.install()  # Ctrl-C, SIGTERM and SIGHUP end the run cleaned up, the table printed
     try:
         try:
             b.setup()
+        except Stop:
+            raise
         except Exception as err:  # the run cannot start: say why
             print(f"bench: setup failed: {err}", file=sys.stderr)
             return 2
@@ -144,11 +141,12 @@ def run(args):
               f"{info['postgresql'].split(' on ')[0]}")
         print(f"command: {' '.join([COMMAND, *sys.argv[1:]])}")
         errors = run_scenarios(b, args)
-    except KeyboardInterrupt as why:
+    except Stop as why:
         say(f"interrupted ({why}): cleaning up")
         errors += 1
     finally:
-        b.cleanup()
+        with SIGNALS.ignored():  # a second Ctrl-C must not leave orphans
+            b.cleanup()
     print_table(b.rows)
     if args.json:
         write_json(args.json, info, args, b.rows)

@@ -1,10 +1,11 @@
-"""What every scenario shares: the Bench (database, sandbox, settings, processes, deadline),
-the child processes it starts, and small HTTP and database helpers."""
+"""What every scenario shares: the Bench (database, sandbox, settings, processes, deadline)
+and small HTTP and database helpers. Child processes are started and stopped by
+``mailer.processes.Supervisor``, each with its output in a log file."""
 
+import itertools
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 
+from mailer.processes import Supervisor
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = sys.executable
 HOST = "127.0.0.1"
@@ -23,6 +26,7 @@ MAILGUN_DOMAIN = "mg.bench.example"
 SENDER = "sender@example.com"
 BODY_TEXT = "Hello from the benchmark. " * 8  # ~200 characters, a short transactional mail
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL for a child
+CLEANUP_GRACE = 5.0  # the same at the end of the run, when every child is stopped at once
 START_TIMEOUT = 60.0  # seconds for a server to answer its health check
 BENCH = [PYTHON, "-m", "mailer.bench"]  # the load generators' processes run this, in ROOT
 
@@ -48,79 +52,10 @@ def free_port():
         return sock.getsockname()[1]
 
 
-class Children:
-    """Processes this run started, each in its own process group, with its output in a file."""
-
-    def __init__(self, folder, secrets_to_hide):
-        """Log into ``folder``; mask ``secrets_to_hide`` wherever output is shown."""
-        self.folder = folder
-        self.hide = [s for s in secrets_to_hide if s]
-        self.running = []
-
-    def start(self, name, argv, env):
-        """Start ``argv`` with ``env`` in ROOT; output goes to a log file named after it."""
-        log_path = os.path.join(self.folder, f"{name}-{len(self.running)}-{time.time():.0f}.log")
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
-        process.name, process.log_path = name, log_path
-        self.running.append(process)
-        return process
-
-    def wait(self, process, timeout):
-        """Wait for ``process`` to exit; on timeout stop it and raise TimeoutError."""
-        try:
-            return process.wait(timeout=max(0.1, timeout))
-        except subprocess.TimeoutExpired:
-            self.stop(process)
-            raise TimeoutError(f"{process.name} did not finish within {timeout:.0f}s"
-                               f"{self.tail(process)}") from None
-
-    def stop(self, process, grace=STOP_GRACE):
-        """SIGTERM the process's group (gunicorn's workers too), SIGKILL it after ``grace``."""
-        if process.poll() is None:
-            self._signal(process, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self._signal(process, signal.SIGKILL)
-                process.wait(timeout=10)
-        if process in self.running:
-            self.running.remove(process)
-        return process.returncode
-
-    @staticmethod
-    def _signal(process, signum):
-        """Signal the process group that ``process`` leads (it was started in a new session)."""
-        try:
-            os.killpg(process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def stop_all(self):
-        """Stop every process still running, newest first."""
-        for process in reversed(list(self.running)):
-            try:
-                self.stop(process, grace=5.0)
-            except Exception as err:  # clean up the rest regardless
-                say(f"could not stop {process.name} ({process.pid}): {err}")
-
-    def read(self, process):
-        """A process's whole output (secrets masked)."""
-        try:
-            with open(process.log_path, encoding="utf-8", errors="replace") as handle:
-                text = handle.read()
-        except OSError:
-            return ""
-        for secret in self.hide:
-            text = text.replace(secret, "***")
-        return text
-
-    def tail(self, process, lines=15):
-        """The last lines of a process's output (secrets masked), for error messages."""
-        text = "".join(self.read(process).splitlines(keepends=True)[-lines:])
-        return f"\n--- last lines of {process.name} ---\n{text}" if text else ""
+def last_lines(child, lines=15):
+    """The end of a child's output (secrets masked) under a heading, for error messages."""
+    tail = child.tail(lines)
+    return f"\n--- last lines of {child.name} ---\n{tail}" if tail else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,20 +80,20 @@ def http_json(method, url, payload=None, headers=None, timeout=30):
         return status, None
 
 
-def wait_http(url, process, children, timeout=START_TIMEOUT):
-    """Wait until ``url`` answers 200 (or the process dies); raise RuntimeError otherwise."""
+def wait_http(url, child, timeout=START_TIMEOUT):
+    """Wait until ``url`` answers 200 (or the child dies); raise RuntimeError otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.name} exited with {process.returncode}"
-                               f"{children.tail(process)}")
+        if child.poll() is not None:
+            raise RuntimeError(f"{child.name} exited ({child.describe_exit()})"
+                               f"{last_lines(child)}")
         try:
             if http_json("GET", url, timeout=2)[0] == 200:
                 return
         except OSError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s{children.tail(process)}")
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s{last_lines(child)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,8 +129,12 @@ class Bench:
         self.mailgun_key = "key-" + secrets.token_hex(16)
         self.sendgrid_key = "SG." + secrets.token_urlsafe(24)
         self.api_key = secrets.token_urlsafe(24)
-        self.children = Children(self.folder, [self.mailgun_key, self.sendgrid_key,
-                                               self.api_key])
+        # Each child in a process group of its own (gunicorn's workers are stopped with it),
+        # its output in a log file; our own messages on stderr, which keeps stdout for the table.
+        self.supervisor = Supervisor(cwd=ROOT, grace=STOP_GRACE, own_groups=True,
+                                     hide=[self.mailgun_key, self.sendgrid_key, self.api_key],
+                                     out=sys.stderr)
+        self._log_numbers = itertools.count()
         self.database_url = None
         self.created_database = None
         self.sandbox_url = None
@@ -249,14 +188,14 @@ class Bench:
         port = free_port()
         env = {**self.base_env(), "SANDBOX_MAILGUN_API_KEY": self.mailgun_key,
                "SANDBOX_SENDGRID_API_KEY": self.sendgrid_key}
-        process = self.children.start("sandbox", [PYTHON, "-m", "mailer.sandbox", "--host", HOST,
-                                                  "--port", str(port), "--latency-ms", "0"], env)
+        child = self.start("sandbox", [PYTHON, "-m", "mailer.sandbox", "--host", HOST,
+                                       "--port", str(port), "--latency-ms", "0"], env)
         self.sandbox_url = f"http://{HOST}:{port}"
-        wait_http(f"{self.sandbox_url}/_sandbox/health", process, self.children)
+        wait_http(f"{self.sandbox_url}/_sandbox/health", child)
 
     def cleanup(self):
         """Stop every child, drop the throwaway database, remove the log folder."""
-        self.children.stop_all()
+        self.supervisor.stop_all(grace=CLEANUP_GRACE)
         if self._engine is not None:
             self._engine.dispose()
         if self.db is not None:
@@ -396,19 +335,31 @@ class Bench:
 
     # Processes -------------------------------------------------------------------------------
 
+    def start(self, name, argv, env):
+        """Start ``argv`` in ROOT with ``env``; its output goes to a log file of its own."""
+        log_path = os.path.join(self.folder, f"{name}-{next(self._log_numbers)}.log")
+        return self.supervisor.start(name, argv, env, log_path=log_path)
+
+    def finish(self, child, timeout):
+        """Wait for ``child`` to exit; RuntimeError with its last lines unless it exited 0."""
+        code = self.supervisor.wait(child, timeout)
+        self.supervisor.stop(child)  # it has exited: this only lets the supervisor forget it
+        if code:
+            raise RuntimeError(f"{child.name} failed ({child.describe_exit()})"
+                               f"{last_lines(child)}")
+
     def start_worker(self, *args, **overrides):
         """Start ``mail_service.py`` with the bench settings."""
-        return self.children.start("worker", [PYTHON, "mail_service.py", *args],
-                                   self.env(**overrides))
+        return self.start("worker", [PYTHON, "mail_service.py", *args], self.env(**overrides))
 
     def start_gunicorn(self, app_spec, name):
         """gunicorn with gunicorn.conf.py serving ``app_spec`` on a free port; return the port."""
         port = free_port()
-        process = self.children.start(
+        child = self.start(
             name, [PYTHON, "-m", "gunicorn", "-c", os.path.join(ROOT, "gunicorn.conf.py"),
                    app_spec], self.env(BIND=f"{HOST}:{port}"))
-        wait_http(f"http://{HOST}:{port}/health", process, self.children)
-        return process, port
+        wait_http(f"http://{HOST}:{port}/health", child)
+        return child, port
 
     def load(self, port, path, body, content_type, concurrency, duration, label):
         """Run the load generator (several processes) against ``path``; merged results."""
@@ -428,16 +379,12 @@ class Bench:
             with open(spec_file, "w", encoding="utf-8") as handle:
                 json.dump(spec, handle)
             env = {**self.base_env(), "BENCH_API_KEY": self.api_key}
-            runs.append((self.children.start(f"load-{label}",
-                                             [*BENCH, "_load", spec_file], env), spec))
+            runs.append((self.start(f"load-{label}", [*BENCH, "_load", spec_file], env), spec))
         merged = {"latencies_ms": [], "ids": [], "statuses": Counter(), "errors": [],
                   "items_in_window": 0, "requests_in_window": 0, "cpu_seconds": 0.0,
                   "duration": duration}
-        for process, spec in runs:
-            code = self.children.wait(process, self.timeout(duration + 60))
-            self.children.stop(process)
-            if code:
-                raise RuntimeError(f"load generator failed ({code}){self.children.tail(process)}")
+        for child, spec in runs:
+            self.finish(child, self.timeout(duration + 60))
             with open(spec["out"], encoding="utf-8") as handle:
                 out = json.load(handle)
             for key in ("latencies_ms", "ids", "errors"):
@@ -454,10 +401,7 @@ class Bench:
         self.insert_mails(count)
         workers = [self.start_worker("--burst") for _ in range(processes)]
         for worker in workers:
-            code = self.children.wait(worker, self.timeout(120 + count / 20))
-            self.children.stop(worker)
-            if code:
-                raise RuntimeError(f"worker exited with {code}{self.children.tail(worker)}")
+            self.finish(worker, self.timeout(120 + count / 20))
         counts = self.status_counts()
         if counts != {"sent": count}:
             raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
@@ -466,10 +410,6 @@ class Bench:
     def bare_send(self, count, latency_ms):
         """The baseline: the bare sender process sends ``count`` mails; sends/s."""
         self.sandbox_reset(latency_ms)
-        process = self.children.start("bare-sender", [*BENCH, "_bare-send", str(count)],
-                                      self.env())
-        code = self.children.wait(process, self.timeout(120 + count / 20))
-        self.children.stop(process)
-        if code:
-            raise RuntimeError(f"bare sender failed ({code}){self.children.tail(process)}")
+        sender = self.start("bare-sender", [*BENCH, "_bare-send", str(count)], self.env())
+        self.finish(sender, self.timeout(120 + count / 20))
         return self.send_rate(count)

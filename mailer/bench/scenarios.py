@@ -20,13 +20,14 @@ from .harness import (
     Unavailable,
     connect,
     http_json,
+    last_lines,
     libpq_url,
     say,
 )
 from .report import Row, fmt, percentile, ratio_of
 
-SCENARIOS = ("dispatch", "scaleout", "latency", "ingest", "bulk", "million", "memory",
-             "retention")
+SCENARIOS = ("dispatch", "scaleout", "latency", "ingest", "bulk", "insert", "million",
+             "memory", "retention")
 
 # Sizes per scenario: the full run, and --quick (a smoke run that only checks it all works).
 FULL = {
@@ -35,6 +36,7 @@ FULL = {
     "latency_posts": 200, "latency_gap_ms": (40, 120),
     "ingest_seconds": 10.0, "ingest_rounds": 3, "ingest_concurrency": 32, "load_procs": 2,
     "bulk_seconds": 10.0, "bulk_size": 1_000, "bulk_concurrency": 4,
+    "insert_size": 1_000, "insert_rounds": 100,
     "million": 1_000_000, "million_small": 1_000, "claims": 30,
     "memory": 50_000,
     "retention": 200_000, "retention_keep": 2_000,
@@ -45,6 +47,7 @@ QUICK = {
     "latency_posts": 8, "latency_gap_ms": (20, 40),
     "ingest_seconds": 1.5, "ingest_rounds": 1, "ingest_concurrency": 8, "load_procs": 2,
     "bulk_seconds": 1.5, "bulk_size": 1_000, "bulk_concurrency": 2,
+    "insert_size": 1_000, "insert_rounds": 3,
     "million": 5_000, "million_small": 500, "claims": 5,
     "memory": 1_000,
     "retention": 3_000, "retention_keep": 200,
@@ -135,12 +138,12 @@ def latency_run(b, port, notify):
         worker = b.start_worker()
         time.sleep(2.0)  # started, listening, idle
         if worker.poll() is not None:
-            raise RuntimeError(f"worker exited{b.children.tail(worker)}")
+            raise RuntimeError(f"worker exited ({worker.describe_exit()}){last_lines(worker)}")
         posted = post_spaced(port, count, b.sizes["latency_gap_ms"], b.api_key)
         deadline = time.monotonic() + b.timeout(30)
         while len(b.sandbox_log("requests")) < count and time.monotonic() < deadline:
             time.sleep(0.2)
-        b.children.stop(worker)
+        b.supervisor.stop(worker)
     finally:
         if not notify:
             b.sql("ALTER TABLE email ENABLE TRIGGER USER")
@@ -290,6 +293,112 @@ def scenario_bulk(b):
     ]
 
 
+def insert_rows(size):
+    """``size`` mail rows as ``POST /mail/batch`` stores them: validated, then made rows."""
+    from mailer import mailqueue
+    from mailer.validation import validate_mail
+
+    return [mailqueue.new_mail_row(validate_mail(item)) for item in json.loads(batch_body(size))]
+
+
+# The three builders of the batch INSERT below reuse mailqueue's private pieces on purpose: the
+# point is to time the API's own statement, not a copy that could drift from it.
+
+
+def insert_through_session(session, rows):
+    """The API's own statement: the hand-written multi-row INSERT via SQLAlchemy."""
+    from mailer import mailqueue
+
+    return len(mailqueue._insert(session, rows))
+
+
+def insert_hand_written(session, rows):
+    """The same statement and parameters on the raw psycopg2 cursor (no SQLAlchemy)."""
+    from mailer import mailqueue
+
+    columns = mailqueue.INSERT_COLUMNS
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    params = tuple(mailqueue._db_value(row[column]) for row in rows for column in columns)
+    with session.connection().connection.cursor() as cursor:
+        cursor.execute(mailqueue.INSERT_SQL % ", ".join([placeholders] * len(rows)), params)
+        return len(cursor.fetchall())
+
+
+def insert_execute_values(session, rows):
+    """The same rows through psycopg2.extras.execute_values, one page, RETURNING fetched."""
+    from psycopg2.extras import execute_values
+
+    from mailer import mailqueue
+
+    values = [tuple(mailqueue._db_value(row[column]) for column in mailqueue.INSERT_COLUMNS)
+              for row in rows]
+    with session.connection().connection.cursor() as cursor:
+        return len(execute_values(cursor, mailqueue.INSERT_SQL, values, page_size=len(rows),
+                                  fetch=True))
+
+
+INSERT_BUILDERS = {"through the session (API)": insert_through_session,
+                   "hand-written, raw cursor": insert_hand_written,
+                   "execute_values": insert_execute_values}
+
+
+def time_insert(engine, builder, rows):
+    """(wall ms, our CPU ms) of one INSERT of ``rows`` in a transaction that is rolled back."""
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        session.connection()  # checked out and begun before the clock starts
+        wall, cpu = time.perf_counter(), time.process_time()
+        stored = builder(session, rows)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        session.rollback()
+    if stored != len(rows):
+        raise RuntimeError(f"the INSERT returned {stored} rows, not {len(rows)}")
+    return wall * 1000, cpu * 1000
+
+
+def scenario_insert(b):
+    """5b. The batch INSERT of 1,000 rows: the hand-written statement vs execute_values."""
+    from mailer.config import DEFAULTS
+    from mailer.database import make_engine
+
+    size, rounds = b.sizes["insert_size"], b.sizes["insert_rounds"]
+    # Made as the API's engine is (no worker batch mode), on one connection.
+    engine = make_engine({**DEFAULTS, "DATABASE_URL": b.database_url}, pool_size=1)
+    rows, times = insert_rows(size), {name: [] for name in INSERT_BUILDERS}
+    b.truncate()
+    say(f"insert: {size:,} rows, {rounds} alternated rounds of {len(INSERT_BUILDERS)} builders")
+    try:
+        for index in range(rounds + 2):
+            names = list(INSERT_BUILDERS)[index % 3:] + list(INSERT_BUILDERS)[:index % 3]
+            for name in names:
+                measured = time_insert(engine, INSERT_BUILDERS[name], rows)
+                if index >= 2:  # the first two rounds warm the caches
+                    times[name].append(measured)
+    finally:
+        engine.dispose()
+    return insert_table(size, rounds, times)
+
+
+def insert_table(size, rounds, times):
+    """The insert scenario's rows: each builder's median wall and CPU beside execute_values."""
+    medians = {name: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+               for name, runs in times.items()}
+    base_wall, base_cpu = medians["execute_values"]
+    rows = []
+    for name in ("through the session (API)", "hand-written, raw cursor"):
+        wall, cpu = medians[name]
+        rows += [Row(f"INSERT x{size:,} {name}, wall", wall, base_wall,
+                     ratio_of(wall, base_wall), "(report)", None, "ms"),
+                 Row(f"INSERT x{size:,} {name}, CPU", cpu, base_cpu, ratio_of(cpu, base_cpu),
+                     "(report)", None, "ms")]
+    rows[0].note = (f"baseline = psycopg2.extras.execute_values of the same rows (one page); "
+                    f"medians of {rounds} alternated rounds, each in a transaction rolled back; "
+                    f"CPU = this process's")
+    rows[0].details = {name: runs for name, runs in times.items()}
+    return rows
+
+
 def claim_time(b, claims):
     """Median ms of ``mailqueue.claim`` of 100 mails, each in a transaction rolled back."""
     from mailer import mailqueue
@@ -382,10 +491,7 @@ def scenario_memory(b):
     say(f"memory: one worker drains {count:,} mails, RSS sampled every second")
     worker = b.start_worker("--burst")
     samples = sample_drain(b, worker, count)
-    code = b.children.wait(worker, 5)
-    b.children.stop(worker)
-    if code:
-        raise RuntimeError(f"worker exited with {code}{b.children.tail(worker)}")
+    b.finish(worker, 5)
     counts = b.status_counts()
     if counts != {"sent": count}:
         raise RuntimeError(f"after the drain the mails are {counts}")
@@ -493,17 +599,14 @@ def run_purge(b, count, days, batch_size):
                                  or b.sql("SELECT current_database()")[0][0])
     watcher.start()
     started = time.perf_counter()
-    process = b.children.start("purge", argv, b.env())
+    purge = b.start("purge", argv, b.env())
     try:
-        code = b.children.wait(process, b.timeout(120 + count / 500))
+        b.finish(purge, b.timeout(120 + count / 500))
     finally:
         elapsed = time.perf_counter() - started
         watcher.stop_event.set()
         watcher.join(timeout=5)
-    b.children.stop(process)
-    if code:
-        raise RuntimeError(f"purge exited with {code}{b.children.tail(process)}")
-    return elapsed, watcher.ages, b.children.read(process)
+    return elapsed, watcher.ages, purge.output()
 
 
 def check_purged(b, days, keep):
@@ -550,6 +653,6 @@ def scenario_retention(b):
 
 SCENARIO_FUNCTIONS = {
     "dispatch": scenario_dispatch, "scaleout": scenario_scaleout, "latency": scenario_latency,
-    "ingest": scenario_ingest, "bulk": scenario_bulk, "million": scenario_million,
-    "memory": scenario_memory, "retention": scenario_retention,
+    "ingest": scenario_ingest, "bulk": scenario_bulk, "insert": scenario_insert,
+    "million": scenario_million, "memory": scenario_memory, "retention": scenario_retention,
 }
