@@ -232,6 +232,15 @@ def test_429_after_wrong_keys_matches_the_spec(settings, spec):
         assert "429" in documented_codes(spec, path, method)
 
 
+def test_malformed_multipart_is_a_documented_400(client, spec):
+    response = client.post("/mail", data=b"--XyZ\r\nnot a part--XyZ--\r\n",
+                           content_type="multipart/form-data; boundary=XyZ")
+    assert response.status_code == 400
+    assert_matches(spec, "Error", response.get_json())
+    assert response.get_json()["errors"] == [{"field": "body",
+                                              "message": "Malformed multipart/form-data"}]
+
+
 EXPECTED_CODES = {
     ("/mail", "post"): {"202", "400", "401", "405", "413", "415", "429", "500", "503"},
     ("/mail/batch", "post"): {"202", "400", "401", "405", "413", "415", "429", "500", "503"},
