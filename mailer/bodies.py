@@ -95,12 +95,21 @@ def _decoded(encoded):
 
 
 def _undecodable_parts(raw, boundary):
-    """The names of the multipart text fields whose content is not UTF-8."""
+    """The names of the multipart text fields whose content is not UTF-8; 400 if unparsable."""
     if not boundary:
         return []
     decoder = MultipartDecoder(boundary)
-    decoder.receive_data(raw)
-    decoder.receive_data(None)
+    try:
+        decoder.receive_data(raw)
+        decoder.receive_data(None)
+        return _parts_not_utf8(decoder)
+    except ValueError as err:  # a garbled or cut-off body: the client's fault, not a 500
+        raise ApiError(400, "The multipart body cannot be parsed",
+                       [{"field": "body", "message": "Malformed multipart/form-data"}]) from err
+
+
+def _parts_not_utf8(decoder):
+    """The names of the text fields, read from ``decoder``, whose content is not UTF-8."""
     bad, name, chunks = [], None, []
     event = decoder.next_event()
     while not isinstance(event, Epilogue | NeedData):

@@ -12,7 +12,8 @@ import json
 from flask import current_app
 from flask_swagger_ui import get_swaggerui_blueprint
 
-from .api import MAX_BATCH
+from .api import JSON_TYPES, MAX_BATCH
+from .validation import MAX_SUBJECT
 from .vocabulary import (
     ANSWER_OUTCOMES,
     ATTEMPT_OUTCOMES,
@@ -40,11 +41,48 @@ MAIL_CONTENT_TYPES = (
     "multipart/form-data",
 )
 SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+# Each status code's shared answer in components/responses.
+ERROR_RESPONSES = {
+    "400": "BadRequest", "401": "Unauthorized", "404": "NotFound", "405": "MethodNotAllowed",
+    "413": "PayloadTooLarge", "415": "UnsupportedMediaType", "429": "TooManyRequests",
+    "500": "InternalError", "503": "ServiceUnavailable",
+}
 PROTECTED_MODE = (
     "When the server has no `API_KEYS` configured it runs in protected mode: it answers "
     "clients connecting over the loopback interface (and not through a proxy) without a key, "
     "and every other client with 401."
 )
+# What validation.py accepts, as ECMA-262 patterns. No regular expression says all that
+# email-validator and the RFC 5322 parser do, so the address pattern matches their common forms
+# only, each part within its limits, so that every string it matches is accepted: schemathesis
+# sends such strings and expects a 202. What else the server takes (internationalised
+# addresses, looser spacing) and refuses (special-use domains) is in ADDRESS_RULES.
+ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"  # RFC 5322 atext
+# A dot-atom of at most 64 characters (RFC 5321's limit on a local part).
+LOCAL_PART = rf"(?:{ATEXT}{{1,15}}\.){{0,3}}{ATEXT}{{1,16}}"
+# Labels without "--" (IDNA keeps it for A-labels), a top-level domain ending in a letter (as
+# email-validator requires), and short enough that an address stays within 254 characters.
+LABEL = r"[A-Za-z0-9]{1,10}(?:-[A-Za-z0-9]{1,10}){0,2}"
+ADDR_SPEC = rf"{LOCAL_PART}@(?:{LABEL}\.){{1,3}}[A-Za-z0-9]{{0,9}}[A-Za-z]"
+# A display name of atoms (Latin letters too, as RFC 6532 allows) or one quoted string of ASCII,
+# without "?": "=?...?=" is an RFC 2047 encoded word, which the parser decodes or refuses.
+NAME_ATOM = r"[A-Za-z0-9!#$%&'*+/=^_`{|}~\u00c0-\u024f-]{1,20}"
+DISPLAY_NAME = rf'(?:{NAME_ATOM}(?: {NAME_ATOM}){{0,3}}|"[ !#->@-\[\]-~]{{0,40}}")'
+MAILBOX = rf"(?:{ADDR_SPEC}|(?:{DISPLAY_NAME} )?<{ADDR_SPEC}>)"
+# A header field: no line breaks nor controls (validation.FORBIDDEN_IN_HEADERS, spelled out).
+HEADER_TEXT = r"^[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]*$"
+BODY_TEXT = r"^[^\x00]*$"  # a body may hold anything but NUL, which no database stores
+ADDRESS_TEXT = "Addresses separated by commas, e.g. `a@example.com, B <b@example.com>`."
+ADDRESS_RULES = (
+    "An address is `local@domain`, optionally with a display name: `Name <local@domain>` or "
+    "`\"Name\" <local@domain>`. The pattern is its common form, within RFC 5321's lengths. "
+    "The server checks each address with email-validator and the RFC 5322 parser, so it also "
+    "accepts internationalised addresses (UTF-8 local parts, IDN domains, any letters in a "
+    "name), other dot-atoms of up to 64 characters and looser spacing, and it refuses the "
+    "special-use domains (`.test`, `.local`, `.localhost`, `.invalid`, `.onion`, `.arpa`) "
+    "that the pattern lets through. In a form, repeat the field to give an array."
+)
+
 INFO_DESCRIPTION = """\
 A transactional mail service: clients submit mail over HTTP, a worker sends it through the
 configured providers (Mailgun, with failover to SendGrid), and clients poll for the result.
@@ -168,7 +206,8 @@ def submit_mail():
             "description": "The mail, as a JSON object (any `+json` type is read as JSON) or "
                            "as form fields. In a form, repeat `to`, `cc` or `bcc` to give "
                            "several addresses, or give one comma-separated value.",
-            "content": {kind: {"schema": ref("MailRequest")} for kind in MAIL_CONTENT_TYPES},
+            "content": {kind: {"schema": ref("MailRequest" if kind in JSON_TYPES else "MailForm")}
+                        for kind in MAIL_CONTENT_TYPES},
         },
         "responses": submit_responses(accepted()),
     }
@@ -191,18 +230,28 @@ def submit_batch():
                 "type": "array", "minItems": 1, "maxItems": MAX_BATCH,
                 "items": ref("MailRequest")}}},
         },
-        "responses": submit_responses(
-            json_body(ref("BatchAccepted"), "Accepted: every mail is stored as `queued`.")),
+        "responses": submit_responses(batch_answer()),
     }
 
 
 def submit_responses(accepted_answer):
     """The answers of an operation that submits mail: 202 and the errors it can meet."""
-    errors = {"400": "BadRequest", "401": "Unauthorized", "405": "MethodNotAllowed",
-              "413": "PayloadTooLarge", "415": "UnsupportedMediaType", "500": "InternalError",
-              "503": "ServiceUnavailable"}
     return {"202": accepted_answer,
-            **{code: ref(name, "responses") for code, name in errors.items()}}
+            **error_refs("400", "401", "405", "413", "415", "429", "500", "503")}
+
+
+def error_refs(*codes):
+    """The shared error answers with these status codes, as ``$ref``s."""
+    return {code: ref(ERROR_RESPONSES[code], "responses") for code in codes}
+
+
+def batch_answer():
+    """The 202 answer of ``POST /mail/batch``."""
+    answer = json_body(ref("BatchAccepted"), "Accepted: every mail is stored as `queued`.")
+    answer["links"] = {"GetFirstMail": {
+        "operationId": "getMail", "parameters": {"mail_id": "$response.body#/ids/0"},
+        "description": "The first mail of the batch; the others are read the same way."}}
+    return answer
 
 
 def batch_accepted():
@@ -219,6 +268,9 @@ def accepted():
     answer = json_body(ref("Mail"), "Accepted: the mail is stored as `queued` (with an empty "
                                     "`attempt_log`). Poll the `Location` to follow it.")
     answer["headers"] = {"Location": ref("Location", "headers")}
+    answer["links"] = {"GetMail": {
+        "operationId": "getMail", "parameters": {"mail_id": "$response.body#/id"},
+        "description": "The mail just stored, by the `id` of this answer."}}
     return answer
 
 
@@ -239,11 +291,8 @@ def get_mail():
         }],
         "responses": {
             "200": json_body(ref("Mail"), "The mail."),
-            "401": ref("Unauthorized", "responses"),
-            "404": ref("NotFound", "responses"),
-            "405": ref("MethodNotAllowed", "responses"),
-            "500": ref("InternalError", "responses"),
-            "503": ref("ServiceUnavailable", "responses"),
+            # 405 too: `GET /mail/batch` names the batch endpoint, which takes POST only.
+            **error_refs("401", "404", "405", "429", "500", "503"),
         },
     }
 
@@ -260,8 +309,7 @@ def health():
         "security": [],
         "responses": {
             "200": json_body(ref("Health"), "The database answers."),
-            "500": ref("InternalError", "responses"),
-            "503": ref("ServiceUnavailable", "responses"),
+            **error_refs("500", "503"),
         },
     }
 
@@ -326,6 +374,10 @@ def error_responses(max_bytes):
         "PayloadTooLarge": error_response(f"The request body is larger than {limit}."),
         "UnsupportedMediaType": error_response(
             "The body is neither JSON nor a form (`Content-Type` missing or another type)."),
+        "TooManyRequests": error_response(
+            "Too many wrong API keys came from this address lately (`AUTH_FAILURE_LIMIT` "
+            "within `AUTH_FAILURE_WINDOW` seconds): every request from it is refused for "
+            "`Retry-After` seconds.", "Retry-After"),
         "InternalError": error_response(
             "An unexpected error; it is logged, and the answer says nothing about it."),
         "ServiceUnavailable": error_response(
@@ -334,14 +386,14 @@ def error_responses(max_bytes):
 
 
 def headers():
-    """The response headers the answers refer to."""
+    """The response headers the answers refer to; ``required`` where an answer always has it."""
     return {
-        "Location": {"description": "The mail's URL, `/mail/{id}`.",
+        "Location": {"description": "The mail's URL, `/mail/{id}`.", "required": True,
                      "schema": string("A relative URL.", format="uri-reference")},
-        "Retry-After": {"description": "Seconds to wait before trying again.",
+        "Retry-After": {"description": "Seconds to wait before trying again.", "required": True,
                         "schema": integer("Seconds.", minimum=0)},
         "Allow": {"description": "The methods this path takes, comma-separated.",
-                  "schema": string("e.g. `POST, OPTIONS`.")},
+                  "required": True, "schema": string("e.g. `POST, OPTIONS`.")},
         "WWW-Authenticate": {"description": "The authentication scheme to use.",
                              "schema": string("e.g. `Bearer realm=\"mail\"`.")},
     }
@@ -373,6 +425,7 @@ def schemas(max_recipients):
     """Every schema of a request or answer body."""
     return {
         "MailRequest": mail_request(max_recipients),
+        "MailForm": mail_form(max_recipients),
         "Mail": mail(),
         "ProviderAnswer": provider_answer(),
         "Attempt": attempt(),
@@ -384,36 +437,65 @@ def schemas(max_recipients):
     }
 
 
-def address_list(description, max_recipients):
-    """A field of several addresses: a comma-separated string or an array of strings."""
-    return {
-        "description": f"{description} Either one string of comma-separated addresses or an "
-                       f"array of strings; at most {max_recipients} addresses.",
-        "oneOf": [
-            string("Addresses separated by commas, e.g. `a@example.com, B <b@example.com>`."),
-            {"type": "array", "items": {"type": "string"}, "maxItems": max_recipients},
-        ],
-    }
+def addresses(description, most, required, nulls):
+    """An address field: one string of ``most`` comma-separated addresses, or an array of them.
+
+    An optional field may also be an empty string or an empty array, and null if ``nulls``; each
+    means "none".
+    """
+    mailbox = {"type": "string", "pattern": f"^{MAILBOX}$"}
+    listed = MAILBOX if most == 1 else f"{MAILBOX}(?:, ?{MAILBOX}){{0,{most - 1}}}"
+    text = string(ADDRESS_TEXT if most > 1 else "One address, e.g. `Shop <shop@example.com>`.",
+                  pattern=f"^{listed}$" if required else f"^(?:{listed})?$")
+    array = {"type": "array", "items": mailbox, "maxItems": most,
+             "description": "One address per item."}
+    if required:
+        array["minItems"] = 1
+    elif nulls:
+        text["nullable"] = True
+    return {"description": f"{description} {ADDRESS_RULES}", "oneOf": [text, array]}
 
 
-def mail_request(max_recipients):
-    """The fields of ``POST /mail``; unknown fields are rejected."""
+def mail_request(max_recipients, nulls=True):
+    """The fields of ``POST /mail``; null is "none" for optional fields if ``nulls`` (JSON)."""
     properties = {
-        "from": string("The sender: one address, optionally with a name, "
-                       "e.g. `Shop <shop@example.com>`."),
-        "to": address_list("The recipients.", max_recipients),
-        "cc": address_list("Copy recipients.", max_recipients),
-        "bcc": address_list("Blind copy recipients.", max_recipients),
-        "reply_to": string("One address for replies."),
-        "subject": string("The subject: one line, no CR or LF.", minLength=1, maxLength=998),
-        "text": string("The plain-text body. Give `text`, `html` or both."),
-        "html": string("The HTML body. Give `text`, `html` or both."),
+        "from": addresses("The sender: exactly one address.", 1, True, nulls),
+        "to": addresses(f"The recipients, at most {max_recipients}.", max_recipients, True,
+                        nulls),
+        "cc": addresses(f"Copy recipients, at most {max_recipients}.", max_recipients, False,
+                        nulls),
+        "bcc": addresses(f"Blind copy recipients, at most {max_recipients}.", max_recipients,
+                         False, nulls),
+        "reply_to": addresses("At most one address for replies.", 1, False, nulls),
+        "subject": string("The subject: one line, without line breaks or control characters.",
+                          minLength=1, maxLength=MAX_SUBJECT, pattern=HEADER_TEXT),
+        "text": body_text("The plain-text body", nulls),
+        "html": body_text("The HTML body", nulls),
     }
-    schema = obj("A mail to send. Addresses are checked for syntax only; any field not "
-                 "listed here is rejected with 400.", properties,
+    schema = obj("A mail to send. Any field not listed here is rejected with 400.", properties,
                  required=["from", "to", "subject"])
     schema["additionalProperties"] = False
-    schema["anyOf"] = [{"required": ["text"]}, {"required": ["html"]}]
+    # OpenAPI 3.0 has no "one of these two is required", but anyOf of two required ones says it;
+    # each branch also asks for a non-empty string, as null and "" mean "no body".
+    schema["anyOf"] = [{"required": [name], "properties": {name: {"type": "string",
+                                                                  "minLength": 1}}}
+                       for name in ("text", "html")]
+    return schema
+
+
+def body_text(description, nulls):
+    """A body field: any text but NUL; empty (or null, if ``nulls``) means none."""
+    schema = string(f"{description}, without NUL characters. Give `text`, `html` or both; "
+                    f"{'null or empty' if nulls else 'empty'} means none.", pattern=BODY_TEXT)
+    return nullable(schema) if nulls else schema
+
+
+def mail_form(max_recipients):
+    """``MailRequest`` as form fields: a form has no null, and repeats a field for an array."""
+    schema = mail_request(max_recipients, nulls=False)
+    schema["description"] = ("A mail to send, as form fields (every value a string; repeat "
+                             "`to`, `cc` or `bcc` for several). Any other field, and any "
+                             "uploaded file, is rejected with 400.")
     return schema
 
 

@@ -11,8 +11,11 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 import models
+from app import create_app
 from mailer import circuit, openapi, vocabulary
 from mailer.api import MAX_BATCH
+from mailer.config import DEFAULTS
+from mailer.validation import FORBIDDEN_IN_HEADERS
 from providers import base
 
 SPEC_URI = "urn:mail-service:openapi"
@@ -213,6 +216,62 @@ def test_413_matches_the_error_schema(app, client, spec):
     assert "413" in documented_codes(spec, "/mail", "post")
 
 
+def test_429_after_wrong_keys_matches_the_spec(settings, spec):
+    throttled = create_app({**settings, "API_KEYS": "secret-key", "AUTH_FAILURE_LIMIT": 2})
+    client = throttled.test_client()
+    wrong = {"Authorization": "Bearer wrong-key"}
+    assert [client.post("/mail", json=MAIL, headers=wrong).status_code
+            for _ in range(2)] == [401, 401]
+    for path, method in (("/mail", "post"), ("/mail/batch", "post"),
+                         ("/mail/{mail_id}", "get")):
+        url = path.replace("{mail_id}", "00000000-0000-4000-8000-000000000000")
+        response = client.open(url, method=method.upper(), json=MAIL,
+                               headers={"Authorization": "Bearer secret-key"})
+        assert response.status_code == 429
+        assert int(response.headers["Retry-After"]) > 0
+        assert_matches(spec, "Error", response.get_json())
+        assert "429" in documented_codes(spec, path, method)
+
+
+def test_malformed_multipart_is_a_documented_400(client, spec):
+    response = client.post("/mail", data=b"--XyZ\r\nnot a part--XyZ--\r\n",
+                           content_type="multipart/form-data; boundary=XyZ")
+    assert response.status_code == 400
+    assert_matches(spec, "Error", response.get_json())
+    assert response.get_json()["errors"] == [{"field": "body",
+                                              "message": "Malformed multipart/form-data"}]
+
+
+EXPECTED_CODES = {
+    ("/mail", "post"): {"202", "400", "401", "405", "413", "415", "429", "500", "503"},
+    ("/mail/batch", "post"): {"202", "400", "401", "405", "413", "415", "429", "500", "503"},
+    ("/mail/{mail_id}", "get"): {"200", "401", "404", "405", "429", "500", "503"},
+    ("/health", "get"): {"200", "500", "503"},
+    ("/api/spec", "get"): {"200"},
+    ("/api/docs", "get"): {"200"},
+}
+
+
+def test_every_operation_documents_each_code_it_can_answer(spec):
+    operations = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert operations == set(EXPECTED_CODES)
+    for (path, method), codes in EXPECTED_CODES.items():
+        assert documented_codes(spec, path, method) == codes, (path, method)
+
+
+def test_error_answers_have_the_error_body_and_their_headers(spec):
+    components = spec["components"]
+    for name, answer in components["responses"].items():
+        assert answer["content"] == {"application/json": {"schema": {
+            "$ref": "#/components/schemas/Error"}}}, name
+    for name in ("TooManyRequests", "ServiceUnavailable"):
+        assert "Retry-After" in components["responses"][name]["headers"]
+    assert "Allow" in components["responses"]["MethodNotAllowed"]["headers"]
+    for name in ("Retry-After", "Allow", "Location"):
+        assert components["headers"][name]["required"] is True
+    assert not components["headers"]["WWW-Authenticate"].get("required")  # not in protected mode
+
+
 def test_401_with_keys_sends_www_authenticate(app, client, spec):
     app.config["API_KEYS"] = ("secret-key",)
     response = client.post("/mail", json=MAIL)
@@ -232,19 +291,115 @@ def test_health_matches_the_spec(client, spec, run_worker):
         assert_matches(spec, "ProviderHealth", provider)
 
 
+def without(fields, *names):
+    """``fields`` less the named ones."""
+    return {key: value for key, value in fields.items() if key not in names}
+
+
+# One more than the default MAX_RECIPIENTS (the tests' settings keep it).
+RECIPIENTS = [f"r{number}@example.com" for number in range(DEFAULTS["MAX_RECIPIENTS"] + 1)]
+
+
 @pytest.mark.parametrize(("fields", "accepted"), [
     (MAIL, True),
     ({**MAIL, "text": None, "html": "<p>Hi</p>"}, True),
+    ({**MAIL, "text": "", "html": "<p>Hi</p>"}, True),
+    ({**MAIL, "html": ""}, True),
     ({**MAIL, "to": ["a@example.com"], "cc": "b@example.com, c@example.com"}, True),
-    ({key: value for key, value in MAIL.items() if key != "text"}, False),
-    ({key: value for key, value in MAIL.items() if key != "subject"}, False),
+    ({**MAIL, "cc": None, "bcc": "", "reply_to": []}, True),
+    ({**MAIL, "from": ["Shop <shop@example.com>"], "reply_to": ['"Help, desk" <h@example.com>']},
+     True),
+    ({**MAIL, "to": "Zoë Noël <zoe@example.com>, <bob@Example.COM>"}, True),
+    ({**MAIL, "to": ", ".join(RECIPIENTS[:-1])}, True),
+    ({**MAIL, "to": RECIPIENTS[:-1]}, True),
+    ({**MAIL, "subject": "Tabs\tare fine", "text": "Lines\r\nare fine in a body"}, True),
+    (without(MAIL, "text"), False),
+    ({**MAIL, "text": ""}, False),
+    ({**MAIL, "text": None}, False),
+    (without(MAIL, "subject"), False),
+    ({**MAIL, "subject": ""}, False),
+    ({**MAIL, "from": ""}, False),
+    ({**MAIL, "from": []}, False),
+    ({**MAIL, "from": None}, False),
+    ({**MAIL, "to": ""}, False),
+    ({**MAIL, "to": []}, False),
+    ({**MAIL, "from": "nobody"}, False),
+    ({**MAIL, "from": "a@example.com, b@example.com"}, False),
+    ({**MAIL, "from": ["a@example.com", "b@example.com"]}, False),
+    ({**MAIL, "reply_to": "a@example.com, b@example.com"}, False),
+    ({**MAIL, "to": ", ".join(RECIPIENTS)}, False),
+    ({**MAIL, "to": RECIPIENTS}, False),
+    ({**MAIL, "to": [""]}, False),
+    ({**MAIL, "to": "a@exa mple.com"}, False),
+    ({**MAIL, "subject": "Hi\r\nBcc: victim@example.com"}, False),
+    ({**MAIL, "subject": "Hi\u2028there"}, False),
+    ({**MAIL, "subject": "Hi\x85there"}, False),
+    ({**MAIL, "subject": "x" * 999}, False),
+    ({**MAIL, "to": "Eve\r\n <eve@example.com>"}, False),
+    ({**MAIL, "html": "<p>\x00</p>"}, False),
     ({**MAIL, "attachments": []}, False),
     ({**MAIL, "to": 42}, False),
+    ({**MAIL, "cc": {"address": "a@example.com"}}, False),
 ])
 def test_request_schema_agrees_with_the_api(client, spec, fields, accepted):
-    body = {key: value for key, value in fields.items() if value is not None}
-    assert validator(spec, "MailRequest").is_valid(body) is accepted
-    assert client.post("/mail", json=body).status_code == (202 if accepted else 400)
+    assert validator(spec, "MailRequest").is_valid(fields) is accepted
+    response = client.post("/mail", json=fields)
+    assert response.status_code == (202 if accepted else 400), response.get_json()
+
+
+@pytest.mark.parametrize(("fields", "accepted"), [
+    ({**MAIL, "cc": "", "reply_to": "", "html": ""}, True),
+    ({**MAIL, "to": ["a@example.com", "B <b@example.com>"]}, True),
+    ({**MAIL, "text": ""}, False),
+    ({**MAIL, "from": ""}, False),
+])
+def test_form_schema_agrees_with_the_api(client, spec, fields, accepted):
+    assert validator(spec, "MailForm").is_valid(fields) is accepted
+    assert client.post("/mail", data=fields).status_code == (202 if accepted else 400)
+
+
+def schema_keys(schema):
+    """Every key used anywhere in ``schema``, however deep."""
+    if isinstance(schema, dict):
+        return set(schema) | {key for value in schema.values() for key in schema_keys(value)}
+    if isinstance(schema, list):
+        return {key for value in schema for key in schema_keys(value)}
+    return set()
+
+
+def test_a_form_has_no_nulls(spec):
+    content = spec["paths"]["/mail"]["post"]["requestBody"]["content"]
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/MailRequest"}
+    for kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        assert content[kind]["schema"] == {"$ref": "#/components/schemas/MailForm"}
+    assert "nullable" in schema_keys(spec["components"]["schemas"]["MailRequest"])
+    assert "nullable" not in schema_keys(spec["components"]["schemas"]["MailForm"])
+
+
+def ecma_pattern(pattern):
+    """``pattern`` as Python reads an ECMA-262 one: ``$`` ends the string, not a last line."""
+    assert pattern.startswith("^") and pattern.endswith("$")
+    return re.compile(pattern[:-1] + r"\Z")
+
+
+def test_header_pattern_is_the_validations(spec):
+    subject = spec["components"]["schemas"]["MailRequest"]["properties"]["subject"]
+    pattern = ecma_pattern(subject["pattern"])
+    for code in [*range(0xD800), *range(0xE000, 0x10000)]:
+        for text in (chr(code), f"Hi{chr(code)}", f"{chr(code)}there"):
+            allowed = pattern.search(text) is not None
+            assert allowed is (FORBIDDEN_IN_HEADERS.search(text) is None), hex(code)
+
+
+def test_address_limits_follow_the_config(app, client):
+    app.config["MAX_RECIPIENTS"] = 2
+    spec = client.get("/api/spec").get_json()
+    check = validator(spec, "MailRequest")
+    for to, accepted in ((RECIPIENTS[:2], True), (RECIPIENTS[:3], False),
+                         (", ".join(RECIPIENTS[:2]), True), (", ".join(RECIPIENTS[:3]), False)):
+        assert check.is_valid({**MAIL, "to": to}) is accepted
+        assert client.post("/mail", json={**MAIL, "to": to}).status_code == (
+            202 if accepted else 400)
 
 
 # The docs page -------------------------------------------------------------------------------
