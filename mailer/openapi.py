@@ -69,7 +69,7 @@ ADDR_SPEC = rf"{LOCAL_PART}@(?:{LABEL}\.){{1,3}}[A-Za-z0-9]{{0,9}}[A-Za-z]"
 NAME_ATOM = r"[A-Za-z0-9!#$%&'*+/=^_`{|}~\u00c0-\u024f-]{1,20}"
 DISPLAY_NAME = rf'(?:{NAME_ATOM}(?: {NAME_ATOM}){{0,3}}|"[ !#->@-\[\]-~]{{0,40}}")'
 MAILBOX = rf"(?:{ADDR_SPEC}|(?:{DISPLAY_NAME} )?<{ADDR_SPEC}>)"
-# A header field: no line breaks nor controls (validation.FORBIDDEN_IN_HEADERS, spelled out).
+# A header field: no line breaks nor controls (headers.FORBIDDEN_IN_HEADERS, spelled out).
 HEADER_TEXT = r"^[^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]*$"
 BODY_TEXT = r"^[^\x00]*$"  # a body may hold anything but NUL, which no database stores
 ADDRESS_TEXT = "Addresses separated by commas, e.g. `a@example.com, B <b@example.com>`."

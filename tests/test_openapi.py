@@ -15,7 +15,7 @@ from app import create_app
 from mailer import circuit, openapi, vocabulary
 from mailer.api import MAX_BATCH
 from mailer.config import DEFAULTS
-from mailer.validation import FORBIDDEN_IN_HEADERS
+from mailer.headers import FORBIDDEN_IN_HEADERS
 from providers import base
 
 SPEC_URI = "urn:mail-service:openapi"
