@@ -41,7 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
-TABLES = "delivery_attempt, attachment, email, provider_state, idempotency_key"
+TABLES = ("delivery_attempt, attachment, email, provider_state, idempotency_key, recipient, "
+          "delivery_event, suppression, webhook_outbox, webhook_attempt")
 
 
 @functools.cache
