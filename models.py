@@ -327,7 +327,7 @@ class Suppression(db.Model):
 
     __tablename__ = "suppression"
 
-    address: Mapped[str] = mapped_column(Text, primary_key=True)  # bare (mailqueue.bare_address)
+    address: Mapped[str] = mapped_column(Text, primary_key=True)  # bare (addresses.bare_address)
     reason: Mapped[str] = mapped_column(String(16))  # mailer.suppressions.REASONS
     detail: Mapped[str | None] = mapped_column(Text)  # the provider's words, or an operator's
     email_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -325,7 +325,8 @@ class MailView(Protected, ModelView):
             "be sent.")
     def action_cancel(self, ids):
         """Cancel mail no worker has taken yet; log who did it. Others are left as they are."""
-        cancelled = mailqueue.cancel(db.session.connection(), _uuids(ids), operator())
+        cancelled = mailqueue.cancel(db.session.connection(), _uuids(ids), operator(),
+                                     current_app.extensions["webhooks"])
         db.session.commit()
         skipped = len(ids) - len(cancelled)
         note = f"; {skipped} already sending or finished were left alone" if skipped else ""

@@ -25,12 +25,24 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import FAILED, SENT
 
-from . import mailqueue
+from . import mailqueue, outbox, suppressions
+from .addresses import bare_address
 from .circuit import PROBE, USE, Breakers, is_meltdown
 from .database import describe
-from .delivery import attempt_rows, crashed, decide, deliver, message_from_row, poisoned
+from .delivery import (
+    all_suppressed,
+    attempt_rows,
+    crashed,
+    decide,
+    deliver,
+    message_from_row,
+    nobody_left,
+    poisoned,
+    without_suppressed,
+)
 from .notify import QueueListener
 from .retry import RetryPolicy
+from .webhook_sender import WebhookSender
 
 log = logging.getLogger("mail_service.worker")
 
@@ -105,6 +117,8 @@ class Worker:
             probe_window=2 * 2 * config["PROVIDER_TIMEOUT"] + 5,
         )
         self.sessions = Sessions()
+        self.webhooks = outbox.subscription(config)  # None: no client webhooks
+        self.sender = WebhookSender(engine, config) if self.webhooks else None
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
         self.inflight = {}  # Future -> claimed row
@@ -125,6 +139,8 @@ class Worker:
         self._with_db(self.breakers.ensure_rows)
         if not burst and QueueListener.supported(self.engine):
             QueueListener(self.engine, self.wake, self.stopping).start()
+        if self.sender is not None:  # client webhooks, on a thread of their own
+            self.sender.start()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
             while not self.stopping.is_set():
                 if not self._with_db(self.step, pool, burst):
@@ -132,6 +148,8 @@ class Worker:
                 if burst and not self.inflight and not self.finished and self._idle:
                     break
             self._drain()
+        if self.sender is not None:
+            self.sender.stop()
         log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
 
     def step(self, pool, burst):
@@ -169,7 +187,15 @@ class Worker:
             return 0
         with self.engine.begin() as conn:
             rows = mailqueue.claim(conn, self.name, limit, self.lease)
+            # One look-up of the whole batch's recipients on the suppression list.
+            blocked = suppressions.active(conn, {bare_address(entry) for row in rows
+                                                 for column in ("to_address", "cc", "bcc")
+                                                 for entry in row[column] or ()})
         for row in rows:
+            row = without_suppressed(row, blocked)
+            if nobody_left(row):  # finished at once: no provider is called
+                self.finished.append((all_suppressed(row), []))
+                continue
             self.inflight[pool.submit(self._send, row)] = row
         return len(rows)
 
@@ -223,7 +249,7 @@ class Worker:
         decisions = [decision for decision, _ in self.finished]
         attempts = [row for _, rows in self.finished for row in rows]
         with self.engine.begin() as conn:
-            mailqueue.finish(conn, self.name, decisions, attempts)
+            mailqueue.finish(conn, self.name, decisions, attempts, self.webhooks)
         self.finished = []
 
     def _reap_if_due(self):
