@@ -186,7 +186,7 @@ def without_suppressed(row, blocked):
             if address in blocked:
                 suppressed.setdefault(address, blocked[address])
             else:
-                kept[field].append(entry)
+                kept[column].append(entry)
     if not suppressed:
         return row
     if any(kept.values()) and not kept["to_address"]:

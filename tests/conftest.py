@@ -24,6 +24,7 @@ from flask.globals import app_ctx
 from flask_migrate import upgrade
 from helpers import sample_mail
 from pytest_postgresql.janitor import DatabaseJanitor
+from signed import MAILGUN_SIGNING_KEY, SENDGRID_PUBLIC_KEY
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import scoped_session, sessionmaker
@@ -149,6 +150,8 @@ def settings(database_url, sandbox):
         "RETRY_CAP": 1.0,
         "CIRCUIT_COOLDOWN": 1.0,
         "CIRCUIT_COOLDOWN_CAP": 4.0,
+        "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": SENDGRID_PUBLIC_KEY,
     }
 
 
