@@ -89,19 +89,21 @@ class WebhookSender(threading.Thread):
             return 0
         with self.engine.begin() as conn:
             rows = outbox.claim(conn, 1 if mode == PROBE else BATCH, self.lease)
-        results, unposted = [], []
+        results = []
         for row in rows:
-            if unposted or self.stopping.is_set() or self._paused():
-                unposted.append(row["id"])  # the receiver failed too often: leave the rest
-                continue
+            if self.stopping.is_set():
+                break
             results.append(self.post(row))
+            if not results[-1]["ok"] and self._paused():
+                break  # the receiver failed too often: its breaker opened, leave the rest
+        unposted = [row["id"] for row in rows[len(results):]]
         with self.engine.begin() as conn:
             outbox.record(conn, results, self.max_age)
             outbox.release(conn, unposted)
         return len(results)
 
     def _paused(self):
-        """Whether the receiver's breaker opened during this batch."""
+        """Whether the receiver's breaker is open (it just opened, after a failure)."""
         return self.breakers.mode(BREAKER) == SKIP
 
     def post(self, row):
