@@ -195,8 +195,9 @@ def without_suppressed(row, blocked):
 
 
 def nobody_left(row):
-    """Whether every recipient of a row from ``without_suppressed`` was suppressed."""
-    return not (row["to_address"] or row["cc"] or row["bcc"])
+    """Whether every recipient of a row from ``without_suppressed`` was suppressed (a row that
+    had no recipient at all is not: it fails as malformed, see ``message_from_row``)."""
+    return bool(row.get("suppressed")) and not (row["to_address"] or row["cc"] or row["bcc"])
 
 
 def all_suppressed(row):
