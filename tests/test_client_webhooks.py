@@ -94,6 +94,9 @@ def test_a_receiver_that_fails_for_a_while_gets_every_webhook(client, run_worker
     in_background(run_worker)
     wait_for(lambda: len(receiver.received) == 6, timeout=30, message="every mail.sent")
     assert receiver.types() == ["mail.sent"] * 6
+    # Attempts are recorded after a batch's posts: wait for the last batch's record.
+    wait_for(lambda: sql("SELECT count(*) AS n FROM webhook_outbox WHERE status = 'delivered'")[
+        0]["n"] == 6, timeout=10, message="every webhook recorded as delivered")
     attempts = {row["status_code"]: row["n"] for row in sql(
         "SELECT status_code, count(*) AS n FROM webhook_attempt GROUP BY status_code")}
     assert attempts[204] == 6
