@@ -656,11 +656,11 @@ def with_delivery(all_schemas):
         "events": {"type": "array", "items": ref("DeliveryEvent"),
                    "description": "The providers' events, oldest first (in `GET /mail/{id}`)."},
     })
-    return {**all_schemas, **delivery_schemas()}
+    return {**all_schemas, **timeline_schemas(), **suppression_schemas()}
 
 
-def delivery_schemas():
-    """The schemas of the events, recipients and the suppression list."""
+def timeline_schemas():
+    """The schemas of a mail's recipients and events, and of the providers' webhooks' answer."""
     return {
         "Recipient": obj("One recipient; before the hand-off its status is the mail's.", {
             "address": string("The bare address."),
@@ -680,6 +680,19 @@ def delivery_schemas():
             "at": timestamp("When it happened, by the provider's clock."),
             "received_at": timestamp("When we received it."),
         }),
+        "EventsReceived": obj("What came of a request's events.", {
+            "success": {"type": "boolean", "enum": [True]},
+            "received": integer("Events in the request.", minimum=0),
+            "new": integer("Recorded now.", minimum=0),
+            "repeats": integer("Recorded before: nothing changed.", minimum=0),
+            "unmatched": integer("Of no known mail: logged, not stored.", minimum=0),
+        }),
+    }
+
+
+def suppression_schemas():
+    """The schemas of the suppression list."""
+    return {
         "Suppression": obj("An address mail does not go to.", {
             "address": string("The bare address."),
             "reason": string("Bounces expire after `SUPPRESSION_DAYS`; the rest never.",
@@ -699,13 +712,6 @@ def delivery_schemas():
             "suppressions": {"type": "array", "items": ref("Suppression")},
             "count": integer("Entries on this page.", minimum=0),
             "next_cursor": nullable(string("Pass as `cursor` for the next page.")),
-        }),
-        "EventsReceived": obj("What came of a request's events.", {
-            "success": {"type": "boolean", "enum": [True]},
-            "received": integer("Events in the request.", minimum=0),
-            "new": integer("Recorded now.", minimum=0),
-            "repeats": integer("Recorded before: nothing changed.", minimum=0),
-            "unmatched": integer("Of no known mail: logged, not stored.", minimum=0),
         }),
     }
 
