@@ -12,7 +12,7 @@ from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 
-from mailer import admin, api, auth, bodies, errors, openapi
+from mailer import admin, api, auth, bodies, errors, openapi, outbox, webhooks
 from mailer.config import ensure_secret_key, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
 from models import db
@@ -30,12 +30,14 @@ def create_app(test_config=None, config_path=None):
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     app.config["ERROR_404_HELP"] = False  # Flask-RESTful's "did you mean" hint
     ensure_secret_key(app.config, app.logger)
+    app.extensions["webhooks"] = outbox.subscription(app.config)  # what the client gets
 
     db.init_app(app)
     migrate.init_app(app, db, directory="migrations")
     errors.init_app(app)
     bodies.init_app(app)
     api.init_app(app)
+    webhooks.init_app(app)
     openapi.init_app(app)
     admin.init_app(app)
     auth.init_app(app)

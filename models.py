@@ -1,5 +1,6 @@
-"""The database tables: mail, its attachments and delivery attempts, idempotency keys, and each
-provider's shared health.
+"""The database tables: mail, its attachments and delivery attempts, idempotency keys, each
+provider's shared health, and what follows the hand-off: recipients, the providers' events, the
+suppression list and the outbox of client webhooks with their attempts.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
 it to SQLAlchemy. Timestamps are stored in UTC with a time zone wherever the database has one.
@@ -35,12 +36,26 @@ db = SQLAlchemy(session_options={"expire_on_commit": False})
 
 # Statuses of a mail, the one definition that the API, the admin and the spec read. A mail is
 # claimed from QUEUED (or SCHEDULED, once due) into SENDING under a lease and leaves SENDING for
-# SENT, FAILED or (to retry later) QUEUED again. QUEUED and SCHEDULED mail can be CANCELLED.
+# SENT, FAILED or (to retry later) QUEUED again; SUPPRESSED when every recipient is on the
+# suppression list (no provider is called). QUEUED and SCHEDULED mail can be CANCELLED. After
+# the hand-off the providers' events move SENT mail on: DELIVERED once every recipient is,
+# BOUNCED or COMPLAINED as soon as one recipient bounced or complained.
 QUEUED, SCHEDULED, SENDING, SENT, FAILED, CANCELLED = (
     "queued", "scheduled", "sending", "sent", "failed", "cancelled")
-STATUSES = (QUEUED, SCHEDULED, SENDING, SENT, FAILED, CANCELLED)
+DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED = "delivered", "bounced", "complained", "suppressed"
+STATUSES = (QUEUED, SCHEDULED, SENDING, SENT, DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED, FAILED,
+            CANCELLED)
 WAITING = (QUEUED, SCHEDULED)  # not yet taken by a worker: may still be cancelled
-FINISHED = (SENT, FAILED, CANCELLED)
+FINISHED = (SENT, DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED, FAILED, CANCELLED)
+# A provider took it: events move it on, only forward, in this order.
+HANDED_OFF = (SENT, DELIVERED, BOUNCED, COMPLAINED)
+
+# Statuses of one recipient of a mail a provider took, in the only order they may follow each
+# other: a late "deferred" never undoes "delivered", a complaint after delivery moves it on.
+# SUPPRESSED (the address was on the suppression list, so the mail did not go to it) is final.
+DEFERRED, UNSUBSCRIBED = "deferred", "unsubscribed"
+RECIPIENT_ORDER = (SENT, DEFERRED, DELIVERED, BOUNCED, UNSUBSCRIBED, COMPLAINED)
+RECIPIENT_STATUSES = (*RECIPIENT_ORDER, SUPPRESSED)
 
 AddressList = ARRAY(Text)
 
@@ -106,6 +121,10 @@ class Email(db.Model):
         cascade="all, delete-orphan",
         passive_deletes=True,
     )
+    recipient_rows: Mapped[list["Recipient"]] = relationship(viewonly=True)
+    # The timeline: the providers' events, oldest first by the providers' own clocks.
+    events: Mapped[list["DeliveryEvent"]] = relationship(
+        order_by="(DeliveryEvent.occurred_at, DeliveryEvent.id)", viewonly=True)
 
     __table_args__ = (
         # The claim query reads only due, queued mail: a partial index keeps it as fast with a
@@ -167,7 +186,20 @@ class Email(db.Model):
         if with_attempts:
             data["attachments"] = [attachment.to_dict() for attachment in self.attachments]
             data["attempt_log"] = [attempt.to_dict() for attempt in self.attempt_log]
+            data["recipients"] = self.recipient_list()
+            data["events"] = [event.to_dict() for event in self.events]
         return data
+
+    def recipient_list(self):
+        """Each recipient with its status and reason; before the hand-off, the mail's status."""
+        rows = {row.address: row for row in self.recipient_rows}
+        listed = []
+        for address in self.recipients or ():
+            row = rows.get(address)
+            listed.append({"address": address, "status": row.status if row else self.status,
+                           "reason": row.reason if row else None,
+                           "updated_at": iso(row.updated_at) if row else None})
+        return listed
 
 
 class Attachment(db.Model):
@@ -241,6 +273,125 @@ class DeliveryAttempt(db.Model):
             "actor": self.actor,
             "at": iso(self.created_at),
         }
+
+
+class Recipient(db.Model):
+    """One recipient of a mail, from the hand-off on: its status (``RECIPIENT_STATUSES``)."""
+
+    __tablename__ = "recipient"
+
+    email_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("email.id", ondelete="CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(Text, primary_key=True)  # bare, as in Email.recipients
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+
+class DeliveryEvent(db.Model):
+    """A provider's report about a mail after the hand-off (delivered, bounced, opened, ...)."""
+
+    __tablename__ = "delivery_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    email_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("email.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(16))
+    # The provider's own id of the report (Mailgun's signature token, SendGrid's sg_event_id):
+    # a report delivered twice is stored once.
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(24))  # mailer.provider_events.EVENT_TYPES
+    provider_event: Mapped[str] = mapped_column(String(32))  # the provider's name for it
+    recipient: Mapped[str | None] = mapped_column(Text)
+    severity: Mapped[str | None] = mapped_column(String(16))  # permanent | temporary
+    reason: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # provider's clock
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                  server_default=func.now())
+    payload: Mapped[dict] = mapped_column(JSONB)  # as received, cut to a bounded size
+
+    __table_args__ = (
+        Index("ix_delivery_event_dedup", "provider", "dedup_key", unique=True),
+        Index("ix_delivery_event_email", "email_id", "occurred_at"),
+    )
+
+    def to_dict(self):
+        """The event as the API's timeline shows it."""
+        return {"type": self.type, "provider": self.provider, "event": self.provider_event,
+                "recipient": self.recipient, "severity": self.severity, "reason": self.reason,
+                "at": iso(self.occurred_at), "received_at": iso(self.received_at)}
+
+
+class Suppression(db.Model):
+    """An address that mail does not go to: it bounced, complained or unsubscribed."""
+
+    __tablename__ = "suppression"
+
+    address: Mapped[str] = mapped_column(Text, primary_key=True)  # bare (addresses.bare_address)
+    reason: Mapped[str] = mapped_column(String(16))  # mailer.suppressions.REASONS
+    detail: Mapped[str | None] = mapped_column(Text)  # the provider's words, or an operator's
+    email_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("email.id", ondelete="SET NULL"))  # the mail that caused it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # None: never
+
+    __table_args__ = (
+        Index("ix_suppression_created", sql_text("created_at DESC"), "address"),
+        Index("ix_suppression_expires", "expires_at"),
+    )
+
+    def to_dict(self):
+        """The entry as the API shows it."""
+        return {"address": self.address, "reason": self.reason, "detail": self.detail,
+                "mail_id": str(self.email_id) if self.email_id else None,
+                "created_at": iso(self.created_at), "expires_at": iso(self.expires_at)}
+
+
+class WebhookMessage(db.Model):
+    """A client webhook waiting in the outbox, or delivered, or given up on."""
+
+    __tablename__ = "webhook_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)  # the webhook-id header
+    event_type: Mapped[str] = mapped_column(String(32))  # mail.sent, mail.delivered, ...
+    email_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("email.id", ondelete="CASCADE"), index=True)
+    payload: Mapped[dict] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16),  # pending | delivered | failed
+                                        server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                      server_default=func.now())
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    attempt_log: Mapped[list["WebhookAttempt"]] = relationship(
+        order_by="WebhookAttempt.id", viewonly=True)
+
+    __table_args__ = (
+        Index("ix_webhook_outbox_due", "next_attempt_at",
+              postgresql_where=sql_text("status = 'pending'")),
+    )
+
+
+class WebhookAttempt(db.Model):
+    """One call to the client's webhook URL, whatever came of it."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("webhook_outbox.id", ondelete="CASCADE"), index=True)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
 
 
 class ProviderState(db.Model):

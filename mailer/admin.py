@@ -1,4 +1,5 @@
-"""The operators' admin UI at ``/admin``: the queue at a glance, and every mail.
+"""The operators' admin UI at ``/admin``: the queue at a glance, every mail with its recipients
+and timeline, the suppression list, and the client webhooks with their attempts.
 
 Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
 when no password is set; forms carry a CSRF token; pages carry a Content-Security-Policy and may
@@ -26,14 +27,14 @@ from flask_admin.form import SecureForm
 from flask_admin.model import typefmt
 from flask_admin.theme import Bootstrap4Theme
 from markupsafe import Markup, escape
-from wtforms import StringField, TextAreaField
+from wtforms import SelectField, StringField, TextAreaField
 
-from models import QUEUED, STATUSES, Email, db
+from models import QUEUED, STATUSES, Email, Suppression, WebhookMessage, db
 from providers import REGISTRY
 
-from . import circuit, mailqueue
+from . import circuit, mailqueue, outbox, suppressions
 from .auth import admin_allowed
-from .validation import ValidationError, validate_mail
+from .validation import ValidationError, validate_address, validate_mail
 
 # The largest OFFSET PostgreSQL takes (a bigint); a page beyond it is past any table's end.
 MAX_OFFSET = 2**63 - 1
@@ -171,6 +172,38 @@ def _pretty_json(_view, _context, model, name):
     return Markup("<pre>{}</pre>").format(json.dumps(value, indent=2, default=str))
 
 
+def _recipient_table(_view, _context, model, _name):
+    """Each recipient with its status and reason."""
+    rows = [Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
+        r["address"], r["status"], r["reason"] or "", utc_text(r["updated_at"]))
+        for r in model.recipient_list()]
+    head = Markup("<tr><th>address</th><th>status</th><th>reason</th><th>since</th></tr>")
+    return Markup('<table class="table table-sm" id="recipients">{}{}</table>').format(
+        head, Markup("").join(rows))
+
+
+def _timeline(_view, _context, model, _name):
+    """The providers' events, oldest first."""
+    rows = [Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                   "</tr>").format(utc_text(e.occurred_at), e.provider, e.type,
+                                   e.provider_event, e.recipient or "", e.reason or "")
+            for e in model.events]
+    head = Markup("<tr><th>at</th><th>provider</th><th>event</th><th>provider's name</th>"
+                  "<th>recipient</th><th>reason</th></tr>")
+    return Markup('<table class="table table-sm" id="timeline">{}{}</table>').format(
+        head, Markup("").join(rows))
+
+
+def _webhook_attempts(_view, _context, model, _name):
+    """Each call made to deliver a client webhook."""
+    rows = [Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
+        utc_text(a.created_at), a.status_code or "", a.duration_ms, a.error or "")
+        for a in model.attempt_log]
+    head = Markup("<tr><th>at</th><th>HTTP</th><th>ms</th><th>error</th></tr>")
+    return Markup('<table class="table table-sm">{}{}</table>').format(
+        head, Markup("").join(rows))
+
+
 def _attempt_table(_view, _context, model, _name):
     """Show the mail's attempts as a table."""
     rows = [
@@ -237,7 +270,8 @@ class MailView(Protected, ModelView):
                    "provider", "attempts", "next_attempt_at", "locked_by", "locked_until",
                    "last_error", "updated_at")
     column_labels = {"next_attempt_at": "Next Attempt", "locked_by": "Lease Owner",
-                     "locked_until": "Lease Until", "send_at": "Send At", "meta": "Metadata"}
+                     "locked_until": "Lease Until", "send_at": "Send At", "meta": "Metadata",
+                     "recipient_rows": "Recipients", "events": "Timeline"}
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
     column_default_sort = ("created_at", True)
@@ -255,7 +289,8 @@ class MailView(Protected, ModelView):
         "id", "status", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
         "text", "html", "headers", "tags", "meta", "attachments", "send_at", "provider",
         "provider_message_id", "attempts", "last_error", "next_attempt_at", "locked_by",
-        "locked_until", "created_at", "updated_at", "sent_at", "result", "attempt_log",
+        "locked_until", "created_at", "updated_at", "sent_at", "recipient_rows", "events",
+        "result", "attempt_log",
     )
     column_formatters = {
         "to_address": _address_list, "cc": _address_list, "bcc": _address_list,
@@ -267,7 +302,7 @@ class MailView(Protected, ModelView):
         "next_attempt_at": _next_attempt, "locked_until": _lease_end,
         "result": _pretty_json, "headers": _pretty_json, "meta": _pretty_json,
         "tags": _address_list, "attachments": _attachment_list,
-        "attempt_log": _attempt_table,
+        "attempt_log": _attempt_table, "recipient_rows": _recipient_table, "events": _timeline,
         "html": lambda _v, _c, model, _n: Markup("<pre>{}</pre>").format(escape(model.html or "")),
     }
 
@@ -325,11 +360,93 @@ class MailView(Protected, ModelView):
             "be sent.")
     def action_cancel(self, ids):
         """Cancel mail no worker has taken yet; log who did it. Others are left as they are."""
-        cancelled = mailqueue.cancel(db.session.connection(), _uuids(ids), operator())
+        cancelled = mailqueue.cancel(db.session.connection(), _uuids(ids), operator(),
+                                     current_app.extensions["webhooks"])
         db.session.commit()
         skipped = len(ids) - len(cancelled)
         note = f"; {skipped} already sending or finished were left alone" if skipped else ""
         flash(f"{len(cancelled)} mail(s) cancelled{note}.", "success")
+
+
+class SuppressionForm(SecureForm):
+    """Add an address to the suppression list by hand."""
+
+    address = StringField("Address")
+    reason = SelectField("Reason", choices=list(suppressions.REASONS),
+                         default=suppressions.MANUAL)
+    detail = StringField("Detail", description="Why, for the next operator")
+
+
+class SuppressionView(Protected, ModelView):
+    """The suppression list: entries in force, newest first; add and remove by hand."""
+
+    can_edit = False
+    can_view_details = False
+    page_size = 50
+    list_template = "admin/mail_list.html"  # the menu bar that keeps to the CSP
+    form = SuppressionForm
+    form_base_class = SecureForm
+    column_list = ("address", "reason", "detail", "email_id", "created_at", "expires_at")
+    column_labels = {"email_id": "Caused By Mail", "expires_at": "Expires"}
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_default_sort = ("created_at", True)
+    column_searchable_list = ("address",)
+    column_filters = (*choice_filters(Suppression.reason, "Reason", suppressions.REASONS),)
+
+    def get_query(self):
+        """Only entries in force: an expired bounce no longer suppresses."""
+        return super().get_query().filter(suppressions.in_force())
+
+    def get_count_query(self):
+        """Counted like ``get_query``."""
+        return super().get_count_query().filter(suppressions.in_force())
+
+    def create_model(self, form):
+        """Validate the address like the API, then add it (``suppressions.add``)."""
+        try:
+            address = validate_address(form.address.data or None)
+        except ValidationError as err:
+            form.address.errors = [*form.address.errors, err.errors[0]["message"]]
+            flash(f"address: {err.errors[0]['message']}", "error")
+            return False
+        row, added = suppressions.add(db.session.connection(), address, form.reason.data,
+                                      form.detail.data or None,
+                                      current_app.config["SUPPRESSION_DAYS"])
+        db.session.commit()
+        if not added:
+            flash(f"{row['address']} was already suppressed ({row['reason']}).", "info")
+        return db.session.get(Suppression, row["address"])
+
+    def delete_model(self, model):
+        """Take the address off the list (``suppressions.remove``)."""
+        suppressions.remove(db.session.connection(), model.address)
+        db.session.commit()
+        return True
+
+
+class WebhookView(Protected, ModelView):
+    """The client webhooks: each one's delivery, with every attempt in its details."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    page_size = 50
+    list_template = "admin/mail_list.html"
+    column_list = ("created_at", "event_type", "email_id", "status", "attempts",
+                   "next_attempt_at", "last_error", "delivered_at")
+    column_labels = {"email_id": "Mail", "message_id": "Webhook Id"}
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
+    column_default_sort = ("id", True)
+    column_filters = (*choice_filters(WebhookMessage.status, "Status",
+                                      (outbox.PENDING, outbox.DONE, outbox.GAVE_UP)),
+                      *choice_filters(WebhookMessage.event_type, "Event", outbox.EVENTS))
+    column_details_list = ("message_id", "event_type", "email_id", "status", "attempts",
+                           "next_attempt_at", "last_error", "created_at", "delivered_at",
+                           "payload", "attempt_log")
+    column_formatters = {"last_error": _short_error}
+    column_formatters_detail = {"payload": _pretty_json, "attempt_log": _webhook_attempts}
 
 
 def operator():
@@ -397,4 +514,6 @@ def init_app(app):
                   theme=Bootstrap4Theme(fluid=True),  # the full width: the list has 12 columns
                   csp_nonce_generator=csp_nonce)
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
+    admin.add_view(SuppressionView(Suppression, db, name="Suppressions", endpoint="suppression"))
+    admin.add_view(WebhookView(WebhookMessage, db, name="Webhooks", endpoint="webhook"))
     return admin

@@ -1,4 +1,5 @@
-"""The REST resources: submit mail, list it, read it back, cancel or retry it; the health.
+"""The REST resources: submit mail, list it, read it back, cancel or retry it; the suppression
+list; the health.
 
 ``POST /mail`` validates, stores the mail as ``queued`` (or ``scheduled``) and commits before it
 answers 202, so an acknowledged mail is never lost; the worker sends it later. Clients poll
@@ -14,13 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.routing import BaseConverter
 
-from models import Email, db
+from models import Email, Suppression, db
 
-from . import circuit, idempotency, listing, mailqueue
+from . import circuit, idempotency, listing, mailqueue, suppressions
 from .auth import require_api_key
 from .bodies import form_fields
 from .errors import ApiError, response_for
-from .validation import ValidationError, validate_mail
+from .validation import ValidationError, validate_address, validate_mail
 
 JSON_TYPES = ("application/json",)
 MAX_BATCH = 1000  # mails per POST /mail/batch
@@ -131,7 +132,9 @@ def find_mail(mail_id):
         key = None
     mail = None
     if key is not None:
-        query = select(Email).where(Email.id == key).options(selectinload(Email.attempt_log))
+        query = select(Email).where(Email.id == key).options(
+            selectinload(Email.attempt_log), selectinload(Email.recipient_rows),
+            selectinload(Email.events))
         mail = db.session.scalars(query).first()
     if mail is None:
         raise ApiError(404, "No mail with this id", [{"field": "id", "message": "Unknown id"}])
@@ -144,6 +147,8 @@ def accepted_mail(rows):
     body = mail.to_dict(with_attempts=False)
     body["attachments"] = rows[0]["files"]
     body["attempt_log"] = []
+    body["recipients"] = mail.recipient_list()
+    body["events"] = []
     return body, 202, location(body)
 
 
@@ -253,7 +258,8 @@ class MailCancel(Resource):
     def post(self, mail_id):
         """200 with the cancelled mail; 409 with its status once it is being sent or later."""
         mail = find_mail(mail_id)
-        cancelled = mailqueue.cancel(db.session.connection(), [mail.id], actor())
+        cancelled = mailqueue.cancel(db.session.connection(), [mail.id], actor(),
+                                     current_app.extensions["webhooks"])
         db.session.commit()
         if not cancelled:
             raise too_late(mail, "cancelled", "only queued or scheduled mail can be cancelled")
@@ -273,6 +279,65 @@ class MailRetry(Resource):
         if not retried:
             raise too_late(mail, "retried", "only failed or cancelled mail can be retried")
         return fresh(mail.id).to_dict(), 202, {"Location": f"/mail/{mail.id}"}
+
+
+class SuppressionList(Resource):
+    """``/suppressions``: the addresses mail does not go to; add one by hand."""
+
+    method_decorators = [authenticated]
+
+    def get(self):
+        """A page of entries in force, newest first (``?reason=``, ``?limit=``, ``?cursor=``)."""
+        reason, limit, after = listing.parse_suppression_query()
+        rows, more = suppressions.page(db.session.connection(), reason, limit, after)
+        return {"success": True, "suppressions": [Suppression(**row).to_dict() for row in rows],
+                "count": len(rows),
+                "next_cursor": listing.encode_position(rows[-1]["created_at"],
+                                                       rows[-1]["address"]) if more else None}
+
+    def post(self):
+        """Add an address (``{"address", "reason"?, "detail"?}``); 201, or 200 if it was on."""
+        address, reason, detail = validate_suppression(read_mail_request())
+        row, added = suppressions.add(db.session.connection(), address, reason, detail,
+                                      current_app.config["SUPPRESSION_DAYS"])
+        db.session.commit()
+        body = {"success": True, **Suppression(**row).to_dict()}
+        return body, 201 if added else 200, {"Location": f"/suppressions/{row['address']}"}
+
+
+class SuppressionItem(Resource):
+    """``/suppressions/<address>``: take an address off the list."""
+
+    method_decorators = [authenticated]
+
+    def delete(self, address):
+        """204 once it is off; 404 if it was not on the list."""
+        removed = suppressions.remove(db.session.connection(), address)
+        db.session.commit()
+        if not removed:
+            raise ApiError(404, "This address is not on the suppression list",
+                           [{"field": "address", "message": "Not suppressed"}])
+        return "", 204
+
+
+def validate_suppression(data):
+    """(address, reason, detail) of a request to suppress an address; 400 names what is wrong."""
+    unknown = sorted(set(data) - {"address", "reason", "detail"})
+    reason = data.get("reason") or suppressions.MANUAL
+    detail = data.get("detail")
+    errors = [{"field": name, "message": "Unknown field"} for name in unknown]
+    if reason not in suppressions.REASONS:
+        errors.append({"field": "reason", "message": f"One of {', '.join(suppressions.REASONS)}"})
+    if detail is not None and (not isinstance(detail, str) or len(detail) > 1000):
+        errors.append({"field": "detail", "message": "A string of at most 1000 characters"})
+    try:
+        address = validate_address(data.get("address"))
+    except ValidationError as err:
+        errors += err.errors
+        address = None
+    if errors:
+        raise ApiError(400, "Invalid suppression", errors)
+    return address, reason, detail
 
 
 def fresh(mail_id):
@@ -304,5 +369,7 @@ def init_app(app):
     api.add_resource(MailItem, "/mail/<mail_id:mail_id>")
     api.add_resource(MailCancel, "/mail/<mail_id:mail_id>/cancel")
     api.add_resource(MailRetry, "/mail/<mail_id:mail_id>/retry")
+    api.add_resource(SuppressionList, "/suppressions")
+    api.add_resource(SuppressionItem, "/suppressions/<path:address>")
     api.add_resource(Health, "/health")
     return api

@@ -11,8 +11,9 @@ sources winning:
 Then every setting is typed once, to its default's type (a list setting such as ``PROVIDERS``
 becomes a tuple), so no caller casts a setting again.
 
-Secrets (``SECRET_KEY``, ``API_KEYS``, provider keys, the admin password) have no defaults: they
-come from the environment or an untracked settings file, never from the repository.
+Secrets (``SECRET_KEY``, ``API_KEYS``, provider and webhook keys, the admin password) have no
+defaults: they come from the environment or an untracked settings file, never from the
+repository.
 """
 
 import os
@@ -57,6 +58,16 @@ DEFAULTS = {
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
     "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
+    # Delivery events in (issue 10): each endpoint answers 404 until its key is set.
+    "MAILGUN_WEBHOOK_SIGNING_KEY": "",  # Mailgun: Sending > Webhooks > HTTP webhook signing key
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "",  # SendGrid: Mail Settings > Event Webhook > public key
+    "WEBHOOK_MAX_AGE": 86400.0,  # seconds: oldest Mailgun event taken; client webhooks retried
+    "SUPPRESSION_DAYS": 30,  # days a bounced address stays suppressed
+    # Events out: signed client webhooks (Standard Webhooks), off while WEBHOOK_URL is empty.
+    "WEBHOOK_URL": "",
+    "WEBHOOK_EVENTS": (),  # comma separated, e.g. mail.delivered,mail.bounced; empty = all
+    "WEBHOOK_SECRET": "",  # whsec_ + base64 of the key; make one as the README says
+    "WEBHOOK_TIMEOUT": 5.0,  # seconds per client webhook call (connect, and again for the answer)
     "AUTH_FAILURE_LIMIT": 10,  # wrong API keys or admin passwords from one address ...
     "AUTH_FAILURE_WINDOW": 60.0,  # ... within this many seconds ...
     "AUTH_BLOCK_SECONDS": 300.0,  # ... get 429s for this many seconds

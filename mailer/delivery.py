@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from models import FAILED, QUEUED, SENT
+from models import FAILED, QUEUED, SENT, SUPPRESSED
 from providers import (
     Message,
     MessageRejected,
@@ -21,6 +21,7 @@ from providers import (
     RateLimited,
 )
 
+from .addresses import bare_address
 from .circuit import PROBE, SKIP, safely
 
 log = logging.getLogger("mail_service.delivery")
@@ -145,6 +146,7 @@ class Decision:
     result: list | None = None
     last_error: str | None = None
     retry_in: float = 0.0  # seconds from now (the database's) until it is due again
+    suppressed: tuple = ()  # (address, reason) of each recipient the mail did not go to
 
 
 def decide(row, outcome, policy, wait_for=None):
@@ -156,7 +158,8 @@ def decide(row, outcome, policy, wait_for=None):
     counted = 0 if outcome.kind == DEFERRED else 1
     decision = Decision(id=row["id"], status=QUEUED, attempts=row["attempts"] + counted,
                         provider=outcome.provider, message_id=outcome.message_id,
-                        result=outcome.answers or None, last_error=outcome.reason)
+                        result=outcome.answers or None, last_error=outcome.reason,
+                        suppressed=tuple(row.get("suppressed", ())))
     used = row["budget_used"] + counted
     if outcome.kind == DELIVERED:
         return replace(decision, status=SENT, last_error=None)
@@ -171,6 +174,43 @@ def decide(row, outcome, policy, wait_for=None):
     if outcome.kind == RETRY:
         return replace(decision, retry_in=policy.delay(used))
     return replace(decision, retry_in=max(wait_for or 0.0, 0.0))
+
+
+def without_suppressed(row, blocked):
+    """The claimed ``row`` without the addresses in ``blocked`` ({bare address: reason}).
+
+    ``suppressed`` in the result lists the (address, reason) of each one left out; with none
+    left, ``to_address``, ``cc`` and ``bcc`` are all empty (see ``all_suppressed``). With every
+    ``to`` suppressed, the cc take its place; with only bcc left, the mail goes to its sender
+    with the bcc still blind (as mail programs do), so no bcc address is shown to the others.
+    """
+    kept, suppressed = {}, {}
+    for column in ("to_address", "cc", "bcc"):
+        kept[column] = []
+        for entry in row[column] or ():
+            address = bare_address(entry)
+            if address in blocked:
+                suppressed.setdefault(address, blocked[address])
+            else:
+                kept[column].append(entry)
+    if not suppressed:
+        return row
+    if any(kept.values()) and not kept["to_address"]:
+        kept["to_address"], kept["cc"] = kept["cc"] or [row["from_address"]], []
+    return {**row, **kept, "suppressed": tuple(suppressed.items())}
+
+
+def nobody_left(row):
+    """Whether every recipient of a row from ``without_suppressed`` was suppressed (a row that
+    had no recipient at all is not: it fails as malformed, see ``message_from_row``)."""
+    return bool(row.get("suppressed")) and not (row["to_address"] or row["cc"] or row["bcc"])
+
+
+def all_suppressed(row):
+    """The decision for a mail whose every recipient is suppressed: no provider is called."""
+    return Decision(id=row["id"], status=SUPPRESSED, attempts=row["attempts"],
+                    last_error="every recipient is on the suppression list",
+                    suppressed=tuple(row["suppressed"]))
 
 
 def attempt_rows(decision, outcome, worker):

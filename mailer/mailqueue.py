@@ -3,12 +3,21 @@
 - ``enqueue_many``: store validated requests as ``queued`` in one INSERT (the API, the admin).
 - ``claim``: take due mail in a batch, ``FOR UPDATE SKIP LOCKED``, and mark it ``sending``
   under a lease in the same statement, so no two workers ever hold the same mail.
-- ``finish``: record the decisions of a batch of sends and their attempts in one transaction.
+- ``finish``: record the decisions of a batch of sends and their attempts in one transaction,
+  with the recipients of mail that went (or was suppressed: every recipient on the list).
 - ``release``: hand claimed but unsent mail back (graceful stop).
 - ``reap``: return mail whose lease expired (its worker died) to the queue.
 - ``retry``: an operator puts failed mail back in the queue, recorded with who did it.
+- ``cancel``: a client or an operator cancels mail no worker has taken yet.
+- ``record_events``: after the hand-off, the providers' events move each recipient forward
+  (sent, deferred, delivered, bounced, unsubscribed, complained) and the mail with them
+  (``_roll_up``); permanent bounces, complaints and unsubscribes go on the suppression list.
 - ``counts``: how much mail is in each status (the admin's dashboard).
 - ``purge_batch`` and ``count_purgeable``: delete finished mail past the retention period.
+
+Every status change writes the client's webhooks (``outbox.write``) in its own transaction. The
+SQL of the suppression list and of the outbox's deliveries lives in ``suppressions`` and
+``outbox``, each list or table with its own rules; every change of a mail's status is here.
 
 Every time here is the database's (``now()``), never a worker's: a worker whose clock is an
 hour ahead neither takes another's leases early nor sends mail before it is due. No
@@ -18,7 +27,7 @@ only then opens a new transaction to record what happened.
 
 import uuid
 from dataclasses import dataclass
-from email.utils import parseaddr
+from typing import NamedTuple
 
 import psycopg2
 from psycopg2.extras import Json
@@ -32,6 +41,7 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    text,
     tuple_,
     update,
 )
@@ -39,23 +49,37 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
 from models import (
+    BOUNCED,
     CANCELLED,
+    COMPLAINED,
+    DELIVERED,
     FAILED,
     FINISHED,
+    HANDED_OFF,
     QUEUED,
+    RECIPIENT_ORDER,
     SENDING,
     SENT,
+    SUPPRESSED,
+    UNSUBSCRIBED,
     WAITING,
     Attachment,
     DeliveryAttempt,
+    DeliveryEvent,
     Email,
     IdempotencyKey,
+    Recipient,
 )
+
+from . import outbox, provider_events, suppressions
+from .addresses import bare_address
 
 email = Email.__table__
 attempt = DeliveryAttempt.__table__
 attachment = Attachment.__table__
 keys = IdempotencyKey.__table__
+recipient = Recipient.__table__
+event_table = DeliveryEvent.__table__
 
 LEASE_EXPIRED = "lease expired: the worker stopped while sending; the provider may have the mail"
 # Outcomes of attempt-log rows written here rather than by a provider call.
@@ -74,6 +98,35 @@ CLAIMED_COLUMNS = (
     extract("epoch", func.now() - func.coalesce(email.c.retried_at, email.c.created_at))
     .label("age"),
 )
+
+def _position_in(order):
+    """``array_position`` of a column's value in ``order`` (NULL for a value not in it)."""
+    array = literal_column("ARRAY[" + ", ".join(f"'{value}'" for value in order) + "]::text[]")
+    return lambda column: func.array_position(array, column)
+
+
+RECIPIENT_RANK = _position_in(RECIPIENT_ORDER)
+# Every recipient of mail a provider took starts "sent" (one suppressed already has its row).
+SENT_RECIPIENTS_SQL = text(
+    "INSERT INTO recipient (email_id, address, status) "
+    "SELECT id, unnest(recipients), 'sent' FROM email WHERE id = ANY(CAST(:ids AS uuid[])) "
+    "ON CONFLICT DO NOTHING")
+HANDED_OFF_ARRAY = "ARRAY[" + ", ".join(f"'{status}'" for status in HANDED_OFF) + "]::text[]"
+ROLL_UP_SQL = text(f"""
+WITH said AS (
+    SELECT email_id,
+           CASE WHEN bool_or(status = '{COMPLAINED}') THEN '{COMPLAINED}'
+                WHEN bool_or(status = '{BOUNCED}') THEN '{BOUNCED}'
+                WHEN bool_and(status IN ('{DELIVERED}', '{UNSUBSCRIBED}', '{SUPPRESSED}'))
+                    THEN '{DELIVERED}'
+                ELSE '{SENT}' END AS status
+      FROM recipient WHERE email_id = ANY(CAST(:ids AS uuid[])) GROUP BY email_id)
+UPDATE email SET status = said.status, updated_at = now()
+  FROM said
+ WHERE email.id = said.email_id
+   AND array_position({HANDED_OFF_ARRAY}, email.status)
+       < array_position({HANDED_OFF_ARRAY}, said.status)
+""")
 
 INSERT_COLUMNS = ("id", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
                   "text", "html", "attempts", "headers", "metadata", "tags", "recipients",
@@ -114,13 +167,6 @@ class Replay:
 def seconds(value):
     """An SQL interval of ``value`` seconds from now()."""
     return func.now() + SECOND * value
-
-
-def bare_address(address):
-    """The address of ``"Name <local@Domain>"`` as ``local@domain``: the domain compares
-    case-insensitively, the local part as given."""
-    local, _, domain = parseaddr(address)[1].rpartition("@")
-    return f"{local}@{domain.lower()}"
 
 
 def new_mail_row(clean):
@@ -320,12 +366,15 @@ def attachments_of(conn, ids):
     return found
 
 
-def finish(conn, worker, decisions, attempts):
+def finish(conn, worker, decisions, attempts, webhooks=None):
     """Record the end of a batch of sends: one UPDATE per mail, and every attempt row.
 
     Only rows still leased to ``worker`` change, so a worker whose lease was taken over does not
-    overwrite the newer owner's state. ``decisions`` are ``delivery.Decision`` objects.
+    overwrite the newer owner's state. ``decisions`` are ``delivery.Decision`` objects. Mail
+    that went (or was suppressed) gets its recipients, and the client the webhooks it wants
+    (``webhooks``, an ``outbox.Subscription``), in the same transaction.
     """
+    decisions = _owned(conn, worker, decisions)
     if decisions:
         statement = (
             update(email)
@@ -349,6 +398,45 @@ def finish(conn, worker, decisions, attempts):
         conn.execute(statement, [_finish_params(decision) for decision in decisions])
     if attempts:
         conn.execute(insert(attempt), attempts)
+    _hand_off(conn, decisions, webhooks)
+
+
+def _owned(conn, worker, decisions):
+    """The decisions whose mail ``worker`` still leases, their rows locked in id order.
+
+    Every writer that locks several mails (this, ``record_events``) takes them in id order, so
+    a batch of sends and a batch of events never deadlock.
+    """
+    if not decisions:
+        return []
+    owned = set(conn.scalars(
+        select(email.c.id).where(email.c.id.in_([d.id for d in decisions]),
+                                 email.c.locked_by == worker)
+        .order_by(email.c.id).with_for_update()))
+    return sorted((d for d in decisions if d.id in owned), key=lambda d: str(d.id))
+
+
+def _hand_off(conn, decisions, webhooks):
+    """Recipients of mail that went or was suppressed, and the client's webhooks of the batch.
+
+    Each recipient starts ``sent`` (or ``suppressed``); an event that came before the send was
+    recorded already moved its recipient on, so the mail is rolled up at once.
+    """
+    suppressed = [{"email_id": d.id, "address": address, "status": SUPPRESSED, "reason": reason}
+                  for d in decisions if d.status in (SENT, SUPPRESSED)
+                  for address, reason in d.suppressed]
+    if suppressed:
+        conn.execute(pg_insert(recipient).values(suppressed).on_conflict_do_nothing())
+    sent = [str(d.id) for d in decisions if d.status == SENT]
+    if sent:
+        conn.execute(SENT_RECIPIENTS_SQL, {"ids": sent})
+        _roll_up(conn, sent)
+    items = [(row["email_id"], outbox.SUPPRESSED, row["address"], row["reason"])
+             for row in suppressed]
+    items += [(d.id, outbox.SENT if d.status == SENT else outbox.FAILED, None,
+               d.last_error if d.status == FAILED else None)
+              for d in decisions if d.status in (SENT, FAILED)]
+    outbox.write(conn, webhooks, items)
 
 
 def _finish_params(decision):
@@ -430,13 +518,13 @@ def seconds_until_due(conn):
     return None if seconds_left is None else max(float(seconds_left), 0.0)
 
 
-def cancel(conn, ids, actor):
+def cancel(conn, ids, actor, webhooks=None):
     """Cancel mails that no worker has taken yet (queued or scheduled); record who did it.
 
     One UPDATE that re-checks the status: a worker's claim locks the row first (then this
     finds it ``sending`` and changes nothing) or waits for this to commit (then finds it
     cancelled): a mail ends cancelled and never sent, or sent and not cancelled. Returns the
-    ids cancelled.
+    ids cancelled. The client's ``mail.cancelled`` webhooks are written with it.
     """
     cancelled = conn.execute(
         update(email)
@@ -450,7 +538,150 @@ def cancel(conn, ids, actor):
              "actor": actor}
             for row in cancelled
         ])
+        outbox.write(conn, webhooks, [(row.id, outbox.CANCELLED, None, None)
+                                      for row in cancelled])
     return [row.id for row in cancelled]
+
+
+# After the hand-off: the providers' events move recipients and mail forward ----------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What came of a request's events: how many were new, repeats, and those of no mail."""
+
+    new: int
+    repeats: int
+    unmatched: list
+
+
+def record_events(conn, events, suppression_days, webhooks=None):
+    """Store the providers' events and move their recipients and mails forward; ``Recorded``.
+
+    All in the caller's transaction (a SendGrid batch is one). An event finds its mail by our
+    id, else by the provider's message id; one that finds none is not stored. A repeat of a
+    stored event (the same provider's key) changes nothing. A recipient's status only moves
+    forward (``models.RECIPIENT_ORDER``), so events may come in any order. A permanent bounce,
+    a complaint or an unsubscribe suppresses the address; a recipient that moved to delivered,
+    bounced or complained raises the client's webhook.
+    """
+    mails = _lock_for_events(conn, events)
+    matched, unmatched = _match(events, mails)
+    fresh = _store_events(conn, matched)
+    moved = _advance_recipients(conn, fresh, mails)
+    _roll_up(conn, sorted({str(row["email_id"]) for row in moved}))
+    suppressions.add_many(conn, [
+        {"address": event.recipient, "reason": provider_events.SUPPRESSES[event.type],
+         "detail": event.reason, "email_id": mail_id}
+        for mail_id, event in fresh
+        if event.type in provider_events.SUPPRESSES
+        and event.recipient in mails[mail_id].recipients
+    ], suppression_days)
+    outbox.write(conn, webhooks, [
+        (row["email_id"], provider_events.CLIENT_EVENT[row["status"]], row["address"],
+         row["reason"]) for row in moved if row["status"] in provider_events.CLIENT_EVENT])
+    return Recorded(len(fresh), len(matched) - len(fresh), unmatched)
+
+
+def _lock_for_events(conn, events):
+    """The recipients of the events' mails, by mail id, the mails locked in id order.
+
+    The lock makes an event wait while a worker records the send of its mail, so that the
+    roll-up never sees half of a mail's recipients.
+    """
+    ids = sorted({str(event.mail_id) for event in events if event.mail_id})
+    message_ids = sorted({event.message_id for event in events if event.message_id})
+    if not ids and not message_ids:
+        return {}
+    rows = conn.execute(
+        select(email.c.id, email.c.recipients, email.c.provider_message_id)
+        .where(email.c.id.in_(ids) | email.c.provider_message_id.in_(message_ids))
+        .order_by(email.c.id).with_for_update())
+    return {row.id: _MailOfEvents(frozenset(row.recipients or ()), row.provider_message_id)
+            for row in rows}
+
+
+class _MailOfEvents(NamedTuple):
+    """What matching and moving events need of a mail."""
+
+    recipients: frozenset  # bare addresses
+    message_id: str | None  # the provider's, as the send answered
+
+
+def _match(events, mails):
+    """``([(mail id, event)], [unmatched events])``: by our id, else by the message id."""
+    by_message = {mail.message_id: mail_id for mail_id, mail in mails.items() if mail.message_id}
+    matched, unmatched = [], []
+    for event in events:
+        mail_id = event.mail_id if event.mail_id in mails else by_message.get(event.message_id)
+        if mail_id is None:
+            unmatched.append(event)
+        else:
+            matched.append((mail_id, event))
+    return matched, unmatched
+
+
+def _store_events(conn, matched):
+    """Insert the events not stored before (one statement); the new ones, in order."""
+    unique = {}
+    for mail_id, event in matched:
+        unique.setdefault((event.provider, event.key[:255]), (mail_id, event))
+    if not unique:
+        return []
+    rows = [{"email_id": mail_id, "provider": provider, "dedup_key": key, "type": event.type,
+             "provider_event": event.provider_event[:32], "recipient": event.recipient,
+             "severity": event.severity, "reason": event.reason,
+             "occurred_at": event.occurred_at, "payload": event.payload}
+            for (provider, key), (mail_id, event) in unique.items()]
+    statement = (pg_insert(event_table)
+                 .on_conflict_do_nothing(index_elements=["provider", "dedup_key"])
+                 .returning(event_table.c.provider, event_table.c.dedup_key))
+    stored = {(row.provider, row.dedup_key) for row in conn.execute(statement, rows)}
+    return [pair for key, pair in unique.items() if key in stored]
+
+
+def _advance_recipients(conn, fresh, mails):
+    """Move each recipient to the furthest status its new events reach; the rows that moved.
+
+    One upsert: the database keeps the current status unless the new one comes later in
+    ``RECIPIENT_ORDER`` (a suppressed recipient never moves).
+    """
+    furthest = {}
+    for mail_id, event in fresh:
+        status = provider_events.RECIPIENT_STATUS.get(event.type)
+        if status is None or event.recipient not in mails[mail_id].recipients:
+            continue  # an event only (opened, ...), or an address the mail was not sent to
+        key = (mail_id, event.recipient)
+        if key not in furthest or _rank(status) >= _rank(furthest[key][0]):
+            furthest[key] = (status, event.reason)
+    if not furthest:
+        return []
+    statement = pg_insert(recipient).values([
+        {"email_id": mail_id, "address": address, "status": status, "reason": reason}
+        for (mail_id, address), (status, reason) in furthest.items()])
+    statement = statement.on_conflict_do_update(
+        index_elements=["email_id", "address"],
+        set_={"status": statement.excluded.status, "reason": statement.excluded.reason,
+              "updated_at": func.now()},
+        where=RECIPIENT_RANK(recipient.c.status) < RECIPIENT_RANK(statement.excluded.status),
+    ).returning(recipient.c.email_id, recipient.c.address, recipient.c.status,
+                recipient.c.reason)
+    return [dict(row) for row in conn.execute(statement).mappings()]
+
+
+def _rank(status):
+    """A recipient status's place in ``RECIPIENT_ORDER``."""
+    return RECIPIENT_ORDER.index(status)
+
+
+def _roll_up(conn, ids):
+    """Set each handed-off mail of ``ids`` to what its recipients now say, if that is further.
+
+    Complained if any recipient complained, else bounced if any bounced, else delivered once
+    every recipient is delivered (or unsubscribed, or suppressed); only ever forward.
+    """
+    if ids:
+        conn.execute(ROLL_UP_SQL, {"ids": list(ids)})
 
 
 def page(session, statuses=(), to=None, tag=None, created_after=None, created_before=None,

@@ -13,6 +13,9 @@ from flask import current_app
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from .api import JSON_TYPES, MAX_BATCH
+from .provider_events import EVENT_TYPES
+from .signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
+from .suppressions import REASONS
 from .validation import MAX_SUBJECT
 from .vocabulary import (
     ANSWER_OUTCOMES,
@@ -20,6 +23,9 @@ from .vocabulary import (
     CIRCUIT_STATES,
     MAIL_STATUSES,
     PAUSED,
+)
+from .vocabulary import (
+    RECIPIENT_STATUSES as STATUSES_OF_RECIPIENTS,
 )
 
 SPEC_URL = "/api/spec"
@@ -157,9 +163,9 @@ def build_spec(config=None):
             {"name": "mail", "description": "Submit mail and follow its delivery."},
             {"name": "service", "description": "The service's health and this documentation."},
         ],
-        "paths": paths(),
+        "paths": {**paths(), **delivery_paths()},
         "components": {
-            "schemas": schemas(max_recipients),
+            "schemas": with_delivery(schemas(max_recipients)),
             "responses": error_responses(max_bytes),
             "headers": headers(),
             "securitySchemes": security_schemes(),
@@ -610,6 +616,186 @@ def provider_health():
         "paused_until": nullable(timestamp("Until when the provider asked us to wait (429).")),
         "last_error": nullable(string("The provider's latest failure.")),
     })
+
+
+# After the hand-off (issue 10): events in, the suppression list, recipients and timeline ----
+
+
+def delivery_paths():
+    """The provider webhooks and the suppression list."""
+    return {
+        "/webhooks/mailgun": {"post": provider_webhook(
+            "Mailgun", "receiveMailgunEvent",
+            "One event, `{\"signature\": {\"timestamp\", \"token\", \"signature\"}, "
+            "\"event-data\": {...}}`. The signature is the hex HMAC-SHA256 of `timestamp + "
+            "token` with `MAILGUN_WEBHOOK_SIGNING_KEY`; a timestamp older than "
+            "`WEBHOOK_MAX_AGE` or more than 5 minutes ahead is refused (401). `failed` with "
+            "`severity: permanent` is a bounce, with `severity: temporary` a deferral.",
+            {"type": "object", "required": ["signature", "event-data"],
+             "properties": {"signature": {"type": "object"}, "event-data": {"type": "object"}}})},
+        "/webhooks/sendgrid": {"post": provider_webhook(
+            "SendGrid", "receiveSendGridEvents",
+            "A batch of events (a JSON array), recorded in one transaction. The header "
+            f"`{SENDGRID_SIGNATURE}` is the base64 ECDSA P-256/SHA-256 signature of "
+            f"`{SENDGRID_TIMESTAMP}` followed by the raw body, checked with "
+            "`SENDGRID_WEBHOOK_PUBLIC_KEY`.",
+            {"type": "array", "items": {"type": "object",
+                                        "required": ["event", "sg_event_id"]}},
+            [signature_header(SENDGRID_SIGNATURE), signature_header(SENDGRID_TIMESTAMP)])},
+        "/suppressions": {"get": list_suppressions(), "post": add_suppression()},
+        "/suppressions/{address}": {"delete": remove_suppression()},
+    }
+
+
+def signature_header(name):
+    """A required header of SendGrid's signed event webhook."""
+    return {"name": name, "in": "header", "required": True, "schema": string(name)}
+
+
+def provider_webhook(provider, operation_id, description, body, parameters=()):
+    """``POST /webhooks/<provider>``: signed events, no API key."""
+    return {
+        "tags": ["events"],
+        "operationId": operation_id,
+        "summary": f"Receive {provider}'s delivery events (set this URL at {provider})",
+        "description": description + " No API key: the signature is the authentication, in "
+                       "every mode. A repeat of a stored event (same key) and an event of an "
+                       "unknown mail answer 200 and change nothing.",
+        "security": [],
+        "parameters": list(parameters),
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": body}}},
+        "responses": {
+            "200": json_body(ref("EventsReceived"), "Recorded (or known already)."),
+            "400": error_response("The body is not what the provider sends; nothing stored."),
+            "401": error_response("Missing, wrong or stale signature; nothing stored."),
+            "404": error_response("The endpoint's key is not set: it is off."),
+            "503": ref("ServiceUnavailable", "responses"),
+        },
+    }
+
+
+def list_suppressions():
+    """``GET /suppressions``."""
+    return {
+        "tags": ["suppressions"],
+        "operationId": "listSuppressions",
+        "summary": "The addresses mail does not go to, newest first",
+        "security": SECURITY,
+        "parameters": [
+            {"name": "reason", "in": "query", "schema": string("Only this reason.",
+                                                                enum=list(REASONS))},
+            {"name": "limit", "in": "query", "schema": integer("Page size.", minimum=1,
+                                                                maximum=500, default=50)},
+            {"name": "cursor", "in": "query",
+             "schema": string("`next_cursor` of the previous page.")},
+        ],
+        "responses": {"200": json_body(ref("SuppressionPage"), "A page of entries in force."),
+                      "400": ref("BadRequest", "responses"),
+                      "401": ref("Unauthorized", "responses")},
+    }
+
+
+def add_suppression():
+    """``POST /suppressions``."""
+    return {
+        "tags": ["suppressions"],
+        "operationId": "addSuppression",
+        "summary": "Suppress an address by hand",
+        "security": SECURITY,
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": ref("SuppressionRequest")}}},
+        "responses": {"201": json_body(ref("Suppression"), "Added."),
+                      "200": json_body(ref("Suppression"), "It was on the list already (a "
+                                       "permanent entry stays as it was)."),
+                      "400": ref("BadRequest", "responses"),
+                      "401": ref("Unauthorized", "responses")},
+    }
+
+
+def remove_suppression():
+    """``DELETE /suppressions/{address}``."""
+    return {
+        "tags": ["suppressions"],
+        "operationId": "removeSuppression",
+        "summary": "Take an address off the suppression list",
+        "security": SECURITY,
+        "parameters": [{"name": "address", "in": "path", "required": True,
+                        "schema": string("The address; its domain compares case-insensitively, "
+                                         "its local part as given.")}],
+        "responses": {"204": {"description": "Removed."},
+                      "401": ref("Unauthorized", "responses"),
+                      "404": error_response("The address is not on the list.")},
+    }
+
+
+def with_delivery(all_schemas):
+    """The schemas with issue 10's: a mail's ``recipients`` and ``events``, and the new ones."""
+    mail_schema = all_schemas["Mail"]
+    mail_schema["properties"].update({
+        "recipients": {"type": "array", "items": ref("Recipient"),
+                       "description": "Each recipient's status (in `GET /mail/{id}`)."},
+        "events": {"type": "array", "items": ref("DeliveryEvent"),
+                   "description": "The providers' events, oldest first (in `GET /mail/{id}`)."},
+    })
+    return {**all_schemas, **timeline_schemas(), **suppression_schemas()}
+
+
+def timeline_schemas():
+    """The schemas of a mail's recipients and events, and of the providers' webhooks' answer."""
+    return {
+        "Recipient": obj("One recipient; before the hand-off its status is the mail's.", {
+            "address": string("The bare address."),
+            "status": string("Only moves forward, in this order (suppressed: not sent to).",
+                             enum=list(dict.fromkeys([*STATUSES_OF_RECIPIENTS,
+                                                      *MAIL_STATUSES]))),
+            "reason": nullable(string("The provider's words, or why it was suppressed.")),
+            "updated_at": nullable(timestamp("When the status last moved.")),
+        }),
+        "DeliveryEvent": obj("One event a provider reported.", {
+            "type": string("Ours.", enum=list(EVENT_TYPES)),
+            "provider": string("Who reported it."),
+            "event": string("The provider's own name for it."),
+            "recipient": nullable(string("The address it is about.")),
+            "severity": nullable(string("Of a failure.", enum=["permanent", "temporary"])),
+            "reason": nullable(string("The provider's words.")),
+            "at": timestamp("When it happened, by the provider's clock."),
+            "received_at": timestamp("When we received it."),
+        }),
+        "EventsReceived": obj("What came of a request's events.", {
+            "success": {"type": "boolean", "enum": [True]},
+            "received": integer("Events in the request.", minimum=0),
+            "new": integer("Recorded now.", minimum=0),
+            "repeats": integer("Recorded before: nothing changed.", minimum=0),
+            "unmatched": integer("Of no known mail: logged, not stored.", minimum=0),
+        }),
+    }
+
+
+def suppression_schemas():
+    """The schemas of the suppression list."""
+    return {
+        "Suppression": obj("An address mail does not go to.", {
+            "address": string("The bare address."),
+            "reason": string("Bounces expire after `SUPPRESSION_DAYS`; the rest never.",
+                             enum=list(REASONS)),
+            "detail": nullable(string("The provider's or the operator's words.")),
+            "mail_id": nullable(string("The mail that caused it.", format="uuid")),
+            "created_at": timestamp("When it was (last) added."),
+            "expires_at": nullable(timestamp("When it stops suppressing; null: never.")),
+        }, required=["address", "reason", "detail", "mail_id", "created_at", "expires_at"]),
+        "SuppressionRequest": {**obj("An address to suppress.", {
+            "address": string("One address."),
+            "reason": string("Default `manual`.", enum=list(REASONS)),
+            "detail": string("Why, at most 1000 characters.", maxLength=1000),
+        }, required=["address"]), "additionalProperties": False},
+        "SuppressionPage": obj("A page of the suppression list.", {
+            "success": {"type": "boolean", "enum": [True]},
+            "suppressions": {"type": "array", "items": ref("Suppression")},
+            "count": integer("Entries on this page.", minimum=0),
+            "next_cursor": nullable(string("Pass as `cursor` for the next page.")),
+        }),
+    }
 
 
 # Routes -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Delete finished mail (sent, failed or cancelled) older than RETENTION_DAYS, with its
-attachments and attempts, and idempotency keys past IDEMPOTENCY_TTL, in small batches.
+"""Delete finished mail (sent, delivered, bounced, complained, suppressed, failed or cancelled)
+older than RETENTION_DAYS, with its attachments, attempts, recipients, events and webhooks;
+idempotency keys past IDEMPOTENCY_TTL; and bounce suppressions that expired; in small batches.
 
     scripts/purge --config settings.cfg [--days 30] [--batch-size 5000] [--dry-run]
 
@@ -12,7 +13,7 @@ import logging
 import sys
 import time
 
-from . import mailqueue
+from . import mailqueue, suppressions
 from .config import load_config
 from .database import check_schema, make_engine
 
@@ -78,6 +79,9 @@ def main(argv=None):
              total, days, time.monotonic() - started, longest)
     keys, _ = purge_keys(engine, config["IDEMPOTENCY_TTL"], max(1, args.batch_size))
     log.info("purged %d idempotency keys older than IDEMPOTENCY_TTL", keys)
+    expired, _ = _in_batches(engine, lambda conn: suppressions.purge_expired(
+        conn, max(1, args.batch_size)), max(1, args.batch_size))
+    log.info("purged %d expired bounce suppressions", expired)
     return 0
 
 

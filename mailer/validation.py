@@ -79,6 +79,15 @@ def validate_mail(data, max_recipients=50, max_attachment_bytes=10 * 1024 * 1024
     return {**clean, **extras}
 
 
+def validate_address(value, field="address"):
+    """One address (the suppression list's), normalised, or raise ValidationError naming it."""
+    errors = []
+    address = _one_address({field: value}, field, errors, required=True)
+    if errors:
+        raise ValidationError(errors, message="Invalid address")
+    return address
+
+
 def _has_error(errors, *fields):
     """Whether one of ``fields`` already has an error listed."""
     return any(error["field"] in fields for error in errors)

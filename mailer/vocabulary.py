@@ -8,10 +8,11 @@ the OpenAPI document (and anything else that lists them) cannot drift from the c
   class of ``providers.base``;
 - ``ATTEMPT_OUTCOMES``: those, ``lease_expired`` for a send cut short by a dead worker, and
   ``retried`` for an operator's retry;
-- ``CIRCUIT_STATES``: a provider's circuit breaker, from ``mailer.circuit``.
+- ``CIRCUIT_STATES``: a provider's circuit breaker, from ``mailer.circuit``;
+- ``RECIPIENT_STATUSES``: a recipient's statuses after the hand-off, from ``models``.
 """
 
-from models import STATUSES
+from models import RECIPIENT_STATUSES, STATUSES
 from providers import base
 
 from .circuit import CIRCUIT_STATES as STATES
@@ -36,4 +37,4 @@ ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME]
 CIRCUIT_STATES = list(STATES)
 
 __all__ = ["ANSWER_OUTCOMES", "ATTEMPT_OUTCOMES", "CIRCUIT_STATES", "MAIL_STATUSES", "PAUSED",
-           "SENT_OUTCOME"]
+           "RECIPIENT_STATUSES", "SENT_OUTCOME"]

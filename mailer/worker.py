@@ -1,8 +1,10 @@
 """The worker loop: claim due mail in batches, send it concurrently, record what happened.
 
 Read ``Worker.run`` top to bottom: while not stopping, reap expired leases, claim what the send
-threads have room for, wait a moment for sends to finish, and record the finished ones in one
-transaction. On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
+threads have room for (leaving out the addresses on the suppression list, looked up once per
+batch), wait a moment for sends to finish, and record the finished ones in one transaction.
+With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``).
+On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
 
 Duplicates: a mail is sent at most once per lease. A second send happens only if this process
@@ -25,13 +27,25 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import FAILED, SENT
 
-from . import mailqueue
+from . import mailqueue, outbox, suppressions
+from .addresses import bare_address
 from .circuit import PROBE, USE, Breakers, is_meltdown
 from .database import describe
-from .delivery import attempt_rows, crashed, decide, deliver, message_from_row, poisoned
+from .delivery import (
+    all_suppressed,
+    attempt_rows,
+    crashed,
+    decide,
+    deliver,
+    message_from_row,
+    nobody_left,
+    poisoned,
+    without_suppressed,
+)
 from .dispatch import Dispatcher
 from .notify import QueueListener
 from .retry import RetryPolicy
+from .webhook_sender import WebhookSender
 
 log = logging.getLogger("mail_service.worker")
 
@@ -108,6 +122,8 @@ class Worker:
         self.dispatcher = Dispatcher(engine, providers, self.breakers, config)
         self.probing = False
         self.sessions = Sessions()
+        self.webhooks = outbox.subscription(config)  # None: no client webhooks
+        self.sender = WebhookSender(engine, config) if self.webhooks else None
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
         self.inflight = {}  # Future -> claimed row
@@ -129,6 +145,8 @@ class Worker:
         self._with_db(self.dispatcher.ensure_rows)
         if not burst and QueueListener.supported(self.engine):
             QueueListener(self.engine, self.wake, self.stopping).start()
+        if self.sender is not None:  # client webhooks, on a thread of their own
+            self.sender.start()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
             while not self.stopping.is_set():
                 if not self._with_db(self.step, pool, burst):
@@ -136,6 +154,8 @@ class Worker:
                 if burst and not self.inflight and not self.finished and self._idle:
                     break
             self._drain()
+        if self.sender is not None:
+            self.sender.stop()
         log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
 
     def step(self, pool, burst):
@@ -178,13 +198,24 @@ class Worker:
         self.dispatcher.wait_hint = None  # set again only if the caps hold back claimed mail
         with self.engine.begin() as conn:
             rows = mailqueue.claim(conn, self.name, limit, self.lease)
-        orders = self._orders(len(rows))
-        if len(orders) < len(rows):  # the rate caps leave no room for these: back they go
+            # One look-up of the whole batch's recipients on the suppression list.
+            blocked = suppressions.active(conn, {bare_address(entry) for row in rows
+                                                 for column in ("to_address", "cc", "bcc")
+                                                 for entry in row[column] or ()})
+        sendable = []
+        for row in rows:
+            row = without_suppressed(row, blocked)
+            if nobody_left(row):  # finished at once: no provider is called
+                self.finished.append((all_suppressed(row), []))
+            else:
+                sendable.append(row)
+        orders = self._orders(len(sendable))
+        if len(orders) < len(sendable):  # the rate caps leave no room for these: back they go
             with self.engine.begin() as conn:
-                mailqueue.release(conn, self.name, [row["id"] for row in rows[len(orders):]])
-        for row, order in zip(rows, orders, strict=False):
+                mailqueue.release(conn, self.name, [row["id"] for row in sendable[len(orders):]])
+        for row, order in zip(sendable, orders, strict=False):
             self.inflight[pool.submit(self._send, row, order)] = row
-        return len(orders)
+        return len(rows) - (len(sendable) - len(orders))
 
     def _orders(self, count):
         """The provider order of each of ``count`` claimed mails (a probe tries them all)."""
@@ -246,7 +277,7 @@ class Worker:
         decisions = [decision for decision, _ in self.finished]
         attempts = [row for _, rows in self.finished for row in rows]
         with self.engine.begin() as conn:
-            mailqueue.finish(conn, self.name, decisions, attempts)
+            mailqueue.finish(conn, self.name, decisions, attempts, self.webhooks)
         self.finished = []
 
     def _reap_if_due(self):

@@ -24,6 +24,7 @@ from flask.globals import app_ctx
 from flask_migrate import upgrade
 from helpers import sample_mail
 from pytest_postgresql.janitor import DatabaseJanitor
+from signed import MAILGUN_SIGNING_KEY, SENDGRID_PUBLIC_KEY
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import scoped_session, sessionmaker
@@ -41,7 +42,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
-TABLES = "delivery_attempt, attachment, email, provider_state, idempotency_key"
+TABLES = ("delivery_attempt, attachment, email, provider_state, idempotency_key, recipient, "
+          "delivery_event, suppression, webhook_outbox, webhook_attempt, provider_rate")
 
 
 @functools.cache
@@ -148,6 +150,8 @@ def settings(database_url, sandbox):
         "RETRY_CAP": 1.0,
         "CIRCUIT_COOLDOWN": 1.0,
         "CIRCUIT_COOLDOWN_CAP": 4.0,
+        "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": SENDGRID_PUBLIC_KEY,
     }
 
 

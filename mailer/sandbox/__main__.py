@@ -1,10 +1,12 @@
 """Command line: serve the sandbox until SIGTERM or Ctrl-C.
 
     scripts/sandbox --port 8025 [--host 127.0.0.1] [--latency-ms 0] [--mailgun-key K]
-                    [--sendgrid-key K] [--allow-remote]
+                    [--sendgrid-key K] [--events-url URL] [--allow-remote]
 
 The keys default to $SANDBOX_MAILGUN_API_KEY and $SANDBOX_SENDGRID_API_KEY; unset, any
-non-empty key is accepted.
+non-empty key is accepted. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery
+events to that service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and
+$SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY (see events.py).
 """
 
 import argparse
@@ -37,6 +39,8 @@ def _parse_args(argv) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--mailgun-key", default=os.environ.get("SANDBOX_MAILGUN_API_KEY"))
     p.add_argument("--sendgrid-key", default=os.environ.get("SANDBOX_SENDGRID_API_KEY"))
+    p.add_argument("--events-url", default=os.environ.get("SANDBOX_EVENTS_URL"),
+                   help="post signed delivery events to this service (e.g. http://127.0.0.1:5000)")
     p.add_argument(
         "--allow-remote", action="store_true", help="permit a non-loopback --host (test tool!)"
     )
@@ -50,7 +54,11 @@ def main(argv=None) -> int:
         msg = f"refusing to bind non-loopback host {args.host!r} without --allow-remote"
         print(msg, file=sys.stderr)
         return 2
-    sb = Sandbox(args.host, args.port, args.mailgun_key, args.sendgrid_key, args.latency_ms)
+    events = {"url": args.events_url,
+              "mailgun_key": os.environ.get("SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY"),
+              "sendgrid_key": os.environ.get("SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY")}
+    sb = Sandbox(args.host, args.port, args.mailgun_key, args.sendgrid_key, args.latency_ms,
+                 events)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

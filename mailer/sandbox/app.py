@@ -81,9 +81,10 @@ def fault_answer(provider, fault) -> Answer:
 class App:
     """The WSGI app: routes requests to the provider modules and to /_sandbox/."""
 
-    def __init__(self, store, keys, stopping):
-        """Serve ``store`` with the providers' API ``keys``; ``stopping`` ends waits early."""
-        self.store, self.keys, self.stopping = store, keys, stopping
+    def __init__(self, store, keys, stopping, poster):
+        """Serve ``store`` with the providers' API ``keys``; ``stopping`` ends waits early;
+        ``poster`` posts the events of accepted sends."""
+        self.store, self.keys, self.stopping, self.poster = store, keys, stopping, poster
 
     def __call__(self, environ, start_response):
         """WSGI entry point."""
@@ -107,7 +108,7 @@ class App:
             return _not_allowed(request.path, exc.valid_methods or [])
         if endpoint in PROVIDERS:
             return self.send(request, PROVIDERS[endpoint], values)
-        return control.serve(self.store, request, endpoint, values)
+        return control.serve(self.store, request, endpoint, values, self.poster)
 
     def send(self, request, provider, values) -> Answer:
         """Answer a send request as ``provider``, with the behaviour it was given."""
@@ -127,6 +128,7 @@ class App:
             self.store.record(provider.NAME, at, None, records)
             cut_connection(request.environ)  # taken (if valid), but the client never hears
         self.store.record(provider.NAME, at, answer.status_code, records)
+        self.poster.submit(provider.NAME, records, self.store.event_settings())
         return answer
 
 

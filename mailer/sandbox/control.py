@@ -6,6 +6,8 @@
     DELETE /_sandbox/messages, POST /_sandbox/reset   forget everything, behaviour too (204)
     GET    /_sandbox/health                {"ok": true}
     GET|PUT /_sandbox/behaviour/<provider> read or replace a provider's behaviour (JSON object)
+    GET|PUT /_sandbox/events               the event webhooks' settings (merged) and what was
+                                           posted (see ``events``)
 """
 
 import html
@@ -13,6 +15,7 @@ import json
 
 from werkzeug.routing import Rule
 
+from .events import shown
 from .store import PROVIDERS
 from .wire import HTML, Answer, json_answer
 
@@ -25,17 +28,21 @@ RULES = [
     Rule("/_sandbox/health", endpoint="health", methods=["GET"]),
     Rule("/_sandbox/reset", endpoint="reset", methods=["POST"]),
     Rule("/_sandbox/behaviour/<provider>", endpoint="behaviour", methods=["GET", "PUT"]),
+    Rule("/_sandbox/events", endpoint="events", methods=["GET", "PUT"]),
 ]
 
 
-def serve(store, request, endpoint, values) -> Answer:
+def serve(store, request, endpoint, values, poster) -> Answer:
     """Answer one /_sandbox/ request routed to ``endpoint``."""
     provider = request.args.get("provider")
     if provider is not None and provider not in PROVIDERS:
         return json_answer(400, {"error": f"unknown provider {provider!r}"})
     if endpoint == "reset" or (endpoint == "messages" and request.method == "DELETE"):
         store.reset()
+        poster.reset()
         return Answer(status=204)
+    if endpoint == "events":
+        return _events(store, request, poster)
     if endpoint in ("messages", "requests"):
         return json_answer(200, {endpoint: store.snapshot(endpoint, provider)})
     if endpoint == "health":
@@ -58,6 +65,20 @@ def _behaviour(store, request, provider) -> Answer:
         except ValueError as exc:
             return json_answer(400, {"error": str(exc)})
     return json_answer(200, store.behaviour(provider))
+
+
+def _events(store, request, poster) -> Answer:
+    """GET or PUT (merge) the event webhooks' settings; with what was posted."""
+    if request.method == "PUT":
+        try:
+            settings = json.loads(request.get_data() or b"{}")
+            if not isinstance(settings, dict):
+                raise ValueError("the event settings must be a JSON object")
+            store.configure_events(settings)
+        except ValueError as exc:
+            return json_answer(400, {"error": str(exc)})
+    return json_answer(200, {"settings": shown(store.event_settings()),
+                             "posted": poster.snapshot()})
 
 
 def _page(messages) -> bytes:

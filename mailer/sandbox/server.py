@@ -15,6 +15,7 @@ import threading
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, select_address_family
 
 from .app import App
+from .events import Poster
 from .store import Store, check_provider, copy_record
 
 POLL_INTERVAL = 0.05  # seconds: how quickly serve_forever notices stop()
@@ -114,14 +115,16 @@ class Sandbox:
     """A Mailgun + SendGrid look-alike served over HTTP on loopback."""
 
     def __init__(
-        self, host="127.0.0.1", port=0, mailgun_key=None, sendgrid_key=None, latency_ms=0
+        self, host="127.0.0.1", port=0, mailgun_key=None, sendgrid_key=None, latency_ms=0,
+        events=None,
     ):
-        """Configure (but do not start) the sandbox."""
+        """Configure (but do not start) the sandbox; ``events``: see ``events.DEFAULTS``."""
         self.host, self.port = host, port
         self.mailgun_key = mailgun_key or None
         self.sendgrid_key = sendgrid_key or None
-        self._store = Store(latency_ms)
+        self._store = Store(latency_ms, events)
         self._stopping = threading.Event()
+        self._poster = Poster(self._stopping)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -130,7 +133,9 @@ class Sandbox:
         if self._server is not None:
             raise RuntimeError("sandbox already started (a stopped one cannot restart)")
         keys = {"mailgun": self.mailgun_key, "sendgrid": self.sendgrid_key}
-        self._server = _Server(self.host, self.port, App(self._store, keys, self._stopping))
+        app = App(self._store, keys, self._stopping, self._poster)
+        self._server = _Server(self.host, self.port, app)
+        self._poster.start()
         self.port = self._server.port
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -186,8 +191,17 @@ class Sandbox:
         return [dict(r) for r in self._store.snapshot("requests", provider)]
 
     def reset(self) -> None:
-        """Clear messages, requests and all behaviour."""
+        """Clear messages, requests, all behaviour and the event settings and posts."""
         self._store.reset()
+        self._poster.reset()
+
+    def configure_events(self, **settings) -> dict:
+        """Merge settings of the event webhooks (``events.DEFAULTS`` keys); the result."""
+        return self._store.configure_events(settings)
+
+    def posted_events(self) -> list[dict]:
+        """Every event post so far: provider, status answered, (event, recipient) pairs."""
+        return self._poster.snapshot()
 
     def configure(self, provider, **behaviour) -> None:
         """Merge behaviour into a provider's (a None value removes that key)."""

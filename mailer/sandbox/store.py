@@ -1,4 +1,5 @@
-"""What the sandbox received, and how each provider is told to behave, behind one lock.
+"""What the sandbox received, how each provider is told to behave, and the settings of its
+event webhooks (``events``), behind one lock.
 
 A behaviour is a dict per provider: ``status`` (+ optional ``body``/``content_type``,
 ``retry_after``), ``hang`` and ``cut`` are the injected fault, limited to the next ``count``
@@ -8,6 +9,8 @@ without an answer, so the client cannot know whether it was sent.
 """
 
 import threading
+
+from .events import check_settings
 
 PROVIDERS = ("mailgun", "sendgrid")
 FAULTS = ("status", "hang", "cut")  # the keys that make a request fail (and spend one ``count``)
@@ -72,10 +75,12 @@ def copy_record(record: dict) -> dict:
 class Store:
     """Messages, request log and behaviour, guarded by one lock."""
 
-    def __init__(self, default_latency_ms):
-        """Start empty, with no behaviour configured."""
+    def __init__(self, default_latency_ms, event_settings=None):
+        """Start empty, with no behaviour configured (events as ``event_settings`` says)."""
         self.lock = threading.Lock()
         self.default_latency_ms = default_latency_ms
+        self.event_defaults = check_settings(event_settings or {})
+        self.events = dict(self.event_defaults)
         self.messages: list[dict] = []
         self.requests: list[dict] = []
         self.behaviours: dict[str, dict] = {p: {} for p in PROVIDERS}
@@ -107,6 +112,7 @@ class Store:
             self.messages = []
             self.requests = []
             self.behaviours = {p: {} for p in PROVIDERS}
+            self.events = dict(self.event_defaults)
 
     def snapshot(self, kind, provider=None) -> list[dict]:
         """The messages or requests list (records are never mutated once stored)."""
@@ -127,6 +133,17 @@ class Store:
         clean = validate_behaviour(behaviour)
         with self.lock:
             self.behaviours[provider] = clean
+
+    def event_settings(self) -> dict:
+        """The current settings of the event webhooks (``events.DEFAULTS`` keys)."""
+        with self.lock:
+            return dict(self.events)
+
+    def configure_events(self, settings: dict) -> dict:
+        """Merge ``settings`` into the event webhooks' (ValueError if bad); the result."""
+        with self.lock:
+            self.events = check_settings({**self.events, **settings})
+            return dict(self.events)
 
     def behaviour(self, provider) -> dict:
         """A copy of a provider's current behaviour (JSON-friendly)."""

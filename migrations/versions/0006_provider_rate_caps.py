@@ -5,15 +5,15 @@ to a small burst; a worker takes a block of them per claim in one statement. ``w
 ``granted``/``last_granted`` count what was taken in the current and the previous second, for
 the admin and ``/health`` to show the current rate.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

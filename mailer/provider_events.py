@@ -1,0 +1,186 @@
+"""The providers' delivery events, read into one shape (``Event``) once their signature passed.
+
+Mailgun posts one event per request, ``{"signature": {...}, "event-data": {...}}``; SendGrid
+posts a JSON array of events. Each becomes an ``Event`` with one of ``EVENT_TYPES``:
+
+| ours         | Mailgun                          | SendGrid                       |
+|--------------|----------------------------------|--------------------------------|
+| accepted     | accepted                         | processed                      |
+| delivered    | delivered                        | delivered                      |
+| deferred     | failed, ``severity: temporary``  | deferred; bounce ``type: blocked`` |
+| bounced      | failed, ``severity: permanent``  | bounce ``type: bounce``        |
+| dropped      | rejected                         | dropped                        |
+| complained   | complained                       | spamreport                     |
+| unsubscribed | unsubscribed                     | unsubscribe                    |
+| opened       | opened                           | open                           |
+| clicked      | clicked                          | click                          |
+| other        | anything else                    | anything else (group_unsubscribe, ...) |
+
+Mailgun's ``failed`` is a bounce only when its severity is permanent: a temporary failure is a
+deferral that Mailgun retries (django-anymail's issue 130 took both for bounces). What each type
+does to a recipient, to the suppression list and to the client's webhooks is in the tables at the
+end. A body that is not what the provider sends raises ``Malformed`` (the endpoint's 400).
+"""
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from models import BOUNCED, COMPLAINED, DEFERRED, DELIVERED, UNSUBSCRIBED
+
+from .addresses import bare_address
+
+MAILGUN, SENDGRID = "mailgun", "sendgrid"
+ACCEPTED, DROPPED, OPENED, CLICKED, OTHER = "accepted", "dropped", "opened", "clicked", "other"
+EVENT_TYPES = (ACCEPTED, DELIVERED, DEFERRED, BOUNCED, DROPPED, COMPLAINED, UNSUBSCRIBED, OPENED,
+               CLICKED, OTHER)
+PERMANENT, TEMPORARY = "permanent", "temporary"
+MAX_PAYLOAD = 8192  # bytes of an event's JSON that we keep; a larger one is cut (an excerpt)
+MAX_REASON = 1000  # characters of a provider's reason that we keep
+
+MAILGUN_TYPES = {"accepted": ACCEPTED, "delivered": DELIVERED, "rejected": DROPPED,
+                 "complained": COMPLAINED, "unsubscribed": UNSUBSCRIBED, "opened": OPENED,
+                 "clicked": CLICKED}
+SENDGRID_TYPES = {"processed": ACCEPTED, "delivered": DELIVERED, "deferred": DEFERRED,
+                  "dropped": DROPPED, "spamreport": COMPLAINED, "unsubscribe": UNSUBSCRIBED,
+                  "open": OPENED, "click": CLICKED}
+
+# What an event type does to its recipient's status, to the suppression list (the reason), and
+# which client webhook it raises when it moves the recipient.
+RECIPIENT_STATUS = {DELIVERED: DELIVERED, DEFERRED: DEFERRED, BOUNCED: BOUNCED, DROPPED: BOUNCED,
+                    COMPLAINED: COMPLAINED, UNSUBSCRIBED: UNSUBSCRIBED}
+SUPPRESSES = {BOUNCED: "bounce", COMPLAINED: "complaint", UNSUBSCRIBED: "unsubscribe"}
+CLIENT_EVENT = {DELIVERED: "mail.delivered", BOUNCED: "mail.bounced",
+                COMPLAINED: "mail.complained"}
+
+
+class Malformed(ValueError):
+    """The body is not what the provider sends."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One provider event, normalised."""
+
+    provider: str
+    key: str  # the provider's id of this report: a repeat has the same
+    type: str  # one of EVENT_TYPES
+    provider_event: str  # the provider's own name for it
+    recipient: str | None  # bare address
+    mail_id: uuid.UUID | None  # ours, echoed back by the provider
+    message_id: str | None  # as the send's answer gave it (email.provider_message_id)
+    severity: str | None
+    reason: str | None
+    occurred_at: datetime
+    payload: dict
+
+
+def mailgun_event(data, token):
+    """The ``Event`` of Mailgun's ``event-data`` (its signature's ``token`` is the key)."""
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        raise Malformed("event-data must be an object with an event name")
+    name, severity = data["event"], _text(data.get("severity"))
+    kind = MAILGUN_TYPES.get(name, OTHER)
+    if name == "failed":
+        kind = BOUNCED if severity == PERMANENT else DEFERRED
+    headers = _object(_object(data.get("message")).get("headers"))
+    message_id = _text(headers.get("message-id"))
+    return Event(
+        provider=MAILGUN, key=token, type=kind, provider_event=name,
+        recipient=_address(data.get("recipient")),
+        mail_id=_uuid(_object(data.get("user-variables")).get("mail_id")),
+        message_id=f"<{message_id}>" if message_id else None,  # the send answered with <>
+        severity=severity, reason=_mailgun_reason(data),
+        occurred_at=_moment(data.get("timestamp")), payload=bounded(data))
+
+
+def _mailgun_reason(data):
+    """The SMTP answer of a failed delivery, e.g. ``550 5.1.1 mailbox unknown``."""
+    status = _object(data.get("delivery-status"))
+    words = _text(status.get("description")) or _text(status.get("message"))
+    code = status.get("code")
+    parts = [str(code) if isinstance(code, int) and code else None, words,
+             None if words else _text(data.get("reason"))]
+    return _cut(" ".join(part for part in parts if part)) or None
+
+
+def sendgrid_events(items):
+    """The ``Event`` of each item of SendGrid's batch (a JSON array of objects)."""
+    if not isinstance(items, list):
+        raise Malformed("the body must be a JSON array of events")
+    return [_sendgrid_event(item, index) for index, item in enumerate(items)]
+
+
+def _sendgrid_event(item, index):
+    """One SendGrid event; Malformed names its position in the batch."""
+    if not isinstance(item, dict) or not all(isinstance(item.get(field), str) and item[field]
+                                             for field in ("event", "sg_event_id")):
+        raise Malformed(f"event [{index}] must be an object with event and sg_event_id")
+    name, bounce_type = item["event"], _text(item.get("type"))
+    kind = SENDGRID_TYPES.get(name, OTHER)
+    severity = None
+    if name == "bounce":  # type "bounce" is permanent; "blocked" is temporary
+        severity = TEMPORARY if bounce_type == "blocked" else PERMANENT
+        kind = DEFERRED if severity == TEMPORARY else BOUNCED
+    sg_message_id = _text(item.get("sg_message_id"))
+    reason = _text(item.get("reason")) or _text(item.get("response"))
+    return Event(
+        provider=SENDGRID, key=item["sg_event_id"], type=kind, provider_event=name,
+        recipient=_address(item.get("email")), mail_id=_uuid(item.get("mail_id")),
+        # sg_message_id is the send's X-Message-Id, a dot, and a suffix of SendGrid's.
+        message_id=sg_message_id.split(".", 1)[0] if sg_message_id else None,
+        severity=severity, reason=_cut(reason) if reason else None,
+        occurred_at=_moment(item.get("timestamp")), payload=bounded(item))
+
+
+def bounded(payload):
+    """``payload`` as stored: itself up to ``MAX_PAYLOAD`` bytes of JSON, else an excerpt."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    size = len(text.encode())
+    if size <= MAX_PAYLOAD and "\\u0000" not in text:  # jsonb cannot hold NUL
+        return payload
+    excerpt = text.encode()[:MAX_PAYLOAD // 2].decode("utf-8", "ignore").replace("\\u0000", "")
+    return {"truncated": True, "size": size, "excerpt": excerpt}
+
+
+def _moment(value):
+    """A provider's Unix timestamp (seconds, maybe with a fraction) as an aware datetime."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Malformed("timestamp must be a number of seconds since 1970")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError) as err:
+        raise Malformed("timestamp is out of range") from err
+
+
+def _address(value):
+    """A recipient's bare address, or None."""
+    text = _text(value)
+    return bare_address(text) if text and "@" in text else None
+
+
+def _uuid(value):
+    """Our mail id echoed back, or None if it is not one."""
+    try:
+        return uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _object(value):
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value):
+    """A non-empty string without NULs (PostgreSQL text cannot hold one), or None."""
+    if not isinstance(value, str):
+        return None
+    return value.replace("\x00", "") or None
+
+
+def _cut(text):
+    """A reason cut to ``MAX_REASON`` characters."""
+    return text[:MAX_REASON]
