@@ -246,15 +246,23 @@ def _insert(conn, rows):
     connection is reported as such and invalidated, which the retry above depends on.
     created_at and updated_at come from the columns' ``now()``.
     """
-    params = []
-    for row in rows:
-        params += [_db_value(row[column]) for column in INSERT_COLUMNS]
-        params += [row["send_at"], row["send_at"]]
+    params = [value for row in rows for value in row_params(row)]
     returned = conn.exec_driver_sql(
         INSERT_SQL.format(rows=", ".join([INSERT_ROW] * len(rows))), tuple(params))
-    return {uuid.UUID(str(mail_id)): {"created_at": created, "updated_at": created,
-                                      "status": status, "next_attempt_at": due}
+    return {_uuid(mail_id): {"created_at": created, "updated_at": created, "status": status,
+                             "next_attempt_at": due}
             for mail_id, created, status, due in returned}
+
+
+def row_params(row):
+    """The parameters of one row of ``INSERT_ROW``: its columns, then send_at twice."""
+    return [*(_db_value(row[column]) for column in INSERT_COLUMNS), row["send_at"],
+            row["send_at"]]
+
+
+def _uuid(value):
+    """A returned id as a UUID (psycopg2 may already give one)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def _insert_attachments(conn, attachments):

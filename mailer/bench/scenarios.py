@@ -309,18 +309,17 @@ def insert_through_session(session, rows):
     """The API's own statement: the hand-written multi-row INSERT via SQLAlchemy."""
     from mailer import mailqueue
 
-    return len(mailqueue._insert(session, rows))
+    return len(mailqueue._insert(session.connection(), rows))
 
 
 def insert_hand_written(session, rows):
     """The same statement and parameters on the raw psycopg2 cursor (no SQLAlchemy)."""
     from mailer import mailqueue
 
-    columns = mailqueue.INSERT_COLUMNS
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    params = tuple(mailqueue._db_value(row[column]) for row in rows for column in columns)
+    params = tuple(value for row in rows for value in mailqueue.row_params(row))
+    sql = mailqueue.INSERT_SQL.format(rows=", ".join([mailqueue.INSERT_ROW] * len(rows)))
     with session.connection().connection.cursor() as cursor:
-        cursor.execute(mailqueue.INSERT_SQL % ", ".join([placeholders] * len(rows)), params)
+        cursor.execute(sql, params)
         return len(cursor.fetchall())
 
 
@@ -330,10 +329,10 @@ def insert_execute_values(session, rows):
 
     from mailer import mailqueue
 
-    values = [tuple(mailqueue._db_value(row[column]) for column in mailqueue.INSERT_COLUMNS)
-              for row in rows]
+    values = [tuple(mailqueue.row_params(row)) for row in rows]
     with session.connection().connection.cursor() as cursor:
-        return len(execute_values(cursor, mailqueue.INSERT_SQL, values, page_size=len(rows),
+        return len(execute_values(cursor, mailqueue.INSERT_SQL.format(rows="%s"), values,
+                                  template=mailqueue.INSERT_ROW, page_size=len(rows),
                                   fetch=True))
 
 
