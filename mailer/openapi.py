@@ -163,10 +163,10 @@ def build_spec(config=None):
             {"name": "mail", "description": "Submit mail and follow its delivery."},
             {"name": "service", "description": "The service's health and this documentation."},
         ],
-        "paths": {**paths(), **delivery_paths()},
+        "paths": with_submission_life({**paths(), **delivery_paths()}),
         "components": {
-            "schemas": with_delivery(schemas(max_recipients)),
-            "responses": error_responses(max_bytes),
+            "schemas": with_submission_fields(with_delivery(schemas(max_recipients))),
+            "responses": {**error_responses(max_bytes), **submission_errors()},
             "headers": headers(),
             "securitySchemes": security_schemes(),
         },
@@ -439,6 +439,17 @@ def schemas(max_recipients):
         "Error": error(),
         "FieldError": field_error(),
         "Health": health_body(),
+        "AttachmentRequest": obj("A file to attach.", {
+            "filename": string("A file name, not a path: no `/`, `\\` or control characters.",
+                               minLength=1, maxLength=255, pattern=r"^[^/\\\x00-\x1f\x7f-\x9f]+$"),
+            "content_type": string("A MIME type; application/octet-stream if absent.",
+                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/"
+                                           r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"),
+            "content": string("The file, base64 (RFC 4648, padded).", format="byte"),
+        }, required=["filename", "content"]),
+        "Attachment": obj("An attachment as stored.", {
+            "filename": string("Its name."), "content_type": string("Its type."),
+            "size": integer("Bytes, decoded.", minimum=0)}),
         "ProviderHealth": provider_health(),
     }
 
@@ -618,6 +629,155 @@ def provider_health():
     })
 
 
+# The whole life of a submission (issue 9): richer requests, idempotency, listing, actions ---
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "1 to 255 printable ASCII characters. The same key with the same request "
+                   "answers the first answer again (`Idempotent-Replayed: true`) and stores "
+                   "nothing; with another request it is 422. Scoped per API key, kept for "
+                   "`IDEMPOTENCY_TTL` seconds.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
+MAIL_ID = {"name": "mail_id", "in": "path", "required": True,
+           "description": "The mail's id.", "schema": string("A UUID.", format="uuid")}
+# OpenAPI 3.0 cannot constrain an object's property names, so the rules on header names and
+# metadata keys are in the descriptions; the server names a bad key in its 400.
+HEADER_VALUE = string("A header value: one line, no control characters.", maxLength=998,
+                      pattern=HEADER_TEXT)
+
+
+def with_submission_life(all_paths):
+    """The paths with issue 9's: the listing, cancel and retry, and idempotent submits."""
+    for path in ("/mail", "/mail/batch"):
+        operation = all_paths[path]["post"]
+        operation["parameters"] = [IDEMPOTENCY_KEY]
+        operation["responses"]["422"] = ref("IdempotencyConflict", "responses")
+    all_paths["/mail"]["get"] = list_mail()
+    all_paths["/mail/{mail_id}/cancel"] = {"post": mail_action(
+        "cancelMail", "Cancel a mail no worker has taken yet",
+        "A `queued` or `scheduled` mail becomes `cancelled` (200). Once it is `sending`, "
+        "`sent` or later the answer is 409 with its current `status`.", "200")}
+    all_paths["/mail/{mail_id}/retry"] = {"post": mail_action(
+        "retryMail", "Queue a failed or cancelled mail again",
+        "A `failed` or `cancelled` mail is queued again with a fresh budget of attempts "
+        "(202); any other status is 409 with the current `status`.", "202")}
+    return all_paths
+
+
+def list_mail():
+    """``GET /mail``."""
+    query = [
+        ("status", {"type": "array", "items": string("A status.", enum=MAIL_STATUSES)},
+         "Only these statuses (repeat the parameter for several)."),
+        ("to", string("An address.", minLength=1, maxLength=320, pattern=HEADER_TEXT),
+         "Mail with this recipient (to, cc or bcc): the domain in any case, the local part "
+         "as given."),
+        ("tag", string("A tag.", minLength=1, maxLength=320, pattern=HEADER_TEXT),
+         "Mail carrying this tag."),
+        ("created_after", timestamp("With a zone."), "Created after this moment."),
+        ("created_before", timestamp("With a zone."), "Created before this moment."),
+        ("limit", integer("1 to 500.", minimum=1, maximum=500), "Page size (default 50)."),
+        ("cursor", string("Opaque."), "`next_cursor` of the previous page."),
+    ]
+    return {
+        "tags": ["mail"], "operationId": "listMail", "security": SECURITY,
+        "summary": "List mail, newest first, in stable pages",
+        "description": "Keyset pagination: walking every page while mail keeps arriving shows "
+                       "each mail exactly once. An unknown parameter is a 400.",
+        "parameters": [{"name": name, "in": "query", "required": False, "description": text,
+                        "schema": schema, **({"style": "form", "explode": True}
+                                             if name == "status" else {})}
+                       for name, schema, text in query],
+        "responses": {"200": json_body(ref("MailPage"), "A page of mail."),
+                      **error_refs("400", "401", "429", "500", "503")},
+    }
+
+
+def mail_action(operation_id, summary, description, success):
+    """``POST /mail/{mail_id}/cancel`` or ``/retry``."""
+    return {
+        "tags": ["mail"], "operationId": operation_id, "security": SECURITY,
+        "summary": summary,
+        "description": description + " Recorded in the mail's attempt log with who did it.",
+        "parameters": [MAIL_ID],
+        "responses": {success: json_body(ref("Mail"), "The mail as it is now."),
+                      "409": ref("WrongStatus", "responses"),
+                      **error_refs("401", "404", "429", "500", "503")},
+    }
+
+
+def submission_errors():
+    """The error answers issue 9 adds."""
+    conflict = error_response("The mail's status does not allow this; `status` says what it "
+                              "is now.")
+    conflict["content"]["application/json"]["schema"] = {
+        "allOf": [ref("Error"), {"type": "object", "required": ["status"], "properties": {
+            "status": string("The mail's current status.", enum=MAIL_STATUSES)}}]}
+    return {
+        "IdempotencyConflict": error_response(
+            "This `Idempotency-Key` came before with a different request; nothing stored."),
+        "WrongStatus": conflict,
+    }
+
+
+def with_submission_fields(all_schemas):
+    """The schemas with issue 9's fields: the richer request, and the mail's new members."""
+    for name in ("MailRequest", "MailForm"):
+        all_schemas[name]["properties"].update(request_extras(name == "MailRequest"))
+    all_schemas["Mail"]["properties"].update(mail_extras())
+    all_schemas["MailPage"] = obj("A page of mail, newest first.", {
+        "success": {"type": "boolean", "enum": [True]},
+        "count": integer("Mails on this page.", minimum=0),
+        "mails": {"type": "array", "items": ref("Mail")},
+        "next_cursor": nullable(string("Pass as `cursor` for the next page; null on the last.")),
+    }, required=["success", "count", "mails", "next_cursor"])
+    return all_schemas
+
+
+def request_extras(json_request):
+    """``headers``, ``tags``, ``metadata``, ``attachments`` and ``send_at`` of a request."""
+    tag = string("A tag: 1-128 characters, one line.", minLength=1, maxLength=128,
+                 pattern=HEADER_TEXT)
+    extras = {
+        "tags": {"description": "Up to 10 tags.",
+                 "oneOf": [tag, {"type": "array", "items": tag, "maxItems": 10}]},
+        "send_at": string("Hold the mail until then (`scheduled`): ISO 8601 with a zone, at "
+                          "most `MAX_SCHEDULE_DAYS` ahead; a time in the past means now.",
+                          format="date-time"),
+    }
+    if json_request:
+        extras.update({
+            "headers": {"type": "object", "maxProperties": 50, "additionalProperties":
+                        HEADER_VALUE, "description": "Custom headers. Names are RFC 5322 field "
+                        "names (printable ASCII, no space or colon), not one the service sets "
+                        "(From, To, Cc, Bcc, Subject, Reply-To, Date, Message-ID, "
+                        "Content-Type, MIME-Version, ...)."},
+            "metadata": {"type": "object", "maxProperties": 10, "additionalProperties":
+                         {"type": "string", "pattern": BODY_TEXT}, "description": "A flat "
+                         "object of strings, at most 1 KB as JSON; keys are 1-64 letters, "
+                         "digits, `_`, `.` or `-`, and not `mail_id`."},
+            "attachments": {"type": "array", "items": ref("AttachmentRequest"),
+                            "description": "Files; their decoded total is at most "
+                                           "`MAX_ATTACHMENT_BYTES` (413 past it)."},
+        })
+    return extras
+
+
+def mail_extras():
+    """The members issue 9 adds to the mail object."""
+    return {
+        "send_at": nullable(timestamp("When the mail was asked to be sent, if scheduled.")),
+        "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "Custom headers."},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"},
+                     "description": "The client's metadata, as given."},
+        "attachments": {"type": "array", "items": ref("Attachment"),
+                        "description": "Each attachment's name, type and size."},
+    }
+
+
 # After the hand-off (issue 10): events in, the suppression list, recipients and timeline ----
 
 
@@ -692,7 +852,8 @@ def list_suppressions():
         ],
         "responses": {"200": json_body(ref("SuppressionPage"), "A page of entries in force."),
                       "400": ref("BadRequest", "responses"),
-                      "401": ref("Unauthorized", "responses")},
+                      "401": ref("Unauthorized", "responses"),
+                      **error_refs("429", "500", "503")},
     }
 
 
@@ -709,7 +870,8 @@ def add_suppression():
                       "200": json_body(ref("Suppression"), "It was on the list already (a "
                                        "permanent entry stays as it was)."),
                       "400": ref("BadRequest", "responses"),
-                      "401": ref("Unauthorized", "responses")},
+                      "401": ref("Unauthorized", "responses"),
+                      **error_refs("429", "500", "503")},
     }
 
 
@@ -725,7 +887,8 @@ def remove_suppression():
                                          "its local part as given.")}],
         "responses": {"204": {"description": "Removed."},
                       "401": ref("Unauthorized", "responses"),
-                      "404": error_response("The address is not on the list.")},
+                      "404": error_response("The address is not on the list."),
+                      **error_refs("429", "500", "503")},
     }
 
 
