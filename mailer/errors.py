@@ -54,6 +54,11 @@ def response_for(error):
         return _http_error(error)
     if isinstance(error, SQLAlchemyError):
         return _database_error(error)
+    if isinstance(error, ValueError) and "NUL (0x00)" in str(error):
+        # psycopg2 refuses a NUL in any text it sends; whatever field carried it, it is the
+        # request's fault, not a server error.
+        return error_response(400, "Text must not contain NUL characters",
+                              [{"field": "body", "message": "Must not contain NUL characters"}])
     log.exception("unexpected error serving %s %s", request.method, request.path)
     return error_response(500, "Internal error; it has been logged")
 

@@ -38,6 +38,7 @@ RESERVED_METADATA = frozenset({"mail_id"})  # ours: it carries the mail's id to 
 MAX_FILENAME = 255
 CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+MAX_UTC_OFFSET = timedelta(hours=14)  # the widest real zone (Kiribati, UTC+14)
 
 
 def validate_extras(data, errors, max_attachment_bytes, max_schedule_days, now=None):
@@ -228,6 +229,9 @@ def _send_at(value, errors, max_days, now):
     if moment.tzinfo is None:
         _error(errors, "send_at", "Give a time zone (e.g. Z or +01:00): a time without one "
                "is ambiguous")
+        return None
+    if abs(moment.utcoffset()) > MAX_UTC_OFFSET:  # PostgreSQL refuses such a zone outright
+        _error(errors, "send_at", "The time zone's offset must be within ±14:00")
         return None
     if moment > now + timedelta(days=max_days):
         _error(errors, "send_at", f"At most {max_days} days ahead (MAX_SCHEDULE_DAYS)")

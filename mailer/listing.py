@@ -18,6 +18,7 @@ from flask import request
 from models import STATUSES
 
 from .errors import ApiError
+from .extras import MAX_UTC_OFFSET
 from .headers import header_problem
 from .suppressions import REASONS
 
@@ -68,8 +69,9 @@ def _time(value, field):
         moment = datetime.fromisoformat(value)
     except ValueError:
         moment = None
-    if moment is None or moment.tzinfo is None:
-        raise bad(field, "Must be an ISO 8601 time with a zone, e.g. 2026-12-01T00:00:00Z")
+    if moment is None or moment.tzinfo is None or abs(moment.utcoffset()) > MAX_UTC_OFFSET:
+        raise bad(field, "Must be an ISO 8601 time with a zone (within ±14:00), e.g. "
+                  "2026-12-01T00:00:00Z")
     return moment
 
 

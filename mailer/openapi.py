@@ -446,7 +446,7 @@ def schemas(max_recipients):
                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/"
                                            r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"),
             "content": string("The file, base64 (RFC 4648, padded).", format="byte"),
-        }, required=["filename", "content"]),
+        }, required=["filename", "content"]) | {"additionalProperties": False},
         "Attachment": obj("An attachment as stored.", {
             "filename": string("Its name."), "content_type": string("Its type."),
             "size": integer("Bytes, decoded.", minimum=0)}),
@@ -678,7 +678,8 @@ def list_mail():
         ("created_after", timestamp("With a zone."), "Created after this moment."),
         ("created_before", timestamp("With a zone."), "Created before this moment."),
         ("limit", integer("1 to 500.", minimum=1, maximum=500), "Page size (default 50)."),
-        ("cursor", string("Opaque."), "`next_cursor` of the previous page."),
+        ("cursor", string("Opaque.", minLength=1, pattern="^[A-Za-z0-9_-]+$"),
+         "`next_cursor` of the previous page."),
     ]
     return {
         "tags": ["mail"], "operationId": "listMail", "security": SECURITY,
@@ -948,7 +949,7 @@ def suppression_schemas():
             "expires_at": nullable(timestamp("When it stops suppressing; null: never.")),
         }, required=["address", "reason", "detail", "mail_id", "created_at", "expires_at"]),
         "SuppressionRequest": {**obj("An address to suppress.", {
-            "address": string("One address."),
+            "address": string("One address.", pattern=f"^{MAILBOX}$"),
             "reason": string("Default `manual`.", enum=list(REASONS)),
             "detail": string("Why, at most 1000 characters.", maxLength=1000),
         }, required=["address"]), "additionalProperties": False},

@@ -17,7 +17,7 @@ from providers import base
 
 from .circuit import CIRCUIT_STATES as STATES
 from .circuit import PAUSED
-from .mailqueue import LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME
+from .mailqueue import CANCELLED_OUTCOME, LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME
 
 SENT_OUTCOME = "sent"  # a provider accepted the mail (mailer/delivery.py)
 
@@ -33,7 +33,8 @@ def provider_error_outcomes():
 
 MAIL_STATUSES = list(STATUSES)
 ANSWER_OUTCOMES = [SENT_OUTCOME, *provider_error_outcomes()]
-ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME]
+ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME,
+                    CANCELLED_OUTCOME]
 CIRCUIT_STATES = list(STATES)
 
 __all__ = ["ANSWER_OUTCOMES", "ATTEMPT_OUTCOMES", "CIRCUIT_STATES", "MAIL_STATUSES", "PAUSED",

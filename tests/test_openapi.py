@@ -136,7 +136,7 @@ def test_outcomes_cover_every_provider_error():
     assert outcomes | {"sent"} == set(vocabulary.ANSWER_OUTCOMES)
     assert len(vocabulary.ANSWER_OUTCOMES) == len(set(vocabulary.ANSWER_OUTCOMES))
     assert vocabulary.ATTEMPT_OUTCOMES == [*vocabulary.ANSWER_OUTCOMES, "lease_expired",
-                                           "retried"]
+                                           "retried", "cancelled"]
 
 
 # Real answers against the document ------------------------------------------------------------
