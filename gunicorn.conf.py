@@ -5,6 +5,7 @@
 # Override with environment variables: BIND, WEB_CONCURRENCY (processes), GUNICORN_THREADS,
 # GUNICORN_LOG_LEVEL, GUNICORN_CONTROL_SOCKET (see below).
 import os
+import sys
 
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 
@@ -45,3 +46,25 @@ limit_request_field_size = 8190  # bytes per header line: room for a Cookie line
 # instance.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
+
+
+def on_starting(server):
+    """Refuse to serve in protected mode (no API_KEYS or ADMIN_PASSWORD) beyond loopback.
+
+    Behind a proxy every request arrives from loopback, so only credentials keep a reachable
+    address safe (see mailer/auth.py).
+    """
+    from mailer.auth import check_bind
+    from mailer.config import load_config
+
+    config = load_config()
+    for address in server.cfg.bind:
+        if address.startswith(("unix:", "fd://")):
+            continue
+        host = address[1:].partition("]")[0] if address.startswith("[") else \
+            address.rpartition(":")[0] or address
+        try:
+            check_bind(config, host)
+        except ValueError as err:
+            server.log.error("%s", err)
+            sys.exit(2)

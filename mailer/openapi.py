@@ -743,9 +743,12 @@ def request_extras(json_request):
     extras = {
         "tags": {"description": "Up to 10 tags.",
                  "oneOf": [tag, {"type": "array", "items": tag, "maxItems": 10}]},
-        "send_at": string("Hold the mail until then (`scheduled`): ISO 8601 with a zone, at "
-                          "most `MAX_SCHEDULE_DAYS` ahead; a time in the past means now.",
-                          format="date-time"),
+        "send_at": {"description": "Hold the mail until then (`scheduled`): ISO 8601 with a "
+                    "zone, at most `MAX_SCHEDULE_DAYS` ahead; a time in the past means now. "
+                    "Empty (or null in JSON) means now.",
+                    "anyOf": [{"type": "string", "format": "date-time"},
+                              {"type": "string", "maxLength": 0}],
+                    **({"nullable": True} if json_request else {})},
     }
     if json_request:
         extras.update({

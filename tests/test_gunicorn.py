@@ -121,6 +121,17 @@ def test_refuses_to_start_without_a_secret_key(start_gunicorn):
     assert server.output.count("Booting worker") == 1  # it stopped, not restarted the worker
 
 
+def test_refuses_protected_mode_beyond_loopback(start_gunicorn):
+    # Behind any proxy every request comes from loopback: only credentials keep it closed.
+    server = start_gunicorn(BIND="0.0.0.0:0")
+    assert server.exit_code() == 2
+    assert "refusing to listen on 0.0.0.0 in protected mode" in server.output
+    with_keys = start_gunicorn(BIND="0.0.0.0:0", API_KEYS="k", ADMIN_PASSWORD="p")
+    wait_for(lambda: "Listening at: http://0.0.0.0:" in with_keys.output, 30,
+             message="gunicorn with credentials to listen on every address")
+    assert with_keys.process.poll() is None
+
+
 def test_refuses_to_start_with_an_empty_secret_key(start_gunicorn):
     server = start_gunicorn(SECRET_KEY="")
     assert server.exit_code() != 0
