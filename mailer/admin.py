@@ -33,6 +33,7 @@ from models import QUEUED, STATUSES, Email, Suppression, WebhookMessage, db
 from providers import REGISTRY
 
 from . import circuit, mailqueue, outbox, suppressions
+from .api import transaction
 from .auth import admin_allowed
 from .validation import ValidationError, validate_address, validate_mail
 
@@ -347,7 +348,7 @@ class MailView(Protected, ModelView):
                     field.errors = [*field.errors, error["message"]]
                 flash(f"{error['field']}: {error['message']}", "error")
             return False
-        return mailqueue.as_email(mailqueue.enqueue_many(db.session, [clean])[0])
+        return mailqueue.as_email(mailqueue.enqueue_many(transaction, [clean])[0])
 
     @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
     def action_retry(self, ids):

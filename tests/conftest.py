@@ -190,12 +190,20 @@ def app(settings, request):
                      expire_on_commit=False),
         scopefunc=lambda: id(app_ctx._get_current_object()))
     application.extensions["test_connection"] = connection
+
+    @contextlib.contextmanager
+    def savepoint():
+        with connection.begin_nested():
+            yield connection
+
+    db.test_transaction = savepoint  # where the API stores mail (see mailer.api.transaction)
     try:
         yield application
     finally:
         with application.app_context():
             db.session.remove()
             db.session = original
+            db.test_transaction = None
             outer.rollback()
             connection.close()
             db.engine.dispose()
