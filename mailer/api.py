@@ -332,10 +332,11 @@ class SuppressionItem(Resource):
 def validate_suppression(data):
     """(address, reason, detail) of a request to suppress an address; 400 names what is wrong."""
     unknown = sorted(set(data) - {"address", "reason", "detail"})
-    reason = data.get("reason") or suppressions.MANUAL
+    reason = data.get("reason")
+    reason = suppressions.MANUAL if reason is None else reason
     detail = data.get("detail")
     errors = [{"field": name, "message": "Unknown field"} for name in unknown]
-    if reason not in suppressions.REASONS:
+    if not isinstance(reason, str) or reason not in suppressions.REASONS:
         errors.append({"field": "reason", "message": f"One of {', '.join(suppressions.REASONS)}"})
     if detail is not None and (not isinstance(detail, str) or len(detail) > 1000):
         errors.append({"field": "detail", "message": "A string of at most 1000 characters"})

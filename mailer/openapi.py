@@ -727,13 +727,23 @@ def with_submission_fields(all_schemas):
     for name in ("MailRequest", "MailForm"):
         all_schemas[name]["properties"].update(request_extras(name == "MailRequest"))
     all_schemas["Mail"]["properties"].update(mail_extras())
+    all_schemas["ListedMail"] = listed_mail(all_schemas["Mail"])
     all_schemas["MailPage"] = obj("A page of mail, newest first.", {
         "success": {"type": "boolean", "enum": [True]},
         "count": integer("Mails on this page.", minimum=0),
-        "mails": {"type": "array", "items": ref("Mail")},
+        "mails": {"type": "array", "items": ref("ListedMail")},
         "next_cursor": nullable(string("Pass as `cursor` for the next page; null on the last.")),
     }, required=["success", "count", "mails", "next_cursor"])
     return all_schemas
+
+
+def listed_mail(mail_schema):
+    """A mail as ``GET /mail`` lists it: the mail without its attempt log (one query a page)."""
+    properties = {name: schema for name, schema in mail_schema["properties"].items()
+                  if name != "attempt_log"}
+    return {**mail_schema, "description": "A mail as listed: without its `attempt_log`.",
+            "properties": properties,
+            "required": [name for name in mail_schema["required"] if name != "attempt_log"]}
 
 
 def request_extras(json_request):
@@ -875,7 +885,7 @@ def add_suppression():
                                        "permanent entry stays as it was)."),
                       "400": ref("BadRequest", "responses"),
                       "401": ref("Unauthorized", "responses"),
-                      **error_refs("429", "500", "503")},
+                      **error_refs("413", "415", "429", "500", "503")},
     }
 
 
@@ -953,8 +963,8 @@ def suppression_schemas():
         }, required=["address", "reason", "detail", "mail_id", "created_at", "expires_at"]),
         "SuppressionRequest": {**obj("An address to suppress.", {
             "address": string("One address.", pattern=f"^{MAILBOX}$"),
-            "reason": string("Default `manual`.", enum=list(REASONS)),
-            "detail": string("Why, at most 1000 characters.", maxLength=1000),
+            "reason": nullable(string("Default `manual`.", enum=[*REASONS, None])),
+            "detail": nullable(string("Why, at most 1000 characters.", maxLength=1000)),
         }, required=["address"]), "additionalProperties": False},
         "SuppressionPage": obj("A page of the suppression list.", {
             "success": {"type": "boolean", "enum": [True]},

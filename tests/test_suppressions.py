@@ -54,6 +54,8 @@ def test_pages_and_filter_by_reason(client):
 @pytest.mark.parametrize("body, field", [
     ({"address": "nobody"}, "address"), ({}, "address"),
     ({"address": "a@example.com", "reason": "dislike"}, "reason"),
+    ({"address": "a@example.com", "reason": {}}, "reason"),
+    ({"address": "a@example.com", "reason": ""}, "reason"),
     ({"address": "a@example.com", "colour": "red"}, "colour"),
 ])
 def test_bad_requests_are_400(client, body, field):
