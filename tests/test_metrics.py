@@ -2,12 +2,15 @@
 queue read from the database) and a worker's own, values that move when mail is sent or fails,
 who may read them, and the sum over gunicorn's processes."""
 
+import json
 import os
+import re
 import socket
 import threading
 
 import pytest
 import requests
+from conftest import ROOT
 from helpers import queue_mails, sample_mail, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_gunicorn import Gunicorn, gunicorn_env
@@ -239,3 +242,33 @@ def _metrics_dir(output):
         if "metrics of the worker processes in " in line:
             return line.rsplit(" in ", 1)[1].strip()
     return None
+
+
+# The Grafana dashboard ---------------------------------------------------------------------------
+
+
+def test_the_grafana_dashboard_reads_only_metrics_we_expose():
+    with open(os.path.join(ROOT, "docs", "grafana", "mail-service.json"), encoding="utf-8") as f:
+        dashboard = json.load(f)
+    assert dashboard["uid"] and dashboard["panels"]
+    variables = {item["name"]: item for item in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    exposed = ""
+    for module in ("metrics.py", "metric_families.py", "worker_metrics.py"):
+        with open(os.path.join(ROOT, "mailer", module), encoding="utf-8") as f:
+            exposed += f.read()
+    used = set()
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\bmail_[a-z_]+", target["expr"]))
+    bare = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
+
+    def defined(name):  # a counter family may be named without its _total
+        return f'"{name}"' in exposed or f'"{name.removesuffix("_total")}"' in exposed
+
+    assert bare and all(defined(name) for name in bare), sorted(
+        name for name in bare if not defined(name))
