@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -448,3 +449,35 @@ class ProviderRate(db.Model):
                                              server_default=func.clock_timestamp())
     granted: Mapped[int] = mapped_column(Integer, server_default="0")  # this second
     last_granted: Mapped[int] = mapped_column(Integer, server_default="0")  # the one before
+
+
+class EmailStatusCount(db.Model):
+    """A change to the number of mails in one status; a status's count is the sum of its rows.
+
+    Appended by statement-level triggers on ``email`` (migration 0007) and folded back to one row
+    per status by ``mailqueue.fold_status_counts``: reading the counts never scans ``email``.
+    """
+
+    __tablename__ = "email_status_count"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class WorkerHeartbeat(db.Model):
+    """A running worker, as it last reported itself (``mailer.heartbeats``)."""
+
+    __tablename__ = "worker_heartbeat"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # as in Email.locked_by
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    # The database's clock: a worker whose clock is off still looks as alive as it is.
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                server_default=func.now(), index=True)
+    in_flight: Mapped[int] = mapped_column(Integer, server_default="0")  # sends under way
+    sent: Mapped[int] = mapped_column(BigInteger, server_default="0")  # since it started
+    failed: Mapped[int] = mapped_column(BigInteger, server_default="0")  # failed for good

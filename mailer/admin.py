@@ -515,17 +515,15 @@ class MailView(Protected, ModelView):
                 if applies.get(name)]
 
     def alive_workers(self):
-        """The names of the workers alive now (their heartbeats), read once per request;
-        None where workers write no heartbeats (then only an expired lease means stuck)."""
+        """The names of the workers alive now (their heartbeats), read once per request."""
         if "alive_workers" not in g:
-            g.alive_workers = None if dashboard.heartbeats is None else {
-                row["name"] for row in dashboard.alive_workers(db.session.connection())}
+            g.alive_workers = {row["name"] for row in
+                               dashboard.alive_workers(db.session.connection())}
         return g.alive_workers
 
     def worker_gone(self, name):
-        """Whether worker ``name`` has stopped beating (unknown without heartbeats: False)."""
-        alive = self.alive_workers()
-        return alive is not None and name not in alive
+        """Whether worker ``name`` has stopped beating: its mail is stuck, whatever its lease."""
+        return name not in self.alive_workers()
 
     @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
     def action_retry(self, ids):

@@ -19,14 +19,9 @@ from datetime import UTC, timedelta
 
 from sqlalchemy import text
 
-from models import SENDING, STATUSES, WAITING
+from models import SENDING, WAITING
 
-from . import circuit, mailqueue, ratecap
-
-try:  # TEMPORARY until the ops-metrics branch (migration 0007) is merged
-    from . import heartbeats
-except ImportError:  # pragma: no cover
-    heartbeats = None
+from . import circuit, heartbeats, mailqueue, ratecap
 
 SERIES_MINUTES = 60  # the chart's span
 LISTED = 20  # rows in each list of the dashboard
@@ -109,7 +104,7 @@ def snapshot(conn, config):
     now = conn.scalar(NOW_SQL)
     return {
         "now": iso(now),
-        "counts": _status_counts(conn),
+        "counts": mailqueue.status_counts(conn),
         "series": series(conn),
         "queue": queue_panel(conn),
         "providers": providers_panel(conn, config),
@@ -129,7 +124,7 @@ def queue_panel(conn):
     waiting = [_mail(row) for row in conn.execute(BACKOFF_SQL, {"limit": LISTED}).mappings()]
     stuck = [_mail(row) for row in conn.execute(STUCK_SQL, {"limit": LISTED}).mappings()]
     return {
-        "oldest_due_age": _oldest_due_age(conn),
+        "oldest_due_age": mailqueue.oldest_due_age(conn),
         "waiting_count": conn.scalar(BACKOFF_COUNT_SQL, {"cap": COUNT_CAP}),
         "waiting_count_capped": COUNT_CAP,
         "waiting": waiting,
@@ -179,26 +174,8 @@ def workers_panel(conn):
 
 
 def alive_workers(conn):
-    """The heartbeat rows of the workers alive now."""
-    return heartbeats.alive(conn) if heartbeats is not None else []
-
-
-def _status_counts(conn):
-    """TEMPORARY until ops-metrics lands."""
-    if hasattr(mailqueue, "status_counts"):
-        return mailqueue.status_counts(conn)
-    counted = dict.fromkeys(STATUSES, 0)
-    counted.update(mailqueue.counts(conn))
-    return counted
-
-
-def _oldest_due_age(conn):
-    """TEMPORARY until ops-metrics lands."""
-    if hasattr(mailqueue, "oldest_due_age"):
-        return mailqueue.oldest_due_age(conn)
-    age = conn.scalar(text(f"SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM email "
-                           f"WHERE status IN ({WAITING_LIST}) AND next_attempt_at <= now()"))
-    return max(float(age), 0.0) if age is not None else 0.0
+    """The heartbeat rows of the workers alive now (``heartbeats.alive``)."""
+    return heartbeats.alive(conn)
 
 
 def _never_reported(name):

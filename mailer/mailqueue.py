@@ -14,7 +14,8 @@
 - ``record_events``: after the hand-off, the providers' events move each recipient forward
   (sent, deferred, delivered, bounced, unsubscribed, complained) and the mail with them
   (``_roll_up``); permanent bounces, complaints and unsubscribes go on the suppression list.
-- ``counts``: how much mail is in each status (the admin's dashboard).
+- ``counts``: how much mail is in each status (the admin's dashboard), from the ledger of
+  ``status_counts`` at the end of the module, with ``oldest_due_age``.
 - ``purge_batch`` and ``count_purgeable``: delete finished mail past the retention period.
 
 Every status change writes the client's webhooks (``outbox.write``) in its own transaction. The
@@ -62,6 +63,7 @@ from models import (
     RECIPIENT_ORDER,
     SENDING,
     SENT,
+    STATUSES,
     SUPPRESSED,
     UNSUBSCRIBED,
     WAITING,
@@ -731,9 +733,8 @@ def as_email(row):
 
 
 def counts(conn):
-    """How many mails are in each status."""
-    rows = conn.execute(select(email.c.status, func.count()).group_by(email.c.status))
-    return {status: count for status, count in rows}
+    """How many mails are in each status (none listed for a status with none): the ledger's."""
+    return {status: count for status, count in status_counts(conn).items() if count}
 
 
 def purgeable(days):
@@ -762,6 +763,58 @@ def database_now(conn):
     """The database's clock, which every lease and schedule is compared with (the admin's
     "expired" mark on a lease agrees with ``reap``)."""
     return conn.scalar(select(func.now()))
+
+
+# Operators' numbers, cheap at any size of the table -------------------------------------------
+#
+# The number of mails in each status is kept by the database itself (migration 0007):
+# statement-level triggers append each statement's net change per status to
+# ``email_status_count``, so a count is a sum over a few rows, never a COUNT over ``email``,
+# and concurrent inserts never wait on one counter row.
+
+STATUS_COUNTS_SQL = text("SELECT status, sum(n)::bigint FROM email_status_count GROUP BY status")
+# Only one fold at a time (a second one skips): two DELETEs of the same rows in different
+# orders could deadlock. Rows appended while it runs are not in its snapshot and stay.
+FOLD_LOCK = 70070001  # pg advisory lock key of the fold
+FOLD_SQL = text(f"""
+WITH folded AS (
+    DELETE FROM email_status_count WHERE (SELECT pg_try_advisory_xact_lock({FOLD_LOCK}))
+    RETURNING status, n
+)
+INSERT INTO email_status_count (status, n)
+SELECT status, sum(n) FROM folded GROUP BY status HAVING sum(n) <> 0
+""")
+OLDEST_DUE_SQL = text("""
+SELECT extract(epoch FROM now() - min(next_attempt_at))
+  FROM email WHERE status IN ('queued', 'scheduled') AND next_attempt_at <= now()
+""")
+
+
+def status_counts(conn):
+    """How many mails are in each status, every status listed (0 for none).
+
+    Exact (what the caller's snapshot sees committed, plus its own changes) and cheap: a sum
+    over the ledger's rows, a few per status once folded.
+    """
+    counted = dict.fromkeys(STATUSES, 0)
+    counted.update({status: int(total) for status, total in conn.execute(STATUS_COUNTS_SQL)})
+    return counted
+
+
+def fold_status_counts(conn):
+    """Fold the ledger of status changes to one row per status (the worker calls it now and
+    then, so that reading it stays cheap); one statement, a no-op while another fold runs."""
+    conn.execute(FOLD_SQL)
+
+
+def oldest_due_age(conn):
+    """Seconds since the oldest due mail (queued, or scheduled and due) fell due; 0 if none.
+
+    How far behind the workers are. The partial index of the claim (``ix_email_due``) finds it
+    in one index probe, however many mails the table holds.
+    """
+    age = conn.scalar(OLDEST_DUE_SQL)
+    return max(float(age), 0.0) if age is not None else 0.0
 
 
 # Operators' actions (the admin) ------------------------------------------------------------

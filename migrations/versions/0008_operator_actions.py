@@ -8,15 +8,15 @@ actions, and the index of the dashboard's "sent per minute".
 - ``ix_email_sent_at``: the mails sent in the last hour, by minute, without reading the table;
   partial (only mail that was sent), so queued mail costs nothing to insert.
 
-Revision ID: 0007a
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007a"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
