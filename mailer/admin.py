@@ -150,9 +150,10 @@ class DashboardView(Protected, AdminIndexView):
         svg = chart.minute_chart(dashboard.series(db.session.connection()))
         return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
 
-    @expose("/providers/<name>/<any(open, close):action>", methods=["POST"])
-    def breaker(self, name, action):
-        """Open or close ``name``'s breaker by hand; recorded with who, when and why."""
+    @expose("/providers/<provider>/<any(open, close):action>", methods=["POST"])
+    def breaker(self, provider, action):
+        """Open or close ``provider``'s breaker by hand; recorded with who, when and why."""
+        name = provider
         if name not in current_app.config["PROVIDERS"]:
             abort(404)
         form = BreakerForm()
