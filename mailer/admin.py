@@ -156,7 +156,7 @@ class DashboardView(Protected, AdminIndexView):
         name = provider
         if name not in current_app.config["PROVIDERS"]:
             abort(404)
-        form = BreakerForm()
+        form = BreakerForm(request.form)
         if not form.validate():
             flash("The form's CSRF token is missing or expired; nothing was changed.", "error")
             return redirect(url_for(".index"))
