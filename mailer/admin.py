@@ -802,6 +802,12 @@ ASSETS = Blueprint("admin_assets", __name__, static_folder="static/admin",
                    static_url_path=ADMIN_URL + "/assets")
 
 
+@ASSETS.route("/favicon.ico")
+def favicon():
+    """No icon: 204, so a browser's own request for one is not a 404 in the console."""
+    return Response(status=204)
+
+
 def init_app(app):
     """Mount the admin on ``app`` at /admin, with its security headers and session cookie."""
     if app.config["SESSION_COOKIE_SAMESITE"] is None:
