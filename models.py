@@ -148,6 +148,8 @@ class Email(db.Model):
               sql_text("id DESC")),
         Index("ix_email_recipients", "recipients", postgresql_using="gin"),
         Index("ix_email_tags", "tags", postgresql_using="gin"),
+        # The dashboard's mails sent per minute over the last hour.
+        Index("ix_email_sent_at", "sent_at", postgresql_where=sql_text("sent_at IS NOT NULL")),
     )
 
     def __str__(self):
@@ -413,6 +415,24 @@ class ProviderState(db.Model):
     paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    # Opened by an operator's hand (planned maintenance): skipped until closed by hand.
+    held_by: Mapped[str | None] = mapped_column(String(128))
+    held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    held_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ProviderAction(db.Model):
+    """An operator opened or closed a provider's breaker by hand: who, when and why."""
+
+    __tablename__ = "provider_action"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))  # mailer.circuit.HAND_ACTIONS
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
 
 

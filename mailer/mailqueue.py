@@ -9,6 +9,8 @@
 - ``reap``: return mail whose lease expired (its worker died) to the queue.
 - ``retry``: an operator puts failed mail back in the queue, recorded with who did it.
 - ``cancel``: a client or an operator cancels mail no worker has taken yet.
+- ``release_stuck``, ``send_now``, ``resend``: an operator's actions in the admin (the section
+  at the end), each recorded with who did it.
 - ``record_events``: after the hand-off, the providers' events move each recipient forward
   (sent, deferred, delivered, bounced, unsubscribed, complained) and the mail with them
   (``_roll_up``); permanent bounces, complaints and unsubscribes go on the suppression list.
@@ -814,3 +816,115 @@ def oldest_due_age(conn):
     age = conn.scalar(OLDEST_DUE_SQL)
     return max(float(age), 0.0) if age is not None else 0.0
 
+
+# Operators' actions (the admin) ------------------------------------------------------------
+# Each changes only the mails its rule allows, in one statement that re-checks the status (a
+# worker may have moved the mail since the page was drawn), and writes an attempt-log row with
+# the operator's name (``actor``): the mail's page shows who did what, and when.
+
+RELEASED_OUTCOME, SENT_NOW_OUTCOME = "released", "send_now"
+RESENT_OUTCOME, RESENT_FROM_OUTCOME = "resent", "resent_from"
+RELEASED = "released by an operator: its worker stopped; the provider may have the mail"
+# Columns a resend copies from the original (a new id, status, times and attempt budget).
+RESEND_COPIED = ("from_address", "to_address", "cc", "bcc", "reply_to", "subject", "text",
+                 "html", "headers", "metadata", "tags", "recipients")
+RESEND_SQL = text(f"""
+    INSERT INTO email (id, status, attempts, next_attempt_at, {", ".join(RESEND_COPIED)})
+    SELECT m.new_id, 'queued', 0, now(), {", ".join("e." + c for c in RESEND_COPIED)}
+      FROM email AS e
+      JOIN unnest(CAST(:old AS uuid[]), CAST(:new AS uuid[])) AS m(old_id, new_id)
+        ON e.id = m.old_id
+     WHERE e.status IN ({", ".join(f"'{status}'" for status in HANDED_OFF)})
+    RETURNING id
+""")
+RESEND_ATTACHMENTS_SQL = text("""
+    INSERT INTO attachment (email_id, position, filename, content_type, size, content)
+    SELECT m.new_id, a.position, a.filename, a.content_type, a.size, a.content
+      FROM attachment AS a
+      JOIN unnest(CAST(:old AS uuid[]), CAST(:new AS uuid[])) AS m(old_id, new_id)
+        ON a.email_id = m.old_id
+""")
+
+
+def _log_actions(conn, rows, outcome, actor, **fields):
+    """One attempt-log row per changed mail (``rows`` of id and attempts), by ``actor``."""
+    if rows:
+        conn.execute(insert(attempt), [
+            {"email_id": row.id, "number": row.attempts, "outcome": outcome, "actor": actor,
+             **fields} for row in rows])
+
+
+def release_stuck(conn, ids, actor, alive_workers=None, max_attempts=None):
+    """Hand mail stuck in ``sending`` back to the queue, due now: its lease expired, or (with
+    ``alive_workers``, the names of the workers alive now) its worker is gone.
+
+    As ``reap`` does, the interrupted send counts as an attempt (the provider may have taken
+    the mail, so a resend is at-least-once). Mail of a live worker with a lease still running
+    is left alone. Returns the ids released.
+    """
+    stuck = email.c.locked_until < func.now()
+    if alive_workers is not None:
+        stuck = stuck | email.c.locked_by.is_(None) | email.c.locked_by.not_in(
+            list(alive_workers) or [""])
+    spent = email.c.attempts + 1 - email.c.attempts_at_retry
+    released = conn.execute(
+        update(email)
+        .where(email.c.id.in_(ids), email.c.status == SENDING, stuck)
+        .values(status=QUEUED if max_attempts is None
+                else case((spent >= max_attempts, FAILED), else_=QUEUED),
+                attempts=email.c.attempts + 1, last_error=RELEASED, locked_by=None,
+                locked_until=None, next_attempt_at=func.now(), updated_at=func.now())
+        .returning(email.c.id, email.c.attempts)
+    ).all()
+    _log_actions(conn, released, RELEASED_OUTCOME, actor, error=RELEASED)
+    return [row.id for row in released]
+
+
+def send_now(conn, ids, actor):
+    """Make mail waiting for its time (backoff after a failure, or scheduled) due now.
+
+    Only mail not yet due changes; it becomes ``queued`` and the next claim takes it. Returns
+    the ids changed.
+    """
+    hurried = conn.execute(
+        update(email)
+        .where(email.c.id.in_(ids), email.c.status.in_(WAITING),
+               email.c.next_attempt_at > func.now())
+        .values(status=QUEUED, next_attempt_at=func.now(), updated_at=func.now())
+        .returning(email.c.id, email.c.attempts)
+    ).all()
+    _log_actions(conn, hurried, SENT_NOW_OUTCOME, actor)
+    if hurried:
+        conn.execute(text("SELECT pg_notify('mail_queued', '')"))  # wake an idle worker now
+    return [row.id for row in hurried]
+
+
+def resend(conn, ids, actor):
+    """Send mail a provider already took again, as a NEW mail: same sender, recipients, body,
+    headers, tags, metadata and attachments; queued now with a fresh budget.
+
+    The original keeps its history. Each log names the other mail (``response``
+    ``{"resent_as": new}`` on the original, ``{"resent_from": old}`` on the copy). Returns
+    ``{original id: new id}`` of the mails resent (only sent, delivered, bounced or
+    complained mail is).
+    """
+    wanted = list(dict.fromkeys(ids))
+    pairs = {old: uuid.uuid4() for old in wanted}
+    params = {"old": [str(old) for old in pairs], "new": [str(new) for new in pairs.values()]}
+    created = {row.id for row in conn.execute(RESEND_SQL, params)}
+    pairs = {old: new for old, new in pairs.items() if new in created}
+    if not pairs:
+        return {}
+    conn.execute(RESEND_ATTACHMENTS_SQL, {"old": [str(old) for old in pairs],
+                                          "new": [str(new) for new in pairs.values()]})
+    originals = conn.execute(select(email.c.id, email.c.attempts)
+                             .where(email.c.id.in_(list(pairs)))).all()
+    conn.execute(insert(attempt), [
+        {"email_id": row.id, "number": row.attempts, "outcome": RESENT_OUTCOME, "actor": actor,
+         "response": {"resent_as": str(pairs[row.id])}, "error": f"resent as {pairs[row.id]}"}
+        for row in originals])
+    conn.execute(insert(attempt), [
+        {"email_id": new, "number": 0, "outcome": RESENT_FROM_OUTCOME, "actor": actor,
+         "response": {"resent_from": str(old)}, "error": f"a resend of {old}"}
+        for old, new in pairs.items()])
+    return pairs
