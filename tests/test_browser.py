@@ -327,6 +327,22 @@ def act_on(browser, mail_id, action):
     assert len(browser.dialogs) == asked + 1, "the action ran without asking for confirmation"
 
 
+def suppress_and_release(browser, stack, address):
+    """Add ``address`` to the suppression list in the admin, then delete it there, confirmed."""
+    page = browser.page
+    page.goto(f"{stack.admin}/suppression/new/")
+    page.fill("#address", address)
+    page.fill("#detail", "asked by phone")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".alert-success")).to_contain_text("successfully created")
+    row = page.locator("tr", has=page.get_by_text(address, exact=True))
+    asked = len(browser.dialogs)
+    row.get_by_title("Delete Record").click()
+    expect(page.locator(".alert-success")).to_contain_text("successfully deleted")
+    assert len(browser.dialogs) == asked + 1, "deleted without asking for confirmation"
+    expect(page.get_by_text(address, exact=True)).to_have_count(0)
+
+
 # --- The test ---------------------------------------------------------------------------------
 
 
@@ -368,13 +384,17 @@ def test_an_operator_works_the_admin_in_chromium(browser, stack):
     expect(list_status(page, scheduled_id)).to_have_text("cancelled")
     browser.screenshot("list-cancelled")
 
+    # An address suppressed by hand is taken off the list again, once the operator confirms.
+    suppress_and_release(browser, stack, "gone@example.com")
+
     page.goto(f"{stack.admin}/")
     expect(page.locator("#queue-counts")).to_be_visible()
     browser.screenshot("dashboard")
 
     assert browser.dialogs == [
         "Queue the selected failed mails for another delivery?",
-        "Cancel the selected queued or scheduled mails? They will not be sent."]
+        "Cancel the selected queued or scheduled mails? They will not be sent.",
+        "Are you sure you want to delete this record?"]
     assert browser.outside_requests() == [], "the admin loaded something from outside"
     assert browser.errors == [], "the admin logged console errors"
     assert any(url.endswith(".js") or ".js?" in url for url in browser.urls), "no script ran"
