@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -147,6 +148,8 @@ class Email(db.Model):
               sql_text("id DESC")),
         Index("ix_email_recipients", "recipients", postgresql_using="gin"),
         Index("ix_email_tags", "tags", postgresql_using="gin"),
+        # The dashboard's mails sent per minute over the last hour.
+        Index("ix_email_sent_at", "sent_at", postgresql_where=sql_text("sent_at IS NOT NULL")),
     )
 
     def __str__(self):
@@ -413,6 +416,24 @@ class ProviderState(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
+    # Opened by an operator's hand (planned maintenance): skipped until closed by hand.
+    held_by: Mapped[str | None] = mapped_column(String(128))
+    held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    held_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ProviderAction(db.Model):
+    """An operator opened or closed a provider's breaker by hand: who, when and why."""
+
+    __tablename__ = "provider_action"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))  # mailer.circuit.HAND_ACTIONS
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
 
 
 class ProviderRate(db.Model):
@@ -428,3 +449,35 @@ class ProviderRate(db.Model):
                                              server_default=func.clock_timestamp())
     granted: Mapped[int] = mapped_column(Integer, server_default="0")  # this second
     last_granted: Mapped[int] = mapped_column(Integer, server_default="0")  # the one before
+
+
+class EmailStatusCount(db.Model):
+    """A change to the number of mails in one status; a status's count is the sum of its rows.
+
+    Appended by statement-level triggers on ``email`` (migration 0007) and folded back to one row
+    per status by ``mailqueue.fold_status_counts``: reading the counts never scans ``email``.
+    """
+
+    __tablename__ = "email_status_count"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class WorkerHeartbeat(db.Model):
+    """A running worker, as it last reported itself (``mailer.heartbeats``)."""
+
+    __tablename__ = "worker_heartbeat"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # as in Email.locked_by
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    # The database's clock: a worker whose clock is off still looks as alive as it is.
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                server_default=func.now(), index=True)
+    in_flight: Mapped[int] = mapped_column(Integer, server_default="0")  # sends under way
+    sent: Mapped[int] = mapped_column(BigInteger, server_default="0")  # since it started
+    failed: Mapped[int] = mapped_column(BigInteger, server_default="0")  # failed for good

@@ -1,5 +1,8 @@
-"""The operators' admin UI at ``/admin``: the queue at a glance, every mail with its recipients
-and timeline, the suppression list, and the client webhooks with their attempts.
+"""The operators' admin UI at ``/admin``: the dashboard (``mailer.dashboard``, refreshing itself
+from ``/admin/dashboard.json``), every mail with its recipients and timeline and the actions on
+it (retry, cancel, resend, release, send now: single on its page, bulk on the list, each with a
+confirmation and recorded with who did it), a provider's breaker opened and closed by hand, the
+list's CSV export (streamed), the suppression list, and the client webhooks with their attempts.
 
 Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
 when no password is set; forms carry a CSRF token; pages carry a Content-Security-Policy and may
@@ -7,18 +10,39 @@ not be framed. A mail created here goes through the same validation and the same
 one posted to the API. Hostile query strings get a 400 or an empty list, never a 500.
 """
 
+import csv
+import io
 import json
 import secrets
 import uuid
 from datetime import UTC, datetime
 
-from flask import Response, abort, current_app, flash, g, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.sessions import SecureCookieSessionInterface
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import (
     BaseSQLAFilter,
+    DateTimeBetweenFilter,
+    DateTimeEqualFilter,
+    DateTimeGreaterFilter,
+    DateTimeNotBetweenFilter,
+    DateTimeNotEqualFilter,
+    DateTimeSmallerFilter,
+    FilterConverter,
     FilterEmpty,
     FilterEqual,
     FilterNotEqual,
@@ -27,13 +51,24 @@ from flask_admin.form import SecureForm
 from flask_admin.model import typefmt
 from flask_admin.model.template import DeleteRowAction, TemplateLinkRowAction
 from flask_admin.theme import Bootstrap4Theme
-from markupsafe import Markup, escape
+from markupsafe import Markup
+from sqlalchemy import tuple_
 from wtforms import SelectField, StringField, TextAreaField
 
-from models import QUEUED, STATUSES, Email, Suppression, WebhookMessage, db
+from models import (
+    HANDED_OFF,
+    QUEUED,
+    SENDING,
+    STATUSES,
+    WAITING,
+    Email,
+    Suppression,
+    WebhookMessage,
+    db,
+)
 from providers import REGISTRY
 
-from . import circuit, mailqueue, outbox, suppressions
+from . import chart, circuit, dashboard, mailqueue, outbox, suppressions
 from .api import transaction
 from .auth import admin_allowed
 from .validation import ValidationError, validate_address, validate_mail
@@ -85,16 +120,64 @@ class Protected:
         return refused
 
 
+class BreakerForm(SecureForm):
+    """Open or close a provider's breaker by hand (CSRF-checked), with an optional reason."""
+
+    reason = StringField("Reason")
+
+
 class DashboardView(Protected, AdminIndexView):
-    """The admin's home page: mail by status and each provider's health."""
+    """The admin's home page: the queue, the chart, the providers and the workers at a glance.
+
+    The page draws ``dashboard.snapshot`` and then polls ``dashboard.json`` every
+    ``POLL_SECONDS`` (``static/admin/dashboard.js``), so it stays current by itself.
+    """
+
+    POLL_SECONDS = 5
 
     @expose("/")
     def index(self):
-        """Render the queue counts and the provider circuits."""
+        """Render every panel from one snapshot."""
+        data = dashboard.snapshot(db.session.connection(), current_app.config)
+        return self.render("admin/dashboard.html", data=data, statuses=STATUSES,
+                           poll_ms=self.POLL_SECONDS * 1000, breaker_form=BreakerForm())
+
+    @expose("/dashboard.json")
+    def snapshot(self):
+        """The panels as JSON, for the page to poll."""
+        response = jsonify(dashboard.snapshot(db.session.connection(), current_app.config))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @expose("/dashboard/chart.svg")
+    def chart(self):
+        """Sent, failed and bounced per minute over the last hour, as an SVG image."""
+        svg = chart.minute_chart(dashboard.series(db.session.connection()))
+        return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    @expose("/providers/<provider>/<any(open, close):action>", methods=["POST"])
+    def breaker(self, provider, action):
+        """Open or close ``provider``'s breaker by hand; recorded with who, when and why."""
+        name = provider
+        if name not in current_app.config["PROVIDERS"]:
+            abort(404)
+        form = BreakerForm()
+        if not form.validate():
+            flash("The form's CSRF token is missing or expired; nothing was changed.", "error")
+            return redirect(url_for(".index"))
+        reason = (form.reason.data or "").strip() or None
         conn = db.session.connection()
-        health = circuit.health(conn, current_app.config["PROVIDERS"])
-        return self.render("admin/dashboard.html", counts=mailqueue.counts(conn),
-                           statuses=STATUSES, health=health)
+        if action == circuit.OPEN_BY_HAND:
+            circuit.open_by_hand(conn, name, operator(), reason)
+            flash(f"{name} opened by hand: workers skip it until it is closed by hand.",
+                  "success")
+        elif circuit.close_by_hand(conn, name, operator(), reason):
+            flash(f"{name} closed by hand: workers send through it again.", "success")
+        else:
+            flash(f"{name} has no breaker yet (no worker has used it): nothing to close.",
+                  "info")
+        db.session.commit()
+        return redirect(url_for(".index"))
 
 
 class MailForm(SecureForm):
@@ -117,6 +200,20 @@ def utc_text(value):
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def age_text(seconds):
+    """A duration in seconds as people read it: ``45s``, ``12m 03s``, ``3h 07m``, ``2d 04h``."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600:02d}h"
 
 
 def _utc(_view, value, _name):
@@ -211,19 +308,30 @@ def _webhook_attempts(_view, _context, model, _name):
 
 
 def _attempt_table(_view, _context, model, _name):
-    """Show the mail's attempts as a table."""
+    """The mail's log: every provider call and every operator's action, with who did it."""
     rows = [
-        Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-               "<td>{}</td></tr>").format(
-            a.number, utc_text(a.created_at), a.provider or a.actor or "", a.outcome,
-            a.status_code or "", a.duration_ms if a.duration_ms is not None else "",
-            a.error or "")
+        Markup('<tr data-outcome="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
+               "<td>{}</td><td>{}</td><td>{}</td></tr>").format(
+            a.outcome, a.number, utc_text(a.created_at), a.provider or a.actor or "",
+            a.outcome, a.status_code or "", a.duration_ms if a.duration_ms is not None else "",
+            _attempt_note(a), a.actor or a.worker or "")
         for a in model.attempt_log
     ]
     head = Markup("<tr><th>#</th><th>at</th><th>provider</th><th>outcome</th><th>HTTP</th>"
-                  "<th>ms</th><th>error</th></tr>")
-    return Markup('<table class="table table-sm">{}{}</table>').format(
+                  "<th>ms</th><th>error</th><th>by</th></tr>")
+    return Markup('<table class="table table-sm" id="attempt-log">{}{}</table>').format(
         head, Markup("").join(rows))
+
+
+def _attempt_note(entry):
+    """An attempt's error; a resend's row links to the other mail."""
+    response = entry.response if isinstance(entry.response, dict) else {}
+    for key, words in (("resent_as", "resent as"), ("resent_from", "a resend of")):
+        other = response.get(key)
+        if other and _uuids([other]):
+            return Markup('{} <a href="{}" data-link="{}">{}</a>').format(
+                words, url_for("email.details_view", id=other), key, other)
+    return entry.error or ""
 
 
 class ChoiceEqual(FilterEqual):
@@ -254,6 +362,36 @@ class TagFilter(BaseSQLAFilter):
         return "has"
 
 
+class UTCDateTime:
+    """Mixin of the date filters: the value typed is UTC, whatever the database session's zone.
+
+    Flask-Admin reads ``YYYY-MM-DD HH:MM:SS`` as a naive time, which PostgreSQL would read in
+    the session's time zone; the list shows UTC, so the filter means UTC too.
+    """
+
+    def clean(self, value):
+        """The typed time, in UTC."""
+        cleaned = super().clean(value)
+        if isinstance(cleaned, list):
+            return [moment.replace(tzinfo=UTC) for moment in cleaned]
+        return cleaned.replace(tzinfo=UTC)
+
+
+def _utc_filter(base):
+    """``base`` reading its value as UTC."""
+    return type(f"UTC{base.__name__}", (UTCDateTime, base), {})
+
+
+class UTCFilterConverter(FilterConverter):
+    """Flask-Admin's filters, with the date and time ones reading UTC."""
+
+    datetime_filters = tuple(_utc_filter(base) for base in (
+        DateTimeEqualFilter, DateTimeNotEqualFilter, DateTimeGreaterFilter,
+        DateTimeSmallerFilter, DateTimeBetweenFilter, DateTimeNotBetweenFilter))
+    # Flask-Admin's converter also lists an "empty" filter; keep it as it was.
+    datetime_filters = (*datetime_filters, *FilterConverter.datetime_filters[6:])
+
+
 def choice_filters(column, name, values):
     """Equals and not-equal filters on ``column`` offering ``values`` as a drop-down."""
     options = [(value, value) for value in values]
@@ -269,6 +407,8 @@ class MailView(Protected, ModelView):
     can_view_details = True
     page_size = 50
     list_template = "admin/mail_list.html"  # its menu bar keeps to the CSP
+    details_template = "admin/mail_details.html"  # actions, bodies side by side
+    filter_converter = UTCFilterConverter()
     form = MailForm
     form_base_class = SecureForm  # the action (Retry) form needs a CSRF token too
     named_filter_urls = True  # ?flt0_status_equals=failed, stable for links and bookmarks
@@ -291,9 +431,10 @@ class MailView(Protected, ModelView):
         "created_at",
         "send_at",
     )
+    # The text and HTML bodies are shown above the table, side by side.
     column_details_list = (
         "id", "status", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
-        "text", "html", "headers", "tags", "meta", "attachments", "send_at", "provider",
+        "headers", "tags", "meta", "attachments", "send_at", "provider",
         "provider_message_id", "attempts", "last_error", "next_attempt_at", "locked_by",
         "locked_until", "created_at", "updated_at", "sent_at", "recipient_rows", "events",
         "result", "attempt_log",
@@ -309,8 +450,8 @@ class MailView(Protected, ModelView):
         "result": _pretty_json, "headers": _pretty_json, "meta": _pretty_json,
         "tags": _address_list, "attachments": _attachment_list,
         "attempt_log": _attempt_table, "recipient_rows": _recipient_table, "events": _timeline,
-        "html": lambda _v, _c, model, _n: Markup("<pre>{}</pre>").format(escape(model.html or "")),
     }
+    column_labels = {**column_labels, "attempt_log": "Log"}
 
     def get_one(self, id):
         """The mail with this id, or None (Flask-Admin then says so) if it is not a UUID."""
@@ -355,6 +496,41 @@ class MailView(Protected, ModelView):
             return False
         return mailqueue.as_email(mailqueue.enqueue_many(transaction, [clean])[0])
 
+    def render(self, template, **kwargs):
+        """Every page of the view; the details page also gets its actions and HTML preview."""
+        if template == self.details_template and kwargs.get("model") is not None:
+            kwargs.update(mail_actions=self.single_actions(kwargs["model"]),
+                          html_preview=html_preview(kwargs["model"].html),
+                          action_form=self.action_form())
+        return super().render(template, **kwargs)
+
+    def single_actions(self, model):
+        """The actions that apply to this mail now: (name, label, confirmation)."""
+        now = database_now()
+        applies = {
+            "retry": model.status in mailqueue.RETRYABLE,
+            "cancel": model.status in WAITING,
+            "send_now": model.status in WAITING and model.next_attempt_at is not None
+            and model.next_attempt_at > now,
+            "resend": model.status in HANDED_OFF,
+            "release": model.status == SENDING and (
+                model.locked_until is None or model.locked_until < now
+                or self.worker_gone(model.locked_by)),
+        }
+        return [(name, text, self._actions_data[name][2]) for name, text in self._actions
+                if applies.get(name)]
+
+    def alive_workers(self):
+        """The names of the workers alive now (their heartbeats), read once per request."""
+        if "alive_workers" not in g:
+            g.alive_workers = {row["name"] for row in
+                               dashboard.alive_workers(db.session.connection())}
+        return g.alive_workers
+
+    def worker_gone(self, name):
+        """Whether worker ``name`` has stopped beating: its mail is stuck, whatever its lease."""
+        return name not in self.alive_workers()
+
     @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
     def action_retry(self, ids):
         """Put failed mails back in the queue, due now, with a fresh budget; log who did it."""
@@ -372,6 +548,125 @@ class MailView(Protected, ModelView):
         skipped = len(ids) - len(cancelled)
         note = f"; {skipped} already sending or finished were left alone" if skipped else ""
         flash(f"{len(cancelled)} mail(s) cancelled{note}.", "success")
+
+    @action("send_now", "Send now", "Send the selected mails now, without waiting for their "
+            "backoff or schedule?")
+    def action_send_now(self, ids):
+        """Make mail waiting for its backoff or its schedule due now; log who did it."""
+        hurried = mailqueue.send_now(db.session.connection(), _uuids(ids), operator())
+        db.session.commit()
+        flash(_counted(len(hurried), len(ids), "made due now",
+                       "not waiting for a later time"), "success")
+
+    @action("resend", "Resend as new mail", "Send the selected mails again, each as a NEW mail "
+            "(a copy with its attachments)? The recipients will get them twice.")
+    def action_resend(self, ids):
+        """Copy mail a provider took into new queued mail; both logs name the other."""
+        pairs = mailqueue.resend(db.session.connection(), _uuids(ids), operator())
+        db.session.commit()
+        flash(_counted(len(pairs), len(ids), "resent as new mail", "not sent yet"), "success")
+        if len(pairs) == 1 and request.form.get("single"):
+            [new_id] = pairs.values()
+            return redirect(url_for(".details_view", id=str(new_id)))
+        return None
+
+    @action("release", "Release stuck", "Hand the selected mails stuck in sending back to the "
+            "queue? Their worker is gone; the provider may already have them, so a recipient "
+            "may get one twice.")
+    def action_release(self, ids):
+        """Return mail whose lease expired or whose worker is gone to the queue; log who."""
+        released = mailqueue.release_stuck(
+            db.session.connection(), _uuids(ids), operator(), self.alive_workers(),
+            current_app.config["MAX_ATTEMPTS"])
+        db.session.commit()
+        flash(_counted(len(released), len(ids), "released to the queue",
+                       "not stuck (a live worker holds them, or they are not sending)"),
+              "success")
+
+    @expose("/export.csv")
+    def export_csv(self):
+        """The list as filtered and searched now, as CSV, streamed in keyset pages."""
+        view_args = self._get_list_extra_args()
+        query = self.filtered_query(view_args.search, view_args.filters)
+        stream = stream_with_context(csv_rows(query))
+        stamp = database_now().strftime("%Y%m%dT%H%M%SZ")
+        return Response(stream, mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="mail-{stamp}.csv"',
+            "Cache-Control": "no-store"})
+
+    def filtered_query(self, search, filters):
+        """The list's query with its search and filters applied (no sorting, no paging)."""
+        query = self.get_query()
+        if self._search_supported and search:
+            query, _, _, _ = self._apply_search(query, None, {}, {}, search)
+        if filters and self._filters:
+            query, _, _, _ = self._apply_filters(query, None, {}, {}, filters)
+        return query
+
+
+EXPORT_COLUMNS = ("id", "created_at", "status", "from_address", "to_address", "cc", "bcc",
+                  "subject", "tags", "provider", "provider_message_id", "attempts",
+                  "next_attempt_at", "last_error", "sent_at", "updated_at")
+EXPORT_PAGE = 1000  # rows read per query: the export never holds more than this
+
+
+def csv_rows(query):
+    """The CSV text of ``query``'s mail, newest first, a page at a time (keyset on
+    (created_at, id), so each page is an index range, however deep)."""
+    columns = [getattr(Email, name) for name in EXPORT_COLUMNS]
+    yield _csv_line(EXPORT_COLUMNS)
+    after = None
+    while True:
+        page = query.with_entities(*columns).order_by(Email.created_at.desc(), Email.id.desc())
+        if after is not None:
+            page = page.filter(tuple_(Email.created_at, Email.id) < after)
+        rows = page.limit(EXPORT_PAGE).all()
+        if not rows:
+            return
+        yield "".join(_csv_line(_csv_values(row)) for row in rows)
+        last = rows[-1]
+        after = tuple_(last.created_at, last.id)
+        if len(rows) < EXPORT_PAGE:
+            return
+
+
+def _csv_values(row):
+    """One mail's cells: lists joined by commas, times in UTC to the second."""
+    values = []
+    for value in row:
+        if isinstance(value, datetime):
+            value = utc_text(value)
+        elif isinstance(value, list | tuple):
+            value = ", ".join(value)
+        values.append("" if value is None else value)
+    return values
+
+
+def _csv_line(values):
+    """One CSV line (RFC 4180 quoting)."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+def _counted(done, asked, what, left_alone):
+    """The flash message of a bulk action: how many were changed, how many left alone."""
+    skipped = asked - done
+    note = f"; {skipped} {left_alone} were left alone" if skipped else ""
+    return f"{done} mail(s) {what}{note}."
+
+
+HTML_PREVIEW_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def html_preview(html):
+    """The ``srcdoc`` of the HTML body's preview: the body after a policy that blocks every
+    remote load (the iframe's ``sandbox`` already blocks scripts, forms and navigation)."""
+    if not html:
+        return None
+    return (f'<!doctype html><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{HTML_PREVIEW_POLICY}">'
+            f"{html}")
 
 
 class SuppressionForm(SecureForm):
@@ -516,6 +811,10 @@ class SessionInterface(SecureCookieSessionInterface):
         return super().get_cookie_secure(app) or request.is_secure
 
 
+ASSETS = Blueprint("admin_assets", __name__, static_folder="static/admin",
+                   static_url_path=ADMIN_URL + "/assets")
+
+
 def init_app(app):
     """Mount the admin on ``app`` at /admin, with its security headers and session cookie."""
     if app.config["SESSION_COOKIE_SAMESITE"] is None:
@@ -524,6 +823,8 @@ def init_app(app):
     app.session_interface = SessionInterface()
     app.after_request(harden)
     app.add_template_filter(utc_text, "utc")
+    app.add_template_filter(age_text, "age")
+    app.register_blueprint(ASSETS)
     admin = Admin(app, name="Mail service", index_view=DashboardView(url=ADMIN_URL),
                   theme=Bootstrap4Theme(fluid=True),  # the full width: the list has 12 columns
                   csp_nonce_generator=csp_nonce)

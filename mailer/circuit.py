@@ -5,7 +5,8 @@ failures it *opens*: the provider is skipped until its cool-down ends. Then exac
 wins the right to send one probe (*half open*); if the probe succeeds the breaker closes and
 traffic returns to the provider, if it fails the breaker opens again with a longer cool-down
 (doubled each time, capped). A 429 is not an outage: it only pauses the provider until the time
-it gave.
+it gave. An operator may also open a breaker by hand (planned maintenance): it stays open,
+with no probe, until an operator closes it by hand (``open_by_hand``, ``close_by_hand``).
 
 Because the state lives in the ``provider_state`` table, a restarted worker, or one on another
 host, skips a dead provider at once instead of relearning it with failed sends. Symfony's and
@@ -19,15 +20,17 @@ import time
 from datetime import timedelta
 
 from sqlalchemy import func, insert, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from models import ProviderState, utcnow
+from models import ProviderAction, ProviderState, utcnow
 
 from .clock import DbClock
 from .database import describe
 
 log = logging.getLogger("mail_service.circuit")
 table = ProviderState.__table__
+actions = ProviderAction.__table__
 SECOND = literal_column("interval '1 second'")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -35,6 +38,10 @@ CIRCUIT_STATES = (CLOSED, OPEN, HALF_OPEN)
 PAUSED = "paused"  # shown instead of the circuit's state while a 429 pause lasts
 # What a worker may do with a provider right now.
 USE, PROBE, SKIP = "use", "probe", "skip"
+# What an operator may do to a breaker by hand (the ``provider_action`` log's ``action``).
+OPEN_BY_HAND, CLOSE_BY_HAND = "open", "close"
+HAND_ACTIONS = (OPEN_BY_HAND, CLOSE_BY_HAND)
+NOT_HELD = table.c.held_by.is_(None)
 
 
 class Breakers:
@@ -108,7 +115,7 @@ class Breakers:
             (table.c.state == HALF_OPEN) & (table.c.probe_until <= func.now()),
         )
         statement = (
-            update(table).where(table.c.name == name, due)
+            update(table).where(table.c.name == name, due, NOT_HELD)
             .values(state=HALF_OPEN, probe_until=func.now() + SECOND * self.probe_window,
                     updated_at=func.now())
             .returning(table.c.probe_until)
@@ -126,11 +133,15 @@ class Breakers:
         row = self._rows.get(name)
         if row is not None and row["state"] == CLOSED and not row["consecutive_failures"]:
             return
+        if row is not None and row.get("held_by"):
+            return  # held open by hand: only an operator closes it
         values = {"state": CLOSED, "consecutive_failures": 0, "cooldown": 0.0,
                   "open_until": None, "probe_until": None}
         with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.name == name)
-                         .values(**values, updated_at=func.now()))
+            closed = conn.execute(update(table).where(table.c.name == name, NOT_HELD)
+                                  .values(**values, updated_at=func.now())).rowcount
+        if not closed:
+            return
         self._update_local(name, values)
         if row is not None and row["state"] != CLOSED:
             log.warning("%s is back: circuit closed, traffic returns to it", name)
@@ -185,7 +196,10 @@ def mode_of(row, now):
     """What a worker may do with a provider whose breaker row is ``row``, at ``now``.
 
     The one definition of a usable provider: the worker, ``/health`` and the admin all ask it.
+    A breaker held open by hand is skipped, whatever its times say.
     """
+    if row.get("held_by"):
+        return SKIP
     paused_until = row.get("paused_until")
     if paused_until is not None and paused_until > now:
         return SKIP
@@ -217,7 +231,15 @@ def provider_health(row, now):
         "open_until": _iso(row.get("open_until")) if row["state"] == OPEN else None,
         "paused_until": _iso(paused_until) if paused else None,
         "last_error": row.get("last_error"),
+        "opened_by_hand": _held(row),
     }
+
+
+def _held(row):
+    """Who opened a breaker by hand, when and why; None if no one holds it open."""
+    if not row.get("held_by"):
+        return None
+    return {"by": row["held_by"], "at": _iso(row.get("held_at")), "reason": row.get("held_reason")}
 
 
 def health(conn, names=None):
@@ -233,6 +255,50 @@ def health(conn, names=None):
     providers = [provider_health(row, now) for row in rows]
     melted = is_meltdown(mode_of(row, now) for row in rows)
     return {"status": "meltdown" if melted else "ok", "providers": providers}
+
+
+def open_by_hand(conn, name, actor, reason=None):
+    """An operator opens ``name``'s breaker (planned maintenance); logged with who and why.
+
+    Workers skip the provider from their next refresh (half a second) until an operator closes
+    it: no cool-down ends it, no probe is sent, a send still in flight cannot close it.
+    """
+    values = {"state": OPEN, "open_until": None, "probe_until": None, "held_by": actor,
+              "held_at": func.now(), "held_reason": reason, "updated_at": func.now()}
+    statement = pg_insert(table).values(name=name, consecutive_failures=0, cooldown=0.0,
+                                        **values)
+    conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
+    _log_hand_action(conn, name, OPEN_BY_HAND, actor, reason)
+    log.warning("%s opened by hand by %s%s", name, actor, f" ({reason})" if reason else "")
+
+
+def close_by_hand(conn, name, actor, reason=None):
+    """An operator closes ``name``'s breaker (held open by hand or opened by failures); logged.
+
+    Traffic returns to it at once. A 429 pause stays: that is the provider's own word.
+    Returns whether a breaker row was there to close.
+    """
+    closed = conn.execute(
+        update(table).where(table.c.name == name)
+        .values(state=CLOSED, consecutive_failures=0, cooldown=0.0, open_until=None,
+                probe_until=None, held_by=None, held_at=None, held_reason=None,
+                updated_at=func.now())).rowcount
+    if closed:
+        _log_hand_action(conn, name, CLOSE_BY_HAND, actor, reason)
+        log.warning("%s closed by hand by %s", name, actor)
+    return bool(closed)
+
+
+def _log_hand_action(conn, name, action, actor, reason):
+    """One row of the ``provider_action`` log."""
+    conn.execute(insert(actions).values(provider=name, action=action, actor=actor,
+                                        reason=reason))
+
+
+def hand_actions(conn, limit=20):
+    """The latest breaker actions by hand, newest first, as dicts."""
+    query = select(actions).order_by(actions.c.id.desc()).limit(limit)
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def _iso(moment):

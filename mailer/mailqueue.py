@@ -9,10 +9,13 @@
 - ``reap``: return mail whose lease expired (its worker died) to the queue.
 - ``retry``: an operator puts failed mail back in the queue, recorded with who did it.
 - ``cancel``: a client or an operator cancels mail no worker has taken yet.
+- ``release_stuck``, ``send_now``, ``resend``: an operator's actions in the admin (the section
+  at the end), each recorded with who did it.
 - ``record_events``: after the hand-off, the providers' events move each recipient forward
   (sent, deferred, delivered, bounced, unsubscribed, complained) and the mail with them
   (``_roll_up``); permanent bounces, complaints and unsubscribes go on the suppression list.
-- ``counts``: how much mail is in each status (the admin's dashboard).
+- ``counts``: how much mail is in each status (the admin's dashboard), from the ledger of
+  ``status_counts`` at the end of the module, with ``oldest_due_age``.
 - ``purge_batch`` and ``count_purgeable``: delete finished mail past the retention period.
 
 Every status change writes the client's webhooks (``outbox.write``) in its own transaction. The
@@ -60,6 +63,7 @@ from models import (
     RECIPIENT_ORDER,
     SENDING,
     SENT,
+    STATUSES,
     SUPPRESSED,
     UNSUBSCRIBED,
     WAITING,
@@ -729,9 +733,8 @@ def as_email(row):
 
 
 def counts(conn):
-    """How many mails are in each status."""
-    rows = conn.execute(select(email.c.status, func.count()).group_by(email.c.status))
-    return {status: count for status, count in rows}
+    """How many mails are in each status (none listed for a status with none): the ledger's."""
+    return {status: count for status, count in status_counts(conn).items() if count}
 
 
 def purgeable(days):
@@ -760,3 +763,168 @@ def database_now(conn):
     """The database's clock, which every lease and schedule is compared with (the admin's
     "expired" mark on a lease agrees with ``reap``)."""
     return conn.scalar(select(func.now()))
+
+
+# Operators' numbers, cheap at any size of the table -------------------------------------------
+#
+# The number of mails in each status is kept by the database itself (migration 0007):
+# statement-level triggers append each statement's net change per status to
+# ``email_status_count``, so a count is a sum over a few rows, never a COUNT over ``email``,
+# and concurrent inserts never wait on one counter row.
+
+STATUS_COUNTS_SQL = text("SELECT status, sum(n)::bigint FROM email_status_count GROUP BY status")
+# Only one fold at a time (a second one skips): two DELETEs of the same rows in different
+# orders could deadlock. Rows appended while it runs are not in its snapshot and stay.
+FOLD_LOCK = 70070001  # pg advisory lock key of the fold
+FOLD_SQL = text(f"""
+WITH folded AS (
+    DELETE FROM email_status_count WHERE (SELECT pg_try_advisory_xact_lock({FOLD_LOCK}))
+    RETURNING status, n
+)
+INSERT INTO email_status_count (status, n)
+SELECT status, sum(n) FROM folded GROUP BY status HAVING sum(n) <> 0
+""")
+OLDEST_DUE_SQL = text("""
+SELECT extract(epoch FROM now() - min(next_attempt_at))
+  FROM email WHERE status IN ('queued', 'scheduled') AND next_attempt_at <= now()
+""")
+
+
+def status_counts(conn):
+    """How many mails are in each status, every status listed (0 for none).
+
+    Exact (what the caller's snapshot sees committed, plus its own changes) and cheap: a sum
+    over the ledger's rows, a few per status once folded.
+    """
+    counted = dict.fromkeys(STATUSES, 0)
+    counted.update({status: int(total) for status, total in conn.execute(STATUS_COUNTS_SQL)})
+    return counted
+
+
+def fold_status_counts(conn):
+    """Fold the ledger of status changes to one row per status (the worker calls it now and
+    then, so that reading it stays cheap); one statement, a no-op while another fold runs."""
+    conn.execute(FOLD_SQL)
+
+
+def oldest_due_age(conn):
+    """Seconds since the oldest due mail (queued, or scheduled and due) fell due; 0 if none.
+
+    How far behind the workers are. The partial index of the claim (``ix_email_due``) finds it
+    in one index probe, however many mails the table holds.
+    """
+    age = conn.scalar(OLDEST_DUE_SQL)
+    return max(float(age), 0.0) if age is not None else 0.0
+
+
+# Operators' actions (the admin) ------------------------------------------------------------
+# Each changes only the mails its rule allows, in one statement that re-checks the status (a
+# worker may have moved the mail since the page was drawn), and writes an attempt-log row with
+# the operator's name (``actor``): the mail's page shows who did what, and when.
+
+RELEASED_OUTCOME, SENT_NOW_OUTCOME = "released", "send_now"
+RESENT_OUTCOME, RESENT_FROM_OUTCOME = "resent", "resent_from"
+RELEASED = "released by an operator: its worker stopped; the provider may have the mail"
+# Columns a resend copies from the original (a new id, status, times and attempt budget).
+RESEND_COPIED = ("from_address", "to_address", "cc", "bcc", "reply_to", "subject", "text",
+                 "html", "headers", "metadata", "tags", "recipients")
+RESEND_SQL = text(f"""
+    INSERT INTO email (id, status, attempts, next_attempt_at, {", ".join(RESEND_COPIED)})
+    SELECT m.new_id, 'queued', 0, now(), {", ".join("e." + c for c in RESEND_COPIED)}
+      FROM email AS e
+      JOIN unnest(CAST(:old AS uuid[]), CAST(:new AS uuid[])) AS m(old_id, new_id)
+        ON e.id = m.old_id
+     WHERE e.status IN ({", ".join(f"'{status}'" for status in HANDED_OFF)})
+    RETURNING id
+""")
+RESEND_ATTACHMENTS_SQL = text("""
+    INSERT INTO attachment (email_id, position, filename, content_type, size, content)
+    SELECT m.new_id, a.position, a.filename, a.content_type, a.size, a.content
+      FROM attachment AS a
+      JOIN unnest(CAST(:old AS uuid[]), CAST(:new AS uuid[])) AS m(old_id, new_id)
+        ON a.email_id = m.old_id
+""")
+
+
+def _log_actions(conn, rows, outcome, actor, **fields):
+    """One attempt-log row per changed mail (``rows`` of id and attempts), by ``actor``."""
+    if rows:
+        conn.execute(insert(attempt), [
+            {"email_id": row.id, "number": row.attempts, "outcome": outcome, "actor": actor,
+             **fields} for row in rows])
+
+
+def release_stuck(conn, ids, actor, alive_workers=None, max_attempts=None):
+    """Hand mail stuck in ``sending`` back to the queue, due now: its lease expired, or (with
+    ``alive_workers``, the names of the workers alive now) its worker is gone.
+
+    As ``reap`` does, the interrupted send counts as an attempt (the provider may have taken
+    the mail, so a resend is at-least-once). Mail of a live worker with a lease still running
+    is left alone. Returns the ids released.
+    """
+    stuck = email.c.locked_until < func.now()
+    if alive_workers is not None:
+        stuck = stuck | email.c.locked_by.is_(None) | email.c.locked_by.not_in(
+            list(alive_workers) or [""])
+    spent = email.c.attempts + 1 - email.c.attempts_at_retry
+    released = conn.execute(
+        update(email)
+        .where(email.c.id.in_(ids), email.c.status == SENDING, stuck)
+        .values(status=QUEUED if max_attempts is None
+                else case((spent >= max_attempts, FAILED), else_=QUEUED),
+                attempts=email.c.attempts + 1, last_error=RELEASED, locked_by=None,
+                locked_until=None, next_attempt_at=func.now(), updated_at=func.now())
+        .returning(email.c.id, email.c.attempts)
+    ).all()
+    _log_actions(conn, released, RELEASED_OUTCOME, actor, error=RELEASED)
+    return [row.id for row in released]
+
+
+def send_now(conn, ids, actor):
+    """Make mail waiting for its time (backoff after a failure, or scheduled) due now.
+
+    Only mail not yet due changes; it becomes ``queued`` and the next claim takes it. Returns
+    the ids changed.
+    """
+    hurried = conn.execute(
+        update(email)
+        .where(email.c.id.in_(ids), email.c.status.in_(WAITING),
+               email.c.next_attempt_at > func.now())
+        .values(status=QUEUED, next_attempt_at=func.now(), updated_at=func.now())
+        .returning(email.c.id, email.c.attempts)
+    ).all()
+    _log_actions(conn, hurried, SENT_NOW_OUTCOME, actor)
+    if hurried:
+        conn.execute(text("SELECT pg_notify('mail_queued', '')"))  # wake an idle worker now
+    return [row.id for row in hurried]
+
+
+def resend(conn, ids, actor):
+    """Send mail a provider already took again, as a NEW mail: same sender, recipients, body,
+    headers, tags, metadata and attachments; queued now with a fresh budget.
+
+    The original keeps its history. Each log names the other mail (``response``
+    ``{"resent_as": new}`` on the original, ``{"resent_from": old}`` on the copy). Returns
+    ``{original id: new id}`` of the mails resent (only sent, delivered, bounced or
+    complained mail is).
+    """
+    wanted = list(dict.fromkeys(ids))
+    pairs = {old: uuid.uuid4() for old in wanted}
+    params = {"old": [str(old) for old in pairs], "new": [str(new) for new in pairs.values()]}
+    created = {row.id for row in conn.execute(RESEND_SQL, params)}
+    pairs = {old: new for old, new in pairs.items() if new in created}
+    if not pairs:
+        return {}
+    conn.execute(RESEND_ATTACHMENTS_SQL, {"old": [str(old) for old in pairs],
+                                          "new": [str(new) for new in pairs.values()]})
+    originals = conn.execute(select(email.c.id, email.c.attempts)
+                             .where(email.c.id.in_(list(pairs)))).all()
+    conn.execute(insert(attempt), [
+        {"email_id": row.id, "number": row.attempts, "outcome": RESENT_OUTCOME, "actor": actor,
+         "response": {"resent_as": str(pairs[row.id])}, "error": f"resent as {pairs[row.id]}"}
+        for row in originals])
+    conn.execute(insert(attempt), [
+        {"email_id": new, "number": 0, "outcome": RESENT_FROM_OUTCOME, "actor": actor,
+         "response": {"resent_from": str(old)}, "error": f"a resend of {old}"}
+        for old, new in pairs.items()])
+    return pairs

@@ -626,6 +626,13 @@ def provider_health():
         "open_until": nullable(timestamp("When an open circuit allows a probe.")),
         "paused_until": nullable(timestamp("Until when the provider asked us to wait (429).")),
         "last_error": nullable(string("The provider's latest failure.")),
+        "opened_by_hand": nullable(obj(
+            "An operator opened this breaker by hand (planned maintenance): it stays open "
+            "until closed by hand.", {
+                "by": string("Who opened it."),
+                "at": timestamp("When."),
+                "reason": nullable(string("Why, in the operator's words.")),
+            })),
     })
 
 

@@ -7,7 +7,9 @@ the OpenAPI document (and anything else that lists them) cannot drift from the c
 - ``ANSWER_OUTCOMES``: what came of one provider call, ``sent`` or the ``outcome`` of an error
   class of ``providers.base``;
 - ``ATTEMPT_OUTCOMES``: those, ``lease_expired`` for a send cut short by a dead worker, and
-  ``retried`` for an operator's retry;
+  ``retried`` for an operator's retry, and the other operators' actions (``cancelled``,
+  ``released``, ``send_now``, ``resent`` on the original of a resend, ``resent_from`` on the
+  copy);
 - ``CIRCUIT_STATES``: a provider's circuit breaker, from ``mailer.circuit``;
 - ``RECIPIENT_STATUSES``: a recipient's statuses after the hand-off, from ``models``.
 """
@@ -17,7 +19,15 @@ from providers import base
 
 from .circuit import CIRCUIT_STATES as STATES
 from .circuit import PAUSED
-from .mailqueue import CANCELLED_OUTCOME, LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME
+from .mailqueue import (
+    CANCELLED_OUTCOME,
+    LEASE_EXPIRED_OUTCOME,
+    RELEASED_OUTCOME,
+    RESENT_FROM_OUTCOME,
+    RESENT_OUTCOME,
+    RETRIED_OUTCOME,
+    SENT_NOW_OUTCOME,
+)
 
 SENT_OUTCOME = "sent"  # a provider accepted the mail (mailer/delivery.py)
 
@@ -34,7 +44,8 @@ def provider_error_outcomes():
 MAIL_STATUSES = list(STATUSES)
 ANSWER_OUTCOMES = [SENT_OUTCOME, *provider_error_outcomes()]
 ATTEMPT_OUTCOMES = [*ANSWER_OUTCOMES, LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME,
-                    CANCELLED_OUTCOME]
+                    CANCELLED_OUTCOME, RELEASED_OUTCOME, SENT_NOW_OUTCOME, RESENT_OUTCOME,
+                    RESENT_FROM_OUTCOME]
 CIRCUIT_STATES = list(STATES)
 
 __all__ = ["ANSWER_OUTCOMES", "ATTEMPT_OUTCOMES", "CIRCUIT_STATES", "MAIL_STATUSES", "PAUSED",

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import FAILED, SENT
 
-from . import mailqueue, outbox, suppressions
+from . import heartbeats, mailqueue, outbox, suppressions
 from .addresses import bare_address
 from .circuit import PROBE, USE, Breakers, is_meltdown
 from .database import describe
@@ -131,6 +131,8 @@ class Worker:
         self.last_reap = 0.0
         self.meltdown = False
         self.sent_count = 0
+        self.failed_count = 0
+        self.last_beat = 0.0
         self._idle = False
         self._db_failures = 0
 
@@ -156,10 +158,12 @@ class Worker:
             self._drain()
         if self.sender is not None:
             self.sender.stop()
+        self._with_db(self._forget)
         log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
 
     def step(self, pool, burst):
-        """One turn of the loop: reap, claim, wait for sends, record them."""
+        """One turn of the loop: say it is alive, reap, claim, wait for sends, record them."""
+        self._beat_if_due()
         self._reap_if_due()
         claimed = self._fill(pool)
         if not claimed and not self.inflight and self.dispatcher.wait_hint is not None:
@@ -267,6 +271,7 @@ class Worker:
             decision = decide(row, outcome, self.policy, wait_for)
             self.finished.append((decision, attempt_rows(decision, outcome, self.name)))
             self.sent_count += decision.status == SENT
+            self.failed_count += decision.status == FAILED
             if decision.status == FAILED:
                 log.info("mail %s failed for good: %s", decision.id, decision.last_error)
 
@@ -289,6 +294,27 @@ class Worker:
         self.last_reap = time.monotonic()
         if count:
             log.warning("returned %d mails with expired leases to the queue", count)
+
+    def _beat_if_due(self):
+        """Every ``heartbeats.INTERVAL``: the heartbeat row, and fold the status-count ledger.
+
+        The fold keeps the operators' counts cheap to read; with several workers the one that
+        gets there first does it and the others skip it.
+        """
+        if time.monotonic() - self.last_beat < heartbeats.INTERVAL:
+            return
+        with self.engine.begin() as conn:
+            heartbeats.beat(conn, self.name, len(self.inflight), self.sent_count,
+                            self.failed_count)
+        with self.engine.begin() as conn:
+            mailqueue.fold_status_counts(conn)
+            heartbeats.forget_stale(conn, heartbeats.STALE_AFTER)
+        self.last_beat = time.monotonic()
+
+    def _forget(self):
+        """On a clean stop: this worker's heartbeat row goes."""
+        with self.engine.begin() as conn:
+            heartbeats.forget(conn, self.name)
 
     def _idle_wait(self):
         """Nothing to do: wait for new mail, the next due mail, a provider's return, or stop.

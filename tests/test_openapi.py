@@ -136,7 +136,8 @@ def test_outcomes_cover_every_provider_error():
     assert outcomes | {"sent"} == set(vocabulary.ANSWER_OUTCOMES)
     assert len(vocabulary.ANSWER_OUTCOMES) == len(set(vocabulary.ANSWER_OUTCOMES))
     assert vocabulary.ATTEMPT_OUTCOMES == [*vocabulary.ANSWER_OUTCOMES, "lease_expired",
-                                           "retried", "cancelled"]
+                                           "retried", "cancelled", "released",
+                                           "send_now", "resent", "resent_from"]
 
 
 # Real answers against the document ------------------------------------------------------------
