@@ -52,6 +52,7 @@ RELOAD_AFTER_MS = 500  # how long a page is watched for a status before it is re
 # The sandbox posts the delivery event this long after it takes a mail, so that the list shows
 # the mail as "sent" for a while before it becomes "delivered".
 EVENT_DELAY = 3.0  # seconds
+DASHBOARD_POLL_TIMEOUT_MS = 15_000  # the dashboard polls every 5 s
 VIEWPORT = {"width": 1280, "height": 900}
 REJECTED = "reject-me"  # the sandbox's Mailgun refuses (400) mail to an address containing this
 
@@ -263,8 +264,8 @@ def log_in(browser, stack):
     assert refused.headers["WWW-Authenticate"].startswith("Basic")
     answer = browser.page.goto(f"{stack.admin}/")
     assert answer.status == 200
-    expect(browser.page.locator("#queue-counts")).to_be_visible()
-    expect(browser.page.locator("#provider-health")).to_be_visible()
+    expect(browser.page.locator("#dash-counts")).to_be_visible()
+    expect(browser.page.locator("#dash-providers")).to_be_visible()
 
 
 def create_mail(browser, stack, subject):
@@ -275,12 +276,22 @@ def create_mail(browser, stack, subject):
     page.fill("#to", "ann@example.com")
     page.fill("#subject", subject)
     page.fill("#text", "Your order is on its way.")
-    page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator(".alert-success")).to_contain_text("successfully created")
+    save(page)
     open_list(browser, stack, subject)
     checkboxes = page.locator("input.action-checkbox")
     expect(checkboxes).to_have_count(1)
     return checkboxes.get_attribute("value")
+
+
+def save(page):
+    """Save a create form; wait for the page it leads to, scripts and all, to have loaded.
+
+    The flash message shows before the scripts at the end of the page have run, and a click
+    then would miss the handlers they bind (a delete would not ask for confirmation).
+    """
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".alert-success")).to_contain_text("successfully created")
+    page.wait_for_load_state("load")
 
 
 def open_list(browser, stack, search):
@@ -333,14 +344,32 @@ def suppress_and_release(browser, stack, address):
     page.goto(f"{stack.admin}/suppression/new/")
     page.fill("#address", address)
     page.fill("#detail", "asked by phone")
-    page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator(".alert-success")).to_contain_text("successfully created")
+    save(page)
     row = page.locator("tr", has=page.get_by_text(address, exact=True))
     asked = len(browser.dialogs)
     row.get_by_title("Delete Record").click()
     expect(page.locator(".alert-success")).to_contain_text("successfully deleted")
     assert len(browser.dialogs) == asked + 1, "deleted without asking for confirmation"
     expect(page.get_by_text(address, exact=True)).to_have_count(0)
+
+
+def watch_dashboard(browser, stack):
+    """The dashboard shows its chart (an SVG the admin draws) and follows a new mail by itself.
+
+    No reload: its script polls dashboard.json, so the count of scheduled mail goes up alone.
+    """
+    page = browser.page
+    with page.expect_response(re.compile(r"/admin/dashboard/chart\.svg")) as chart:
+        page.goto(f"{stack.admin}/")
+    assert chart.value.status == 200
+    assert chart.value.headers["content-type"].startswith("image/svg+xml")
+    page.wait_for_function("() => { const chart = document.getElementById('dash-chart');"
+                           " return chart.complete && chart.naturalWidth > 0; }")
+    scheduled = page.locator("[data-count='scheduled']")
+    expect(scheduled).to_have_text("0")
+    send_at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    stack.post_mail(subject="Newsletter, tomorrow", send_at=send_at)
+    expect(scheduled).to_have_text("1", timeout=DASHBOARD_POLL_TIMEOUT_MS)
 
 
 # --- The test ---------------------------------------------------------------------------------
@@ -387,8 +416,8 @@ def test_an_operator_works_the_admin_in_chromium(browser, stack):
     # An address suppressed by hand is taken off the list again, once the operator confirms.
     suppress_and_release(browser, stack, "gone@example.com")
 
-    page.goto(f"{stack.admin}/")
-    expect(page.locator("#queue-counts")).to_be_visible()
+    # The dashboard draws its chart and refreshes itself.
+    watch_dashboard(browser, stack)
     browser.screenshot("dashboard")
 
     assert browser.dialogs == [
