@@ -55,6 +55,7 @@ DEFAULTS = {
     "DB_CONNECT_TIMEOUT": 3,  # seconds to wait for PostgreSQL before answering 503
     "DB_STATEMENT_TIMEOUT": 5000,  # milliseconds, API statements on PostgreSQL
     "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
+    "LOG_FORMAT": "text",  # text (human-readable) or json (one object per line; mailer/logs.py)
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
     "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
@@ -72,6 +73,8 @@ DEFAULTS = {
     "AUTH_FAILURE_WINDOW": 60.0,  # ... within this many seconds ...
     "AUTH_BLOCK_SECONDS": 300.0,  # ... get 429s for this many seconds
 }
+
+CHOICES = {"LOG_FORMAT": ("text", "json")}  # settings that take one of a few words
 
 CONFIG_ENV = "MAIL_SERVICE_CONFIG"
 
@@ -95,6 +98,10 @@ def load_settings(config, path=None, environ=None, overrides=None):
         except (TypeError, ValueError) as err:
             raise ValueError(f"setting {name}: {config[name]!r} is not a "
                              f"{type(default).__name__}") from err
+    for name, allowed in CHOICES.items():
+        if config[name] not in allowed:
+            raise ValueError(f"setting {name}: {config[name]!r} is not one of "
+                             f"{', '.join(allowed)}")
     return config
 
 

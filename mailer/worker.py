@@ -25,9 +25,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 import requests
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import FAILED, SENT
+from models import FAILED, QUEUED, SENT
 
-from . import mailqueue, outbox, suppressions
+from . import logs, mailqueue, outbox, suppressions
 from .addresses import bare_address
 from .circuit import PROBE, USE, Breakers, is_meltdown
 from .database import describe
@@ -238,7 +238,12 @@ class Worker:
         return 0
 
     def _send(self, row, order):
-        """Deliver one claimed mail through ``order`` (on a send thread); never raises."""
+        """Deliver one claimed mail (on a send thread), its id on every line logged meanwhile."""
+        with logs.context(mail_id=str(row["id"]), worker=self.name):
+            return self._deliver(row, order)
+
+    def _deliver(self, row, order):
+        """Deliver one claimed mail through ``order``; never raises."""
         try:
             message = message_from_row(row)
         except (ValueError, TypeError, AttributeError) as err:
@@ -267,8 +272,7 @@ class Worker:
             decision = decide(row, outcome, self.policy, wait_for)
             self.finished.append((decision, attempt_rows(decision, outcome, self.name)))
             self.sent_count += decision.status == SENT
-            if decision.status == FAILED:
-                log.info("mail %s failed for good: %s", decision.id, decision.last_error)
+            log_decision(decision)
 
     def _flush(self):
         """Record every finished send in one transaction (kept in memory until it commits)."""
@@ -347,6 +351,19 @@ class Worker:
             log.error("database unavailable (%s): retrying in %.1fs", describe(err), delay)
             self.stopping.wait(delay)
             return False
+
+
+def log_decision(decision):
+    """One line per delivery, with the mail's id: sent, failed for good, or queued again."""
+    extra = {"mail_id": str(decision.id), "provider": decision.provider}
+    if decision.status == SENT:
+        log.info("mail %s sent via %s (message id %s)", decision.id, decision.provider,
+                 decision.message_id, extra=extra)
+    elif decision.status == FAILED:
+        log.info("mail %s failed for good: %s", decision.id, decision.last_error, extra=extra)
+    elif decision.status == QUEUED:
+        log.info("mail %s not sent (%s): due again in %.1fs", decision.id, decision.last_error,
+                 decision.retry_in, extra=extra)
 
 
 def _backoff_delays(tries=6):
