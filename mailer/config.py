@@ -25,6 +25,7 @@ DEFAULTS = {
     # The role and database of scripts/db.sql; libpq reads the password from PGPASSWORD or
     # ~/.pgpass when the URL has none.
     "DATABASE_URL": "postgresql://mail@127.0.0.1:5432/mail",
+    "LISTEN_DATABASE_URL": "",  # the worker's LISTEN, straight to PostgreSQL (behind PgBouncer)
     "SECRET_KEY": "",
     "API_KEYS": (),  # comma separated; empty = protected mode (loopback clients only)
     "ADMIN_USERNAME": "admin",

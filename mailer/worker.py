@@ -43,7 +43,7 @@ from .delivery import (
     without_suppressed,
 )
 from .dispatch import Dispatcher
-from .notify import QueueListener
+from .notify import QueueListener, listen_engine
 from .retry import RetryPolicy
 from .webhook_sender import WebhookSender
 
@@ -126,6 +126,7 @@ class Worker:
         self.sender = WebhookSender(engine, config) if self.webhooks else None
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
+        self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine
         self.inflight = {}  # Future -> claimed row
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
         self.last_reap = 0.0
@@ -143,8 +144,8 @@ class Worker:
                  ",".join(provider.name for provider in self.providers))
         self._with_db(self.breakers.ensure_rows)
         self._with_db(self.dispatcher.ensure_rows)
-        if not burst and QueueListener.supported(self.engine):
-            QueueListener(self.engine, self.wake, self.stopping).start()
+        if not burst and QueueListener.supported(self.listen_engine):
+            QueueListener(self.listen_engine, self.wake, self.stopping).start()
         if self.sender is not None:  # client webhooks, on a thread of their own
             self.sender.start()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
