@@ -56,9 +56,10 @@ def parsed(stderr):
 def test_json_lines_carry_mail_worker_and_provider(settings, sandbox, app):
     url = settings["DATABASE_URL"]
     # The first mail fails at both providers once (so it is retried), the second goes at once.
+    # A breaker opens at the first failure: its line, logged deep in the send, names the mail.
     sandbox.configure("mailgun", status=503, count=1)
     sandbox.configure("sendgrid", status=503, count=1)
-    worker = start_worker(settings, LOG_FORMAT="json")
+    worker = start_worker(settings, LOG_FORMAT="json", CIRCUIT_FAILURE_THRESHOLD=1)
     try:
         [retried] = queue_mails(url, 1)
         wait_for(lambda: sent(url, retried), 20, message="the retried mail to be sent")
@@ -80,6 +81,9 @@ def test_json_lines_carry_mail_worker_and_provider(settings, sandbox, app):
     assert failovers == [("mailgun", "INFO"), ("sendgrid", "INFO")]
     assert any("not sent" in entry["message"] and "due again" in entry["message"]
                for entry in lines)
+    opened = [(entry["provider"], entry["level"]) for entry in lines
+              if "circuit open" in entry["message"]]
+    assert opened == [("mailgun", "ERROR"), ("sendgrid", "ERROR")]
     [sent_line] = [entry for entry in lines if "sent via" in entry["message"]]
     assert sent_line["provider"] == "mailgun"
     [sent_line] = [entry for entry in entries
