@@ -290,10 +290,11 @@ class Worker:
         if time.monotonic() - self.last_reap < self.reap_interval:
             return
         with self.engine.begin() as conn:
-            count = mailqueue.reap(conn, self.policy.max_attempts, self.name)
+            reaped = mailqueue.reap(conn, self.policy.max_attempts, self.name)
         self.last_reap = time.monotonic()
-        if count:
-            log.warning("returned %d mails with expired leases to the queue", count)
+        for mail_id, status in reaped:
+            log.warning("mail %s: lease expired (its worker stopped while sending), now %s",
+                        mail_id, status, extra={"mail_id": str(mail_id)})
 
     def _idle_wait(self):
         """Nothing to do: wait for new mail, the next due mail, a provider's return, or stop.

@@ -185,6 +185,8 @@ def test_two_apis_three_workers_survive_losing_one_of_each(settings, sandbox, ap
     assert all(1 <= received[mail_id] <= 2 for mail_id in in_doubt)
     reaped = {str(row["email_id"]) for row in attempts_of(url) if row["outcome"] == "lease_expired"}
     assert reaped == in_doubt
+    logged = "".join(worker.output() for worker in workers[1:])  # a survivor reaped them
+    assert all(f"mail {mail_id}: lease expired" in logged for mail_id in in_doubt)
 
     # Both APIs served before the kill; after it, only the survivor did.
     served = {target for target, _ in clients.acknowledged[:killed_at]}
