@@ -12,8 +12,20 @@ from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 
-from mailer import admin, api, auth, bodies, errors, health, metrics, openapi, outbox, webhooks
-from mailer.config import ensure_secret_key, load_settings
+from mailer import (
+    admin,
+    api,
+    auth,
+    bodies,
+    errors,
+    health,
+    logs,
+    metrics,
+    openapi,
+    outbox,
+    webhooks,
+)
+from mailer.config import ensure_secret_key, load_config, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
 from models import db
 
@@ -70,7 +82,7 @@ def main():
     parser.add_argument("--access-log", action="store_true",
                         help="log a line per request (off: the console shows what matters)")
     args = parser.parse_args()
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(load_config(args.config)["LOG_FORMAT"], "INFO")
     if not args.access_log:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_app(config_path=args.config)

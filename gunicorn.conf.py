@@ -34,6 +34,8 @@ max_requests_jitter = 10_000
 accesslog = None  # no line per request (put one in the reverse proxy instead)
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# gunicorn's lines and the app's, on stderr in the format of LOG_FORMAT (text, or json).
+logger_class = "mailer.logs.GunicornLogger"
 
 # Request limits. gunicorn refuses a request over them itself, before the app sees it, with an
 # HTML page and the connection closed (no setting makes that JSON; see README, Production):

@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer import outbox, worker_metrics
+from mailer import logs, outbox, worker_metrics
 from mailer.config import load_config
 from mailer.database import SchemaError, check_schema, describe, make_engine
 from mailer.worker import Worker
@@ -61,10 +61,10 @@ def wait_for_schema(engine, worker):
 def main(argv=None):
     """Run the worker; the exit code is 0 after a clean stop, 2 for a setup problem."""
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure("text", args.log_level)  # until the settings name LOG_FORMAT
     try:
         config = load_config(args.config)
+        logs.configure(config["LOG_FORMAT"], args.log_level)
         providers = usable_providers(config)
         outbox.subscription(config)  # WEBHOOK_* settings that cannot work stop us here
         worker_metrics.check_settings(config)
@@ -78,6 +78,7 @@ def main(argv=None):
     pool_size = config["WORKER_CONCURRENCY"] + 4  # send threads write provider health
     engine = make_engine(config, pool_size=pool_size, worker=True)
     worker = Worker(engine, config, providers)
+    logs.bind_process(worker=worker.name)  # every line of this process names its worker
     worker.install_signal_handlers()
     try:
         if not wait_for_schema(engine, worker):

@@ -124,7 +124,7 @@ class Breakers:
             probe_until = conn.scalar(statement)
         if probe_until is None:
             return False
-        log.info("probing %s after its cool-down", name)
+        log.info("probing %s after its cool-down", name, extra={"provider": name})
         self._update_local(name, {"state": HALF_OPEN, "probe_until": probe_until})
         return True
 
@@ -144,7 +144,8 @@ class Breakers:
             return
         self._update_local(name, values)
         if row is not None and row["state"] != CLOSED:
-            log.warning("%s is back: circuit closed, traffic returns to it", name)
+            log.warning("%s is back: circuit closed, traffic returns to it", name,
+                        extra={"provider": name})
 
     def record_failure(self, name, reason):
         """Count a transient failure; open the breaker at the threshold or after a failed probe."""
@@ -161,7 +162,8 @@ class Breakers:
             conn.execute(update(table).where(table.c.name == name).values(**values))
         if values.get("state") == OPEN and row["state"] != OPEN:
             log.error("%s failing (%s): circuit open for %.0fs after %d consecutive failures",
-                      name, reason, values["cooldown"], values["consecutive_failures"])
+                      name, reason, values["cooldown"], values["consecutive_failures"],
+                      extra={"provider": name})
         self._update_local(name, values)
 
     def pause(self, name, seconds, reason):
@@ -175,7 +177,8 @@ class Breakers:
         )
         with self.engine.begin() as conn:
             paused_until = conn.scalar(statement)
-        log.warning("%s rate-limits us: paused for %.0fs", name, seconds)
+        log.warning("%s rate-limits us: paused for %.0fs", name, seconds,
+                    extra={"provider": name})
         if paused_until is not None:
             self._update_local(name, {"paused_until": paused_until})
 

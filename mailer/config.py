@@ -25,6 +25,7 @@ DEFAULTS = {
     # The role and database of scripts/db.sql; libpq reads the password from PGPASSWORD or
     # ~/.pgpass when the URL has none.
     "DATABASE_URL": "postgresql://mail@127.0.0.1:5432/mail",
+    "LISTEN_DATABASE_URL": "",  # the worker's LISTEN, straight to PostgreSQL (behind PgBouncer)
     "SECRET_KEY": "",
     "API_KEYS": (),  # comma separated; empty = protected mode (loopback clients only)
     "ADMIN_USERNAME": "admin",
@@ -60,6 +61,7 @@ DEFAULTS = {
     "WORKER_METRICS_PORT": 0,
     "WORKER_METRICS_ADDRESS": "127.0.0.1",  # another address needs METRICS_TOKEN
     "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
+    "LOG_FORMAT": "text",  # text (human-readable) or json (one object per line; mailer/logs.py)
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
     "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
@@ -77,6 +79,8 @@ DEFAULTS = {
     "AUTH_FAILURE_WINDOW": 60.0,  # ... within this many seconds ...
     "AUTH_BLOCK_SECONDS": 300.0,  # ... get 429s for this many seconds
 }
+
+CHOICES = {"LOG_FORMAT": ("text", "json")}  # settings that take one of a few words
 
 CONFIG_ENV = "MAIL_SERVICE_CONFIG"
 
@@ -100,6 +104,10 @@ def load_settings(config, path=None, environ=None, overrides=None):
         except (TypeError, ValueError) as err:
             raise ValueError(f"setting {name}: {config[name]!r} is not a "
                              f"{type(default).__name__}") from err
+    for name, allowed in CHOICES.items():
+        if config[name] not in allowed:
+            raise ValueError(f"setting {name}: {config[name]!r} is not one of "
+                             f"{', '.join(allowed)}")
     return config
 
 

@@ -87,7 +87,8 @@ def deliver(message, providers, breakers, sessions, admit=None):
             if _settles(provider, breakers, err):
                 return Outcome(REJECTED, answers, provider.name, reason=err.reason)
             log.info("mail %s: %s failed (%s), trying the next provider", message.id,
-                     provider.name, err.reason)
+                     provider.name, err.reason,
+                     extra={"mail_id": message.id, "provider": provider.name})
             continue
         safely(breakers.record_success, provider.name)
         answers.append(_answer(provider.name, "sent", called_at, started, sent.status_code,
@@ -102,7 +103,8 @@ def _settles(provider, breakers, err):
         safely(breakers.pause, provider.name, err.retry_after, err.reason)
         return False
     if isinstance(err, ProviderMisconfigured):
-        log.error("%s is misconfigured (%s): check its settings", provider.name, err.reason)
+        log.error("%s is misconfigured (%s): check its settings", provider.name, err.reason,
+                  extra={"provider": provider.name})
     if isinstance(err, ProviderUnavailable):
         safely(breakers.record_failure, provider.name, err.reason)
         return False

@@ -479,7 +479,7 @@ def reap(conn, max_attempts, worker=None):
     """Return mails whose lease expired to the queue (or fail them past ``max_attempts``).
 
     Their worker died mid-send, so the provider may have taken them: the attempt is recorded as
-    such, and resending makes delivery at-least-once.
+    such, and resending makes delivery at-least-once. Returns the (id, status) of each.
     """
     spent = email.c.attempts + 1 - email.c.attempts_at_retry
     reaped = conn.execute(
@@ -494,7 +494,7 @@ def reap(conn, max_attempts, worker=None):
             next_attempt_at=func.now(),
             updated_at=func.now(),
         )
-        .returning(email.c.id, email.c.attempts)
+        .returning(email.c.id, email.c.attempts, email.c.status)
     ).all()
     if reaped:
         conn.execute(insert(attempt), [
@@ -502,7 +502,7 @@ def reap(conn, max_attempts, worker=None):
              "outcome": LEASE_EXPIRED_OUTCOME, "error": LEASE_EXPIRED, "worker": worker}
             for row in reaped
         ])
-    return len(reaped)
+    return [(row.id, row.status) for row in reaped]
 
 
 def retry(conn, ids, actor):

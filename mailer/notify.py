@@ -5,16 +5,32 @@ transaction that inserted mail commits. A worker's listener thread holds one ext
 that LISTENs and sets the worker's wake event, so a new mail is claimed within milliseconds
 instead of at the next poll. Polling stays as the fallback: a lost connection only costs
 latency.
+
+LISTEN belongs to a session, so behind PgBouncer in transaction mode it would hear nothing (the
+worker would only poll): ``LISTEN_DATABASE_URL`` then points the listener, one connection per
+worker, straight at PostgreSQL (``listen_engine``).
 """
 
 import logging
 import select
 import threading
 
+from sqlalchemy import create_engine
+
+from .database import engine_options, normalize_url
+
 log = logging.getLogger("mail_service.notify")
 
 CHANNEL = "mail_queued"
 RECONNECT_MAX = 10.0  # seconds between attempts to listen again
+
+
+def listen_engine(engine, config):
+    """The listener's engine: one of its own for ``LISTEN_DATABASE_URL``, else the worker's."""
+    url = config["LISTEN_DATABASE_URL"]
+    if not url:
+        return engine
+    return create_engine(normalize_url(url), **engine_options(config, pool_size=1))
 
 
 class QueueListener(threading.Thread):

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import outbox
 from .circuit import PROBE, SKIP, Breakers, safely
 from .database import describe
+from .logs import origin
 from .retry import RetryPolicy
 from .signatures import webhook_headers, webhook_key
 
@@ -129,7 +130,8 @@ class WebhookSender(threading.Thread):
             safely(self.breakers.record_success, BREAKER)
         else:
             safely(self.breakers.record_failure, BREAKER, error)
-            log.info("webhook %s to %s failed: %s", row["message_id"], self.url, error)
+            log.info("webhook %s to %s failed: %s", row["message_id"], origin(self.url), error,
+                     extra={"mail_id": row["payload"].get("data", {}).get("mail_id")})
         return {"id": row["id"], "ok": ok, "status_code": status_code, "error": error,
                 "duration_ms": int((time.monotonic() - started) * 1000),
                 "retry_in": None if ok else self.policy.delay(row["attempts"] + 1)}

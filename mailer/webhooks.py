@@ -84,7 +84,7 @@ def record(events):
     for event in outcome.unmatched:
         log.info("%s event %s (%s) for no known mail: mail id %s, message id %s",
                  event.provider, event.provider_event, event.key, event.mail_id,
-                 event.message_id)
+                 event.message_id, extra={"mail_id": event.mail_id})
     return jsonify({"success": True, "received": len(events), "new": outcome.new,
                     "repeats": outcome.repeats, "unmatched": len(outcome.unmatched)})
 

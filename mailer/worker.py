@@ -25,9 +25,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 import requests
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import FAILED, SENT
+from models import FAILED, QUEUED, SENT
 
-from . import heartbeats, mailqueue, outbox, suppressions
+from . import heartbeats, logs, mailqueue, outbox, suppressions
 from .addresses import bare_address
 from .circuit import PROBE, USE, Breakers, is_meltdown
 from .database import describe
@@ -43,7 +43,7 @@ from .delivery import (
     without_suppressed,
 )
 from .dispatch import Dispatcher
-from .notify import QueueListener
+from .notify import QueueListener, listen_engine
 from .retry import RetryPolicy
 from .webhook_sender import WebhookSender
 from .worker_metrics import WorkerMetrics
@@ -127,6 +127,7 @@ class Worker:
         self.sender = WebhookSender(engine, config) if self.webhooks else None
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
+        self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine
         self.inflight = {}  # Future -> claimed row
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
         self.last_reap = 0.0
@@ -147,8 +148,8 @@ class Worker:
                  ",".join(provider.name for provider in self.providers))
         self._with_db(self.breakers.ensure_rows)
         self._with_db(self.dispatcher.ensure_rows)
-        if not burst and QueueListener.supported(self.engine):
-            QueueListener(self.engine, self.wake, self.stopping).start()
+        if not burst and QueueListener.supported(self.listen_engine):
+            QueueListener(self.listen_engine, self.wake, self.stopping).start()
         if self.sender is not None:  # client webhooks, on a thread of their own
             self.sender.start()
         self.metrics.serve()
@@ -247,7 +248,12 @@ class Worker:
         return 0
 
     def _send(self, row, order):
-        """Deliver one claimed mail through ``order`` (on a send thread); never raises."""
+        """Deliver one claimed mail (on a send thread), its id on every line logged meanwhile."""
+        with logs.context(mail_id=str(row["id"]), worker=self.name):
+            return self._deliver(row, order)
+
+    def _deliver(self, row, order):
+        """Deliver one claimed mail through ``order``; never raises."""
         try:
             message = message_from_row(row)
         except (ValueError, TypeError, AttributeError) as err:
@@ -277,8 +283,7 @@ class Worker:
             self.finished.append((decision, attempt_rows(decision, outcome, self.name)))
             self.sent_count += decision.status == SENT
             self.failed_count += decision.status == FAILED
-            if decision.status == FAILED:
-                log.info("mail %s failed for good: %s", decision.id, decision.last_error)
+            log_decision(decision)
 
     def _flush(self):
         """Record every finished send in one transaction (kept in memory until it commits)."""
@@ -297,10 +302,11 @@ class Worker:
         if time.monotonic() - self.last_reap < self.reap_interval:
             return
         with self.engine.begin() as conn:
-            count = mailqueue.reap(conn, self.policy.max_attempts, self.name)
+            reaped = mailqueue.reap(conn, self.policy.max_attempts, self.name)
         self.last_reap = time.monotonic()
-        if count:
-            log.warning("returned %d mails with expired leases to the queue", count)
+        for mail_id, status in reaped:
+            log.warning("mail %s: lease expired (its worker stopped while sending), now %s",
+                        mail_id, status, extra={"mail_id": str(mail_id)})
 
     def _beat_if_due(self):
         """Every ``heartbeats.INTERVAL``: the heartbeat row, and fold the status-count ledger.
@@ -380,6 +386,19 @@ class Worker:
             log.error("database unavailable (%s): retrying in %.1fs", describe(err), delay)
             self.stopping.wait(delay)
             return False
+
+
+def log_decision(decision):
+    """One line per delivery, with the mail's id: sent, failed for good, or queued again."""
+    extra = {"mail_id": str(decision.id), "provider": decision.provider}
+    if decision.status == SENT:
+        log.info("mail %s sent via %s (message id %s)", decision.id, decision.provider,
+                 decision.message_id, extra=extra)
+    elif decision.status == FAILED:
+        log.info("mail %s failed for good: %s", decision.id, decision.last_error, extra=extra)
+    elif decision.status == QUEUED:
+        log.info("mail %s not sent (%s): due again in %.1fs", decision.id, decision.last_error,
+                 decision.retry_in, extra=extra)
 
 
 def _backoff_delays(tries=6):
