@@ -221,6 +221,13 @@ def is_meltdown(modes):
     return bool(modes) and USE not in modes
 
 
+def never_reported(name):
+    """The health of a provider no worker has written a breaker row for yet: closed, usable."""
+    return {"name": name, "state": CLOSED, "circuit": CLOSED, "usable": True,
+            "consecutive_failures": 0, "open_until": None, "paused_until": None,
+            "last_error": None, "opened_by_hand": None}
+
+
 def provider_health(row, now):
     """A provider's health as ``/health`` and the admin show it, at the database's ``now``."""
     paused_until = row.get("paused_until")

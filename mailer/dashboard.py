@@ -146,7 +146,7 @@ def providers_panel(conn, config):
     caps = config["PROVIDER_RATE_LIMITS"]
     providers = []
     for name in names:
-        breaker = by_name.get(name) or _never_reported(name)
+        breaker = by_name.get(name) or circuit.never_reported(name)
         stat = stats.get(name, {})
         providers.append({
             **breaker,
@@ -178,13 +178,6 @@ def workers_panel(conn):
 def alive_workers(conn):
     """The heartbeat rows of the workers alive now (``heartbeats.alive``)."""
     return heartbeats.alive(conn)
-
-
-def _never_reported(name):
-    """The breaker of a provider no worker has written yet: closed."""
-    return {"name": name, "state": circuit.CLOSED, "circuit": circuit.CLOSED, "usable": True,
-            "consecutive_failures": 0, "open_until": None, "paused_until": None,
-            "last_error": None, "opened_by_hand": None}
 
 
 def _mail(row):

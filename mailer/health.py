@@ -69,17 +69,10 @@ def readiness(conn, config):
         "meltdown": health["status"] == "meltdown",
         "strategy": config["PROVIDER_STRATEGY"],
         # A provider no worker has used yet has no breaker row: closed, as the worker sees it.
-        "providers": [{**providers.get(name, unused_provider(name)), **plan[name]}
+        "providers": [{**providers.get(name, circuit.never_reported(name)), **plan[name]}
                       for name in names],
         "workers_alive": len(heartbeats.alive(conn)),
     }
-
-
-def unused_provider(name):
-    """The circuit of a provider without a breaker row yet, as ``circuit.provider_health``."""
-    return {"name": name, "state": circuit.CLOSED, "circuit": circuit.CLOSED, "usable": True,
-            "consecutive_failures": 0, "open_until": None, "paused_until": None,
-            "last_error": None}
 
 
 def not_ready(schema_status, revision, database="ok"):

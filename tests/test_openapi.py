@@ -55,9 +55,10 @@ def openapi_path(rule):
 
 
 def api_rules(app):
-    """The app's rules outside the admin, the static files and the docs page's assets."""
+    """The app's rules outside the admin, the static files, the docs page's assets and the
+    browser's favicon request (the admin answers it 204)."""
     return [rule for rule in app.url_map.iter_rules()
-            if not rule.rule.startswith(("/admin", "/static"))
+            if not rule.rule.startswith(("/admin", "/static", "/favicon.ico"))
             and not rule.endpoint.startswith(f"{openapi.DOCS_BLUEPRINT}.")]
 
 
