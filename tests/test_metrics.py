@@ -13,6 +13,7 @@ import requests
 from conftest import ROOT
 from helpers import queue_mails, sample_mail, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from test_client_webhooks import SECRET, Receiver
 from test_gunicorn import Gunicorn, gunicorn_env
 
 pytestmark = pytest.mark.committed  # the scrape reads the queue on a connection of its own
@@ -147,6 +148,24 @@ def _answers(port):
 def _with(samples, name, **labels):
     """``samples`` if they have the sample, else None (for ``wait_for``)."""
     return samples if value(samples, name, **labels) else None
+
+
+def test_client_webhooks_are_counted(run_worker, settings):
+    receiver = Receiver()
+    try:
+        port = free_port()
+        worker_in_background(run_worker, WORKER_METRICS_PORT=port, WEBHOOK_URL=receiver.url,
+                             WEBHOOK_SECRET=SECRET)
+        wait_for(lambda: _answers(port), 10, message="the worker's metrics")
+        queue_mails(settings["DATABASE_URL"], 2)
+        wait_for(lambda: value(scrape_worker(port), "mail_worker_webhook_deliveries_total",
+                               outcome="delivered") == 2, 15, message="two mail.sent webhooks")
+        receiver.failing_until = float("inf")  # the receiver is down: posts fail
+        queue_mails(settings["DATABASE_URL"], 1)
+        wait_for(lambda: value(scrape_worker(port), "mail_worker_webhook_deliveries_total",
+                               outcome="failed") >= 1, 15, message="a failed webhook counted")
+    finally:
+        receiver.server.shutdown()
 
 
 # Who may read them ------------------------------------------------------------------------------
