@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from models import SENDING, WAITING
 
-from . import circuit, heartbeats, mailqueue, ratecap
+from . import circuit, dispatch, heartbeats, mailqueue, ratecap
 
 SERIES_MINUTES = 60  # the chart's span
 LISTED = 20  # rows in each list of the dashboard
@@ -133,26 +133,23 @@ def queue_panel(conn):
 
 
 def providers_panel(conn, config):
-    """Each configured provider: its breaker (``circuit.health``), weight, cap, current rate,
-    calls, failures and latency over the recent attempts, its latest failures; and the
-    breakers' actions by hand."""
+    """Each configured provider: its breaker (``circuit.health``); weight, rate limit and current
+    rate (``dispatch.plan``); calls, failures and latency over the recent attempts and its latest
+    failures. And the breakers' actions by hand."""
     names = config["PROVIDERS"]
     health = circuit.health(conn, names)
     by_name = {p["name"]: p for p in health["providers"]}
     stats = {row["provider"]: dict(row) for row in conn.execute(
         PROVIDER_STATS_SQL, {"window": RECENT_ATTEMPTS, "failures": RECENT_FAILURES}
     ).mappings()}
-    rates = ratecap.current_rates(conn)
-    caps = config["PROVIDER_RATE_LIMITS"]
+    plan = dispatch.plan(config, names, ratecap.current_rates(conn))  # as /readyz shows it
     providers = []
     for name in names:
         breaker = by_name.get(name) or circuit.never_reported(name)
         stat = stats.get(name, {})
         providers.append({
             **breaker,
-            "weight": config["PROVIDER_WEIGHTS"].get(name, 1.0),
-            "rate_cap": caps.get(name) or None,
-            "current_rate": rates.get(name, 0) if caps.get(name) else None,
+            **plan[name],  # weight, rate_limit, current_rate
             "calls": stat.get("calls", 0),
             "failures": stat.get("failures", 0),
             "latency_avg_ms": stat.get("latency_avg_ms"),

@@ -13,6 +13,7 @@ from flask import current_app
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from .api import JSON_TYPES, MAX_BATCH
+from .dispatch import STRATEGIES
 from .provider_events import EVENT_TYPES
 from .signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
 from .suppressions import REASONS
@@ -1061,7 +1062,7 @@ def operations_schemas():
             }),
             "meltdown": {"type": "boolean", "description": "No provider can take mail now "
                          "(every one open, half-open or paused): mail waits in the queue."},
-            "strategy": string("`PROVIDER_STRATEGY`.", enum=["failover", "weighted"]),
+            "strategy": string("`PROVIDER_STRATEGY`.", enum=list(STRATEGIES)),
             "providers": {"type": "array", "items": ref("ReadyProvider")},
             "workers_alive": integer("Workers whose heartbeat is recent.", minimum=0),
         }, required=["status", "database", "schema"]),

@@ -150,7 +150,7 @@ class WorkerStateCollector:
         if worker.sender is not None:
             posted = CounterMetricFamily("mail_worker_webhook_deliveries",
                                          "Client webhooks posted, by outcome", labels=["outcome"])
-            for outcome, count in sorted(worker.sender.outcomes.items()):
+            for outcome, count in sorted(dict(worker.sender.outcomes).items()):  # a copy
                 posted.add_metric([outcome], count)
             yield posted
 

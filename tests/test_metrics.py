@@ -13,6 +13,7 @@ import requests
 from conftest import ROOT
 from helpers import queue_mails, sample_mail, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from test_client_webhooks import SECRET, Receiver
 from test_gunicorn import Gunicorn, gunicorn_env
 
 pytestmark = pytest.mark.committed  # the scrape reads the queue on a connection of its own
@@ -149,6 +150,24 @@ def _with(samples, name, **labels):
     return samples if value(samples, name, **labels) else None
 
 
+def test_client_webhooks_are_counted(run_worker, settings):
+    receiver = Receiver()
+    try:
+        port = free_port()
+        worker_in_background(run_worker, WORKER_METRICS_PORT=port, WEBHOOK_URL=receiver.url,
+                             WEBHOOK_SECRET=SECRET)
+        wait_for(lambda: _answers(port), 10, message="the worker's metrics")
+        queue_mails(settings["DATABASE_URL"], 2)
+        wait_for(lambda: value(scrape_worker(port), "mail_worker_webhook_deliveries_total",
+                               outcome="delivered") == 2, 15, message="two mail.sent webhooks")
+        receiver.failing_until = float("inf")  # the receiver is down: posts fail
+        queue_mails(settings["DATABASE_URL"], 1)
+        wait_for(lambda: value(scrape_worker(port), "mail_worker_webhook_deliveries_total",
+                               outcome="failed") >= 1, 15, message="a failed webhook counted")
+    finally:
+        receiver.server.shutdown()
+
+
 # Who may read them ------------------------------------------------------------------------------
 
 
@@ -203,29 +222,48 @@ def gunicorn_server(tmp_path, database_url):
 
 def test_gunicorn_sums_the_counts_of_every_process(app, gunicorn_server):
     base = f"http://127.0.0.1:{gunicorn_server.port()}"
-    wait_for(lambda: _ready(base), 60, message="gunicorn's three processes to serve")
-    url = base + "/mail"
+    wait_for(lambda: _ready(base), 60, message="gunicorn's processes to serve")
     directory = wait_for(lambda: _metrics_dir(gunicorn_server.output), 5, message="the dir")
+    posted = 0
+    # Rounds of six new connections at once, until two processes or more have served some
+    # (a process still loading the app takes none): each process counts in files of its own.
+    for _ in range(20):
+        posted += post_concurrently(base + "/mail", connections=6, each=5)
+        if len(_pids(directory)) >= 2:
+            break
+    assert len(_pids(directory)) >= 2, "the requests were served by more than one process"
+    samples = parse(requests.get(base + "/metrics", timeout=10).text)
+    assert value(samples, "mail_api_mails_accepted_total") == posted
+    assert value(samples, "mail_api_requests_total", endpoint="/mail", method="POST",
+                 code="202") == posted
+    assert value(samples, "mail_queue_mails", status="queued") == posted
+    gunicorn_server.stop()
+    assert not os.path.exists(directory)  # the directory it made is removed on exit
 
-    def post(count):
-        with requests.Session() as session:  # one connection each: spread over the processes
-            for _ in range(count):
-                assert session.post(url, json=sample_mail(), timeout=10).status_code == 202
 
-    threads = [threading.Thread(target=post, args=(10,)) for _ in range(6)]
+def post_concurrently(url, connections, each):
+    """POST ``each`` mails on each of ``connections`` new connections at once; how many."""
+    failures = []
+
+    def post():
+        with requests.Session() as session:
+            for _ in range(each):
+                status = session.post(url, json=sample_mail(), timeout=10).status_code
+                if status != 202:
+                    failures.append(status)
+
+    threads = [threading.Thread(target=post) for _ in range(connections)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    samples = parse(requests.get(base + "/metrics", timeout=10).text)
-    assert value(samples, "mail_api_mails_accepted_total") == 60
-    assert value(samples, "mail_api_requests_total", endpoint="/mail", method="POST",
-                 code="202") == 60
-    assert value(samples, "mail_queue_mails", status="queued") == 60
-    pids = {name.rsplit("_", 1)[1] for name in os.listdir(directory) if name.endswith(".db")}
-    assert len(pids) >= 2, "the requests were served by more than one process"
-    gunicorn_server.stop()
-    assert not os.path.exists(directory)  # the directory it made is removed on exit
+    assert not failures
+    return connections * each
+
+
+def _pids(directory):
+    """The processes that have written metrics in ``directory``."""
+    return {name.rsplit("_", 1)[1] for name in os.listdir(directory) if name.endswith(".db")}
 
 
 def _ready(base):
