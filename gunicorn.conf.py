@@ -53,13 +53,12 @@ control_socket_disable = not control_socket
 
 
 def on_starting(server):
-    """Prepare the metrics directory, then refuse to serve in protected mode (no API_KEYS or
-    ADMIN_PASSWORD) beyond loopback.
+    """Refuse to serve in protected mode (no API_KEYS or ADMIN_PASSWORD) beyond loopback, then
+    prepare the metrics directory.
 
     Behind a proxy every request arrives from loopback, so only credentials keep a reachable
     address safe (see mailer/auth.py).
     """
-    prepare_metrics_dir(server)
     from mailer.auth import check_bind
     from mailer.config import load_config
 
@@ -74,6 +73,7 @@ def on_starting(server):
         except ValueError as err:
             server.log.error("%s", err)
             sys.exit(2)
+    prepare_metrics_dir(server)
 
 
 # Prometheus metrics (mailer/metrics.py): each worker process counts in files of its own in
@@ -81,12 +81,13 @@ def on_starting(server):
 # set before any process imports prometheus_client (which is why nothing here imports it at the
 # top): the workers inherit it from this master.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_PREFIX = "mail-service-metrics-"  # then the master's pid: mail-service-metrics-<pid>-
 _made_metrics_dir = []  # the directory this master created, removed on exit
 
 
 def prepare_metrics_dir(server):
     """Use $PROMETHEUS_MULTIPROC_DIR, emptied of a previous run's files, or a fresh temporary
-    directory, removed again on exit."""
+    directory, removed again on exit (and by the next start if this master was killed)."""
     path = os.environ.get(MULTIPROC_ENV)
     if path:
         os.makedirs(path, exist_ok=True)
@@ -94,10 +95,31 @@ def prepare_metrics_dir(server):
             if name.endswith(".db"):
                 os.remove(os.path.join(path, name))
     else:
-        path = tempfile.mkdtemp(prefix="mail-service-metrics-")
+        remove_orphaned_metrics_dirs()
+        path = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
         os.environ[MULTIPROC_ENV] = path
         _made_metrics_dir.append(path)
     server.log.info("metrics of the worker processes in %s", path)
+
+
+def remove_orphaned_metrics_dirs():
+    """Remove the temporary metrics directories of masters that no longer run (killed with
+    SIGKILL, they could not remove their own)."""
+    for name in os.listdir(tempfile.gettempdir()):
+        pid = name[len(METRICS_DIR_PREFIX):].partition("-")[0]
+        if name.startswith(METRICS_DIR_PREFIX) and pid.isdigit() and not _runs(int(pid)):
+            shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
+
+
+def _runs(pid):
+    """Whether process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def child_exit(server, worker):

@@ -1,9 +1,11 @@
 """The worker loop: claim due mail in batches, send it concurrently, record what happened.
 
-Read ``Worker.run`` top to bottom: while not stopping, reap expired leases, claim what the send
-threads have room for (leaving out the addresses on the suppression list, looked up once per
-batch), wait a moment for sends to finish, and record the finished ones in one transaction.
-With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``).
+Read ``Worker.run`` top to bottom: while not stopping, write its heartbeat row every few seconds
+(``heartbeats``), reap expired leases, claim what the send threads have room for (leaving out
+the addresses on the suppression list, looked up once per batch), wait a moment for sends to
+finish, and record the finished ones in one transaction.
+With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
+with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
 

@@ -71,10 +71,10 @@ class Gunicorn:
 
 
 def _answers(url):
-    """Whether ``url`` answers at all."""
+    """Whether ``url`` answers at all (a worker still loading the app answers nothing yet)."""
     try:
         requests.get(url, timeout=2)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
         return False
     return True
 

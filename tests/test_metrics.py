@@ -6,6 +6,9 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 
 import pytest
@@ -310,3 +313,16 @@ def test_the_grafana_dashboard_reads_only_metrics_we_expose():
 
     assert bare and all(defined(name) for name in bare), sorted(
         name for name in bare if not defined(name))
+
+
+def test_gunicorn_removes_the_metrics_dir_of_a_killed_master(tmp_path, database_url):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid names no running process now
+    orphan = tempfile.mkdtemp(prefix=f"mail-service-metrics-{finished.pid}-")
+    open(os.path.join(orphan, "counter_1.db"), "wb").close()
+    server = Gunicorn(gunicorn_env(tmp_path, database_url, PROMETHEUS_MULTIPROC_DIR=None))
+    try:
+        wait_for(lambda: _metrics_dir(server.output), 30, message="gunicorn's metrics dir")
+        assert not os.path.exists(orphan)
+    finally:
+        server.stop()
