@@ -161,7 +161,7 @@ class DashboardView(Protected, AdminIndexView):
         name = provider
         if name not in current_app.config["PROVIDERS"]:
             abort(404)
-        form = BreakerForm()
+        form = BreakerForm(request.form)
         if not form.validate():
             flash("The form's CSRF token is missing or expired; nothing was changed.", "error")
             return redirect(url_for(".index"))
@@ -813,6 +813,12 @@ class SessionInterface(SecureCookieSessionInterface):
 
 ASSETS = Blueprint("admin_assets", __name__, static_folder="static/admin",
                    static_url_path=ADMIN_URL + "/assets")
+
+
+@ASSETS.route("/favicon.ico")
+def favicon():
+    """No icon: 204, so a browser's own request for one is not a 404 in the console."""
+    return Response(status=204)
 
 
 def init_app(app):

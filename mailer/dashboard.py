@@ -159,7 +159,9 @@ def providers_panel(conn, config):
             "latency_p95_ms": stat.get("latency_p95_ms"),
             "recent_failures": stat.get("recent_failures", []),
         })
-    return {"status": health["status"], "strategy": config["PROVIDER_STRATEGY"],
+    # As circuit.is_meltdown, over every configured provider (one no worker wrote yet is usable).
+    melted = bool(providers) and not any(p["usable"] for p in providers)
+    return {"status": "meltdown" if melted else "ok", "strategy": config["PROVIDER_STRATEGY"],
             "recent_attempts": RECENT_ATTEMPTS, "providers": providers,
             "hand_actions": [_hand_action(row) for row in circuit.hand_actions(conn, 10)]}
 

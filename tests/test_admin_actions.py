@@ -21,13 +21,18 @@ ATTACHMENT = {"filename": "terms.pdf", "content_type": "application/pdf",
               "content": base64.b64encode(b"%PDF-1.4 terms").decode()}
 
 
-@pytest.fixture
-def ops(app, client):
-    """The test client, logged in to the admin as user ``ops`` (HTTP Basic)."""
+def log_in(app, client):
+    """Require the admin login on ``app`` and log ``client`` in as user ``ops`` (HTTP Basic)."""
     app.config.update(ADMIN_USERNAME="ops", ADMIN_PASSWORD="s3cret")
     token = base64.b64encode(b"ops:s3cret").decode()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Basic {token}"
     return client
+
+
+@pytest.fixture
+def ops(app, client):
+    """The test client, logged in to the admin as user ``ops``."""
+    return log_in(app, client)
 
 
 def act(client, name, *ids, single=False):
