@@ -368,8 +368,10 @@ def watch_dashboard(browser, stack):
         page.goto(f"{stack.admin}/")
     assert chart.value.status == 200
     assert chart.value.headers["content-type"].startswith("image/svg+xml")
-    page.wait_for_function("() => { const chart = document.getElementById('dash-chart');"
-                           " return chart.complete && chart.naturalWidth > 0; }")
+    # The page's script reloads the chart at once (and on every refresh): wait until it shows.
+    chart_image = page.locator("img#dash-chart")
+    wait_for(lambda: chart_image.evaluate("img => img.complete && img.naturalWidth > 0"), 10,
+             message="the chart to be drawn")
     scheduled = page.locator("[data-count='scheduled']")
     expect(scheduled).to_have_text("0")
     send_at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
