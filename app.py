@@ -12,7 +12,7 @@ from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 
-from mailer import admin, api, auth, bodies, errors, openapi, outbox, webhooks
+from mailer import admin, api, auth, bodies, errors, health, metrics, openapi, outbox, webhooks
 from mailer.config import ensure_secret_key, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
 from models import db
@@ -35,9 +35,11 @@ def create_app(test_config=None, config_path=None):
     db.init_app(app)
     migrate.init_app(app, db, directory="migrations")
     errors.init_app(app)
+    metrics.init_app(app)  # first, so that it times everything after it
     bodies.init_app(app)
     api.init_app(app)
     webhooks.init_app(app)
+    health.init_app(app)
     openapi.init_app(app)
     admin.init_app(app)
     auth.init_app(app)

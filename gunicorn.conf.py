@@ -5,7 +5,9 @@
 # Override with environment variables: BIND, WEB_CONCURRENCY (processes), GUNICORN_THREADS,
 # GUNICORN_LOG_LEVEL, GUNICORN_CONTROL_SOCKET (see below).
 import os
+import shutil
 import sys
+import tempfile
 
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 
@@ -49,11 +51,13 @@ control_socket_disable = not control_socket
 
 
 def on_starting(server):
-    """Refuse to serve in protected mode (no API_KEYS or ADMIN_PASSWORD) beyond loopback.
+    """Prepare the metrics directory, then refuse to serve in protected mode (no API_KEYS or
+    ADMIN_PASSWORD) beyond loopback.
 
     Behind a proxy every request arrives from loopback, so only credentials keep a reachable
     address safe (see mailer/auth.py).
     """
+    prepare_metrics_dir(server)
     from mailer.auth import check_bind
     from mailer.config import load_config
 
@@ -68,3 +72,40 @@ def on_starting(server):
         except ValueError as err:
             server.log.error("%s", err)
             sys.exit(2)
+
+
+# Prometheus metrics (mailer/metrics.py): each worker process counts in files of its own in
+# PROMETHEUS_MULTIPROC_DIR, and /metrics sums them all. The directory must be empty at start and
+# set before any process imports prometheus_client (which is why nothing here imports it at the
+# top): the workers inherit it from this master.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_made_metrics_dir = []  # the directory this master created, removed on exit
+
+
+def prepare_metrics_dir(server):
+    """Use $PROMETHEUS_MULTIPROC_DIR, emptied of a previous run's files, or a fresh temporary
+    directory, removed again on exit."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+    else:
+        path = tempfile.mkdtemp(prefix="mail-service-metrics-")
+        os.environ[MULTIPROC_ENV] = path
+        _made_metrics_dir.append(path)
+    server.log.info("metrics of the worker processes in %s", path)
+
+
+def child_exit(server, worker):
+    """A worker process ended: drop its live gauges (its counters keep counting in the sum)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this master made."""
+    for path in _made_metrics_dir:
+        shutil.rmtree(path, ignore_errors=True)

@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer import outbox
+from mailer import outbox, worker_metrics
 from mailer.config import load_config
 from mailer.database import SchemaError, check_schema, describe, make_engine
 from mailer.worker import Worker
@@ -67,6 +67,7 @@ def main(argv=None):
         config = load_config(args.config)
         providers = usable_providers(config)
         outbox.subscription(config)  # WEBHOOK_* settings that cannot work stop us here
+        worker_metrics.check_settings(config)
     except ValueError as err:
         log.error("%s", err)
         return 2

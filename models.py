@@ -1,6 +1,7 @@
 """The database tables: mail, its attachments and delivery attempts, idempotency keys, each
 provider's shared health, and what follows the hand-off: recipients, the providers' events, the
-suppression list and the outbox of client webhooks with their attempts.
+suppression list and the outbox of client webhooks with their attempts; for operators, the
+ledger of mail counts by status and a heartbeat row per worker.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
 it to SQLAlchemy. Timestamps are stored in UTC with a time zone wherever the database has one.

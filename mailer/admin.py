@@ -158,8 +158,7 @@ class DashboardView(Protected, AdminIndexView):
     @expose("/providers/<provider>/<any(open, close):action>", methods=["POST"])
     def breaker(self, provider, action):
         """Open or close ``provider``'s breaker by hand; recorded with who, when and why."""
-        name = provider
-        if name not in current_app.config["PROVIDERS"]:
+        if provider not in current_app.config["PROVIDERS"]:
             abort(404)
         form = BreakerForm(request.form)
         if not form.validate():
@@ -168,13 +167,13 @@ class DashboardView(Protected, AdminIndexView):
         reason = (form.reason.data or "").strip() or None
         conn = db.session.connection()
         if action == circuit.OPEN_BY_HAND:
-            circuit.open_by_hand(conn, name, operator(), reason)
-            flash(f"{name} opened by hand: workers skip it until it is closed by hand.",
+            circuit.open_by_hand(conn, provider, operator(), reason)
+            flash(f"{provider} opened by hand: workers skip it until it is closed by hand.",
                   "success")
-        elif circuit.close_by_hand(conn, name, operator(), reason):
-            flash(f"{name} closed by hand: workers send through it again.", "success")
+        elif circuit.close_by_hand(conn, provider, operator(), reason):
+            flash(f"{provider} closed by hand: workers send through it again.", "success")
         else:
-            flash(f"{name} has no breaker yet (no worker has used it): nothing to close.",
+            flash(f"{provider} has no breaker yet (no worker has used it): nothing to close.",
                   "info")
         db.session.commit()
         return redirect(url_for(".index"))
@@ -813,12 +812,6 @@ class SessionInterface(SecureCookieSessionInterface):
 
 ASSETS = Blueprint("admin_assets", __name__, static_folder="static/admin",
                    static_url_path=ADMIN_URL + "/assets")
-
-
-@ASSETS.route("/favicon.ico")
-def favicon():
-    """No icon: 204, so a browser's own request for one is not a 404 in the console."""
-    return Response(status=204)
 
 
 def init_app(app):

@@ -11,9 +11,9 @@ sources winning:
 Then every setting is typed once, to its default's type (a list setting such as ``PROVIDERS``
 becomes a tuple), so no caller casts a setting again.
 
-Secrets (``SECRET_KEY``, ``API_KEYS``, provider and webhook keys, the admin password) have no
-defaults: they come from the environment or an untracked settings file, never from the
-repository.
+Secrets (``SECRET_KEY``, ``API_KEYS``, ``METRICS_TOKEN``, provider and webhook keys, the admin
+password) have no defaults: they come from the environment or an untracked settings file, never
+from the repository.
 """
 
 import os
@@ -54,6 +54,11 @@ DEFAULTS = {
     "CIRCUIT_COOLDOWN_CAP": 600.0,  # seconds, longest cool-down while a provider keeps failing
     "DB_CONNECT_TIMEOUT": 3,  # seconds to wait for PostgreSQL before answering 503
     "DB_STATEMENT_TIMEOUT": 5000,  # milliseconds, API statements on PostgreSQL
+    # Health and metrics: /metrics takes this bearer token (as well as an API key); empty:
+    # /metrics is protected like the API. A worker serves its metrics on this port (0 = off).
+    "METRICS_TOKEN": "",
+    "WORKER_METRICS_PORT": 0,
+    "WORKER_METRICS_ADDRESS": "127.0.0.1",  # another address needs METRICS_TOKEN
     "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be

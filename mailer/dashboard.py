@@ -21,7 +21,8 @@ from sqlalchemy import text
 
 from models import SENDING, WAITING
 
-from . import circuit, heartbeats, mailqueue, ratecap
+from . import circuit, dispatch, heartbeats, mailqueue, ratecap
+from . import health as health_checks
 
 SERIES_MINUTES = 60  # the chart's span
 LISTED = 20  # rows in each list of the dashboard
@@ -133,26 +134,23 @@ def queue_panel(conn):
 
 
 def providers_panel(conn, config):
-    """Each configured provider: its breaker (``circuit.health``), weight, cap, current rate,
-    calls, failures and latency over the recent attempts, its latest failures; and the
-    breakers' actions by hand."""
+    """Each configured provider: its breaker (``circuit.health``); weight, rate limit and current
+    rate (``dispatch.plan``); calls, failures and latency over the recent attempts and its latest
+    failures. And the breakers' actions by hand."""
     names = config["PROVIDERS"]
     health = circuit.health(conn, names)
     by_name = {p["name"]: p for p in health["providers"]}
     stats = {row["provider"]: dict(row) for row in conn.execute(
         PROVIDER_STATS_SQL, {"window": RECENT_ATTEMPTS, "failures": RECENT_FAILURES}
     ).mappings()}
-    rates = ratecap.current_rates(conn)
-    caps = config["PROVIDER_RATE_LIMITS"]
+    plan = dispatch.plan(config, names, ratecap.current_rates(conn))  # as /readyz shows it
     providers = []
     for name in names:
-        breaker = by_name.get(name) or _never_reported(name)
+        breaker = by_name.get(name) or health_checks.unused_provider(name)
         stat = stats.get(name, {})
         providers.append({
             **breaker,
-            "weight": config["PROVIDER_WEIGHTS"].get(name, 1.0),
-            "rate_cap": caps.get(name) or None,
-            "current_rate": rates.get(name, 0) if caps.get(name) else None,
+            **plan[name],  # weight, rate_limit, current_rate
             "calls": stat.get("calls", 0),
             "failures": stat.get("failures", 0),
             "latency_avg_ms": stat.get("latency_avg_ms"),
@@ -178,13 +176,6 @@ def workers_panel(conn):
 def alive_workers(conn):
     """The heartbeat rows of the workers alive now (``heartbeats.alive``)."""
     return heartbeats.alive(conn)
-
-
-def _never_reported(name):
-    """The breaker of a provider no worker has written yet: closed."""
-    return {"name": name, "state": circuit.CLOSED, "circuit": circuit.CLOSED, "usable": True,
-            "consecutive_failures": 0, "open_until": None, "paused_until": None,
-            "last_error": None, "opened_by_hand": None}
 
 
 def _mail(row):

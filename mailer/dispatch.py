@@ -20,6 +20,28 @@ from .circuit import PROBE, USE
 STRATEGIES = ("failover", "weighted")
 
 
+def weights(config, names):
+    """Each provider's weight in ``weighted`` (``PROVIDER_WEIGHTS``; one not named weighs 1)."""
+    return {name: config["PROVIDER_WEIGHTS"].get(name, 1.0) for name in names}
+
+
+def caps(config, names):
+    """The shared rate cap of each capped provider of ``names``, mails per second, by name."""
+    return {name: rate for name, rate in config["PROVIDER_RATE_LIMITS"].items()
+            if name in names and rate > 0}
+
+
+def plan(config, names, rates):
+    """Each provider's weight, cap and current rate, as ``/readyz`` and the metrics show them.
+
+    ``rates`` are ``ratecap.current_rates``: the sends of the last whole second, counted in the
+    database for capped providers only, so an uncapped provider's rate and cap are None.
+    """
+    weighed, capped = weights(config, names), caps(config, names)
+    return {name: {"weight": weighed[name], "rate_limit": capped.get(name),
+                   "current_rate": rates.get(name)} for name in names}
+
+
 class Dispatcher:
     """Plans the first provider of each mail of a claim, and admits failovers under the caps."""
 
@@ -31,9 +53,8 @@ class Dispatcher:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"PROVIDER_STRATEGY must be one of {', '.join(STRATEGIES)}")
         names = [provider.name for provider in self.providers]
-        self.weights = {name: config["PROVIDER_WEIGHTS"].get(name, 1.0) for name in names}
-        self.caps = {name: rate for name, rate in config["PROVIDER_RATE_LIMITS"].items()
-                     if name in names and rate > 0}
+        self.weights = weights(config, names)
+        self.caps = caps(config, names)
         self._current = dict.fromkeys(names, 0.0)  # the round robin's running weights
         self.wait_hint = None  # seconds until a capped provider has a token again
 

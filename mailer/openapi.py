@@ -13,6 +13,7 @@ from flask import current_app
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from .api import JSON_TYPES, MAX_BATCH
+from .dispatch import STRATEGIES
 from .provider_events import EVENT_TYPES
 from .signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
 from .suppressions import REASONS
@@ -163,9 +164,10 @@ def build_spec(config=None):
             {"name": "mail", "description": "Submit mail and follow its delivery."},
             {"name": "service", "description": "The service's health and this documentation."},
         ],
-        "paths": with_submission_life({**paths(), **delivery_paths()}),
+        "paths": with_submission_life({**paths(), **delivery_paths(), **operations_paths()}),
         "components": {
-            "schemas": with_submission_fields(with_delivery(schemas(max_recipients))),
+            "schemas": {**with_submission_fields(with_delivery(schemas(max_recipients))),
+                        **operations_schemas()},
             "responses": {**error_responses(max_bytes), **submission_errors()},
             "headers": headers(),
             "securitySchemes": security_schemes(),
@@ -969,6 +971,99 @@ def suppression_schemas():
             "count": integer("Entries on this page.", minimum=0),
             "next_cursor": nullable(string("Pass as `cursor` for the next page.")),
         }),
+    }
+
+
+# Health and metrics (issue 11): liveness, readiness, Prometheus ---------------------------
+
+
+def operations_paths():
+    """``/healthz``, ``/readyz`` and ``/metrics``."""
+    return {"/healthz": {"get": healthz_operation()}, "/readyz": {"get": readyz_operation()},
+            "/metrics": {"get": metrics_operation()}}
+
+
+def healthz_operation():
+    """``GET /healthz``."""
+    return {
+        "tags": ["service"],
+        "operationId": "getLiveness",
+        "summary": "Liveness: the process answers",
+        "description": "200 as long as the process serves requests; touches neither the "
+                       "database nor the providers. Needs no key.",
+        "security": [],
+        "responses": {"200": json_body(ref("Liveness"), "The process answers.")},
+    }
+
+
+def readyz_operation():
+    """``GET /readyz``."""
+    not_ready = json_body(ref("Readiness"), "Not ready: the database is unavailable, or its "
+                                            "schema is not at this code's head.")
+    not_ready["headers"] = {"Retry-After": ref("Retry-After", "headers")}
+    return {
+        "tags": ["service"],
+        "operationId": "getReadiness",
+        "summary": "Readiness: the database answers and its schema is current",
+        "description": "200 with each provider's circuit, weight, rate cap and current rate, "
+                       "`meltdown` and the workers alive; 503 when the database is unavailable "
+                       "or its schema is missing or behind. A meltdown does not make the API "
+                       "unready: it still stores mail. Needs no key.",
+        "security": [],
+        "responses": {"200": json_body(ref("Readiness"), "Ready."), "503": not_ready},
+    }
+
+
+def metrics_operation():
+    """``GET /metrics``."""
+    return {
+        "tags": ["service"],
+        "operationId": "getMetrics",
+        "summary": "Prometheus metrics of the API and the queue",
+        "description": "The Prometheus text format (OpenMetrics when asked for in `Accept`): "
+                       "requests, mails accepted and rejected, latency, summed over every "
+                       "gunicorn process; mail by status, the oldest due mail's age and the "
+                       "providers' state read from the database. With `METRICS_TOKEN` set it "
+                       "takes that bearer token (or an API key); otherwise it is protected like "
+                       "the API.",
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        "responses": {
+            "200": {"description": "The metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **error_refs("401", "429", "500"),
+        },
+    }
+
+
+def operations_schemas():
+    """The bodies of ``/healthz`` and ``/readyz``."""
+    return {
+        "Liveness": obj("The process answers.", {"status": string("Always `ok`.",
+                                                                  enum=["ok"])}),
+        "Readiness": obj("Whether the API can serve, and the providers' state.", {
+            "status": string("`ready`, or `unavailable` (503).", enum=["ready", "unavailable"]),
+            "database": string("Whether the database answered.", enum=["ok", "unavailable"]),
+            "schema": obj("The database's Alembic revision and this code's head.", {
+                "status": string("`current`; `missing` or `behind` (503); `unknown` when the "
+                                 "database did not answer.",
+                                 enum=["current", "missing", "behind", "unknown"]),
+                "revision": nullable(string("The database's revision.")),
+                "head": string("The revision this code needs."),
+            }),
+            "meltdown": {"type": "boolean", "description": "No provider can take mail now "
+                         "(every one open, half-open or paused): mail waits in the queue."},
+            "strategy": string("`PROVIDER_STRATEGY`.", enum=list(STRATEGIES)),
+            "providers": {"type": "array", "items": ref("ReadyProvider")},
+            "workers_alive": integer("Workers whose heartbeat is recent.", minimum=0),
+        }, required=["status", "database", "schema"]),
+        "ReadyProvider": {"allOf": [ref("ProviderHealth"), obj("Its share of the sending.", {
+            "weight": {"type": "number", "description": "`PROVIDER_WEIGHTS` (1 if not named)."},
+            "rate_limit": nullable({"type": "number", "description": "`PROVIDER_RATE_LIMITS`, "
+                                    "mails per second, all workers together; null: uncapped."}),
+            "current_rate": nullable(integer("Mails sent to it in the last whole second "
+                                             "(counted for capped providers only; else null).",
+                                             minimum=0)),
+        })]},
     }
 
 

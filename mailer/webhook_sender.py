@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 
 import requests
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,6 +56,7 @@ class WebhookSender(threading.Thread):
                                  probe_window=2 * self.timeout + 5)
         self.session = requests.Session()
         self.stopping = threading.Event()
+        self.outcomes = Counter()  # posts by outcome (delivered, failed), for the metrics
 
     def run(self):
         """Post what is due; when nothing is, wait a poll interval; retry the database."""
@@ -100,6 +102,7 @@ class WebhookSender(threading.Thread):
         with self.engine.begin() as conn:
             outbox.record(conn, results, self.max_age)
             outbox.release(conn, unposted)
+        self.outcomes.update("delivered" if result["ok"] else "failed" for result in results)
         return len(results)
 
     def _paused(self):

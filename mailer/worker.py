@@ -46,6 +46,7 @@ from .dispatch import Dispatcher
 from .notify import QueueListener
 from .retry import RetryPolicy
 from .webhook_sender import WebhookSender
+from .worker_metrics import WorkerMetrics
 
 log = logging.getLogger("mail_service.worker")
 
@@ -133,6 +134,7 @@ class Worker:
         self.sent_count = 0
         self.failed_count = 0
         self.last_beat = 0.0
+        self.metrics = WorkerMetrics(self, config)  # served on WORKER_METRICS_PORT, if set
         self._idle = False
         self._db_failures = 0
 
@@ -149,6 +151,7 @@ class Worker:
             QueueListener(self.engine, self.wake, self.stopping).start()
         if self.sender is not None:  # client webhooks, on a thread of their own
             self.sender.start()
+        self.metrics.serve()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
             while not self.stopping.is_set():
                 if not self._with_db(self.step, pool, burst):
@@ -159,6 +162,7 @@ class Worker:
         if self.sender is not None:
             self.sender.stop()
         self._with_db(self._forget)
+        self.metrics.stop()
         log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
 
     def step(self, pool, burst):
@@ -206,6 +210,7 @@ class Worker:
             blocked = suppressions.active(conn, {bare_address(entry) for row in rows
                                                  for column in ("to_address", "cc", "bcc")
                                                  for entry in row[column] or ()})
+        self.metrics.observe_claim(len(rows))
         sendable = []
         for row in rows:
             row = without_suppressed(row, blocked)
@@ -283,6 +288,8 @@ class Worker:
         attempts = [row for _, rows in self.finished for row in rows]
         with self.engine.begin() as conn:
             mailqueue.finish(conn, self.name, decisions, attempts, self.webhooks)
+        for decision, rows in self.finished:  # counted once recorded
+            self.metrics.observe(decision.status, rows)
         self.finished = []
 
     def _reap_if_due(self):

@@ -88,8 +88,8 @@ def test_providers_show_breaker_weight_cap_rate_latency_and_failures(app, ops, s
         "(:id, 1, 'sendgrid', 'unavailable', 503, 50, 'HTTP 503 from sendgrid')", id=mail_id)
     providers = {p["name"]: p for p in snapshot(ops)["providers"]["providers"]}
     mailgun, sendgrid = providers["mailgun"], providers["sendgrid"]
-    assert (mailgun["weight"], mailgun["rate_cap"], mailgun["current_rate"]) == (3.0, 50, 7)
-    assert (sendgrid["weight"], sendgrid["rate_cap"], sendgrid["current_rate"]) == (
+    assert (mailgun["weight"], mailgun["rate_limit"], mailgun["current_rate"]) == (3.0, 50, 7)
+    assert (sendgrid["weight"], sendgrid["rate_limit"], sendgrid["current_rate"]) == (
         1.0, None, None)
     assert (mailgun["calls"], mailgun["failures"], mailgun["latency_avg_ms"]) == (2, 0, 200)
     assert mailgun["latency_p95_ms"] == 300
@@ -100,7 +100,7 @@ def test_providers_show_breaker_weight_cap_rate_latency_and_failures(app, ops, s
         "unavailable", 503, "HTTP 503 from sendgrid")
     page = ops.get("/admin/").get_data(as_text=True)
     shown = provider_row(page, "mailgun")
-    assert (shown["weight"], shown["rate_cap"], shown["current_rate"]) == ("3.0", "50", "7")
+    assert (shown["weight"], shown["rate_limit"], shown["current_rate"]) == ("3.0", "50", "7")
     assert re.search(r'<tr data-provider="sendgrid"><td>sendgrid</td><td>[^<]+</td>'
                      r"<td>unavailable</td><td>503</td>", page)
 

@@ -57,6 +57,13 @@ def test_a_paused_provider_is_skipped_whatever_its_state(state):
     assert mode_of(row, NOW) == SKIP
 
 
+@pytest.mark.parametrize("state", [CLOSED, OPEN, HALF_OPEN])
+def test_a_breaker_held_open_by_hand_is_skipped_whatever_its_times(state):
+    # No cool-down and no probe window ends an operator's hold: only closing it by hand does.
+    row = breaker(state, held_by="admin:ops", open_until=EARLIER, probe_until=EARLIER)
+    assert mode_of(row, NOW) == SKIP
+
+
 def test_a_pause_that_is_over_no_longer_skips():
     assert mode_of(breaker(CLOSED, paused_until=EARLIER), NOW) == USE
     assert mode_of(breaker(CLOSED, paused_until=NOW), NOW) == USE
