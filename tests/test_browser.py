@@ -52,6 +52,7 @@ RELOAD_AFTER_MS = 500  # how long a page is watched for a status before it is re
 # The sandbox posts the delivery event this long after it takes a mail, so that the list shows
 # the mail as "sent" for a while before it becomes "delivered".
 EVENT_DELAY = 3.0  # seconds
+BREAKERS_SEEN_WITHIN = 1.0  # seconds: every worker has refreshed its breakers by then
 DASHBOARD_POLL_TIMEOUT_MS = 15_000  # the dashboard polls every 5 s
 VIEWPORT = {"width": 1280, "height": 900}
 REJECTED = "reject-me"  # the sandbox's Mailgun refuses (400) mail to an address containing this
@@ -299,10 +300,15 @@ def open_list(browser, stack, search):
     browser.page.goto(f"{stack.admin}/email/?search={quote(search)}")
 
 
+def list_cell(page, mail_id, column):
+    """The ``column`` cell of mail ``mail_id``'s row in the list."""
+    row = page.locator("tr", has=page.locator(f"input.action-checkbox[value='{mail_id}']"))
+    return row.locator(f"td.col-{column}")
+
+
 def list_status(page, mail_id):
     """The status cell of mail ``mail_id``'s row in the list."""
-    row = page.locator("tr", has=page.locator(f"input.action-checkbox[value='{mail_id}']"))
-    return row.locator("td.col-status")
+    return list_cell(page, mail_id, "status")
 
 
 def detail_status(page):
@@ -363,13 +369,28 @@ def watch_dashboard(browser, stack):
         page.goto(f"{stack.admin}/")
     assert chart.value.status == 200
     assert chart.value.headers["content-type"].startswith("image/svg+xml")
-    page.wait_for_function("() => { const chart = document.getElementById('dash-chart');"
-                           " return chart.complete && chart.naturalWidth > 0; }")
+    # The page's script reloads the chart at once (and on every refresh): wait until it shows.
+    chart_image = page.locator("img#dash-chart")
+    wait_for(lambda: chart_image.evaluate("img => img.complete && img.naturalWidth > 0"), 10,
+             message="the chart to be drawn")
     scheduled = page.locator("[data-count='scheduled']")
     expect(scheduled).to_have_text("0")
     send_at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     stack.post_mail(subject="Newsletter, tomorrow", send_at=send_at)
     expect(scheduled).to_have_text("1", timeout=DASHBOARD_POLL_TIMEOUT_MS)
+
+
+def open_breaker_by_hand(browser, stack, provider, reason):
+    """Open ``provider``'s breaker from the dashboard, confirmed; it shows who opened it."""
+    page = browser.page
+    row = page.locator(f"#dash-providers tr[data-provider='{provider}']")
+    row.locator("input[name='reason']").fill(reason)
+    page.locator(f"#breaker-open-{provider}").click()
+    expect(page.locator(".alert-success")).to_contain_text(f"{provider} opened by hand")
+    expect(row.locator("[data-field='state']")).to_have_text("open")
+    expect(row.locator("[data-field='opened_by_hand']")).to_contain_text(
+        f"by admin:{stack.user}")
+    expect(row.locator("[data-field='opened_by_hand']")).to_contain_text(reason)
 
 
 # --- The test ---------------------------------------------------------------------------------
@@ -416,14 +437,24 @@ def test_an_operator_works_the_admin_in_chromium(browser, stack):
     # An address suppressed by hand is taken off the list again, once the operator confirms.
     suppress_and_release(browser, stack, "gone@example.com")
 
-    # The dashboard draws its chart and refreshes itself.
+    # The dashboard draws its chart and refreshes itself; a breaker opened by hand is obeyed.
     watch_dashboard(browser, stack)
+    open_breaker_by_hand(browser, stack, "mailgun", "planned maintenance")
     browser.screenshot("dashboard")
+    # Workers trust their copy of the breakers for half a second (circuit.py): a mail due after
+    # that finds every worker skipping Mailgun.
+    due = datetime.now(UTC) + timedelta(seconds=BREAKERS_SEEN_WITHIN)
+    rerouted_id = stack.post_mail(subject="While Mailgun rests", send_at=due.isoformat())
+    open_list(browser, stack, "While Mailgun rests")
+    reload_until(page, list_status(page, rerouted_id), re.compile(r"^\s*(sent|delivered)\s*$"))
+    expect(list_cell(page, rerouted_id, "provider")).to_have_text("sendgrid")
 
     assert browser.dialogs == [
         "Queue the selected failed mails for another delivery?",
         "Cancel the selected queued or scheduled mails? They will not be sent.",
-        "Are you sure you want to delete this record?"]
+        "Are you sure you want to delete this record?",
+        "Open mailgun's breaker by hand? Workers will skip mailgun until someone closes it by "
+        "hand."]
     assert browser.outside_requests() == [], "the admin loaded something from outside"
     assert browser.errors == [], "the admin logged console errors"
     assert any(url.endswith(".js") or ".js?" in url for url in browser.urls), "no script ran"
