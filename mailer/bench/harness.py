@@ -363,8 +363,11 @@ class Bench:
         wait_http(f"http://{HOST}:{port}/health", child)
         return child, port
 
-    def load(self, port, path, body, content_type, concurrency, duration, label):
-        """Run the load generator (several processes) against ``path``; merged results."""
+    def load(self, port, path, body, content_type, concurrency, duration, label, **options):
+        """Run the load generator (several processes) against ``path``; merged results.
+
+        ``options`` go to each process's spec: ``method`` (default POST), ``paths`` (several,
+        taken in turn), ``unique_key`` (a fresh ``Idempotency-Key`` on every request)."""
         procs = max(1, min(self.sizes["load_procs"], concurrency))
         body_file = os.path.join(self.folder, f"{label}.body")
         with open(body_file, "wb") as handle:
@@ -376,7 +379,7 @@ class Bench:
             spec = {"port": port, "path": path, "content_type": content_type,
                     "body_file": body_file, "connections": connections,
                     "start_at": start_at, "duration": duration,
-                    "out": os.path.join(self.folder, f"{label}-{index}.json")}
+                    "out": os.path.join(self.folder, f"{label}-{index}.json"), **options}
             spec_file = os.path.join(self.folder, f"{label}-{index}.spec")
             with open(spec_file, "w", encoding="utf-8") as handle:
                 json.dump(spec, handle)
