@@ -27,7 +27,7 @@ from .harness import (
 from .report import Row, fmt, percentile, ratio_of
 
 SCENARIOS = ("dispatch", "scaleout", "latency", "ingest", "bulk", "insert", "million",
-             "memory", "retention", "listing")
+             "memory", "retention", "listing", "providers")
 
 # Sizes per scenario: the full run, and --quick (a smoke run that only checks it all works).
 FULL = {
@@ -42,6 +42,7 @@ FULL = {
     "memory": 50_000,
     "retention": 200_000, "retention_keep": 2_000,
     "listing": 1_000_000, "listing_seconds": 5.0, "listing_rounds": 3, "listing_concurrency": 8,
+    "providers_capped": 1_400, "providers_free": 2_000,
 }
 QUICK = {
     "dispatch": 200, "dispatch_rounds": 1, "dispatch_latency_ms": 50,
@@ -55,6 +56,7 @@ QUICK = {
     "memory": 1_000,
     "retention": 3_000, "retention_keep": 200,
     "listing": 5_000, "listing_seconds": 1.0, "listing_rounds": 1, "listing_concurrency": 8,
+    "providers_capped": 140, "providers_free": 200,
 }
 
 
@@ -95,6 +97,60 @@ def scenario_scaleout(b):
                             rates[1], ratio, "> 1.0" if judged else "(info)",
                             (ratio is not None and ratio > 1.0) if judged else None, "/s"))
     return rows
+
+
+PROVIDER_SETUPS = {  # issue 12: name -> the worker's settings
+    "one provider, cap mailgun:50": {"PROVIDERS": "mailgun",
+                                     "PROVIDER_RATE_LIMITS": "mailgun:50"},
+    "two providers, caps mailgun:50,sendgrid:20 (failover)": {
+        "PROVIDERS": "mailgun,sendgrid", "PROVIDER_RATE_LIMITS": "mailgun:50,sendgrid:20"},
+    "one provider, no cap": {"PROVIDERS": "mailgun"},
+    "two providers, weighted mailgun:3,sendgrid:1, no cap": {
+        "PROVIDERS": "mailgun,sendgrid", "PROVIDER_STRATEGY": "weighted",
+        "PROVIDER_WEIGHTS": "mailgun:3,sendgrid:1"},
+}
+
+
+def drain_split(b, count, latency_ms, settings):
+    """Drain ``count`` mails with one burst worker with ``settings``; (sends/s, per provider)."""
+    b.truncate()
+    b.sandbox_reset(latency_ms)
+    b.insert_mails(count)
+    b.finish(b.start_worker("--burst", **settings), b.timeout(120 + count / 10))
+    counts = b.status_counts()
+    if counts != {"sent": count}:
+        raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
+    split = Counter(r["provider"] for r in b.sandbox_log("requests"))
+    return b.send_rate(count), dict(split)
+
+
+def scenario_providers(b):
+    """10. Total output with one provider and with two under rate caps (>= 80 % of the caps'
+    sum), and weighted 3:1 without caps; one burst worker, 50 ms provider."""
+    capped, free = b.sizes["providers_capped"], b.sizes["providers_free"]
+    latency = b.sizes["dispatch_latency_ms"]
+    results = {}
+    for name, settings in PROVIDER_SETUPS.items():
+        count = capped if "cap " in name or "caps" in name else free
+        say(f"providers: {name}, {count:,} mails, {latency} ms")
+        results[name] = (*drain_split(b, count, latency, settings), count)
+    names = list(PROVIDER_SETUPS)
+    one, _, one_count = results[names[0]]
+    two, two_split, two_count = results[names[1]]
+    alone, _, _ = results[names[2]]
+    weighted, weighted_split, _ = results[names[3]]
+    share = weighted_split.get("mailgun", 0) / max(1, sum(weighted_split.values()))
+    return [
+        Row(f"{names[0]} ({one_count:,} mails)", one, 50.0, ratio_of(one, 50.0),
+            "(reference)", None, "/s", note="baseline = the cap"),
+        Row(f"{names[1]} ({two_count:,} mails)", two, one, ratio_of(two, one),
+            ">= 56/s (80 % of 70)", two >= 56, "/s",
+            note=f"baseline = one provider capped at 50/s, same run; sent by {two_split}"),
+        Row(f"{names[3]} ({free:,} mails)", weighted, alone, ratio_of(weighted, alone),
+            "mailgun 75 % +- 5", abs(share - 0.75) <= 0.05, "/s",
+            note=f"baseline = one provider, no cap, same run; sent by {weighted_split} "
+            f"(mailgun {share:.1%})"),
+    ]
 
 
 def post_spaced(port, count, gap_ms, api_key):
@@ -809,5 +865,5 @@ SCENARIO_FUNCTIONS = {
     "dispatch": scenario_dispatch, "scaleout": scenario_scaleout, "latency": scenario_latency,
     "ingest": scenario_ingest, "bulk": scenario_bulk, "insert": scenario_insert,
     "million": scenario_million, "memory": scenario_memory, "retention": scenario_retention,
-    "listing": scenario_listing,
+    "listing": scenario_listing, "providers": scenario_providers,
 }
