@@ -108,15 +108,21 @@ def store(cleans, answer):
     first request's status and body again with ``Idempotent-Replayed: true``.
     """
     key = idempotency.requested(cleans if len(cleans) > 1 else cleans[0])
-    keep = (lambda rows: answer(rows)[1::-1]) if key else None  # (status, body) to keep
+    kept = []  # the answer kept with the key: built once, and given as it was kept
+
+    def keep(rows):
+        """(status, body) to keep with the key."""
+        kept[:] = [answer(rows)]
+        return kept[0][1::-1]
+
     try:
-        result = mailqueue.enqueue_many(transaction, cleans, key, keep)
+        result = mailqueue.enqueue_many(transaction, cleans, key, keep if key else None)
     except mailqueue.IdempotencyConflict as err:
         raise idempotency.conflict(str(err)) from None
     if isinstance(result, mailqueue.Replay):
         return result.response, result.status_code, {idempotency.REPLAYED: "true",
                                                      **location(result.response)}
-    return answer(result)
+    return kept[0] if kept else answer(result)
 
 
 def transaction():
