@@ -158,11 +158,13 @@ def find_mail(mail_id):
 
 def accepted_mail(rows):
     """The 202 of ``POST /mail``: the mail as stored, and its Location."""
-    mail = mailqueue.as_email(rows[0])
-    body = mail.to_dict(with_attempts=False)
-    body["attachments"] = rows[0]["files"]
+    row = rows[0]
+    body = Email.new_mail_dict(row)
+    body["attachments"] = row["files"]
     body["attempt_log"] = []
-    body["recipients"] = mail.recipient_list()
+    # Before the hand-off every recipient has the mail's status (Email.recipient_list).
+    body["recipients"] = [{"address": address, "status": row["status"], "reason": None,
+                           "updated_at": None} for address in row["recipients"] or ()]
     body["events"] = []
     return body, 202, location(body)
 
