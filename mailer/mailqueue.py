@@ -140,13 +140,11 @@ INSERT_SQL = (f"INSERT INTO email ({', '.join(INSERT_COLUMNS)}, status, next_att
 ATTACHMENT_ROW = "(%s, %s, %s, %s, %s, %s)"
 ATTACHMENT_SQL = ("INSERT INTO attachment (email_id, position, filename, content_type, size, "
                   "content) VALUES {rows}")
-# The two statements of every request with an Idempotency-Key, written for psycopg2 as
-# INSERT_SQL is: built with SQLAlchemy's expression language, each cost more CPU per request
-# (constructing and keying the statement) than the whole INSERT of the mail.
+# The statement of every request with an Idempotency-Key, written for psycopg2 as INSERT_SQL
+# is: built with SQLAlchemy's expression language, it cost more CPU per request (constructing
+# and keying the statement) than the whole INSERT of the mail.
 TAKE_KEY_SQL = ("INSERT INTO idempotency_key (scope, key, fingerprint, status_code, response) "
-                "VALUES (%s, %s, %s, 0, '{}'::jsonb) ON CONFLICT DO NOTHING RETURNING key")
-KEEP_ANSWER_SQL = ("UPDATE idempotency_key SET status_code = %s, response = %s::jsonb "
-                   "WHERE scope = %s AND key = %s")
+                "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING RETURNING key")
 
 
 class IdempotencyConflict(Exception):
@@ -205,9 +203,9 @@ def enqueue_many(begin, cleans, idempotency=None, answer=None):
     them, so the API answers from what it stored without reading it back. ``begin()`` opens the
     transaction and yields its connection: the engine's own (a plain connection costs half the
     CPU of a Session on this hot path), or a test's savepoint in a transaction that it rolls
-    back. With ``idempotency``, the key is taken in the same transaction and
-    ``answer(rows)`` gives the (status, body) it keeps; a key already used returns a ``Replay``
-    instead of rows (or raises ``IdempotencyConflict`` for a different request).
+    back. With ``idempotency``, the key is stored with the answer ``answer(rows)`` gives
+    (status, body) in the same transaction; a key already used returns a ``Replay`` instead of
+    rows (or raises ``IdempotencyConflict`` for a different request).
     """
     rows = [new_mail_row(clean) for clean in cleans]
     attachments = [(row["id"], clean.get("attachments") or []) for row, clean in zip(rows, cleans,
@@ -220,23 +218,40 @@ def enqueue_many(begin, cleans, idempotency=None, answer=None):
             written.append(True)
         return result
 
-    try:
-        return attempt()
-    except DBAPIError as err:
-        # A connection that died while idle in the pool (a database restart) fails at the
-        # first statement, before anything was written, so once more on a fresh connection is
-        # safe. A failure at COMMIT is never retried: the commit may have happened.
-        if written or not err.connection_invalidated:
-            raise
-        return attempt()
+    def attempt_once_more_if_dead():
+        try:
+            return attempt()
+        except DBAPIError as err:
+            # A connection that died while idle in the pool (a database restart) fails at the
+            # first statement, before anything was written, so once more on a fresh connection
+            # is safe. A failure at COMMIT is never retried: the commit may have happened.
+            if written or not err.connection_invalidated:
+                raise
+            return attempt()
+
+    for _ in range(2):
+        try:
+            return attempt_once_more_if_dead()
+        except _KeyTaken:  # rolled back: nothing of this request was stored
+            replay = _replay(begin, idempotency)
+            if replay is not None:
+                return replay
+    raise IdempotencyConflict(idempotency.key)  # taken and lost twice in a row: say so
+
+
+class _KeyTaken(Exception):
+    """The request's Idempotency-Key was taken by another request: roll this one back."""
 
 
 def _store(conn, rows, attachments, idempotency, answer):
-    """The statements of ``enqueue_many``, in one transaction (not yet committed)."""
-    if idempotency is not None:
-        replay = _take_key(conn, idempotency)
-        if replay is not None:
-            return replay
+    """The statements of ``enqueue_many``, in one transaction (not yet committed).
+
+    With a key, the key's row is written last, with the answer, in one statement: a concurrent
+    request with the same key waits on that row until the first one commits (then this one is
+    rolled back and replays the first's answer) or rolls back (then this one takes the key):
+    never a second mail. Written first, the key cost a second statement (its answer) on every
+    request; now only a replay pays, with a mail INSERT that is rolled back.
+    """
     stamped = _insert(conn, rows)
     for row, (_, files) in zip(rows, attachments, strict=True):
         row.update(stamped[row["id"]])
@@ -245,7 +260,8 @@ def _store(conn, rows, attachments, idempotency, answer):
     _insert_attachments(conn, attachments)
     if idempotency is not None:
         status_code, body = answer(rows)
-        _keep_answer(conn, idempotency, status_code, body)
+        if not _take_key(conn, idempotency, status_code, body):
+            raise _KeyTaken
     return rows
 
 
@@ -298,17 +314,18 @@ def _db_value(value):
     return value
 
 
-def _take_key(conn, idempotency):
-    """Take ``idempotency``'s key for this request, or the Replay of its first answer.
+def _take_key(conn, idempotency, status_code, body):
+    """Store ``idempotency``'s key with this request's answer; False if the key was taken."""
+    return conn.exec_driver_sql(
+        TAKE_KEY_SQL, (idempotency.scope, idempotency.key, idempotency.fingerprint, status_code,
+                       Json(body))).first() is not None
 
-    A concurrent request with the same key waits here on the key's row until the first one
-    commits (then replays it) or rolls back (then takes the key itself): never a second mail.
-    """
-    for _ in range(2):
-        taken = conn.exec_driver_sql(
-            TAKE_KEY_SQL, (idempotency.scope, idempotency.key, idempotency.fingerprint)).first()
-        if taken is not None:
-            return None
+
+def _replay(begin, idempotency):
+    """The Replay of the answer the key got first, or None if the key is gone or expired
+    (deleted here, so that the next attempt takes it anew); IdempotencyConflict if it came
+    with another request."""
+    with begin() as conn:
         row = conn.execute(
             select(keys, (keys.c.created_at < seconds(-idempotency.ttl)).label("expired"))
             .where(keys.c.scope == idempotency.scope, keys.c.key == idempotency.key)
@@ -316,17 +333,10 @@ def _take_key(conn, idempotency):
         if row is None or row["expired"]:  # gone meanwhile, or past its TTL: take it anew
             conn.execute(delete(keys).where(keys.c.scope == idempotency.scope,
                                             keys.c.key == idempotency.key))
-            continue
-        if row["fingerprint"] != idempotency.fingerprint:
-            raise IdempotencyConflict(idempotency.key)
-        return Replay(row["status_code"], row["response"])
-    raise IdempotencyConflict(idempotency.key)  # taken and lost twice in a row: say so
-
-
-def _keep_answer(conn, idempotency, status_code, body):
-    """Record the answer a key's request got, in the transaction that stores its mail."""
-    conn.exec_driver_sql(KEEP_ANSWER_SQL, (status_code, Json(body), idempotency.scope,
-                                           idempotency.key))
+            return None
+    if row["fingerprint"] != idempotency.fingerprint:
+        raise IdempotencyConflict(idempotency.key)
+    return Replay(row["status_code"], row["response"])
 
 
 def purge_idempotency_keys(conn, ttl, batch_size):
