@@ -354,12 +354,12 @@ class Bench:
         """Start ``mail_service.py`` with the bench settings."""
         return self.start("worker", [PYTHON, "mail_service.py", *args], self.env(**overrides))
 
-    def start_gunicorn(self, app_spec, name):
+    def start_gunicorn(self, app_spec, name, **settings):
         """gunicorn with gunicorn.conf.py serving ``app_spec`` on a free port; return the port."""
         port = free_port()
         child = self.start(
             name, [PYTHON, "-m", "gunicorn", "-c", os.path.join(ROOT, "gunicorn.conf.py"),
-                   app_spec], self.env(BIND=f"{HOST}:{port}"))
+                   app_spec], self.env(BIND=f"{HOST}:{port}", **settings))
         wait_http(f"http://{HOST}:{port}/health", child)
         return child, port
 
@@ -399,12 +399,12 @@ class Bench:
                 merged[key] += out[key]
         return merged
 
-    def drain(self, count, processes, latency_ms):
+    def drain(self, count, processes, latency_ms, **settings):
         """Queue ``count`` mails, drain them with ``processes`` burst workers; sends/s."""
         self.truncate()
         self.sandbox_reset(latency_ms)
         self.insert_mails(count)
-        workers = [self.start_worker("--burst") for _ in range(processes)]
+        workers = [self.start_worker("--burst", **settings) for _ in range(processes)]
         for worker in workers:
             self.finish(worker, self.timeout(120 + count / 20))
         counts = self.status_counts()
@@ -412,9 +412,10 @@ class Bench:
             raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
         return self.send_rate(count)
 
-    def bare_send(self, count, latency_ms):
+    def bare_send(self, count, latency_ms, **settings):
         """The baseline: the bare sender process sends ``count`` mails; sends/s."""
         self.sandbox_reset(latency_ms)
-        sender = self.start("bare-sender", [*BENCH, "_bare-send", str(count)], self.env())
+        sender = self.start("bare-sender", [*BENCH, "_bare-send", str(count)],
+                            self.env(**settings))
         self.finish(sender, self.timeout(120 + count / 20))
         return self.send_rate(count)
