@@ -10,7 +10,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 
 from .harness import (
     BODY_TEXT,
@@ -778,10 +778,11 @@ def verify_and_insert(url, public_key):
             raise RuntimeError("the baseline's signature did not verify")
         conn = state.setdefault("db", connect(url))
         rows = [(event["mail_id"], "sendgrid", event["sg_event_id"], event["event"],
-                 event["event"], event["email"], datetime.fromtimestamp(event["timestamp"], UTC),
-                 Json(event)) for event in json.loads(raw)]
+                 event["event"], event["email"], event["timestamp"], Json(event))
+                for event in json.loads(raw)]
         with conn.cursor() as cursor:
-            execute_values(cursor, EVENT_INSERT, rows, page_size=len(rows))
+            execute_values(cursor, EVENT_INSERT, rows, page_size=len(rows),
+                           template="(%s, %s, %s, %s, %s, %s, to_timestamp(%s), %s)")
         conn.commit()
     return handle
 
