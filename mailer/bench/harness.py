@@ -58,6 +58,24 @@ def last_lines(child, lines=15):
     return f"\n--- last lines of {child.name} ---\n{tail}" if tail else ""
 
 
+def tree_cpu_seconds(pid):
+    """CPU seconds (user + system) used so far by process ``pid`` and its children that are
+    still alive (gunicorn's master and its workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 # ---------------------------------------------------------------------------------------------
 # HTTP helpers
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .harness import (
     last_lines,
     libpq_url,
     say,
+    tree_cpu_seconds,
 )
 from .report import Row, fmt, percentile, ratio_of
 
@@ -265,14 +266,20 @@ BULK_TARGET = 0.85  # issue 13: POST /mail/batch >= 0.85 of execute_values, 2 cl
 IDEMPOTENCY_TARGET = 1 / 1.15  # issue 9: with a key at most 15 % slower (rate >= 0.87)
 
 
-def ingest_round(b, port, label, kind="form", unique_key=False):
-    """One timed load run on ``port`` with a ``kind`` body; rate, percentiles and the ids check.
+def ingest_round(b, server, label, kind="form", unique_key=False):
+    """One timed load run on ``server`` (child, port) with a ``kind`` body; rate, percentiles,
+    the server's CPU per request and the ids check.
 
     ``unique_key`` sends a fresh ``Idempotency-Key`` with every request (none is a replay)."""
     b.truncate()
     body, content_type = BODIES[kind]
+    child, port = server
+    cpu = tree_cpu_seconds(child.pid)
     result = b.load(port, "/mail", body, content_type, b.sizes["ingest_concurrency"],
                     b.sizes["ingest_seconds"], label, unique_key=unique_key)
+    # gunicorn's CPU over the run (its warm-up second and tail included) per request answered
+    answered = sum(result["statuses"].values())
+    result["server_cpu_ms"] = (tree_cpu_seconds(child.pid) - cpu) * 1000 / max(1, answered)
     acked = result["ids"]
     result["committed"] = b.committed(acked)
     result["acked"] = len(set(acked))
@@ -294,6 +301,7 @@ def summarize_load(runs):
         "error_count": sum(len(run["errors"]) for run in runs),
         "load_cpu_share": sum(run["cpu_seconds"] for run in runs)
         / sum(run["duration"] for run in runs),
+        "server_cpu_ms": statistics.median(run.get("server_cpu_ms", 0.0) for run in runs),
     }
 
 
@@ -309,8 +317,9 @@ def ingest_variants(b):
 def scenario_ingest(b):
     """4. POST /mail (form, JSON, each with and without Idempotency-Key) under gunicorn vs a
     minimal Flask + psycopg2 endpoint storing the same row, in alternated rounds."""
-    _, ours_port = b.start_gunicorn("app:create_app()", "api")
-    _, base_port = b.start_gunicorn("mailer.bench.minimal_app:app", "minimal")
+    ours_server = b.start_gunicorn("app:create_app()", "api")
+    base_server = b.start_gunicorn("mailer.bench.minimal_app:app", "minimal")
+    ours_port, base_port = ours_server[1], base_server[1]
     concurrency = b.sizes["ingest_concurrency"]
     variants, kinds = ingest_variants(b)
     for kind in kinds:
@@ -322,11 +331,11 @@ def scenario_ingest(b):
             say(f"ingest round {round_number + 1}, {kind}: minimal app, then ours, "
                 f"concurrency {concurrency}")
             runs[f"minimal {kind}"].append(
-                ingest_round(b, base_port, f"minimal-{kind}-{round_number}", kind))
+                ingest_round(b, base_server, f"minimal-{kind}-{round_number}", kind))
             for variant in (kind, f"{kind}+key"):
                 if variant in variants:
                     runs[variant].append(ingest_round(
-                        b, ours_port, f"ours-{variant}-{round_number}", kind,
+                        b, ours_server, f"ours-{variant}-{round_number}", kind,
                         unique_key=variant.endswith("+key")))
     results = {name: summarize_load(done) for name, done in runs.items()}
     rows = [row for variant in variants for row in ingest_rows(results, variant, concurrency)]
@@ -356,6 +365,10 @@ def ingest_rows(results, variant, concurrency):
             f"{ours['error_count']}"),
         Row(f"ingest {variant} p50", ours["p50"], base["p50"], ratio_of(ours["p50"], base["p50"]),
             "(info)", None, "ms"),
+        Row(f"ingest {variant} server CPU per request", ours["server_cpu_ms"],
+            base["server_cpu_ms"], ratio_of(ours["server_cpu_ms"], base["server_cpu_ms"]),
+            "(info)", None, "ms", note="gunicorn's processes' user + system CPU per answered "
+            "request, median of the rounds: steadier than the rates on a shared machine"),
         Row(f"ingest {variant} p99", ours["p99"], base["p99"], p99_ratio,
             f"<= {INGEST_P99_TARGET}x", p99_ratio is not None and p99_ratio <= INGEST_P99_TARGET,
             "ms"),
