@@ -159,7 +159,7 @@ def find_mail(mail_id):
 def accepted_mail(rows):
     """The 202 of ``POST /mail``: the mail as stored, and its Location."""
     row = rows[0]
-    body = Email.new_mail_dict(row)
+    body = Email.mail_dict(row)
     body["attachments"] = row["files"]
     body["attempt_log"] = []
     # Before the hand-off every recipient has the mail's status (Email.recipient_list).
@@ -189,7 +189,7 @@ class MailList(Resource):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
         query = listing.parse_query()
         mails, more = mailqueue.page(db.session, **query)
-        return {"success": True, "mails": [mail.to_dict(with_attempts=False) for mail in mails],
+        return {"success": True, "mails": [Email.mail_dict(mail) for mail in mails],
                 "count": len(mails),
                 "next_cursor": listing.encode_cursor(mails[-1]) if more else None}
 

@@ -1,5 +1,6 @@
-"""``Email.new_mail_dict``, the answer of ``POST /mail`` built without an ORM object, is exactly
-what ``to_dict`` and ``recipient_list`` give for the same stored row."""
+"""``Email.mail_dict``, the mail object built without an ORM object (``POST /mail``'s answer,
+``GET /mail``'s items), is exactly what ``to_dict`` and ``recipient_list`` give for the same
+row."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +35,13 @@ def stored(request, status):
 def test_new_mail_dict_is_to_dict_of_the_same_row(request_body, status):
     row = stored(request_body, status)
     mail = mailqueue.as_email(row)
-    assert Email.new_mail_dict(row) == mail.to_dict(with_attempts=False)
+    assert Email.mail_dict(row) == mail.to_dict(with_attempts=False)
     assert [{"address": a, "status": status, "reason": None, "updated_at": None}
             for a in row["recipients"]] == mail.recipient_list()
+
+
+def test_mail_dict_of_a_finished_row_is_to_dict():
+    row = {**stored(REQUESTS[1], "delivered"), "result": [{"provider": "mailgun", "id": "<x>"}],
+           "provider": "mailgun", "provider_message_id": "<x@mg>", "attempts": 2,
+           "last_error": "503 from sendgrid", "sent_at": NOW + timedelta(seconds=3)}
+    assert Email.mail_dict(row) == mailqueue.as_email(row).to_dict(with_attempts=False)
