@@ -25,6 +25,7 @@ transaction here stays open across a provider call: the worker claims, commits, 
 only then opens a new transaction to record what happened.
 """
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -277,20 +278,26 @@ def _insert(conn, rows):
     params = [value for row in rows for value in row_params(row)]
     returned = conn.exec_driver_sql(
         INSERT_SQL.format(rows=", ".join([INSERT_ROW] * len(rows))), tuple(params))
-    return {_uuid(mail_id): {"created_at": created, "updated_at": created, "status": status,
-                             "next_attempt_at": due}
+    # psycopg2 returns the ids as text here: looked up as text, not parsed back into UUIDs
+    ids = {str(row["id"]): row["id"] for row in rows}
+    return {ids[str(mail_id)]: {"created_at": created, "updated_at": created, "status": status,
+                                "next_attempt_at": due}
             for mail_id, created, status, due in returned}
 
 
 def row_params(row):
-    """The parameters of one row of ``INSERT_ROW``: its columns, then send_at twice."""
-    return [*(_db_value(row[column]) for column in INSERT_COLUMNS), row["send_at"],
-            row["send_at"]]
+    """The parameters of one row of ``INSERT_ROW``: its columns in ``INSERT_COLUMNS`` order,
+    then send_at twice. psycopg2 adapts neither UUIDs nor dicts: a string, and JSON text
+    (which the jsonb columns take as they would take Json(); most mails have none)."""
+    return [str(row["id"]), row["from_address"], row["to_address"], row["cc"], row["bcc"],
+            row["reply_to"], row["subject"], row["text"], row["html"], row["attempts"],
+            _json_text(row["headers"]), _json_text(row["metadata"]), row["tags"],
+            row["recipients"], row["send_at"], row["send_at"], row["send_at"]]
 
 
-def _uuid(value):
-    """A returned id as a UUID (psycopg2 may already give one)."""
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+def _json_text(value):
+    """A dict as JSON text for a jsonb column (as psycopg2's Json would write it)."""
+    return json.dumps(value) if value else "{}"
 
 
 def _insert_attachments(conn, attachments):
@@ -303,15 +310,6 @@ def _insert_attachments(conn, attachments):
     if params:
         rows = ", ".join([ATTACHMENT_ROW] * (len(params) // 6))
         conn.exec_driver_sql(ATTACHMENT_SQL.format(rows=rows), tuple(params))
-
-
-def _db_value(value):
-    """psycopg2 adapts neither UUIDs nor dicts by default: a string and JSON."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return Json(value)
-    return value
 
 
 def _take_key(conn, idempotency, status_code, body):
