@@ -194,6 +194,32 @@ class Email(db.Model):
             data["events"] = [event.to_dict() for event in self.events]
         return data
 
+    @staticmethod
+    def mail_dict(row):
+        """``to_dict(with_attempts=False)`` from a mapping of the mail's columns, without an ORM
+        object: an ``email`` row (``GET /mail``), or the values ``enqueue_many`` stored, which
+        lack the columns a new mail has not filled yet (``result`` ... ``sent_at``).
+
+        The hot paths answer with it: building an ``Email`` only to read it back cost a fifth
+        of ``POST /mail``'s CPU. tests/unit/test_mail_dict.py holds it to ``to_dict``.
+        """
+        status = row["status"]
+        return {
+            "id": str(row["id"]), "status": status, "success": True,
+            "from_address": row["from_address"], "to_address": ", ".join(row["to_address"]),
+            "to": list(row["to_address"]), "cc": list(row["cc"] or ()),
+            "bcc": list(row["bcc"] or ()), "reply_to": row["reply_to"],
+            "subject": row["subject"], "mail": row["text"], "html": row["html"],
+            "result": row.get("result"), "provider": row.get("provider"),
+            "provider_message_id": row.get("provider_message_id"),
+            "attempts": row["attempts"], "last_error": row.get("last_error"),
+            "next_attempt_at": iso(row["next_attempt_at"]) if status in WAITING else None,
+            "send_at": iso(row["send_at"]), "headers": dict(row["headers"] or {}),
+            "tags": list(row["tags"] or ()), "metadata": dict(row["metadata"] or {}),
+            "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+            "sent_at": iso(row.get("sent_at")),
+        }
+
     def recipient_list(self):
         """Each recipient with its status and reason; before the hand-off, the mail's status."""
         rows = {row.address: row for row in self.recipient_rows}

@@ -108,15 +108,21 @@ def store(cleans, answer):
     first request's status and body again with ``Idempotent-Replayed: true``.
     """
     key = idempotency.requested(cleans if len(cleans) > 1 else cleans[0])
-    keep = (lambda rows: answer(rows)[1::-1]) if key else None  # (status, body) to keep
+    kept = []  # the answer kept with the key: built once, and given as it was kept
+
+    def keep(rows):
+        """(status, body) to keep with the key."""
+        kept[:] = [answer(rows)]
+        return kept[0][1::-1]
+
     try:
-        result = mailqueue.enqueue_many(transaction, cleans, key, keep)
+        result = mailqueue.enqueue_many(transaction, cleans, key, keep if key else None)
     except mailqueue.IdempotencyConflict as err:
         raise idempotency.conflict(str(err)) from None
     if isinstance(result, mailqueue.Replay):
         return result.response, result.status_code, {idempotency.REPLAYED: "true",
                                                      **location(result.response)}
-    return answer(result)
+    return kept[0] if kept else answer(result)
 
 
 def transaction():
@@ -152,11 +158,13 @@ def find_mail(mail_id):
 
 def accepted_mail(rows):
     """The 202 of ``POST /mail``: the mail as stored, and its Location."""
-    mail = mailqueue.as_email(rows[0])
-    body = mail.to_dict(with_attempts=False)
-    body["attachments"] = rows[0]["files"]
+    row = rows[0]
+    body = Email.mail_dict(row)
+    body["attachments"] = row["files"]
     body["attempt_log"] = []
-    body["recipients"] = mail.recipient_list()
+    # Before the hand-off every recipient has the mail's status (Email.recipient_list).
+    body["recipients"] = [{"address": address, "status": row["status"], "reason": None,
+                           "updated_at": None} for address in row["recipients"] or ()]
     body["events"] = []
     return body, 202, location(body)
 
@@ -181,7 +189,7 @@ class MailList(Resource):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
         query = listing.parse_query()
         mails, more = mailqueue.page(db.session, **query)
-        return {"success": True, "mails": [mail.to_dict(with_attempts=False) for mail in mails],
+        return {"success": True, "mails": [Email.mail_dict(mail) for mail in mails],
                 "count": len(mails),
                 "next_cursor": listing.encode_cursor(mails[-1]) if more else None}
 

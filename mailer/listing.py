@@ -85,8 +85,8 @@ def _limit(value):
 
 
 def encode_cursor(mail):
-    """The cursor that continues after ``mail``."""
-    return encode_position(mail.created_at, mail.id)
+    """The cursor that continues after ``mail`` (a row of ``email``)."""
+    return encode_position(mail["created_at"], mail["id"])
 
 
 def encode_position(created_at, key):

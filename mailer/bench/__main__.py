@@ -7,6 +7,7 @@
     scripts/bench --quick               # tiny sizes: a smoke run (~1 minute)
     scripts/bench --only ingest,latency --json results.json
     scripts/bench --only memory --drain-count 1000000 --max-seconds 4000
+    scripts/bench --only ingest --size ingest_seconds=5 --size ingest_variants=form
 
 ``scripts/bench`` runs ``python -m mailer.bench``.
 
@@ -70,6 +71,10 @@ def parse_args(argv):
     parser.add_argument("--purge-batch-size", type=int, default=5000,
                         help="--batch-size for scripts/purge and the baseline (default 5000, "
                         "purge's own default)")
+    parser.add_argument("--size", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one of the scenarios' sizes (repeatable), e.g. "
+                        "--size ingest_seconds=5 --size ingest_rounds=3; the names are the "
+                        "keys of FULL in mailer/bench/scenarios.py")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the children's logs (their folder is printed)")
     args = parser.parse_args(argv)
@@ -79,7 +84,28 @@ def parse_args(argv):
     if unknown:
         parser.error(f"unknown scenarios {unknown}; choose from {','.join(SCENARIOS)}")
     args.scenarios = chosen
+    args.sizes = dict(parse_size(parser, text) for text in args.size)
     return args
+
+
+def parse_size(parser, text):
+    """One ``--size NAME=VALUE``: (name, value as a number, or a tuple of numbers or words)."""
+    name, separator, value = text.partition("=")
+    if not separator or name not in FULL:
+        parser.error(f"--size {text!r}: use NAME=VALUE with NAME one of {', '.join(FULL)}")
+
+    def number(word):
+        """An int, a float, or the word itself."""
+        for kind in (int, float):
+            try:
+                return kind(word)
+            except ValueError:
+                pass
+        return word
+
+    if isinstance(FULL[name], tuple):
+        return name, tuple(number(word) for word in value.split(",") if word)
+    return name, number(value)
 
 
 def run_scenario(b, name):
@@ -124,6 +150,7 @@ def run(args):
     sizes = dict(QUICK if args.quick else FULL)
     if args.drain_count:
         sizes["memory"] = args.drain_count
+    sizes.update(args.sizes)
     b = Bench(args, sizes)
     errors = 0
     info = {}

@@ -58,6 +58,24 @@ def last_lines(child, lines=15):
     return f"\n--- last lines of {child.name} ---\n{tail}" if tail else ""
 
 
+def tree_cpu_seconds(pid):
+    """CPU seconds (user + system) used so far by process ``pid`` and its children that are
+    still alive (gunicorn's master and its workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 # ---------------------------------------------------------------------------------------------
 # HTTP helpers
 # ---------------------------------------------------------------------------------------------
@@ -354,17 +372,20 @@ class Bench:
         """Start ``mail_service.py`` with the bench settings."""
         return self.start("worker", [PYTHON, "mail_service.py", *args], self.env(**overrides))
 
-    def start_gunicorn(self, app_spec, name):
+    def start_gunicorn(self, app_spec, name, **settings):
         """gunicorn with gunicorn.conf.py serving ``app_spec`` on a free port; return the port."""
         port = free_port()
         child = self.start(
             name, [PYTHON, "-m", "gunicorn", "-c", os.path.join(ROOT, "gunicorn.conf.py"),
-                   app_spec], self.env(BIND=f"{HOST}:{port}"))
+                   app_spec], self.env(BIND=f"{HOST}:{port}", **settings))
         wait_http(f"http://{HOST}:{port}/health", child)
         return child, port
 
-    def load(self, port, path, body, content_type, concurrency, duration, label):
-        """Run the load generator (several processes) against ``path``; merged results."""
+    def load(self, port, path, body, content_type, concurrency, duration, label, **options):
+        """Run the load generator (several processes) against ``path``; merged results.
+
+        ``options`` go to each process's spec: ``method`` (default POST), ``paths`` (several,
+        taken in turn), ``unique_key`` (a fresh ``Idempotency-Key`` on every request)."""
         procs = max(1, min(self.sizes["load_procs"], concurrency))
         body_file = os.path.join(self.folder, f"{label}.body")
         with open(body_file, "wb") as handle:
@@ -376,7 +397,7 @@ class Bench:
             spec = {"port": port, "path": path, "content_type": content_type,
                     "body_file": body_file, "connections": connections,
                     "start_at": start_at, "duration": duration,
-                    "out": os.path.join(self.folder, f"{label}-{index}.json")}
+                    "out": os.path.join(self.folder, f"{label}-{index}.json"), **options}
             spec_file = os.path.join(self.folder, f"{label}-{index}.spec")
             with open(spec_file, "w", encoding="utf-8") as handle:
                 json.dump(spec, handle)
@@ -396,12 +417,12 @@ class Bench:
                 merged[key] += out[key]
         return merged
 
-    def drain(self, count, processes, latency_ms):
+    def drain(self, count, processes, latency_ms, **settings):
         """Queue ``count`` mails, drain them with ``processes`` burst workers; sends/s."""
         self.truncate()
         self.sandbox_reset(latency_ms)
         self.insert_mails(count)
-        workers = [self.start_worker("--burst") for _ in range(processes)]
+        workers = [self.start_worker("--burst", **settings) for _ in range(processes)]
         for worker in workers:
             self.finish(worker, self.timeout(120 + count / 20))
         counts = self.status_counts()
@@ -409,9 +430,10 @@ class Bench:
             raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
         return self.send_rate(count)
 
-    def bare_send(self, count, latency_ms):
+    def bare_send(self, count, latency_ms, **settings):
         """The baseline: the bare sender process sends ``count`` mails; sends/s."""
         self.sandbox_reset(latency_ms)
-        sender = self.start("bare-sender", [*BENCH, "_bare-send", str(count)], self.env())
+        sender = self.start("bare-sender", [*BENCH, "_bare-send", str(count)],
+                            self.env(**settings))
         self.finish(sender, self.timeout(120 + count / 20))
         return self.send_rate(count)

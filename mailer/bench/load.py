@@ -75,10 +75,37 @@ class RawClient:
 
 
 def raw_request(method, path, host, port, body, content_type, headers=()):
-    """The bytes of one HTTP/1.1 keep-alive request."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}",
-             f"Content-Type: {content_type}", f"Content-Length: {len(body)}", *headers]
+    """The bytes of one HTTP/1.1 keep-alive request (a GET without a body has no body headers)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", *headers]
+    if body or method != "GET":
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class Requests:
+    """The requests one load generator sends: the same bytes each time, or, with
+    ``unique_key``, each with an ``Idempotency-Key`` of its own (so none is a replay)."""
+
+    def __init__(self, spec, headers):
+        """The requests that ``spec`` describes, with ``headers`` (the API key)."""
+        with open(spec["body_file"], "rb") as handle:
+            body = handle.read()
+        method = spec.get("method", "POST")
+        self.paths = spec.get("paths") or [spec["path"]]
+        self.raws = [raw_request(method, path, HOST, spec["port"], body, spec["content_type"],
+                                 headers) for path in self.paths]
+        self.unique_key = spec.get("unique_key", False)
+        self.prefix = uuid.uuid4().hex  # keys unique across processes and rounds
+        self.counter = itertools.count()
+
+    def next(self):
+        """The bytes of the next request (paths taken in turn)."""
+        number = next(self.counter)
+        raw = self.raws[number % len(self.raws)]
+        if not self.unique_key:
+            return raw
+        head, _, rest = raw.partition(b"\r\n")
+        return head + f"\r\nIdempotency-Key: {self.prefix}-{number}".encode() + b"\r\n" + rest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,12 +117,9 @@ def load_main(spec_path):
     """Load generator process: ``connections`` keep-alive clients for ``duration`` seconds."""
     with open(spec_path, encoding="utf-8") as handle:
         spec = json.load(handle)
-    with open(spec["body_file"], "rb") as handle:
-        body = handle.read()
     headers = [f"Authorization: Bearer {os.environ['BENCH_API_KEY']}"] \
         if os.environ.get("BENCH_API_KEY") else []
-    raw = raw_request("POST", spec["path"], HOST, spec["port"], body, spec["content_type"],
-                      headers)
+    raw = Requests(spec, headers)
     start_at, end_at = spec["start_at"], spec["start_at"] + spec["duration"]
     outputs = []
     threads = [threading.Thread(target=load_connection, args=(spec, raw, start_at, end_at,
@@ -124,7 +148,10 @@ def load_main(spec_path):
 
 
 def load_connection(spec, raw, start_at, end_at, outputs):
-    """One client connection of the load generator: send until ``end_at``, record everything."""
+    """One client connection of the load generator: send until ``end_at``, record everything.
+
+    ``raw`` is the process's ``Requests``; its counter is shared by the threads (``next`` on an
+    ``itertools.count`` is atomic under the GIL)."""
     out = {"latencies_ms": [], "ids": [], "statuses": Counter(), "errors": [],
            "items_in_window": 0, "requests_in_window": 0}
     client = RawClient(HOST, spec["port"])
@@ -138,7 +165,7 @@ def load_connection(spec, raw, start_at, end_at, outputs):
         if time.time() >= end_at:
             break
         try:
-            status, body = client.request(raw)
+            status, body = client.request(raw.next())
         except OSError as err:
             out["errors"].append(repr(err))
             client.close()
