@@ -2,9 +2,10 @@
 
 The sandbox, the API (``app.py``: the admin behind HTTP Basic, the API behind a key) and a worker
 run as processes on the test database, on free loopback ports; the sandbox posts signed delivery
-events back, as in the quick start. Chromium then does what an operator does: logs in, opens the
-dashboard, creates a mail and watches it become ``sent`` in the list and ``delivered`` on its
-page, retries a mail the sandbox rejected, and cancels a scheduled one. Throughout, the pages
+events back, as in the quick start. Chromium then does what an operator does: logs in, creates a
+mail and watches it become ``sent`` in the list and ``delivered`` on its page, retries a mail the
+sandbox rejected, cancels a scheduled one, removes a suppression, sees the dashboard draw its
+chart and follow a new mail by itself, and opens Mailgun's breaker by hand. Throughout, the pages
 load nothing from outside this machine and log no console error (a Content-Security-Policy
 violation is one). Screenshots go to test-artifacts/browser/ (the path is printed).
 
