@@ -27,6 +27,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from signed import MAILGUN_SIGNING_KEY, SENDGRID_PUBLIC_KEY
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import create_app
@@ -42,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
+DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 TABLES = ("delivery_attempt, attachment, email, provider_state, idempotency_key, recipient, "
           "delivery_event, suppression, webhook_outbox, webhook_attempt, provider_rate, "
           "email_status_count, worker_heartbeat, provider_action")
@@ -156,12 +158,23 @@ def settings(database_url, sandbox):
     }
 
 
-def _empty_tables(application):
-    """Delete every row of the test database, for tests whose rows are committed."""
+def _empty_tables(application, tries=5):
+    """Delete every row of the test database, for tests whose rows are committed.
+
+    A process the test started may still be finishing a transaction (a worker's last
+    heartbeat, a webhook thread); if PostgreSQL picks the TRUNCATE as a deadlock's victim, it
+    is tried again rather than failing a test that passed.
+    """
     with application.app_context():
         db.session.remove()
-        with db.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {TABLES}"))
+        for attempt in range(tries):
+            try:
+                with db.engine.begin() as conn:
+                    conn.execute(text(f"TRUNCATE {TABLES}"))
+                break
+            except DBAPIError as err:
+                if getattr(err.orig, "pgcode", None) != DEADLOCK or attempt == tries - 1:
+                    raise
         db.engine.dispose()
 
 

@@ -1,27 +1,24 @@
 # What health and metrics cost (BENCHMARKS.md, "Health and metrics"): the per-request hooks, the
 # status-count triggers inside PostgreSQL, and the reads at 1,000,000 mails against a COUNT(*).
 # Makes a throwaway database on --server-url and drops it:
-#     .venv/bin/python scripts/metrics_cost.py [--rows N]
-#     PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) .venv/bin/python scripts/metrics_cost.py  # gunicorn's
+#     .venv/bin/python -m mailer.bench.metrics_cost [--rows N]
+#     PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) .venv/bin/python -m mailer.bench.metrics_cost
 import argparse
 import os
 import statistics
-import sys
 import time
 import timeit
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import psycopg2
+from flask import Response
+from flask_migrate import upgrade
+from sqlalchemy import text
 
-import psycopg2  # noqa: E402
-from flask import Response  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-
-from app import create_app  # noqa: E402
-from mailer import mailqueue, metrics  # noqa: E402
-from models import db  # noqa: E402
+from app import create_app
+from mailer import mailqueue, metrics
+from mailer.bench.harness import ROOT
+from models import db
 
 INSERT = ("INSERT INTO email (id, status, from_address, subject, attempts, next_attempt_at) "
           "SELECT gen_random_uuid(), (ARRAY['sent','sent','sent','delivered','failed','queued',"
