@@ -10,7 +10,7 @@ rate can only fall short of the cap, not exceed it by more than the burst.
 Accuracy: any one-second window holds at most the tokens refilled in it plus a full bucket at
 its start, so at most ``cap × (1 + BURST_SECONDS)`` (and at least one mail) is taken; sends
 then leave within the time a claimed batch waits for a send thread, which can move a few
-across the edge of a window.
+across the edge of a window: at the provider, ``margin()`` allows ``DISPATCH_SECONDS`` more.
 """
 
 import math
@@ -18,6 +18,10 @@ import math
 from sqlalchemy import text
 
 BURST_SECONDS = 0.2  # the bucket holds this many seconds of the rate (the margin over a cap)
+# A token is taken when a batch is claimed, and its send reaches the provider after the batch
+# waits for a send thread and the request crosses the network: measured at the provider, a
+# one-second window can also hold the sends of up to this many seconds' tokens from before it.
+DISPATCH_SECONDS = 0.1
 
 TAKE = text("""
     WITH cur AS (
@@ -80,5 +84,6 @@ def current_rates(conn):
 
 
 def margin(rate):
-    """The most a one-second window may exceed ``rate`` by: the bucket's burst."""
-    return math.ceil(burst(rate))
+    """The most a one-second window at the provider may exceed ``rate`` by: the bucket's burst,
+    plus the tokens of ``DISPATCH_SECONDS`` taken before the window whose sends arrive in it."""
+    return math.ceil(burst(rate) + rate * DISPATCH_SECONDS)
