@@ -318,10 +318,9 @@ class Worker:
         """
         if time.monotonic() - self.last_beat < heartbeats.INTERVAL:
             return
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # one transaction: one commit every INTERVAL
             heartbeats.beat(conn, self.name, len(self.inflight), self.sent_count,
                             self.failed_count)
-        with self.engine.begin() as conn:
             mailqueue.fold_status_counts(conn)
             heartbeats.forget_stale(conn, heartbeats.STALE_AFTER)
         self.last_beat = time.monotonic()
