@@ -9,7 +9,7 @@ answers 202, so an acknowledged mail is never lost; the worker sends it later. C
 import json
 import uuid
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask_restful import Api, Resource
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -17,7 +17,7 @@ from werkzeug.routing import BaseConverter
 
 from models import Email, Suppression, db
 
-from . import circuit, idempotency, listing, mailqueue, suppressions
+from . import circuit, database, idempotency, listing, mailqueue, suppressions
 from .auth import require_api_key
 from .bodies import form_fields
 from .errors import ApiError, response_for
@@ -104,34 +104,49 @@ def limits():
 def store(cleans, answer):
     """Store validated mail (idempotently when the client sent a key); the HTTP answer.
 
-    ``answer(rows)`` turns the stored rows into (body, status, headers). A replay answers the
-    first request's status and body again with ``Idempotent-Replayed: true``.
+    ``answer(rows)`` turns the stored rows into (body, status, headers). The body is encoded
+    once: the same JSON text is kept with the key and sent. A replay answers the first
+    request's status and body again with ``Idempotent-Replayed: true``.
     """
     key = idempotency.requested(cleans if len(cleans) > 1 else cleans[0])
-    kept = []  # the answer kept with the key: built once, and given as it was kept
+    kept = []  # the answer kept with the key, as (JSON text, status, headers)
 
     def keep(rows):
-        """(status, body) to keep with the key."""
-        kept[:] = [answer(rows)]
-        return kept[0][1::-1]
+        """(status, JSON text) to keep with the key."""
+        kept[:] = [encoded(*answer(rows))]
+        return kept[0][1], kept[0][0]
 
     try:
         result = mailqueue.enqueue_many(transaction, cleans, key, keep if key else None)
     except mailqueue.IdempotencyConflict as err:
         raise idempotency.conflict(str(err)) from None
     if isinstance(result, mailqueue.Replay):
-        return result.response, result.status_code, {idempotency.REPLAYED: "true",
-                                                     **location(result.response)}
-    return kept[0] if kept else answer(result)
+        return json_response(*encoded(result.response, result.status_code, {
+            idempotency.REPLAYED: "true", **location(result.response)}))
+    return json_response(*(kept[0] if kept else encoded(*answer(result))))
+
+
+def encoded(body, status, headers):
+    """(JSON text, status, headers): the body as Flask-RESTful's ``output_json`` writes it."""
+    return json.dumps(body, **current_app.config.get("RESTFUL_JSON", {})) + "\n", status, headers
+
+
+def json_response(text, status, headers):
+    """A finished JSON response, which Flask-RESTful passes on as it is (no second encoding)."""
+    return Response(text, status, headers, mimetype="application/json")
 
 
 def transaction():
-    """A transaction to store mail in: the engine's, unless a test handed in its own.
+    """A transaction to store mail in, as a DB-API cursor: the engine's, unless a test handed
+    in its own.
 
     A test that rolls everything back sets ``db.test_transaction`` (as it swaps
     ``db.session``), so that every app it builds stores inside its transaction.
     """
-    return (getattr(db, "test_transaction", None) or db.engine.begin)()
+    test_transaction = getattr(db, "test_transaction", None)
+    if test_transaction is not None:
+        return database.cursor_of(test_transaction())
+    return database.dbapi_transaction(db.engine)
 
 
 def location(body):

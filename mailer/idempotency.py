@@ -9,6 +9,7 @@ first and replay it, and a request that fails validation takes no key.
 """
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -41,6 +42,12 @@ def scope():
     api_key = presented_api_key() if current_app.config["API_KEYS"] else None
     if api_key is None:
         return LOCAL_SCOPE
+    return _digest(api_key)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(api_key):
+    """The scope of an API key: computed once per key (only accepted keys reach here)."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:32]
 
 

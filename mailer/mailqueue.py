@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import psycopg2
-from psycopg2.extras import Json
 from sqlalchemy import (
     JSON,
     bindparam,
@@ -150,6 +149,9 @@ ATTACHMENT_SQL = ("INSERT INTO attachment (email_id, position, filename, content
 # and keying the statement) than the whole INSERT of the mail.
 TAKE_KEY_SQL = ("INSERT INTO idempotency_key (scope, key, fingerprint, status_code, response) "
                 "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING RETURNING key")
+READ_KEY_SQL = ("SELECT fingerprint, status_code, response, created_at < now() - %s * "
+                "interval '1 second' FROM idempotency_key WHERE scope = %s AND key = %s")
+DELETE_KEY_SQL = "DELETE FROM idempotency_key WHERE scope = %s AND key = %s"
 
 
 class IdempotencyConflict(Exception):
@@ -206,11 +208,12 @@ def enqueue_many(begin, cleans, idempotency=None, answer=None):
 
     Each row also holds ``created_at``, ``status`` and ``next_attempt_at`` as the database set
     them, so the API answers from what it stored without reading it back. ``begin()`` opens the
-    transaction and yields its connection: the engine's own (a plain connection costs half the
-    CPU of a Session on this hot path), or a test's savepoint in a transaction that it rolls
-    back. With ``idempotency``, the key is stored with the answer ``answer(rows)`` gives
-    (status, body) in the same transaction; a key already used returns a ``Replay`` instead of
-    rows (or raises ``IdempotencyConflict`` for a different request).
+    transaction and yields a DB-API cursor in it (``database.dbapi_transaction``: a Session
+    costs twice the CPU of a plain connection on this hot path, and a plain connection more
+    than its statements), or a cursor in a test's savepoint that it rolls back. With
+    ``idempotency``, the key is stored with the answer ``answer(rows)`` gives (status, body as
+    JSON text) in the same transaction; a key already used returns a ``Replay`` instead of rows
+    (or raises ``IdempotencyConflict`` for a different request).
     """
     rows = [new_mail_row(clean) for clean in cleans]
     attachments = [(row["id"], clean.get("attachments") or []) for row, clean in zip(rows, cleans,
@@ -218,8 +221,8 @@ def enqueue_many(begin, cleans, idempotency=None, answer=None):
     written = []  # set once the statements ran: a failure after that (at COMMIT) is final
 
     def attempt():
-        with begin() as conn:
-            result = _store(conn, rows, attachments, idempotency, answer)
+        with begin() as cursor:
+            result = _store(cursor, rows, attachments, idempotency, answer)
             written.append(True)
         return result
 
@@ -248,7 +251,7 @@ class _KeyTaken(Exception):
     """The request's Idempotency-Key was taken by another request: roll this one back."""
 
 
-def _store(conn, rows, attachments, idempotency, answer):
+def _store(cursor, rows, attachments, idempotency, answer):
     """The statements of ``enqueue_many``, in one transaction (not yet committed).
 
     With a key, the key's row is written last, with the answer, in one statement: a concurrent
@@ -257,31 +260,31 @@ def _store(conn, rows, attachments, idempotency, answer):
     never a second mail. Written first, the key cost a second statement (its answer) on every
     request; now only a replay pays, with a mail INSERT that is rolled back.
     """
-    stamped = _insert(conn, rows)
+    stamped = _insert(cursor, rows)
     for row, (_, files) in zip(rows, attachments, strict=True):
         row.update(stamped[row["id"]])
         row["files"] = [{"filename": item["filename"], "content_type": item["content_type"],
                          "size": len(item["content"])} for item in files]
-    _insert_attachments(conn, attachments)
+    _insert_attachments(cursor, attachments)
     if idempotency is not None:
         status_code, body = answer(rows)
-        if not _take_key(conn, idempotency, status_code, body):
+        if not _take_key(cursor, idempotency, status_code, body):
             raise _KeyTaken
     return rows
 
 
-def _insert(conn, rows):
+def _insert(cursor, rows):
     """One multi-row INSERT of new mail rows; what the database set, by id.
 
     The statement is written out for psycopg2 directly: SQLAlchemy's compiled insertmanyvalues
-    costs more CPU than the database's own work, and this is the API's hot path. It still goes
-    through SQLAlchemy's connection (unlike a raw cursor's ``execute_values``), so a dead
-    connection is reported as such and invalidated, which the retry above depends on.
-    created_at and updated_at come from the columns' ``now()``.
+    costs more CPU than the database's own work, and this is the API's hot path. A dead
+    connection is still reported as such and invalidated (``database.translated_errors``),
+    which the retry above depends on. created_at and updated_at come from the columns'
+    ``now()``.
     """
     params = [value for row in rows for value in row_params(row)]
-    returned = conn.exec_driver_sql(
-        INSERT_SQL.format(rows=", ".join([INSERT_ROW] * len(rows))), tuple(params))
+    cursor.execute(INSERT_SQL.format(rows=", ".join([INSERT_ROW] * len(rows))), params)
+    returned = cursor.fetchall()
     # psycopg2 returns the ids as text here: looked up as text, not parsed back into UUIDs
     ids = {str(row["id"]): row["id"] for row in rows}
     return {ids[str(mail_id)]: {"created_at": created, "updated_at": created, "status": status,
@@ -304,7 +307,7 @@ def _json_text(value):
     return json.dumps(value) if value else "{}"
 
 
-def _insert_attachments(conn, attachments):
+def _insert_attachments(cursor, attachments):
     """Store every mail's attachments, in order, in one INSERT (none: no statement)."""
     params = []
     for mail_id, files in attachments:
@@ -313,32 +316,32 @@ def _insert_attachments(conn, attachments):
                        len(item["content"]), psycopg2.Binary(item["content"])]
     if params:
         rows = ", ".join([ATTACHMENT_ROW] * (len(params) // 6))
-        conn.exec_driver_sql(ATTACHMENT_SQL.format(rows=rows), tuple(params))
+        cursor.execute(ATTACHMENT_SQL.format(rows=rows), params)
 
 
-def _take_key(conn, idempotency, status_code, body):
-    """Store ``idempotency``'s key with this request's answer; False if the key was taken."""
-    return conn.exec_driver_sql(
-        TAKE_KEY_SQL, (idempotency.scope, idempotency.key, idempotency.fingerprint, status_code,
-                       Json(body))).first() is not None
+def _take_key(cursor, idempotency, status_code, body):
+    """Store ``idempotency``'s key with this request's answer (``body``: its JSON text, as
+    sent); False if the key was taken."""
+    cursor.execute(TAKE_KEY_SQL, (idempotency.scope, idempotency.key, idempotency.fingerprint,
+                                  status_code, body))
+    return cursor.fetchone() is not None
 
 
 def _replay(begin, idempotency):
     """The Replay of the answer the key got first, or None if the key is gone or expired
     (deleted here, so that the next attempt takes it anew); IdempotencyConflict if it came
     with another request."""
-    with begin() as conn:
-        row = conn.execute(
-            select(keys, (keys.c.created_at < seconds(-idempotency.ttl)).label("expired"))
-            .where(keys.c.scope == idempotency.scope, keys.c.key == idempotency.key)
-        ).mappings().first()
-        if row is None or row["expired"]:  # gone meanwhile, or past its TTL: take it anew
-            conn.execute(delete(keys).where(keys.c.scope == idempotency.scope,
-                                            keys.c.key == idempotency.key))
+    where = (idempotency.scope, idempotency.key)
+    with begin() as cursor:
+        cursor.execute(READ_KEY_SQL, (idempotency.ttl, *where))
+        row = cursor.fetchone()
+        if row is None or row[3]:  # gone meanwhile, or past its TTL: take it anew
+            cursor.execute(DELETE_KEY_SQL, where)
             return None
-    if row["fingerprint"] != idempotency.fingerprint:
+    fingerprint, status_code, response, _ = row
+    if fingerprint != idempotency.fingerprint:
         raise IdempotencyConflict(idempotency.key)
-    return Replay(row["status_code"], row["response"])
+    return Replay(status_code, response)
 
 
 def purge_idempotency_keys(conn, ttl, batch_size):
