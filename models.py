@@ -35,6 +35,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 # Objects keep their values after a commit: the API answers from what it just stored instead of
 # reading it back, which after a committed insert could only fail.
 db = SQLAlchemy(session_options={"expire_on_commit": False})
+# A test that rolls everything back sets its own transaction here (see mailer.api.transaction);
+# set to None so that reading it is a plain attribute, not Flask-SQLAlchemy's __getattr__.
+db.test_transaction = None
 
 # Statuses of a mail, the one definition that the API, the admin and the spec read. A mail is
 # claimed from QUEUED (or SCHEDULED, once due) into SENDING under a lease and leaves SENDING for

@@ -812,8 +812,10 @@ class SessionInterface(SecureCookieSessionInterface):
     def open_session(self, app, request):
         """A new empty session for a request without the cookie (every API call), as Flask's
         own gives, but without building its signing serializer first: that cost more than
-        any other step of ``POST /mail`` outside our own code."""
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        any other step of ``POST /mail`` outside our own code. Without a Cookie header (an API
+        client) not even the cookies are parsed."""
+        if app.secret_key and ("HTTP_COOKIE" not in request.environ
+                               or not request.cookies.get(self.get_cookie_name(app))):
             return self.session_class()
         return super().open_session(app, request)
 

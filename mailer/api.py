@@ -143,7 +143,7 @@ def transaction():
     A test that rolls everything back sets ``db.test_transaction`` (as it swaps
     ``db.session``), so that every app it builds stores inside its transaction.
     """
-    test_transaction = getattr(db, "test_transaction", None)
+    test_transaction = db.test_transaction
     if test_transaction is not None:
         return database.cursor_of(test_transaction())
     return database.dbapi_transaction(db.engine)

@@ -25,6 +25,8 @@ PLAIN_ADDRESS = re.compile(r'[^\s<>()",;:\\\[\]]+\Z')
 # A local part of letters, digits and . _ + - without leading, trailing or doubled dots: always
 # valid, so only its domain needs email-validator (see _checked).
 SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*\Z")
+# Quotes, comments, angle brackets and escapes: an entry without them splits on its commas.
+NEEDS_SPLITTER = re.compile(r'["(<\\]')
 MAX_ADDRESS = 254  # RFC 5321's limit on a forward path, which email-validator enforces
 MAX_LOCAL = 64
 MAX_SUBJECT = 998  # RFC 5322's limit on a header line
@@ -139,22 +141,40 @@ def _raw_addresses(data, field, errors):
 
 def _parse_addresses(raw, field, errors):
     """Split and check addresses; returns 'Name <addr>' or 'addr' strings."""
-    problem = next((found for item in raw
-                    for found in (_unstorable(item), header_problem(item)) if found), None)
+    problem = next(filter(None, (_unstorable(item) or header_problem(item) for item in raw)),
+                   None)
     if problem:
         errors.append({"field": field, "message": problem})
         return None
     parsed = []
-    for piece in (piece for item in raw for piece in _split_list(item)):
-        address, problem = _parse_one(piece)
+    for item in raw:
+        addresses, problem = _parse_entry(item)
         if problem:
             errors.append({"field": field, "message": problem})
             return None
-        parsed.append(address)
+        parsed += addresses
     if raw and not parsed:
         errors.append({"field": field, "message": "No valid address given"})
         return None
     return parsed
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_entry(item):
+    """One string a client gave for an address field (storable, no controls), as (addresses,
+    None) or (None, the first problem).
+
+    Cached by the string: a sender, and often a recipient, comes again with every request,
+    and the verdict depends on nothing else. Entries are bounded by the request size; the
+    cache by its count.
+    """
+    parsed = []
+    for piece in _split_list(item):
+        address, problem = _parse_one(piece)
+        if problem:
+            return None, problem
+        parsed.append(address)
+    return tuple(parsed), None
 
 
 def _parse_one(piece):
@@ -213,7 +233,7 @@ def _checked_whole(address):
 
 def _split_list(value):
     """Split an address list on the commas outside quotes, comments and angle brackets."""
-    if not any(char in value for char in '"(<\\'):
+    if not NEEDS_SPLITTER.search(value):
         return [piece.strip() for piece in value.split(",") if piece.strip()]
     pieces, current, quoted, depth, escaped = [], [], False, 0, False
     for char in value:
