@@ -264,9 +264,14 @@ class IdempotencyKey(db.Model):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the parsed request
     status_code: Mapped[int] = mapped_column(Integer)
-    response: Mapped[dict] = mapped_column(JSONB)
+    response: Mapped[dict] = mapped_column(JSONB)  # without what the database set (below)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now(), index=True)
+    # What the database set for the mail when it stored it, put back into a replayed answer
+    # (mailer.api.stamp_mail). Null for a batch, and for keys kept by code before 0009.
+    mail_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    mail_status: Mapped[str | None] = mapped_column(String(16))
+    mail_next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DeliveryAttempt(db.Model):

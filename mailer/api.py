@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.routing import BaseConverter
 
-from models import Email, Suppression, db
+from models import WAITING, Email, Suppression, db, iso
 
 from . import circuit, database, idempotency, listing, mailqueue, suppressions
 from .auth import require_api_key
@@ -101,34 +101,43 @@ def limits():
             "max_schedule_days": config["MAX_SCHEDULE_DAYS"]}
 
 
-def store(cleans, answer):
+def store(cleans, answer, stamp=None):
     """Store validated mail (idempotently when the client sent a key); the HTTP answer.
 
-    ``answer(rows)`` turns the stored rows into (body, status, headers). The body is encoded
-    once: the same JSON text is kept with the key and sent. A replay answers the first
-    request's status and body again with ``Idempotent-Replayed: true``.
+    ``answer(rows)`` gives (body, status, headers) without what the database sets, and
+    ``stamp(body, stamps)`` puts that in: the key is stored in the statement that stores the
+    mail, before the database's values are known, so it keeps the body and those values
+    apart. A replay answers the first request's status and body again, stamped the same way,
+    with ``Idempotent-Replayed: true``.
     """
     key = idempotency.requested(cleans if len(cleans) > 1 else cleans[0])
-    kept = []  # the answer kept with the key, as (JSON text, status, headers)
+    built = []  # the (body, status, headers) kept with the key
 
     def keep(rows):
-        """(status, JSON text) to keep with the key."""
-        kept[:] = [encoded(*answer(rows))]
-        return kept[0][1], kept[0][0]
+        """(status, JSON text of the body) to keep with the key."""
+        built[:] = [answer(rows)]
+        return built[0][1], encoded(built[0][0])
 
     try:
         result = mailqueue.enqueue_many(transaction, cleans, key, keep if key else None)
     except mailqueue.IdempotencyConflict as err:
         raise idempotency.conflict(str(err)) from None
     if isinstance(result, mailqueue.Replay):
-        return json_response(*encoded(result.response, result.status_code, {
-            idempotency.REPLAYED: "true", **location(result.response)}))
-    return json_response(*(kept[0] if kept else encoded(*answer(result))))
+        body = result.response
+        if stamp is not None and result.stamps is not None:
+            body = stamp(body, result.stamps)
+        return json_response(encoded(body), result.status_code,
+                             {idempotency.REPLAYED: "true", **location(body)})
+    body, status, headers = built[0] if built else answer(result)
+    if stamp is not None:
+        first = result[0]
+        body = stamp(body, (first["created_at"], first["status"], first["next_attempt_at"]))
+    return json_response(encoded(body), status, headers)
 
 
-def encoded(body, status, headers):
-    """(JSON text, status, headers): the body as Flask-RESTful's ``output_json`` writes it."""
-    return json.dumps(body, **current_app.config.get("RESTFUL_JSON", {})) + "\n", status, headers
+def encoded(body):
+    """A body as JSON text, as Flask-RESTful's ``output_json`` writes it."""
+    return json.dumps(body, **current_app.config.get("RESTFUL_JSON", {})) + "\n"
 
 
 def json_response(text, status, headers):
@@ -136,9 +145,9 @@ def json_response(text, status, headers):
     return Response(text, status, headers, mimetype="application/json")
 
 
-def transaction():
+def transaction(single_statement=False):
     """A transaction to store mail in, as a DB-API cursor: the engine's, unless a test handed
-    in its own.
+    in its own. ``single_statement``: the block runs one statement, which commits itself.
 
     A test that rolls everything back sets ``db.test_transaction`` (as it swaps
     ``db.session``), so that every app it builds stores inside its transaction.
@@ -146,7 +155,11 @@ def transaction():
     test_transaction = db.test_transaction
     if test_transaction is not None:
         return database.cursor_of(test_transaction())
-    return database.dbapi_transaction(db.engine)
+    return database.dbapi_transaction(db.engine, single_statement)
+
+
+# What the database sets when it stores a mail: not known when the answer is built.
+UNSTAMPED = {"status": None, "created_at": None, "updated_at": None, "next_attempt_at": None}
 
 
 def location(body):
@@ -172,16 +185,29 @@ def find_mail(mail_id):
 
 
 def accepted_mail(rows):
-    """The 202 of ``POST /mail``: the mail as stored, and its Location."""
-    row = rows[0]
+    """The 202 of ``POST /mail``: the mail as stored, and its Location, without what the
+    database set (``stamp_mail`` puts it in)."""
+    row = {**rows[0], **UNSTAMPED}
     body = Email.mail_dict(row)
     body["attachments"] = row["files"]
     body["attempt_log"] = []
     # Before the hand-off every recipient has the mail's status (Email.recipient_list).
-    body["recipients"] = [{"address": address, "status": row["status"], "reason": None,
+    body["recipients"] = [{"address": address, "status": None, "reason": None,
                            "updated_at": None} for address in row["recipients"] or ()]
     body["events"] = []
     return body, 202, location(body)
+
+
+def stamp_mail(body, stamps):
+    """``accepted_mail``'s body with what the database set for the mail: ``stamps`` is its
+    (created_at, status, next_attempt_at). The result is ``Email.mail_dict`` of the stored
+    row (tests/unit/test_mail_dict.py holds them together)."""
+    created, status, due = stamps
+    body.update(status=status, created_at=iso(created), updated_at=iso(created),
+                next_attempt_at=iso(due) if status in WAITING else None)
+    for recipient in body["recipients"]:
+        recipient["status"] = status
+    return body
 
 
 def accepted_batch(rows):
@@ -198,7 +224,7 @@ class MailList(Resource):
     def post(self):
         """Validate, store as queued or scheduled, commit, answer 202 with the mail."""
         clean = validate_mail(read_mail_request(), **limits())
-        return store([clean], accepted_mail)
+        return store([clean], accepted_mail, stamp_mail)
 
     def get(self):
         """A page of mail, newest first, with the cursor of the next page (or null)."""

@@ -49,7 +49,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from models import (
     BOUNCED,
@@ -144,14 +144,21 @@ INSERT_SQL = (f"INSERT INTO email ({', '.join(INSERT_COLUMNS)}, status, next_att
 ATTACHMENT_ROW = "(%s, %s, %s, %s, %s, %s)"
 ATTACHMENT_SQL = ("INSERT INTO attachment (email_id, position, filename, content_type, size, "
                   "content) VALUES {rows}")
-# The statement of every request with an Idempotency-Key, written for psycopg2 as INSERT_SQL
-# is: built with SQLAlchemy's expression language, it cost more CPU per request (constructing
-# and keying the statement) than the whole INSERT of the mail.
-TAKE_KEY_SQL = ("INSERT INTO idempotency_key (scope, key, fingerprint, status_code, response) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING RETURNING key")
-READ_KEY_SQL = ("SELECT fingerprint, status_code, response, created_at < now() - %s * "
-                "interval '1 second' FROM idempotency_key WHERE scope = %s AND key = %s")
+# The key of a request with an Idempotency-Key, written in the statement that stores its mail,
+# with the answer and what the database set for the (first) mail: a batch's answer shows none
+# of it. Built with SQLAlchemy's expression language, it cost more CPU per request than the
+# whole INSERT of the mail.
+TAKE_KEY_SQL = ("INSERT INTO idempotency_key (scope, key, fingerprint, status_code, response, "
+                "mail_created_at, mail_status, mail_next_attempt_at) SELECT %s, %s, %s, %s, "
+                "%s::jsonb, created_at, status, next_attempt_at FROM mail LIMIT 1")
+KEY_CONSTRAINT = "idempotency_key_pkey"  # violated: the key was taken by another request
+MAIL_CONSTRAINT = "email_pkey"  # violated by a second run: the first one stored the mail
+READ_KEY_SQL = ("SELECT fingerprint, status_code, response, mail_created_at, mail_status, "
+                "mail_next_attempt_at, created_at < now() - %s * interval '1 second' "
+                "FROM idempotency_key WHERE scope = %s AND key = %s")
 DELETE_KEY_SQL = "DELETE FROM idempotency_key WHERE scope = %s AND key = %s"
+READ_BACK_SQL = ("SELECT id, created_at, status, next_attempt_at FROM email "
+                 "WHERE id = ANY(%s::uuid[])")
 
 
 class IdempotencyConflict(Exception):
@@ -170,10 +177,13 @@ class Idempotency:
 
 @dataclass(frozen=True)
 class Replay:
-    """The answer a key got the first time, to be given again."""
+    """The answer a key got the first time, to be given again: its status and body, without
+    what the database set for the mail (``stamps``: created_at, status, next_attempt_at; None
+    for a batch and for keys kept before migration 0009, whose body has it all)."""
 
     status_code: int
     response: dict
+    stamps: tuple | None
 
 
 def seconds(value):
@@ -200,96 +210,119 @@ def new_mail_row(clean):
         "recipients": list(dict.fromkeys(
             bare_address(a) for a in [*clean["to"], *clean["cc"], *clean["bcc"]])),
         "send_at": clean.get("send_at"),
+        "files": [{"filename": item["filename"], "content_type": item["content_type"],
+                   "size": len(item["content"])} for item in clean.get("attachments") or ()],
     }
 
 
 def enqueue_many(begin, cleans, idempotency=None, answer=None):
-    """Store validated requests as one INSERT and commit: all or none. Returns their rows.
+    """Store validated requests in one statement: all or none. Returns their rows.
 
     Each row also holds ``created_at``, ``status`` and ``next_attempt_at`` as the database set
-    them, so the API answers from what it stored without reading it back. ``begin()`` opens the
-    transaction and yields a DB-API cursor in it (``database.dbapi_transaction``: a Session
-    costs twice the CPU of a plain connection on this hot path, and a plain connection more
-    than its statements), or a cursor in a test's savepoint that it rolls back. With
-    ``idempotency``, the key is stored with the answer ``answer(rows)`` gives (status, body as
-    JSON text) in the same transaction; a key already used returns a ``Replay`` instead of rows
-    (or raises ``IdempotencyConflict`` for a different request).
+    them, so the API answers from what it stored without reading it back. ``begin(True)``
+    yields a DB-API cursor whose one statement commits by itself
+    (``database.dbapi_transaction``: one round trip, where BEGIN, INSERT and COMMIT took
+    three), or a cursor in a test's savepoint. With ``idempotency``, the same statement stores
+    the key with ``answer(rows)`` (status, JSON text of the body without what the database
+    sets); a key already used returns a ``Replay`` instead of rows (or raises
+    ``IdempotencyConflict`` for a different request).
     """
     rows = [new_mail_row(clean) for clean in cleans]
-    attachments = [(row["id"], clean.get("attachments") or []) for row, clean in zip(rows, cleans,
-                                                                                    strict=True)]
-    written = []  # set once the statements ran: a failure after that (at COMMIT) is final
-
-    def attempt():
-        with begin() as cursor:
-            result = _store(cursor, rows, attachments, idempotency, answer)
-            written.append(True)
-        return result
-
-    def attempt_once_more_if_dead():
-        try:
-            return attempt()
-        except DBAPIError as err:
-            # A connection that died while idle in the pool (a database restart) fails at the
-            # first statement, before anything was written, so once more on a fresh connection
-            # is safe. A failure at COMMIT is never retried: the commit may have happened.
-            if written or not err.connection_invalidated:
-                raise
-            return attempt()
-
+    statement, params = _submission(rows, cleans, idempotency, answer)
     for _ in range(2):
         try:
-            return attempt_once_more_if_dead()
-        except _KeyTaken:  # rolled back: nothing of this request was stored
+            stored = _run_once_more_if_dead(begin, statement, params, rows)
+        except _KeyTaken:  # the statement failed as a whole: nothing of this request is stored
             replay = _replay(begin, idempotency)
             if replay is not None:
                 return replay
+            continue
+        return _stamped(rows, stored)
     raise IdempotencyConflict(idempotency.key)  # taken and lost twice in a row: say so
 
 
 class _KeyTaken(Exception):
-    """The request's Idempotency-Key was taken by another request: roll this one back."""
+    """The request's Idempotency-Key was taken by another request: nothing was stored."""
 
 
-def _store(cursor, rows, attachments, idempotency, answer):
-    """The statements of ``enqueue_many``, in one transaction (not yet committed).
-
-    With a key, the key's row is written last, with the answer, in one statement: a concurrent
-    request with the same key waits on that row until the first one commits (then this one is
-    rolled back and replays the first's answer) or rolls back (then this one takes the key):
-    never a second mail. Written first, the key cost a second statement (its answer) on every
-    request; now only a replay pays, with a mail INSERT that is rolled back.
-    """
-    stamped = _insert(cursor, rows)
-    for row, (_, files) in zip(rows, attachments, strict=True):
-        row.update(stamped[row["id"]])
-        row["files"] = [{"filename": item["filename"], "content_type": item["content_type"],
-                         "size": len(item["content"])} for item in files]
-    _insert_attachments(cursor, attachments)
-    if idempotency is not None:
-        status_code, body = answer(rows)
-        if not _take_key(cursor, idempotency, status_code, body):
-            raise _KeyTaken
-    return rows
+class _AlreadyStored(Exception):
+    """A second run of a submission found its mail: the first run was committed."""
 
 
-def _insert(cursor, rows):
-    """One multi-row INSERT of new mail rows; what the database set, by id.
-
-    The statement is written out for psycopg2 directly: SQLAlchemy's compiled insertmanyvalues
-    costs more CPU than the database's own work, and this is the API's hot path. A dead
-    connection is still reported as such and invalidated (``database.translated_errors``),
-    which the retry above depends on. created_at and updated_at come from the columns'
-    ``now()``.
+def _submission(rows, cleans, idempotency, answer):
+    """The one statement (and its parameters) that stores ``rows``, their attachments and the
+    key: each a data-modifying WITH query of a single statement, so all of it is committed,
+    or none (a taken key fails the statement: a concurrent request with the same key waits on
+    the key's index until the first commits, and then replays its answer).
     """
     params = [value for row in rows for value in row_params(row)]
-    cursor.execute(INSERT_SQL.format(rows=", ".join([INSERT_ROW] * len(rows))), params)
-    returned = cursor.fetchall()
+    mail = INSERT_SQL.format(rows=", ".join([INSERT_ROW] * len(rows)))
+    parts = []
+    files = [(row["id"], clean.get("attachments") or []) for row, clean in zip(rows, cleans,
+                                                                              strict=True)]
+    file_params = _attachment_params(files)
+    if file_params:
+        parts.append(ATTACHMENT_SQL.format(
+            rows=", ".join([ATTACHMENT_ROW] * (len(file_params) // 6))))
+        params += file_params
+    if idempotency is not None:
+        status_code, body = answer(rows)
+        parts.append(TAKE_KEY_SQL)
+        params += [idempotency.scope, idempotency.key, idempotency.fingerprint, status_code,
+                   body]
+    if not parts:
+        return mail, params
+    queries = ", ".join(f"extra{index} AS ({part})" for index, part in enumerate(parts))
+    return (f"WITH mail AS ({mail}), {queries} SELECT id, created_at, status, "
+            "next_attempt_at FROM mail"), params
+
+
+def _run_once_more_if_dead(begin, statement, params, rows):
+    """Run the submission's statement; what the database returned for its mail.
+
+    A connection that died (a restarted database) fails the statement, and the statement may
+    or may not have been committed first: the answer is what was lost. So it runs once more,
+    on a fresh connection, with the same mail ids: either it stores the mail now, or the
+    mail's primary key says the first run did, and the stored values are read back. Never a
+    second mail.
+    """
+    try:
+        return _run(begin, statement, params)
+    except DBAPIError as err:
+        if not err.connection_invalidated:
+            raise
+    try:
+        return _run(begin, statement, params, stored_means_done=True)
+    except _AlreadyStored:
+        with begin() as cursor:
+            cursor.execute(READ_BACK_SQL, ([str(row["id"]) for row in rows],))
+            return cursor.fetchall()
+
+
+def _run(begin, statement, params, stored_means_done=False):
+    """The statement on its own, committed as it ends; its rows. A taken key raises _KeyTaken,
+    and with ``stored_means_done`` an existing mail id raises _AlreadyStored."""
+    try:
+        with begin(True) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+    except IntegrityError as err:
+        violated = getattr(getattr(err.orig, "diag", None), "constraint_name", None)
+        if violated == KEY_CONSTRAINT:
+            raise _KeyTaken from None
+        if stored_means_done and violated == MAIL_CONSTRAINT:
+            raise _AlreadyStored from None
+        raise
+
+
+def _stamped(rows, stored):
+    """``rows`` with what the database set for each (matched by id)."""
     # psycopg2 returns the ids as text here: looked up as text, not parsed back into UUIDs
-    ids = {str(row["id"]): row["id"] for row in rows}
-    return {ids[str(mail_id)]: {"created_at": created, "updated_at": created, "status": status,
-                                "next_attempt_at": due}
-            for mail_id, created, status, due in returned}
+    by_id = {str(mail_id): (created, status, due) for mail_id, created, status, due in stored}
+    for row in rows:
+        created, status, due = by_id[str(row["id"])]
+        row.update(created_at=created, updated_at=created, status=status, next_attempt_at=due)
+    return rows
 
 
 def row_params(row):
@@ -307,24 +340,14 @@ def _json_text(value):
     return json.dumps(value) if value else "{}"
 
 
-def _insert_attachments(cursor, attachments):
-    """Store every mail's attachments, in order, in one INSERT (none: no statement)."""
+def _attachment_params(attachments):
+    """The parameters of every mail's attachments, in order, for ``ATTACHMENT_ROW``s."""
     params = []
     for mail_id, files in attachments:
         for position, item in enumerate(files):
             params += [str(mail_id), position, item["filename"], item["content_type"],
                        len(item["content"]), psycopg2.Binary(item["content"])]
-    if params:
-        rows = ", ".join([ATTACHMENT_ROW] * (len(params) // 6))
-        cursor.execute(ATTACHMENT_SQL.format(rows=rows), params)
-
-
-def _take_key(cursor, idempotency, status_code, body):
-    """Store ``idempotency``'s key with this request's answer (``body``: its JSON text, as
-    sent); False if the key was taken."""
-    cursor.execute(TAKE_KEY_SQL, (idempotency.scope, idempotency.key, idempotency.fingerprint,
-                                  status_code, body))
-    return cursor.fetchone() is not None
+    return params
 
 
 def _replay(begin, idempotency):
@@ -335,13 +358,13 @@ def _replay(begin, idempotency):
     with begin() as cursor:
         cursor.execute(READ_KEY_SQL, (idempotency.ttl, *where))
         row = cursor.fetchone()
-        if row is None or row[3]:  # gone meanwhile, or past its TTL: take it anew
+        if row is None or row[-1]:  # gone meanwhile, or past its TTL: take it anew
             cursor.execute(DELETE_KEY_SQL, where)
             return None
-    fingerprint, status_code, response, _ = row
+    fingerprint, status_code, response, created, status, due, _ = row
     if fingerprint != idempotency.fingerprint:
         raise IdempotencyConflict(idempotency.key)
-    return Replay(status_code, response)
+    return Replay(status_code, response, (created, status, due) if created else None)
 
 
 def purge_idempotency_keys(conn, ttl, batch_size):

@@ -1,6 +1,7 @@
 """Issue 9: idempotency, scheduling, cancel and retry, listing, and richer messages."""
 
 import base64
+import contextlib
 import io
 import threading
 import time
@@ -8,13 +9,17 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import psycopg2
 import pytest
 import requests
 from conftest import start_worker_process
 from helpers import mail_rows, received_counts, wait_for
+from sqlalchemy.exc import DBAPIError
 from werkzeug.serving import make_server
 
 from app import create_app
+from mailer import api, idempotency, mailqueue
+from mailer.validation import validate_mail
 
 pytestmark = pytest.mark.committed
 
@@ -32,6 +37,47 @@ def live(settings, app):
 def later(seconds):
     """An ISO 8601 time ``seconds`` from now, with its zone."""
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+# --- A lost answer ------------------------------------------------------------------------------
+
+
+def losing_the_first_answer(lost):
+    """A ``begin`` for ``mailqueue.enqueue_many`` whose first statement is committed but whose
+    answer never arrives: the connection dies after the commit, as in a restart at that moment.
+    """
+    def begin(single_statement=False):
+        @contextlib.contextmanager
+        def block():
+            with api.transaction(single_statement) as cursor:
+                yield cursor
+            if single_statement and not lost:
+                lost.append(True)
+                gone = psycopg2.OperationalError("server closed the connection unexpectedly")
+                raise DBAPIError.instance(None, None, gone, psycopg2.Error,
+                                          connection_invalidated=True)
+        return block()
+    return begin
+
+
+@pytest.mark.parametrize("with_key", [False, True])
+def test_a_lost_answer_stores_the_mail_once(app, sql, mail, with_key):
+    lost = []
+    with app.test_request_context("/mail", method="POST",
+                                  headers={"Idempotency-Key": "lost-1"} if with_key else {}):
+        clean = validate_mail(mail)
+        key = idempotency.requested(clean)
+        result = mailqueue.enqueue_many(losing_the_first_answer(lost), [clean], key,
+                                        (lambda rows: (202, "{}")) if with_key else None)
+    assert lost, "the first statement's answer was lost"
+    assert sql("SELECT count(*) AS n FROM email")[0]["n"] == 1
+    if isinstance(result, mailqueue.Replay):  # the second run met the key before the mail
+        assert with_key and result.stamps[1] == "queued"
+    else:
+        (row,) = result
+        assert row["status"] == "queued" and row["created_at"] is not None
+        assert sql("SELECT id FROM email")[0]["id"] == row["id"]
+    assert sql("SELECT count(*) AS n FROM idempotency_key")[0]["n"] == (1 if with_key else 0)
 
 
 # --- Idempotency -------------------------------------------------------------------------------

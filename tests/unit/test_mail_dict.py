@@ -45,3 +45,21 @@ def test_mail_dict_of_a_finished_row_is_to_dict():
            "provider": "mailgun", "provider_message_id": "<x@mg>", "attempts": 2,
            "last_error": "503 from sendgrid", "sent_at": NOW + timedelta(seconds=3)}
     assert Email.mail_dict(row) == mailqueue.as_email(row).to_dict(with_attempts=False)
+
+
+@pytest.mark.parametrize("request_body", REQUESTS)
+@pytest.mark.parametrize("status", ["queued", "scheduled"])
+def test_stamped_answer_is_mail_dict_of_the_stored_row(request_body, status):
+    # POST /mail's answer is built before the database sets created_at, status and
+    # next_attempt_at (the key is stored in the same statement), then stamped with them:
+    # the result is the stored row's mail_dict, with the recipients in the mail's status.
+    from mailer.api import accepted_mail, stamp_mail
+
+    row = stored(request_body, status)
+    body, code, headers = accepted_mail([row])
+    stamped = stamp_mail(body, (row["created_at"], row["status"], row["next_attempt_at"]))
+    expected = Email.mail_dict(row)
+    assert {key: stamped[key] for key in expected} == expected
+    assert stamped["recipients"] == [{"address": a, "status": status, "reason": None,
+                                      "updated_at": None} for a in row["recipients"]]
+    assert (code, headers) == (202, {"Location": f"/mail/{row['id']}"})
