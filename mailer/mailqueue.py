@@ -139,8 +139,9 @@ INSERT_COLUMNS = ("id", "from_address", "to_address", "cc", "bcc", "reply_to", "
 # decides, and a time in the past means now.
 INSERT_ROW = ("(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ", CASE WHEN %s::timestamptz > "
               "now() THEN 'scheduled' ELSE 'queued' END, GREATEST(%s::timestamptz, now()))")
+# The ids come back as text, as they were sent: no UUID objects parsed back only to be compared.
 INSERT_SQL = (f"INSERT INTO email ({', '.join(INSERT_COLUMNS)}, status, next_attempt_at) "
-              "VALUES {rows} RETURNING id, created_at, status, next_attempt_at")
+              "VALUES {rows} RETURNING id::text, created_at, status, next_attempt_at")
 ATTACHMENT_ROW = "(%s, %s, %s, %s, %s, %s)"
 ATTACHMENT_SQL = ("INSERT INTO attachment (email_id, position, filename, content_type, size, "
                   "content) VALUES {rows}")
@@ -157,7 +158,7 @@ READ_KEY_SQL = ("SELECT fingerprint, status_code, response, mail_created_at, mai
                 "mail_next_attempt_at, created_at < now() - %s * interval '1 second' "
                 "FROM idempotency_key WHERE scope = %s AND key = %s")
 DELETE_KEY_SQL = "DELETE FROM idempotency_key WHERE scope = %s AND key = %s"
-READ_BACK_SQL = ("SELECT id, created_at, status, next_attempt_at FROM email "
+READ_BACK_SQL = ("SELECT id::text, created_at, status, next_attempt_at FROM email "
                  "WHERE id = ANY(%s::uuid[])")
 
 
@@ -228,16 +229,17 @@ def enqueue_many(begin, cleans, idempotency=None, answer=None):
     ``IdempotencyConflict`` for a different request).
     """
     rows = [new_mail_row(clean) for clean in cleans]
-    statement, params = _submission(rows, cleans, idempotency, answer)
+    ids = [str(row["id"]) for row in rows]  # as text once: the statement's and the lookup's
+    statement, params = _submission(rows, ids, cleans, idempotency, answer)
     for _ in range(2):
         try:
-            stored = _run_once_more_if_dead(begin, statement, params, rows)
+            stored = _run_once_more_if_dead(begin, statement, params, ids)
         except _KeyTaken:  # the statement failed as a whole: nothing of this request is stored
             replay = _replay(begin, idempotency)
             if replay is not None:
                 return replay
             continue
-        return _stamped(rows, stored)
+        return _stamped(rows, ids, stored)
     raise IdempotencyConflict(idempotency.key)  # taken and lost twice in a row: say so
 
 
@@ -249,17 +251,18 @@ class _AlreadyStored(Exception):
     """A second run of a submission found its mail: the first run was committed."""
 
 
-def _submission(rows, cleans, idempotency, answer):
+def _submission(rows, ids, cleans, idempotency, answer):
     """The one statement (and its parameters) that stores ``rows``, their attachments and the
     key: each a data-modifying WITH query of a single statement, so all of it is committed,
     or none (a taken key fails the statement: a concurrent request with the same key waits on
     the key's index until the first commits, and then replays its answer).
     """
-    params = [value for row in rows for value in row_params(row)]
+    params = [value for row, mail_id in zip(rows, ids, strict=True)
+              for value in row_params(row, mail_id)]
     mail = INSERT_SQL.format(rows=", ".join([INSERT_ROW] * len(rows)))
     parts = []
-    files = [(row["id"], clean.get("attachments") or []) for row, clean in zip(rows, cleans,
-                                                                              strict=True)]
+    files = [(mail_id, clean.get("attachments") or []) for mail_id, clean in zip(ids, cleans,
+                                                                                strict=True)]
     file_params = _attachment_params(files)
     if file_params:
         parts.append(ATTACHMENT_SQL.format(
@@ -277,7 +280,7 @@ def _submission(rows, cleans, idempotency, answer):
             "next_attempt_at FROM mail"), params
 
 
-def _run_once_more_if_dead(begin, statement, params, rows):
+def _run_once_more_if_dead(begin, statement, params, ids):
     """Run the submission's statement; what the database returned for its mail.
 
     A connection that died (a restarted database) fails the statement, and the statement may
@@ -295,7 +298,7 @@ def _run_once_more_if_dead(begin, statement, params, rows):
         return _run(begin, statement, params, stored_means_done=True)
     except _AlreadyStored:
         with begin() as cursor:
-            cursor.execute(READ_BACK_SQL, ([str(row["id"]) for row in rows],))
+            cursor.execute(READ_BACK_SQL, (ids,))
             return cursor.fetchall()
 
 
@@ -315,21 +318,21 @@ def _run(begin, statement, params, stored_means_done=False):
         raise
 
 
-def _stamped(rows, stored):
-    """``rows`` with what the database set for each (matched by id)."""
-    # psycopg2 returns the ids as text here: looked up as text, not parsed back into UUIDs
-    by_id = {str(mail_id): (created, status, due) for mail_id, created, status, due in stored}
-    for row in rows:
-        created, status, due = by_id[str(row["id"])]
+def _stamped(rows, ids, stored):
+    """``rows`` with what the database set for each (matched by id, as text)."""
+    by_id = {mail_id: (created, status, due) for mail_id, created, status, due in stored}
+    for row, mail_id in zip(rows, ids, strict=True):
+        created, status, due = by_id[mail_id]
         row.update(created_at=created, updated_at=created, status=status, next_attempt_at=due)
     return rows
 
 
-def row_params(row):
-    """The parameters of one row of ``INSERT_ROW``: its columns in ``INSERT_COLUMNS`` order,
-    then send_at twice. psycopg2 adapts neither UUIDs nor dicts: a string, and JSON text
-    (which the jsonb columns take as they would take Json(); most mails have none)."""
-    return [str(row["id"]), row["from_address"], row["to_address"], row["cc"], row["bcc"],
+def row_params(row, mail_id):
+    """The parameters of one row of ``INSERT_ROW``: its columns in ``INSERT_COLUMNS`` order
+    (``mail_id``: its id as text), then send_at twice. psycopg2 adapts neither UUIDs nor dicts:
+    a string, and JSON text (which the jsonb columns take as they would take Json(); most
+    mails have none)."""
+    return [mail_id, row["from_address"], row["to_address"], row["cc"], row["bcc"],
             row["reply_to"], row["subject"], row["text"], row["html"], row["attempts"],
             _json_text(row["headers"]), _json_text(row["metadata"]), row["tags"],
             row["recipients"], row["send_at"], row["send_at"], row["send_at"]]

@@ -460,7 +460,8 @@ def insert_api_statement(session, rows):
     ``POST /mail/batch`` runs it (no attachments, no key)."""
     from mailer import mailqueue
 
-    statement, params = mailqueue._submission(rows, [{}] * len(rows), None, None)
+    statement, params = mailqueue._submission(rows, [str(row["id"]) for row in rows],
+                                              [{}] * len(rows), None, None)
     with session.connection().connection.cursor() as cursor:
         cursor.execute(statement, params)
         return len(cursor.fetchall())
@@ -472,7 +473,7 @@ def insert_execute_values(session, rows):
 
     from mailer import mailqueue
 
-    values = [tuple(mailqueue.row_params(row)) for row in rows]
+    values = [tuple(mailqueue.row_params(row, str(row["id"]))) for row in rows]
     with session.connection().connection.cursor() as cursor:
         return len(execute_values(cursor, mailqueue.INSERT_SQL.format(rows="%s"), values,
                                   template=mailqueue.INSERT_ROW, page_size=len(rows),
