@@ -29,6 +29,7 @@ only then opens a new transaction to record what happened.
 """
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -612,20 +613,25 @@ def record_events(conn, events, suppression_days, webhooks=None):
 # a batch goes as one array parameter, unnested in the database. SQLAlchemy's insertmanyvalues
 # spent more CPU building and keying 10 parameters per event (and JSON-encoding each payload
 # again) than PostgreSQL spent storing them, and a VALUES list of 10,000 parameters cost
-# milliseconds of planning. A column of values that never need quoting (mail ids, our own
-# names, ISO times) goes as one array literal (``_array_literal``), cheaper for psycopg2 than a
-# list it adapts value by value.
+# milliseconds of planning. Each array goes as one literal (``_pg_array``), which costs a
+# fraction of a list that psycopg2 adapts value by value; the payloads, JSON already, go as one
+# JSON array.
 LOCK_FOR_EVENTS_SQL = """
-SELECT id::text, recipients, provider_message_id FROM email
- WHERE id = ANY(%s::uuid[]) OR provider_message_id = ANY(%s::text[])
- ORDER BY id FOR UPDATE
+SELECT email.id::text AS mail_id, recipients, provider_message_id FROM email
+ WHERE email.id = ANY(%s::uuid[]) OR provider_message_id = ANY(%s::text[])
+ ORDER BY email.id FOR UPDATE
 """
 # unnest keeps the events' order, so that ids (the timeline's tie-break) follow the batch.
 STORE_EVENTS_SQL = """
 INSERT INTO delivery_event (email_id, provider, dedup_key, type, provider_event, recipient,
                             severity, reason, occurred_at, payload)
-SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                     %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[])
+SELECT item.email_id, item.provider, item.dedup_key, item.type, item.provider_event,
+       item.recipient, item.severity, item.reason, item.occurred_at,
+       CAST(%s AS jsonb) -> CAST(item.n - 1 AS int)
+  FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+              %s::text[], %s::text[], %s::timestamptz[])
+       WITH ORDINALITY AS item(email_id, provider, dedup_key, type, provider_event, recipient,
+                               severity, reason, occurred_at, n)
 ON CONFLICT (provider, dedup_key) DO NOTHING
 RETURNING provider, dedup_key
 """
@@ -642,11 +648,22 @@ ON CONFLICT (email_id, address) DO UPDATE
 RETURNING email_id::text, address, status, reason
 """
 RANK = {status: place for place, status in enumerate(RECIPIENT_ORDER)}
+# A backslash that starts an escape other than \" or \\ (see _pg_array).
+_JSON_ESCAPE = re.compile(r'\\[^"\\]')
 
 
-def _array_literal(values):
-    """A PostgreSQL array literal of ``values`` that need no quoting; None is NULL."""
-    return "{" + ",".join(["NULL" if value is None else value for value in values]) + "}"
+def _pg_array(values):
+    """``values`` (strings or None) as the text of a PostgreSQL array literal.
+
+    JSON's ``["a","b\\"c",null]`` is the literal ``{"a","b\\"c",null}`` once its brackets
+    are braces: inside double quotes both read \\" and \\\\ alike, and an unquoted null is
+    NULL. Other JSON escapes (\\n, \\u0001, ...) mean something else in an array literal: a
+    list with one goes to psycopg2 as a list, which it adapts value by value.
+    """
+    text = provider_events.COMPACT.encode(values)
+    if _JSON_ESCAPE.search(text):
+        return values
+    return "{" + text[1:-1] + "}"
 
 
 def _lock_for_events(conn, events):
@@ -659,7 +676,7 @@ def _lock_for_events(conn, events):
     message_ids = sorted({event.message_id for event in events if event.message_id})
     if not ids and not message_ids:
         return {}
-    rows = conn.exec_driver_sql(LOCK_FOR_EVENTS_SQL, (_array_literal(ids), message_ids))
+    rows = conn.exec_driver_sql(LOCK_FOR_EVENTS_SQL, (_pg_array(ids), _pg_array(message_ids)))
     return {mail_id: _MailOfEvents(frozenset(recipients or ()), message_id)
             for mail_id, recipients, message_id in rows}
 
@@ -696,16 +713,16 @@ def _store_events(conn, matched):
     pairs = unique.values()
     events = [event for _, event in pairs]
     columns = (
-        _array_literal([mail_id for mail_id, _ in pairs]),
-        _array_literal([provider for provider, _ in unique]),
-        [key for _, key in unique],
-        _array_literal([event.type for event in events]),
-        [event.provider_event[:32] for event in events],
-        [event.recipient for event in events],
-        _array_literal([event.severity for event in events]),
-        [event.reason for event in events],
-        _array_literal([event.occurred_at.isoformat() for event in events]),
-        [event.payload for event in events],
+        "[" + ",".join([event.payload for event in events]) + "]",
+        _pg_array([mail_id for mail_id, _ in pairs]),
+        _pg_array([provider for provider, _ in unique]),
+        _pg_array([key for _, key in unique]),
+        _pg_array([event.type for event in events]),
+        _pg_array([event.provider_event[:32] for event in events]),
+        _pg_array([event.recipient for event in events]),
+        _pg_array([event.severity for event in events]),
+        _pg_array([event.reason for event in events]),
+        _pg_array([event.occurred_at.isoformat() for event in events]),
     )
     stored = set(conn.exec_driver_sql(STORE_EVENTS_SQL, columns).fetchall())
     return [pair for key, pair in unique.items() if key in stored]
@@ -726,10 +743,10 @@ def _advance_recipients(conn, fresh, mails):
             furthest[key] = (status, event.reason)
     if not furthest:
         return []
-    columns = (_array_literal([mail_id for mail_id, _ in furthest]),
-               [address for _, address in furthest],
-               _array_literal([status for status, _ in furthest.values()]),
-               [reason for _, reason in furthest.values()])
+    columns = (_pg_array([mail_id for mail_id, _ in furthest]),
+               _pg_array([address for _, address in furthest]),
+               _pg_array([status for status, _ in furthest.values()]),
+               _pg_array([reason for _, reason in furthest.values()]))
     return [{"email_id": mail_id, "address": address, "status": status, "reason": reason}
             for mail_id, address, status, reason
             in conn.exec_driver_sql(ADVANCE_RECIPIENTS_SQL, columns)]
