@@ -591,8 +591,9 @@ def record_events(conn, events, suppression_days, webhooks=None):
     webhooks). Mail ids are handled as text here, as the database writes them: a thousand
     ``uuid.UUID`` objects to build, hash and adapt cost more than the statements' Python.
     """
-    mails = _lock_for_events(conn, events)
-    matched, unmatched = _match(events, mails)
+    ids = [str(event.mail_id) if event.mail_id else None for event in events]
+    mails = _lock_for_events(conn, events, ids)
+    matched, unmatched = _match(events, ids, mails)
     fresh = _store_events(conn, matched)
     moved = _advance_recipients(conn, fresh, mails)
     _roll_up(conn, sorted({row["email_id"] for row in moved}))
@@ -666,13 +667,14 @@ def _pg_array(values):
     return "{" + text[1:-1] + "}"
 
 
-def _lock_for_events(conn, events):
+def _lock_for_events(conn, events, ids):
     """The recipients of the events' mails, by mail id (text), the mails locked in id order.
 
-    The lock makes an event wait while a worker records the send of its mail, so that the
-    roll-up never sees half of a mail's recipients.
+    ``ids`` are the events' mail ids as text (None for none). The lock makes an event wait
+    while a worker records the send of its mail, so that the roll-up never sees half of a
+    mail's recipients.
     """
-    ids = sorted({str(event.mail_id) for event in events if event.mail_id})
+    ids = sorted(set(ids) - {None})
     message_ids = sorted({event.message_id for event in events if event.message_id})
     if not ids and not message_ids:
         return {}
@@ -688,12 +690,12 @@ class _MailOfEvents(NamedTuple):
     message_id: str | None  # the provider's, as the send answered
 
 
-def _match(events, mails):
-    """``([(mail id, event)], [unmatched events])``: by our id, else by the message id."""
+def _match(events, ids, mails):
+    """``([(mail id, event)], [unmatched events])``: by our id (``ids``, the events' as text),
+    else by the message id."""
     by_message = {mail.message_id: mail_id for mail_id, mail in mails.items() if mail.message_id}
     matched, unmatched = [], []
-    for event in events:
-        mail_id = str(event.mail_id) if event.mail_id else None
+    for event, mail_id in zip(events, ids, strict=True):
         if mail_id not in mails:
             mail_id = by_message.get(event.message_id)
         if mail_id is None:
