@@ -122,6 +122,19 @@ def _runs(pid):
     return True
 
 
+# The garbage collector: a worker's app is some 120,000 objects made at start that live as long
+# as the process, and every full collection walked them all again. A request that builds many
+# objects (a SendGrid batch: a thousand parsed events) set one off every few requests, which
+# cost more CPU than the request's own Python (3 ms a 1,000-event batch on average, measured
+# in process). Frozen once the app is loaded, they are left out of every collection.
+def post_worker_init(worker):
+    """Collect what loading the app left behind, then freeze the rest (``gc.freeze``)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def child_exit(server, worker):
     """A worker process ended: drop its live gauges (its counters keep counting in the sum)."""
     from prometheus_client import multiprocess
