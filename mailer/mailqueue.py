@@ -591,7 +591,7 @@ def record_events(conn, events, suppression_days, webhooks=None):
     webhooks). Mail ids are handled as text here, as the database writes them: a thousand
     ``uuid.UUID`` objects to build, hash and adapt cost more than the statements' Python.
     """
-    ids = [str(event.mail_id) if event.mail_id else None for event in events]
+    ids = _texts([event.mail_id for event in events])
     mails = _lock_for_events(conn, events, ids)
     matched, unmatched = _match(events, ids, mails)
     fresh = _store_events(conn, matched)
@@ -665,6 +665,14 @@ def _pg_array(values):
     if _JSON_ESCAPE.search(text):
         return values
     return "{" + text[1:-1] + "}"
+
+
+def _texts(values):
+    """Each of ``values`` as text (None stays None), each distinct value turned into text once
+    (a batch brings each mail's id with each of its events)."""
+    texts = {None: None}
+    return [texts[value] if value in texts else texts.setdefault(value, str(value))
+            for value in values]
 
 
 def _lock_for_events(conn, events, ids):

@@ -45,6 +45,7 @@ EVENT_TYPES = (ACCEPTED, DELIVERED, DEFERRED, BOUNCED, DROPPED, COMPLAINED, UNSU
 PERMANENT, TEMPORARY = "permanent", "temporary"
 MAX_PAYLOAD = 8192  # bytes of an event's JSON that we keep; a larger one is cut (an excerpt)
 MAX_REASON = 1000  # characters of a provider's reason that we keep
+NUMBERS = (int, float)  # a timestamp's types (a tuple: ``int | float`` is built at every call)
 # Compact JSON, as a payload is measured and stored (one encoder for every event).
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 # The C encoder that COMPACT.encode builds anew for every call, built once: half the cost of
@@ -172,11 +173,8 @@ def _compact(payload):
 
 def _fits(text):
     """Whether a payload's JSON is stored whole: up to ``MAX_PAYLOAD`` bytes, and no NUL
-    (jsonb cannot hold one). A text of at most a quarter as many characters fits without
-    counting its bytes (UTF-8 takes at most 4 a character)."""
-    if "\\u0000" in text:
-        return False
-    return len(text) <= MAX_PAYLOAD // 4 or len(text.encode()) <= MAX_PAYLOAD
+    (jsonb cannot hold one). Encoding it also refuses a lone surrogate, as storing it would."""
+    return len(text.encode()) <= MAX_PAYLOAD and "\\u0000" not in text
 
 
 def _excerpt(text):
@@ -188,7 +186,7 @@ def _excerpt(text):
 
 def _moment(value):
     """A provider's Unix timestamp (seconds, maybe with a fraction) as an aware datetime."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, NUMBERS) or not math.isfinite(value):
         raise Malformed("timestamp must be a number of seconds since 1970")
     try:
         return datetime.fromtimestamp(value, UTC)
