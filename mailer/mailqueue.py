@@ -71,7 +71,6 @@ from models import (
     WAITING,
     Attachment,
     DeliveryAttempt,
-    DeliveryEvent,
     Email,
     IdempotencyKey,
     Recipient,
@@ -85,7 +84,6 @@ attempt = DeliveryAttempt.__table__
 attachment = Attachment.__table__
 keys = IdempotencyKey.__table__
 recipient = Recipient.__table__
-event_table = DeliveryEvent.__table__
 
 LEASE_EXPIRED = "lease expired: the worker stopped while sending; the provider may have the mail"
 # Outcomes of attempt-log rows written here rather than by a provider call.
