@@ -89,6 +89,7 @@ def main(argv=None):
         return 2
     # What setting up made lives as long as the process: out of the collector's sight, so that
     # its collections walk only what the sends make (as gunicorn.conf.py's post_worker_init).
+    gc.collect()
     gc.freeze()
     started = time.monotonic()
     worker.run(burst=args.burst)

@@ -162,6 +162,12 @@ def transaction(single_statement=False):
 UNSTAMPED = {"status": None, "created_at": None, "updated_at": None, "next_attempt_at": None}
 
 
+def connection_transaction():
+    """A transaction on a SQLAlchemy connection (not a Session): the engine's, unless a test
+    handed in its own (``db.test_transaction``, as for ``transaction``)."""
+    return (db.test_transaction or db.engine.begin)()
+
+
 def location(body):
     """The Location header of a stored mail's answer (none for a batch)."""
     return {"Location": f"/mail/{body['id']}"} if "id" in body else {}

@@ -22,9 +22,8 @@ import time
 
 from flask import current_app, jsonify, request
 
-from models import db
-
 from . import mailqueue
+from .api import connection_transaction
 from .errors import ApiError
 from .provider_events import Malformed, mailgun_event, sendgrid_events
 from .signatures import (
@@ -76,11 +75,14 @@ def receive_sendgrid():
 
 
 def record(events):
-    """Record the events in one transaction and answer 200 with what came of them."""
-    outcome = mailqueue.record_events(db.session.connection(), events,
-                                      current_app.config["SUPPRESSION_DAYS"],
-                                      current_app.extensions["webhooks"])
-    db.session.commit()
+    """Record the events in one transaction and answer 200 with what came of them.
+
+    The transaction is a plain connection's (``api.connection_transaction``): an ORM session
+    would only add its bookkeeping to a path that runs no ORM statement.
+    """
+    with connection_transaction() as conn:
+        outcome = mailqueue.record_events(conn, events, current_app.config["SUPPRESSION_DAYS"],
+                                          current_app.extensions["webhooks"])
     for event in outcome.unmatched:
         log.info("%s event %s (%s) for no known mail: mail id %s, message id %s",
                  event.provider, event.provider_event, event.key, event.mail_id,

@@ -237,6 +237,26 @@ def test_sendgrid_duplicates_are_counted_once(client, sent, sql):
     assert count(sql, "delivery_event") == 1
 
 
+def test_a_batch_is_stored_as_sent_whatever_its_strings_hold(client, sent, sql):
+    mail_id = sent()
+    odd = 'a "quoted" word, a back\\slash, {braces}, NULL, é, 😀'
+    events = [
+        sendgrid_event("bounce", ANN, mail_id, type="bounce", reason=odd, category=[odd, None]),
+        sendgrid_event("deferred", ANN, mail_id, response="421 try later\nline\t2"),
+        sendgrid_event("open", ANN, mail_id, useragent=odd, sg_event_id=f"key {odd}"),
+    ]
+    assert sendgrid(client, events).get_json()["new"] == 3
+    rows = sql("SELECT dedup_key, provider_event, recipient, reason, severity, payload "
+               "FROM delivery_event ORDER BY id")
+    assert [row["payload"] for row in rows] == events
+    assert [(row["dedup_key"], row["provider_event"], row["recipient"], row["reason"],
+             row["severity"]) for row in rows] == [
+        (events[0]["sg_event_id"], "bounce", ANN, odd, "permanent"),
+        (events[1]["sg_event_id"], "deferred", ANN, "421 try later\nline\t2", None),
+        (f"key {odd}", "open", ANN, None, None)]
+    assert sql("SELECT status, reason FROM recipient") == [{"status": "bounced", "reason": odd}]
+
+
 def test_a_tampered_or_unsigned_sendgrid_batch_is_401(client, sent, sql):
     mail_id = sent()
     raw, headers = sendgrid_request([sendgrid_event("delivered", ANN, mail_id)])
