@@ -188,7 +188,7 @@ class MailList(Resource):
     def get(self):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
         query = listing.parse_query()
-        mails, more = mailqueue.page(db.session, **query)
+        mails, more = mailqueue.page(db.session.connection(), **query)
         return {"success": True, "mails": [Email.mail_dict(mail) for mail in mails],
                 "count": len(mails),
                 "next_cursor": listing.encode_cursor(mails[-1]) if more else None}
