@@ -141,10 +141,7 @@ def location(body):
 
 def find_mail(mail_id):
     """The mail with id ``mail_id`` and its attempts; 404 if unknown or not a UUID."""
-    try:
-        key = uuid.UUID(mail_id)
-    except ValueError:
-        key = None
+    key = mail_key(mail_id)
     mail = None
     if key is not None:
         query = select(Email).where(Email.id == key).options(
@@ -152,8 +149,21 @@ def find_mail(mail_id):
             selectinload(Email.events))
         mail = db.session.scalars(query).first()
     if mail is None:
-        raise ApiError(404, "No mail with this id", [{"field": "id", "message": "Unknown id"}])
+        raise unknown_mail()
     return mail
+
+
+def mail_key(mail_id):
+    """The UUID a mail id in a URL stands for, or None if it is not one."""
+    try:
+        return uuid.UUID(mail_id)
+    except ValueError:
+        return None
+
+
+def unknown_mail():
+    """The 404 of a mail id that names no mail."""
+    return ApiError(404, "No mail with this id", [{"field": "id", "message": "Unknown id"}])
 
 
 def accepted_mail(rows):
@@ -241,8 +251,12 @@ class MailItem(Resource):
     method_decorators = [authenticated]
 
     def get(self, mail_id):
-        """The mail object."""
-        return find_mail(mail_id).to_dict()
+        """The mail object (one statement: ``mailqueue.mail_detail``); 404 as ``find_mail``."""
+        key = mail_key(mail_id)
+        mail = mailqueue.mail_detail(db.session.connection(), key) if key else None
+        if mail is None:
+            raise unknown_mail()
+        return Email.detail_dict(mail)
 
 
 class Health(Resource):
