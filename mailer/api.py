@@ -6,6 +6,7 @@ answers 202, so an acknowledged mail is never lost; the worker sends it later. C
 ``GET /mail/<id>`` and list ``GET /mail``. Every status change goes through ``mailqueue``.
 """
 
+import contextlib
 import json
 import uuid
 
@@ -134,6 +135,33 @@ def transaction():
     return (getattr(db, "test_transaction", None) or db.engine.begin)()
 
 
+@contextlib.contextmanager
+def reading():
+    """A connection for a GET's one statement, outside any transaction; a test's own
+    transaction if it handed one in (as ``transaction``).
+
+    psycopg2 opens a transaction with a BEGIN of its own before the first statement, and the
+    pool ends it with a ROLLBACK: two round trips more than the one statement, each a wait for
+    PostgreSQL's process to be scheduled on a busy machine. In READ COMMITTED each statement
+    had its own snapshot anyway, so one statement in autocommit reads the same. psycopg2's
+    autocommit switch is local (no statement is sent), and the pool gets the connection back
+    as it lent it.
+    """
+    test = getattr(db, "test_transaction", None)
+    if test:
+        with test() as conn:
+            yield conn
+        return
+    with db.engine.connect() as conn:
+        dbapi = conn.connection.dbapi_connection
+        dbapi.autocommit = True
+        try:
+            yield conn
+        finally:
+            if not conn.invalidated:  # a dead connection is discarded, not pooled again
+                dbapi.autocommit = False
+
+
 def location(body):
     """The Location header of a stored mail's answer (none for a batch)."""
     return {"Location": f"/mail/{body['id']}"} if "id" in body else {}
@@ -198,7 +226,8 @@ class MailList(Resource):
     def get(self):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
         query = listing.parse_query()
-        mails, more = mailqueue.page(db.session.connection(), **query)
+        with reading() as conn:
+            mails, more = mailqueue.page(conn, **query)
         return {"success": True, "mails": [Email.mail_dict(mail) for mail in mails],
                 "count": len(mails),
                 "next_cursor": listing.encode_cursor(mails[-1]) if more else None}
@@ -253,7 +282,10 @@ class MailItem(Resource):
     def get(self, mail_id):
         """The mail object (one statement: ``mailqueue.mail_detail``); 404 as ``find_mail``."""
         key = mail_key(mail_id)
-        mail = mailqueue.mail_detail(db.session.connection(), key) if key else None
+        mail = None
+        if key:
+            with reading() as conn:
+                mail = mailqueue.mail_detail(conn, key)
         if mail is None:
             raise unknown_mail()
         return Email.detail_dict(mail)

@@ -4,6 +4,7 @@ attachments, attempts, recipients and events in their order."""
 
 import base64
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -75,3 +76,18 @@ def test_an_unknown_mail_is_none(app):
     with app.app_context():
         assert mailqueue.mail_detail(db.session.connection(),
                                      "00000000-0000-0000-0000-000000000000") is None
+
+
+@pytest.mark.committed
+def test_reads_outside_a_transaction_give_the_connection_back_as_it_was(app, client, mail):
+    """``GET /mail`` and ``GET /mail/<id>`` read in autocommit (``api.reading``); the pool must
+    get the connection back in transactions, or the next request's writes would not be atomic."""
+    mail_id = post(client, mail)
+    assert client.get("/mail").get_json()["mails"][0]["id"] == mail_id
+    assert client.get(f"/mail/{mail_id}").get_json()["id"] == mail_id
+    assert client.get("/mail/00000000-0000-0000-0000-000000000000").status_code == 404
+    with app.app_context():
+        assert db.engine.pool.checkedout() == 0
+        with db.engine.connect() as conn:
+            assert conn.connection.dbapi_connection.autocommit is False
+    assert client.post("/mail", json=mail).status_code == 202
