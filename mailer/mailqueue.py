@@ -723,8 +723,9 @@ PAGE_COLUMNS = ("id", "status", "from_address", "to_address", "cc", "bcc", "repl
                 "text", "html", "result", "provider", "provider_message_id", "attempts",
                 "last_error", "next_attempt_at", "send_at", "headers", "metadata", "tags",
                 "created_at", "updated_at", "sent_at")
+# ORDER BY names the table's columns: a bare ``id`` there would be the text of the output.
 PAGE_SQL = ("SELECT id::text, " + ", ".join(PAGE_COLUMNS[1:]) + " FROM email{where} "
-            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
+            "ORDER BY email.created_at DESC, email.id DESC LIMIT %(limit)s")
 
 
 def page(conn, statuses=(), to=None, tag=None, created_after=None, created_before=None,
