@@ -181,7 +181,7 @@ def reading():
     autocommit switch is local (no statement is sent), and the pool gets the connection back
     as it lent it.
     """
-    test = getattr(db, "test_transaction", None)
+    test = db.test_transaction
     if test:
         with test() as conn:
             yield conn
