@@ -3,7 +3,9 @@
 Read ``Worker.run`` top to bottom: while not stopping, write its heartbeat row every few seconds
 (``heartbeats``), reap expired leases, claim what the send threads have room for (leaving out
 the addresses on the suppression list, looked up once per batch), wait a moment for sends to
-finish, and record the finished ones in one transaction.
+finish, and hand the finished ones to the recorder thread, which records them in one
+transaction while the loop goes on claiming (a commit never holds up the next claim, so the send
+threads always have mail waiting).
 With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
@@ -11,7 +13,8 @@ them, hands back mail it had claimed but not started, and returns.
 
 Duplicates: a mail is sent at most once per lease. A second send happens only if this process
 dies after a provider accepted a mail and before ``finish`` committed it (a window of about
-``FLUSH_INTERVAL`` plus one commit), or if a provider took a mail but its answer was lost
+``FLUSH_INTERVAL`` plus two commits: the recorder's transaction under way, then the one that
+records the mail), or if a provider took a mail but its answer was lost
 (a timeout); both are recorded in the mail's attempt log.
 """
 
@@ -132,6 +135,7 @@ class Worker:
         self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine
         self.inflight = {}  # Future -> claimed row
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
+        self.recording = None  # (Future, batch): the recorder thread's transaction under way
         self.last_reap = 0.0
         self.meltdown = False
         self.sent_count = 0
@@ -155,11 +159,12 @@ class Worker:
         if self.sender is not None:  # client webhooks, on a thread of their own
             self.sender.start()
         self.metrics.serve()
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
+        with (ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool,
+              ThreadPoolExecutor(1, thread_name_prefix="record") as recorder):
             while not self.stopping.is_set():
-                if not self._with_db(self.step, pool, burst):
+                if not self._with_db(self.step, pool, recorder, burst):
                     continue
-                if burst and not self.inflight and not self.finished and self._idle:
+                if burst and self._idle and not self._unrecorded():
                     break
             self._drain()
         if self.sender is not None:
@@ -168,7 +173,7 @@ class Worker:
         self.metrics.stop()
         log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
 
-    def step(self, pool, burst):
+    def step(self, pool, recorder, burst):
         """One turn of the loop: say it is alive, reap, claim, wait for sends, record them."""
         self._beat_if_due()
         self._reap_if_due()
@@ -178,12 +183,12 @@ class Worker:
             self.stopping.wait(self.dispatcher.wait_hint)
             return True
         self._idle = not claimed and not self.inflight
-        if self._idle and not self.finished:
+        if self._idle and not self._unrecorded():
             if not burst:
                 self._idle_wait()
             return True
         self._collect()
-        self._flush()
+        self._record(recorder)
         return True
 
     def stop(self, *_signal_args):
@@ -200,7 +205,9 @@ class Worker:
 
     def _fill(self, pool):
         """Claim as many due mails as the send threads have room for, and start them."""
-        room = 2 * self.concurrency - len(self.inflight)  # keep a batch ready behind the threads
+        # Keep a batch ready behind the threads: 2 x WORKER_CONCURRENCY mails not yet sent (a
+        # finished send not collected yet leaves room already).
+        room = 2 * self.concurrency - sum(not future.done() for future in self.inflight)
         if room < max(1, self.concurrency // 2) and self.inflight:
             return 0
         limit = min(room, self.batch_size, self._provider_room())
@@ -287,17 +294,54 @@ class Worker:
             self.failed_count += decision.status == FAILED
             log_decision(decision)
 
-    def _flush(self):
-        """Record every finished send in one transaction (kept in memory until it commits)."""
-        if not self.finished:
+    def _record(self, recorder):
+        """Hand the finished sends to the recorder thread, one transaction at a time.
+
+        While it records, this thread goes on claiming and collecting; what finishes meanwhile
+        goes in its next transaction. With no send in flight there is nothing else to do, so
+        this waits for it.
+        """
+        if self.recording is not None:
+            if self.inflight and not self.recording[0].done():
+                return
+            self._await_recording()
+        if self.finished:
+            batch, self.finished = self.finished, []
+            self.recording = (recorder.submit(self._write, batch), batch)
+
+    def _await_recording(self):
+        """Wait for the recorder's transaction; if it failed, its batch goes back to
+        ``finished`` (kept in memory until it commits) and its database error is raised."""
+        if self.recording is None:
             return
-        decisions = [decision for decision, _ in self.finished]
-        attempts = [row for _, rows in self.finished for row in rows]
+        future, batch = self.recording
+        self.recording = None
+        try:
+            future.result()
+        except SQLAlchemyError:
+            self.finished = batch + self.finished
+            raise
+
+    def _unrecorded(self):
+        """Whether some finished send is not recorded yet."""
+        return bool(self.finished) or self.recording is not None
+
+    def _flush(self):
+        """Record every finished send now, on this thread (at a stop)."""
+        self._await_recording()
+        self._write(self.finished)
+        self.finished = []
+
+    def _write(self, batch):
+        """Record ``batch`` ((Decision, attempt rows) of finished sends) in one transaction."""
+        if not batch:
+            return
+        decisions = [decision for decision, _ in batch]
+        attempts = [row for _, rows in batch for row in rows]
         with self.engine.begin() as conn:
             mailqueue.finish(conn, self.name, decisions, attempts, self.webhooks)
-        for decision, rows in self.finished:  # counted once recorded
+        for decision, rows in batch:  # counted once recorded
             self.metrics.observe(decision.status, rows)
-        self.finished = []
 
     def _reap_if_due(self):
         """Every ``reap_interval``, return mail with expired leases to the queue."""
