@@ -38,6 +38,7 @@ from psycopg2.extras import Json
 from sqlalchemy import (
     case,
     delete,
+    exists,
     extract,
     func,
     insert,
@@ -100,6 +101,8 @@ CLAIMED_COLUMNS = (
     (email.c.attempts - email.c.attempts_at_retry).label("budget_used"),
     extract("epoch", func.now() - func.coalesce(email.c.retried_at, email.c.created_at))
     .label("age"),
+    # Whether to read its attachments (most mail has none: no query for them).
+    exists().where(attachment.c.email_id == email.c.id).label("has_attachments"),
 )
 
 def _position_in(order):
@@ -395,7 +398,7 @@ def claim(conn, worker, limit, lease_seconds):
         .returning(*CLAIMED_COLUMNS)
     )
     rows = [dict(row) for row in conn.execute(claimed).mappings()]
-    files = attachments_of(conn, [row["id"] for row in rows])
+    files = attachments_of(conn, [row["id"] for row in rows if row.pop("has_attachments")])
     for row in rows:
         row["attachments"] = files.get(row["id"], [])
     return rows

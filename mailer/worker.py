@@ -2,10 +2,10 @@
 
 Read ``Worker.run`` top to bottom: while not stopping, write its heartbeat row every few seconds
 (``heartbeats``), reap expired leases, claim what the send threads have room for (leaving out
-the addresses on the suppression list, looked up once per batch), wait a moment for sends to
-finish, and hand the finished ones to the recorder thread, which records them in one
-transaction while the loop goes on claiming (a commit never holds up the next claim, so the send
-threads always have mail waiting).
+the addresses on the suppression list, looked up once per batch), take the sends that finished
+(each one's future puts itself in ``done``, so the loop never polls the sends in flight), and
+hand them to the recorder thread, which records them in one transaction while the loop goes on
+claiming: a commit never holds up the next claim, so the send threads always have mail waiting.
 With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
@@ -13,19 +13,20 @@ them, hands back mail it had claimed but not started, and returns.
 
 Duplicates: a mail is sent at most once per lease. A second send happens only if this process
 dies after a provider accepted a mail and before ``finish`` committed it (a window of about
-``FLUSH_INTERVAL`` plus two commits: the recorder's transaction under way, then the one that
-records the mail), or if a provider took a mail but its answer was lost
-(a timeout); both are recorded in the mail's attempt log.
+two commits: the recorder's transaction under way, then the one that records the mail), or if
+a provider took a mail but its answer was lost (a timeout); both are recorded in the mail's
+attempt log.
 """
 
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,7 +56,6 @@ from .worker_metrics import WorkerMetrics
 
 log = logging.getLogger("mail_service.worker")
 
-FLUSH_INTERVAL = 0.02  # seconds: how long finished sends may wait to be recorded together
 DB_RETRY_MAX = 10.0  # seconds: longest pause between attempts to reach the database
 
 
@@ -134,6 +134,7 @@ class Worker:
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
         self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine
         self.inflight = {}  # Future -> claimed row
+        self.done = queue.SimpleQueue()  # futures of inflight, as they finish (not yet collected)
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
         self.recording = None  # (Future, batch): the recorder thread's transaction under way
         self.last_reap = 0.0
@@ -206,9 +207,11 @@ class Worker:
     def _fill(self, pool):
         """Claim as many due mails as the send threads have room for, and start them."""
         # Keep a batch ready behind the threads: 2 x WORKER_CONCURRENCY mails not yet sent (a
-        # finished send not collected yet leaves room already).
-        room = 2 * self.concurrency - sum(not future.done() for future in self.inflight)
-        if room < max(1, self.concurrency // 2) and self.inflight:
+        # finished send not collected yet leaves room already; the lease allows for one batch
+        # waiting). Claim once a quarter of it is free: the batch still waiting must last
+        # while the claim's transaction runs, or send threads sit idle.
+        room = 2 * self.concurrency - (len(self.inflight) - self.done.qsize())
+        if room < max(1, self.concurrency // 4) and self.inflight:
             return 0
         limit = min(room, self.batch_size, self._provider_room())
         if limit <= 0:
@@ -233,7 +236,9 @@ class Worker:
             with self.engine.begin() as conn:
                 mailqueue.release(conn, self.name, [row["id"] for row in sendable[len(orders):]])
         for row, order in zip(sendable, orders, strict=False):
-            self.inflight[pool.submit(self._send, row, order)] = row
+            future = pool.submit(self._send, row, order)
+            self.inflight[future] = row
+            future.add_done_callback(self.done.put)
         return len(rows) - (len(sendable) - len(orders))
 
     def _orders(self, count):
@@ -275,18 +280,21 @@ class Worker:
             return row, crashed(err)
 
     def _collect(self):
-        """Wait briefly for sends to finish and move their results to ``finished``."""
+        """Wait up to ``poll_interval`` for a send to finish; move it, and every other one
+        finished by then, to ``finished``."""
         if not self.inflight:
             return
-        done, _ = wait(list(self.inflight), timeout=self.poll_interval,
-                       return_when=FIRST_COMPLETED)
-        if done and len(done) < len(self.inflight):
-            # Give a few more sends the chance to finish, so one commit records several.
-            time.sleep(FLUSH_INTERVAL)
-            done = [future for future in self.inflight if future.done()]
+        try:
+            futures = [self.done.get(timeout=self.poll_interval)]
+        except queue.Empty:
+            return
+        while not self.done.empty():  # only this thread takes from it
+            futures.append(self.done.get())
         wait_for = self.breakers.seconds_to_next_change()
-        for future in done:
-            row = self.inflight.pop(future)
+        for future in futures:
+            row = self.inflight.pop(future, None)
+            if row is None:  # cancelled at a stop: handed back unsent
+                continue
             _, outcome = future.result()
             decision = decide(row, outcome, self.policy, wait_for)
             self.finished.append((decision, attempt_rows(decision, outcome, self.name)))
@@ -406,7 +414,7 @@ class Worker:
         ids = [self.inflight.pop(future)["id"] for future in unstarted]
         if self.inflight:
             log.info("finishing %d sends in flight", len(self.inflight))
-            wait(list(self.inflight))
+        while self.inflight:
             self._collect()
         for delay in _backoff_delays():
             try:
