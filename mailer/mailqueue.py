@@ -38,7 +38,6 @@ from psycopg2.extras import Json
 from sqlalchemy import (
     case,
     delete,
-    exists,
     extract,
     func,
     insert,
@@ -92,18 +91,27 @@ LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME, CANCELLED_OUTCOME = (
 RETRYABLE = (FAILED, CANCELLED)  # what an operator or client may queue again
 SECOND = literal_column("interval '1 second'")
 
-CLAIMED_COLUMNS = (
-    email.c.id, email.c.from_address, email.c.to_address, email.c.cc, email.c.bcc,
-    email.c.reply_to, email.c.subject, email.c.text, email.c.html, email.c.attempts,
-    email.c.headers, email.c.tags, email.c.metadata,
-    # What the retry policy needs, measured by the database: attempts and age since the mail
-    # was created or last retried by an operator.
-    (email.c.attempts - email.c.attempts_at_retry).label("budget_used"),
-    extract("epoch", func.now() - func.coalesce(email.c.retried_at, email.c.created_at))
-    .label("age"),
-    # Whether to read its attachments (most mail has none: no query for them).
-    exists().where(attachment.c.email_id == email.c.id).label("has_attachments"),
-)
+# The claim, once a few dozen mails for every worker: written for psycopg2 (the values come back
+# as the driver reads them, not through SQLAlchemy's result processing per row and column).
+CLAIM_SQL = f"""
+UPDATE email
+   SET status = '{SENDING}', locked_by = %(worker)s, updated_at = now(),
+       locked_until = now() + %(lease)s * interval '1 second'
+ WHERE id IN (SELECT id FROM email
+               WHERE status IN ({", ".join(f"'{status}'" for status in WAITING)})
+                 AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT %(limit)s
+                 FOR UPDATE SKIP LOCKED)
+RETURNING id, from_address, to_address, cc, bcc, reply_to, subject, text, html, attempts,
+          headers, tags, metadata,
+          -- What the retry policy needs, measured by the database: attempts and age since the
+          -- mail was created or last retried by an operator.
+          attempts - attempts_at_retry AS budget_used,
+          extract(epoch FROM now() - coalesce(retried_at, created_at)) AS age,
+          -- Whether to read its attachments (most mail has none: no query for them).
+          EXISTS (SELECT 1 FROM attachment WHERE attachment.email_id = email.id)
+              AS has_attachments
+"""
 
 def _position_in(order):
     """``array_position`` of a column's value in ``order`` (NULL for a value not in it)."""
@@ -383,21 +391,10 @@ def claim(conn, worker, limit, lease_seconds):
     wait for each other nor take the same mail; the lease lets the reaper recover the batch if
     this worker dies.
     """
-    due = (
-        select(email.c.id)
-        .where(email.c.status.in_(WAITING), email.c.next_attempt_at <= func.now())
-        .order_by(email.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    claimed = (
-        update(email)
-        .where(email.c.id.in_(due.scalar_subquery()))
-        .values(status=SENDING, locked_by=worker, updated_at=func.now(),
-                locked_until=seconds(lease_seconds))
-        .returning(*CLAIMED_COLUMNS)
-    )
-    rows = [dict(row) for row in conn.execute(claimed).mappings()]
+    result = conn.exec_driver_sql(CLAIM_SQL, {"worker": worker, "limit": limit,
+                                              "lease": float(lease_seconds)})
+    columns = list(result.keys())
+    rows = [dict(zip(columns, values, strict=True)) for values in result]
     files = attachments_of(conn, [row["id"] for row in rows if row.pop("has_attachments")])
     for row in rows:
         row["attachments"] = files.get(row["id"], [])
