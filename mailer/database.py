@@ -60,8 +60,9 @@ def engine_options(config, pool_size=5):
 def make_engine(config, pool_size=5, worker=False):
     """An engine for ``config["DATABASE_URL"]`` outside Flask (the worker, scripts).
 
-    The worker records a batch of results with one UPDATE per mail; psycopg2's batch mode sends
-    them to PostgreSQL in a few round trips instead of one each.
+    The worker's statements of many rows (the attempt-log rows of reaped mail, for one)
+    go as executemany; psycopg2's batch mode sends them in a few round trips instead of one
+    each. A batch of results is one statement over arrays (``mailqueue.finish``).
     """
     options = engine_options(config, pool_size)
     if worker and make_url(normalize_url(config["DATABASE_URL"])).get_driver_name() == "psycopg2":

@@ -8,7 +8,7 @@ not something hidden inside a provider.
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from models import FAILED, QUEUED, SENT, SUPPRESSED
@@ -158,24 +158,29 @@ def decide(row, outcome, policy, wait_for=None):
     ``wait_for`` is how many seconds remain until a skipped provider may be tried again.
     """
     counted = 0 if outcome.kind == DEFERRED else 1
-    decision = Decision(id=row["id"], status=QUEUED, attempts=row["attempts"] + counted,
-                        provider=outcome.provider, message_id=outcome.message_id,
-                        result=outcome.answers or None, last_error=outcome.reason,
-                        suppressed=tuple(row.get("suppressed", ())))
-    used = row["budget_used"] + counted
+    status, last_error, retry_in = _next_state(outcome, policy, row["budget_used"] + counted,
+                                               row["age"], wait_for)
+    return Decision(id=row["id"], status=status, attempts=row["attempts"] + counted,
+                    provider=outcome.provider, message_id=outcome.message_id,
+                    result=outcome.answers or None, last_error=last_error, retry_in=retry_in,
+                    suppressed=tuple(row.get("suppressed", ())))
+
+
+def _next_state(outcome, policy, used, age, wait_for):
+    """``(status, last_error, retry_in)`` after ``outcome``, with ``used`` attempts of the budget
+    spent and the mail ``age`` seconds old (one ``Decision`` built from it: a ``replace`` of a
+    frozen dataclass costs more than the rest of ``decide``, once per mail)."""
     if outcome.kind == DELIVERED:
-        return replace(decision, status=SENT, last_error=None)
+        return SENT, None, 0.0
     if outcome.kind == REJECTED:
-        return replace(decision, status=FAILED)
-    if outcome.kind == RETRY and policy.exhausted(used, row["age"]):
-        return replace(decision, status=FAILED,
-                       last_error=f"gave up after {used} attempts: {outcome.reason}")
-    if outcome.kind == DEFERRED and policy.exhausted(0, row["age"]):
-        return replace(decision, status=FAILED,
-                       last_error=f"gave up: {outcome.reason} for longer than MAX_AGE")
+        return FAILED, outcome.reason, 0.0
+    if outcome.kind == RETRY and policy.exhausted(used, age):
+        return FAILED, f"gave up after {used} attempts: {outcome.reason}", 0.0
+    if outcome.kind == DEFERRED and policy.exhausted(0, age):
+        return FAILED, f"gave up: {outcome.reason} for longer than MAX_AGE", 0.0
     if outcome.kind == RETRY:
-        return replace(decision, retry_in=policy.delay(used))
-    return replace(decision, retry_in=max(wait_for or 0.0, 0.0))
+        return QUEUED, outcome.reason, policy.delay(used)
+    return QUEUED, outcome.reason, max(wait_for or 0.0, 0.0)
 
 
 def without_suppressed(row, blocked):
@@ -186,6 +191,8 @@ def without_suppressed(row, blocked):
     ``to`` suppressed, the cc take its place; with only bcc left, the mail goes to its sender
     with the bcc still blind (as mail programs do), so no bcc address is shown to the others.
     """
+    if not blocked:  # the usual batch: nobody on the list
+        return row
     kept, suppressed = {}, {}
     for column in ("to_address", "cc", "bcc"):
         kept[column] = []

@@ -39,8 +39,6 @@ from typing import NamedTuple
 
 import psycopg2
 from sqlalchemy import (
-    JSON,
-    bindparam,
     case,
     delete,
     extract,
@@ -94,16 +92,27 @@ LEASE_EXPIRED_OUTCOME, RETRIED_OUTCOME, CANCELLED_OUTCOME = (
 RETRYABLE = (FAILED, CANCELLED)  # what an operator or client may queue again
 SECOND = literal_column("interval '1 second'")
 
-CLAIMED_COLUMNS = (
-    email.c.id, email.c.from_address, email.c.to_address, email.c.cc, email.c.bcc,
-    email.c.reply_to, email.c.subject, email.c.text, email.c.html, email.c.attempts,
-    email.c.headers, email.c.tags, email.c.metadata,
-    # What the retry policy needs, measured by the database: attempts and age since the mail
-    # was created or last retried by an operator.
-    (email.c.attempts - email.c.attempts_at_retry).label("budget_used"),
-    extract("epoch", func.now() - func.coalesce(email.c.retried_at, email.c.created_at))
-    .label("age"),
-)
+# The claim, once a few dozen mails for every worker: written for psycopg2 (the values come back
+# as the driver reads them, not through SQLAlchemy's result processing per row and column).
+CLAIM_SQL = f"""
+UPDATE email
+   SET status = '{SENDING}', locked_by = %(worker)s, updated_at = now(),
+       locked_until = now() + %(lease)s * interval '1 second'
+ WHERE id IN (SELECT id FROM email
+               WHERE status IN ({", ".join(f"'{status}'" for status in WAITING)})
+                 AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT %(limit)s
+                 FOR UPDATE SKIP LOCKED)
+RETURNING id, from_address, to_address, cc, bcc, reply_to, subject, text, html, attempts,
+          headers, tags, metadata,
+          -- What the retry policy needs, measured by the database: attempts and age since the
+          -- mail was created or last retried by an operator.
+          attempts - attempts_at_retry AS budget_used,
+          extract(epoch FROM now() - coalesce(retried_at, created_at)) AS age,
+          -- Whether to read its attachments (most mail has none: no query for them).
+          EXISTS (SELECT 1 FROM attachment WHERE attachment.email_id = email.id)
+              AS has_attachments
+"""
 
 # Every recipient of mail a provider took starts "sent" (one suppressed already has its row).
 SENT_RECIPIENTS_SQL = text(
@@ -156,6 +165,32 @@ DELETE_KEY_SQL = "DELETE FROM idempotency_key WHERE scope = %s AND key = %s"
 READ_BACK_SQL = ("SELECT id::text, created_at, status, next_attempt_at FROM email "
                  "WHERE id = ANY(%s::uuid[])")
 
+
+# ``finish``'s statements, written for psycopg2 with one array per column (psycopg2 adapts a
+# list in C): the per-mail executemany of SQLAlchemy's compiled UPDATE and INSERT cost more of
+# the worker's CPU than any other step of a mail but its provider call.
+ATTACHMENTS_SQL = ("SELECT email_id, filename, content_type, content FROM attachment "
+                   "WHERE email_id = ANY(%s::uuid[]) ORDER BY email_id, position")
+OWNED_SQL = ("SELECT id FROM email WHERE id = ANY(%s::uuid[]) AND locked_by = %s "
+             "ORDER BY id FOR UPDATE")
+FINISH_SQL = f"""
+UPDATE email
+   SET status = d.status, provider = d.provider, provider_message_id = d.message_id,
+       result = coalesce(d.result, email.result), attempts = d.attempts,
+       last_error = d.last_error, next_attempt_at = now() + d.retry_in * interval '1 second',
+       sent_at = CASE WHEN d.status = '{SENT}' THEN now() END,
+       locked_by = NULL, locked_until = NULL, updated_at = now()
+  FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::json[], %s::int[],
+              %s::text[], %s::float8[])
+       AS d(id, status, provider, message_id, result, attempts, last_error, retry_in)
+ WHERE email.id = d.id AND email.locked_by = %s
+"""
+ATTEMPTS_SQL = """
+INSERT INTO delivery_attempt (email_id, number, provider, outcome, status_code, response, error,
+                              duration_ms, worker, created_at)
+SELECT * FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::int[], %s::json[],
+                     %s::text[], %s::int[], %s::text[], %s::timestamptz[])
+"""
 
 class IdempotencyConflict(Exception):
     """The key was used before with a different request."""
@@ -380,45 +415,35 @@ def claim(conn, worker, limit, lease_seconds):
     wait for each other nor take the same mail; the lease lets the reaper recover the batch if
     this worker dies.
     """
-    due = (
-        select(email.c.id)
-        .where(email.c.status.in_(WAITING), email.c.next_attempt_at <= func.now())
-        .order_by(email.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    claimed = (
-        update(email)
-        .where(email.c.id.in_(due.scalar_subquery()))
-        .values(status=SENDING, locked_by=worker, updated_at=func.now(),
-                locked_until=seconds(lease_seconds))
-        .returning(*CLAIMED_COLUMNS)
-    )
-    rows = [dict(row) for row in conn.execute(claimed).mappings()]
-    files = attachments_of(conn, [row["id"] for row in rows])
+    result = conn.exec_driver_sql(CLAIM_SQL, {"worker": worker, "limit": limit,
+                                              "lease": float(lease_seconds)})
+    columns = list(result.keys())
+    rows = [dict(zip(columns, values, strict=True)) for values in result]
+    files = attachments_of(conn, [row["id"] for row in rows if row.pop("has_attachments")])
     for row in rows:
         row["attachments"] = files.get(row["id"], [])
     return rows
 
 
 def attachments_of(conn, ids):
-    """The attachments of the mails ``ids`` with their content, in order, by mail id."""
+    """The attachments of the mails ``ids`` with their content, in order, by mail id.
+
+    One array parameter (``= ANY``), not an IN list that SQLAlchemy renders anew for every
+    claimed batch. The ids are matched as text: what psycopg2 gives back depends on its set-up.
+    """
     if not ids:
         return {}
+    ids_by_text = {str(mail_id): mail_id for mail_id in ids}
     found = {}
-    query = (select(attachment.c.email_id, attachment.c.filename, attachment.c.content_type,
-                    attachment.c.content)
-             .where(attachment.c.email_id.in_(ids))
-             .order_by(attachment.c.email_id, attachment.c.position))
-    for row in conn.execute(query).mappings():
-        found.setdefault(row["email_id"], []).append(
-            {"filename": row["filename"], "content_type": row["content_type"],
-             "content": bytes(row["content"])})
+    for mail_id, filename, content_type, content in conn.exec_driver_sql(
+            ATTACHMENTS_SQL, (list(ids_by_text),)):
+        found.setdefault(ids_by_text[str(mail_id)], []).append(
+            {"filename": filename, "content_type": content_type, "content": bytes(content)})
     return found
 
 
 def finish(conn, worker, decisions, attempts, webhooks=None):
-    """Record the end of a batch of sends: one UPDATE per mail, and every attempt row.
+    """Record the end of a batch of sends: one UPDATE of every mail, one INSERT of every attempt.
 
     Only rows still leased to ``worker`` change, so a worker whose lease was taken over does not
     overwrite the newer owner's state. ``decisions`` are ``delivery.Decision`` objects. Mail
@@ -427,28 +452,9 @@ def finish(conn, worker, decisions, attempts, webhooks=None):
     """
     decisions = _owned(conn, worker, decisions)
     if decisions:
-        statement = (
-            update(email)
-            .where(email.c.id == bindparam("b_id"), email.c.locked_by == worker)
-            .values(
-                status=bindparam("b_status"),
-                provider=bindparam("b_provider"),
-                provider_message_id=bindparam("b_message_id"),
-                # A delivery that called no provider keeps the answers of the last one that did.
-                result=func.coalesce(bindparam("b_result", type_=JSON(none_as_null=True)),
-                                     email.c.result),
-                attempts=bindparam("b_attempts"),
-                last_error=bindparam("b_last_error"),
-                next_attempt_at=seconds(bindparam("b_retry_in")),
-                sent_at=case((bindparam("b_status") == SENT, func.now()), else_=None),
-                locked_by=None,
-                locked_until=None,
-                updated_at=func.now(),
-            )
-        )
-        conn.execute(statement, [_finish_params(decision) for decision in decisions])
+        conn.exec_driver_sql(FINISH_SQL, (*_finish_columns(decisions), worker))
     if attempts:
-        conn.execute(insert(attempt), attempts)
+        conn.exec_driver_sql(ATTEMPTS_SQL, _attempt_columns(attempts))
     _hand_off(conn, decisions, webhooks)
 
 
@@ -460,11 +466,9 @@ def _owned(conn, worker, decisions):
     """
     if not decisions:
         return []
-    owned = set(conn.scalars(
-        select(email.c.id).where(email.c.id.in_([d.id for d in decisions]),
-                                 email.c.locked_by == worker)
-        .order_by(email.c.id).with_for_update()))
-    return sorted((d for d in decisions if d.id in owned), key=lambda d: str(d.id))
+    by_id = {str(d.id): d for d in decisions}
+    owned = conn.exec_driver_sql(OWNED_SQL, (list(by_id), worker))
+    return [by_id[str(mail_id)] for mail_id, in owned]
 
 
 def _hand_off(conn, decisions, webhooks):
@@ -490,12 +494,29 @@ def _hand_off(conn, decisions, webhooks):
     outbox.write(conn, webhooks, items)
 
 
-def _finish_params(decision):
-    """The bind parameters of one mail's row in ``finish``."""
-    return {"b_id": decision.id, "b_status": decision.status, "b_provider": decision.provider,
-            "b_message_id": decision.message_id, "b_result": decision.result,
-            "b_attempts": decision.attempts, "b_last_error": decision.last_error,
-            "b_retry_in": decision.retry_in}
+def _finish_columns(decisions):
+    """The arrays of ``FINISH_SQL``: one per column, one element per mail, in order.
+
+    A delivery that called no provider has no ``result`` (NULL): the mail keeps the answers of
+    the last one that did.
+    """
+    return ([str(d.id) for d in decisions], [d.status for d in decisions],
+            [d.provider for d in decisions], [d.message_id for d in decisions],
+            [None if d.result is None else json.dumps(d.result) for d in decisions],
+            [d.attempts for d in decisions], [d.last_error for d in decisions],
+            [float(d.retry_in) for d in decisions])
+
+
+def _attempt_columns(rows):
+    """The arrays of ``ATTEMPTS_SQL`` from attempt-log rows (``delivery.attempt_rows``).
+
+    ``response`` is JSON text, a None included (JSON null, as the ``JSON`` column stores it).
+    """
+    return ([str(row["email_id"]) for row in rows], [row["number"] for row in rows],
+            [row["provider"] for row in rows], [row["outcome"] for row in rows],
+            [row["status_code"] for row in rows], [json.dumps(row["response"]) for row in rows],
+            [row["error"] for row in rows], [row["duration_ms"] for row in rows],
+            [row["worker"] for row in rows], [row["created_at"] for row in rows])
 
 
 def release(conn, worker, ids):

@@ -2,8 +2,10 @@
 
 Read ``Worker.run`` top to bottom: while not stopping, write its heartbeat row every few seconds
 (``heartbeats``), reap expired leases, claim what the send threads have room for (leaving out
-the addresses on the suppression list, looked up once per batch), wait a moment for sends to
-finish, and record the finished ones in one transaction.
+the addresses on the suppression list, looked up once per batch), take the sends that finished
+(each one's future puts itself in ``done``, so the loop never polls the sends in flight), and
+hand them to the recorder thread, which records them in one transaction while the loop goes on
+claiming: a commit never holds up the next claim, so the send threads always have mail waiting.
 With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
@@ -11,18 +13,20 @@ them, hands back mail it had claimed but not started, and returns.
 
 Duplicates: a mail is sent at most once per lease. A second send happens only if this process
 dies after a provider accepted a mail and before ``finish`` committed it (a window of about
-``FLUSH_INTERVAL`` plus one commit), or if a provider took a mail but its answer was lost
-(a timeout); both are recorded in the mail's attempt log.
+two commits: the recorder's transaction under way, then the one that records the mail), or if
+a provider took a mail but its answer was lost (a timeout); both are recorded in the mail's
+attempt log.
 """
 
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,7 +56,6 @@ from .worker_metrics import WorkerMetrics
 
 log = logging.getLogger("mail_service.worker")
 
-FLUSH_INTERVAL = 0.02  # seconds: how long finished sends may wait to be recorded together
 DB_RETRY_MAX = 10.0  # seconds: longest pause between attempts to reach the database
 
 
@@ -131,7 +134,9 @@ class Worker:
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
         self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine
         self.inflight = {}  # Future -> claimed row
+        self.done = queue.SimpleQueue()  # futures of inflight, as they finish (not yet collected)
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
+        self.recording = None  # (Future, batch): the recorder thread's transaction under way
         self.last_reap = 0.0
         self.meltdown = False
         self.sent_count = 0
@@ -155,11 +160,12 @@ class Worker:
         if self.sender is not None:  # client webhooks, on a thread of their own
             self.sender.start()
         self.metrics.serve()
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool:
+        with (ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool,
+              ThreadPoolExecutor(1, thread_name_prefix="record") as recorder):
             while not self.stopping.is_set():
-                if not self._with_db(self.step, pool, burst):
+                if not self._with_db(self.step, pool, recorder, burst):
                     continue
-                if burst and not self.inflight and not self.finished and self._idle:
+                if burst and self._idle and not self._unrecorded():
                     break
             self._drain()
         if self.sender is not None:
@@ -168,7 +174,7 @@ class Worker:
         self.metrics.stop()
         log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
 
-    def step(self, pool, burst):
+    def step(self, pool, recorder, burst):
         """One turn of the loop: say it is alive, reap, claim, wait for sends, record them."""
         self._beat_if_due()
         self._reap_if_due()
@@ -178,12 +184,12 @@ class Worker:
             self.stopping.wait(self.dispatcher.wait_hint)
             return True
         self._idle = not claimed and not self.inflight
-        if self._idle and not self.finished:
+        if self._idle and not self._unrecorded():
             if not burst:
                 self._idle_wait()
             return True
         self._collect()
-        self._flush()
+        self._record(recorder)
         return True
 
     def stop(self, *_signal_args):
@@ -200,8 +206,12 @@ class Worker:
 
     def _fill(self, pool):
         """Claim as many due mails as the send threads have room for, and start them."""
-        room = 2 * self.concurrency - len(self.inflight)  # keep a batch ready behind the threads
-        if room < max(1, self.concurrency // 2) and self.inflight:
+        # Keep a batch ready behind the threads: 2 x WORKER_CONCURRENCY mails not yet sent (a
+        # finished send not collected yet leaves room already; the lease allows for one batch
+        # waiting). Claim once a quarter of it is free: the batch still waiting must last
+        # while the claim's transaction runs, or send threads sit idle.
+        room = 2 * self.concurrency - (len(self.inflight) - self.done.qsize())
+        if room < max(1, self.concurrency // 4) and self.inflight:
             return 0
         limit = min(room, self.batch_size, self._provider_room())
         if limit <= 0:
@@ -226,7 +236,9 @@ class Worker:
             with self.engine.begin() as conn:
                 mailqueue.release(conn, self.name, [row["id"] for row in sendable[len(orders):]])
         for row, order in zip(sendable, orders, strict=False):
-            self.inflight[pool.submit(self._send, row, order)] = row
+            future = pool.submit(self._send, row, order)
+            self.inflight[future] = row
+            future.add_done_callback(self.done.put)
         return len(rows) - (len(sendable) - len(orders))
 
     def _orders(self, count):
@@ -268,18 +280,21 @@ class Worker:
             return row, crashed(err)
 
     def _collect(self):
-        """Wait briefly for sends to finish and move their results to ``finished``."""
+        """Wait up to ``poll_interval`` for a send to finish; move it, and every other one
+        finished by then, to ``finished``."""
         if not self.inflight:
             return
-        done, _ = wait(list(self.inflight), timeout=self.poll_interval,
-                       return_when=FIRST_COMPLETED)
-        if done and len(done) < len(self.inflight):
-            # Give a few more sends the chance to finish, so one commit records several.
-            time.sleep(FLUSH_INTERVAL)
-            done = [future for future in self.inflight if future.done()]
+        try:
+            futures = [self.done.get(timeout=self.poll_interval)]
+        except queue.Empty:
+            return
+        while not self.done.empty():  # only this thread takes from it
+            futures.append(self.done.get())
         wait_for = self.breakers.seconds_to_next_change()
-        for future in done:
-            row = self.inflight.pop(future)
+        for future in futures:
+            row = self.inflight.pop(future, None)
+            if row is None:  # cancelled at a stop: handed back unsent
+                continue
             _, outcome = future.result()
             decision = decide(row, outcome, self.policy, wait_for)
             self.finished.append((decision, attempt_rows(decision, outcome, self.name)))
@@ -287,17 +302,54 @@ class Worker:
             self.failed_count += decision.status == FAILED
             log_decision(decision)
 
-    def _flush(self):
-        """Record every finished send in one transaction (kept in memory until it commits)."""
-        if not self.finished:
+    def _record(self, recorder):
+        """Hand the finished sends to the recorder thread, one transaction at a time.
+
+        While it records, this thread goes on claiming and collecting; what finishes meanwhile
+        goes in its next transaction. With no send in flight there is nothing else to do, so
+        this waits for it.
+        """
+        if self.recording is not None:
+            if self.inflight and not self.recording[0].done():
+                return
+            self._await_recording()
+        if self.finished:
+            batch, self.finished = self.finished, []
+            self.recording = (recorder.submit(self._write, batch), batch)
+
+    def _await_recording(self):
+        """Wait for the recorder's transaction; if it failed, its batch goes back to
+        ``finished`` (kept in memory until it commits) and its database error is raised."""
+        if self.recording is None:
             return
-        decisions = [decision for decision, _ in self.finished]
-        attempts = [row for _, rows in self.finished for row in rows]
+        future, batch = self.recording
+        self.recording = None
+        try:
+            future.result()
+        except SQLAlchemyError:
+            self.finished = batch + self.finished
+            raise
+
+    def _unrecorded(self):
+        """Whether some finished send is not recorded yet."""
+        return bool(self.finished) or self.recording is not None
+
+    def _flush(self):
+        """Record every finished send now, on this thread (at a stop)."""
+        self._await_recording()
+        self._write(self.finished)
+        self.finished = []
+
+    def _write(self, batch):
+        """Record ``batch`` ((Decision, attempt rows) of finished sends) in one transaction."""
+        if not batch:
+            return
+        decisions = [decision for decision, _ in batch]
+        attempts = [row for _, rows in batch for row in rows]
         with self.engine.begin() as conn:
             mailqueue.finish(conn, self.name, decisions, attempts, self.webhooks)
-        for decision, rows in self.finished:  # counted once recorded
+        for decision, rows in batch:  # counted once recorded
             self.metrics.observe(decision.status, rows)
-        self.finished = []
 
     def _reap_if_due(self):
         """Every ``reap_interval``, return mail with expired leases to the queue."""
@@ -362,7 +414,7 @@ class Worker:
         ids = [self.inflight.pop(future)["id"] for future in unstarted]
         if self.inflight:
             log.info("finishing %d sends in flight", len(self.inflight))
-            wait(list(self.inflight))
+        while self.inflight:
             self._collect()
         for delay in _backoff_delays():
             try:
