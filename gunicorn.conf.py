@@ -1,6 +1,6 @@
 # Production gunicorn settings of the API (and admin):
 #     gunicorn -c gunicorn.conf.py wsgi:app   (wsgi.py also checks the database schema)
-# Chosen by measurement on 2 cores with scripts/bench.py (see BENCHMARKS.md): threaded workers,
+# Chosen by measurement on 2 cores with scripts/bench (see BENCHMARKS.md): threaded workers,
 # so that keep-alive connections are kept and a worker waiting on PostgreSQL serves others.
 # Override with environment variables: BIND, WEB_CONCURRENCY (processes), GUNICORN_THREADS,
 # GUNICORN_LOG_LEVEL, GUNICORN_CONTROL_SOCKET (see below).
@@ -12,13 +12,15 @@ import tempfile
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 
 worker_class = "gthread"
-# Measured on 2 cores (BENCHMARKS.md, "gunicorn settings"): 2-4 processes of 2-8 threads all
-# served POST /mail within noise of each other (340-380/s at 32 concurrent clients); 3 x 4 had
-# the best median with a moderate p99. A request spends part of its time in Python (holding its
-# process's GIL) and part waiting on PostgreSQL, so a few threads per process and a process per
-# core (+1) keep both cores busy. Threads stay within the app's SQLAlchemy pool (5 connections
-# + 5 overflow per process).
-workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+# Measured on 2 cores (BENCHMARKS.md, "2026-11-29, second quiet run"): a process per core of 4
+# threads. Against 3 x 4, 2 x 4 kept POST /mail's rate within 2-4 % and cut its p99 by a third
+# (40-43 ms against 46-69 ms at 32 clients), and GET /mail's p99 by 10-20 % (8 clients); 4 x 2
+# lay between. A request spends part of its time in Python (holding its process's GIL) and
+# part waiting on PostgreSQL, so a few threads per process keep a core busy; more processes
+# than cores only queue for them. Threads stay within the app's SQLAlchemy pool (5 connections
+# + 5 overflow per process). On a bigger host set WEB_CONCURRENCY to its cores (a fixed default:
+# a container's CPU quota is not what os.cpu_count() says).
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
 keepalive = 5  # seconds an idle keep-alive connection stays open (clients reuse them)
