@@ -6,7 +6,6 @@ answers 202, so an acknowledged mail is never lost; the worker sends it later. C
 ``GET /mail/<id>`` and list ``GET /mail``. Every status change goes through ``mailqueue``.
 """
 
-import contextlib
 import json
 import uuid
 
@@ -147,20 +146,20 @@ def json_response(text, status, headers):
 
 
 def transaction(single_statement=False):
-    """A transaction to store mail in, as a DB-API cursor: the engine's, unless a test handed
-    in its own. ``single_statement``: the block runs one statement, which commits itself.
+    """A DB-API cursor for the API's hand-written statements, in a transaction committed when
+    the block ends: the engine's, unless a test handed in its own. ``single_statement``: the
+    block runs one statement, in autocommit (``database.dbapi_transaction``): no BEGIN and
+    COMMIT (or the pool's ROLLBACK) round trips around it. ``POST /mail`` stores that way, and
+    ``GET /mail`` and ``GET /mail/<id>`` read that way: in READ COMMITTED each statement had its
+    own snapshot anyway.
 
     A test that rolls everything back sets ``db.test_transaction`` (as it swaps
-    ``db.session``), so that every app it builds stores inside its transaction.
+    ``db.session``), so that every app it builds runs inside its transaction.
     """
     test_transaction = db.test_transaction
     if test_transaction is not None:
         return database.cursor_of(test_transaction())
     return database.dbapi_transaction(db.engine, single_statement)
-
-
-# What the database sets when it stores a mail: not known when the answer is built.
-UNSTAMPED = {"status": None, "created_at": None, "updated_at": None, "next_attempt_at": None}
 
 
 def connection_transaction():
@@ -169,31 +168,8 @@ def connection_transaction():
     return (db.test_transaction or db.engine.begin)()
 
 
-@contextlib.contextmanager
-def reading():
-    """A connection for a GET's one statement, outside any transaction; a test's own
-    transaction if it handed one in (as ``transaction``).
-
-    psycopg2 opens a transaction with a BEGIN of its own before the first statement, and the
-    pool ends it with a ROLLBACK: two round trips more than the one statement, each a wait for
-    PostgreSQL's process to be scheduled on a busy machine. In READ COMMITTED each statement
-    had its own snapshot anyway, so one statement in autocommit reads the same. psycopg2's
-    autocommit switch is local (no statement is sent), and the pool gets the connection back
-    as it lent it.
-    """
-    test = db.test_transaction
-    if test:
-        with test() as conn:
-            yield conn
-        return
-    with db.engine.connect() as conn:
-        dbapi = conn.connection.dbapi_connection
-        dbapi.autocommit = True
-        try:
-            yield conn
-        finally:
-            if not conn.invalidated:  # a dead connection is discarded, not pooled again
-                dbapi.autocommit = False
+# What the database sets when it stores a mail: not known when the answer is built.
+UNSTAMPED = {"status": None, "created_at": None, "updated_at": None, "next_attempt_at": None}
 
 
 def location(body):
@@ -273,8 +249,8 @@ class MailList(Resource):
     def get(self):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
         query = listing.parse_query()
-        with reading() as conn:
-            mails, more = mailqueue.page(conn, **query)
+        with transaction(single_statement=True) as cursor:
+            mails, more = mailqueue.page(cursor, **query)
         return {"success": True, "mails": [Email.mail_dict(mail) for mail in mails],
                 "count": len(mails),
                 "next_cursor": listing.encode_cursor(mails[-1]) if more else None}
@@ -331,8 +307,8 @@ class MailItem(Resource):
         key = mail_key(mail_id)
         mail = None
         if key:
-            with reading() as conn:
-                mail = mailqueue.mail_detail(conn, key)
+            with transaction(single_statement=True) as cursor:
+                mail = mailqueue.mail_detail(cursor, key)
         if mail is None:
             raise unknown_mail()
         return Email.detail_dict(mail)

@@ -834,7 +834,7 @@ PAGE_SQL = ("SELECT id::text, " + ", ".join(PAGE_COLUMNS[1:]) + " FROM email{whe
             "ORDER BY email.created_at DESC, email.id DESC LIMIT %(limit)s")
 
 
-def page(conn, statuses=(), to=None, tag=None, created_after=None, created_before=None,
+def page(cursor, statuses=(), to=None, tag=None, created_after=None, created_before=None,
          limit=50, after=None):
     """A page of mail, newest first, and whether more follow: ``(mails, more)``, each mail a
     dict of the ``PAGE_COLUMNS`` of its ``email`` row.
@@ -843,14 +843,15 @@ def page(conn, statuses=(), to=None, tag=None, created_after=None, created_befor
     previous page. Each filter has its index (status and created_at; recipients and tags by
     GIN), so a page costs the same with a million rows as with a thousand.
 
-    The statement is written out for psycopg2 (``page_filters``), as ``_insert``'s: SQLAlchemy's
-    ORM objects, and then its result processing of each array column, cost more CPU than the
-    database's work for the page.
+    The statement is written out for psycopg2 (``page_filters``) and runs on a DB-API cursor, as
+    the submission's: SQLAlchemy's ORM objects, and then its result processing of each array
+    column, cost more CPU than the database's work for the page.
     """
     conditions, params = page_filters(statuses, to, tag, created_after, created_before, after)
     params["limit"] = limit + 1
     where = " WHERE " + " AND ".join(conditions) if conditions else ""
-    rows = conn.exec_driver_sql(PAGE_SQL.format(where=where), params).fetchall()
+    cursor.execute(PAGE_SQL.format(where=where), params)
+    rows = cursor.fetchall()
     return [dict(zip(PAGE_COLUMNS, row, strict=True)) for row in rows[:limit]], len(rows) > limit
 
 
@@ -916,7 +917,7 @@ DETAIL_SQL = (
     + " WHERE email.id = %(id)s")
 
 
-def mail_detail(conn, mail_id):
+def mail_detail(cursor, mail_id):
     """The mail ``mail_id`` (a UUID) as a dict of its ``PAGE_COLUMNS`` and ``recipients``, with
     its ``attachments``, ``attempt_log``, ``recipient_rows`` and ``events`` as lists of rows of
     the same names as the ORM's (``AttemptRow``, ...); None if there is no such mail.
@@ -925,7 +926,8 @@ def mail_detail(conn, mail_id):
     COMMITTED every statement had its own snapshot anyway, so this one is at least as
     consistent.
     """
-    row = conn.exec_driver_sql(DETAIL_SQL, {"id": str(mail_id)}).first()
+    cursor.execute(DETAIL_SQL, {"id": str(mail_id)})
+    row = cursor.fetchone()
     if row is None:
         return None
     columns = (*PAGE_COLUMNS, "recipients")

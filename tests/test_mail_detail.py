@@ -25,7 +25,8 @@ def orm_dict(mail_id):
 
 def detail_dict(mail_id):
     """The mail as ``GET /mail/<id>`` now builds it."""
-    return Email.detail_dict(mailqueue.mail_detail(db.session.connection(), mail_id))
+    cursor = db.session.connection().connection.cursor()
+    return Email.detail_dict(mailqueue.mail_detail(cursor, mail_id))
 
 
 def post(client, mail, **fields):
@@ -74,13 +75,13 @@ def test_a_mail_with_attachments_attempts_recipients_and_events(app, client, mai
 
 def test_an_unknown_mail_is_none(app):
     with app.app_context():
-        assert mailqueue.mail_detail(db.session.connection(),
+        assert mailqueue.mail_detail(db.session.connection().connection.cursor(),
                                      "00000000-0000-0000-0000-000000000000") is None
 
 
 @pytest.mark.committed
 def test_reads_outside_a_transaction_give_the_connection_back_as_it_was(app, client, mail):
-    """``GET /mail`` and ``GET /mail/<id>`` read in autocommit (``api.reading``); the pool must
+    """``GET /mail`` and ``GET /mail/<id>`` read in autocommit (``api.transaction``); the pool must
     get the connection back in transactions, or the next request's writes would not be atomic."""
     mail_id = post(client, mail)
     assert client.get("/mail").get_json()["mails"][0]["id"] == mail_id
