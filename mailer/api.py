@@ -306,7 +306,7 @@ class MailItem(Resource):
         """The mail object (one statement: ``mailqueue.mail_detail``); 404 as ``find_mail``."""
         key = mail_key(mail_id)
         mail = None
-        if key:
+        if key is not None:
             with transaction(single_statement=True) as cursor:
                 mail = mailqueue.mail_detail(cursor, key)
         if mail is None:

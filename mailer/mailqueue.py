@@ -374,11 +374,12 @@ def _json_text(value):
 
 
 def _attachment_params(attachments):
-    """The parameters of every mail's attachments, in order, for ``ATTACHMENT_ROW``s."""
+    """The parameters of every mail's attachments (``(mail id as text, files)``), in order, for
+    ``ATTACHMENT_ROW``s."""
     params = []
     for mail_id, files in attachments:
         for position, item in enumerate(files):
-            params += [str(mail_id), position, item["filename"], item["content_type"],
+            params += [mail_id, position, item["filename"], item["content_type"],
                        len(item["content"]), psycopg2.Binary(item["content"])]
     return params
 
