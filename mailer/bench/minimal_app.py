@@ -2,17 +2,24 @@
 # accept a mail durably. It is not part of the service and has no validation or authentication.
 """Minimal Flask app: parse the form (or a JSON list), insert into ``email``, commit, answer 202.
 
+With an ``Idempotency-Key`` header, ``POST /mail`` also keeps the key, a digest of the body and
+the answer in ``idempotency_key``, in the same transaction: the least code that does the work
+of ours with a key on the same tables (a key already taken is a 409; ours replays it).
+
     DATABASE_URL=postgresql://... gunicorn -c gunicorn.conf.py mailer.bench.minimal_app:app
 
 One psycopg2 connection per thread, opened on first use; no ORM, no pool, no validation.
 """
 
+import hashlib
+import json
 import os
 import threading
 import uuid
 from datetime import UTC, datetime
 
 import psycopg2
+import psycopg2.errors
 from flask import Flask, jsonify, request
 from psycopg2.extras import execute_values
 
@@ -20,6 +27,8 @@ INSERT = (
     "INSERT INTO email (id, status, from_address, to_address, cc, bcc, reply_to, subject, text, "
     "html, attempts, next_attempt_at, created_at, updated_at) VALUES %s"
 )
+KEY_INSERT = ("INSERT INTO idempotency_key (scope, key, fingerprint, status_code, response) "
+              "VALUES ('minimal', %s, %s, 202, %s)")
 
 app = Flask(__name__)
 _local = threading.local()
@@ -52,12 +61,15 @@ def as_list(value):
     return [value] if value else []
 
 
-def store(rows):
-    """Insert ``rows`` in one statement and commit; their ids."""
+def store(rows, key=None):
+    """Insert ``rows`` in one statement (and ``key``'s row, if given: (key, digest, answer))
+    and commit; their ids."""
     conn = connection()
     try:
         with conn.cursor() as cursor:
             execute_values(cursor, INSERT, rows, page_size=1000)
+            if key is not None:
+                cursor.execute(KEY_INSERT, key)
         conn.commit()
     except Exception:
         conn.rollback()
@@ -69,8 +81,15 @@ def store(rows):
 def post_mail():
     """Store one mail from form fields (or a JSON object)."""
     fields = request.form if request.form else (request.get_json(silent=True) or {})
-    (mail_id,) = store([row_of(fields, datetime.now(UTC))])
-    return jsonify({"id": mail_id, "status": "queued"}), 202
+    row = row_of(fields, datetime.now(UTC))
+    answer = {"id": row[0], "status": "queued"}
+    key = request.headers.get("Idempotency-Key")
+    try:
+        store([row], key and (key, hashlib.sha256(request.get_data()).hexdigest(),
+                              json.dumps(answer)))
+    except psycopg2.errors.UniqueViolation:
+        return jsonify({"message": "Idempotency-Key already used"}), 409
+    return jsonify(answer), 202
 
 
 @app.post("/mail/batch")
