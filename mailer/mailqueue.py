@@ -35,6 +35,7 @@ import re
 import uuid
 from collections import namedtuple
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 import psycopg2
@@ -764,11 +765,11 @@ def _pg_array(values):
     return "{" + text[1:-1] + "}"
 
 
-def _texts(values):
+def _texts(values, as_text=str):
     """Each of ``values`` as text (None stays None), each distinct value turned into text once
-    (a batch brings each mail's id with each of its events)."""
+    (a batch brings each mail's id, and a few moments, with each of its events)."""
     texts = {None: None}
-    return [texts[value] if value in texts else texts.setdefault(value, str(value))
+    return [texts[value] if value in texts else texts.setdefault(value, as_text(value))
             for value in values]
 
 
@@ -833,7 +834,8 @@ def _store_and_move(conn, matched, mails, report):
         "recipients": _pg_array([event.recipient for event in events]),
         "severities": _pg_array([event.severity for event in events]),
         "reasons": _pg_array([event.reason for event in events]),
-        "moments": _pg_array([event.occurred_at.isoformat() for event in events]),
+        "moments": _pg_array(_texts([event.occurred_at for event in events],
+                                    datetime.isoformat)),
         "moves": _pg_array([_moves_to(event, mails[mail_id]) for mail_id, event in pairs]),
         "report": report,
     }
