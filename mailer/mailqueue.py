@@ -684,7 +684,7 @@ REPORTED_ARRAY = "ARRAY[" + ", ".join(
 #   the timeline's tie-break, follow the batch); ``moves_to`` is the status the event moves
 #   its recipient to (NULL: it moves none: an open, or an address the mail was not sent to);
 # - fresh: the events not stored before (a repeat meets the dedup index and is skipped), news
-#   what they said;
+#   those of them that move a recipient;
 # - moves: each recipient's furthest status among the new events (the last of equals);
 # - moved: the recipients that moved (the database keeps a status unless the new one comes
 #   later in RECIPIENT_ORDER; a suppressed recipient, not in it, never moves);
@@ -711,11 +711,13 @@ WITH item AS (
     ON CONFLICT (provider, dedup_key) DO NOTHING
     RETURNING provider, dedup_key
 ), news AS (
-    SELECT item.* FROM fresh JOIN item USING (provider, dedup_key)
+    SELECT * FROM item
+     WHERE moves_to IS NOT NULL
+       AND (provider, dedup_key) IN (SELECT provider, dedup_key FROM fresh)
 ), moves AS (
     SELECT DISTINCT ON (email_id, recipient) email_id, recipient AS address,
            moves_to AS status, reason, min(n) OVER (PARTITION BY email_id, recipient) AS first
-      FROM news WHERE moves_to IS NOT NULL
+      FROM news
      ORDER BY email_id, recipient, array_position({RECIPIENT_ORDER_ARRAY}, moves_to) DESC,
               n DESC
 ), moved AS (
@@ -740,8 +742,7 @@ WITH item AS (
      WHERE email.id = said.email_id AND {FURTHER}
 )
 SELECT (SELECT count(*) FROM fresh),
-       ARRAY(SELECT n FROM news WHERE moves_to IS NOT NULL
-                                  AND type = ANY({SUPPRESSING_ARRAY}) ORDER BY n),
+       ARRAY(SELECT n FROM news WHERE type = ANY({SUPPRESSING_ARRAY}) ORDER BY n),
        (SELECT json_agg(json_build_array(moved.email_id, address, moved.status, moved.reason)
                         ORDER BY moves.first)
           FROM moved JOIN moves USING (email_id, address)
