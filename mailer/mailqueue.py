@@ -690,7 +690,9 @@ REPORTED_ARRAY = "ARRAY[" + ", ".join(
 #   later in RECIPIENT_ORDER; a suppressed recipient, not in it, never moves);
 # - said, then the UPDATE: each mail of a moved recipient, rolled up. All parts see the same
 #   snapshot, so said reads the mail's recipients from moved and from the table's rows that
-#   did not move, never the rows as they were before moved changed them.
+#   did not move, never the rows as they were before moved changed them. A mail of one
+#   recipient (``fanout``, the addresses it was sent to: a recipient row is only ever made for
+#   one of them) has no row but the one that moved: the table is read only for the others.
 # It answers the number of new events, the positions of the new events that suppress their
 # recipient, and (when ``%(report)s``) the moved recipients that raise a client webhook, in
 # the order of their first new event.
@@ -699,9 +701,10 @@ WITH item AS (
     SELECT * FROM unnest(%(mail_ids)s::uuid[], %(providers)s::text[], %(keys)s::text[],
                          %(types)s::text[], %(names)s::text[], %(recipients)s::text[],
                          %(severities)s::text[], %(reasons)s::text[],
-                         %(moments)s::timestamptz[], %(moves)s::text[])
+                         %(moments)s::timestamptz[], %(moves)s::text[], %(fanouts)s::int[])
            WITH ORDINALITY AS item(email_id, provider, dedup_key, type, provider_event,
-                                   recipient, severity, reason, occurred_at, moves_to, n)
+                                   recipient, severity, reason, occurred_at, moves_to, fanout,
+                                   n)
 ), fresh AS (
     INSERT INTO delivery_event (email_id, provider, dedup_key, type, provider_event,
                                 recipient, severity, reason, occurred_at, payload)
@@ -716,7 +719,8 @@ WITH item AS (
        AND (provider, dedup_key) IN (SELECT provider, dedup_key FROM fresh)
 ), moves AS (
     SELECT DISTINCT ON (email_id, recipient) email_id, recipient AS address,
-           moves_to AS status, reason, min(n) OVER (PARTITION BY email_id, recipient) AS first
+           moves_to AS status, reason, fanout,
+           min(n) OVER (PARTITION BY email_id, recipient) AS first
       FROM news
      ORDER BY email_id, recipient, array_position({RECIPIENT_ORDER_ARRAY}, moves_to) DESC,
               n DESC
@@ -733,7 +737,7 @@ WITH item AS (
       FROM (SELECT email_id, status FROM moved
             UNION ALL
             SELECT email_id, status FROM recipient
-             WHERE email_id IN (SELECT email_id FROM moved)
+             WHERE email_id IN (SELECT email_id FROM moves WHERE fanout > 1)
                AND (email_id, address) NOT IN (SELECT email_id, address FROM moved)) AS now
      GROUP BY email_id
 ), rolled AS (
@@ -753,7 +757,7 @@ _JSON_ESCAPE = re.compile(r'\\[^"\\]')
 
 
 def _pg_array(values):
-    """``values`` (strings or None) as the text of a PostgreSQL array literal.
+    """``values`` (strings, integers or None) as the text of a PostgreSQL array literal.
 
     JSON's ``["a","b\\"c",null]`` is the literal ``{"a","b\\"c",null}`` once its brackets
     are braces: inside double quotes both read \\" and \\\\ alike, and an unquoted null is
@@ -838,6 +842,7 @@ def _store_and_move(conn, matched, mails, report):
         "moments": _pg_array(_texts([event.occurred_at for event in events],
                                     datetime.isoformat)),
         "moves": _pg_array([_moves_to(event, mails[mail_id]) for mail_id, event in pairs]),
+        "fanouts": _pg_array([len(mails[mail_id].recipients) for mail_id, _ in pairs]),
         "report": report,
     }
     (new, suppressing, moved), = conn.exec_driver_sql(STORE_AND_MOVE_SQL, columns)
