@@ -645,9 +645,9 @@ def record_events(conn, events, suppression_days, webhooks=None):
     insert its new events, move their recipients and roll their mails up in one
     (``_store_and_move``); then, if any, suppressions and webhooks. Mail ids are handled as
     text here, as the database writes them: a thousand ``uuid.UUID`` objects to build, hash and
-    adapt cost more than the statements' Python.
+    adapt cost more than the statements' Python (``Event.mail_id`` is text already).
     """
-    ids = _texts([event.mail_id for event in events])
+    ids = [event.mail_id for event in events]
     mails = _lock_for_events(conn, events, ids)
     matched, unmatched = _match(events, ids, mails)
     new, suppressing, moved = _store_and_move(conn, matched, mails, webhooks is not None)
@@ -772,7 +772,7 @@ def _pg_array(values):
 
 def _texts(values, as_text=str):
     """Each of ``values`` as text (None stays None), each distinct value turned into text once
-    (a batch brings each mail's id, and a few moments, with each of its events)."""
+    (a batch brings a few moments with each of its events)."""
     texts = {None: None}
     return [texts[value] if value in texts else texts.setdefault(value, as_text(value))
             for value in values]
