@@ -12,8 +12,9 @@
 - ``release_stuck``, ``send_now``, ``resend``: an operator's actions in the admin (the section
   at the end), each recorded with who did it.
 - ``record_events``: after the hand-off, the providers' events move each recipient forward
-  (sent, deferred, delivered, bounced, unsubscribed, complained) and the mail with them
-  (``_roll_up``); permanent bounces, complaints and unsubscribes go on the suppression list.
+  (sent, deferred, delivered, bounced, unsubscribed, complained) and the mail with them (the
+  roll-up; a batch's in the statement that stores it, ``STORE_AND_MOVE_SQL``); permanent
+  bounces, complaints and unsubscribes go on the suppression list.
 - ``counts``: how much mail is in each status (the admin's dashboard), from the ledger of
   ``status_counts`` at the end of the module, with ``oldest_due_age``.
 - ``purge_batch`` and ``count_purgeable``: delete finished mail past the retention period.
