@@ -12,8 +12,9 @@
 - ``release_stuck``, ``send_now``, ``resend``: an operator's actions in the admin (the section
   at the end), each recorded with who did it.
 - ``record_events``: after the hand-off, the providers' events move each recipient forward
-  (sent, deferred, delivered, bounced, unsubscribed, complained) and the mail with them
-  (``_roll_up``); permanent bounces, complaints and unsubscribes go on the suppression list.
+  (sent, deferred, delivered, bounced, unsubscribed, complained) and the mail with them (the
+  roll-up; a batch's in the statement that stores it, ``STORE_AND_MOVE_SQL``); permanent
+  bounces, complaints and unsubscribes go on the suppression list.
 - ``counts``: how much mail is in each status (the admin's dashboard), from the ledger of
   ``status_counts`` at the end of the module, with ``oldest_due_age``.
 - ``purge_batch`` and ``count_purgeable``: delete finished mail past the retention period.
@@ -35,6 +36,7 @@ import re
 import uuid
 from collections import namedtuple
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 import psycopg2
@@ -120,20 +122,22 @@ SENT_RECIPIENTS_SQL = text(
     "SELECT id, unnest(recipients), 'sent' FROM email WHERE id = ANY(CAST(:ids AS uuid[])) "
     "ON CONFLICT DO NOTHING")
 HANDED_OFF_ARRAY = "ARRAY[" + ", ".join(f"'{status}'" for status in HANDED_OFF) + "]::text[]"
-ROLL_UP_SQL = text(f"""
-WITH said AS (
-    SELECT email_id,
-           CASE WHEN bool_or(status = '{COMPLAINED}') THEN '{COMPLAINED}'
+# What a mail's recipients say of it (``status`` over the rows of one mail, grouped).
+SAID_STATUS = f"""CASE WHEN bool_or(status = '{COMPLAINED}') THEN '{COMPLAINED}'
                 WHEN bool_or(status = '{BOUNCED}') THEN '{BOUNCED}'
                 WHEN bool_and(status IN ('{DELIVERED}', '{UNSUBSCRIBED}', '{SUPPRESSED}'))
                     THEN '{DELIVERED}'
-                ELSE '{SENT}' END AS status
+                ELSE '{SENT}' END"""
+# Only ever forward: a mail moves when what its recipients say comes later in HANDED_OFF.
+FURTHER = (f"array_position({HANDED_OFF_ARRAY}, email.status) "
+           f"< array_position({HANDED_OFF_ARRAY}, said.status)")
+ROLL_UP_SQL = text(f"""
+WITH said AS (
+    SELECT email_id, {SAID_STATUS} AS status
       FROM recipient WHERE email_id = ANY(CAST(:ids AS uuid[])) GROUP BY email_id)
 UPDATE email SET status = said.status, updated_at = now()
   FROM said
- WHERE email.id = said.email_id
-   AND array_position({HANDED_OFF_ARRAY}, email.status)
-       < array_position({HANDED_OFF_ARRAY}, said.status)
+ WHERE email.id = said.email_id AND {FURTHER}
 """)
 
 INSERT_COLUMNS = ("id", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
@@ -638,28 +642,24 @@ def record_events(conn, events, suppression_days, webhooks=None):
     a complaint or an unsubscribe suppresses the address; a recipient that moved to delivered,
     bounced or complained raises the client's webhook.
 
-    A batch is a few set-based statements, whatever its size: lock its mails, insert its new
-    events, move their recipients, roll their mails up (then, if any, suppressions and
-    webhooks). Mail ids are handled as text here, as the database writes them: a thousand
-    ``uuid.UUID`` objects to build, hash and adapt cost more than the statements' Python.
+    A batch is two statements, whatever its size: lock its mails (``_lock_for_events``), then
+    insert its new events, move their recipients and roll their mails up in one
+    (``_store_and_move``); then, if any, suppressions and webhooks. Mail ids are handled as
+    text here, as the database writes them: a thousand ``uuid.UUID`` objects to build, hash and
+    adapt cost more than the statements' Python (``Event.mail_id`` is text already).
     """
-    ids = _texts([event.mail_id for event in events])
+    ids = [event.mail_id for event in events]
     mails = _lock_for_events(conn, events, ids)
     matched, unmatched = _match(events, ids, mails)
-    fresh = _store_events(conn, matched)
-    moved = _advance_recipients(conn, fresh, mails)
-    _roll_up(conn, sorted({row["email_id"] for row in moved}))
+    new, suppressing, moved = _store_and_move(conn, matched, mails, webhooks is not None)
     suppressions.add_many(conn, [
         {"address": event.recipient, "reason": provider_events.SUPPRESSES[event.type],
          "detail": event.reason, "email_id": uuid.UUID(mail_id)}
-        for mail_id, event in fresh
-        if event.type in provider_events.SUPPRESSES
-        and event.recipient in mails[mail_id].recipients
-    ], suppression_days)
+        for mail_id, event in suppressing], suppression_days)
     outbox.write(conn, webhooks, [
-        (row["email_id"], provider_events.CLIENT_EVENT[row["status"]], row["address"],
-         row["reason"]) for row in moved if row["status"] in provider_events.CLIENT_EVENT])
-    return Recorded(len(fresh), len(matched) - len(fresh), unmatched)
+        (mail_id, provider_events.CLIENT_EVENT[status], address, reason)
+        for mail_id, address, status, reason in moved])
+    return Recorded(new, len(matched) - new, unmatched)
 
 
 # The statements of ``record_events``, written for psycopg2 as ``INSERT_SQL`` is: each column of
@@ -674,39 +674,91 @@ SELECT email.id::text AS mail_id, recipients, provider_message_id FROM email
  WHERE email.id = ANY(%s::uuid[]) OR provider_message_id = ANY(%s::text[])
  ORDER BY email.id FOR UPDATE
 """
-# unnest keeps the events' order, so that ids (the timeline's tie-break) follow the batch.
-STORE_EVENTS_SQL = """
-INSERT INTO delivery_event (email_id, provider, dedup_key, type, provider_event, recipient,
-                            severity, reason, occurred_at, payload)
-SELECT item.email_id, item.provider, item.dedup_key, item.type, item.provider_event,
-       item.recipient, item.severity, item.reason, item.occurred_at,
-       CAST(%s AS jsonb) -> CAST(item.n - 1 AS int)
-  FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-              %s::text[], %s::text[], %s::timestamptz[])
-       WITH ORDINALITY AS item(email_id, provider, dedup_key, type, provider_event, recipient,
-                               severity, reason, occurred_at, n)
-ON CONFLICT (provider, dedup_key) DO NOTHING
-RETURNING provider, dedup_key
-"""
 RECIPIENT_ORDER_ARRAY = "ARRAY[" + ", ".join(f"'{s}'" for s in RECIPIENT_ORDER) + "]::text[]"
-# The database keeps a recipient's status unless the new one comes later in RECIPIENT_ORDER (a
-# suppressed recipient, not in it, never moves).
-ADVANCE_RECIPIENTS_SQL = f"""
-INSERT INTO recipient (email_id, address, status, reason)
-SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[])
-ON CONFLICT (email_id, address) DO UPDATE
-   SET status = excluded.status, reason = excluded.reason, updated_at = now()
- WHERE array_position({RECIPIENT_ORDER_ARRAY}, recipient.status)
-       < array_position({RECIPIENT_ORDER_ARRAY}, excluded.status)
-RETURNING email_id::text, address, status, reason
+SUPPRESSING_ARRAY = "ARRAY[" + ", ".join(
+    f"'{kind}'" for kind in provider_events.SUPPRESSES) + "]::text[]"
+REPORTED_ARRAY = "ARRAY[" + ", ".join(
+    f"'{status}'" for status in provider_events.CLIENT_EVENT) + "]::text[]"
+# One statement after the lock: its snapshot is taken once the mails are locked, so it sees
+# every recipient that a worker's send committed before. Its parts, each a WITH query:
+# - item: the batch's events, one row each (unnest keeps their order, so that the stored ids,
+#   the timeline's tie-break, follow the batch); ``moves_to`` is the status the event moves
+#   its recipient to (NULL: it moves none: an open, or an address the mail was not sent to);
+# - fresh: the events not stored before (a repeat meets the dedup index and is skipped), news
+#   those of them that move a recipient;
+# - moves: each recipient's furthest status among the new events (the last of equals);
+# - moved: the recipients that moved (the database keeps a status unless the new one comes
+#   later in RECIPIENT_ORDER; a suppressed recipient, not in it, never moves);
+# - said, then the UPDATE: each mail of a moved recipient, rolled up. All parts see the same
+#   snapshot, so said reads the mail's recipients from moved and from the table's rows that
+#   did not move, never the rows as they were before moved changed them. A mail of one
+#   recipient (``fanout``, the addresses it was sent to: a recipient row is only ever made for
+#   one of them) has no row but the one that moved: the table is read only for the others.
+# It answers the number of new events, the positions of the new events that suppress their
+# recipient, and (when ``%(report)s``) the moved recipients that raise a client webhook, in
+# the order of their first new event.
+STORE_AND_MOVE_SQL = f"""
+WITH item AS (
+    SELECT * FROM unnest(%(mail_ids)s::uuid[], %(providers)s::text[], %(keys)s::text[],
+                         %(types)s::text[], %(names)s::text[], %(recipients)s::text[],
+                         %(severities)s::text[], %(reasons)s::text[],
+                         %(moments)s::timestamptz[], %(moves)s::text[], %(fanouts)s::int[])
+           WITH ORDINALITY AS item(email_id, provider, dedup_key, type, provider_event,
+                                   recipient, severity, reason, occurred_at, moves_to, fanout,
+                                   n)
+), fresh AS (
+    INSERT INTO delivery_event (email_id, provider, dedup_key, type, provider_event,
+                                recipient, severity, reason, occurred_at, payload)
+    SELECT email_id, provider, dedup_key, type, provider_event, recipient, severity, reason,
+           occurred_at, CAST(%(payloads)s AS jsonb) -> CAST(n - 1 AS int)
+      FROM item
+    ON CONFLICT (provider, dedup_key) DO NOTHING
+    RETURNING provider, dedup_key
+), news AS (
+    SELECT * FROM item
+     WHERE moves_to IS NOT NULL
+       AND (provider, dedup_key) IN (SELECT provider, dedup_key FROM fresh)
+), moves AS (
+    SELECT DISTINCT ON (email_id, recipient) email_id, recipient AS address,
+           moves_to AS status, reason, fanout,
+           min(n) OVER (PARTITION BY email_id, recipient) AS first
+      FROM news
+     ORDER BY email_id, recipient, array_position({RECIPIENT_ORDER_ARRAY}, moves_to) DESC,
+              n DESC
+), moved AS (
+    INSERT INTO recipient (email_id, address, status, reason)
+    SELECT email_id, address, status, reason FROM moves ORDER BY first
+    ON CONFLICT (email_id, address) DO UPDATE
+       SET status = excluded.status, reason = excluded.reason, updated_at = now()
+     WHERE array_position({RECIPIENT_ORDER_ARRAY}, recipient.status)
+           < array_position({RECIPIENT_ORDER_ARRAY}, excluded.status)
+    RETURNING email_id, address, status, reason
+), said AS (
+    SELECT email_id, {SAID_STATUS} AS status
+      FROM (SELECT email_id, status FROM moved
+            UNION ALL
+            SELECT email_id, status FROM recipient
+             WHERE email_id IN (SELECT email_id FROM moves WHERE fanout > 1)
+               AND (email_id, address) NOT IN (SELECT email_id, address FROM moved)) AS now
+     GROUP BY email_id
+), rolled AS (
+    UPDATE email SET status = said.status, updated_at = now()
+      FROM said
+     WHERE email.id = said.email_id AND {FURTHER}
+)
+SELECT (SELECT count(*) FROM fresh),
+       ARRAY(SELECT n FROM news WHERE type = ANY({SUPPRESSING_ARRAY}) ORDER BY n),
+       (SELECT json_agg(json_build_array(moved.email_id, address, moved.status, moved.reason)
+                        ORDER BY moves.first)
+          FROM moved JOIN moves USING (email_id, address)
+         WHERE %(report)s AND moved.status = ANY({REPORTED_ARRAY}))
 """
-RANK = {status: place for place, status in enumerate(RECIPIENT_ORDER)}
 # A backslash that starts an escape other than \" or \\ (see _pg_array).
 _JSON_ESCAPE = re.compile(r'\\[^"\\]')
 
 
 def _pg_array(values):
-    """``values`` (strings or None) as the text of a PostgreSQL array literal.
+    """``values`` (strings, integers or None) as the text of a PostgreSQL array literal.
 
     JSON's ``["a","b\\"c",null]`` is the literal ``{"a","b\\"c",null}`` once its brackets
     are braces: inside double quotes both read \\" and \\\\ alike, and an unquoted null is
@@ -719,11 +771,11 @@ def _pg_array(values):
     return "{" + text[1:-1] + "}"
 
 
-def _texts(values):
+def _texts(values, as_text=str):
     """Each of ``values`` as text (None stays None), each distinct value turned into text once
-    (a batch brings each mail's id with each of its events)."""
+    (a batch brings a few moments with each of its events)."""
     texts = {None: None}
-    return [texts[value] if value in texts else texts.setdefault(value, str(value))
+    return [texts[value] if value in texts else texts.setdefault(value, as_text(value))
             for value in values]
 
 
@@ -765,53 +817,44 @@ def _match(events, ids, mails):
     return matched, unmatched
 
 
-def _store_events(conn, matched):
-    """Insert the events not stored before (one statement); the new ones, in order."""
+def _store_and_move(conn, matched, mails, report):
+    """Insert the events not stored before, move their recipients, roll their mails up: one
+    statement (``STORE_AND_MOVE_SQL``). Returns how many events were new, the new ``(mail id,
+    event)`` that suppress their recipient, and (if ``report``) the moved recipients that raise
+    a client webhook, ``(mail id, address, status, reason)``.
+    """
     unique = {}
     for mail_id, event in matched:
         unique.setdefault((event.provider, event.key[:255]), (mail_id, event))
     if not unique:
-        return []
-    pairs = unique.values()
+        return 0, [], []
+    pairs = list(unique.values())
     events = [event for _, event in pairs]
-    columns = (
-        "[" + ",".join([event.payload for event in events]) + "]",
-        _pg_array([mail_id for mail_id, _ in pairs]),
-        _pg_array([provider for provider, _ in unique]),
-        _pg_array([key for _, key in unique]),
-        _pg_array([event.type for event in events]),
-        _pg_array([event.provider_event[:32] for event in events]),
-        _pg_array([event.recipient for event in events]),
-        _pg_array([event.severity for event in events]),
-        _pg_array([event.reason for event in events]),
-        _pg_array([event.occurred_at.isoformat() for event in events]),
-    )
-    stored = set(conn.exec_driver_sql(STORE_EVENTS_SQL, columns).fetchall())
-    return [pair for key, pair in unique.items() if key in stored]
+    columns = {
+        "payloads": "[" + ",".join([event.payload for event in events]) + "]",
+        "mail_ids": _pg_array([mail_id for mail_id, _ in pairs]),
+        "providers": _pg_array([provider for provider, _ in unique]),
+        "keys": _pg_array([key for _, key in unique]),
+        "types": _pg_array([event.type for event in events]),
+        "names": _pg_array([event.provider_event[:32] for event in events]),
+        "recipients": _pg_array([event.recipient for event in events]),
+        "severities": _pg_array([event.severity for event in events]),
+        "reasons": _pg_array([event.reason for event in events]),
+        "moments": _pg_array(_texts([event.occurred_at for event in events],
+                                    datetime.isoformat)),
+        "moves": _pg_array([_moves_to(event, mails[mail_id]) for mail_id, event in pairs]),
+        "fanouts": _pg_array([len(mails[mail_id].recipients) for mail_id, _ in pairs]),
+        "report": report,
+    }
+    (new, suppressing, moved), = conn.exec_driver_sql(STORE_AND_MOVE_SQL, columns)
+    return new, [pairs[n - 1] for n in suppressing], moved or []
 
 
-def _advance_recipients(conn, fresh, mails):
-    """Move each recipient to the furthest status its new events reach; the rows that moved.
-
-    One upsert (``ADVANCE_RECIPIENTS_SQL``) of every recipient an event moves.
-    """
-    furthest = {}
-    for mail_id, event in fresh:
-        status = provider_events.RECIPIENT_STATUS.get(event.type)
-        if status is None or event.recipient not in mails[mail_id].recipients:
-            continue  # an event only (opened, ...), or an address the mail was not sent to
-        key = (mail_id, event.recipient)
-        if key not in furthest or RANK[status] >= RANK[furthest[key][0]]:
-            furthest[key] = (status, event.reason)
-    if not furthest:
-        return []
-    columns = (_pg_array([mail_id for mail_id, _ in furthest]),
-               _pg_array([address for _, address in furthest]),
-               _pg_array([status for status, _ in furthest.values()]),
-               _pg_array([reason for _, reason in furthest.values()]))
-    return [{"email_id": mail_id, "address": address, "status": status, "reason": reason}
-            for mail_id, address, status, reason
-            in conn.exec_driver_sql(ADVANCE_RECIPIENTS_SQL, columns)]
+def _moves_to(event, mail):
+    """The status ``event`` moves its recipient to, or None: it moves none (an open, a
+    click, ...), or its address is not one the mail was sent to."""
+    status = provider_events.RECIPIENT_STATUS.get(event.type)
+    return status if status is not None and event.recipient in mail.recipients else None
 
 
 def _roll_up(conn, ids):

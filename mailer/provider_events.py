@@ -29,6 +29,7 @@ JSON text that is stored.
 import functools
 import json
 import math
+import re
 import uuid
 from datetime import UTC, datetime
 from json.encoder import c_make_encoder, encode_basestring
@@ -46,6 +47,7 @@ PERMANENT, TEMPORARY = "permanent", "temporary"
 MAX_PAYLOAD = 8192  # bytes of an event's JSON that we keep; a larger one is cut (an excerpt)
 MAX_REASON = 1000  # characters of a provider's reason that we keep
 NUMBERS = (int, float)  # a timestamp's types (a tuple: ``int | float`` is built at every call)
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Compact JSON, as a payload is measured and stored (one encoder for every event).
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 # The C encoder that COMPACT.encode builds anew for every call, built once: half the cost of
@@ -82,7 +84,7 @@ class Event(NamedTuple):
     type: str  # one of EVENT_TYPES
     provider_event: str  # the provider's own name for it
     recipient: str | None  # bare address
-    mail_id: uuid.UUID | None  # ours, echoed back by the provider
+    mail_id: str | None  # ours, echoed back by the provider, as the database writes it
     message_id: str | None  # as the send's answer gave it (email.provider_message_id)
     severity: str | None
     reason: str | None
@@ -103,7 +105,7 @@ def mailgun_event(data, token):
     return Event(
         provider=MAILGUN, key=token, type=kind, provider_event=name,
         recipient=_address(data.get("recipient")),
-        mail_id=_uuid(_object(data.get("user-variables")).get("mail_id")),
+        mail_id=_mail_id(_object(data.get("user-variables")).get("mail_id")),
         message_id=f"<{message_id}>" if message_id else None,  # the send answered with <>
         severity=severity, reason=_mailgun_reason(data),
         occurred_at=_moment(data.get("timestamp")), payload=bounded_json(data))
@@ -128,23 +130,24 @@ def sendgrid_events(items):
 
 def _sendgrid_event(item, index):
     """One SendGrid event; Malformed names its position in the batch."""
-    if not (isinstance(item, dict) and _named(item.get("event"))
-            and _named(item.get("sg_event_id"))):
+    if not isinstance(item, dict):
         raise Malformed(f"event [{index}] must be an object with event and sg_event_id")
-    name = item["event"]
+    name, key = item.get("event"), item.get("sg_event_id")
+    if not (_named(name) and _named(key)):
+        raise Malformed(f"event [{index}] must be an object with event and sg_event_id")
     kind, severity = SENDGRID_TYPES.get(name, OTHER), None
     if name == "bounce":  # type "bounce" is permanent; "blocked" is temporary
         severity = TEMPORARY if _text(item.get("type")) == "blocked" else PERMANENT
         kind = DEFERRED if severity == TEMPORARY else BOUNCED
     sg_message_id = _text(item.get("sg_message_id"))
     reason = _text(item.get("reason")) or _text(item.get("response"))
-    return Event(
-        provider=SENDGRID, key=item["sg_event_id"], type=kind, provider_event=name,
-        recipient=_address(item.get("email")), mail_id=_uuid(item.get("mail_id")),
-        # sg_message_id is the send's X-Message-Id, a dot, and a suffix of SendGrid's.
-        message_id=sg_message_id.split(".", 1)[0] if sg_message_id else None,
-        severity=severity, reason=_cut(reason) if reason else None,
-        occurred_at=_moment(item.get("timestamp")), payload=bounded_json(item))
+    # The fields in their order (keywords cost twice as much, a thousand times a batch):
+    # sg_message_id is the send's X-Message-Id, a dot, and a suffix of SendGrid's.
+    return Event(SENDGRID, key, kind, name, _address(item.get("email")),
+                 _mail_id(item.get("mail_id")),
+                 sg_message_id.split(".", 1)[0] if sg_message_id else None, severity,
+                 _cut(reason) if reason else None, _moment(item.get("timestamp")),
+                 bounded_json(item))
 
 
 def _named(value):
@@ -173,8 +176,10 @@ def _compact(payload):
 
 def _fits(text):
     """Whether a payload's JSON is stored whole: up to ``MAX_PAYLOAD`` bytes, and no NUL
-    (jsonb cannot hold one). Encoding it also refuses a lone surrogate, as storing it would."""
-    return len(text.encode()) <= MAX_PAYLOAD and "\\u0000" not in text
+    (jsonb cannot hold one). Encoding it also refuses a lone surrogate, as storing it would
+    (ASCII text, most payloads, has as many bytes as characters and no surrogate)."""
+    size = len(text) if text.isascii() else len(text.encode())
+    return size <= MAX_PAYLOAD and "\\u0000" not in text
 
 
 def _excerpt(text):
@@ -188,8 +193,15 @@ def _moment(value):
     """A provider's Unix timestamp (seconds, maybe with a fraction) as an aware datetime."""
     if isinstance(value, bool) or not isinstance(value, NUMBERS) or not math.isfinite(value):
         raise Malformed("timestamp must be a number of seconds since 1970")
+    return _datetime_of(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _datetime_of(seconds):
+    """The aware datetime of a finite number of seconds since 1970. Cached: a batch's events
+    share a few seconds (and the statement then writes each datetime as text once)."""
     try:
-        return datetime.fromtimestamp(value, UTC)
+        return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError) as err:
         raise Malformed("timestamp is out of range") from err
 
@@ -200,17 +212,17 @@ def _address(value):
     return bare_address(text) if text and "@" in text else None
 
 
-def _uuid(value):
-    """Our mail id echoed back, or None if it is not one."""
-    return _parsed_uuid(value) if isinstance(value, str) else None
-
-
-@functools.lru_cache(maxsize=65536)
-def _parsed_uuid(text):
-    """The UUID of ``text``, or None. Cached: a batch brings each mail's id with each of its
-    events (processed, delivered, opened, ...)."""
+def _mail_id(value):
+    """Our mail id echoed back, as the text of its UUID that the database writes (lower case,
+    hyphenated), or None if it is not one. That is how we send it: such a text is taken as it
+    is, without a UUID object to build and turn back into text; any other spelling of a UUID
+    is read by ``uuid.UUID``."""
+    if not isinstance(value, str):
+        return None
+    if CANONICAL_UUID.fullmatch(value):
+        return value
     try:
-        return uuid.UUID(text)
+        return str(uuid.UUID(value))
     except ValueError:
         return None
 

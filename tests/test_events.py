@@ -3,9 +3,11 @@ the timeline, and what a tampered, unsigned, stale, replayed or malformed reques
 
 import json
 import logging
+import threading
 import time
 
 import pytest
+from helpers import wait_for
 from signed import (
     SENDGRID_PRIVATE_KEY,
     mailgun_body,
@@ -13,6 +15,7 @@ from signed import (
     sendgrid_event,
     sendgrid_request,
 )
+from sqlalchemy import create_engine
 
 from app import create_app
 from mailer.signatures import (
@@ -171,6 +174,50 @@ def test_events_of_one_batch_in_any_order_reach_the_furthest(client, sent):
                       sendgrid_event("delivered", ANN, mail_id),
                       sendgrid_event("deferred", ANN, mail_id)])
     assert statuses(client, mail_id) == ("complained", {ANN: "complained"})
+
+
+def test_a_batch_rolls_each_mail_up_from_every_one_of_its_recipients(client, sent):
+    half, whole = sent(to=ANN, cc=[BOB]), sent(to=ANN, cc=[BOB])
+    answer = sendgrid(client, [sendgrid_event("delivered", ANN, half),
+                               sendgrid_event("deferred", BOB, whole),
+                               sendgrid_event("delivered", ANN, whole),
+                               sendgrid_event("delivered", BOB, whole)])
+    assert answer.get_json()["new"] == 4
+    assert statuses(client, half) == ("sent", {ANN: "delivered", BOB: "sent"})
+    assert statuses(client, whole) == ("delivered", {ANN: "delivered", BOB: "delivered"})
+    again = sendgrid(client, [sendgrid_event("delivered", BOB, half)]).get_json()
+    assert (again["new"], statuses(client, half)) == (
+        1, ("delivered", {ANN: "delivered", BOB: "delivered"}))
+
+
+@pytest.mark.committed
+def test_a_batch_waiting_for_another_on_its_mail_rolls_up_what_both_said(client, sent, sql,
+                                                                         database_url):
+    """A batch locks its mails before it reads their recipients: one that waits for another
+    batch's transaction on the same mail sees what that one moved, so that the last of the two
+    rolls the mail up from every recipient (reading them before the lock, each would see the
+    other's recipient still sent, and the mail would stay sent)."""
+    mail_id = sent(to=ANN, cc=[BOB], provider="sendgrid")
+    engine = create_engine(database_url)
+    answers = []
+    try:
+        with engine.connect() as first:
+            batch = first.begin()  # as record_events: the mail locked, then ANN moved
+            first.exec_driver_sql("SELECT id FROM email WHERE id = %s FOR UPDATE", (mail_id,))
+            first.exec_driver_sql("UPDATE recipient SET status = 'delivered' "
+                                  "WHERE email_id = %s AND address = %s", (mail_id, ANN))
+            poster = threading.Thread(target=lambda: answers.append(
+                sendgrid(client, [sendgrid_event("delivered", BOB, mail_id)])))
+            poster.start()
+            wait_for(lambda: sql("SELECT count(*) AS n FROM pg_stat_activity WHERE "
+                                 "wait_event_type = 'Lock' AND datname = current_database()"
+                                 )[0]["n"], 30, message="the second batch to wait for the lock")
+            batch.commit()
+            poster.join(60)
+    finally:
+        engine.dispose()
+    assert answers[0].get_json()["new"] == 1
+    assert statuses(client, mail_id) == ("delivered", {ANN: "delivered", BOB: "delivered"})
 
 
 def test_timeline_is_oldest_first_by_the_providers_clock(client, sent):

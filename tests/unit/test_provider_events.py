@@ -24,7 +24,7 @@ def test_mailgun_event_fields():
         "message": {"headers": {"message-id": "20130503182626.18666.16540@mg.example.com"}},
         "delivery-status": {"code": 550, "message": "mailbox unknown"}}, "tok")
     assert (event.recipient, event.mail_id, event.message_id, event.reason, event.key) == (
-        "Ann@example.com", mail_id, "<20130503182626.18666.16540@mg.example.com>",
+        "Ann@example.com", str(mail_id), "<20130503182626.18666.16540@mg.example.com>",
         "550 mailbox unknown", "tok")
     assert event.occurred_at.year == 2018
 
@@ -77,3 +77,12 @@ def test_standard_webhooks_signature_of_the_specification():
     body = b'{"test": 2432232314}'
     assert signatures.webhook_signature(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
                                         body) == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_an_echoed_mail_id_is_the_text_the_database_writes():
+    mail_id = uuid.uuid4()
+    spellings = [str(mail_id), str(mail_id).upper(), f"{{{mail_id}}}", f"urn:uuid:{mail_id}",
+                 mail_id.hex]
+    assert [pe._mail_id(text) for text in spellings] == [str(mail_id)] * len(spellings)
+    assert [pe._mail_id(value) for value in ("not-a-uuid", "", None, 42, [str(mail_id)])] == [
+        None] * 5
