@@ -31,6 +31,7 @@ only then opens a new transaction to record what happened.
 """
 
 import json
+import os
 import re
 import uuid
 from collections import namedtuple
@@ -246,10 +247,28 @@ def seconds(value):
     return func.now() + SECOND * value
 
 
-def new_mail_row(clean):
-    """The column values of a new mail from a validated request."""
+# The hex digit that starts a version 4 UUID's fourth group: RFC 4122's variant (binary 10) in
+# its top two bits, two random bits below.
+VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_ids(count):
+    """``count`` random (version 4) UUIDs as text, as ``str(uuid.uuid4())`` writes them.
+
+    The ids of new mail, made from one ``os.urandom`` call: ``uuid4()`` and its ``str()`` cost
+    2.2 us a mail, more than a third of building a batch's rows, and every use of an id is as
+    text (the statement, the answer)."""
+    digits = os.urandom(16 * count).hex()
+    return [f"{digits[at:at + 8]}-{digits[at + 8:at + 12]}-4{digits[at + 13:at + 16]}-"
+            f"{VARIANT_DIGIT[digits[at + 16]]}{digits[at + 17:at + 20]}-{digits[at + 20:at + 32]}"
+            for at in range(0, 32 * count, 32)]
+
+
+def new_mail_row(clean, mail_id):
+    """The column values of a new mail from a validated request; ``mail_id``: its id, as text
+    (``new_ids``)."""
     return {
-        "id": uuid.uuid4(),
+        "id": mail_id,
         "from_address": clean["from_address"],
         "to_address": clean["to"],
         "cc": clean["cc"],
@@ -271,7 +290,7 @@ def new_mail_row(clean):
 
 
 def enqueue_many(begin, cleans, idempotency=None, answer=None):
-    """Store validated requests in one statement: all or none. Returns their rows.
+    """Store validated requests in one statement: all or none. Returns their rows (ids as text).
 
     Each row also holds ``created_at``, ``status`` and ``next_attempt_at`` as the database set
     them, so the API answers from what it stored without reading it back. ``begin(True)``
@@ -282,8 +301,8 @@ def enqueue_many(begin, cleans, idempotency=None, answer=None):
     sets); a key already used returns a ``Replay`` instead of rows (or raises
     ``IdempotencyConflict`` for a different request).
     """
-    rows = [new_mail_row(clean) for clean in cleans]
-    ids = [str(row["id"]) for row in rows]  # as text once: the statement's and the lookup's
+    ids = new_ids(len(cleans))
+    rows = [new_mail_row(clean, mail_id) for clean, mail_id in zip(cleans, ids, strict=True)]
     statement, params = _submission(rows, ids, cleans, idempotency, answer)
     for _ in range(2):
         try:
@@ -997,9 +1016,10 @@ def mail_detail(cursor, mail_id):
 
 
 def as_email(row):
-    """An ``Email`` built from the values ``enqueue_many`` stored (nothing read back)."""
-    values = {key: value for key, value in row.items() if key not in ("metadata", "files")}
-    return Email(**values, meta=row["metadata"])
+    """An ``Email`` built from the values ``enqueue_many`` stored (nothing read back); its id a
+    ``UUID``, as the ORM loads it."""
+    values = {key: value for key, value in row.items() if key not in ("id", "metadata", "files")}
+    return Email(**values, id=uuid.UUID(row["id"]), meta=row["metadata"])
 
 
 def counts(conn):

@@ -483,7 +483,9 @@ def insert_rows(size):
     from mailer import mailqueue
     from mailer.validation import validate_mail
 
-    return [mailqueue.new_mail_row(validate_mail(item)) for item in json.loads(batch_body(size))]
+    cleans = [validate_mail(item) for item in json.loads(batch_body(size))]
+    return [mailqueue.new_mail_row(clean, mail_id)
+            for clean, mail_id in zip(cleans, mailqueue.new_ids(size), strict=True)]
 
 
 # The two builders of the batch INSERT below reuse mailqueue's private pieces on purpose: the
@@ -495,7 +497,7 @@ def insert_api_statement(session, rows):
     ``POST /mail/batch`` runs it (no attachments, no key)."""
     from mailer import mailqueue
 
-    statement, params = mailqueue._submission(rows, [str(row["id"]) for row in rows],
+    statement, params = mailqueue._submission(rows, [row["id"] for row in rows],
                                               [{}] * len(rows), None, None)
     with session.connection().connection.cursor() as cursor:
         cursor.execute(statement, params)
@@ -508,7 +510,7 @@ def insert_execute_values(session, rows):
 
     from mailer import mailqueue
 
-    values = [tuple(mailqueue.row_params(row, str(row["id"]))) for row in rows]
+    values = [tuple(mailqueue.row_params(row, row["id"])) for row in rows]
     with session.connection().connection.cursor() as cursor:
         return len(execute_values(cursor, mailqueue.INSERT_SQL.format(rows="%s"), values,
                                   template=mailqueue.INSERT_ROW, page_size=len(rows),
