@@ -265,28 +265,35 @@ def new_ids(count):
 
 
 def new_mail_row(clean, mail_id):
-    """The column values of a new mail from a validated request; ``mail_id``: its id, as text
-    (``new_ids``)."""
+    """The column values of a new mail from a request that ``validate_mail`` cleaned (its lists
+    and dicts shared, not copied); ``mail_id``: its id, as text (``new_ids``)."""
+    to, cc, bcc = clean["to"], clean["cc"], clean["bcc"]
     return {
         "id": mail_id,
         "from_address": clean["from_address"],
-        "to_address": clean["to"],
-        "cc": clean["cc"],
-        "bcc": clean["bcc"],
+        "to_address": to,
+        "cc": cc,
+        "bcc": bcc,
         "reply_to": clean["reply_to"],
         "subject": clean["subject"],
         "text": clean["text"],
         "html": clean["html"],
         "attempts": 0,
-        "headers": clean.get("headers") or {},
-        "metadata": clean.get("metadata") or {},
-        "tags": clean.get("tags") or [],
-        "recipients": list(dict.fromkeys(
-            bare_address(a) for a in [*clean["to"], *clean["cc"], *clean["bcc"]])),
-        "send_at": clean.get("send_at"),
+        "headers": clean["headers"],
+        "metadata": clean["metadata"],
+        "tags": clean["tags"],
+        "recipients": recipients_of(to, cc, bcc),
+        "send_at": clean["send_at"],
         "files": [{"filename": item["filename"], "content_type": item["content_type"],
-                   "size": len(item["content"])} for item in clean.get("attachments") or ()],
+                   "size": len(item["content"])} for item in clean["attachments"]],
     }
+
+
+def recipients_of(to, cc, bcc):
+    """Every recipient's bare address (``bare_address``), once each, in to, cc, bcc order."""
+    if not cc and not bcc and len(to) == 1:  # most mail: no list to build and deduplicate
+        return [bare_address(to[0])]
+    return list(dict.fromkeys(bare_address(address) for address in [*to, *cc, *bcc]))
 
 
 def enqueue_many(begin, cleans, idempotency=None, answer=None):
