@@ -398,10 +398,10 @@ def _run(begin, statement, params, stored_means_done=False):
 
 def _stamped(rows, ids, stored):
     """``rows`` with what the database set for each (matched by id, as text)."""
-    by_id = {mail_id: (created, status, due) for mail_id, created, status, due in stored}
+    by_id = {values[0]: values for values in stored}  # (id, created_at, status, due)
     for row, mail_id in zip(rows, ids, strict=True):
-        created, status, due = by_id[mail_id]
-        row.update(created_at=created, updated_at=created, status=status, next_attempt_at=due)
+        _, row["created_at"], row["status"], row["next_attempt_at"] = by_id[mail_id]
+        row["updated_at"] = row["created_at"]
     return rows
 
 
