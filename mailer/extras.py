@@ -43,14 +43,16 @@ MAX_UTC_OFFSET = timedelta(hours=14)  # the widest real zone (Kiribati, UTC+14)
 
 def validate_extras(data, errors, max_attachment_bytes, max_schedule_days, now=None):
     """The clean optional parts of ``data``; problems are appended to ``errors``."""
+    if data.keys().isdisjoint(FIELDS):  # most mail has none: nothing to check
+        return {"headers": {}, "tags": [], "metadata": {}, "attachments": [],
+                "send_at": None}, False
     attachments, too_large = _attachments(data.get("attachments"), errors, max_attachment_bytes)
     return {
         "headers": _headers(data.get("headers"), errors),
         "tags": _tags(data.get("tags"), errors),
         "metadata": _metadata(data.get("metadata"), errors),
         "attachments": attachments,
-        "send_at": _send_at(data.get("send_at"), errors, max_schedule_days,
-                            now or datetime.now(UTC)),
+        "send_at": _send_at(data.get("send_at"), errors, max_schedule_days, now),
     }, too_large
 
 
@@ -213,8 +215,9 @@ def _base64(content):
         return None
 
 
-def _send_at(value, errors, max_days, now):
-    """When to send, as an aware datetime; None for now (a time in the past also means now)."""
+def _send_at(value, errors, max_days, now=None):
+    """When to send, as an aware datetime; None for now (a time in the past also means now).
+    ``now``: the present, unless the clock's."""
     if value in (None, ""):
         return None
     if not isinstance(value, str):
@@ -233,6 +236,7 @@ def _send_at(value, errors, max_days, now):
     if abs(moment.utcoffset()) > MAX_UTC_OFFSET:  # PostgreSQL refuses such a zone outright
         _error(errors, "send_at", "The time zone's offset must be within ±14:00")
         return None
+    now = now or datetime.now(UTC)
     if moment > now + timedelta(days=max_days):
         _error(errors, "send_at", f"At most {max_days} days ahead (MAX_SCHEDULE_DAYS)")
         return None

@@ -20,6 +20,7 @@ from .headers import header_problem
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply_to")
 TEXT_FIELDS = ("subject", "text", "html")
 KNOWN_FIELDS = frozenset(ADDRESS_FIELDS + TEXT_FIELDS)
+ALL_FIELDS = KNOWN_FIELDS | frozenset(EXTRA_FIELDS)
 # An entry with none of these is a bare address: no display name, quoting or comment to parse.
 PLAIN_ADDRESS = re.compile(r'[^\s<>()",;:\\\[\]]+\Z')
 # A local part of letters, digits and . _ + - without leading, trailing or doubled dots: always
@@ -61,30 +62,33 @@ def validate_mail(data, max_recipients=50, max_attachment_bytes=10 * 1024 * 1024
                   max_schedule_days=30):
     """Check a mail request and return its normalised fields, or raise ValidationError."""
     errors = []
-    unknown = sorted(set(data) - KNOWN_FIELDS - set(EXTRA_FIELDS))
-    errors += [{"field": name, "message": "Unknown field"} for name in unknown]
+    unknown = data.keys() - ALL_FIELDS
+    if unknown:
+        errors += [{"field": name, "message": "Unknown field"} for name in sorted(unknown)]
+    get = data.get
     clean = {
-        "from_address": _one_address(data, "from", errors, required=True),
-        "to": _address_list(data, "to", errors, max_recipients, required=True),
-        "cc": _address_list(data, "cc", errors, max_recipients) or [],
-        "bcc": _address_list(data, "bcc", errors, max_recipients) or [],
-        "reply_to": _one_address(data, "reply_to", errors),
-        "subject": _text(data, "subject", errors, required=True, header=True),
-        "text": _text(data, "text", errors),
-        "html": _text(data, "html", errors),
+        "from_address": _one_address(get("from"), "from", errors, required=True),
+        "to": _address_list(get("to"), "to", errors, max_recipients, required=True),
+        "cc": _address_list(get("cc"), "cc", errors, max_recipients) or [],
+        "bcc": _address_list(get("bcc"), "bcc", errors, max_recipients) or [],
+        "reply_to": _one_address(get("reply_to"), "reply_to", errors),
+        "subject": _text(get("subject"), "subject", errors, required=True, header=True),
+        "text": _text(get("text"), "text", errors),
+        "html": _text(get("html"), "html", errors),
     }
     if not clean["text"] and not clean["html"] and not _has_error(errors, "text", "html"):
         errors.append({"field": "text", "message": "Give a text or an html body (or both)"})
     extras, too_large = validate_extras(data, errors, max_attachment_bytes, max_schedule_days)
     if errors:
         raise ValidationError(errors, status=413 if too_large else 400)
-    return {**clean, **extras}
+    clean.update(extras)
+    return clean
 
 
 def validate_address(value, field="address"):
     """One address (the suppression list's), normalised, or raise ValidationError naming it."""
     errors = []
-    address = _one_address({field: value}, field, errors, required=True)
+    address = _one_address(value, field, errors, required=True)
     if errors:
         raise ValidationError(errors, message="Invalid address")
     return address
@@ -95,9 +99,8 @@ def _has_error(errors, *fields):
     return any(error["field"] in fields for error in errors)
 
 
-def _text(data, field, errors, required=False, header=False):
+def _text(value, field, errors, required=False, header=False):
     """A string field; a header field may not hold line breaks (header injection)."""
-    value = data.get(field)
     if value is None or value == "":
         if required:
             errors.append({"field": field, "message": "This field is required"})
@@ -119,6 +122,8 @@ def _unstorable(value):
     """Why a string cannot be stored nor sent (a NUL, a lone surrogate), or None."""
     if "\x00" in value:
         return "Must not contain NUL characters"
+    if value.isascii():  # no surrogate: skip encoding it
+        return None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # JSON may carry "\ud800", which no database can store
@@ -126,9 +131,8 @@ def _unstorable(value):
     return None
 
 
-def _raw_addresses(data, field, errors):
+def _raw_addresses(value, field, errors):
     """The strings a client gave for an address field: a comma-separated string or a list."""
-    value = data.get(field)
     if value is None or value == "" or value == []:
         return []
     if isinstance(value, str):
@@ -140,41 +144,45 @@ def _raw_addresses(data, field, errors):
 
 
 def _parse_addresses(raw, field, errors):
-    """Split and check addresses; returns 'Name <addr>' or 'addr' strings."""
-    problem = next(filter(None, (_unstorable(item) or header_problem(item) for item in raw)),
-                   None)
+    """Split and check addresses; returns 'Name <addr>' or 'addr' strings.
+
+    A character that no entry may hold (``_entry``'s ``unsafe``) is reported before any
+    entry's address problem, whichever entry comes first."""
+    if len(raw) == 1:  # the common case: one string
+        addresses, problem, _ = _entry(raw[0])
+    else:
+        verdicts = [_entry(item) for item in raw]
+        problem = (next((problem for _, problem, unsafe in verdicts if unsafe), None)
+                   or next((problem for _, problem, _ in verdicts if problem), None))
+        addresses = [address for found, _, _ in verdicts for address in found or ()]
     if problem:
         errors.append({"field": field, "message": problem})
         return None
-    parsed = []
-    for item in raw:
-        addresses, problem = _parse_entry(item)
-        if problem:
-            errors.append({"field": field, "message": problem})
-            return None
-        parsed += addresses
-    if raw and not parsed:
+    if not addresses:
         errors.append({"field": field, "message": "No valid address given"})
         return None
-    return parsed
+    return list(addresses)
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_entry(item):
-    """One string a client gave for an address field (storable, no controls), as (addresses,
-    None) or (None, the first problem).
+def _entry(item):
+    """The verdict on one string a client gave for an address field: (addresses, None, False),
+    (None, the character it may not hold, True), or (None, its first bad address, False).
 
     Cached by the string: a sender, and often a recipient, comes again with every request,
     and the verdict depends on nothing else. Entries are bounded by the request size; the
     cache by its count.
     """
+    problem = _unstorable(item) or header_problem(item)
+    if problem:
+        return None, problem, True
     parsed = []
     for piece in _split_list(item):
         address, problem = _parse_one(piece)
         if problem:
-            return None, problem
+            return None, problem, False
         parsed.append(address)
-    return tuple(parsed), None
+    return tuple(parsed), None, False
 
 
 def _parse_one(piece):
@@ -256,9 +264,10 @@ def _split_list(value):
     return [piece.strip() for piece in pieces if piece.strip()]
 
 
-def _address_list(data, field, errors, max_recipients, required=False):
+def _address_list(value, field, errors, max_recipients, required=False,
+                  too_many="At most {} addresses"):
     """A field of one or more addresses, as a list, or None."""
-    raw = _raw_addresses(data, field, errors)
+    raw = _raw_addresses(value, field, errors)
     if raw is None:
         return None
     if not raw:
@@ -269,21 +278,12 @@ def _address_list(data, field, errors, max_recipients, required=False):
     if parsed is None:
         return None
     if len(parsed) > max_recipients:
-        errors.append({"field": field, "message": f"At most {max_recipients} addresses"})
+        errors.append({"field": field, "message": too_many.format(max_recipients)})
         return None
     return parsed
 
 
-def _one_address(data, field, errors, required=False):
+def _one_address(value, field, errors, required=False):
     """A field that takes exactly one address, as a string."""
-    value = _address_list(data, field, errors, max_recipients=1, required=required)
-    if value is None and field in {error["field"] for error in errors}:
-        _reword_single(errors, field)
+    value = _address_list(value, field, errors, 1, required, too_many="Give exactly one address")
     return value[0] if value else None
-
-
-def _reword_single(errors, field):
-    """Say 'exactly one address' instead of 'at most 1 addresses' for single fields."""
-    for error in errors:
-        if error["field"] == field and error["message"].startswith("At most"):
-            error["message"] = "Give exactly one address"

@@ -76,7 +76,7 @@ def test_a_lost_answer_stores_the_mail_once(app, sql, mail, with_key):
     else:
         (row,) = result
         assert row["status"] == "queued" and row["created_at"] is not None
-        assert sql("SELECT id FROM email")[0]["id"] == row["id"]
+        assert str(sql("SELECT id FROM email")[0]["id"]) == row["id"]
     assert sql("SELECT count(*) AS n FROM idempotency_key")[0]["n"] == (1 if with_key else 0)
 
 

@@ -103,6 +103,17 @@ def test_line_breaks_in_headers(field, breaker, mail):
     assert "line breaks" in errors_of({**mail, field: value})[field]
 
 
+def test_a_control_in_any_entry_is_named_before_a_bad_address_in_an_earlier_one(mail):
+    # An address list's entries are checked for what no header may hold first, then parsed in
+    # order: the first bad address is named only when no entry holds a line break.
+    entries = ["not-an-address", "b@example.com", "x@example.com\nBcc: victim@example.com"]
+    assert "line breaks" in errors_of({**mail, "to": entries})["to"]
+    assert errors_of({**mail, "to": entries[:2]})["to"].startswith("Invalid address 'not-an")
+    assert errors_of({**mail, "to": entries[:2]}, max_recipients=1) == errors_of(
+        {**mail, "to": entries[:2]})  # no count when an address is bad
+    assert errors_of({**mail, "to": [" , ", ""]})["to"] == "No valid address given"
+
+
 @pytest.mark.parametrize("field", ["from", "to", "cc", "bcc", "reply_to", "subject", "text",
                                    "html"])
 def test_nul_characters(field, mail):

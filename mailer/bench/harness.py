@@ -76,6 +76,25 @@ def tree_cpu_seconds(pid):
     return total / ticks
 
 
+def process_cpu_seconds(pid):
+    """CPU seconds (user + system) used so far by process ``pid``, or None if it is not on this
+    machine (or gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_used(before, after):
+    """CPU seconds used between two ``{pid: seconds}`` readings (a pid new in ``after`` counts
+    from its start), or None if nothing was read."""
+    if not after:
+        return None
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 # ---------------------------------------------------------------------------------------------
 # HTTP helpers
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +287,14 @@ class Bench:
         with self.db.cursor() as cursor:
             cursor.execute(statement, params)
             return cursor.fetchall() if cursor.description else None
+
+    def database_cpu(self):
+        """CPU seconds used so far by each PostgreSQL backend on the bench database but this
+        one, by pid; empty when the server is not on this machine."""
+        rows = self.sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+        used = {pid: process_cpu_seconds(pid) for (pid,) in rows}
+        return {pid: seconds for pid, seconds in used.items() if seconds is not None}
 
     def engine(self):
         """A SQLAlchemy engine made like the worker's (for ``mailqueue.claim``)."""

@@ -19,6 +19,7 @@ from .harness import (
     SENDER,
     Unavailable,
     connect,
+    cpu_used,
     http_json,
     last_lines,
     libpq_url,
@@ -302,7 +303,13 @@ def summarize_load(runs):
         "load_cpu_share": sum(run["cpu_seconds"] for run in runs)
         / sum(run["duration"] for run in runs),
         "server_cpu_ms": statistics.median(run.get("server_cpu_ms", 0.0) for run in runs),
+        "database_cpu_ms": median_or_none([run.get("database_cpu_ms") for run in runs]),
     }
+
+
+def median_or_none(values):
+    """The median of ``values``, or None if one of them is None (not measured)."""
+    return None if not values or None in values else statistics.median(values)
 
 
 def ingest_variants(b):
@@ -416,47 +423,75 @@ def batch_body(size):
 def scenario_bulk(b):
     """5. POST /mail/batch with 1,000 mails per request at >= 0.85 of a raw execute_values of
     the same rows behind a minimal Flask endpoint (and >= 20,000 mails/s)."""
-    _, ours_port = b.start_gunicorn("app:create_app()", "api")
-    status, answer = http_json("POST", f"http://{HOST}:{ours_port}/mail/batch",
+    ours = b.start_gunicorn("app:create_app()", "api")
+    status, answer = http_json("POST", f"http://{HOST}:{ours[1]}/mail/batch",
                                json.loads(batch_body(1)),
                                {"Authorization": f"Bearer {b.api_key}"})
     if status in (404, 405):
         raise Unavailable("POST /mail/batch is not there yet")
     if status != 202 or not answer or "ids" not in answer:
         raise RuntimeError(f"POST /mail/batch with one mail answered {status}: {answer}")
-    _, base_port = b.start_gunicorn("mailer.bench.minimal_app:app", "minimal")
-    body, concurrency = batch_body(b.sizes["bulk_size"]), b.sizes["bulk_concurrency"]
+    minimal = b.start_gunicorn("mailer.bench.minimal_app:app", "minimal")
     runs = {"minimal": [], "ours": []}
     for round_number in range(b.sizes["bulk_rounds"]):
-        for port, label in ((base_port, "minimal"), (ours_port, "ours")):
+        for server, label in ((minimal, "minimal"), (ours, "ours")):
             say(f"bulk round {round_number + 1}: {label}, {b.sizes['bulk_size']} mails per "
-                f"request, concurrency {concurrency}")
-            b.truncate()
-            result = b.load(port, "/mail/batch", body, "application/json", concurrency,
-                            b.sizes["bulk_seconds"], f"bulk-{label}-{round_number}")
-            result["rate"] = result["items_in_window"] / result["duration"]
-            result["acked"] = len(set(result["ids"]))
-            result["committed"] = b.committed(result["ids"])
-            runs[label].append(result)
-    ours, base = summarize_load(runs["ours"]), summarize_load(runs["minimal"])
+                f"request, concurrency {b.sizes['bulk_concurrency']}")
+            runs[label].append(bulk_round(b, server, f"bulk-{label}-{round_number}"))
+    return bulk_rows(b, summarize_load(runs["ours"]), summarize_load(runs["minimal"]))
+
+
+def bulk_round(b, server, label):
+    """One timed load run of POST /mail/batch on ``server`` (child, port): rate, percentiles,
+    the ids check, and gunicorn's and PostgreSQL's CPU per 1,000 mails acknowledged."""
+    b.truncate()
+    child, port = server
+    server_cpu, database_cpu = tree_cpu_seconds(child.pid), b.database_cpu()
+    result = b.load(port, "/mail/batch", batch_body(b.sizes["bulk_size"]), "application/json",
+                    b.sizes["bulk_concurrency"], b.sizes["bulk_seconds"], label)
+    thousands = max(1, len(result["ids"])) / 1000
+    result["server_cpu_ms"] = (tree_cpu_seconds(child.pid) - server_cpu) * 1000 / thousands
+    database = cpu_used(database_cpu, b.database_cpu())
+    result["database_cpu_ms"] = None if database is None else database * 1000 / thousands
+    result["rate"] = result["items_in_window"] / result["duration"]
+    result["acked"] = len(set(result["ids"]))
+    result["committed"] = b.committed(result["ids"])
+    return result
+
+
+def bulk_rows(b, ours, base):
+    """The bulk scenario's rows: the rate against the minimal app's, each side's CPU per 1,000
+    mails (gunicorn's, PostgreSQL's backends'), and the ids check."""
     ratio = ratio_of(ours["rate"], base["rate"])
     rounds = ", ".join(f"{o / m:.2f}" for o, m in zip(ours["rates"], base["rates"], strict=True)
                        if m)
+    concurrency = b.sizes["bulk_concurrency"]
     return [
         Row(f"bulk /mail/batch x{b.sizes['bulk_size']}, c={concurrency}", ours["rate"],
             base["rate"], ratio, f">= {BULK_TARGET}", ratio is not None and ratio >= BULK_TARGET,
             "mails/s",
             note=f"baseline = the minimal app's /mail/batch: one execute_values of the same rows "
             f"into the same table and a commit, {concurrency} clients, one connection each; "
-            f"medians of {len(runs['ours'])} alternated rounds, rounds' ratios {rounds}; p50 "
+            f"medians of {len(ours['rates'])} alternated rounds, rounds' ratios {rounds}; p50 "
             f"{fmt(ours['p50'], 'ms')} per request (ours), {fmt(base['p50'], 'ms')} (minimal); "
             f"statuses {ours['statuses']}; issue 5's floor: >= 20,000 mails/s "
             f"({'met' if ours['rate'] >= 20_000 else 'not met'})",
             details={"ours": ours, "minimal": base}),
+        *[Row(f"bulk {side} CPU per 1,000 mails", ours[key], base[key],
+              ratio_of(ours[key], base[key]), "(info)", None, "ms", note=note)
+          for side, key, note in BULK_CPU_ROWS if ours[key] is not None],
         Row("bulk: 202s committed", f"{ours['committed']}/{ours['acked']}",
             f"{base['committed']}/{base['acked']}", None, "all",
             ours["committed"] == ours["acked"] and ours["acked"] > 0),
     ]
+
+
+BULK_CPU_ROWS = (
+    ("server", "server_cpu_ms", "gunicorn's processes' user + system CPU per 1,000 mails "
+     "acknowledged, median of the rounds: steadier than the rates on a shared machine"),
+    ("PostgreSQL", "database_cpu_ms", "the CPU of the bench database's backends (from /proc: "
+     "the server on this machine), per 1,000 mails acknowledged, median of the rounds"),
+)
 
 
 def insert_rows(size):
@@ -464,7 +499,9 @@ def insert_rows(size):
     from mailer import mailqueue
     from mailer.validation import validate_mail
 
-    return [mailqueue.new_mail_row(validate_mail(item)) for item in json.loads(batch_body(size))]
+    cleans = [validate_mail(item) for item in json.loads(batch_body(size))]
+    return [mailqueue.new_mail_row(clean, mail_id)
+            for clean, mail_id in zip(cleans, mailqueue.new_ids(size), strict=True)]
 
 
 # The two builders of the batch INSERT below reuse mailqueue's private pieces on purpose: the
@@ -476,7 +513,7 @@ def insert_api_statement(session, rows):
     ``POST /mail/batch`` runs it (no attachments, no key)."""
     from mailer import mailqueue
 
-    statement, params = mailqueue._submission(rows, [str(row["id"]) for row in rows],
+    statement, params = mailqueue._submission(rows, [row["id"] for row in rows],
                                               [{}] * len(rows), None, None)
     with session.connection().connection.cursor() as cursor:
         cursor.execute(statement, params)
@@ -489,7 +526,7 @@ def insert_execute_values(session, rows):
 
     from mailer import mailqueue
 
-    values = [tuple(mailqueue.row_params(row, str(row["id"]))) for row in rows]
+    values = [tuple(mailqueue.row_params(row, row["id"])) for row in rows]
     with session.connection().connection.cursor() as cursor:
         return len(execute_values(cursor, mailqueue.INSERT_SQL.format(rows="%s"), values,
                                   template=mailqueue.INSERT_ROW, page_size=len(rows),

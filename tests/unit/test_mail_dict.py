@@ -24,7 +24,7 @@ REQUESTS = [
 
 def stored(request, status):
     """The row ``enqueue_many`` returns for ``request``, as the database would stamp it."""
-    row = mailqueue.new_mail_row(validate_mail(dict(request), **LIMITS))
+    row = mailqueue.new_mail_row(validate_mail(dict(request), **LIMITS), mailqueue.new_ids(1)[0])
     row.update({"created_at": NOW, "updated_at": NOW, "status": status,
                 "next_attempt_at": row["send_at"] or NOW, "files": []})
     return row
