@@ -13,8 +13,10 @@ On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
 
 The ``WORKER_CONCURRENCY`` send threads live as long as the loop and take mail from ``todo``
-one at a time (a plain queue: no Future per mail). A send never raises into its thread: a bug
-of ours while sending is logged and the mail retried (``crashed``), and the thread goes on.
+one at a time (a plain queue: no Future per mail). Each one also decides what comes of its mail
+and logs it, so the loop's own work per mail is only to claim it, hand it over and pass its
+decision to the recorder. A send never raises into its thread: a bug of ours while sending is
+logged and the mail retried (``crashed``), and the thread goes on.
 
 Duplicates: a mail is sent at most once per lease. A second send happens only if this process
 dies after a provider accepted a mail and before ``finish`` committed it (a window of about
@@ -43,6 +45,7 @@ from .addresses import bare_address
 from .circuit import PROBE, USE, Breakers, is_meltdown
 from .database import describe
 from .delivery import (
+    DEFERRED,
     all_suppressed,
     attempt_rows,
     crashed,
@@ -140,7 +143,7 @@ class Worker:
         self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine
         self.inflight = {}  # mail id -> claimed row, handed to the send threads, not collected
         self.todo = queue.SimpleQueue()  # (row, provider order) of inflight, not started yet
-        self.done = queue.SimpleQueue()  # (row, Outcome) of inflight, finished, not collected
+        self.done = queue.SimpleQueue()  # (row, decision, attempt rows) of finished inflight
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
         self.recording = None  # (Future, batch): the recorder thread's transaction under way
         self.last_reap = 0.0
@@ -285,11 +288,25 @@ class Worker:
             thread.join()
 
     def _send_loop(self):
-        """A send thread: deliver each mail taken from ``todo`` and put its outcome on ``done``,
-        until a None says stop."""
+        """A send thread: deliver each mail taken from ``todo`` and put what comes of it on
+        ``done``, until a None says stop."""
         while (job := self.todo.get()) is not None:
             row, order = job
-            self.done.put((row, self._send(row, order)))
+            try:
+                decision, attempts = self._conclude(row, self._send(row, order))
+            except Exception:  # a bug of ours in deciding: the lease returns the mail
+                log.exception("cannot record mail %s; its lease will return it to the queue",
+                              row["id"])
+                decision, attempts = None, []
+            self.done.put((row, decision, attempts))
+
+    def _conclude(self, row, outcome):
+        """The mail's next state after ``outcome`` and its attempt rows; its line logged."""
+        # Only a deferred mail waits for a provider's return: the breakers are asked only then.
+        wait_for = self.breakers.seconds_to_next_change() if outcome.kind == DEFERRED else None
+        decision = decide(row, outcome, self.policy, wait_for)
+        log_decision(decision)
+        return decision, attempt_rows(decision, outcome, self.name)
 
     def _send(self, row, order):
         """Deliver one claimed mail, its id on every line logged meanwhile; never raises."""
@@ -319,14 +336,13 @@ class Worker:
             return
         while not self.done.empty():  # only this thread takes from it
             results.append(self.done.get())
-        wait_for = self.breakers.seconds_to_next_change()
-        for row, outcome in results:
+        for row, decision, attempts in results:
             del self.inflight[row["id"]]
-            decision = decide(row, outcome, self.policy, wait_for)
-            self.finished.append((decision, attempt_rows(decision, outcome, self.name)))
+            if decision is None:  # see _send_loop
+                continue
+            self.finished.append((decision, attempts))
             self.sent_count += decision.status == SENT
             self.failed_count += decision.status == FAILED
-            log_decision(decision)
 
     def _record(self, recorder):
         """Hand the finished sends to the recorder thread, one transaction at a time.
