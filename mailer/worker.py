@@ -6,7 +6,9 @@ the addresses on the suppression list, looked up once per batch) and put it on `
 the sends that finished (each send thread puts its result on ``done``, so the loop never polls
 the sends in flight), and hand them to the recorder thread, which records them in one
 transaction while the loop goes on claiming: a commit never holds up the next claim, so the
-send threads always have mail waiting.
+send threads always have mail waiting. The loop wakes (``ready``) once enough sends finished
+to make a claim worth it, or every send in flight did, or the recorder is free: not once per
+mail.
 With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
@@ -144,6 +146,8 @@ class Worker:
         self.inflight = {}  # mail id -> claimed row, handed to the send threads, not collected
         self.todo = queue.SimpleQueue()  # (row, provider order) of inflight, not started yet
         self.done = queue.SimpleQueue()  # (row, decision, attempt rows) of finished inflight
+        self.ready = threading.Event()  # set when the loop has something worth waking for
+        self.claim_at = max(1, self.concurrency // 4)  # free places worth a claim
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
         self.recording = None  # (Future, batch): the recorder thread's transaction under way
         self.last_reap = 0.0
@@ -208,6 +212,7 @@ class Worker:
         """Ask the loop to stop after the sends in flight (signal handler: only sets flags)."""
         self.stopping.set()
         self.wake.set()
+        self.ready.set()
 
     def install_signal_handlers(self):
         """SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the worker gracefully."""
@@ -223,7 +228,7 @@ class Worker:
         # waiting). Claim once a quarter of it is free: the batch still waiting must last
         # while the claim's transaction runs, or send threads sit idle.
         room = 2 * self.concurrency - (len(self.inflight) - self.done.qsize())
-        if room < max(1, self.concurrency // 4) and self.inflight:
+        if room < self.claim_at and self.inflight:
             return 0
         limit = min(room, self.batch_size, self._provider_room())
         if limit <= 0:
@@ -299,6 +304,16 @@ class Worker:
                               row["id"])
                 decision, attempts = None, []
             self.done.put((row, decision, attempts))
+            self._wake_if_worth_it()
+
+    def _wake_if_worth_it(self):
+        """Wake the loop if some send finished and the recorder is free (so the duplicate
+        window does not grow), once enough finished to make a claim worth it, or once every
+        send in flight did (``inflight`` counts those not collected yet)."""
+        finished = self.done.qsize()
+        if finished and (self.recording is None or finished >= self.claim_at
+                         or finished >= len(self.inflight)):
+            self.ready.set()
 
     def _conclude(self, row, outcome):
         """The mail's next state after ``outcome`` and its attempt rows; its line logged."""
@@ -326,14 +341,13 @@ class Worker:
         return deliver(message, order, self.breakers, self.sessions, self.dispatcher.admit)
 
     def _collect(self):
-        """Wait up to ``poll_interval`` for a send to finish; move it, and every other one
-        finished by then, to ``finished``."""
+        """Wait up to ``poll_interval`` for ``ready`` (see ``_wake_if_worth_it``); move every
+        send finished by then to ``finished``."""
         if not self.inflight:
             return
-        try:
-            results = [self.done.get(timeout=self.poll_interval)]
-        except queue.Empty:
-            return
+        self.ready.wait(self.poll_interval)
+        self.ready.clear()  # before taking: a send finishing from now on sets it again
+        results = []
         while not self.done.empty():  # only this thread takes from it
             results.append(self.done.get())
         for row, decision, attempts in results:
@@ -343,6 +357,7 @@ class Worker:
             self.finished.append((decision, attempts))
             self.sent_count += decision.status == SENT
             self.failed_count += decision.status == FAILED
+        self._wake_if_worth_it()  # a send that finished meanwhile saw the old ``inflight``
 
     def _record(self, recorder):
         """Hand the finished sends to the recorder thread, one transaction at a time.
@@ -358,6 +373,7 @@ class Worker:
         if self.finished:
             batch, self.finished = self.finished, []
             self.recording = (recorder.submit(self._write, batch), batch)
+            self.recording[0].add_done_callback(lambda _: self.ready.set())  # loop: record more
 
     def _await_recording(self):
         """Wait for the recorder's transaction; if it failed, its batch goes back to
