@@ -66,6 +66,7 @@ def main(argv=None):
     try:
         config = load_config(args.config)
         logs.configure(config["LOG_FORMAT"], args.log_level)
+        logs.skip_unshown_fields()  # a line per mail: only what the formats show
         providers = usable_providers(config)
         outbox.subscription(config)  # WEBHOOK_* settings that cannot work stop us here
         worker_metrics.check_settings(config)

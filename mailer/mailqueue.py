@@ -118,9 +118,9 @@ RETURNING id, from_address, to_address, cc, bcc, reply_to, subject, text, html, 
 """
 
 # Every recipient of mail a provider took starts "sent" (one suppressed already has its row).
-SENT_RECIPIENTS_SQL = text(
+SENT_RECIPIENTS_SQL = (
     "INSERT INTO recipient (email_id, address, status) "
-    "SELECT id, unnest(recipients), 'sent' FROM email WHERE id = ANY(CAST(:ids AS uuid[])) "
+    "SELECT id, unnest(recipients), 'sent' FROM email WHERE id = ANY(%(ids)s::uuid[]) "
     "ON CONFLICT DO NOTHING")
 HANDED_OFF_ARRAY = "ARRAY[" + ", ".join(f"'{status}'" for status in HANDED_OFF) + "]::text[]"
 # What a mail's recipients say of it (``status`` over the rows of one mail, grouped).
@@ -132,14 +132,17 @@ SAID_STATUS = f"""CASE WHEN bool_or(status = '{COMPLAINED}') THEN '{COMPLAINED}'
 # Only ever forward: a mail moves when what its recipients say comes later in HANDED_OFF.
 FURTHER = (f"array_position({HANDED_OFF_ARRAY}, email.status) "
            f"< array_position({HANDED_OFF_ARRAY}, said.status)")
-ROLL_UP_SQL = text(f"""
+# The mails ``ids`` (an array parameter) as their recipients now say, if that is further: the
+# same text for psycopg2 (%(ids)s, after SENT_RECIPIENTS_SQL in ``finish``) and as ``text``.
+ROLL_UP_DRIVER_SQL = f"""
 WITH said AS (
     SELECT email_id, {SAID_STATUS} AS status
-      FROM recipient WHERE email_id = ANY(CAST(:ids AS uuid[])) GROUP BY email_id)
+      FROM recipient WHERE email_id = ANY(%(ids)s::uuid[]) GROUP BY email_id)
 UPDATE email SET status = said.status, updated_at = now()
   FROM said
  WHERE email.id = said.email_id AND {FURTHER}
-""")
+"""
+ROLL_UP_SQL = text(ROLL_UP_DRIVER_SQL.replace("%(ids)s::uuid[]", "CAST(:ids AS uuid[])"))
 
 INSERT_COLUMNS = ("id", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
                   "text", "html", "attempts", "headers", "metadata", "tags", "recipients",
@@ -202,6 +205,10 @@ ATTACHMENTS_SQL = ("SELECT email_id, filename, content_type, content FROM attach
                    "WHERE email_id = ANY(%s::uuid[]) ORDER BY email_id, position")
 OWNED_SQL = ("SELECT id FROM email WHERE id = ANY(%s::uuid[]) AND locked_by = %s "
              "ORDER BY id FOR UPDATE")
+# ``finish`` sends its statements in two round trips (BEGIN and COMMIT aside), each several
+# statements that run in turn: OWNED_SQL (the locks, in id order), ATTEMPTS_SQL, then
+# FINISH_SQL, whose RETURNING is the mails still owned; then the hand-off's recipients and
+# roll-up. A round trip costs the recorder more CPU than the rows it carries.
 FINISH_SQL = f"""
 UPDATE email
    SET status = d.status, provider = d.provider, provider_message_id = d.message_id,
@@ -536,24 +543,30 @@ def finish(conn, worker, decisions, attempts, webhooks=None):
     that went (or was suppressed) gets its recipients, and the client the webhooks it wants
     (``webhooks``, an ``outbox.Subscription``), in the same transaction.
     """
-    decisions = _owned(conn, worker, decisions)
-    if decisions:
-        conn.exec_driver_sql(FINISH_SQL, (*_finish_columns(decisions), worker))
-    if attempts:
-        conn.exec_driver_sql(ATTEMPTS_SQL, _attempt_columns(attempts))
+    if not decisions:
+        if attempts:
+            conn.exec_driver_sql(ATTEMPTS_SQL, _attempt_columns(attempts))
+        return
+    decisions = _owned_and_finished(conn, worker, decisions, attempts)
     _hand_off(conn, decisions, webhooks)
 
 
-def _owned(conn, worker, decisions):
-    """The decisions whose mail ``worker`` still leases, their rows locked in id order.
+def _owned_and_finished(conn, worker, decisions, attempts):
+    """Lock the mails ``worker`` still leases, insert ``attempts``, update those mails; the
+    decisions of those mails (one round trip).
 
     Every writer that locks several mails (this, ``record_events``) takes them in id order, so
-    a batch of sends and a batch of events never deadlock.
+    a batch of sends and a batch of events never deadlock: the UPDATE finds them locked already,
+    and its RETURNING names the same mails as the locking SELECT.
     """
-    if not decisions:
-        return []
     by_id = {str(d.id): d for d in decisions}
-    owned = conn.exec_driver_sql(OWNED_SQL, (list(by_id), worker))
+    statements, parameters = [OWNED_SQL], [list(by_id), worker]
+    if attempts:
+        statements.append(ATTEMPTS_SQL)
+        parameters += _attempt_columns(attempts)
+    statements.append(FINISH_SQL + " RETURNING email.id")
+    parameters += [*_finish_columns(decisions), worker]
+    owned = conn.exec_driver_sql(";".join(statements), tuple(parameters))
     return [by_id[str(mail_id)] for mail_id, in owned]
 
 
@@ -569,9 +582,8 @@ def _hand_off(conn, decisions, webhooks):
     if suppressed:
         conn.execute(pg_insert(recipient).values(suppressed).on_conflict_do_nothing())
     sent = [str(d.id) for d in decisions if d.status == SENT]
-    if sent:
-        conn.execute(SENT_RECIPIENTS_SQL, {"ids": sent})
-        _roll_up(conn, sent)
+    if sent:  # one round trip: the roll-up sees the recipients just inserted
+        conn.exec_driver_sql(SENT_RECIPIENTS_SQL + ";" + ROLL_UP_DRIVER_SQL, {"ids": sent})
     items = [(row["email_id"], outbox.SUPPRESSED, row["address"], row["reason"])
              for row in suppressed]
     items += [(d.id, outbox.SENT if d.status == SENT else outbox.FAILED, None,

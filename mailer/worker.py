@@ -2,14 +2,23 @@
 
 Read ``Worker.run`` top to bottom: while not stopping, write its heartbeat row every few seconds
 (``heartbeats``), reap expired leases, claim what the send threads have room for (leaving out
-the addresses on the suppression list, looked up once per batch), take the sends that finished
-(each one's future puts itself in ``done``, so the loop never polls the sends in flight), and
-hand them to the recorder thread, which records them in one transaction while the loop goes on
-claiming: a commit never holds up the next claim, so the send threads always have mail waiting.
+the addresses on the suppression list, looked up once per batch) and put it on ``todo``, take
+the sends that finished (each send thread puts its result on ``done``, so the loop never polls
+the sends in flight), and hand them to the recorder thread, which records them in one
+transaction while the loop goes on claiming: a commit never holds up the next claim, so the
+send threads always have mail waiting. The loop wakes (``ready``) once enough sends finished
+to make a claim worth it, or every send in flight did, or the recorder is free: not once per
+mail.
 With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
+
+The ``WORKER_CONCURRENCY`` send threads live as long as the loop and take mail from ``todo``
+one at a time (a plain queue: no Future per mail). Each one also decides what comes of its mail
+and logs it, so the loop's own work per mail is only to claim it, hand it over and pass its
+decision to the recorder. A send never raises into its thread: a bug of ours while sending is
+logged and the mail retried (``crashed``), and the thread goes on.
 
 Duplicates: a mail is sent at most once per lease. A second send happens only if this process
 dies after a provider accepted a mail and before ``finish`` committed it (a window of about
@@ -38,6 +47,7 @@ from .addresses import bare_address
 from .circuit import PROBE, USE, Breakers, is_meltdown
 from .database import describe
 from .delivery import (
+    DEFERRED,
     all_suppressed,
     attempt_rows,
     crashed,
@@ -133,8 +143,11 @@ class Worker:
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
         self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine
-        self.inflight = {}  # Future -> claimed row
-        self.done = queue.SimpleQueue()  # futures of inflight, as they finish (not yet collected)
+        self.inflight = {}  # mail id -> claimed row, handed to the send threads, not collected
+        self.todo = queue.SimpleQueue()  # (row, provider order) of inflight, not started yet
+        self.done = queue.SimpleQueue()  # (row, decision, attempt rows) of finished inflight
+        self.ready = threading.Event()  # set when the loop has something worth waking for
+        self.claim_at = max(1, self.concurrency // 4)  # free places worth a claim
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
         self.recording = None  # (Future, batch): the recorder thread's transaction under way
         self.last_reap = 0.0
@@ -160,25 +173,28 @@ class Worker:
         if self.sender is not None:  # client webhooks, on a thread of their own
             self.sender.start()
         self.metrics.serve()
-        with (ThreadPoolExecutor(self.concurrency, thread_name_prefix="send") as pool,
-              ThreadPoolExecutor(1, thread_name_prefix="record") as recorder):
-            while not self.stopping.is_set():
-                if not self._with_db(self.step, pool, recorder, burst):
-                    continue
-                if burst and self._idle and not self._unrecorded():
-                    break
-            self._drain()
+        senders = self._start_send_threads()
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="record") as recorder:
+                while not self.stopping.is_set():
+                    if not self._with_db(self.step, recorder, burst):
+                        continue
+                    if burst and self._idle and not self._unrecorded():
+                        break
+                self._drain()
+        finally:
+            self._stop_send_threads(senders)
         if self.sender is not None:
             self.sender.stop()
         self._with_db(self._forget)
         self.metrics.stop()
         log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
 
-    def step(self, pool, recorder, burst):
+    def step(self, recorder, burst):
         """One turn of the loop: say it is alive, reap, claim, wait for sends, record them."""
         self._beat_if_due()
         self._reap_if_due()
-        claimed = self._fill(pool)
+        claimed = self._fill()
         if not claimed and not self.inflight and self.dispatcher.wait_hint is not None:
             # Due mail waits for a token: no claim until one is due, and not idle either.
             self.stopping.wait(self.dispatcher.wait_hint)
@@ -196,6 +212,7 @@ class Worker:
         """Ask the loop to stop after the sends in flight (signal handler: only sets flags)."""
         self.stopping.set()
         self.wake.set()
+        self.ready.set()
 
     def install_signal_handlers(self):
         """SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the worker gracefully."""
@@ -204,14 +221,14 @@ class Worker:
 
     # Named steps ---------------------------------------------------------------------------
 
-    def _fill(self, pool):
+    def _fill(self):
         """Claim as many due mails as the send threads have room for, and start them."""
         # Keep a batch ready behind the threads: 2 x WORKER_CONCURRENCY mails not yet sent (a
         # finished send not collected yet leaves room already; the lease allows for one batch
         # waiting). Claim once a quarter of it is free: the batch still waiting must last
         # while the claim's transaction runs, or send threads sit idle.
         room = 2 * self.concurrency - (len(self.inflight) - self.done.qsize())
-        if room < max(1, self.concurrency // 4) and self.inflight:
+        if room < self.claim_at and self.inflight:
             return 0
         limit = min(room, self.batch_size, self._provider_room())
         if limit <= 0:
@@ -236,9 +253,8 @@ class Worker:
             with self.engine.begin() as conn:
                 mailqueue.release(conn, self.name, [row["id"] for row in sendable[len(orders):]])
         for row, order in zip(sendable, orders, strict=False):
-            future = pool.submit(self._send, row, order)
-            self.inflight[future] = row
-            future.add_done_callback(self.done.put)
+            self.inflight[row["id"]] = row
+            self.todo.put((row, order))
         return len(rows) - (len(sendable) - len(orders))
 
     def _orders(self, count):
@@ -261,46 +277,87 @@ class Worker:
             return 1
         return 0
 
+    def _start_send_threads(self):
+        """Start the ``WORKER_CONCURRENCY`` send threads; they wait for mail on ``todo``."""
+        threads = [threading.Thread(target=self._send_loop, name=f"send_{number}")
+                   for number in range(self.concurrency)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _stop_send_threads(self, threads):
+        """Let each send thread finish what ``todo`` still holds, then end; wait for them."""
+        for _ in threads:
+            self.todo.put(None)
+        for thread in threads:
+            thread.join()
+
+    def _send_loop(self):
+        """A send thread: deliver each mail taken from ``todo`` and put what comes of it on
+        ``done``, until a None says stop."""
+        while (job := self.todo.get()) is not None:
+            row, order = job
+            try:
+                decision, attempts = self._conclude(row, self._send(row, order))
+            except Exception:  # a bug of ours in deciding: the lease returns the mail
+                log.exception("cannot record mail %s; its lease will return it to the queue",
+                              row["id"])
+                decision, attempts = None, []
+            self.done.put((row, decision, attempts))
+            self._wake_if_worth_it()
+
+    def _wake_if_worth_it(self):
+        """Wake the loop if some send finished and the recorder is free (so the duplicate
+        window does not grow), once enough finished to make a claim worth it, or once every
+        send in flight did (``inflight`` counts those not collected yet)."""
+        finished = self.done.qsize()
+        if finished and (self.recording is None or finished >= self.claim_at
+                         or finished >= len(self.inflight)):
+            self.ready.set()
+
+    def _conclude(self, row, outcome):
+        """The mail's next state after ``outcome`` and its attempt rows; its line logged."""
+        # Only a deferred mail waits for a provider's return: the breakers are asked only then.
+        wait_for = self.breakers.seconds_to_next_change() if outcome.kind == DEFERRED else None
+        decision = decide(row, outcome, self.policy, wait_for)
+        log_decision(decision)
+        return decision, attempt_rows(decision, outcome, self.name)
+
     def _send(self, row, order):
-        """Deliver one claimed mail (on a send thread), its id on every line logged meanwhile."""
-        with logs.context(mail_id=str(row["id"]), worker=self.name):
-            return self._deliver(row, order)
+        """Deliver one claimed mail, its id on every line logged meanwhile; never raises."""
+        try:
+            with logs.context(mail_id=str(row["id"]), worker=self.name):
+                return self._deliver(row, order)
+        except Exception as err:  # a bug of ours: retried, and must not stop the worker
+            log.exception("unexpected error delivering mail %s; it will be retried", row["id"])
+            return crashed(err)
 
     def _deliver(self, row, order):
-        """Deliver one claimed mail through ``order``; never raises."""
+        """Deliver one claimed mail through ``order``: its Outcome (a malformed row fails)."""
         try:
             message = message_from_row(row)
         except (ValueError, TypeError, AttributeError) as err:
-            return row, poisoned(err)
-        try:
-            return row, deliver(message, order, self.breakers, self.sessions,
-                                self.dispatcher.admit)
-        except Exception as err:  # a bug of ours: retried, and must not stop the worker
-            log.exception("unexpected error delivering mail %s; it will be retried", row["id"])
-            return row, crashed(err)
+            return poisoned(err)
+        return deliver(message, order, self.breakers, self.sessions, self.dispatcher.admit)
 
     def _collect(self):
-        """Wait up to ``poll_interval`` for a send to finish; move it, and every other one
-        finished by then, to ``finished``."""
+        """Wait up to ``poll_interval`` for ``ready`` (see ``_wake_if_worth_it``); move every
+        send finished by then to ``finished``."""
         if not self.inflight:
             return
-        try:
-            futures = [self.done.get(timeout=self.poll_interval)]
-        except queue.Empty:
-            return
+        self.ready.wait(self.poll_interval)
+        self.ready.clear()  # before taking: a send finishing from now on sets it again
+        results = []
         while not self.done.empty():  # only this thread takes from it
-            futures.append(self.done.get())
-        wait_for = self.breakers.seconds_to_next_change()
-        for future in futures:
-            row = self.inflight.pop(future, None)
-            if row is None:  # cancelled at a stop: handed back unsent
+            results.append(self.done.get())
+        for row, decision, attempts in results:
+            del self.inflight[row["id"]]
+            if decision is None:  # see _send_loop
                 continue
-            _, outcome = future.result()
-            decision = decide(row, outcome, self.policy, wait_for)
-            self.finished.append((decision, attempt_rows(decision, outcome, self.name)))
+            self.finished.append((decision, attempts))
             self.sent_count += decision.status == SENT
             self.failed_count += decision.status == FAILED
-            log_decision(decision)
+        self._wake_if_worth_it()  # a send that finished meanwhile saw the old ``inflight``
 
     def _record(self, recorder):
         """Hand the finished sends to the recorder thread, one transaction at a time.
@@ -316,6 +373,7 @@ class Worker:
         if self.finished:
             batch, self.finished = self.finished, []
             self.recording = (recorder.submit(self._write, batch), batch)
+            self.recording[0].add_done_callback(lambda _: self.ready.set())  # loop: record more
 
     def _await_recording(self):
         """Wait for the recorder's transaction; if it failed, its batch goes back to
@@ -410,8 +468,9 @@ class Worker:
 
     def _drain(self):
         """On stop: hand back unstarted mail, finish the sends in flight, record everything."""
-        unstarted = [future for future in self.inflight if future.cancel()]
-        ids = [self.inflight.pop(future)["id"] for future in unstarted]
+        ids = [row["id"] for row, _ in self._unstarted()]
+        for mail_id in ids:
+            del self.inflight[mail_id]
         if self.inflight:
             log.info("finishing %d sends in flight", len(self.inflight))
         while self.inflight:
@@ -426,6 +485,15 @@ class Worker:
                 log.error("cannot record results (%s); retrying in %.1fs", describe(err), delay)
                 time.sleep(delay)
         log.error("gave up recording results: the leases will return those mails to the queue")
+
+    def _unstarted(self):
+        """Take every (row, order) that no send thread has started yet off ``todo``."""
+        jobs = []
+        while True:
+            try:
+                jobs.append(self.todo.get_nowait())
+            except queue.Empty:
+                return jobs
 
     def _with_db(self, call, *args):
         """Run ``call``; on a database error, log it, wait with backoff and return False."""

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from mailer import clock, mailqueue
+from mailer import worker as worker_module
 from mailer.config import load_config
 from mailer.database import describe, make_engine
 from mailer.worker import Worker
@@ -73,6 +74,31 @@ def test_an_unexpected_exception_is_retried_not_failed(settings, app, caplog):
     assert row["status"] == "queued" and row["attempts"] == 1
     assert row["last_error"] == "internal error: RuntimeError: a bad deploy"
     assert any("Traceback" in record.exc_text for record in caplog.records if record.exc_text)
+
+
+def test_a_send_that_raises_before_any_provider_call_is_retried(settings, app, sandbox,
+                                                                monkeypatch):
+    # Not a provider's error: our own code raising on a send thread, outside the provider call.
+    # The mail is retried, its thread goes on, and the worker still finishes the others.
+    url = settings["DATABASE_URL"]
+    ids = queue_mails(url, 3)
+    real = worker_module.message_from_row
+
+    def breaks_on_the_first(row):
+        if str(row["id"]) == str(ids[0]):
+            raise KeyError("a bad deploy")
+        return real(row)
+
+    monkeypatch.setattr(worker_module, "message_from_row", breaks_on_the_first)
+    config = load_config(overrides={**settings, "PROVIDERS": "mailgun",
+                                    "WORKER_CONCURRENCY": 1}, environ={})
+    engine = make_engine(config, pool_size=8, worker=True)
+    Worker(engine, config, build_providers(config)).run(burst=True)
+    engine.dispose()
+    rows = mail_rows(url)
+    assert rows[ids[0]]["status"] == "queued" and rows[ids[0]]["attempts"] == 1
+    assert rows[ids[0]]["last_error"] == "internal error: KeyError: 'a bad deploy'"
+    assert [rows[mail_id]["status"] for mail_id in ids[1:]] == ["sent", "sent"]
 
 
 def test_attempt_time_is_when_the_provider_was_called(settings, app, run_worker, sandbox):
