@@ -132,9 +132,12 @@ SAID_STATUS = f"""CASE WHEN bool_or(status = '{COMPLAINED}') THEN '{COMPLAINED}'
 # Only ever forward: a mail moves when what its recipients say comes later in HANDED_OFF.
 FURTHER = (f"array_position({HANDED_OFF_ARRAY}, email.status) "
            f"< array_position({HANDED_OFF_ARRAY}, said.status)")
-# The mails ``ids`` (an array parameter) as their recipients now say, if that is further: the
-# same text for psycopg2 (%(ids)s, after SENT_RECIPIENTS_SQL in ``finish``) and as ``text``.
-ROLL_UP_DRIVER_SQL = f"""
+# The handed-off mails ``ids`` (an array parameter) as their recipients now say, if that is
+# further: complained if any recipient complained, else bounced if any bounced, else delivered
+# once every recipient is delivered (or unsubscribed, or suppressed); only ever forward. Sent
+# after SENT_RECIPIENTS_SQL in ``finish``'s round trip (a batch of events rolls its mails up
+# in STORE_AND_MOVE_SQL).
+ROLL_UP_SQL = f"""
 WITH said AS (
     SELECT email_id, {SAID_STATUS} AS status
       FROM recipient WHERE email_id = ANY(%(ids)s::uuid[]) GROUP BY email_id)
@@ -142,7 +145,6 @@ UPDATE email SET status = said.status, updated_at = now()
   FROM said
  WHERE email.id = said.email_id AND {FURTHER}
 """
-ROLL_UP_SQL = text(ROLL_UP_DRIVER_SQL.replace("%(ids)s::uuid[]", "CAST(:ids AS uuid[])"))
 
 INSERT_COLUMNS = ("id", "from_address", "to_address", "cc", "bcc", "reply_to", "subject",
                   "text", "html", "attempts", "headers", "metadata", "tags", "recipients",
@@ -583,7 +585,7 @@ def _hand_off(conn, decisions, webhooks):
         conn.execute(pg_insert(recipient).values(suppressed).on_conflict_do_nothing())
     sent = [str(d.id) for d in decisions if d.status == SENT]
     if sent:  # one round trip: the roll-up sees the recipients just inserted
-        conn.exec_driver_sql(SENT_RECIPIENTS_SQL + ";" + ROLL_UP_DRIVER_SQL, {"ids": sent})
+        conn.exec_driver_sql(SENT_RECIPIENTS_SQL + ";" + ROLL_UP_SQL, {"ids": sent})
     items = [(row["email_id"], outbox.SUPPRESSED, row["address"], row["reason"])
              for row in suppressed]
     items += [(d.id, outbox.SENT if d.status == SENT else outbox.FAILED, None,
@@ -948,16 +950,6 @@ def _moves_to(event, mail):
     click, ...), or its address is not one the mail was sent to."""
     status = provider_events.RECIPIENT_STATUS.get(event.type)
     return status if status is not None and event.recipient in mail.recipients else None
-
-
-def _roll_up(conn, ids):
-    """Set each handed-off mail of ``ids`` to what its recipients now say, if that is further.
-
-    Complained if any recipient complained, else bounced if any bounced, else delivered once
-    every recipient is delivered (or unsubscribed, or suppressed); only ever forward.
-    """
-    if ids:
-        conn.execute(ROLL_UP_SQL, {"ids": list(ids)})
 
 
 # The columns of a listed mail: what ``Email.mail_dict`` reads, and no more (the id as text:
