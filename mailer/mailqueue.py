@@ -851,10 +851,17 @@ PAGE_COLUMNS = ("id", "status", "from_address", "to_address", "cc", "bcc", "repl
                 "text", "html", "result", "provider", "provider_message_id", "attempts",
                 "last_error", "next_attempt_at", "send_at", "headers", "metadata", "tags",
                 "created_at", "updated_at", "sent_at")
+# How the statements read them: the id as text; headers and metadata NULL when empty, which
+# ``mail_dict`` shows as {} all the same, while psycopg2 would parse '{}' with json.loads twice
+# per mail (a fifth of the page's Python before this).
+PAGE_SELECT = ", ".join(
+    {"id": "email.id::text", "headers": "NULLIF(email.headers, jsonb_build_object())",
+     "metadata": "NULLIF(email.metadata, jsonb_build_object())"}.get(name, f"email.{name}")
+    for name in PAGE_COLUMNS)
 # ``{source}`` is the mail table, or a tag's rows of mail_tag joined to it (``PAGE_SOURCES``);
 # the page is ordered by the source's (created_at, id), which its index gives newest first.
-PAGE_SQL = ("SELECT email.id::text, " + ", ".join(f"email.{name}" for name in PAGE_COLUMNS[1:])
-            + " FROM {source}{where} ORDER BY {created} DESC, {key} DESC LIMIT %(limit)s")
+PAGE_SQL = ("SELECT " + PAGE_SELECT + " FROM {source}{where} "
+            "ORDER BY {created} DESC, {key} DESC LIMIT %(limit)s")
 # (FROM, its created_at, its mail id): all mail by ix_email_created; a tag's by
 # ix_mail_tag_listing, which holds each tagged mail's created_at beside its id.
 PAGE_SOURCES = {
@@ -866,8 +873,9 @@ PAGE_SOURCES = {
 
 def page(cursor, statuses=(), to=None, tag=None, created_after=None, created_before=None,
          limit=50, after=None):
-    """A page of mail, newest first, and whether more follow: ``(mails, more)``, each mail a
-    dict of the ``PAGE_COLUMNS`` of its ``email`` row.
+    """A page of mail, newest first, and whether more follow: ``(rows, more)``, each row a
+    tuple of its ``email`` row's ``PAGE_COLUMNS`` (``listing.page_json`` writes the answer
+    straight from them).
 
     Keyset pagination on (created_at, id): ``after`` is the position of the last mail of the
     previous page. Each filter has its index (status and created_at; recipients by GIN; a tag
@@ -886,7 +894,7 @@ def page(cursor, statuses=(), to=None, tag=None, created_after=None, created_bef
     cursor.execute(PAGE_SQL.format(source=source, where=where, created=created, key=key),
                    params)
     rows = cursor.fetchall()
-    return [dict(zip(PAGE_COLUMNS, row, strict=True)) for row in rows[:limit]], len(rows) > limit
+    return rows[:limit], len(rows) > limit
 
 
 def page_filters(statuses, to, tag, created_after, created_before, after, created, key):
@@ -944,8 +952,8 @@ def _children_sql(table, columns, order):
 
 
 DETAIL_SQL = (
-    "SELECT email.id::text, " + ", ".join(f"email.{name}" for name in PAGE_COLUMNS[1:])
-    + ", email.recipients, " + ", ".join(f"{table}.*" for _, _, table, _ in DETAIL_CHILDREN)
+    "SELECT " + PAGE_SELECT + ", email.recipients, "
+    + ", ".join(f"{table}.*" for _, _, table, _ in DETAIL_CHILDREN)
     + " FROM email "
     + " ".join(_children_sql(table, kind._fields, order)
                for _, kind, table, order in DETAIL_CHILDREN)
