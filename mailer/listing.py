@@ -6,6 +6,9 @@ Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``
 keyset cursor, ``next_cursor`` in the answer: the position (created_at, id) of the page's last
 mail, so mail that arrives while a client walks the pages never shifts them, and each mail
 appears exactly once. The cursor is opaque to clients (base64 of that position).
+
+The answer is written straight from the page's rows (``page_json``), as the bytes Flask-RESTful
+made of the dict of ``Email.mail_dict``s (``page_body``) that it replaces.
 """
 
 import base64
