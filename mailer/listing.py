@@ -182,8 +182,8 @@ def mail_json(row):
         _string(str(key)), _string(status), _nullable(from_address),
         _string(", ".join(to_address)), _strings(to_address), _strings(cc), _strings(bcc),
         _nullable(reply_to), _nullable(subject), _nullable(text), _nullable(html),
-        json.dumps(result), _nullable(provider), _nullable(provider_message_id),
-        int.__repr__(attempts), _nullable(last_error),
+        "null" if result is None else json.dumps(result), _nullable(provider),
+        _nullable(provider_message_id), int.__repr__(attempts), _nullable(last_error),
         _moment(next_attempt_at) if status in WAITING else "null", _moment(send_at),
         _object(headers), _strings(tags), _object(metadata), _moment(created_at),
         _moment(updated_at), _moment(sent_at))
