@@ -279,6 +279,24 @@ class Attachment(db.Model):
         return {"filename": self.filename, "content_type": self.content_type, "size": self.size}
 
 
+class MailTag(db.Model):
+    """One tag of a mail, kept with the mail's ``created_at`` so that ``GET /mail?tag=`` reads
+    a tag's mail newest first from one index (migration 0010). Written with the mail by the
+    statement that stores it (``mailqueue``); ``Email.tags`` stays the mail's own record."""
+
+    __tablename__ = "mail_tag"
+
+    email_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("email.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(Text, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_mail_tag_listing", "tag", sql_text("created_at DESC"),
+              sql_text("email_id DESC")),
+    )
+
+
 class IdempotencyKey(db.Model):
     """A client's ``Idempotency-Key``, the request it came with, and the answer it got."""
 

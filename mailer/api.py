@@ -250,10 +250,10 @@ class MailList(Resource):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
         query = listing.parse_query()
         with transaction(single_statement=True) as cursor:
-            mails, more = mailqueue.page(cursor, **query)
-        return {"success": True, "mails": [Email.mail_dict(mail) for mail in mails],
-                "count": len(mails),
-                "next_cursor": listing.encode_cursor(mails[-1]) if more else None}
+            rows, more = mailqueue.page(cursor, **query)
+        if current_app.debug or current_app.config.get("RESTFUL_JSON"):
+            return listing.page_body(rows, more)  # Flask-RESTful's settings apply
+        return json_response(listing.page_json(rows, more), 200, {})
 
 
 class MailBatch(Resource):

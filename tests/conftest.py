@@ -44,9 +44,9 @@ LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
-TABLES = ("delivery_attempt, attachment, email, provider_state, idempotency_key, recipient, "
-          "delivery_event, suppression, webhook_outbox, webhook_attempt, provider_rate, "
-          "email_status_count, worker_heartbeat, provider_action")
+TABLES = ("delivery_attempt, attachment, mail_tag, email, provider_state, idempotency_key, "
+          "recipient, delivery_event, suppression, webhook_outbox, webhook_attempt, "
+          "provider_rate, email_status_count, worker_heartbeat, provider_action")
 
 
 @functools.cache

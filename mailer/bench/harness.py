@@ -308,9 +308,9 @@ class Bench:
 
     def truncate(self):
         """Empty the tables (the schema stays)."""
-        self.sql("TRUNCATE delivery_attempt, attachment, email, provider_state, idempotency_key, "
-                 "recipient, delivery_event, suppression, webhook_outbox, webhook_attempt, "
-                 "provider_rate")
+        self.sql("TRUNCATE delivery_attempt, attachment, mail_tag, email, provider_state, "
+                 "idempotency_key, recipient, delivery_event, suppression, webhook_outbox, "
+                 "webhook_attempt, provider_rate")
 
     def insert_mails(self, count, status="queued", age_days=0.0):
         """Insert ``count`` mails with one generate_series statement; then ANALYZE."""
