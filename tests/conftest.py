@@ -102,6 +102,22 @@ def fresh_database(server):
         janitor.drop()
 
 
+@contextlib.contextmanager
+def migrated_to(server, revision):
+    """A fresh database on ``server`` migrated up to ``revision``, in an app context on it, for
+    a migration's test: yields its URL and the migrations' directory (for ``flask_migrate``'s
+    ``upgrade`` and ``downgrade``)."""
+    with fresh_database(server) as url:
+        app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test"})
+        with app.app_context():
+            migrations = f"{ROOT}/migrations"
+            upgrade(directory=migrations, revision=revision)
+            try:
+                yield url, migrations
+            finally:
+                db.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def database_url(postgres_server):
     """A migrated, empty PostgreSQL database for the whole session."""

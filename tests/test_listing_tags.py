@@ -7,13 +7,11 @@ migration copies the tags of mail already stored, and the pages list exactly the
 import uuid
 
 import pytest
-from conftest import ROOT, fresh_database
+from conftest import migrated_to
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, text
 
-from app import create_app
 from mailer import mailqueue
-from models import db
 
 pytestmark = pytest.mark.committed  # created_at must differ between mails: one per commit
 
@@ -121,28 +119,23 @@ def test_the_purge_takes_a_mail_s_tags_with_it(app, client, mail, sql):
 
 
 def test_the_migration_copies_the_tags_of_mail_already_there(postgres_server):
-    with fresh_database(postgres_server) as url:
-        app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test"})
-        with app.app_context():
-            migrations = f"{ROOT}/migrations"
-            upgrade(directory=migrations, revision="0009")
-            engine = create_engine(url)
-            with engine.begin() as conn:
-                ids = [str(row[0]) for row in conn.execute(text(
-                    "INSERT INTO email (id, status, from_address, subject, attempts, tags) "
-                    "VALUES "
-                    "(gen_random_uuid(), 'sent', 'a@example.com', 'Hi', 0, '{a,b}'), "
-                    "(gen_random_uuid(), 'sent', 'a@example.com', 'Hi', 0, '{b,b}'), "
-                    "(gen_random_uuid(), 'sent', 'a@example.com', 'Hi', 0, '{}') RETURNING id"))]
-            upgrade(directory=migrations)
-            downgrade(directory=migrations, revision="0009")
-            upgrade(directory=migrations)
-            with engine.connect() as conn:
-                rows = conn.execute(text(
-                    "SELECT email_id::text, tag FROM mail_tag JOIN email ON email.id = email_id "
-                    "AND email.created_at = mail_tag.created_at ORDER BY 1, 2")).all()
-            engine.dispose()
-            db.engine.dispose()
+    with migrated_to(postgres_server, "0009") as (url, migrations):
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            ids = [str(row[0]) for row in conn.execute(text(
+                "INSERT INTO email (id, status, from_address, subject, attempts, tags) "
+                "VALUES "
+                "(gen_random_uuid(), 'sent', 'a@example.com', 'Hi', 0, '{a,b}'), "
+                "(gen_random_uuid(), 'sent', 'a@example.com', 'Hi', 0, '{b,b}'), "
+                "(gen_random_uuid(), 'sent', 'a@example.com', 'Hi', 0, '{}') RETURNING id"))]
+        upgrade(directory=migrations)
+        downgrade(directory=migrations, revision="0009")
+        upgrade(directory=migrations)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT email_id::text, tag FROM mail_tag JOIN email ON email.id = email_id "
+                "AND email.created_at = mail_tag.created_at ORDER BY 1, 2")).all()
+        engine.dispose()
     assert sorted(rows) == sorted([(ids[0], "a"), (ids[0], "b"), (ids[1], "b")])
 
 

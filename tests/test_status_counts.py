@@ -11,15 +11,14 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from conftest import ROOT, fresh_database, start_worker_process
+from conftest import migrated_to, start_worker_process
 from flask_migrate import downgrade, upgrade
 from helpers import queue_mails, statuses, wait_for
 from sqlalchemy import create_engine, text
 
-from app import create_app
 from mailer import heartbeats, mailqueue
 from mailer.purge import purge
-from models import db, utcnow
+from models import utcnow
 
 pytestmark = pytest.mark.committed  # other connections and a worker read the rows
 
@@ -170,19 +169,14 @@ def test_oldest_due_age_is_the_wait_of_the_oldest_due_mail(app, settings):
 
 
 def test_the_migration_counts_the_mail_already_there(postgres_server):
-    with fresh_database(postgres_server) as url:
-        app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test"})
-        with app.app_context():
-            migrations = f"{ROOT}/migrations"
-            upgrade(directory=migrations, revision="0006")
-            queue_mails(url, 4)
-            queue_mails(url, 2, status="sent")
-            upgrade(directory=migrations)
-            assert ledger(url) == {"queued": 4, "sent": 2} == statuses(url)
-            downgrade(directory=migrations, revision="0006")
-            upgrade(directory=migrations)
-            assert ledger(url) == {"queued": 4, "sent": 2}
-            db.engine.dispose()
+    with migrated_to(postgres_server, "0006") as (url, migrations):
+        queue_mails(url, 4)
+        queue_mails(url, 2, status="sent")
+        upgrade(directory=migrations)
+        assert ledger(url) == {"queued": 4, "sent": 2} == statuses(url)
+        downgrade(directory=migrations, revision="0006")
+        upgrade(directory=migrations)
+        assert ledger(url) == {"queued": 4, "sent": 2}
 
 
 def test_a_running_worker_beats_and_forgets_its_row_when_it_stops(app, settings, run_worker):
