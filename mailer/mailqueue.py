@@ -37,7 +37,6 @@ import re
 import uuid
 from collections import namedtuple
 from dataclasses import dataclass
-from datetime import datetime
 from typing import NamedTuple
 
 import psycopg2
@@ -764,9 +763,8 @@ def record_events(conn, events, suppression_days, webhooks=None):
     text here, as the database writes them: a thousand ``uuid.UUID`` objects to build, hash and
     adapt cost more than the statements' Python (``Event.mail_id`` is text already).
     """
-    ids = [event.mail_id for event in events]
-    mails = _lock_for_events(conn, events, ids)
-    matched, unmatched = _match(events, ids, mails)
+    mails = _lock_for_events(conn, events)
+    matched, unmatched = _match(events, mails)
     new, suppressing, moved = _store_and_move(conn, matched, mails, webhooks is not None)
     suppressions.add_many(conn, [
         {"address": event.recipient, "reason": provider_events.SUPPRESSES[event.type],
@@ -887,22 +885,21 @@ def _pg_array(values):
     return "{" + text[1:-1] + "}"
 
 
-def _texts(values, as_text=str):
-    """Each of ``values`` as text (None stays None), each distinct value turned into text once
-    (a batch brings a few moments with each of its events)."""
-    texts = {None: None}
-    return [texts[value] if value in texts else texts.setdefault(value, as_text(value))
-            for value in values]
+def _isoformats(moments):
+    """Each datetime of ``moments`` as ISO 8601 text, each distinct one written once (a batch
+    brings a few moments with each of its events)."""
+    texts = {}
+    return [texts[moment] if moment in texts else texts.setdefault(moment, moment.isoformat())
+            for moment in moments]
 
 
-def _lock_for_events(conn, events, ids):
+def _lock_for_events(conn, events):
     """The recipients of the events' mails, by mail id (text), the mails locked in id order.
 
-    ``ids`` are the events' mail ids as text (None for none). The lock makes an event wait
-    while a worker records the send of its mail, so that the roll-up never sees half of a
-    mail's recipients.
+    The lock makes an event wait while a worker records the send of its mail, so that the
+    roll-up never sees half of a mail's recipients.
     """
-    ids = sorted(set(ids) - {None})
+    ids = sorted({event.mail_id for event in events if event.mail_id})
     message_ids = sorted({event.message_id for event in events if event.message_id})
     if not ids and not message_ids:
         return {}
@@ -918,12 +915,12 @@ class _MailOfEvents(NamedTuple):
     message_id: str | None  # the provider's, as the send answered
 
 
-def _match(events, ids, mails):
-    """``([(mail id, event)], [unmatched events])``: by our id (``ids``, the events' as text),
-    else by the message id."""
+def _match(events, mails):
+    """``([(mail id, event)], [unmatched events])``: by our id, else by the message id."""
     by_message = {mail.message_id: mail_id for mail_id, mail in mails.items() if mail.message_id}
     matched, unmatched = [], []
-    for event, mail_id in zip(events, ids, strict=True):
+    for event in events:
+        mail_id = event.mail_id
         if mail_id not in mails:
             mail_id = by_message.get(event.message_id)
         if mail_id is None:
@@ -956,8 +953,7 @@ def _store_and_move(conn, matched, mails, report):
         "recipients": _pg_array([event.recipient for event in events]),
         "severities": _pg_array([event.severity for event in events]),
         "reasons": _pg_array([event.reason for event in events]),
-        "moments": _pg_array(_texts([event.occurred_at for event in events],
-                                    datetime.isoformat)),
+        "moments": _pg_array(_isoformats([event.occurred_at for event in events])),
         "moves": _pg_array([_moves_to(event, mails[mail_id]) for mail_id, event in pairs]),
         "fanouts": _pg_array([len(mails[mail_id].recipients) for mail_id, _ in pairs]),
         "report": report,
