@@ -61,29 +61,35 @@ def last_lines(child, lines=15):
 def tree_cpu_seconds(pid):
     """CPU seconds (user + system) used so far by process ``pid`` and its children that are
     still alive (gunicorn's master and its workers), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    total = 0.0
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii") as handle:
-                fields = handle.read().rpartition(")")[2].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+        fields = _stat_fields(name)
+        if fields is not None and (int(name) == pid or int(fields[1]) == pid):  # the parent
+            total += _cpu_seconds(fields)
+    return total
 
 
 def process_cpu_seconds(pid):
     """CPU seconds (user + system) used so far by process ``pid``, or None if it is not on this
     machine (or gone)."""
+    fields = _stat_fields(pid)
+    return None if fields is None else _cpu_seconds(fields)
+
+
+def _stat_fields(pid):
+    """The fields of ``/proc/<pid>/stat`` after the command's name (fields[1]: the parent's
+    pid), or None if there is no such process (gone meanwhile)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            fields = handle.read().rpartition(")")[2].split()
+            return handle.read().rpartition(")")[2].split()
     except OSError:
         return None
+
+
+def _cpu_seconds(fields):
+    """A process's user + system CPU seconds from its ``_stat_fields``."""
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
