@@ -1,7 +1,7 @@
 """The API and admin process: ``create_app()`` wires the pieces; each lives in its own module.
 
-    python app.py --config settings.cfg                  # development server on :5000
-    gunicorn -c gunicorn.conf.py wsgi:app                # production (see README)
+python app.py --config settings.cfg                  # development server on :5000
+gunicorn -c gunicorn.conf.py wsgi:app                # production (see README)
 """
 
 import argparse
@@ -12,21 +12,12 @@ from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 
-from mailer import (
-    admin,
-    api,
-    auth,
-    bodies,
-    errors,
-    health,
-    logs,
-    metrics,
-    openapi,
-    outbox,
-    webhooks,
-)
+from mailer.admin import views as admin_views
+from mailer.api import auth, bodies, errors, health, openapi, resources
 from mailer.config import ensure_secret_key, load_config, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
+from mailer.events import outbox, receive
+from mailer.telemetry import logs, metrics
 from models import db
 
 migrate = Migrate()
@@ -49,11 +40,11 @@ def create_app(test_config=None, config_path=None):
     errors.init_app(app)
     metrics.init_app(app)  # first, so that it times everything after it
     bodies.init_app(app)
-    api.init_app(app)
-    webhooks.init_app(app)
+    resources.init_app(app)
+    receive.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
-    admin.init_app(app)
+    admin_views.init_app(app)
     auth.init_app(app)
     return app
 
@@ -79,8 +70,11 @@ def main():
     parser.add_argument("--config", help="Flask config file (default: $MAIL_SERVICE_CONFIG)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--access-log", action="store_true",
-                        help="log a line per request (off: the console shows what matters)")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log a line per request (off: the console shows what matters)",
+    )
     args = parser.parse_args()
     logs.configure(load_config(args.config)["LOG_FORMAT"], "INFO")
     if not args.access_log:

@@ -37,7 +37,7 @@ accesslog = None  # no line per request (put one in the reverse proxy instead)
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # gunicorn's lines and the app's, on stderr in the format of LOG_FORMAT (text, or json).
-logger_class = "mailer.logs.GunicornLogger"
+logger_class = "mailer.telemetry.logs.GunicornLogger"
 
 # Request limits. gunicorn refuses a request over them itself, before the app sees it, with an
 # HTML page and the connection closed (no setting makes that JSON; see README, Production):
@@ -59,17 +59,20 @@ def on_starting(server):
     prepare the metrics directory.
 
     Behind a proxy every request arrives from loopback, so only credentials keep a reachable
-    address safe (see mailer/auth.py).
+    address safe (see mailer/api/auth.py).
     """
-    from mailer.auth import check_bind
+    from mailer.api.auth import check_bind
     from mailer.config import load_config
 
     config = load_config()
     for address in server.cfg.bind:
         if address.startswith(("unix:", "fd://")):
             continue
-        host = address[1:].partition("]")[0] if address.startswith("[") else \
-            address.rpartition(":")[0] or address
+        host = (
+            address[1:].partition("]")[0]
+            if address.startswith("[")
+            else address.rpartition(":")[0] or address
+        )
         try:
             check_bind(config, host)
         except ValueError as err:
@@ -78,7 +81,8 @@ def on_starting(server):
     prepare_metrics_dir(server)
 
 
-# Prometheus metrics (mailer/metrics.py): each worker process counts in files of its own in
+# Prometheus metrics (mailer/telemetry/metrics.py): each worker process counts in files of its own
+# in
 # PROMETHEUS_MULTIPROC_DIR, and /metrics sums them all. The directory must be empty at start and
 # set before any process imports prometheus_client (which is why nothing here imports it at the
 # top): the workers inherit it from this master.
@@ -108,7 +112,7 @@ def remove_orphaned_metrics_dirs():
     """Remove the temporary metrics directories of masters that no longer run (killed with
     SIGKILL, they could not remove their own)."""
     for name in os.listdir(tempfile.gettempdir()):
-        pid = name[len(METRICS_DIR_PREFIX):].partition("-")[0]
+        pid = name[len(METRICS_DIR_PREFIX) :].partition("-")[0]
         if name.startswith(METRICS_DIR_PREFIX) and pid.isdigit() and not _runs(int(pid)):
             shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
 

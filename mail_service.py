@@ -15,10 +15,12 @@ import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer import logs, outbox, worker_metrics
 from mailer.config import load_config
 from mailer.database import SchemaError, check_schema, describe, make_engine
-from mailer.worker import Worker
+from mailer.events import outbox
+from mailer.telemetry import logs
+from mailer.telemetry import worker as worker_metrics
+from mailer.worker.loop import Worker
 from providers import build_providers
 
 log = logging.getLogger("mail_service")
@@ -28,8 +30,9 @@ def parse_args(argv):
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="Flask config file (default: $MAIL_SERVICE_CONFIG)")
-    parser.add_argument("--burst", action="store_true",
-                        help="send everything that is due, then exit 0")
+    parser.add_argument(
+        "--burst", action="store_true", help="send everything that is due, then exit 0"
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return parser.parse_args(argv)
 
@@ -40,8 +43,9 @@ def usable_providers(config):
     usable = [provider for provider in providers if provider.is_configured()]
     for provider in providers:
         if provider not in usable:
-            log.error("%s is in PROVIDERS but has no key/domain configured: skipping it",
-                      provider.name)
+            log.error(
+                "%s is in PROVIDERS but has no key/domain configured: skipping it", provider.name
+            )
     return usable
 
 
@@ -74,8 +78,10 @@ def main(argv=None):
         log.error("%s", err)
         return 2
     if not providers:
-        log.error("no provider is configured: set MAILGUN_API_KEY and MAILGUN_DOMAIN "
-                  "and/or SENDGRID_API_KEY")
+        log.error(
+            "no provider is configured: set MAILGUN_API_KEY and MAILGUN_DOMAIN "
+            "and/or SENDGRID_API_KEY"
+        )
         return 2
     pool_size = config["WORKER_CONCURRENCY"] + 4  # send threads write provider health
     engine = make_engine(config, pool_size=pool_size, worker=True)

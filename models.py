@@ -35,7 +35,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 # Objects keep their values after a commit: the API answers from what it just stored instead of
 # reading it back, which after a committed insert could only fail.
 db = SQLAlchemy(session_options={"expire_on_commit": False})
-# A test that rolls everything back sets its own transaction here (see mailer.api.transaction);
+# A test that rolls everything back sets its own transaction here (see
+# mailer.api.resources.transaction);
 # set to None so that reading it is a plain attribute, not Flask-SQLAlchemy's __getattr__.
 db.test_transaction = None
 
@@ -46,10 +47,26 @@ db.test_transaction = None
 # the hand-off the providers' events move SENT mail on: DELIVERED once every recipient is,
 # BOUNCED or COMPLAINED as soon as one recipient bounced or complained.
 QUEUED, SCHEDULED, SENDING, SENT, FAILED, CANCELLED = (
-    "queued", "scheduled", "sending", "sent", "failed", "cancelled")
+    "queued",
+    "scheduled",
+    "sending",
+    "sent",
+    "failed",
+    "cancelled",
+)
 DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED = "delivered", "bounced", "complained", "suppressed"
-STATUSES = (QUEUED, SCHEDULED, SENDING, SENT, DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED, FAILED,
-            CANCELLED)
+STATUSES = (
+    QUEUED,
+    SCHEDULED,
+    SENDING,
+    SENT,
+    DELIVERED,
+    BOUNCED,
+    COMPLAINED,
+    SUPPRESSED,
+    FAILED,
+    CANCELLED,
+)
 WAITING = (QUEUED, SCHEDULED)  # not yet taken by a worker: may still be cancelled
 FINISHED = (SENT, DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED, FAILED, CANCELLED)
 # A provider took it: events move it on, only forward, in this order.
@@ -96,19 +113,17 @@ class Email(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     # Every timestamp comes from the database's clock (now()), never a worker's.
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                      server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     locked_by: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # as requested
     headers: Mapped[dict] = mapped_column(JSONB, server_default=sql_text("'{}'::jsonb"))
-    meta: Mapped[dict] = mapped_column("metadata", JSONB,
-                                       server_default=sql_text("'{}'::jsonb"))
+    meta: Mapped[dict] = mapped_column("metadata", JSONB, server_default=sql_text("'{}'::jsonb"))
     tags: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
     # Bare addresses of to, cc and bcc (domain lower-cased), for exact look-ups by recipient.
     recipients: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
@@ -118,7 +133,9 @@ class Email(db.Model):
     attempts_at_retry: Mapped[int] = mapped_column(Integer, server_default="0")
 
     attachments: Mapped[list["Attachment"]] = relationship(
-        order_by="Attachment.position", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Attachment.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
     )
     attempt_log: Mapped[list["DeliveryAttempt"]] = relationship(
         back_populates="email",
@@ -129,7 +146,8 @@ class Email(db.Model):
     recipient_rows: Mapped[list["Recipient"]] = relationship(viewonly=True)
     # The timeline: the providers' events, oldest first by the providers' own clocks.
     events: Mapped[list["DeliveryEvent"]] = relationship(
-        order_by="(DeliveryEvent.occurred_at, DeliveryEvent.id)", viewonly=True)
+        order_by="(DeliveryEvent.occurred_at, DeliveryEvent.id)", viewonly=True
+    )
 
     __table_args__ = (
         # The claim query reads only due, queued mail: a partial index keeps it as fast with a
@@ -148,8 +166,9 @@ class Email(db.Model):
         Index("ix_email_status_updated", "status", "updated_at"),
         # Listing, newest first, keyset-paged by (created_at, id); per status; by recipient, tag.
         Index("ix_email_created", sql_text("created_at DESC"), sql_text("id DESC")),
-        Index("ix_email_status_created", "status", sql_text("created_at DESC"),
-              sql_text("id DESC")),
+        Index(
+            "ix_email_status_created", "status", sql_text("created_at DESC"), sql_text("id DESC")
+        ),
         Index("ix_email_recipients", "recipients", postgresql_using="gin"),
         Index("ix_email_tags", "tags", postgresql_using="gin"),
         # The dashboard's mails sent per minute over the last hour.
@@ -208,18 +227,30 @@ class Email(db.Model):
         """
         status = row["status"]
         return {
-            "id": str(row["id"]), "status": status, "success": True,
-            "from_address": row["from_address"], "to_address": ", ".join(row["to_address"]),
-            "to": list(row["to_address"]), "cc": list(row["cc"] or ()),
-            "bcc": list(row["bcc"] or ()), "reply_to": row["reply_to"],
-            "subject": row["subject"], "mail": row["text"], "html": row["html"],
-            "result": row.get("result"), "provider": row.get("provider"),
+            "id": str(row["id"]),
+            "status": status,
+            "success": True,
+            "from_address": row["from_address"],
+            "to_address": ", ".join(row["to_address"]),
+            "to": list(row["to_address"]),
+            "cc": list(row["cc"] or ()),
+            "bcc": list(row["bcc"] or ()),
+            "reply_to": row["reply_to"],
+            "subject": row["subject"],
+            "mail": row["text"],
+            "html": row["html"],
+            "result": row.get("result"),
+            "provider": row.get("provider"),
             "provider_message_id": row.get("provider_message_id"),
-            "attempts": row["attempts"], "last_error": row.get("last_error"),
+            "attempts": row["attempts"],
+            "last_error": row.get("last_error"),
             "next_attempt_at": iso(row["next_attempt_at"]) if status in WAITING else None,
-            "send_at": iso(row["send_at"]), "headers": dict(row["headers"] or {}),
-            "tags": list(row["tags"] or ()), "metadata": dict(row["metadata"] or {}),
-            "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+            "send_at": iso(row["send_at"]),
+            "headers": dict(row["headers"] or {}),
+            "tags": list(row["tags"] or ()),
+            "metadata": dict(row["metadata"] or {}),
+            "created_at": iso(row["created_at"]),
+            "updated_at": iso(row["updated_at"]),
             "sent_at": iso(row.get("sent_at")),
         }
 
@@ -235,8 +266,9 @@ class Email(db.Model):
         data = Email.mail_dict(mail)
         data["attachments"] = [Attachment.to_dict(row) for row in mail["attachments"]]
         data["attempt_log"] = [DeliveryAttempt.to_dict(row) for row in mail["attempt_log"]]
-        data["recipients"] = recipients_shown(mail["recipients"], mail["status"],
-                                              mail["recipient_rows"])
+        data["recipients"] = recipients_shown(
+            mail["recipients"], mail["status"], mail["recipient_rows"]
+        )
         data["events"] = [DeliveryEvent.to_dict(row) for row in mail["events"]]
         return data
 
@@ -253,9 +285,14 @@ def recipients_shown(addresses, status, recipient_rows):
     listed = []
     for address in addresses or ():
         row = rows.get(address)
-        listed.append({"address": address, "status": row.status if row else status,
-                       "reason": row.reason if row else None,
-                       "updated_at": iso(row.updated_at) if row else None})
+        listed.append(
+            {
+                "address": address,
+                "status": row.status if row else status,
+                "reason": row.reason if row else None,
+                "updated_at": iso(row.updated_at) if row else None,
+            }
+        )
     return listed
 
 
@@ -287,13 +324,13 @@ class MailTag(db.Model):
     __tablename__ = "mail_tag"
 
     email_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("email.id", ondelete="CASCADE"), primary_key=True)
+        Uuid, ForeignKey("email.id", ondelete="CASCADE"), primary_key=True
+    )
     tag: Mapped[str] = mapped_column(Text, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        Index("ix_mail_tag_listing", "tag", sql_text("created_at DESC"),
-              sql_text("email_id DESC")),
+        Index("ix_mail_tag_listing", "tag", sql_text("created_at DESC"), sql_text("email_id DESC")),
     )
 
 
@@ -307,10 +344,11 @@ class IdempotencyKey(db.Model):
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the parsed request
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict] = mapped_column(JSONB)  # without what the database set (below)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now(), index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
     # What the database set for the mail when it stored it, put back into a replayed answer
-    # (mailer.api.stamp_mail). Null for a batch, and for keys kept by code before 0009.
+    # (mailer.api.resources.stamp_mail). Null for a batch, and for keys kept by code before 0009.
     mail_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     mail_status: Mapped[str | None] = mapped_column(String(16))
     mail_next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -335,8 +373,7 @@ class DeliveryAttempt(db.Model):
     worker: Mapped[str | None] = mapped_column(String(64))
     actor: Mapped[str | None] = mapped_column(String(128))  # who did an operator's action
     # When the provider was called (the worker's clock corrected to the database's).
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     email: Mapped[Email] = relationship(back_populates="attempt_log")
 
@@ -361,12 +398,12 @@ class Recipient(db.Model):
     __tablename__ = "recipient"
 
     email_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("email.id", ondelete="CASCADE"), primary_key=True)
+        Uuid, ForeignKey("email.id", ondelete="CASCADE"), primary_key=True
+    )
     address: Mapped[str] = mapped_column(Text, primary_key=True)  # bare, as in Email.recipients
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class DeliveryEvent(db.Model):
@@ -380,14 +417,15 @@ class DeliveryEvent(db.Model):
     # The provider's own id of the report (Mailgun's signature token, SendGrid's sg_event_id):
     # a report delivered twice is stored once.
     dedup_key: Mapped[str] = mapped_column(String(255))
-    type: Mapped[str] = mapped_column(String(24))  # mailer.provider_events.EVENT_TYPES
+    type: Mapped[str] = mapped_column(String(24))  # mailer.events.provider.EVENT_TYPES
     provider_event: Mapped[str] = mapped_column(String(32))  # the provider's name for it
     recipient: Mapped[str | None] = mapped_column(Text)
     severity: Mapped[str | None] = mapped_column(String(16))  # permanent | temporary
     reason: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # provider's clock
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                  server_default=func.now())
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     payload: Mapped[dict] = mapped_column(JSONB)  # as received, cut to a bounded size
 
     __table_args__ = (
@@ -397,9 +435,16 @@ class DeliveryEvent(db.Model):
 
     def to_dict(self):
         """The event as the API's timeline shows it."""
-        return {"type": self.type, "provider": self.provider, "event": self.provider_event,
-                "recipient": self.recipient, "severity": self.severity, "reason": self.reason,
-                "at": iso(self.occurred_at), "received_at": iso(self.received_at)}
+        return {
+            "type": self.type,
+            "provider": self.provider,
+            "event": self.provider_event,
+            "recipient": self.recipient,
+            "severity": self.severity,
+            "reason": self.reason,
+            "at": iso(self.occurred_at),
+            "received_at": iso(self.received_at),
+        }
 
 
 class Suppression(db.Model):
@@ -408,12 +453,12 @@ class Suppression(db.Model):
     __tablename__ = "suppression"
 
     address: Mapped[str] = mapped_column(Text, primary_key=True)  # bare (addresses.bare_address)
-    reason: Mapped[str] = mapped_column(String(16))  # mailer.suppressions.REASONS
+    reason: Mapped[str] = mapped_column(String(16))  # mailer.queue.suppressions.REASONS
     detail: Mapped[str | None] = mapped_column(Text)  # the provider's words, or an operator's
     email_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("email.id", ondelete="SET NULL"))  # the mail that caused it
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+        Uuid, ForeignKey("email.id", ondelete="SET NULL")
+    )  # the mail that caused it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # None: never
 
     __table_args__ = (
@@ -423,9 +468,14 @@ class Suppression(db.Model):
 
     def to_dict(self):
         """The entry as the API shows it."""
-        return {"address": self.address, "reason": self.reason, "detail": self.detail,
-                "mail_id": str(self.email_id) if self.email_id else None,
-                "created_at": iso(self.created_at), "expires_at": iso(self.expires_at)}
+        return {
+            "address": self.address,
+            "reason": self.reason,
+            "detail": self.detail,
+            "mail_id": str(self.email_id) if self.email_id else None,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+        }
 
 
 class WebhookMessage(db.Model):
@@ -437,25 +487,32 @@ class WebhookMessage(db.Model):
     message_id: Mapped[str] = mapped_column(String(64), unique=True)  # the webhook-id header
     event_type: Mapped[str] = mapped_column(String(32))  # mail.sent, mail.delivered, ...
     email_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("email.id", ondelete="CASCADE"), index=True)
+        Uuid, ForeignKey("email.id", ondelete="CASCADE"), index=True
+    )
     payload: Mapped[dict] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(String(16),  # pending | delivered | failed
-                                        server_default="pending")
+    status: Mapped[str] = mapped_column(
+        String(16),  # pending | delivered | failed
+        server_default="pending",
+    )
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                      server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     attempt_log: Mapped[list["WebhookAttempt"]] = relationship(
-        order_by="WebhookAttempt.id", viewonly=True)
+        order_by="WebhookAttempt.id", viewonly=True
+    )
 
     __table_args__ = (
-        Index("ix_webhook_outbox_due", "next_attempt_at",
-              postgresql_where=sql_text("status = 'pending'")),
+        Index(
+            "ix_webhook_outbox_due",
+            "next_attempt_at",
+            postgresql_where=sql_text("status = 'pending'"),
+        ),
     )
 
 
@@ -466,12 +523,12 @@ class WebhookAttempt(db.Model):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     webhook_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("webhook_outbox.id", ondelete="CASCADE"), index=True)
+        BigInteger, ForeignKey("webhook_outbox.id", ondelete="CASCADE"), index=True
+    )
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ProviderState(db.Model):
@@ -491,8 +548,7 @@ class ProviderState(db.Model):
     probe_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Opened by an operator's hand (planned maintenance): skipped until closed by hand.
     held_by: Mapped[str | None] = mapped_column(String(128))
     held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -506,11 +562,10 @@ class ProviderAction(db.Model):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(16))  # mailer.circuit.HAND_ACTIONS
+    action: Mapped[str] = mapped_column(String(16))  # mailer.worker.circuit.HAND_ACTIONS
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ProviderRate(db.Model):
@@ -520,10 +575,12 @@ class ProviderRate(db.Model):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float, server_default="0")
-    refilled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                  server_default=func.clock_timestamp())
-    window: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                             server_default=func.clock_timestamp())
+    refilled_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+    window: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
     granted: Mapped[int] = mapped_column(Integer, server_default="0")  # this second
     last_granted: Mapped[int] = mapped_column(Integer, server_default="0")  # the one before
 
@@ -543,18 +600,18 @@ class EmailStatusCount(db.Model):
 
 
 class WorkerHeartbeat(db.Model):
-    """A running worker, as it last reported itself (``mailer.heartbeats``)."""
+    """A running worker, as it last reported itself (``mailer.queue.heartbeats``)."""
 
     __tablename__ = "worker_heartbeat"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)  # as in Email.locked_by
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=func.now())
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The database's clock: a worker whose clock is off still looks as alive as it is.
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                server_default=func.now(), index=True)
+    last_seen: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
     in_flight: Mapped[int] = mapped_column(Integer, server_default="0")  # sends under way
     sent: Mapped[int] = mapped_column(BigInteger, server_default="0")  # since it started
     failed: Mapped[int] = mapped_column(BigInteger, server_default="0")  # failed for good

@@ -61,7 +61,7 @@ DEFAULTS = {
     "WORKER_METRICS_PORT": 0,
     "WORKER_METRICS_ADDRESS": "127.0.0.1",  # another address needs METRICS_TOKEN
     "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
-    "LOG_FORMAT": "text",  # text (human-readable) or json (one object per line; mailer/logs.py)
+    "LOG_FORMAT": "text",  # text (human-readable) or json (one object per line; telemetry/logs.py)
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
     "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
@@ -102,12 +102,12 @@ def load_settings(config, path=None, environ=None, overrides=None):
         try:
             config[name] = convert(config[name], default)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"setting {name}: {config[name]!r} is not a "
-                             f"{type(default).__name__}") from err
+            raise ValueError(
+                f"setting {name}: {config[name]!r} is not a {type(default).__name__}"
+            ) from err
     for name, allowed in CHOICES.items():
         if config[name] not in allowed:
-            raise ValueError(f"setting {name}: {config[name]!r} is not one of "
-                             f"{', '.join(allowed)}")
+            raise ValueError(f"setting {name}: {config[name]!r} is not one of {', '.join(allowed)}")
     return config
 
 

@@ -105,8 +105,10 @@ def cursor_of(connection_block):
     """The DB-API cursor of the SQLAlchemy connection that ``connection_block`` yields (a
     test's savepoint): the same statements as ``dbapi_transaction``, in someone else's
     transaction."""
-    with connection_block as connection, translated_errors(connection.engine,
-                                                           connection.connection):
+    with (
+        connection_block as connection,
+        translated_errors(connection.engine, connection.connection),
+    ):
         yield connection.connection.cursor()
 
 
@@ -122,8 +124,9 @@ def translated_errors(engine, fairy):
             # What a Connection does on a disconnect: this connection, and the pool's
             # connections checked out before now, are replaced on their next checkout.
             engine.pool._invalidate(fairy, err)
-        raise DBAPIError.instance(None, None, err, psycopg2.Error,
-                                  connection_invalidated=gone) from err
+        raise DBAPIError.instance(
+            None, None, err, psycopg2.Error, connection_invalidated=gone
+        ) from err
 
 
 def describe(err):
@@ -154,9 +157,7 @@ def check_schema(engine):
         current = MigrationContext.configure(connection).get_current_revision()
     head = head_revision()
     if current is None:
-        raise SchemaError(
-            "The database has no schema. Create it with: flask --app app db upgrade"
-        )
+        raise SchemaError("The database has no schema. Create it with: flask --app app db upgrade")
     if current != head:
         raise SchemaError(
             f"The database schema is at revision {current}, this code needs {head}. "

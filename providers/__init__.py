@@ -3,7 +3,7 @@
 ``build_providers`` turns the ``PROVIDERS`` setting into provider objects in failover order.
 """
 
-from .base import (
+from providers.base import (
     Message,
     MessageRejected,
     OutcomeUnknown,
@@ -14,8 +14,8 @@ from .base import (
     RateLimited,
     Sent,
 )
-from .mailgun import Mailgun
-from .sendgrid import SendGrid
+from providers.mailgun import Mailgun
+from providers.sendgrid import SendGrid
 
 REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid)}
 

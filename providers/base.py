@@ -168,7 +168,6 @@ class Provider:
             raise MessageRejected(reason, status, body)
         raise ProviderUnavailable(f"unexpected answer: {reason}", status, body)
 
-
     def accepted(self, response, body):
         """A 2xx is a sent mail only with the provider's message id in it.
 
@@ -180,7 +179,10 @@ class Provider:
         if not message_id:
             raise ProviderMisconfigured(
                 f"answered {response.status_code} without a message id: not {self.name}'s "
-                f"send API; check {self.name.upper()}_BASE_URL", response.status_code, body)
+                f"send API; check {self.name.upper()}_BASE_URL",
+                response.status_code,
+                body,
+            )
         return Sent(message_id, response.status_code, body)
 
 

@@ -7,7 +7,7 @@ https://api.eu.mailgun.net, so the base URL is a setting.
 
 from urllib.parse import quote
 
-from .base import Provider, ProviderMisconfigured
+from providers.base import Provider, ProviderMisconfigured
 
 
 class Mailgun(Provider):
@@ -51,9 +51,10 @@ class Mailgun(Provider):
             "data": fields,
         }
         if message.attachments:  # multipart/form-data, one "attachment" part per file
-            request["files"] = [("attachment", (item["filename"], item["content"],
-                                                item["content_type"]))
-                                for item in message.attachments]
+            request["files"] = [
+                ("attachment", (item["filename"], item["content"], item["content_type"]))
+                for item in message.attachments
+            ]
         return request
 
     def message_id(self, response, body):

@@ -9,7 +9,7 @@ https://api.eu.sendgrid.com, so the base URL is a setting.
 import base64
 from email.utils import parseaddr
 
-from .base import Provider
+from providers.base import Provider
 
 
 def _address(value):
@@ -77,10 +77,14 @@ class SendGrid(Provider):
             body["categories"] = list(message.tags)
         if message.attachments:
             body["attachments"] = [
-                {"content": base64.b64encode(item["content"]).decode("ascii"),
-                 "filename": item["filename"], "type": item["content_type"],
-                 "disposition": "attachment"}
-                for item in message.attachments]
+                {
+                    "content": base64.b64encode(item["content"]).decode("ascii"),
+                    "filename": item["filename"],
+                    "type": item["content_type"],
+                    "disposition": "attachment",
+                }
+                for item in message.attachments
+            ]
         return {
             "url": f"{self.base_url}/v3/mail/send",
             "headers": {"Authorization": f"Bearer {self.api_key}"},

@@ -2,7 +2,7 @@
 
 The tests run on ``TEST_DATABASE_URL`` if it is set (migrated and used as is). Otherwise they
 run on a fresh database, dropped at the end, on the PostgreSQL at 127.0.0.1:5432 if it accepts
-user ``postgres`` without a password, or else on an embedded server (mailer/embedded_db.py)
+user ``postgres`` without a password, or else on an embedded server (devkit/embedded_db.py)
 that the session starts in a temporary folder and deletes at the end. The database is migrated
 to head once. API and admin tests run inside a transaction that is rolled back at the end (the
 app's commits become savepoints), as warehouse does; tests that need committed rows visible to
@@ -31,11 +31,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import create_app
+from devkit.embedded_db import EmbeddedPostgres
+from devkit.sandbox import Sandbox
 from mailer.config import load_config
 from mailer.database import make_engine
-from mailer.embedded_db import EmbeddedPostgres
-from mailer.sandbox import Sandbox
-from mailer.worker import Worker
+from mailer.worker.loop import Worker
 from models import db
 from providers import build_providers
 
@@ -44,9 +44,11 @@ LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
-TABLES = ("delivery_attempt, attachment, mail_tag, email, provider_state, idempotency_key, "
-          "recipient, delivery_event, suppression, webhook_outbox, webhook_attempt, "
-          "provider_rate, email_status_count, worker_heartbeat, provider_action")
+TABLES = (
+    "delivery_attempt, attachment, mail_tag, email, provider_state, idempotency_key, "
+    "recipient, delivery_event, suppression, webhook_outbox, webhook_attempt, "
+    "provider_rate, email_status_count, worker_heartbeat, provider_action"
+)
 
 
 @functools.cache
@@ -93,8 +95,13 @@ def postgres_server():
 def fresh_database(server):
     """A new, empty database on ``server`` (a URL) for the block; dropped afterwards."""
     name = f"mail_test_{uuid.uuid4().hex[:8]}"
-    janitor = DatabaseJanitor(user=server.username or "postgres", host=server.host or "127.0.0.1",
-                              port=server.port or 5432, dbname=name, password=server.password)
+    janitor = DatabaseJanitor(
+        user=server.username or "postgres",
+        host=server.host or "127.0.0.1",
+        port=server.port or 5432,
+        dbname=name,
+        password=server.password,
+    )
     janitor.init()
     try:
         yield server.set(database=name).render_as_string(hide_password=False)
@@ -196,8 +203,10 @@ def _empty_tables(application, tries=5):
 
 def _crosses_connections(request):
     """Whether the test needs committed rows that another connection or process reads."""
-    return ("run_worker" in request.fixturenames
-            or request.node.get_closest_marker("committed") is not None)
+    return (
+        "run_worker" in request.fixturenames
+        or request.node.get_closest_marker("committed") is not None
+    )
 
 
 @pytest.fixture
@@ -216,9 +225,11 @@ def app(settings, request):
     # A plain Session: Flask-SQLAlchemy's own picks the engine per table and would ignore the
     # connection. Scoped per app context, as Flask-SQLAlchemy scopes its own.
     db.session = scoped_session(
-        sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
-                     expire_on_commit=False),
-        scopefunc=lambda: id(app_ctx._get_current_object()))
+        sessionmaker(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        ),
+        scopefunc=lambda: id(app_ctx._get_current_object()),
+    )
     application.extensions["test_connection"] = connection
 
     @contextlib.contextmanager
@@ -226,7 +237,9 @@ def app(settings, request):
         with connection.begin_nested():
             yield connection
 
-    db.test_transaction = savepoint  # where the API stores mail (see mailer.api.transaction)
+    db.test_transaction = (
+        savepoint  # where the API stores mail (see mailer.api.resources.transaction)
+    )
     try:
         yield application
     finally:
@@ -310,6 +323,9 @@ def start_worker_process(settings, *args, **overrides):
     """Start ``mail_service.py`` as a separate process with ``settings``."""
     return subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "mail_service.py"), *args],
-        env=worker_env(settings, **overrides), cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=worker_env(settings, **overrides),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )

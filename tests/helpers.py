@@ -7,25 +7,39 @@ from collections import Counter
 
 from sqlalchemy import create_engine, func, insert, select, text
 
-from mailer.circuit import mode_of
-from mailer.notify import CHANNEL
+from mailer.queue.notify import CHANNEL
+from mailer.worker.circuit import mode_of
 from models import QUEUED, SENDING, DeliveryAttempt, Email, ProviderState, utcnow
 
 
 def sample_mail(**fields):
     """A valid mail request as the API takes it (a fresh dict), with ``fields`` replaced."""
-    return {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Hello",
-            "text": "Plain body", **fields}
+    return {
+        "from": "sender@example.com",
+        "to": "rcpt@example.com",
+        "subject": "Hello",
+        "text": "Plain body",
+        **fields,
+    }
 
 
 def queue_mails(database_url, count, **fields):
     """Insert ``count`` queued mails directly (faster than the API for thousands); their ids."""
     now = utcnow()
     rows = [
-        {"id": uuid.uuid4(), "status": QUEUED, "from_address": "sender@example.com",
-         "to_address": [f"rcpt{index}@example.com"], "subject": f"Mail {index}",
-         "text": "Hello", "attempts": 0, "next_attempt_at": now, "created_at": now,
-         "updated_at": now, **fields}
+        {
+            "id": uuid.uuid4(),
+            "status": QUEUED,
+            "from_address": "sender@example.com",
+            "to_address": [f"rcpt{index}@example.com"],
+            "subject": f"Mail {index}",
+            "text": "Hello",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+            **fields,
+        }
         for index in range(count)
     ]
     engine = create_engine(database_url)
@@ -50,8 +64,9 @@ def mail_rows(database_url):
     """Every mail row, as dicts keyed by id string."""
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        rows = {str(row["id"]): dict(row)
-                for row in conn.execute(select(Email.__table__)).mappings()}
+        rows = {
+            str(row["id"]): dict(row) for row in conn.execute(select(Email.__table__)).mappings()
+        }
     engine.dispose()
     return rows
 
@@ -84,12 +99,16 @@ def listening_and_quiet(database_url, quiet=0.5):
     """
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT coalesce(bool_or(state = 'idle' AND query = :listen), false) AS listening,"
-            "       extract(epoch FROM min(clock_timestamp() - state_change)) AS quiet_for"
-            "  FROM pg_stat_activity"
-            " WHERE datname = current_database() AND backend_type = 'client backend'"
-            "   AND pid <> pg_backend_pid()"), {"listen": f"LISTEN {CHANNEL}"}).one()
+        row = conn.execute(
+            text(
+                "SELECT coalesce(bool_or(state = 'idle' AND query = :listen), false) AS listening,"
+                "       extract(epoch FROM min(clock_timestamp() - state_change)) AS quiet_for"
+                "  FROM pg_stat_activity"
+                " WHERE datname = current_database() AND backend_type = 'client backend'"
+                "   AND pid <> pg_backend_pid()"
+            ),
+            {"listen": f"LISTEN {CHANNEL}"},
+        ).one()
     engine.dispose()
     return row.listening and row.quiet_for >= quiet
 
@@ -108,8 +127,11 @@ def is_due(database_url, mail_id):
 def leases_expired(database_url):
     """Whether every mail still marked sending has a lease that ran out (the reaper's test)."""
     now = utcnow()
-    return all(row["locked_until"] < now for row in mail_rows(database_url).values()
-               if row["status"] == SENDING)
+    return all(
+        row["locked_until"] < now
+        for row in mail_rows(database_url).values()
+        if row["status"] == SENDING
+    )
 
 
 def received_counts(sandbox, provider=None):

@@ -12,9 +12,16 @@ from helpers import sample_mail
 from models import STATUSES
 from providers import REGISTRY
 
-FORM = {"from_address": "Shop <shop@example.com>", "to": "one@example.com, two@example.com",
-        "cc": "", "bcc": "", "reply_to": "", "subject": "From the admin", "text": "Body",
-        "html": ""}
+FORM = {
+    "from_address": "Shop <shop@example.com>",
+    "to": "one@example.com, two@example.com",
+    "cc": "",
+    "bcc": "",
+    "reply_to": "",
+    "subject": "From the admin",
+    "text": "Body",
+    "html": "",
+}
 
 
 def post_mail(client, **fields):
@@ -40,8 +47,10 @@ def list_rows(client, query=""):
     page = client.get(f"/admin/email/{query}").get_data(as_text=True)
     rows = {}
     for row in re.findall(r"<tr>(.*?)</tr>", page, re.S):
-        cells = {name: text_of(value)
-                 for name, value in re.findall(r'<td class="col-(\w+)">(.*?)</td>', row, re.S)}
+        cells = {
+            name: text_of(value)
+            for name, value in re.findall(r'<td class="col-(\w+)">(.*?)</td>', row, re.S)
+        }
         if "subject" in cells:
             rows[cells["subject"]] = cells
     return rows
@@ -50,16 +59,21 @@ def list_rows(client, query=""):
 def details(client, mail_id):
     """The detail page of a mail as {label: text}."""
     page = client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
-    return {text_of(label): text_of(value) for label, value in
-            re.findall(r"<tr>\s*<td>\s*<b>(.*?)</b>\s*</td>\s*<td>(.*?)</td>\s*</tr>", page, re.S)}
+    return {
+        text_of(label): text_of(value)
+        for label, value in re.findall(
+            r"<tr>\s*<td>\s*<b>(.*?)</b>\s*</td>\s*<td>(.*?)</td>\s*</tr>", page, re.S
+        )
+    }
 
 
 def listed_subjects(client, query=""):
     """The subjects shown by the mail list (with ``query`` string)."""
     page = client.get(f"/admin/email/{query}")
     assert page.status_code == 200
-    cells = re.findall(r'<td class="col-subject">\s*(.*?)\s*</td>', page.get_data(as_text=True),
-                       re.S)
+    cells = re.findall(
+        r'<td class="col-subject">\s*(.*?)\s*</td>', page.get_data(as_text=True), re.S
+    )
     return sorted(html.unescape(cell) for cell in cells)
 
 
@@ -74,9 +88,10 @@ def dashboard_counts(page):
 def provider_row(page, name):
     """The dashboard's row of provider ``name`` as {field: text}."""
     row = re.search(rf'<tr data-provider="{name}">(.*?)</tr>', page, re.S).group(1)
-    return {field: text_of(value) for field, value in
-            re.findall(r'<td[^>]*data-field="(\w+)"[^>]*>(.*?)</td>', row, re.S)}
-
+    return {
+        field: text_of(value)
+        for field, value in re.findall(r'<td[^>]*data-field="(\w+)"[^>]*>(.*?)</td>', row, re.S)
+    }
 
 
 def test_dashboard_shows_counts_and_provider_health(client, sql):
@@ -84,39 +99,53 @@ def test_dashboard_shows_counts_and_provider_health(client, sql):
         post_mail(client)
     failed = post_mail(client)
     sql("UPDATE email SET status = 'failed' WHERE id = :id", id=uuid.UUID(failed))
-    sql("INSERT INTO provider_state (name, state, consecutive_failures, cooldown, last_error, "
+    sql(
+        "INSERT INTO provider_state (name, state, consecutive_failures, cooldown, last_error, "
         "updated_at) VALUES ('mailgun', 'open', 5, 30, 'HTTP 503 from mailgun', now()), "
-        "('sendgrid', 'closed', 0, 0, NULL, now())")
+        "('sendgrid', 'closed', 0, 0, NULL, now())"
+    )
     page = client.get("/admin/").get_data(as_text=True)
     counts = dashboard_counts(page)
     assert counts == {**{status: "0" for status in STATUSES}, "queued": "3", "failed": "1"}
     mailgun = provider_row(page, "mailgun")
     assert (mailgun["state"], mailgun["usable"], mailgun["consecutive_failures"]) == (
-        "open", "no", "5")
+        "open",
+        "no",
+        "5",
+    )
     assert mailgun["last_error"] == "HTTP 503 from mailgun"
     sendgrid = provider_row(page, "sendgrid")
     assert (sendgrid["state"], sendgrid["usable"], sendgrid["consecutive_failures"]) == (
-        "closed", "yes", "0")
+        "closed",
+        "yes",
+        "0",
+    )
     assert re.search(r'id="meltdown" hidden', page)
 
 
 def test_dashboard_and_health_agree_with_the_worker_on_meltdown(client, sql):
     # Mailgun open and SendGrid paused by a 429: the worker calls that a meltdown, and so must
     # /health and the dashboard; a pause that has ended no longer counts.
-    sql("INSERT INTO provider_state (name, state, consecutive_failures, cooldown, open_until, "
+    sql(
+        "INSERT INTO provider_state (name, state, consecutive_failures, cooldown, open_until, "
         "paused_until, updated_at) VALUES "
         "('mailgun', 'open', 5, 30, now() + interval '1 minute', NULL, now()), "
-        "('sendgrid', 'closed', 0, 0, NULL, now() + interval '1 minute', now())")
+        "('sendgrid', 'closed', 0, 0, NULL, now() + interval '1 minute', now())"
+    )
     page = client.get("/admin/").get_data(as_text=True)
     assert re.search(r'id="meltdown" >', page)
     assert provider_row(page, "sendgrid")["state"] == "paused"
     assert provider_row(page, "sendgrid")["usable"] == "no"
     health = client.get("/health").get_json()
     assert health["status"] == "meltdown"
-    assert {p["name"]: p["state"] for p in health["providers"]} == {"mailgun": "open",
-                                                                    "sendgrid": "paused"}
-    sql("UPDATE provider_state SET paused_until = now() - interval '1 second' "
-        "WHERE name = 'sendgrid'")
+    assert {p["name"]: p["state"] for p in health["providers"]} == {
+        "mailgun": "open",
+        "sendgrid": "paused",
+    }
+    sql(
+        "UPDATE provider_state SET paused_until = now() - interval '1 second' "
+        "WHERE name = 'sendgrid'"
+    )
     assert client.get("/health").get_json()["status"] == "ok"
     page = client.get("/admin/").get_data(as_text=True)
     assert re.search(r'id="meltdown" hidden', page)
@@ -142,10 +171,11 @@ def three_mails(client, sql):
     queued = post_mail(client, subject="queued one", to="alice@example.com")
     failed = post_mail(client, subject="failed one", to="bob@example.com")
     sent = post_mail(client, subject="sent one", to="carol@example.com")
-    sql("UPDATE email SET status = 'failed', provider = 'sendgrid' WHERE id = :id",
-        id=uuid.UUID(failed))
-    sql("UPDATE email SET status = 'sent', provider = 'mailgun' WHERE id = :id",
-        id=uuid.UUID(sent))
+    sql(
+        "UPDATE email SET status = 'failed', provider = 'sendgrid' WHERE id = :id",
+        id=uuid.UUID(failed),
+    )
+    sql("UPDATE email SET status = 'sent', provider = 'mailgun' WHERE id = :id", id=uuid.UUID(sent))
     return {"queued": queued, "failed": failed, "sent": sent}
 
 
@@ -164,10 +194,15 @@ def test_filter_by_status_and_provider(client, three_mails):
 def filter_choices(client):
     """The fixed options each filter of the mail list offers, by filter name."""
     page = client.get("/admin/email/").get_data(as_text=True)
-    groups = json.loads(html.unescape(
-        re.search(r'<div id="filter-groups-data" class="d-none">(.*?)</div>', page).group(1)))
-    return {name: [[option[0] for option in f["options"]] if f["options"] else None
-                   for f in filters] for name, filters in groups.items()}
+    groups = json.loads(
+        html.unescape(
+            re.search(r'<div id="filter-groups-data" class="d-none">(.*?)</div>', page).group(1)
+        )
+    )
+    return {
+        name: [[option[0] for option in f["options"]] if f["options"] else None for f in filters]
+        for name, filters in groups.items()
+    }
 
 
 def test_status_and_provider_filters_offer_choices(client):
@@ -176,15 +211,18 @@ def test_status_and_provider_filters_offer_choices(client):
     assert choices["Provider"][:2] == [list(REGISTRY)] * 2
 
 
-@pytest.mark.parametrize("query, subjects", [
-    ("?flt0_status_equals=Failed", ["failed one"]),
-    ("?flt0_status_equals=+SENT+", ["sent one"]),
-    ("?flt0_status_not_equal=QUEUED", ["failed one", "sent one"]),
-    ("?flt0_provider_equals=MailGun", ["sent one"]),
-    ("?flt0_provider_not_equal=mailgun", ["failed one"]),
-    ("?flt0_provider_empty=1", ["queued one"]),
-    ("?flt0_status_equals=bounced", []),
-])
+@pytest.mark.parametrize(
+    "query, subjects",
+    [
+        ("?flt0_status_equals=Failed", ["failed one"]),
+        ("?flt0_status_equals=+SENT+", ["sent one"]),
+        ("?flt0_status_not_equal=QUEUED", ["failed one", "sent one"]),
+        ("?flt0_provider_equals=MailGun", ["sent one"]),
+        ("?flt0_provider_not_equal=mailgun", ["failed one"]),
+        ("?flt0_provider_empty=1", ["queued one"]),
+        ("?flt0_status_equals=bounced", []),
+    ],
+)
 def test_status_and_provider_filters_ignore_case(client, three_mails, query, subjects):
     assert listed_subjects(client, query) == subjects
 
@@ -203,7 +241,10 @@ def test_search_by_address_and_subject(client, three_mails):
     assert listed_subjects(client, "?search=bob@example.com") == ["failed one"]
     assert listed_subjects(client, "?search=sent") == ["sent one"]
     assert listed_subjects(client, "?search=sender@example.com") == [
-        "failed one", "queued one", "sent one"]
+        "failed one",
+        "queued one",
+        "sent one",
+    ]
     assert listed_subjects(client, "?search=nobody") == []
 
 
@@ -221,10 +262,12 @@ def test_details_show_the_attempts(client, sandbox, run_worker):
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert mail_id in page and "rcpt@example.com" in page
-    attempts = re.search(r'<table class="table table-sm" id="attempt-log">.*?</table>', page,
-                         re.S).group(0)
-    assert re.search(r"<td>1</td><td>[^<]+</td><td>mailgun</td><td>sent</td><td>200</td>",
-                     attempts), attempts
+    attempts = re.search(
+        r'<table class="table table-sm" id="attempt-log">.*?</table>', page, re.S
+    ).group(0)
+    assert re.search(
+        r"<td>1</td><td>[^<]+</td><td>mailgun</td><td>sent</td><td>200</td>", attempts
+    ), attempts
     assert attempts.count("<tr") == 2  # the head and the one call
     assert "&lt;b&gt;bold&lt;/b&gt;" in page  # the html body is shown as source
 
@@ -240,20 +283,23 @@ def test_list_with_a_bad_page_number(client, three_mails):
     assert listed_subjects(client, "?page=-1") == ["failed one", "queued one", "sent one"]
 
 
-@pytest.mark.parametrize("path", [
-    "/admin/email/?search=%00",
-    "/admin/email/?search=bob%00",
-    "/admin/email/?flt0_status_equals=failed%00",
-    "/admin/email/?flt0_status_not_equal=%00",
-    "/admin/email/?flt0_provider_equals=%00",
-    "/admin/email/?flt0_created_at_greater_than=2020-01-01+00:00:00%00",
-    "/admin/email/?sort=%00",
-    "/admin/email/?page=%00",
-    "/admin/email/?%00=1",
-    "/admin/email/details/?id=%00",
-    "/admin/email/new/?url=%00",
-    "/admin/?x=%00",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/email/?search=%00",
+        "/admin/email/?search=bob%00",
+        "/admin/email/?flt0_status_equals=failed%00",
+        "/admin/email/?flt0_status_not_equal=%00",
+        "/admin/email/?flt0_provider_equals=%00",
+        "/admin/email/?flt0_created_at_greater_than=2020-01-01+00:00:00%00",
+        "/admin/email/?sort=%00",
+        "/admin/email/?page=%00",
+        "/admin/email/?%00=1",
+        "/admin/email/details/?id=%00",
+        "/admin/email/new/?url=%00",
+        "/admin/?x=%00",
+    ],
+)
 def test_a_nul_in_the_query_is_a_400(client, three_mails, path):
     # PostgreSQL text cannot hold a NUL, so psycopg2 refuses to send one: nothing can match.
     response = client.get(path)
@@ -261,33 +307,53 @@ def test_a_nul_in_the_query_is_a_400(client, three_mails, path):
     assert "NUL" in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("query", [
-    "?page=99999999999999999999",
-    "?page=184467440737095517",  # times the page size of 50: just past the largest OFFSET
-    "?page=99999999999999999999&flt0_status_equals=failed&search=one",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?page=99999999999999999999",
+        "?page=184467440737095517",  # times the page size of 50: just past the largest OFFSET
+        "?page=99999999999999999999&flt0_status_equals=failed&search=one",
+    ],
+)
 def test_a_page_past_the_end_is_empty(client, three_mails, query):
     assert listed_subjects(client, query) == []
 
 
-@pytest.mark.parametrize("query", [
-    "?page=abc", "?page_size=0", "?page_size=-1", "?page_size=99999999999999999999",
-    "?sort=99", "?sort=-1", "?sort=abc", "?sort=99999999999999999999", "?desc=abc",
-    "?flt99_nothing_equals=1", "?flt0_status_equals=" + "x" * 10_000, "?search=%ff%fe",
-    "?search=%25", "?search=_", "?search=%5C",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?page=abc",
+        "?page_size=0",
+        "?page_size=-1",
+        "?page_size=99999999999999999999",
+        "?sort=99",
+        "?sort=-1",
+        "?sort=abc",
+        "?sort=99999999999999999999",
+        "?desc=abc",
+        "?flt99_nothing_equals=1",
+        "?flt0_status_equals=" + "x" * 10_000,
+        "?search=%ff%fe",
+        "?search=%25",
+        "?search=_",
+        "?search=%5C",
+    ],
+)
 def test_other_odd_list_arguments_are_ignored(client, three_mails, query):
     # Flask-Admin ignores what it cannot read (a search for % or _ is a literal one).
     subjects = listed_subjects(client, query)
     assert subjects in (["failed one", "queued one", "sent one"], [])
 
 
-@pytest.mark.parametrize("query", [
-    "?flt0_created_at_equals=abc",
-    "?flt0_created_at_greater_than=2024-13-01+00:00:00",
-    "?flt0_created_at_between=2020-01-01+00:00:00+to+tomorrow",
-    "?flt0_created_at_empty=maybe",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?flt0_created_at_equals=abc",
+        "?flt0_created_at_greater_than=2024-13-01+00:00:00",
+        "?flt0_created_at_between=2020-01-01+00:00:00+to+tomorrow",
+        "?flt0_created_at_empty=maybe",
+    ],
+)
 def test_a_date_filter_value_that_is_not_a_date_is_a_400(client, three_mails, query):
     # Dropping it (Flask-Admin's default) would list every mail as if it matched.
     response = client.get(f"/admin/email/{query}")
@@ -298,7 +364,9 @@ def test_a_date_filter_value_that_is_not_a_date_is_a_400(client, three_mails, qu
 @pytest.mark.parametrize("value", ["0001-01-01+00:00:00", "9999-12-31+23:59:59"])
 def test_a_date_filter_at_the_ends_of_the_calendar(client, three_mails, value):
     assert listed_subjects(client, f"?flt0_created_at_greater_than={value}") in (
-        ["failed one", "queued one", "sent one"], [])
+        ["failed one", "queued one", "sent one"],
+        [],
+    )
 
 
 # --- Create ---------------------------------------------------------------------------------
@@ -327,14 +395,16 @@ def test_created_mail_is_delivered(client, sql, sandbox, run_worker):
     assert received["to"] == ["one@example.com", "two@example.com"]
 
 
-@pytest.mark.parametrize("field, value, shown", [
-    ("to", "not-an-address", "not-an-address"),
-    ("from_address", "", "This field is required"),
-    ("subject", "Hi\r\nBcc: victim@example.com", "line breaks"),
-    ("reply_to", "a@example.com, b@example.com", "Give exactly one address"),
-])
-def test_create_with_bad_input_shows_the_error_and_stores_nothing(client, sql, field, value,
-                                                                  shown):
+@pytest.mark.parametrize(
+    "field, value, shown",
+    [
+        ("to", "not-an-address", "not-an-address"),
+        ("from_address", "", "This field is required"),
+        ("subject", "Hi\r\nBcc: victim@example.com", "line breaks"),
+        ("reply_to", "a@example.com, b@example.com", "Give exactly one address"),
+    ],
+)
+def test_create_with_bad_input_shows_the_error_and_stores_nothing(client, sql, field, value, shown):
     token = csrf_token(client, "/admin/email/new/")
     response = client.post("/admin/email/new/", data={**FORM, field: value, "csrf_token": token})
     assert response.status_code == 200
@@ -403,8 +473,9 @@ def test_retry_requeues_a_failed_mail(client, failed_mail, sql, sandbox, run_wor
     # The count keeps growing across the retry, and the log says who retried.
     log = [(entry["number"], entry["outcome"], entry["actor"]) for entry in body["attempt_log"]]
     assert log[-2:] == [(1, "retried", "admin@127.0.0.1"), (2, "sent", None)]
-    assert "admin@127.0.0.1" in client.get(f"/admin/email/details/?id={failed_mail}")\
-        .get_data(as_text=True)
+    assert "admin@127.0.0.1" in client.get(f"/admin/email/details/?id={failed_mail}").get_data(
+        as_text=True
+    )
 
 
 def test_retry_leaves_other_statuses_alone(client, sql):
@@ -428,12 +499,16 @@ ADMIN_PAGES = ["/admin/", "/admin/email/", "/admin/email/new/"]
 def csp_directives(response):
     """The response's Content-Security-Policy as {directive: [sources]}."""
     policy = response.headers["Content-Security-Policy"]
-    return {name: sources for name, *sources in
-            (part.split() for part in policy.split(";") if part.strip())}
+    return {
+        name: sources
+        for name, *sources in (part.split() for part in policy.split(";") if part.strip())
+    }
 
 
-@pytest.mark.parametrize("path", [*ADMIN_PAGES, "/admin/email/details/?id={id}",
-                                  "/admin/email/?flt0_created_at_equals=abc"])
+@pytest.mark.parametrize(
+    "path",
+    [*ADMIN_PAGES, "/admin/email/details/?id={id}", "/admin/email/?flt0_created_at_equals=abc"],
+)
 def test_admin_pages_cannot_be_framed_and_load_only_their_own_files(client, path):
     response = client.get(path.format(id=post_mail(client)))
     assert response.headers["X-Frame-Options"] == "DENY"
@@ -458,8 +533,11 @@ def test_admin_asks_for_credentials_with_the_headers_too(app, client):
 
 
 def test_api_answers_cannot_be_framed_nor_sniffed(client):
-    for response in (client.get("/health"), client.post("/mail", json=sample_mail()),
-                     client.get("/mail/not-a-uuid")):
+    for response in (
+        client.get("/health"),
+        client.post("/mail", json=sample_mail()),
+        client.get("/mail/not-a-uuid"),
+    ):
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
 
@@ -470,8 +548,11 @@ def test_admin_pages_keep_to_their_policy(client, three_mails, path):
     # an inline script without the response's nonce, inline event handlers and style attributes.
     response = client.get(path)
     page = response.get_data(as_text=True)
-    nonces = {source[7:-1] for source in csp_directives(response)["script-src"]
-              if source.startswith("'nonce-")}
+    nonces = {
+        source[7:-1]
+        for source in csp_directives(response)["script-src"]
+        if source.startswith("'nonce-")
+    }
     for tag in re.findall(r"<script\b[^>]*>", page):
         src = re.search(r'\ssrc="([^"]+)"', tag)
         if src:  # Flask-Admin's own files, or ours
@@ -501,8 +582,9 @@ def served(client, url):
 
 def session_cookie(response):
     """The Set-Cookie header of the session cookie."""
-    [cookie] = [value for value in response.headers.getlist("Set-Cookie")
-                if value.startswith("session=")]
+    [cookie] = [
+        value for value in response.headers.getlist("Set-Cookie") if value.startswith("session=")
+    ]
     return cookie
 
 
@@ -531,17 +613,24 @@ def stuck_mails(client, sql):
     """A mail whose worker died mid-send (lease expired) and one still being sent; their ids."""
     stuck = post_mail(client, subject="stuck")
     live = post_mail(client, subject="in flight")
-    sql("UPDATE email SET status = 'sending', locked_by = 'worker-a@db1:4242', "
-        "locked_until = now() - interval '90 seconds' WHERE id = :id", id=uuid.UUID(stuck))
-    sql("UPDATE email SET status = 'sending', locked_by = 'worker-b@db2:77', "
-        "locked_until = now() + interval '5 minutes' WHERE id = :id", id=uuid.UUID(live))
+    sql(
+        "UPDATE email SET status = 'sending', locked_by = 'worker-a@db1:4242', "
+        "locked_until = now() - interval '90 seconds' WHERE id = :id",
+        id=uuid.UUID(stuck),
+    )
+    sql(
+        "UPDATE email SET status = 'sending', locked_by = 'worker-b@db2:77', "
+        "locked_until = now() + interval '5 minutes' WHERE id = :id",
+        id=uuid.UUID(live),
+    )
     return {"stuck": stuck, "live": live}
 
 
 def lease_until(sql, mail_id):
     """The mail's lease expiry."""
     return sql("SELECT locked_until FROM email WHERE id = :id", id=uuid.UUID(mail_id))[0][
-        "locked_until"]
+        "locked_until"
+    ]
 
 
 def test_list_shows_who_holds_a_lease_and_until_when(client, sql, stuck_mails):
@@ -549,7 +638,8 @@ def test_list_shows_who_holds_a_lease_and_until_when(client, sql, stuck_mails):
     rows = list_rows(client)
     assert rows["stuck"]["locked_by"] == "worker-a@db1:4242"
     assert rows["stuck"]["locked_until"] == (
-        f"{utc_text(lease_until(sql, stuck_mails['stuck']))} expired")
+        f"{utc_text(lease_until(sql, stuck_mails['stuck']))} expired"
+    )
     assert rows["in flight"]["locked_by"] == "worker-b@db2:77"
     assert rows["in flight"]["locked_until"] == utc_text(lease_until(sql, stuck_mails["live"]))
     assert rows["waiting"]["locked_by"] == rows["waiting"]["locked_until"] == ""
@@ -566,12 +656,18 @@ def test_details_show_the_lease_and_whether_it_expired(client, sql, stuck_mails)
 def test_list_shows_the_last_error_cut_short_and_when_queued_mail_is_next_tried(client, sql):
     error = "HTTP 503 from mailgun: " + "Service Unavailable " * 20
     retrying = post_mail(client, subject="retrying")
-    sql("UPDATE email SET attempts = 2, last_error = :error, "
+    sql(
+        "UPDATE email SET attempts = 2, last_error = :error, "
         "next_attempt_at = '2030-01-02 03:04:05.678+00' WHERE id = :id",
-        error=error, id=uuid.UUID(retrying))
+        error=error,
+        id=uuid.UUID(retrying),
+    )
     done = post_mail(client, subject="done")
-    sql("UPDATE email SET status = 'failed', last_error = 'Rejected: bad address', "
-        "next_attempt_at = '2030-01-02 03:04:05+00' WHERE id = :id", id=uuid.UUID(done))
+    sql(
+        "UPDATE email SET status = 'failed', last_error = 'Rejected: bad address', "
+        "next_attempt_at = '2030-01-02 03:04:05+00' WHERE id = :id",
+        id=uuid.UUID(done),
+    )
     rows = list_rows(client)
     assert rows["retrying"]["next_attempt_at"] == "2030-01-02 03:04:05 UTC"
     assert rows["done"]["next_attempt_at"] == ""  # not queued: it has no next attempt
@@ -586,8 +682,10 @@ def test_list_shows_the_last_error_cut_short_and_when_queued_mail_is_next_tried(
 def test_times_are_shown_in_utc_to_the_second(client, sql, sandbox, run_worker):
     mail_id = post_mail(client, subject="timed")
     run_worker()
-    sql("UPDATE email SET created_at = '2026-01-02 05:04:05.678901+02' WHERE id = :id",
-        id=uuid.UUID(mail_id))
+    sql(
+        "UPDATE email SET created_at = '2026-01-02 05:04:05.678901+02' WHERE id = :id",
+        id=uuid.UUID(mail_id),
+    )
     [attempt] = sql("SELECT created_at FROM delivery_attempt")
     row = list_rows(client)["timed"]
     assert row["created_at"] == "2026-01-02 03:04:05 UTC"
@@ -597,12 +695,15 @@ def test_times_are_shown_in_utc_to_the_second(client, sql, sandbox, run_worker):
     assert shown["Sent At"] == shown["Updated At"] != ""
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", shown["Sent At"])
     assert f"<td>1</td><td>{utc_text(attempt['created_at'])}</td><td>mailgun</td>" in (
-        client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True))
+        client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
+    )
 
 
 def test_dashboard_shows_circuit_times_in_utc(client, sql):
-    sql("INSERT INTO provider_state (name, state, consecutive_failures, cooldown, open_until, "
-        "updated_at) VALUES ('mailgun', 'open', 5, 30, '2030-01-02 05:04:05.5+02', now())")
+    sql(
+        "INSERT INTO provider_state (name, state, consecutive_failures, cooldown, open_until, "
+        "updated_at) VALUES ('mailgun', 'open', 5, 30, '2030-01-02 05:04:05.5+02', now())"
+    )
     page = client.get("/admin/").get_data(as_text=True)
     assert provider_row(page, "mailgun")["open_until"] == "2030-01-02 03:04:05 UTC"
 
@@ -614,8 +715,10 @@ def test_cancel_action_cancels_waiting_mail_and_records_who(client, sql, mail):
     sent = post_mail(client)
     sql("UPDATE email SET status = 'sent' WHERE id = :id", id=uuid.UUID(sent))
     token = csrf_token(client, "/admin/email/")
-    response = client.post("/admin/email/action/", data={
-        "action": "cancel", "rowid": [scheduled, sent], "csrf_token": token})
+    response = client.post(
+        "/admin/email/action/",
+        data={"action": "cancel", "rowid": [scheduled, sent], "csrf_token": token},
+    )
     assert response.status_code == 302
     page = client.get("/admin/email/").get_data(as_text=True)
     assert "1 mail(s) cancelled; 1 already sending or finished were left alone." in page
@@ -626,10 +729,15 @@ def test_cancel_action_cancels_waiting_mail_and_records_who(client, sql, mail):
 
 
 def test_details_show_tags_metadata_headers_and_attachments(client, mail):
-    body = {**mail, "tags": ["spring"], "metadata": {"user": "42"},
-            "headers": {"X-Campaign": "spring-sale"},
-            "attachments": [{"filename": "terms.pdf", "content_type": "application/pdf",
-                             "content": "JVBERi0="}]}
+    body = {
+        **mail,
+        "tags": ["spring"],
+        "metadata": {"user": "42"},
+        "headers": {"X-Campaign": "spring-sale"},
+        "attachments": [
+            {"filename": "terms.pdf", "content_type": "application/pdf", "content": "JVBERi0="}
+        ],
+    }
     mail_id = client.post("/mail", json=body).get_json()["id"]
     page = client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
     assert "spring-sale" in page and "&#34;user&#34;: &#34;42&#34;" in page

@@ -14,11 +14,15 @@ import uuid
 import pytest
 from test_admin import csrf_token, details, listed_subjects, post_mail
 
-from mailer import admin, heartbeats
+from mailer.admin import views as admin
+from mailer.queue import heartbeats
 
 OPERATOR = "admin:ops"  # what admin.operator() records for the logged-in user below
-ATTACHMENT = {"filename": "terms.pdf", "content_type": "application/pdf",
-              "content": base64.b64encode(b"%PDF-1.4 terms").decode()}
+ATTACHMENT = {
+    "filename": "terms.pdf",
+    "content_type": "application/pdf",
+    "content": base64.b64encode(b"%PDF-1.4 terms").decode(),
+}
 
 
 def log_in(app, client):
@@ -37,8 +41,12 @@ def ops(app, client):
 
 def act(client, name, *ids, single=False):
     """Post the mail view's action ``name`` for ``ids`` with a valid CSRF token."""
-    data = {"action": name, "rowid": list(ids), "url": "/admin/email/",
-            "csrf_token": csrf_token(client, "/admin/email/")}
+    data = {
+        "action": name,
+        "rowid": list(ids),
+        "url": "/admin/email/",
+        "csrf_token": csrf_token(client, "/admin/email/"),
+    }
     if single:
         data["single"] = "1"
     return client.post("/admin/email/action/", data=data)
@@ -46,14 +54,19 @@ def act(client, name, *ids, single=False):
 
 def log_of(sql, mail_id):
     """The mail's log rows (attempts and actions), oldest first."""
-    return sql("SELECT number, outcome, actor, error, response FROM delivery_attempt "
-               "WHERE email_id = :id ORDER BY id", id=uuid.UUID(str(mail_id)))
+    return sql(
+        "SELECT number, outcome, actor, error, response FROM delivery_attempt "
+        "WHERE email_id = :id ORDER BY id",
+        id=uuid.UUID(str(mail_id)),
+    )
 
 
 def row_of(sql, mail_id):
     """The mail's row."""
-    [row] = sql("SELECT *, next_attempt_at <= now() AS due FROM email WHERE id = :id",
-                id=uuid.UUID(str(mail_id)))
+    [row] = sql(
+        "SELECT *, next_attempt_at <= now() AS due FROM email WHERE id = :id",
+        id=uuid.UUID(str(mail_id)),
+    )
     return row
 
 
@@ -64,8 +77,12 @@ def flashed(client):
 
 def test_the_admin_needs_the_login(app, client):
     app.config.update(ADMIN_USERNAME="ops", ADMIN_PASSWORD="s3cret")
-    for path in ("/admin/", "/admin/dashboard.json", "/admin/email/export.csv",
-                 "/admin/dashboard/chart.svg"):
+    for path in (
+        "/admin/",
+        "/admin/dashboard.json",
+        "/admin/email/export.csv",
+        "/admin/dashboard/chart.svg",
+    ):
         assert client.get(path).status_code == 401, path
 
 
@@ -74,8 +91,13 @@ def test_the_admin_needs_the_login(app, client):
 
 def test_every_bulk_action_asks_for_confirmation(ops):
     page = ops.get("/admin/email/").get_data(as_text=True)
-    confirmations = json.loads(html.unescape(re.search(
-        r'<div id="actions-confirmation-data" class="d-none">(.*?)</div>', page).group(1)))
+    confirmations = json.loads(
+        html.unescape(
+            re.search(
+                r'<div id="actions-confirmation-data" class="d-none">(.*?)</div>', page
+            ).group(1)
+        )
+    )
     names = ["retry", "cancel", "send_now", "resend", "release"]
     for name in names:
         assert re.search(rf'<a class="dropdown-item" href="#" data-action="{name}">', page), name
@@ -83,19 +105,25 @@ def test_every_bulk_action_asks_for_confirmation(ops):
     assert "modelActions.execute" in page
 
 
-@pytest.mark.parametrize("status, offered", [
-    ("failed", ["retry"]),
-    ("cancelled", ["retry"]),
-    ("sent", ["resend"]),
-    ("delivered", ["resend"]),
-    ("queued", ["cancel"]),
-])
+@pytest.mark.parametrize(
+    "status, offered",
+    [
+        ("failed", ["retry"]),
+        ("cancelled", ["retry"]),
+        ("sent", ["resend"]),
+        ("delivered", ["resend"]),
+        ("queued", ["cancel"]),
+    ],
+)
 def test_the_mail_page_offers_what_applies_with_a_confirmation(ops, sql, status, offered):
     mail_id = post_mail(ops)
     sql("UPDATE email SET status = :status WHERE id = :id", status=status, id=uuid.UUID(mail_id))
     page = ops.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
-    forms = re.findall(r'<form method="POST" action="/admin/email/action/" data-confirm="([^"]+)"'
-                       r'\s+data-action-form="(\w+)">', page)
+    forms = re.findall(
+        r'<form method="POST" action="/admin/email/action/" data-confirm="([^"]+)"'
+        r'\s+data-action-form="(\w+)">',
+        page,
+    )
     assert [name for _, name in forms] == offered
     assert all(len(question) > 20 for question, _ in forms)
     assert '<script src="/admin/assets/confirm.js">' in page  # binds data-confirm (no inline JS)
@@ -119,8 +147,7 @@ def test_retry_and_cancel_are_recorded_with_the_operator(ops, sql):
     assert row_of(sql, failed)["status"] == "queued"
     assert row_of(sql, waiting)["status"] == "cancelled"
     assert [(r["outcome"], r["actor"]) for r in log_of(sql, failed)] == [("retried", OPERATOR)]
-    assert [(r["outcome"], r["actor"]) for r in log_of(sql, waiting)] == [
-        ("cancelled", OPERATOR)]
+    assert [(r["outcome"], r["actor"]) for r in log_of(sql, waiting)] == [("cancelled", OPERATOR)]
     log = ops.get(f"/admin/email/details/?id={failed}").get_data(as_text=True)
     assert re.search(rf'<tr data-outcome="retried">.*?<td>{OPERATOR}</td></tr>', log)
 
@@ -132,28 +159,38 @@ def test_send_now_makes_mail_in_backoff_and_scheduled_mail_due(ops, sql):
     backoff = post_mail(ops, subject="backoff")
     scheduled = post_mail(ops, subject="scheduled")
     due = post_mail(ops, subject="due")
-    sql("UPDATE email SET attempts = 2, last_error = 'HTTP 503', "
-        "next_attempt_at = now() + interval '10 minutes' WHERE id = :id", id=uuid.UUID(backoff))
-    sql("UPDATE email SET status = 'scheduled', next_attempt_at = now() + interval '1 day' "
-        "WHERE id = :id", id=uuid.UUID(scheduled))
+    sql(
+        "UPDATE email SET attempts = 2, last_error = 'HTTP 503', "
+        "next_attempt_at = now() + interval '10 minutes' WHERE id = :id",
+        id=uuid.UUID(backoff),
+    )
+    sql(
+        "UPDATE email SET status = 'scheduled', next_attempt_at = now() + interval '1 day' "
+        "WHERE id = :id",
+        id=uuid.UUID(scheduled),
+    )
     page = ops.get(f"/admin/email/details/?id={backoff}").get_data(as_text=True)
     assert 'data-action-form="send_now"' in page and 'data-action-form="cancel"' in page
     act(ops, "send_now", backoff, scheduled, due)
     assert "2 mail(s) made due now; 1 not waiting for a later time were left alone." in (
-        flashed(ops))
+        flashed(ops)
+    )
     for mail_id in (backoff, scheduled):
         row = row_of(sql, mail_id)
         assert row["status"] == "queued" and row["due"], mail_id
         assert [(r["outcome"], r["actor"]) for r in log_of(sql, mail_id)] == [
-            ("send_now", OPERATOR)]
+            ("send_now", OPERATOR)
+        ]
     assert log_of(sql, due) == []
     assert row_of(sql, backoff)["attempts"] == 2  # no attempt spent
 
 
 def test_send_now_lets_a_worker_send_it_at_once(ops, sql, sandbox, run_worker):
     mail_id = post_mail(ops)
-    sql("UPDATE email SET next_attempt_at = now() + interval '1 hour' WHERE id = :id",
-        id=uuid.UUID(mail_id))
+    sql(
+        "UPDATE email SET next_attempt_at = now() + interval '1 hour' WHERE id = :id",
+        id=uuid.UUID(mail_id),
+    )
     run_worker()  # nothing is due: the burst ends without sending
     assert sandbox.messages() == []
     act(ops, "send_now", mail_id)
@@ -166,12 +203,21 @@ def test_send_now_lets_a_worker_send_it_at_once(ops, sql, sandbox, run_worker):
 
 
 def test_resend_copies_a_sent_mail_into_a_new_one_linked_both_ways(ops, sql, mail):
-    body = {**mail, "cc": "boss@example.com", "html": "<p>Hi</p>", "tags": ["spring"],
-            "metadata": {"user": "42"}, "headers": {"X-Campaign": "spring"},
-            "attachments": [ATTACHMENT]}
+    body = {
+        **mail,
+        "cc": "boss@example.com",
+        "html": "<p>Hi</p>",
+        "tags": ["spring"],
+        "metadata": {"user": "42"},
+        "headers": {"X-Campaign": "spring"},
+        "attachments": [ATTACHMENT],
+    }
     original = ops.post("/mail", json=body).get_json()["id"]
-    sql("UPDATE email SET status = 'delivered', attempts = 1, provider = 'mailgun', "
-        "sent_at = now() WHERE id = :id", id=uuid.UUID(original))
+    sql(
+        "UPDATE email SET status = 'delivered', attempts = 1, provider = 'mailgun', "
+        "sent_at = now() WHERE id = :id",
+        id=uuid.UUID(original),
+    )
     response = act(ops, "resend", original, single=True)
     [new] = [r for r in sql("SELECT * FROM email WHERE id <> :id", id=uuid.UUID(original))]
     assert response.status_code == 302
@@ -179,11 +225,24 @@ def test_resend_copies_a_sent_mail_into_a_new_one_linked_both_ways(ops, sql, mai
     old = row_of(sql, original)
     assert old["status"] == "delivered"  # the original keeps its history
     assert new["status"] == "queued" and new["attempts"] == 0 and new["provider"] is None
-    for column in ("from_address", "to_address", "cc", "subject", "text", "html", "headers",
-                   "metadata", "tags", "recipients"):
+    for column in (
+        "from_address",
+        "to_address",
+        "cc",
+        "subject",
+        "text",
+        "html",
+        "headers",
+        "metadata",
+        "tags",
+        "recipients",
+    ):
         assert new[column] == old[column], column
-    files = sql("SELECT email_id, filename, content_type, size, content FROM attachment "
-                "ORDER BY email_id = :id", id=uuid.UUID(original))
+    files = sql(
+        "SELECT email_id, filename, content_type, size, content FROM attachment "
+        "ORDER BY email_id = :id",
+        id=uuid.UUID(original),
+    )
     assert [bytes(f["content"]) for f in files] == [b"%PDF-1.4 terms"] * 2
     assert {f["email_id"] for f in files} == {new["id"], old["id"]}
     [resent] = log_of(sql, original)
@@ -197,8 +256,7 @@ def test_resend_copies_a_sent_mail_into_a_new_one_linked_both_ways(ops, sql, mai
     assert f'href="/admin/email/details/?id={new["id"]}" data-link="resent_as"' in page
     page = ops.get(f"/admin/email/details/?id={new['id']}").get_data(as_text=True)
     assert f'href="/admin/email/details/?id={original}" data-link="resent_from"' in page
-    assert ops.get(f"/mail/{new['id']}").get_json()["attempt_log"][0]["outcome"] == (
-        "resent_from")
+    assert ops.get(f"/mail/{new['id']}").get_json()["attempt_log"][0]["outcome"] == ("resent_from")
 
 
 def test_resend_is_only_for_mail_a_provider_took(ops, sql):
@@ -229,12 +287,21 @@ def sending(ops, sql):
     """Mail in ``sending``: lease expired; lease running but its worker gone (no heartbeat);
     lease running and its worker alive. Their ids."""
     ids = {name: post_mail(ops, subject=name) for name in ("expired", "orphan", "live")}
-    sql("UPDATE email SET status = 'sending', attempts = 1, locked_by = 'w-dead', "
-        "locked_until = now() - interval '1 minute' WHERE id = :id", id=uuid.UUID(ids["expired"]))
-    sql("UPDATE email SET status = 'sending', attempts = 1, locked_by = 'w-gone', "
-        "locked_until = now() + interval '5 minutes' WHERE id = :id", id=uuid.UUID(ids["orphan"]))
-    sql("UPDATE email SET status = 'sending', attempts = 1, locked_by = 'w-live', "
-        "locked_until = now() + interval '5 minutes' WHERE id = :id", id=uuid.UUID(ids["live"]))
+    sql(
+        "UPDATE email SET status = 'sending', attempts = 1, locked_by = 'w-dead', "
+        "locked_until = now() - interval '1 minute' WHERE id = :id",
+        id=uuid.UUID(ids["expired"]),
+    )
+    sql(
+        "UPDATE email SET status = 'sending', attempts = 1, locked_by = 'w-gone', "
+        "locked_until = now() + interval '5 minutes' WHERE id = :id",
+        id=uuid.UUID(ids["orphan"]),
+    )
+    sql(
+        "UPDATE email SET status = 'sending', attempts = 1, locked_by = 'w-live', "
+        "locked_until = now() + interval '5 minutes' WHERE id = :id",
+        id=uuid.UUID(ids["live"]),
+    )
     with ops.application.app_context():
         heartbeats.beat(ops.application.extensions["test_connection"], "w-live", in_flight=1)
     return ids
@@ -250,7 +317,11 @@ def test_release_hands_back_mail_whose_lease_expired_or_worker_is_gone(ops, sql,
     for name in ("expired", "orphan"):
         row = row_of(sql, sending[name])
         assert (row["status"], row["locked_by"], row["attempts"], row["due"]) == (
-            "queued", None, 2, True), name
+            "queued",
+            None,
+            2,
+            True,
+        ), name
         [entry] = log_of(sql, sending[name])
         assert (entry["outcome"], entry["actor"], entry["number"]) == ("released", OPERATOR, 2)
     assert row_of(sql, sending["live"])["status"] == "sending"
@@ -261,16 +332,20 @@ def test_release_hands_back_mail_whose_lease_expired_or_worker_is_gone(ops, sql,
 
 
 def test_the_html_body_is_shown_in_a_sandbox_beside_the_text(ops, mail):
-    hostile = ('<p>Hi</p><script>alert(1)</script><img src="http://tracker.example/p.gif">'
-               '"quoted" & <b>bold</b>')
+    hostile = (
+        '<p>Hi</p><script>alert(1)</script><img src="http://tracker.example/p.gif">'
+        '"quoted" & <b>bold</b>'
+    )
     mail_id = ops.post("/mail", json={**mail, "html": hostile}).get_json()["id"]
     page = ops.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
     frame = re.search(r"<iframe[^>]*>", page).group(0)
     assert ' sandbox="" ' in frame  # no allow-scripts, no allow-same-origin: nothing runs
     srcdoc = html.unescape(re.search(r'srcdoc="([^"]*)"', frame).group(1))
-    assert srcdoc.startswith('<!doctype html><meta charset="utf-8"><meta http-equiv='
-                             '"Content-Security-Policy" content="default-src \'none\'; '
-                             "img-src data:; style-src 'unsafe-inline'\">")
+    assert srcdoc.startswith(
+        '<!doctype html><meta charset="utf-8"><meta http-equiv='
+        '"Content-Security-Policy" content="default-src \'none\'; '
+        "img-src data:; style-src 'unsafe-inline'\">"
+    )
     assert srcdoc.endswith(hostile)
     assert "<script>alert(1)</script>" not in page  # only ever inside the escaped attribute
     text = re.search(r'<pre class="mail-body" id="mail-text">(.*?)</pre>', page, re.S).group(1)
@@ -284,8 +359,13 @@ def test_a_mail_without_html_says_so(ops):
 
 
 def test_details_show_headers_tags_metadata_and_attachments(ops, mail):
-    body = {**mail, "tags": ["spring"], "metadata": {"user": "42"},
-            "headers": {"X-Campaign": "spring-sale"}, "attachments": [ATTACHMENT]}
+    body = {
+        **mail,
+        "tags": ["spring"],
+        "metadata": {"user": "42"},
+        "headers": {"X-Campaign": "spring-sale"},
+        "attachments": [ATTACHMENT],
+    }
     mail_id = ops.post("/mail", json=body).get_json()["id"]
     shown = details(ops, mail_id)
     assert "X-Campaign" in shown["Headers"] and "spring-sale" in shown["Headers"]
@@ -299,13 +379,16 @@ def test_details_show_headers_tags_metadata_and_attachments(ops, mail):
 
 def test_the_date_filter_reads_utc_whatever_the_session_zone(ops, sql):
     mail_id = post_mail(ops, subject="dated")
-    sql("UPDATE email SET created_at = '2026-01-02 03:04:05+00' WHERE id = :id",
-        id=uuid.UUID(mail_id))
+    sql(
+        "UPDATE email SET created_at = '2026-01-02 03:04:05+00' WHERE id = :id",
+        id=uuid.UUID(mail_id),
+    )
     sql("SET TIME ZONE 'Asia/Tokyo'")  # the database session's zone must not matter
     assert listed_subjects(ops, "?flt0_created_at_greater_than=2026-01-02+03:00:00") == ["dated"]
     assert listed_subjects(ops, "?flt0_created_at_greater_than=2026-01-02+03:10:00") == []
     assert listed_subjects(
-        ops, "?flt0_created_at_between=2026-01-02+03:04:00+to+2026-01-02+03:05:00") == ["dated"]
+        ops, "?flt0_created_at_between=2026-01-02+03:04:00+to+2026-01-02+03:05:00"
+    ) == ["dated"]
     assert details(ops, mail_id)["Created At"] == "2026-01-02 03:04:05 UTC"
 
 
@@ -323,10 +406,12 @@ def test_csv_export_streams_the_filtered_list(ops, sql, monkeypatch):
     monkeypatch.setattr(admin, "EXPORT_PAGE", 2)  # several keyset pages from five mails
     ids = [post_mail(ops, subject=f'failed, "number" {n}') for n in range(5)]
     post_mail(ops, subject="still queued")
-    sql("UPDATE email SET status = 'failed', last_error = 'HTTP 550', "
+    sql(
+        "UPDATE email SET status = 'failed', last_error = 'HTTP 550', "
         "created_at = now() - make_interval(secs => n) "
         "FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS t(id, n) WHERE email.id = t.id",
-        ids=ids)
+        ids=ids,
+    )
     page = ops.get("/admin/email/?flt0_status_equals=failed").get_data(as_text=True)
     assert 'id="export-csv"' in page and "export.csv?flt0_status_equals=failed" in page
     response, rows = export(ops, "?flt0_status_equals=failed")
@@ -357,5 +442,4 @@ def test_a_breaker_action_without_the_csrf_token_changes_nothing(ops, sql):
 
 def test_a_breaker_of_an_unknown_provider_is_a_404(ops):
     token = csrf_token(ops, "/admin/")
-    assert ops.post("/admin/providers/postmark/open",
-                    data={"csrf_token": token}).status_code == 404
+    assert ops.post("/admin/providers/postmark/open", data={"csrf_token": token}).status_code == 404

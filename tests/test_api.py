@@ -10,11 +10,29 @@ import pytest
 
 from app import create_app
 
-README_BODY = ("from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello"
-               "&text=This email will be sent via a Mail gateway")
-MAIL_KEYS = {"id", "status", "from_address", "to_address", "subject", "mail", "result",
-             "created_at", "updated_at", "success", "html", "cc", "bcc", "reply_to", "provider",
-             "provider_message_id", "attempts"}
+README_BODY = (
+    "from=bcambel@gmail.com&to=bcambel@gmail.com&subject=Hello"
+    "&text=This email will be sent via a Mail gateway"
+)
+MAIL_KEYS = {
+    "id",
+    "status",
+    "from_address",
+    "to_address",
+    "subject",
+    "mail",
+    "result",
+    "created_at",
+    "updated_at",
+    "success",
+    "html",
+    "cc",
+    "bcc",
+    "reply_to",
+    "provider",
+    "provider_message_id",
+    "attempts",
+}
 
 
 @pytest.fixture
@@ -61,8 +79,9 @@ def assert_accepted(response, stored):
 
 
 def test_readme_curl_form_body_is_accepted(client, stored):
-    response = client.post("/mail", data=README_BODY,
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/mail", data=README_BODY, content_type="application/x-www-form-urlencoded"
+    )
     body = assert_accepted(response, stored)
     assert body["from_address"] == "bcambel@gmail.com"
     assert body["to_address"] == "bcambel@gmail.com"
@@ -71,9 +90,16 @@ def test_readme_curl_form_body_is_accepted(client, stored):
 
 
 def test_json_body_with_every_field(client, stored, mail):
-    response = client.post("/mail", json={
-        **mail, "html": "<p>Hi</p>", "cc": ["a@example.com", "b@example.com"],
-        "bcc": "c@example.com, d@example.com", "reply_to": "Replies <reply@example.com>"})
+    response = client.post(
+        "/mail",
+        json={
+            **mail,
+            "html": "<p>Hi</p>",
+            "cc": ["a@example.com", "b@example.com"],
+            "bcc": "c@example.com, d@example.com",
+            "reply_to": "Replies <reply@example.com>",
+        },
+    )
     body = assert_accepted(response, stored)
     assert MAIL_KEYS <= set(body)
     assert body["cc"] == ["a@example.com", "b@example.com"]
@@ -84,8 +110,9 @@ def test_json_body_with_every_field(client, stored, mail):
 
 
 def test_internationalised_address(client, stored, mail):
-    body = assert_accepted(client.post("/mail", json={**mail, "to": "Jörg <jörg@exämple.com>"}),
-                           stored)
+    body = assert_accepted(
+        client.post("/mail", json={**mail, "to": "Jörg <jörg@exämple.com>"}), stored
+    )
     assert body["to_address"] == "Jörg <jörg@exämple.com>"
 
 
@@ -96,16 +123,22 @@ def test_html_only_is_enough(client, stored, mail):
 
 
 def test_form_with_repeated_and_comma_separated_recipients(client, stored, mail):
-    data = {**mail, "to": ["one@example.com", "two@example.com"],
-            "cc": "three@example.com,four@example.com"}
+    data = {
+        **mail,
+        "to": ["one@example.com", "two@example.com"],
+        "cc": "three@example.com,four@example.com",
+    }
     body = assert_accepted(client.post("/mail", data=data), stored)
     assert body["to_address"] == "one@example.com, two@example.com"
     assert body["cc"] == ["three@example.com", "four@example.com"]
 
 
 def test_multipart_form_body(client, stored, mail):
-    response = client.post("/mail", data={**mail, "to": ["one@example.com", "two@example.com"]},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/mail",
+        data={**mail, "to": ["one@example.com", "two@example.com"]},
+        content_type="multipart/form-data",
+    )
     body = assert_accepted(response, stored)
     assert body["to_address"] == "one@example.com, two@example.com"
 
@@ -119,8 +152,9 @@ def test_uploaded_files_are_refused_not_dropped(client, sql, mail):
 
 
 def test_json_with_charset_parameter(client, stored, mail):
-    response = client.post("/mail", data=json.dumps(mail),
-                           content_type="application/json; charset=utf-8")
+    response = client.post(
+        "/mail", data=json.dumps(mail), content_type="application/json; charset=utf-8"
+    )
     assert_accepted(response, stored)
 
 
@@ -149,8 +183,11 @@ def test_get_returns_the_mail_object(client, mail):
 
 def test_get_shows_provider_result_as_json(client, sql, mail):
     mail_id = client.post("/mail", json=mail).get_json()["id"]
-    sql("UPDATE email SET status='sent', provider='mailgun', result=CAST(:r AS json) "
-        "WHERE id=:id", r='[{"status_code": 200}]', id=uuid.UUID(mail_id))
+    sql(
+        "UPDATE email SET status='sent', provider='mailgun', result=CAST(:r AS json) WHERE id=:id",
+        r='[{"status_code": 200}]',
+        id=uuid.UUID(mail_id),
+    )
     body = client.get(f"/mail/{mail_id}").get_json()
     assert body["result"] == [{"status_code": 200}] and body["provider"] == "mailgun"
 
@@ -177,34 +214,40 @@ def test_missing_body_text_and_html(client, mail):
     assert_error(client.post("/mail", data={**fields, "text": "", "html": ""}), 400, "text")
 
 
-@pytest.mark.parametrize("field, value", [
-    ("from", "not-an-address"),
-    ("to", "rcpt@example.com, nope"),
-    ("to", "rcpt@example.com, broken@"),
-    ("to", ["rcpt@example.com", "@example.com"]),
-    ("cc", "cc@"),
-    ("bcc", "bcc at example.com"),
-    ("reply_to", "reply@@example.com"),
-    ("from", "a@example.com, b@example.com"),  # one sender only
-    ("reply_to", ["a@example.com", "b@example.com"]),
-    ("to", "<>"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("from", "not-an-address"),
+        ("to", "rcpt@example.com, nope"),
+        ("to", "rcpt@example.com, broken@"),
+        ("to", ["rcpt@example.com", "@example.com"]),
+        ("cc", "cc@"),
+        ("bcc", "bcc at example.com"),
+        ("reply_to", "reply@@example.com"),
+        ("from", "a@example.com, b@example.com"),  # one sender only
+        ("reply_to", ["a@example.com", "b@example.com"]),
+        ("to", "<>"),
+    ],
+)
 def test_invalid_addresses(client, sql, field, value, mail):
     assert_error(client.post("/mail", json={**mail, field: value}), 400, field)
     assert count_rows(sql) == 0
 
 
-@pytest.mark.parametrize("field, value", [
-    ("subject", "Hello\r\nBcc: victim@example.com"),
-    ("subject", "Hello\nX-Injected: 1"),
-    ("subject", "Hello\rX"),
-    ("from", "sender@example.com\r\nBcc: victim@example.com"),
-    ("to", "rcpt@example.com\nBcc: victim@example.com"),
-    ("to", ["rcpt@example.com", "x@example.com\r"]),
-    ("cc", "cc@example.com\r\nX: y"),
-    ("reply_to", "reply@example.com\nBcc: victim@example.com"),
-    ("from", "Evil\r\nBcc: victim@example.com <sender@example.com>"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("subject", "Hello\r\nBcc: victim@example.com"),
+        ("subject", "Hello\nX-Injected: 1"),
+        ("subject", "Hello\rX"),
+        ("from", "sender@example.com\r\nBcc: victim@example.com"),
+        ("to", "rcpt@example.com\nBcc: victim@example.com"),
+        ("to", ["rcpt@example.com", "x@example.com\r"]),
+        ("cc", "cc@example.com\r\nX: y"),
+        ("reply_to", "reply@example.com\nBcc: victim@example.com"),
+        ("from", "Evil\r\nBcc: victim@example.com <sender@example.com>"),
+    ],
+)
 def test_line_breaks_in_header_fields(client, sql, field, value, mail):
     assert_error(client.post("/mail", json={**mail, field: value}), 400, field)
     assert count_rows(sql) == 0
@@ -220,20 +263,23 @@ def test_line_breaks_in_the_body_are_fine(client, stored, mail):
     assert_accepted(client.post("/mail", json={**mail, "text": "line 1\r\nline 2\n"}), stored)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("subject", 42),
-    ("subject", ["Hello"]),
-    ("subject", {"text": "Hello"}),
-    ("subject", True),
-    ("text", 3.5),
-    ("html", {"p": 1}),
-    ("to", {"address": "rcpt@example.com"}),
-    ("to", 7),
-    ("to", ["rcpt@example.com", 7]),
-    ("cc", {"a": "b"}),
-    ("from", ["sender@example.com", None]),
-    ("reply_to", 1),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("subject", 42),
+        ("subject", ["Hello"]),
+        ("subject", {"text": "Hello"}),
+        ("subject", True),
+        ("text", 3.5),
+        ("html", {"p": 1}),
+        ("to", {"address": "rcpt@example.com"}),
+        ("to", 7),
+        ("to", ["rcpt@example.com", 7]),
+        ("cc", {"a": "b"}),
+        ("from", ["sender@example.com", None]),
+        ("reply_to", 1),
+    ],
+)
 def test_wrong_types(client, sql, field, value, mail):
     assert_error(client.post("/mail", json={**mail, field: value}), 400, field)
     assert count_rows(sql) == 0
@@ -245,8 +291,7 @@ def test_every_bad_field_is_listed_at_once(client):
 
 
 def test_unknown_field_is_named(client, mail):
-    assert_error(client.post("/mail", json={**mail, "attachment_list": []}), 400,
-                 "attachment_list")
+    assert_error(client.post("/mail", json={**mail, "attachment_list": []}), 400, "attachment_list")
 
 
 def test_too_many_recipients(app, client, mail):
@@ -275,10 +320,16 @@ def test_deeply_nested_json_is_400_not_500(client):
         assert_error(response, 400, "body")
 
 
-@pytest.mark.parametrize("field, value", [
-    ("subject", "a\ud800"), ("text", "\udfff"), ("html", "x\ud83d"),
-    ("to", "Lone \ud800 <rcpt@example.com>"), ("from", "\ud800 <sender@example.com>"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("subject", "a\ud800"),
+        ("text", "\udfff"),
+        ("html", "x\ud83d"),
+        ("to", "Lone \ud800 <rcpt@example.com>"),
+        ("from", "\ud800 <sender@example.com>"),
+    ],
+)
 def test_lone_surrogates_are_400_not_500(client, sql, field, value, mail):
     # A JSON "\ud800" escape decodes to a lone surrogate, which UTF-8 cannot encode.
     assert_error(client.post("/mail", json={**mail, field: value}), 400, field)
@@ -291,8 +342,9 @@ def test_json_array_body(client, sql, mail):
 
 
 def test_invalid_utf8_json(client):
-    response = client.post("/mail", data=b'{"subject": "\xff\xfe"}',
-                           content_type="application/json")
+    response = client.post(
+        "/mail", data=b'{"subject": "\xff\xfe"}', content_type="application/json"
+    )
     assert_error(response, 400, "body")
 
 
@@ -325,8 +377,9 @@ def test_json_body_over_the_limit_is_413(small_client, sql, mail):
 
 def test_form_body_over_the_limit_is_413(small_client, sql, mail):
     assert_error(small_client.post("/mail", data={**mail, "text": "x" * 4096}), 413, "body")
-    response = small_client.post("/mail", data={**mail, "text": "x" * 4096},
-                                 content_type="multipart/form-data")
+    response = small_client.post(
+        "/mail", data={**mail, "text": "x" * 4096}, content_type="multipart/form-data"
+    )
     assert_error(response, 413, "body")
     assert count_rows(sql) == 0
 
@@ -335,12 +388,17 @@ def test_body_under_the_limit_is_accepted(small_client, mail):
     assert small_client.post("/mail", json=mail).status_code == 202
 
 
-@pytest.mark.parametrize("method, path", [
-    ("DELETE", "/mail"), ("PUT", "/mail"), ("PATCH", "/mail"),
-    ("PUT", "/mail/00000000-0000-0000-0000-000000000000"),
-    ("DELETE", "/mail/00000000-0000-0000-0000-000000000000"),
-    ("POST", "/mail/00000000-0000-0000-0000-000000000000"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("DELETE", "/mail"),
+        ("PUT", "/mail"),
+        ("PATCH", "/mail"),
+        ("PUT", "/mail/00000000-0000-0000-0000-000000000000"),
+        ("DELETE", "/mail/00000000-0000-0000-0000-000000000000"),
+        ("POST", "/mail/00000000-0000-0000-0000-000000000000"),
+    ],
+)
 def test_wrong_method_is_405(client, method, path, mail):
     response = client.open(path, method=method, json=mail)
     assert_error(response, 405, "method")
@@ -374,13 +432,15 @@ def test_health(client):
 @pytest.fixture
 def offline_client(settings):
     """A client of an app whose database is a closed port."""
-    application = create_app({**settings, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x",
-                              "DB_CONNECT_TIMEOUT": 1})
+    application = create_app(
+        {**settings, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x", "DB_CONNECT_TIMEOUT": 1}
+    )
     return application.test_client()
 
 
-@pytest.mark.parametrize("method, path", [
-    ("POST", "/mail"), ("GET", f"/mail/{uuid.uuid4()}"), ("GET", "/health")])
+@pytest.mark.parametrize(
+    "method, path", [("POST", "/mail"), ("GET", f"/mail/{uuid.uuid4()}"), ("GET", "/health")]
+)
 def test_database_down_is_503_with_retry_after(offline_client, method, path, mail):
     started = time.monotonic()
     response = offline_client.open(path, method=method, json=mail)

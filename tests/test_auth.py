@@ -10,8 +10,11 @@ from models import db
 
 KEYS = "key-one, key-two"
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
-PROXIED = [{"X-Forwarded-For": "203.0.113.9"}, {"X-Real-IP": "203.0.113.9"},
-           {"Forwarded": "for=203.0.113.9"}]
+PROXIED = [
+    {"X-Forwarded-For": "203.0.113.9"},
+    {"X-Real-IP": "203.0.113.9"},
+    {"Forwarded": "for=203.0.113.9"},
+]
 
 
 @pytest.fixture
@@ -48,11 +51,19 @@ def assert_401(response):
 # --- API keys -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"},
-    {"Authorization": "Basic a2V5LW9uZTo="}, {"Authorization": "Bearer "},
-    {"Authorization": "key-one"}, {"X-API-Key": "key-one-and-more"}, {"X-API-Key": "key"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"X-API-Key": "wrong"},
+        {"Authorization": "Basic a2V5LW9uZTo="},
+        {"Authorization": "Bearer "},
+        {"Authorization": "key-one"},
+        {"X-API-Key": "key-one-and-more"},
+        {"X-API-Key": "key"},
+    ],
+)
 def test_api_rejects_missing_or_wrong_keys(make_client, app, headers, mail):
     client = make_client(API_KEYS=KEYS)
     assert_401(client.post("/mail", json=mail, headers=headers))
@@ -65,10 +76,15 @@ def test_missing_key_asks_for_bearer(make_client, app, mail):
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("headers", [
-    {"Authorization": "Bearer key-one"}, {"Authorization": "bearer key-two"},
-    {"X-API-Key": "key-two"}, {"Authorization": "Bearer  key-one "},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer key-one"},
+        {"Authorization": "bearer key-two"},
+        {"X-API-Key": "key-two"},
+        {"Authorization": "Bearer  key-one "},
+    ],
+)
 def test_api_accepts_any_configured_key(make_client, app, headers, mail):
     client = make_client(API_KEYS=KEYS)
     response = client.post("/mail", json=mail, headers=headers)
@@ -128,8 +144,13 @@ def test_protected_mode_ignores_presented_keys(client, mail):
 @pytest.mark.parametrize("path", ["/admin/", "/admin/email/", "/admin/email/new/"])
 def test_admin_requires_basic_auth(make_client, app, path):
     client = make_client(ADMIN_USERNAME="ops", ADMIN_PASSWORD="s3cret")
-    for headers in ({}, basic("ops", "wrong"), basic("admin", "s3cret"), basic("ops", ""),
-                    {"Authorization": "Bearer s3cret"}):
+    for headers in (
+        {},
+        basic("ops", "wrong"),
+        basic("admin", "s3cret"),
+        basic("ops", ""),
+        {"Authorization": "Bearer s3cret"},
+    ):
         response = client.get(path, headers=headers)
         assert response.status_code == 401, (path, headers)
         assert response.headers["WWW-Authenticate"].startswith("Basic")

@@ -1,4 +1,4 @@
-"""Smoke run of scripts/bench (mailer/bench): every scenario at tiny sizes. It checks that the
+"""Smoke run of scripts/bench (devkit/bench): every scenario at tiny sizes. It checks that the
 benchmark runs and cleans up, never how fast anything is (this machine's speed is not a test
 result)."""
 
@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCH = os.path.join(ROOT, "scripts", "bench")  # runs python -m mailer.bench
+BENCH = os.path.join(ROOT, "scripts", "bench")  # runs python -m devkit.bench
 TIMEOUT = 240  # seconds; the quick run takes about a minute
 
 
@@ -24,8 +24,11 @@ def bench_databases(server_url):
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return set(conn.scalars(text(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'mail\\_bench\\_%'")))
+            return set(
+                conn.scalars(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE 'mail\\_bench\\_%'")
+                )
+            )
     finally:
         engine.dispose()
 
@@ -38,7 +41,11 @@ def test_quick_bench_runs_every_scenario_and_prints_the_table(tmp_path, postgres
     env = {key: value for key, value in os.environ.items() if key != "MAIL_SERVICE_CONFIG"}
     run = subprocess.run(
         [BENCH, "--quick", "--max-seconds", "200", "--json", str(results), *where],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]

@@ -33,20 +33,26 @@ from conftest import ROOT
 from helpers import wait_for
 from playwright.sync_api import expect, sync_playwright
 
+from devkit.devserver import event_keys
+from devkit.processes import Supervisor
 from mailer.config import DEFAULTS
-from mailer.devserver import event_keys
-from mailer.processes import Supervisor
 
 pytestmark = [pytest.mark.browser, pytest.mark.committed]
 
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
 # No sandbox (we run as root in CI), no GPU, and none of Chromium's own calls home.
-CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 LOCAL_SCHEMES = ("data", "about")
-ARTIFACTS = os.path.join(os.environ.get("TEST_ARTIFACTS", os.path.join(ROOT, "test-artifacts")),
-                         "browser")
+ARTIFACTS = os.path.join(
+    os.environ.get("TEST_ARTIFACTS", os.path.join(ROOT, "test-artifacts")), "browser"
+)
 START_TIMEOUT = 30.0  # seconds for the sandbox and the API to answer their health checks
 STATUS_TIMEOUT = 20.0  # seconds for a mail to reach the status the test waits for
 RELOAD_AFTER_MS = 500  # how long a page is watched for a status before it is reloaded
@@ -88,8 +94,7 @@ class Stack:
         self.sandbox = f"http://127.0.0.1:{sandbox_port}"
         self.user, self.password = "operator", secrets.token_urlsafe(16)
         self.api_key = secrets.token_urlsafe(24)
-        self.supervisor = Supervisor(cwd=ROOT, own_groups=True,
-                                     hide=(self.password, self.api_key))
+        self.supervisor = Supervisor(cwd=ROOT, own_groups=True, hide=(self.password, self.api_key))
 
     def environments(self):
         """The children's environments: (the API's, the sandbox's, the worker's).
@@ -97,18 +102,32 @@ class Stack:
         Nothing of the caller's settings reaches them (a developer's provider keys least of
         all); every key is made for this run.
         """
-        base = {name: value for name, value in os.environ.items()
-                if name not in DEFAULTS and name != "MAIL_SERVICE_CONFIG"}
+        base = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in DEFAULTS and name != "MAIL_SERVICE_CONFIG"
+        }
         base["PYTHONUNBUFFERED"] = "1"
         mailgun_key, sendgrid_key = secrets.token_urlsafe(24), "SG." + secrets.token_urlsafe(24)
         api_events, sandbox_events = event_keys(self.api)
-        common = {**base, "DATABASE_URL": self.database_url,
-                  "SECRET_KEY": secrets.token_urlsafe(32), "API_KEYS": self.api_key,
-                  "ADMIN_USERNAME": self.user, "ADMIN_PASSWORD": self.password,
-                  "MAILGUN_BASE_URL": self.sandbox, "SENDGRID_BASE_URL": self.sandbox,
-                  "MAILGUN_DOMAIN": "sandbox.example.com", "POLL_INTERVAL": "0.2"}
-        sandbox = {**base, "SANDBOX_MAILGUN_API_KEY": mailgun_key,
-                   "SANDBOX_SENDGRID_API_KEY": sendgrid_key, **sandbox_events}
+        common = {
+            **base,
+            "DATABASE_URL": self.database_url,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "API_KEYS": self.api_key,
+            "ADMIN_USERNAME": self.user,
+            "ADMIN_PASSWORD": self.password,
+            "MAILGUN_BASE_URL": self.sandbox,
+            "SENDGRID_BASE_URL": self.sandbox,
+            "MAILGUN_DOMAIN": "sandbox.example.com",
+            "POLL_INTERVAL": "0.2",
+        }
+        sandbox = {
+            **base,
+            "SANDBOX_MAILGUN_API_KEY": mailgun_key,
+            "SANDBOX_SENDGRID_API_KEY": sendgrid_key,
+            **sandbox_events,
+        }
         worker = {**common, "MAILGUN_API_KEY": mailgun_key, "SENDGRID_API_KEY": sendgrid_key}
         return {**common, **api_events}, sandbox, worker
 
@@ -117,26 +136,27 @@ class Stack:
         api_env, sandbox_env, worker_env = self.environments()
         python = sys.executable
         children = (
-            ("sandbox", [python, "-m", "mailer.sandbox", "--port", str(self.sandbox_port)],
-             sandbox_env),
-            ("api", [python, "app.py", "--host", "127.0.0.1", "--port", str(self.port)],
-             api_env),
+            (
+                "sandbox",
+                [python, "-m", "devkit.sandbox", "--port", str(self.sandbox_port)],
+                sandbox_env,
+            ),
+            ("api", [python, "app.py", "--host", "127.0.0.1", "--port", str(self.port)], api_env),
             ("worker", [python, "mail_service.py"], worker_env),
         )
         for name, argv, env in children:
-            self.supervisor.start(name, argv, env, log_path=os.path.join(self.log_dir,
-                                                                        f"{name}.log"))
+            self.supervisor.start(
+                name, argv, env, log_path=os.path.join(self.log_dir, f"{name}.log")
+            )
         for url in (f"{self.sandbox}/_sandbox/health", f"{self.api}/health"):
-            wait_for(lambda url=url: self.answers(url), START_TIMEOUT, interval=0.1,
-                     message=url)
+            wait_for(lambda url=url: self.answers(url), START_TIMEOUT, interval=0.1, message=url)
         return self
 
     def answers(self, url):
         """Whether ``url`` answers 200; an AssertionError with its output if a child died."""
         dead = self.supervisor.dead()
         if dead is not None:
-            raise AssertionError(f"the {dead.name} exited ({dead.describe_exit()}):\n"
-                                 f"{dead.tail()}")
+            raise AssertionError(f"the {dead.name} exited ({dead.describe_exit()}):\n{dead.tail()}")
         try:
             return requests.get(url, timeout=2).status_code == 200
         except requests.ConnectionError:
@@ -144,8 +164,9 @@ class Stack:
 
     def stop(self):
         """The API and the worker first, so that sends in flight find the sandbox."""
-        self.supervisor.stop(*[child for child in self.supervisor.children
-                               if child.name != "sandbox"])
+        self.supervisor.stop(
+            *[child for child in self.supervisor.children if child.name != "sandbox"]
+        )
         self.supervisor.stop_all()
 
     def output(self, name):
@@ -158,10 +179,19 @@ class Stack:
 
     def post_mail(self, **fields):
         """POST /mail with the API key, as a client does; the new mail's id."""
-        mail = {"from": "shop@example.com", "to": "ann@example.com", "subject": "Hello",
-                "text": "Hi!", **fields}
-        answer = requests.post(f"{self.api}/mail", json=mail, timeout=5,
-                               headers={"Authorization": f"Bearer {self.api_key}"})
+        mail = {
+            "from": "shop@example.com",
+            "to": "ann@example.com",
+            "subject": "Hello",
+            "text": "Hi!",
+            **fields,
+        }
+        answer = requests.post(
+            f"{self.api}/mail",
+            json=mail,
+            timeout=5,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
         assert answer.status_code == 202, answer.text
         return answer.json()["id"]
 
@@ -212,8 +242,10 @@ def chromium():
     path = os.environ.get("CHROMIUM", DEBIAN_CHROMIUM)
     if os.access(path, os.X_OK):
         return path
-    message = (f"the browser test needs Debian's chromium at {path}: run scripts/setup-browser "
-               "(sudo apt-get install chromium) or set CHROMIUM to a Chromium binary")
+    message = (
+        f"the browser test needs Debian's chromium at {path}: run scripts/setup-browser "
+        "(sudo apt-get install chromium) or set CHROMIUM to a Chromium binary"
+    )
     if os.environ.get("CI", "").lower() in ("true", "1"):
         pytest.fail(message)
     pytest.skip(message)
@@ -246,9 +278,13 @@ def browser(chromium, stack, artifacts, tmp_path):
     """Chromium in a fresh profile, with the admin's credentials for its login prompt."""
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=chromium, headless=True,
-            args=list(CHROMIUM_FLAGS), viewport=VIEWPORT,
-            http_credentials={"username": stack.user, "password": stack.password})
+            str(tmp_path / "profile"),
+            executable_path=chromium,
+            headless=True,
+            args=list(CHROMIUM_FLAGS),
+            viewport=VIEWPORT,
+            http_credentials={"username": stack.user, "password": stack.password},
+        )
         context.set_default_timeout(10_000)
         try:
             yield Browser(context, artifacts)
@@ -372,8 +408,11 @@ def watch_dashboard(browser, stack):
     assert chart.value.headers["content-type"].startswith("image/svg+xml")
     # The page's script reloads the chart at once (and on every refresh): wait until it shows.
     chart_image = page.locator("img#dash-chart")
-    wait_for(lambda: chart_image.evaluate("img => img.complete && img.naturalWidth > 0"), 10,
-             message="the chart to be drawn")
+    wait_for(
+        lambda: chart_image.evaluate("img => img.complete && img.naturalWidth > 0"),
+        10,
+        message="the chart to be drawn",
+    )
     scheduled = page.locator("[data-count='scheduled']")
     expect(scheduled).to_have_text("0")
     send_at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
@@ -389,8 +428,7 @@ def open_breaker_by_hand(browser, stack, provider, reason):
     page.locator(f"#breaker-open-{provider}").click()
     expect(page.locator(".alert-success")).to_contain_text(f"{provider} opened by hand")
     expect(row.locator("[data-field='state']")).to_have_text("open")
-    expect(row.locator("[data-field='opened_by_hand']")).to_contain_text(
-        f"by admin:{stack.user}")
+    expect(row.locator("[data-field='opened_by_hand']")).to_contain_text(f"by admin:{stack.user}")
     expect(row.locator("[data-field='opened_by_hand']")).to_contain_text(reason)
 
 
@@ -455,7 +493,8 @@ def test_an_operator_works_the_admin_in_chromium(browser, stack):
         "Cancel the selected queued or scheduled mails? They will not be sent.",
         "Are you sure you want to delete this record?",
         "Open mailgun's breaker by hand? Workers will skip mailgun until someone closes it by "
-        "hand."]
+        "hand.",
+    ]
     assert browser.outside_requests() == [], "the admin loaded something from outside"
     assert browser.errors == [], "the admin logged console errors"
     assert any(url.endswith(".js") or ".js?" in url for url in browser.urls), "no script ran"

@@ -12,7 +12,7 @@ from werkzeug import Request, Response
 from werkzeug.serving import make_server
 
 from app import create_app
-from mailer.signatures import new_webhook_secret
+from mailer.events.signatures import new_webhook_secret
 
 pytestmark = pytest.mark.committed
 SECRET = new_webhook_secret()
@@ -61,25 +61,32 @@ def settings(settings, receiver):
 
 def in_background(run_worker, **overrides):
     """Start a worker on a thread; return it once it exists."""
-    thread = threading.Thread(target=run_worker, kwargs={"burst": False, **overrides},
-                              daemon=True)
+    thread = threading.Thread(target=run_worker, kwargs={"burst": False, **overrides}, daemon=True)
     thread.start()
     return wait_for(lambda: run_worker.workers and run_worker.workers[-1], timeout=5)
 
 
 def test_webhooks_verify_with_the_standard_webhooks_library(client, mail, run_worker, receiver):
-    mail_id = client.post("/mail", json={**mail, "tags": ["welcome"],
-                                         "metadata": {"user": "42"}}).get_json()["id"]
+    mail_id = client.post(
+        "/mail", json={**mail, "tags": ["welcome"], "metadata": {"user": "42"}}
+    ).get_json()["id"]
     in_background(run_worker)
     wait_for(lambda: receiver.received, timeout=10, message="mail.sent")
-    client.post("/webhooks/mailgun", json=mailgun_body("delivered", "rcpt@example.com",
-                                                       mail_id=mail_id))
+    client.post(
+        "/webhooks/mailgun", json=mailgun_body("delivered", "rcpt@example.com", mail_id=mail_id)
+    )
     wait_for(lambda: len(receiver.received) == 2, timeout=10, message="mail.delivered")
     verified = [Webhook(SECRET).verify(body, headers) for headers, body in receiver.received]
     assert [payload["type"] for payload in verified] == ["mail.sent", "mail.delivered"]
     data = verified[1]["data"]
-    assert data == {"mail_id": mail_id, "status": "delivered", "recipient": "rcpt@example.com",
-                    "reason": None, "metadata": {"user": "42"}, "tags": ["welcome"]}
+    assert data == {
+        "mail_id": mail_id,
+        "status": "delivered",
+        "recipient": "rcpt@example.com",
+        "reason": None,
+        "metadata": {"user": "42"},
+        "tags": ["welcome"],
+    }
     headers = receiver.received[0][0]
     assert headers["Webhook-Id"].startswith("msg_")
     assert abs(int(headers["Webhook-Timestamp"]) - time.time()) < 30
@@ -87,26 +94,36 @@ def test_webhooks_verify_with_the_standard_webhooks_library(client, mail, run_wo
         Webhook(SECRET).verify(receiver.received[0][1].replace(b"sent", b"sant"), headers)
 
 
-def test_a_receiver_that_fails_for_a_while_gets_every_webhook(client, run_worker, receiver,
-                                                              settings, sql):
+def test_a_receiver_that_fails_for_a_while_gets_every_webhook(
+    client, run_worker, receiver, settings, sql
+):
     receiver.failing_until = time.monotonic() + 2.0
     queue_mails(settings["DATABASE_URL"], 6)
     in_background(run_worker)
     wait_for(lambda: len(receiver.received) == 6, timeout=30, message="every mail.sent")
     assert receiver.types() == ["mail.sent"] * 6
     # Attempts are recorded after a batch's posts: wait for the last batch's record.
-    wait_for(lambda: sql("SELECT count(*) AS n FROM webhook_outbox WHERE status = 'delivered'")[
-        0]["n"] == 6, timeout=10, message="every webhook recorded as delivered")
-    attempts = {row["status_code"]: row["n"] for row in sql(
-        "SELECT status_code, count(*) AS n FROM webhook_attempt GROUP BY status_code")}
+    wait_for(
+        lambda: (
+            sql("SELECT count(*) AS n FROM webhook_outbox WHERE status = 'delivered'")[0]["n"] == 6
+        ),
+        timeout=10,
+        message="every webhook recorded as delivered",
+    )
+    attempts = {
+        row["status_code"]: row["n"]
+        for row in sql(
+            "SELECT status_code, count(*) AS n FROM webhook_attempt GROUP BY status_code"
+        )
+    }
     assert attempts[204] == 6
     assert sql("SELECT status, count(*) AS n FROM webhook_outbox GROUP BY status") == [
-        {"status": "delivered", "n": 6}]
+        {"status": "delivered", "n": 6}
+    ]
     # The receiver was paused like a provider: its breaker opened after 5 failures in a row and
     # only single probes went out until one succeeded, not a retry of every webhook meanwhile.
     assert 5 <= attempts[503] <= 8
-    assert sql("SELECT state FROM provider_state WHERE name = 'webhook'") == [
-        {"state": "closed"}]
+    assert sql("SELECT state FROM provider_state WHERE name = 'webhook'") == [{"state": "closed"}]
 
 
 def test_a_slow_receiver_never_holds_up_sending(client, run_worker, receiver, settings, sql):
@@ -114,8 +131,11 @@ def test_a_slow_receiver_never_holds_up_sending(client, run_worker, receiver, se
     ids = queue_mails(settings["DATABASE_URL"], 40)
     started = time.monotonic()
     in_background(run_worker, WEBHOOK_TIMEOUT=10.0)
-    wait_for(lambda: sql("SELECT count(*) AS n FROM email WHERE status = 'sent'")[0]["n"] == 40,
-             timeout=10, message="every mail sent")
+    wait_for(
+        lambda: sql("SELECT count(*) AS n FROM email WHERE status = 'sent'")[0]["n"] == 40,
+        timeout=10,
+        message="every mail sent",
+    )
     assert time.monotonic() - started < 2.5, "sending waited for the receiver"
     assert len(ids) == 40 and receiver.received == []
 
@@ -124,15 +144,24 @@ def test_webhooks_past_their_max_age_are_given_up(client, mail, run_worker, rece
     receiver.failing_until = time.monotonic() + 3600
     client.post("/mail", json=mail)
     in_background(run_worker, WEBHOOK_MAX_AGE=1.0, CIRCUIT_FAILURE_THRESHOLD=100)
-    wait_for(lambda: sql("SELECT status FROM webhook_outbox") == [{"status": "failed"}],
-             timeout=15, message="the webhook given up")
+    wait_for(
+        lambda: sql("SELECT status FROM webhook_outbox") == [{"status": "failed"}],
+        timeout=15,
+        message="the webhook given up",
+    )
     assert sql("SELECT count(*) AS n FROM webhook_attempt")[0]["n"] >= 2
 
 
-def test_cancelled_failed_and_suppressed_mail_raise_their_webhooks(client, mail, run_worker,
-                                                                   receiver, sandbox, sql):
-    later = client.post("/mail", json={**mail, "send_at": time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}).get_json()["id"]
+def test_cancelled_failed_and_suppressed_mail_raise_their_webhooks(
+    client, mail, run_worker, receiver, sandbox, sql
+):
+    later = client.post(
+        "/mail",
+        json={
+            **mail,
+            "send_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600)),
+        },
+    ).get_json()["id"]
     assert client.post(f"/mail/{later}/cancel").status_code == 200
     client.post("/suppressions", json={"address": "gone@example.com"})
     client.post("/mail", json={**mail, "to": "gone@example.com"})
@@ -143,13 +172,16 @@ def test_cancelled_failed_and_suppressed_mail_raise_their_webhooks(client, mail,
     assert sorted(receiver.types()) == ["mail.cancelled", "mail.failed", "mail.suppressed"]
 
 
-def test_webhook_events_chooses_what_the_client_gets(client, mail, run_worker, receiver,
-                                                     settings, sql):
+def test_webhook_events_chooses_what_the_client_gets(
+    client, mail, run_worker, receiver, settings, sql
+):
     only = create_app({**settings, "WEBHOOK_EVENTS": "mail.delivered"}).test_client()
     mail_id = only.post("/mail", json=mail).get_json()["id"]
     run_worker(WEBHOOK_EVENTS="mail.delivered")
     assert sql("SELECT count(*) AS n FROM webhook_outbox")[0]["n"] == 0  # no mail.sent
-    only.post("/webhooks/mailgun", json=mailgun_body("delivered", "rcpt@example.com",
-                                                     mail_id=mail_id))
+    only.post(
+        "/webhooks/mailgun", json=mailgun_body("delivered", "rcpt@example.com", mail_id=mail_id)
+    )
     assert [row["event_type"] for row in sql("SELECT event_type FROM webhook_outbox")] == [
-        "mail.delivered"]
+        "mail.delivered"
+    ]

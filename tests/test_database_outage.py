@@ -1,6 +1,6 @@
 """PostgreSQL stopped and started under load: 503s, recovery by itself, nothing acknowledged lost.
 
-Runs against a private embedded server (mailer/embedded_db.py), never the session's shared one.
+Runs against a private embedded server (devkit/embedded_db.py), never the session's shared one.
 """
 
 import os
@@ -16,8 +16,12 @@ from models import db
 
 pytestmark = [pytest.mark.committed, pytest.mark.slow]
 
-MAIL = {"from": "sender@example.com", "to": "rcpt@example.com", "subject": "Outage",
-        "text": "Still here"}
+MAIL = {
+    "from": "sender@example.com",
+    "to": "rcpt@example.com",
+    "subject": "Outage",
+    "text": "Still here",
+}
 
 
 @pytest.fixture
@@ -49,22 +53,31 @@ def test_database_restart_under_load(private_postgres, settings, sandbox):
     acknowledged = []
     try:
         acknowledged += post_accepted(client, 30)
-        wait_for(lambda: _all_sent(url, acknowledged), timeout=30,
-                 message="the worker to be up and sending")
+        wait_for(
+            lambda: _all_sent(url, acknowledged),
+            timeout=30,
+            message="the worker to be up and sending",
+        )
         private_postgres.stop()
         outage = [post(client) for _ in range(5)]
         assert {code for code, _, _ in outage} == {503}
         assert max(seconds for _, _, seconds in outage) < 10  # bounded, not hanging
         # The server comes back only after the worker noticed it gone and began to back off.
-        wait_for(lambda: "database unavailable" in output, timeout=30,
-                 message="the worker to notice the outage")
+        wait_for(
+            lambda: "database unavailable" in output,
+            timeout=30,
+            message="the worker to notice the outage",
+        )
         private_postgres.start()
         # The API recovers by itself: the pool drops the dead connections and reconnects.
         code, mail_id, _ = wait_for(lambda: _accepted(client), timeout=20, message="API back")
         acknowledged.append(mail_id)
         acknowledged += post_accepted(client, 30)
-        wait_for(lambda: _all_sent(url, acknowledged), timeout=60,
-                 message="the worker to send every acknowledged mail")
+        wait_for(
+            lambda: _all_sent(url, acknowledged),
+            timeout=60,
+            message="the worker to send every acknowledged mail",
+        )
     finally:
         worker.terminate()
         worker.wait(timeout=30)

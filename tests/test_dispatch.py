@@ -7,22 +7,25 @@ import pytest
 from conftest import start_worker_process
 from helpers import circuit_mode, mail_rows, provider_state, queue_mails, statuses, wait_for
 
-from mailer import ratecap
-from mailer.circuit import PROBE
+from mailer.worker import ratecap
+from mailer.worker.circuit import PROBE
 
 pytestmark = [pytest.mark.slow, pytest.mark.committed]
 
 
 def arrival_times(sandbox, provider):
     """When the sandbox received each of ``provider``'s mails, in seconds, sorted."""
-    return sorted(datetime.fromisoformat(m["received_at"]).timestamp()
-                  for m in sandbox.messages(provider))
+    return sorted(
+        datetime.fromisoformat(m["received_at"]).timestamp() for m in sandbox.messages(provider)
+    )
 
 
 def busiest_second(times):
     """The most mails in any one-second window (sliding)."""
-    return max((bisect.bisect_left(times, start + 1.0) - index
-                for index, start in enumerate(times)), default=0)
+    return max(
+        (bisect.bisect_left(times, start + 1.0) - index for index, start in enumerate(times)),
+        default=0,
+    )
 
 
 def test_caps_hold_across_two_workers_and_the_total_nears_their_sum(settings, sandbox, app):
@@ -33,11 +36,16 @@ def test_caps_hold_across_two_workers_and_the_total_nears_their_sum(settings, sa
     sandbox.configure("mailgun", latency_ms=10)
     sandbox.configure("sendgrid", latency_ms=10)
     limits = ",".join(f"{name}:{rate}" for name, rate in caps.items())
-    workers = [start_worker_process(settings, PROVIDER_RATE_LIMITS=limits, POLL_INTERVAL=0.2)
-               for _ in range(2)]
+    workers = [
+        start_worker_process(settings, PROVIDER_RATE_LIMITS=limits, POLL_INTERVAL=0.2)
+        for _ in range(2)
+    ]
     try:
-        wait_for(lambda: statuses(url).get("sent", 0) == count, timeout=60,
-                 message="every mail to be sent")
+        wait_for(
+            lambda: statuses(url).get("sent", 0) == count,
+            timeout=60,
+            message="every mail to be sent",
+        )
     finally:
         for worker in workers:
             worker.terminate()
@@ -66,8 +74,9 @@ def split(sandbox):
     return {name: len(sandbox.messages(name)) for name in ("mailgun", "sendgrid")}
 
 
-def test_weighted_sending_follows_the_weights_fails_over_and_returns(settings, sandbox,
-                                                                     run_worker, app):
+def test_weighted_sending_follows_the_weights_fails_over_and_returns(
+    settings, sandbox, run_worker, app
+):
     url = settings["DATABASE_URL"]
     weighted = {"PROVIDER_STRATEGY": "weighted", "PROVIDER_WEIGHTS": "mailgun:3,sendgrid:1"}
     queue_mails(url, 2000)
@@ -82,8 +91,11 @@ def test_weighted_sending_follows_the_weights_fails_over_and_returns(settings, s
     assert len(sandbox.messages("sendgrid")) == 200 and not sandbox.messages("mailgun")
     # Mailgun back: after its probe succeeds (one mail), the weights return.
     sandbox.reset()
-    wait_for(lambda: circuit_mode(url, "mailgun") == PROBE, timeout=5,
-             message="Mailgun's cool-down to end")
+    wait_for(
+        lambda: circuit_mode(url, "mailgun") == PROBE,
+        timeout=5,
+        message="Mailgun's cool-down to end",
+    )
     queue_mails(url, 40)
     run_worker(**weighted, CIRCUIT_COOLDOWN=0.5)
     assert provider_state(url, "mailgun")["state"] == "closed"

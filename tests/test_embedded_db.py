@@ -11,12 +11,12 @@ import pytest
 from conftest import ROOT
 from helpers import alive
 
-from mailer.embedded_db import EmbeddedPostgres, EmbeddedPostgresError
+from devkit.embedded_db import EmbeddedPostgres, EmbeddedPostgresError
 
 # Starts a server in the folder given as argv[1], prints its URL, then waits to be killed.
 OWNER = """
 import sys, time
-from mailer.embedded_db import EmbeddedPostgres
+from devkit.embedded_db import EmbeddedPostgres
 print(EmbeddedPostgres(sys.argv[1]).start().url(), flush=True)
 time.sleep(600)
 """
@@ -46,8 +46,9 @@ def answers(url):
 
 
 def test_a_second_owner_is_refused_and_a_killed_owners_server_taken_over(folder):
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, folder], cwd=ROOT,
-                             stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, folder], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         old_url = owner.stdout.readline().strip()
         assert answers(old_url)

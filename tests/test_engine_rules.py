@@ -10,11 +10,12 @@ from helpers import attempts_of, mail_rows, queue_mails
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from mailer import clock, mailqueue
-from mailer import worker as worker_module
+from mailer import clock
 from mailer.config import load_config
 from mailer.database import describe, make_engine
-from mailer.worker import Worker
+from mailer.queue import mailqueue
+from mailer.worker import loop as worker_module
+from mailer.worker.loop import Worker
 from providers import build_providers
 from providers.mailgun import Mailgun
 
@@ -34,17 +35,22 @@ def skewed_clock(monkeypatch):
             monkeypatch.setattr(module, "utcnow", ahead)
 
 
-def test_a_worker_an_hour_ahead_takes_no_lease_and_no_early_mail(settings, app, run_worker,
-                                                                  skewed_clock, sandbox):
+def test_a_worker_an_hour_ahead_takes_no_lease_and_no_early_mail(
+    settings, app, run_worker, skewed_clock, sandbox
+):
     url = settings["DATABASE_URL"]
     [held] = queue_mails(url, 1)
     engine = create_engine(url)
     with engine.begin() as conn:  # another worker holds this one for a minute
         mailqueue.claim(conn, "other-worker", 10, lease_seconds=60)
-        conn.execute(text("INSERT INTO email (id, status, from_address, to_address, subject, "
-                          "text, attempts, next_attempt_at) VALUES (gen_random_uuid(), "
-                          "'queued', 'a@example.com', '{b@example.com}', 'later', 'x', 0, "
-                          "now() + interval '30 minutes')"))
+        conn.execute(
+            text(
+                "INSERT INTO email (id, status, from_address, to_address, subject, "
+                "text, attempts, next_attempt_at) VALUES (gen_random_uuid(), "
+                "'queued', 'a@example.com', '{b@example.com}', 'later', 'x', 0, "
+                "now() + interval '30 minutes')"
+            )
+        )
     engine.dispose()
     run_worker()
     rows = mail_rows(url)
@@ -76,8 +82,9 @@ def test_an_unexpected_exception_is_retried_not_failed(settings, app, caplog):
     assert any("Traceback" in record.exc_text for record in caplog.records if record.exc_text)
 
 
-def test_a_send_that_raises_before_any_provider_call_is_retried(settings, app, sandbox,
-                                                                monkeypatch):
+def test_a_send_that_raises_before_any_provider_call_is_retried(
+    settings, app, sandbox, monkeypatch
+):
     # Not a provider's error: our own code raising on a send thread, outside the provider call.
     # The mail is retried, its thread goes on, and the worker still finishes the others.
     url = settings["DATABASE_URL"]
@@ -90,8 +97,9 @@ def test_a_send_that_raises_before_any_provider_call_is_retried(settings, app, s
         return real(row)
 
     monkeypatch.setattr(worker_module, "message_from_row", breaks_on_the_first)
-    config = load_config(overrides={**settings, "PROVIDERS": "mailgun",
-                                    "WORKER_CONCURRENCY": 1}, environ={})
+    config = load_config(
+        overrides={**settings, "PROVIDERS": "mailgun", "WORKER_CONCURRENCY": 1}, environ={}
+    )
     engine = make_engine(config, pool_size=8, worker=True)
     Worker(engine, config, build_providers(config)).run(burst=True)
     engine.dispose()
@@ -115,8 +123,9 @@ def test_attempt_time_is_when_the_provider_was_called(settings, app, run_worker,
 
 def test_a_mailgun_domain_with_a_slash_is_refused_at_start(settings):
     with pytest.raises(ValueError, match="MAILGUN_DOMAIN"):
-        build_providers(load_config(overrides={**settings, "MAILGUN_DOMAIN": "mg.example.com/x"},
-                                    environ={}))
+        build_providers(
+            load_config(overrides={**settings, "MAILGUN_DOMAIN": "mg.example.com/x"}, environ={})
+        )
 
 
 def test_database_errors_are_logged_with_their_message_never_a_password():
@@ -127,6 +136,7 @@ def test_database_errors_are_logged_with_their_message_never_a_password():
     text_ = describe(wrapped)
     assert text_.startswith("OperationalError: ") and "refused" in text_.lower()
     assert "s3cret" not in text_
-    leaked = OperationalError("x", {}, psycopg2.OperationalError(
-        "could not use postgresql://mail:s3cret@db/mail"))
+    leaked = OperationalError(
+        "x", {}, psycopg2.OperationalError("could not use postgresql://mail:s3cret@db/mail")
+    )
     assert "s3cret" not in describe(leaked) and "mail:***@db" in describe(leaked)

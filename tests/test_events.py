@@ -18,7 +18,7 @@ from signed import (
 from sqlalchemy import create_engine
 
 from app import create_app
-from mailer.signatures import (
+from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
     SENDGRID_TIMESTAMP,
     new_sendgrid_keys,
@@ -34,10 +34,18 @@ def sent(client, sql, mail):
 
     def make(to=ANN, cc=(), provider="mailgun", message_id="<20260101.abc@mg.example.com>"):
         body = client.post("/mail", json={**mail, "to": to, "cc": list(cc)}).get_json()
-        sql("UPDATE email SET status = 'sent', provider = :provider, provider_message_id = :mid "
-            "WHERE id = :id", provider=provider, mid=message_id, id=body["id"])
-        sql("INSERT INTO recipient (email_id, address, status) "
-            "SELECT id, unnest(recipients), 'sent' FROM email WHERE id = :id", id=body["id"])
+        sql(
+            "UPDATE email SET status = 'sent', provider = :provider, provider_message_id = :mid "
+            "WHERE id = :id",
+            provider=provider,
+            mid=message_id,
+            id=body["id"],
+        )
+        sql(
+            "INSERT INTO recipient (email_id, address, status) "
+            "SELECT id, unnest(recipients), 'sent' FROM email WHERE id = :id",
+            id=body["id"],
+        )
         return body["id"]
 
     return make
@@ -51,8 +59,11 @@ def mailgun(client, body):
 def sendgrid(client, events, raw=None, headers=None):
     """Post a signed SendGrid batch (or ``raw`` bytes with ``headers``)."""
     body, signed_headers = sendgrid_request(events)
-    return client.post("/webhooks/sendgrid", data=raw if raw is not None else body,
-                       headers=headers if headers is not None else signed_headers)
+    return client.post(
+        "/webhooks/sendgrid",
+        data=raw if raw is not None else body,
+        headers=headers if headers is not None else signed_headers,
+    )
 
 
 def mail_of(client, mail_id):
@@ -80,10 +91,17 @@ def test_a_mailgun_delivery_moves_the_mail_to_delivered_with_a_timeline(client, 
     assert answer.status_code == 200 and answer.get_json()["new"] == 1
     body = mail_of(client, mail_id)
     assert body["status"] == "delivered"
-    assert body["recipients"] == [{"address": ANN, "status": "delivered", "reason": None,
-                                   "updated_at": body["recipients"][0]["updated_at"]}]
+    assert body["recipients"] == [
+        {
+            "address": ANN,
+            "status": "delivered",
+            "reason": None,
+            "updated_at": body["recipients"][0]["updated_at"],
+        }
+    ]
     assert [(e["type"], e["provider"], e["recipient"]) for e in body["events"]] == [
-        ("delivered", "mailgun", ANN)]
+        ("delivered", "mailgun", ANN)
+    ]
 
 
 def test_a_mail_is_delivered_only_once_every_recipient_is(client, sent):
@@ -98,8 +116,14 @@ def test_events_find_their_mail_by_the_providers_message_id(client, sent):
     by_mailgun = sent(message_id="<20260101.xyz@mg.example.com>")
     by_sendgrid = sent(provider="sendgrid", message_id="W86EgYT6SQKk0lRflfLRsA")
     mailgun(client, mailgun_body("delivered", ANN, message_id="20260101.xyz@mg.example.com"))
-    answer = sendgrid(client, [sendgrid_event(
-        "delivered", ANN, sg_message_id="W86EgYT6SQKk0lRflfLRsA.filter0425p1las1-14525-0.0")])
+    answer = sendgrid(
+        client,
+        [
+            sendgrid_event(
+                "delivered", ANN, sg_message_id="W86EgYT6SQKk0lRflfLRsA.filter0425p1las1-14525-0.0"
+            )
+        ],
+    )
     assert answer.get_json()["new"] == 1
     assert mail_of(client, by_mailgun)["status"] == "delivered"
     assert mail_of(client, by_sendgrid)["status"] == "delivered"
@@ -114,37 +138,57 @@ def test_a_temporary_mailgun_failure_is_a_deferral_not_a_bounce(client, sent, sq
     body = mail_of(client, mail_id)
     assert body["status"] == "bounced"
     assert body["recipients"][0]["reason"] == "550 5.1.1 mailbox unknown"
-    entry = sql("SELECT reason, email_id::text AS mail, expires_at > now() + interval '29 days' "
-                "AS expires_later FROM suppression WHERE address = :a", a=ANN)[0]
+    entry = sql(
+        "SELECT reason, email_id::text AS mail, expires_at > now() + interval '29 days' "
+        "AS expires_later FROM suppression WHERE address = :a",
+        a=ANN,
+    )[0]
     assert entry == {"reason": "bounce", "mail": mail_id, "expires_later": True}
 
 
-@pytest.mark.parametrize("event, reason", [("complained", "complaint"),
-                                           ("unsubscribed", "unsubscribe")])
+@pytest.mark.parametrize(
+    "event, reason", [("complained", "complaint"), ("unsubscribed", "unsubscribe")]
+)
 def test_complaints_and_unsubscribes_suppress_for_good(client, sent, sql, event, reason):
     mail_id = sent()
     mailgun(client, mailgun_body(event, ANN, mail_id=mail_id))
     assert sql("SELECT reason, expires_at FROM suppression") == [
-        {"reason": reason, "expires_at": None}]
+        {"reason": reason, "expires_at": None}
+    ]
 
 
 def test_sendgrid_types_map_like_mailgun_ones(client, sent, sql):
     ids = {kind: sent(to=f"{kind}@example.com") for kind in ("bounce", "blocked", "spam")}
-    answer = sendgrid(client, [
-        sendgrid_event("bounce", "bounce@example.com", ids["bounce"], type="bounce",
-                       reason="550 no such user"),
-        sendgrid_event("bounce", "blocked@example.com", ids["blocked"], type="blocked"),
-        sendgrid_event("spamreport", "spam@example.com", ids["spam"]),
-        sendgrid_event("open", "spam@example.com", ids["spam"]),
-    ])
-    assert answer.get_json() == {"success": True, "received": 4, "new": 4, "repeats": 0,
-                                 "unmatched": 0}
+    answer = sendgrid(
+        client,
+        [
+            sendgrid_event(
+                "bounce",
+                "bounce@example.com",
+                ids["bounce"],
+                type="bounce",
+                reason="550 no such user",
+            ),
+            sendgrid_event("bounce", "blocked@example.com", ids["blocked"], type="blocked"),
+            sendgrid_event("spamreport", "spam@example.com", ids["spam"]),
+            sendgrid_event("open", "spam@example.com", ids["spam"]),
+        ],
+    )
+    assert answer.get_json() == {
+        "success": True,
+        "received": 4,
+        "new": 4,
+        "repeats": 0,
+        "unmatched": 0,
+    }
     assert mail_of(client, ids["bounce"])["status"] == "bounced"
     assert statuses(client, ids["blocked"]) == ("sent", {"blocked@example.com": "deferred"})
     assert mail_of(client, ids["spam"])["status"] == "complained"
     assert [e["type"] for e in mail_of(client, ids["spam"])["events"]] == ["complained", "opened"]
     assert {row["address"]: row["reason"] for row in sql("SELECT * FROM suppression")} == {
-        "bounce@example.com": "bounce", "spam@example.com": "complaint"}
+        "bounce@example.com": "bounce",
+        "spam@example.com": "complaint",
+    }
 
 
 # --- Out of order: statuses never move back -------------------------------------------------
@@ -154,8 +198,10 @@ def test_a_late_deferral_never_undoes_a_delivery(client, sent):
     mail_id = sent()
     mailgun(client, mailgun_body("delivered", ANN, mail_id=mail_id))
     mailgun(client, mailgun_body("failed", ANN, mail_id=mail_id, severity="temporary"))
-    sendgrid(client, [sendgrid_event("deferred", ANN, mail_id),
-                      sendgrid_event("processed", ANN, mail_id)])
+    sendgrid(
+        client,
+        [sendgrid_event("deferred", ANN, mail_id), sendgrid_event("processed", ANN, mail_id)],
+    )
     assert statuses(client, mail_id) == ("delivered", {ANN: "delivered"})
     assert len(mail_of(client, mail_id)["events"]) == 4  # every one is on the timeline
 
@@ -170,29 +216,42 @@ def test_a_complaint_after_delivery_moves_it_forward(client, sent):
 
 def test_events_of_one_batch_in_any_order_reach_the_furthest(client, sent):
     mail_id = sent()
-    sendgrid(client, [sendgrid_event("spamreport", ANN, mail_id),
-                      sendgrid_event("delivered", ANN, mail_id),
-                      sendgrid_event("deferred", ANN, mail_id)])
+    sendgrid(
+        client,
+        [
+            sendgrid_event("spamreport", ANN, mail_id),
+            sendgrid_event("delivered", ANN, mail_id),
+            sendgrid_event("deferred", ANN, mail_id),
+        ],
+    )
     assert statuses(client, mail_id) == ("complained", {ANN: "complained"})
 
 
 def test_a_batch_rolls_each_mail_up_from_every_one_of_its_recipients(client, sent):
     half, whole = sent(to=ANN, cc=[BOB]), sent(to=ANN, cc=[BOB])
-    answer = sendgrid(client, [sendgrid_event("delivered", ANN, half),
-                               sendgrid_event("deferred", BOB, whole),
-                               sendgrid_event("delivered", ANN, whole),
-                               sendgrid_event("delivered", BOB, whole)])
+    answer = sendgrid(
+        client,
+        [
+            sendgrid_event("delivered", ANN, half),
+            sendgrid_event("deferred", BOB, whole),
+            sendgrid_event("delivered", ANN, whole),
+            sendgrid_event("delivered", BOB, whole),
+        ],
+    )
     assert answer.get_json()["new"] == 4
     assert statuses(client, half) == ("sent", {ANN: "delivered", BOB: "sent"})
     assert statuses(client, whole) == ("delivered", {ANN: "delivered", BOB: "delivered"})
     again = sendgrid(client, [sendgrid_event("delivered", BOB, half)]).get_json()
     assert (again["new"], statuses(client, half)) == (
-        1, ("delivered", {ANN: "delivered", BOB: "delivered"}))
+        1,
+        ("delivered", {ANN: "delivered", BOB: "delivered"}),
+    )
 
 
 @pytest.mark.committed
-def test_a_batch_waiting_for_another_on_its_mail_rolls_up_what_both_said(client, sent, sql,
-                                                                         database_url):
+def test_a_batch_waiting_for_another_on_its_mail_rolls_up_what_both_said(
+    client, sent, sql, database_url
+):
     """A batch locks its mails before it reads their recipients: one that waits for another
     batch's transaction on the same mail sees what that one moved, so that the last of the two
     rolls the mail up from every recipient (reading them before the lock, each would see the
@@ -204,14 +263,24 @@ def test_a_batch_waiting_for_another_on_its_mail_rolls_up_what_both_said(client,
         with engine.connect() as first:
             batch = first.begin()  # as record_events: the mail locked, then ANN moved
             first.exec_driver_sql("SELECT id FROM email WHERE id = %s FOR UPDATE", (mail_id,))
-            first.exec_driver_sql("UPDATE recipient SET status = 'delivered' "
-                                  "WHERE email_id = %s AND address = %s", (mail_id, ANN))
-            poster = threading.Thread(target=lambda: answers.append(
-                sendgrid(client, [sendgrid_event("delivered", BOB, mail_id)])))
+            first.exec_driver_sql(
+                "UPDATE recipient SET status = 'delivered' WHERE email_id = %s AND address = %s",
+                (mail_id, ANN),
+            )
+            poster = threading.Thread(
+                target=lambda: answers.append(
+                    sendgrid(client, [sendgrid_event("delivered", BOB, mail_id)])
+                )
+            )
             poster.start()
-            wait_for(lambda: sql("SELECT count(*) AS n FROM pg_stat_activity WHERE "
-                                 "wait_event_type = 'Lock' AND datname = current_database()"
-                                 )[0]["n"], 30, message="the second batch to wait for the lock")
+            wait_for(
+                lambda: sql(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE "
+                    "wait_event_type = 'Lock' AND datname = current_database()"
+                )[0]["n"],
+                30,
+                message="the second batch to wait for the lock",
+            )
             batch.commit()
             poster.join(60)
     finally:
@@ -245,11 +314,14 @@ def test_a_tampered_mailgun_event_is_401_and_stores_nothing(client, sent, sql):
     assert count(sql, "delivery_event") == 0 and mail_of(client, mail_id)["status"] == "sent"
 
 
-@pytest.mark.parametrize("body", [
-    {"event-data": {"event": "delivered"}},
-    {"signature": {"timestamp": "1", "token": "t"}, "event-data": {"event": "delivered"}},
-    {"signature": "nope", "event-data": {}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event-data": {"event": "delivered"}},
+        {"signature": {"timestamp": "1", "token": "t"}, "event-data": {"event": "delivered"}},
+        {"signature": "nope", "event-data": {}},
+    ],
+)
 def test_an_unsigned_mailgun_event_is_401(client, sql, body):
     answer = mailgun(client, body)
     assert answer.status_code == 401
@@ -293,14 +365,19 @@ def test_a_batch_is_stored_as_sent_whatever_its_strings_hold(client, sent, sql):
         sendgrid_event("open", ANN, mail_id, useragent=odd, sg_event_id=f"key {odd}"),
     ]
     assert sendgrid(client, events).get_json()["new"] == 3
-    rows = sql("SELECT dedup_key, provider_event, recipient, reason, severity, payload "
-               "FROM delivery_event ORDER BY id")
+    rows = sql(
+        "SELECT dedup_key, provider_event, recipient, reason, severity, payload "
+        "FROM delivery_event ORDER BY id"
+    )
     assert [row["payload"] for row in rows] == events
-    assert [(row["dedup_key"], row["provider_event"], row["recipient"], row["reason"],
-             row["severity"]) for row in rows] == [
+    assert [
+        (row["dedup_key"], row["provider_event"], row["recipient"], row["reason"], row["severity"])
+        for row in rows
+    ] == [
         (events[0]["sg_event_id"], "bounce", ANN, odd, "permanent"),
         (events[1]["sg_event_id"], "deferred", ANN, "421 try later\nline\t2", None),
-        (f"key {odd}", "open", ANN, None, None)]
+        (f"key {odd}", "open", ANN, None, None),
+    ]
     assert sql("SELECT status, reason FROM recipient") == [{"status": "bounced", "reason": odd}]
 
 
@@ -313,9 +390,17 @@ def test_a_tampered_or_unsigned_sendgrid_batch_is_401(client, sent, sql):
     assert sendgrid(client, [], raw=reserialized, headers=headers).status_code == 401
     assert sendgrid(client, [], raw=raw, headers={}).status_code == 401
     other_key, _ = new_sendgrid_keys()
-    assert client.post("/webhooks/sendgrid", data=raw, headers={
-        **headers, SENDGRID_SIGNATURE: sendgrid_request([], other_key)[1][SENDGRID_SIGNATURE]},
-    ).status_code == 401
+    assert (
+        client.post(
+            "/webhooks/sendgrid",
+            data=raw,
+            headers={
+                **headers,
+                SENDGRID_SIGNATURE: sendgrid_request([], other_key)[1][SENDGRID_SIGNATURE],
+            },
+        ).status_code
+        == 401
+    )
     assert count(sql, "delivery_event") == 0 and mail_of(client, mail_id)["status"] == "sent"
     assert sendgrid(client, [], raw=raw, headers=headers).status_code == 200  # the real one
 
@@ -327,15 +412,21 @@ def test_a_malformed_sendgrid_batch_is_400_and_stores_none_of_it(client, sent, s
         body = [sendgrid_event("delivered", ANN, mail_id), *body]
     raw = json.dumps(body).encode()
     timestamp = str(int(time.time()))
-    headers = {SENDGRID_TIMESTAMP: timestamp,
-               SENDGRID_SIGNATURE: sendgrid_sign(SENDGRID_PRIVATE_KEY, timestamp, raw)}
+    headers = {
+        SENDGRID_TIMESTAMP: timestamp,
+        SENDGRID_SIGNATURE: sendgrid_sign(SENDGRID_PRIVATE_KEY, timestamp, raw),
+    }
     assert sendgrid(client, [], raw=raw, headers=headers).status_code == 400
     assert count(sql, "delivery_event") == 0 and mail_of(client, mail_id)["status"] == "sent"
 
 
 def test_a_malformed_mailgun_body_is_400(client):
-    assert client.post("/webhooks/mailgun", data=b"{not json",
-                       content_type="application/json").status_code == 400
+    assert (
+        client.post(
+            "/webhooks/mailgun", data=b"{not json", content_type="application/json"
+        ).status_code
+        == 400
+    )
     body = mailgun_body("delivered", ANN)
     body["event-data"]["timestamp"] = "yesterday"
     assert mailgun(client, body).status_code == 400
@@ -350,8 +441,9 @@ def test_an_event_for_an_unknown_mail_is_200_and_logged(client, sql, caplog):
 
 
 def test_an_endpoint_without_its_key_is_404(settings):
-    app = create_app({**settings, "MAILGUN_WEBHOOK_SIGNING_KEY": "",
-                      "SENDGRID_WEBHOOK_PUBLIC_KEY": ""})
+    app = create_app(
+        {**settings, "MAILGUN_WEBHOOK_SIGNING_KEY": "", "SENDGRID_WEBHOOK_PUBLIC_KEY": ""}
+    )
     client = app.test_client()
     assert client.post("/webhooks/mailgun", json=mailgun_body("delivered", ANN)).status_code == 404
     raw, headers = sendgrid_request([])
@@ -362,9 +454,18 @@ def test_webhooks_need_no_api_key_and_work_in_protected_mode(client, sent, setti
     remote = {"REMOTE_ADDR": "203.0.113.7"}
     mail_id = sent()
     assert client.get(f"/mail/{mail_id}", environ_base=remote).status_code == 401
-    answer = client.post("/webhooks/mailgun", environ_base=remote,
-                         json=mailgun_body("delivered", ANN, mail_id=mail_id))
+    answer = client.post(
+        "/webhooks/mailgun",
+        environ_base=remote,
+        json=mailgun_body("delivered", ANN, mail_id=mail_id),
+    )
     assert answer.status_code == 200
     keyed = create_app({**settings, "API_KEYS": "secret-key"}).test_client()
-    assert keyed.post("/webhooks/mailgun", environ_base=remote,
-                      json=mailgun_body("delivered", ANN, mail_id=new_id())).status_code == 200
+    assert (
+        keyed.post(
+            "/webhooks/mailgun",
+            environ_base=remote,
+            json=mailgun_body("delivered", ANN, mail_id=new_id()),
+        ).status_code
+        == 200
+    )

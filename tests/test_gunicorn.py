@@ -15,8 +15,14 @@ import requests
 from conftest import ROOT, fresh_database
 from helpers import wait_for
 
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", os.path.join(ROOT, "gunicorn.conf.py"),
-            "wsgi:app"]
+GUNICORN = [
+    sys.executable,
+    "-m",
+    "gunicorn",
+    "-c",
+    os.path.join(ROOT, "gunicorn.conf.py"),
+    "wsgi:app",
+]
 MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -24,9 +30,15 @@ class Gunicorn:
     """gunicorn serving wsgi:app in a process group of its own, its output collected."""
 
     def __init__(self, env):
-        self.process = subprocess.Popen(GUNICORN, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            GUNICORN,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.lines = []
         threading.Thread(target=self._collect, daemon=True).start()
 
@@ -41,8 +53,11 @@ class Gunicorn:
 
     def port(self):
         """The port gunicorn bound (BIND asks for any free one)."""
-        found = wait_for(lambda: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)",
-                                           self.output), 30, message="gunicorn to listen")
+        found = wait_for(
+            lambda: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", self.output),
+            30,
+            message="gunicorn to listen",
+        )
         return int(found.group(1))
 
     def url(self, path=""):
@@ -81,11 +96,22 @@ def _answers(url):
 
 def gunicorn_env(base, database_url, **overrides):
     """The environment of a gunicorn under ``base`` (its HOME and runtime dir); None unsets."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MAIL_SERVICE_CONFIG", "SECRET_KEY", "XDG_RUNTIME_DIR")}
-    env.update(DATABASE_URL=database_url, SECRET_KEY="gunicorn-test-key", API_KEYS="",
-               ADMIN_PASSWORD="", BIND="127.0.0.1:0", WEB_CONCURRENCY="1",
-               GUNICORN_THREADS="2", HOME=str(base / "home"), XDG_RUNTIME_DIR=str(base / "run"))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("MAIL_SERVICE_CONFIG", "SECRET_KEY", "XDG_RUNTIME_DIR")
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        SECRET_KEY="gunicorn-test-key",
+        API_KEYS="",
+        ADMIN_PASSWORD="",
+        BIND="127.0.0.1:0",
+        WEB_CONCURRENCY="1",
+        GUNICORN_THREADS="2",
+        HOME=str(base / "home"),
+        XDG_RUNTIME_DIR=str(base / "run"),
+    )
     env.update(overrides)
     for directory in (env["HOME"], env.get("XDG_RUNTIME_DIR")):
         if directory:
@@ -127,8 +153,11 @@ def test_refuses_protected_mode_beyond_loopback(start_gunicorn):
     assert server.exit_code() == 2
     assert "refusing to listen on 0.0.0.0 in protected mode" in server.output
     with_keys = start_gunicorn(BIND="0.0.0.0:0", API_KEYS="k", ADMIN_PASSWORD="p")
-    wait_for(lambda: "Listening at: http://0.0.0.0:" in with_keys.output, 30,
-             message="gunicorn with credentials to listen on every address")
+    wait_for(
+        lambda: "Listening at: http://0.0.0.0:" in with_keys.output,
+        30,
+        message="gunicorn with credentials to listen on every address",
+    )
     assert with_keys.process.poll() is None
 
 
@@ -145,8 +174,9 @@ def empty_database_url(postgres_server):
         yield url
 
 
-def test_refuses_to_start_without_the_schema_instead_of_restarting_workers(start_gunicorn,
-                                                                           empty_database_url):
+def test_refuses_to_start_without_the_schema_instead_of_restarting_workers(
+    start_gunicorn, empty_database_url
+):
     server = start_gunicorn(DATABASE_URL=empty_database_url)
     assert server.exit_code() != 0
     assert "flask --app app db upgrade" in server.output
@@ -161,12 +191,20 @@ def test_starts_and_serves_with_a_secret_key(start_gunicorn):
 
 def test_the_development_server_keeps_a_random_key(settings, tmp_path):
     # The single-process quick start needs no key: one process, so one key, with a warning.
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MAIL_SERVICE_CONFIG", "SECRET_KEY")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("MAIL_SERVICE_CONFIG", "SECRET_KEY")
+    }
     env.update({key: str(value) for key, value in settings.items() if key != "SECRET_KEY"})
-    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), "--port", "0"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "app.py"), "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
 
     def collect():
@@ -176,8 +214,9 @@ def test_the_development_server_keeps_a_random_key(settings, tmp_path):
     threading.Thread(target=collect, daemon=True).start()
     try:
         # The access log is off by default, so the key's warning is the line to wait for.
-        wait_for(lambda: "SECRET_KEY is not set" in "".join(lines), 30,
-                 message="the development server")
+        wait_for(
+            lambda: "SECRET_KEY is not set" in "".join(lines), 30, message="the development server"
+        )
     finally:
         process.terminate()
         process.wait(10)
@@ -212,8 +251,13 @@ def exchange(port, request):
 
 def get(path=b"/health", headers=b""):
     """A raw GET request with extra header lines; the connection closes after the answer."""
-    return (b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + headers
-            + b"\r\n")
+    return (
+        b"GET "
+        + path
+        + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        + headers
+        + b"\r\n"
+    )
 
 
 def many_headers(count):
@@ -221,15 +265,18 @@ def many_headers(count):
     return b"".join(b"X-Extra-%d: yes\r\n" % index for index in range(count))
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    pytest.param(get(headers=b"X-Big: " + b"a" * 100_000 + b"\r\n"), 431, id="100 kB header"),
-    pytest.param(get(headers=b"Cookie: " + b"a" * 8200 + b"\r\n"), 431, id="8 kB+ header"),
-    pytest.param(get(b"/mail/" + b"a" * 5000), 414, id="5,000-character URL"),
-    pytest.param(get(headers=b"Bad Name: x\r\n"), 400, id="space in header name"),
-    pytest.param(get(headers=b"X-Ctl\x01: x\r\n"), 400, id="control char in header name"),
-    pytest.param(get(headers=many_headers(50)), 431, id="more than 50 header lines"),
-    pytest.param(b"NONSENSE\r\n\r\n", 400, id="no request line"),
-])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        pytest.param(get(headers=b"X-Big: " + b"a" * 100_000 + b"\r\n"), 431, id="100 kB header"),
+        pytest.param(get(headers=b"Cookie: " + b"a" * 8200 + b"\r\n"), 431, id="8 kB+ header"),
+        pytest.param(get(b"/mail/" + b"a" * 5000), 414, id="5,000-character URL"),
+        pytest.param(get(headers=b"Bad Name: x\r\n"), 400, id="space in header name"),
+        pytest.param(get(headers=b"X-Ctl\x01: x\r\n"), 400, id="control char in header name"),
+        pytest.param(get(headers=many_headers(50)), 431, id="more than 50 header lines"),
+        pytest.param(b"NONSENSE\r\n\r\n", 400, id="no request line"),
+    ],
+)
 def test_gunicorn_answers_malformed_requests_in_html(server, request_bytes, status):
     answer_status, headers, body = exchange(server.port(), request_bytes)
     assert answer_status == status
@@ -240,11 +287,14 @@ def test_gunicorn_answers_malformed_requests_in_html(server, request_bytes, stat
     assert body.startswith(b"<html>")
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    pytest.param(get(b"/mail/" + b"a" * 4000), 404, id="4,000-character URL"),
-    pytest.param(get(headers=b"Cookie: " + b"a" * 8000 + b"\r\n"), 200, id="8,000-byte header"),
-    pytest.param(get(headers=many_headers(46)), 200, id="48 header lines"),
-])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        pytest.param(get(b"/mail/" + b"a" * 4000), 404, id="4,000-character URL"),
+        pytest.param(get(headers=b"Cookie: " + b"a" * 8000 + b"\r\n"), 200, id="8,000-byte header"),
+        pytest.param(get(headers=many_headers(46)), 200, id="48 header lines"),
+    ],
+)
 def test_requests_within_the_limits_reach_the_app(server, request_bytes, status):
     answer_status, headers, body = exchange(server.port(), request_bytes)
     assert answer_status == status

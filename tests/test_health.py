@@ -10,8 +10,9 @@ from helpers import wait_for
 from sqlalchemy import create_engine, text
 
 from app import create_app
-from mailer import heartbeats, ratecap
 from mailer.database import head_revision
+from mailer.queue import heartbeats
+from mailer.worker import ratecap
 from models import db
 
 HEAD = head_revision()  # the migrations' newest revision
@@ -25,9 +26,14 @@ def test_healthz_answers_without_touching_anything(client):
 
 
 def test_readyz_shows_each_providers_circuit_weight_cap_and_rate(app, settings):
-    weighted = create_app({**settings, "PROVIDER_STRATEGY": "weighted",
-                      "PROVIDER_WEIGHTS": "mailgun:3,sendgrid:1",
-                      "PROVIDER_RATE_LIMITS": "mailgun:50"})
+    weighted = create_app(
+        {
+            **settings,
+            "PROVIDER_STRATEGY": "weighted",
+            "PROVIDER_WEIGHTS": "mailgun:3,sendgrid:1",
+            "PROVIDER_RATE_LIMITS": "mailgun:50",
+        }
+    )
     engine = create_engine(settings["DATABASE_URL"])
     with engine.begin() as conn:
         ratecap.ensure_rows(conn, {"mailgun": 50.0})
@@ -41,31 +47,47 @@ def test_readyz_shows_each_providers_circuit_weight_cap_and_rate(app, settings):
     mailgun, sendgrid = body["providers"]
     assert (mailgun["name"], mailgun["state"], mailgun["usable"]) == ("mailgun", "closed", True)
     assert (mailgun["weight"], mailgun["rate_limit"]) == (3.0, 50.0)
-    assert (sendgrid["weight"], sendgrid["rate_limit"], sendgrid["current_rate"]) == (1.0, None,
-                                                                                    None)
+    assert (sendgrid["weight"], sendgrid["rate_limit"], sendgrid["current_rate"]) == (
+        1.0,
+        None,
+        None,
+    )
     with engine.begin() as conn:
         assert ratecap.take(conn, "mailgun", 50.0, 5)[0] == 5
     # The rate is that of the last whole second: it shows once this second is over.
-    wait_for(lambda: client.get("/readyz").get_json()["providers"][0]["current_rate"] == 5, 3,
-             message="the rate of the last second")
+    wait_for(
+        lambda: client.get("/readyz").get_json()["providers"][0]["current_rate"] == 5,
+        3,
+        message="the rate of the last second",
+    )
     engine.dispose()
 
 
 def test_readyz_reports_a_meltdown_but_stays_ready(client, settings):
     engine = create_engine(settings["DATABASE_URL"])
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO provider_state (name, state, consecutive_failures, "
-                          "cooldown, open_until, updated_at) VALUES "
-                          "('mailgun', 'open', 5, 30, now() + interval '1 minute', now()), "
-                          "('sendgrid', 'closed', 0, 0, NULL, now())"))
-        conn.execute(text("UPDATE provider_state SET paused_until = now() + interval '1 minute' "
-                          "WHERE name = 'sendgrid'"))
+        conn.execute(
+            text(
+                "INSERT INTO provider_state (name, state, consecutive_failures, "
+                "cooldown, open_until, updated_at) VALUES "
+                "('mailgun', 'open', 5, 30, now() + interval '1 minute', now()), "
+                "('sendgrid', 'closed', 0, 0, NULL, now())"
+            )
+        )
+        conn.execute(
+            text(
+                "UPDATE provider_state SET paused_until = now() + interval '1 minute' "
+                "WHERE name = 'sendgrid'"
+            )
+        )
     engine.dispose()
     response = client.get("/readyz")
     body = response.get_json()
     assert response.status_code == 200 and body["meltdown"] is True
-    assert [(p["name"], p["state"]) for p in body["providers"]] == [("mailgun", "open"),
-                                                                   ("sendgrid", "paused")]
+    assert [(p["name"], p["state"]) for p in body["providers"]] == [
+        ("mailgun", "open"),
+        ("sendgrid", "paused"),
+    ]
     assert client.get("/health").get_json()["status"] == "meltdown"  # the same definition
 
 
@@ -75,8 +97,11 @@ def test_readyz_is_503_while_the_schema_is_behind_or_missing(postgres_server, se
         client = app.test_client()
         response = client.get("/readyz")
         assert response.status_code == 503 and response.headers["Retry-After"]
-        assert response.get_json()["schema"] == {"status": "missing", "revision": None,
-                                                 "head": HEAD}
+        assert response.get_json()["schema"] == {
+            "status": "missing",
+            "revision": None,
+            "head": HEAD,
+        }
         with app.app_context():
             upgrade(directory=os.path.join(ROOT, "migrations"), revision="0006")
         body = client.get("/readyz").get_json()
@@ -105,8 +130,11 @@ def test_readyz_is_503_while_the_database_is_down_and_healthz_stays_200(settings
         assert "postgres" not in response.get_data(as_text=True)  # no URL, host or user
         assert client.get("/healthz").status_code == 200
         server.start()
-        wait_for(lambda: client.get("/readyz").status_code == 200, 30,
-                 message="readiness after the database returned")
+        wait_for(
+            lambda: client.get("/readyz").status_code == 200,
+            30,
+            message="readiness after the database returned",
+        )
         with app.app_context():
             db.engine.dispose()
     finally:

@@ -9,20 +9,26 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mailer import listing
+from mailer.api import listing
 
 NOW = datetime(2026, 11, 29, 4, 0, 0, 123456, tzinfo=UTC)
-ODD = "Grüße ☃ 😀 \"quoted\" back\\slash tab\t nl\n del\x7f bell\x07 </script>"
+ODD = 'Grüße ☃ 😀 "quoted" back\\slash tab\t nl\n del\x7f bell\x07 </script>'
 PDF = base64.b64encode(b"%PDF-1.4 terms").decode()
 MAILS = {
     "plain": {},
-    "rich": {"cc": ["Boss <boss@example.com>", "c2@example.com"], "bcc": "b@example.com",
-             "reply_to": "help@example.com", "html": "<p>Hi ☃</p>", "tags": ["t1", "ünï"],
-             "metadata": {"user": "42", "name": "Jöhn ☃ \"q\" \\"},
-             "headers": {"X-Campaign": "spring", "List-Unsubscribe": "<mailto:u@example.com>"},
-             "attachments": [{"filename": "terms.pdf", "content_type": "application/pdf",
-                              "content": PDF}]},
-    "odd": {"subject": "Grüße ☃ 😀", "text": ODD, "to": "\"Doe, Jöhn\" <j@EXAMPLE.com>"},
+    "rich": {
+        "cc": ["Boss <boss@example.com>", "c2@example.com"],
+        "bcc": "b@example.com",
+        "reply_to": "help@example.com",
+        "html": "<p>Hi ☃</p>",
+        "tags": ["t1", "ünï"],
+        "metadata": {"user": "42", "name": 'Jöhn ☃ "q" \\'},
+        "headers": {"X-Campaign": "spring", "List-Unsubscribe": "<mailto:u@example.com>"},
+        "attachments": [
+            {"filename": "terms.pdf", "content_type": "application/pdf", "content": PDF}
+        ],
+    },
+    "odd": {"subject": "Grüße ☃ 😀", "text": ODD, "to": '"Doe, Jöhn" <j@EXAMPLE.com>'},
     "scheduled": {"send_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
     "failed": {"tags": ["t1"]},
     "sent": {"metadata": {"n": "1"}},
@@ -45,25 +51,57 @@ def answers(app, client, path):
 @pytest.fixture
 def stored(client, mail, sql):
     """One mail of each kind in ``MAILS``, failed and sent ones as the worker leaves them."""
-    ids = {name: client.post("/mail", json={**mail, **extra}).get_json()["id"]
-           for name, extra in MAILS.items()}
-    sql("UPDATE email SET status = 'failed', attempts = 5, last_error = :error, "
+    ids = {
+        name: client.post("/mail", json={**mail, **extra}).get_json()["id"]
+        for name, extra in MAILS.items()
+    }
+    sql(
+        "UPDATE email SET status = 'failed', attempts = 5, last_error = :error, "
         "result = CAST(:result AS json), next_attempt_at = now() WHERE id = :id",
-        id=uuid.UUID(ids["failed"]), error="503 from mailgun: " + ODD,
-        result=json.dumps([{"provider": "mailgun", "status": 503, "body": ODD,
-                            "took": 0.25, "big": 1e300, "nested": {"a": [1, None, True]}}]))
+        id=uuid.UUID(ids["failed"]),
+        error="503 from mailgun: " + ODD,
+        result=json.dumps(
+            [
+                {
+                    "provider": "mailgun",
+                    "status": 503,
+                    "body": ODD,
+                    "took": 0.25,
+                    "big": 1e300,
+                    "nested": {"a": [1, None, True]},
+                }
+            ]
+        ),
+    )
     # What validation refuses today may be in rows stored before: written as it is.
-    sql("UPDATE email SET subject = :odd, reply_to = :odd WHERE id = :id", odd=ODD,
-        id=uuid.UUID(ids["odd"]))
-    sql("UPDATE email SET status = 'delivered', attempts = 1, provider = 'sendgrid', "
+    sql(
+        "UPDATE email SET subject = :odd, reply_to = :odd WHERE id = :id",
+        odd=ODD,
+        id=uuid.UUID(ids["odd"]),
+    )
+    sql(
+        "UPDATE email SET status = 'delivered', attempts = 1, provider = 'sendgrid', "
         "provider_message_id = '<sg-1>', sent_at = date_trunc('second', now()), "
-        "result = '{\"id\": \"<sg-1>\"}' WHERE id = :id", id=uuid.UUID(ids["sent"]))
+        'result = \'{"id": "<sg-1>"}\' WHERE id = :id',
+        id=uuid.UUID(ids["sent"]),
+    )
     return ids
 
 
-@pytest.mark.parametrize("query", ["", "?limit=2", "?status=failed", "?status=scheduled",
-                                   "?tag=t1", "?tag=%C3%BCn%C3%AF", "?to=j@example.com",
-                                   "?status=delivered&status=failed", "?tag=none"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?limit=2",
+        "?status=failed",
+        "?status=scheduled",
+        "?tag=t1",
+        "?tag=%C3%BCn%C3%AF",
+        "?to=j@example.com",
+        "?status=delivered&status=failed",
+        "?tag=none",
+    ],
+)
 def test_each_page_is_the_bytes_flask_restful_made(app, client, stored, query):
     fast, reference = answers(app, client, f"/mail{query}")
     assert fast.status_code == reference.status_code == 200
@@ -87,26 +125,69 @@ def test_every_page_of_a_walk_is_the_same_bytes(app, client, stored):
 
 def row(**values):
     """A listed mail's row (``mailqueue.PAGE_COLUMNS``) with ``values`` replaced."""
-    base = {"id": str(uuid.uuid4()), "status": "queued", "from_address": "a@example.com",
-            "to_address": ["b@example.com"], "cc": [], "bcc": [], "reply_to": None,
-            "subject": "Hi", "text": "Hello", "html": None, "result": None, "provider": None,
-            "provider_message_id": None, "attempts": 0, "last_error": None,
-            "next_attempt_at": NOW, "send_at": None, "headers": None, "metadata": None,
-            "tags": [], "created_at": NOW, "updated_at": NOW, "sent_at": None, **values}
+    base = {
+        "id": str(uuid.uuid4()),
+        "status": "queued",
+        "from_address": "a@example.com",
+        "to_address": ["b@example.com"],
+        "cc": [],
+        "bcc": [],
+        "reply_to": None,
+        "subject": "Hi",
+        "text": "Hello",
+        "html": None,
+        "result": None,
+        "provider": None,
+        "provider_message_id": None,
+        "attempts": 0,
+        "last_error": None,
+        "next_attempt_at": NOW,
+        "send_at": None,
+        "headers": None,
+        "metadata": None,
+        "tags": [],
+        "created_at": NOW,
+        "updated_at": NOW,
+        "sent_at": None,
+        **values,
+    }
     return tuple(base[name] for name in listing.PAGE_COLUMNS)
 
 
 ROWS = [
     row(),
-    row(status="sent", next_attempt_at=NOW.replace(microsecond=0), sent_at=NOW, cc=None,
-        bcc=None, tags=None, headers={}, metadata={}),
-    row(subject=ODD, text=ODD, html=ODD, reply_to=ODD, to_address=[ODD, "c@example.com"],
-        cc=[ODD, None], tags=[ODD], headers={ODD: ODD}, metadata={"x": 1.5, "y": [1, None]},
-        result=[{"id": ODD, "n": 10**30, "f": 0.1}], provider="mailgun",
-        provider_message_id=ODD, attempts=12, last_error=ODD),
-    row(status="scheduled", send_at=NOW + timedelta(days=1),
+    row(
+        status="sent",
+        next_attempt_at=NOW.replace(microsecond=0),
+        sent_at=NOW,
+        cc=None,
+        bcc=None,
+        tags=None,
+        headers={},
+        metadata={},
+    ),
+    row(
+        subject=ODD,
+        text=ODD,
+        html=ODD,
+        reply_to=ODD,
+        to_address=[ODD, "c@example.com"],
+        cc=[ODD, None],
+        tags=[ODD],
+        headers={ODD: ODD},
+        metadata={"x": 1.5, "y": [1, None]},
+        result=[{"id": ODD, "n": 10**30, "f": 0.1}],
+        provider="mailgun",
+        provider_message_id=ODD,
+        attempts=12,
+        last_error=ODD,
+    ),
+    row(
+        status="scheduled",
+        send_at=NOW + timedelta(days=1),
         created_at=NOW.astimezone(timezone(timedelta(hours=5, minutes=30))),
-        next_attempt_at=NOW.replace(microsecond=0, tzinfo=timezone(-timedelta(hours=3)))),
+        next_attempt_at=NOW.replace(microsecond=0, tzinfo=timezone(-timedelta(hours=3))),
+    ),
     row(status="failed", result="a JSON string", id=uuid.uuid4()),
 ]
 

@@ -24,8 +24,14 @@ def start_worker(settings, **overrides):
     env = worker_env(settings, **overrides)
     if "LOG_FORMAT" not in overrides:
         env.pop("LOG_FORMAT", None)  # the default, whatever the shell running the tests has
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "mail_service.py")], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "mail_service.py")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stopped(worker):
@@ -76,18 +82,26 @@ def test_json_lines_carry_mail_worker_and_provider(settings, sandbox, app):
         about = [entry for entry in entries if mail_id in entry["message"]]
         assert about and all(entry["mail_id"] == mail_id for entry in about)
     lines = [entry for entry in entries if entry.get("mail_id") == retried]
-    failovers = [(entry["provider"], entry["level"]) for entry in lines
-                 if "trying the next provider" in entry["message"]]
+    failovers = [
+        (entry["provider"], entry["level"])
+        for entry in lines
+        if "trying the next provider" in entry["message"]
+    ]
     assert failovers == [("mailgun", "INFO"), ("sendgrid", "INFO")]
-    assert any("not sent" in entry["message"] and "due again" in entry["message"]
-               for entry in lines)
-    opened = [(entry["provider"], entry["level"]) for entry in lines
-              if "circuit open" in entry["message"]]
+    assert any(
+        "not sent" in entry["message"] and "due again" in entry["message"] for entry in lines
+    )
+    opened = [
+        (entry["provider"], entry["level"]) for entry in lines if "circuit open" in entry["message"]
+    ]
     assert opened == [("mailgun", "ERROR"), ("sendgrid", "ERROR")]
     [sent_line] = [entry for entry in lines if "sent via" in entry["message"]]
     assert sent_line["provider"] == "mailgun"
-    [sent_line] = [entry for entry in entries
-                   if entry.get("mail_id") == direct and "sent via" in entry["message"]]
+    [sent_line] = [
+        entry
+        for entry in entries
+        if entry.get("mail_id") == direct and "sent via" in entry["message"]
+    ]
     assert sent_line["provider"] == "mailgun" and sent_line["logger"] == "mail_service.worker"
     for secret in (MAILGUN_KEY, SENDGRID_KEY):
         assert secret not in stderr
@@ -103,8 +117,9 @@ def test_the_default_format_is_readable_text(settings, sandbox, app):
         _, stderr = stopped(worker)
     lines = stderr.splitlines()
     assert lines and all(TEXT_LINE.match(line) for line in lines), stderr
-    assert any(f"INFO mail_service.worker: mail {mail_id} sent via mailgun" in line
-               for line in lines)
+    assert any(
+        f"INFO mail_service.worker: mail {mail_id} sent via mailgun" in line for line in lines
+    )
     for line in lines:
         with pytest.raises(ValueError):
             json.loads(line)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from mailer import mailqueue
+from mailer.queue import mailqueue
 from models import Email, db
 
 ANN, JOE = "ann@example.com", "j@example.com"
@@ -17,9 +17,15 @@ ANN, JOE = "ann@example.com", "j@example.com"
 def orm_dict(mail_id):
     """The mail as the ORM object's ``to_dict`` shows it (as ``api.find_mail`` loads it)."""
     db.session.expire_all()
-    query = select(Email).where(Email.id == mail_id).options(
-        selectinload(Email.attempt_log), selectinload(Email.recipient_rows),
-        selectinload(Email.events))
+    query = (
+        select(Email)
+        .where(Email.id == mail_id)
+        .options(
+            selectinload(Email.attempt_log),
+            selectinload(Email.recipient_rows),
+            selectinload(Email.events),
+        )
+    )
     return db.session.scalars(query).one().to_dict()
 
 
@@ -37,46 +43,81 @@ def post(client, mail, **fields):
 
 
 def test_a_new_mail_is_shown_as_the_orm_shows_it(app, client, mail):
-    mail_id = post(client, mail, cc=["c@example.com"], tags=["t1"], metadata={"k": "v"},
-                   headers={"X-Campaign": "spring"})
+    mail_id = post(
+        client,
+        mail,
+        cc=["c@example.com"],
+        tags=["t1"],
+        metadata={"k": "v"},
+        headers={"X-Campaign": "spring"},
+    )
     with app.app_context():
         assert detail_dict(mail_id) == orm_dict(mail_id)
         assert detail_dict(mail_id)["attempt_log"] == []
 
 
 def test_a_mail_with_attachments_attempts_recipients_and_events(app, client, mail, sql):
-    files = [{"filename": name, "content_type": "text/plain",
-              "content": base64.b64encode(name.encode() * 3).decode()} for name in ("b", "a")]
+    files = [
+        {
+            "filename": name,
+            "content_type": "text/plain",
+            "content": base64.b64encode(name.encode() * 3).decode(),
+        }
+        for name in ("b", "a")
+    ]
     mail_id = post(client, mail, to=[ANN, f'"Doe, Joe" <{JOE}>'], attachments=files)
-    sql("UPDATE email SET status = 'sent', provider = 'mailgun', attempts = 3, "
-        "result = '[{\"provider\": \"mailgun\"}]', sent_at = now() WHERE id = :id", id=mail_id)
+    sql(
+        "UPDATE email SET status = 'sent', provider = 'mailgun', attempts = 3, "
+        'result = \'[{"provider": "mailgun"}]\', sent_at = now() WHERE id = :id',
+        id=mail_id,
+    )
     for number, response in ((1, '{"message": "busy"}'), (2, '"text é"'), (3, None)):
-        sql("INSERT INTO delivery_attempt (email_id, number, provider, outcome, status_code, "
+        sql(
+            "INSERT INTO delivery_attempt (email_id, number, provider, outcome, status_code, "
             "response, error, duration_ms, actor, created_at) VALUES (:id, :n, 'mailgun', "
             "'failed', 503, CAST(:response AS json), 'busy', 12, NULL, "
-            "now() - make_interval(secs => :n))", id=mail_id, n=number, response=response)
-    sql("INSERT INTO recipient (email_id, address, status, reason) "
-        "VALUES (:id, :address, 'bounced', '550 unknown')", id=mail_id, address=JOE)
+            "now() - make_interval(secs => :n))",
+            id=mail_id,
+            n=number,
+            response=response,
+        )
+    sql(
+        "INSERT INTO recipient (email_id, address, status, reason) "
+        "VALUES (:id, :address, 'bounced', '550 unknown')",
+        id=mail_id,
+        address=JOE,
+    )
     for key, seconds in (("e1", 5), ("e2", 1), ("e3", 5)):  # e1 and e3 at the same time
-        sql("INSERT INTO delivery_event (email_id, provider, dedup_key, type, provider_event, "
+        sql(
+            "INSERT INTO delivery_event (email_id, provider, dedup_key, type, provider_event, "
             "recipient, occurred_at, payload) VALUES (:id, 'mailgun', :key, 'delivered', :key, "
             ":address, now() - make_interval(secs => :s), '{}')",
-            id=mail_id, key=key, address=ANN, s=seconds)
+            id=mail_id,
+            key=key,
+            address=ANN,
+            s=seconds,
+        )
     with app.app_context():
         shown = detail_dict(mail_id)
         assert shown == orm_dict(mail_id)
     assert [item["filename"] for item in shown["attachments"]] == ["b", "a"]
     assert [attempt["number"] for attempt in shown["attempt_log"]] == [1, 2, 3]
     assert [(row["address"], row["status"]) for row in shown["recipients"]] == [
-        (ANN, "sent"), (JOE, "bounced")]
+        (ANN, "sent"),
+        (JOE, "bounced"),
+    ]
     assert [event["event"] for event in shown["events"]] == ["e1", "e3", "e2"]
     assert client.get(f"/mail/{mail_id}").get_json() == shown
 
 
 def test_an_unknown_mail_is_none(app):
     with app.app_context():
-        assert mailqueue.mail_detail(db.session.connection().connection.cursor(),
-                                     "00000000-0000-0000-0000-000000000000") is None
+        assert (
+            mailqueue.mail_detail(
+                db.session.connection().connection.cursor(), "00000000-0000-0000-0000-000000000000"
+            )
+            is None
+        )
 
 
 @pytest.mark.committed

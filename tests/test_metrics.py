@@ -26,8 +26,11 @@ TOKEN = "metrics-token-for-tests"
 
 def parse(text):
     """Every sample of a scrape: {(name, frozenset of label pairs): value}."""
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def value(samples, name, **labels):
@@ -52,8 +55,7 @@ def free_port():
 
 def worker_in_background(run_worker, **overrides):
     """Start a worker on a thread; return it once it exists."""
-    threading.Thread(target=run_worker, kwargs={"burst": False, **overrides},
-                     daemon=True).start()
+    threading.Thread(target=run_worker, kwargs={"burst": False, **overrides}, daemon=True).start()
     return wait_for(lambda: run_worker.workers and run_worker.workers[-1], 5, message="worker")
 
 
@@ -83,10 +85,17 @@ def test_api_metrics_count_requests_accepted_and_rejected_mail(client):
     assert moved("mail_api_requests_total", endpoint="/mail", method="POST", code="202") == 1
     assert moved("mail_api_requests_total", endpoint="/mail", method="POST", code="400") == 1
     assert moved("mail_api_requests_total", endpoint="unmatched", method="GET", code="404") == 1
-    assert moved("mail_api_request_duration_seconds_count", endpoint="/mail",
-                 method="POST") == 3
-    assert value(after, "mail_api_request_duration_seconds_bucket", endpoint="/mail",
-                 method="POST", le="+Inf") >= 3
+    assert moved("mail_api_request_duration_seconds_count", endpoint="/mail", method="POST") == 3
+    assert (
+        value(
+            after,
+            "mail_api_request_duration_seconds_bucket",
+            endpoint="/mail",
+            method="POST",
+            le="+Inf",
+        )
+        >= 3
+    )
     # The queue as the database counts it: the mails just stored are waiting.
     assert value(after, "mail_queue_mails", status="queued") == 4
     assert value(after, "mail_queue_mails", status="sent") == 0
@@ -98,18 +107,41 @@ def test_metrics_move_when_mail_is_sent_or_fails(client, run_worker, sandbox, se
     worker = worker_in_background(run_worker, WORKER_METRICS_PORT=port)
     wait_for(lambda: _answers(port), 10, message="the worker's metrics")
     queue_mails(settings["DATABASE_URL"], 3)
-    wait_for(lambda: value(scrape_worker(port), "mail_worker_sends_total", provider="mailgun",
-                           outcome="sent") == 3, 15, message="three sends counted")
+    wait_for(
+        lambda: (
+            value(
+                scrape_worker(port), "mail_worker_sends_total", provider="mailgun", outcome="sent"
+            )
+            == 3
+        ),
+        15,
+        message="three sends counted",
+    )
     sandbox.configure("mailgun", status=503)  # mailgun down: each mail fails over to sendgrid
     queue_mails(settings["DATABASE_URL"], 2)
-    wait_for(lambda: value(scrape_worker(port), "mail_worker_sends_total", provider="sendgrid",
-                           outcome="sent") == 2, 15, message="two sends through sendgrid")
+    wait_for(
+        lambda: (
+            value(
+                scrape_worker(port), "mail_worker_sends_total", provider="sendgrid", outcome="sent"
+            )
+            == 2
+        ),
+        15,
+        message="two sends through sendgrid",
+    )
     sandbox.set_behaviour("mailgun", {"reject_to": "refused"})  # up, refusing a bad message
-    queue_mails(settings["DATABASE_URL"], 1, to_address=["refused@example.com"],
-                recipients=["refused@example.com"])
+    queue_mails(
+        settings["DATABASE_URL"],
+        1,
+        to_address=["refused@example.com"],
+        recipients=["refused@example.com"],
+    )
     worker.last_beat = 0.0  # fold the status ledger now
-    samples = wait_for(lambda: _with(scrape_worker(port), "mail_worker_mails_total",
-                                     status="failed"), 15, message="a failed mail counted")
+    samples = wait_for(
+        lambda: _with(scrape_worker(port), "mail_worker_mails_total", status="failed"),
+        15,
+        message="a failed mail counted",
+    )
     assert value(samples, "mail_worker_sends_total", provider="mailgun", outcome="transient") >= 2
     assert value(samples, "mail_worker_sends_total", provider="mailgun", outcome="rejected") == 1
     assert value(samples, "mail_worker_mails_total", status="sent") == 5
@@ -157,16 +189,31 @@ def test_client_webhooks_are_counted(run_worker, settings):
     receiver = Receiver()
     try:
         port = free_port()
-        worker_in_background(run_worker, WORKER_METRICS_PORT=port, WEBHOOK_URL=receiver.url,
-                             WEBHOOK_SECRET=SECRET)
+        worker_in_background(
+            run_worker, WORKER_METRICS_PORT=port, WEBHOOK_URL=receiver.url, WEBHOOK_SECRET=SECRET
+        )
         wait_for(lambda: _answers(port), 10, message="the worker's metrics")
         queue_mails(settings["DATABASE_URL"], 2)
-        wait_for(lambda: value(scrape_worker(port), "mail_worker_webhook_deliveries_total",
-                               outcome="delivered") == 2, 15, message="two mail.sent webhooks")
+        wait_for(
+            lambda: (
+                value(
+                    scrape_worker(port), "mail_worker_webhook_deliveries_total", outcome="delivered"
+                )
+                == 2
+            ),
+            15,
+            message="two mail.sent webhooks",
+        )
         receiver.failing_until = float("inf")  # the receiver is down: posts fail
         queue_mails(settings["DATABASE_URL"], 1)
-        wait_for(lambda: value(scrape_worker(port), "mail_worker_webhook_deliveries_total",
-                               outcome="failed") >= 1, 15, message="a failed webhook counted")
+        wait_for(
+            lambda: (
+                value(scrape_worker(port), "mail_worker_webhook_deliveries_total", outcome="failed")
+                >= 1
+            ),
+            15,
+            message="a failed webhook counted",
+        )
     finally:
         receiver.server.shutdown()
 
@@ -177,8 +224,9 @@ def test_client_webhooks_are_counted(run_worker, settings):
 def test_metrics_follow_the_apis_rule_with_api_keys(app, client):
     app.config["API_KEYS"] = ("api-key",)
     refused = client.get("/metrics")
-    assert refused.status_code == 401 and refused.get_json()["errors"][0]["field"] == \
-        "Authorization"
+    assert (
+        refused.status_code == 401 and refused.get_json()["errors"][0]["field"] == "Authorization"
+    )
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer api-key"}).status_code == 200
 
@@ -216,8 +264,13 @@ def test_worker_metrics_ask_for_the_token(run_worker):
 @pytest.fixture
 def gunicorn_server(tmp_path, database_url):
     """gunicorn with three single-threaded processes; stopped at the end."""
-    env = gunicorn_env(tmp_path, database_url, WEB_CONCURRENCY="3", GUNICORN_THREADS="1",
-                       PROMETHEUS_MULTIPROC_DIR=None)
+    env = gunicorn_env(
+        tmp_path,
+        database_url,
+        WEB_CONCURRENCY="3",
+        GUNICORN_THREADS="1",
+        PROMETHEUS_MULTIPROC_DIR=None,
+    )
     server = Gunicorn(env)
     yield server
     server.stop()
@@ -237,8 +290,10 @@ def test_gunicorn_sums_the_counts_of_every_process(app, gunicorn_server):
     assert len(_pids(directory)) >= 2, "the requests were served by more than one process"
     samples = parse(requests.get(base + "/metrics", timeout=10).text)
     assert value(samples, "mail_api_mails_accepted_total") == posted
-    assert value(samples, "mail_api_requests_total", endpoint="/mail", method="POST",
-                 code="202") == posted
+    assert (
+        value(samples, "mail_api_requests_total", endpoint="/mail", method="POST", code="202")
+        == posted
+    )
     assert value(samples, "mail_queue_mails", status="queued") == posted
     gunicorn_server.stop()
     assert not os.path.exists(directory)  # the directory it made is removed on exit
@@ -312,7 +367,8 @@ def test_the_grafana_dashboard_reads_only_metrics_we_expose():
         return f'"{name}"' in exposed or f'"{name.removesuffix("_total")}"' in exposed
 
     assert bare and all(defined(name) for name in bare), sorted(
-        name for name in bare if not defined(name))
+        name for name in bare if not defined(name)
+    )
 
 
 def test_gunicorn_removes_the_metrics_dir_of_a_killed_master(tmp_path, database_url):

@@ -12,15 +12,21 @@ from referencing.jsonschema import DRAFT4
 
 import models
 from app import create_app
-from mailer import circuit, openapi, vocabulary
-from mailer.api import MAX_BATCH
+from mailer import vocabulary
+from mailer.api import openapi
+from mailer.api.resources import MAX_BATCH
 from mailer.config import DEFAULTS
-from mailer.headers import FORBIDDEN_IN_HEADERS
+from mailer.validation.headers import FORBIDDEN_IN_HEADERS
+from mailer.worker import circuit
 from providers import base
 
 SPEC_URI = "urn:mail-service:openapi"
-MAIL = {"from": "Sender <sender@example.com>", "to": "rcpt@example.com", "subject": "Hello",
-        "text": "Plain body"}
+MAIL = {
+    "from": "Sender <sender@example.com>",
+    "to": "rcpt@example.com",
+    "subject": "Hello",
+    "text": "Plain body",
+}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
@@ -36,15 +42,21 @@ def spec(client):
 def validator(spec, name):
     """An OpenAPI 3.0 validator of the component schema ``name``, resolving ``$ref``s in spec."""
     registry = Registry().with_resource(
-        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT4))
-    return OAS30Validator({"$ref": f"{SPEC_URI}#/components/schemas/{name}"},
-                          registry=registry, format_checker=oas30_format_checker)
+        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT4)
+    )
+    return OAS30Validator(
+        {"$ref": f"{SPEC_URI}#/components/schemas/{name}"},
+        registry=registry,
+        format_checker=oas30_format_checker,
+    )
 
 
 def assert_matches(spec, name, body):
     """``body`` validates against the schema ``name``, with no key the schema does not list."""
-    errors = [f"{list(error.absolute_path)}: {error.message}"
-              for error in validator(spec, name).iter_errors(body)]
+    errors = [
+        f"{list(error.absolute_path)}: {error.message}"
+        for error in validator(spec, name).iter_errors(body)
+    ]
     assert errors == [], errors
     assert set(body) == set(spec["components"]["schemas"][name]["properties"])
 
@@ -57,9 +69,12 @@ def openapi_path(rule):
 def api_rules(app):
     """The app's rules outside the admin, the static files, the docs page's assets and the
     browser's favicon request (the admin answers it 204)."""
-    return [rule for rule in app.url_map.iter_rules()
-            if not rule.rule.startswith(("/admin", "/static", "/favicon.ico"))
-            and not rule.endpoint.startswith(f"{openapi.DOCS_BLUEPRINT}.")]
+    return [
+        rule
+        for rule in app.url_map.iter_rules()
+        if not rule.rule.startswith(("/admin", "/static", "/favicon.ico"))
+        and not rule.endpoint.startswith(f"{openapi.DOCS_BLUEPRINT}.")
+    ]
 
 
 def documented_codes(spec, path, method):
@@ -96,8 +111,10 @@ def test_every_documented_operation_exists(app, spec):
 def test_mail_endpoints_require_a_key_and_explain_protected_mode(spec):
     schemes = spec["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
-    assert (schemes["apiKeyHeader"]["in"], schemes["apiKeyHeader"]["name"]) == ("header",
-                                                                                 "X-API-Key")
+    assert (schemes["apiKeyHeader"]["in"], schemes["apiKeyHeader"]["name"]) == (
+        "header",
+        "X-API-Key",
+    )
     assert "loopback" in schemes["bearerAuth"]["description"]
     for path, method in (("/mail", "post"), ("/mail/{mail_id}", "get")):
         security = spec["paths"][path][method]["security"]
@@ -110,8 +127,17 @@ def test_schema_validator_is_not_vacuous(spec):
     assert not check.is_valid({"success": True, "message": "x", "errors": []})
     assert not check.is_valid({"success": False, "message": "x", "errors": [{"field": 1}]})
     assert not validator(spec, "ProviderAnswer").is_valid(
-        {"provider": "mailgun", "outcome": "sent", "status_code": 200, "message_id": None,
-         "response": None, "error": None, "duration_ms": 3, "at": "yesterday"})
+        {
+            "provider": "mailgun",
+            "outcome": "sent",
+            "status_code": 200,
+            "message_id": None,
+            "response": None,
+            "error": None,
+            "duration_ms": 3,
+            "at": "yesterday",
+        }
+    )
 
 
 def test_enums_and_limits_come_from_the_code(spec):
@@ -120,9 +146,16 @@ def test_enums_and_limits_come_from_the_code(spec):
     assert schemas["ProviderAnswer"]["properties"]["outcome"]["enum"] == vocabulary.ANSWER_OUTCOMES
     assert schemas["Attempt"]["properties"]["outcome"]["enum"] == vocabulary.ATTEMPT_OUTCOMES
     assert schemas["ProviderHealth"]["properties"]["circuit"]["enum"] == [
-        circuit.CLOSED, circuit.OPEN, circuit.HALF_OPEN]
+        circuit.CLOSED,
+        circuit.OPEN,
+        circuit.HALF_OPEN,
+    ]
     assert schemas["ProviderHealth"]["properties"]["state"]["enum"] == [
-        circuit.CLOSED, circuit.OPEN, circuit.HALF_OPEN, circuit.PAUSED]
+        circuit.CLOSED,
+        circuit.OPEN,
+        circuit.HALF_OPEN,
+        circuit.PAUSED,
+    ]
     batch = spec["paths"]["/mail/batch"]["post"]["requestBody"]["content"]["application/json"]
     assert batch["schema"]["maxItems"] == MAX_BATCH
 
@@ -136,17 +169,25 @@ def test_outcomes_cover_every_provider_error():
     outcomes = {cls.outcome for cls in error_classes(base.ProviderError)}
     assert outcomes | {"sent"} == set(vocabulary.ANSWER_OUTCOMES)
     assert len(vocabulary.ANSWER_OUTCOMES) == len(set(vocabulary.ANSWER_OUTCOMES))
-    assert vocabulary.ATTEMPT_OUTCOMES == [*vocabulary.ANSWER_OUTCOMES, "lease_expired",
-                                           "retried", "cancelled", "released",
-                                           "send_now", "resent", "resent_from"]
+    assert vocabulary.ATTEMPT_OUTCOMES == [
+        *vocabulary.ANSWER_OUTCOMES,
+        "lease_expired",
+        "retried",
+        "cancelled",
+        "released",
+        "send_now",
+        "resent",
+        "resent_from",
+    ]
 
 
 # Real answers against the document ------------------------------------------------------------
 
 
 def test_202_body_and_location_match_the_spec(client, spec):
-    response = client.post("/mail", json={**MAIL, "cc": ["a@example.com", "b@example.com"],
-                                          "html": "<p>Hi</p>"})
+    response = client.post(
+        "/mail", json={**MAIL, "cc": ["a@example.com", "b@example.com"], "html": "<p>Hi</p>"}
+    )
     assert response.status_code == 202
     body = response.get_json()
     assert_matches(spec, "Mail", body)
@@ -191,16 +232,36 @@ def test_400_matches_the_error_schema(client, spec):
     assert "400" in documented_codes(spec, "/mail", "post")
 
 
-@pytest.mark.parametrize(("request_args", "path", "method", "status"), [
-    ({"method": "POST", "path": "/mail", "json": {},
-      "environ_base": {"REMOTE_ADDR": "192.0.2.7"}}, "/mail", "post", 401),
-    ({"method": "GET", "path": "/mail/00000000-0000-4000-8000-000000000000"},
-     "/mail/{mail_id}", "get", 404),
-    ({"method": "GET", "path": "/mail/not-a-uuid"}, "/mail/{mail_id}", "get", 404),
-    ({"method": "DELETE", "path": "/mail"}, "/mail", "post", 405),
-    ({"method": "POST", "path": "/mail", "data": "hello", "content_type": "text/plain"},
-     "/mail", "post", 415),
-])
+@pytest.mark.parametrize(
+    ("request_args", "path", "method", "status"),
+    [
+        (
+            {
+                "method": "POST",
+                "path": "/mail",
+                "json": {},
+                "environ_base": {"REMOTE_ADDR": "192.0.2.7"},
+            },
+            "/mail",
+            "post",
+            401,
+        ),
+        (
+            {"method": "GET", "path": "/mail/00000000-0000-4000-8000-000000000000"},
+            "/mail/{mail_id}",
+            "get",
+            404,
+        ),
+        ({"method": "GET", "path": "/mail/not-a-uuid"}, "/mail/{mail_id}", "get", 404),
+        ({"method": "DELETE", "path": "/mail"}, "/mail", "post", 405),
+        (
+            {"method": "POST", "path": "/mail", "data": "hello", "content_type": "text/plain"},
+            "/mail",
+            "post",
+            415,
+        ),
+    ],
+)
 def test_errors_match_the_error_schema(client, spec, request_args, path, method, status):
     response = client.open(**request_args)
     assert response.status_code == status
@@ -222,13 +283,15 @@ def test_429_after_wrong_keys_matches_the_spec(settings, spec):
     throttled = create_app({**settings, "API_KEYS": "secret-key", "AUTH_FAILURE_LIMIT": 2})
     client = throttled.test_client()
     wrong = {"Authorization": "Bearer wrong-key"}
-    assert [client.post("/mail", json=MAIL, headers=wrong).status_code
-            for _ in range(2)] == [401, 401]
-    for path, method in (("/mail", "post"), ("/mail/batch", "post"),
-                         ("/mail/{mail_id}", "get")):
+    assert [client.post("/mail", json=MAIL, headers=wrong).status_code for _ in range(2)] == [
+        401,
+        401,
+    ]
+    for path, method in (("/mail", "post"), ("/mail/batch", "post"), ("/mail/{mail_id}", "get")):
         url = path.replace("{mail_id}", "00000000-0000-4000-8000-000000000000")
-        response = client.open(url, method=method.upper(), json=MAIL,
-                               headers={"Authorization": "Bearer secret-key"})
+        response = client.open(
+            url, method=method.upper(), json=MAIL, headers={"Authorization": "Bearer secret-key"}
+        )
         assert response.status_code == 429
         assert int(response.headers["Retry-After"]) > 0
         assert_matches(spec, "Error", response.get_json())
@@ -236,19 +299,22 @@ def test_429_after_wrong_keys_matches_the_spec(settings, spec):
 
 
 def test_malformed_multipart_is_a_documented_400(client, spec):
-    response = client.post("/mail", data=b"--XyZ\r\nnot a part--XyZ--\r\n",
-                           content_type="multipart/form-data; boundary=XyZ")
+    response = client.post(
+        "/mail",
+        data=b"--XyZ\r\nnot a part--XyZ--\r\n",
+        content_type="multipart/form-data; boundary=XyZ",
+    )
     assert response.status_code == 400
     assert_matches(spec, "Error", response.get_json())
-    assert response.get_json()["errors"] == [{"field": "body",
-                                              "message": "Malformed multipart/form-data"}]
+    assert response.get_json()["errors"] == [
+        {"field": "body", "message": "Malformed multipart/form-data"}
+    ]
 
 
 EXPECTED_CODES = {
     ("/mail", "post"): {"202", "400", "401", "405", "413", "415", "422", "429", "500", "503"},
     ("/mail", "get"): {"200", "400", "401", "429", "500", "503"},
-    ("/mail/batch", "post"): {"202", "400", "401", "405", "413", "415", "422", "429", "500",
-                              "503"},
+    ("/mail/batch", "post"): {"202", "400", "401", "405", "413", "415", "422", "429", "500", "503"},
     ("/mail/{mail_id}/cancel", "post"): {"200", "401", "404", "409", "429", "500", "503"},
     ("/mail/{mail_id}/retry", "post"): {"202", "401", "404", "409", "429", "500", "503"},
     ("/webhooks/mailgun", "post"): {"200", "400", "401", "404", "503"},
@@ -314,59 +380,71 @@ def without(fields, *names):
 RECIPIENTS = [f"r{number}@example.com" for number in range(DEFAULTS["MAX_RECIPIENTS"] + 1)]
 
 
-@pytest.mark.parametrize(("fields", "accepted"), [
-    (MAIL, True),
-    ({**MAIL, "text": None, "html": "<p>Hi</p>"}, True),
-    ({**MAIL, "text": "", "html": "<p>Hi</p>"}, True),
-    ({**MAIL, "html": ""}, True),
-    ({**MAIL, "to": ["a@example.com"], "cc": "b@example.com, c@example.com"}, True),
-    ({**MAIL, "cc": None, "bcc": "", "reply_to": []}, True),
-    ({**MAIL, "from": ["Shop <shop@example.com>"], "reply_to": ['"Help, desk" <h@example.com>']},
-     True),
-    ({**MAIL, "to": "Zoë Noël <zoe@example.com>, <bob@Example.COM>"}, True),
-    ({**MAIL, "to": ", ".join(RECIPIENTS[:-1])}, True),
-    ({**MAIL, "to": RECIPIENTS[:-1]}, True),
-    ({**MAIL, "subject": "Tabs\tare fine", "text": "Lines\r\nare fine in a body"}, True),
-    (without(MAIL, "text"), False),
-    ({**MAIL, "text": ""}, False),
-    ({**MAIL, "text": None}, False),
-    (without(MAIL, "subject"), False),
-    ({**MAIL, "subject": ""}, False),
-    ({**MAIL, "from": ""}, False),
-    ({**MAIL, "from": []}, False),
-    ({**MAIL, "from": None}, False),
-    ({**MAIL, "to": ""}, False),
-    ({**MAIL, "to": []}, False),
-    ({**MAIL, "from": "nobody"}, False),
-    ({**MAIL, "from": "a@example.com, b@example.com"}, False),
-    ({**MAIL, "from": ["a@example.com", "b@example.com"]}, False),
-    ({**MAIL, "reply_to": "a@example.com, b@example.com"}, False),
-    ({**MAIL, "to": ", ".join(RECIPIENTS)}, False),
-    ({**MAIL, "to": RECIPIENTS}, False),
-    ({**MAIL, "to": [""]}, False),
-    ({**MAIL, "to": "a@exa mple.com"}, False),
-    ({**MAIL, "subject": "Hi\r\nBcc: victim@example.com"}, False),
-    ({**MAIL, "subject": "Hi\u2028there"}, False),
-    ({**MAIL, "subject": "Hi\x85there"}, False),
-    ({**MAIL, "subject": "x" * 999}, False),
-    ({**MAIL, "to": "Eve\r\n <eve@example.com>"}, False),
-    ({**MAIL, "html": "<p>\x00</p>"}, False),
-    ({**MAIL, "attachment_list": []}, False),
-    ({**MAIL, "to": 42}, False),
-    ({**MAIL, "cc": {"address": "a@example.com"}}, False),
-])
+@pytest.mark.parametrize(
+    ("fields", "accepted"),
+    [
+        (MAIL, True),
+        ({**MAIL, "text": None, "html": "<p>Hi</p>"}, True),
+        ({**MAIL, "text": "", "html": "<p>Hi</p>"}, True),
+        ({**MAIL, "html": ""}, True),
+        ({**MAIL, "to": ["a@example.com"], "cc": "b@example.com, c@example.com"}, True),
+        ({**MAIL, "cc": None, "bcc": "", "reply_to": []}, True),
+        (
+            {
+                **MAIL,
+                "from": ["Shop <shop@example.com>"],
+                "reply_to": ['"Help, desk" <h@example.com>'],
+            },
+            True,
+        ),
+        ({**MAIL, "to": "Zoë Noël <zoe@example.com>, <bob@Example.COM>"}, True),
+        ({**MAIL, "to": ", ".join(RECIPIENTS[:-1])}, True),
+        ({**MAIL, "to": RECIPIENTS[:-1]}, True),
+        ({**MAIL, "subject": "Tabs\tare fine", "text": "Lines\r\nare fine in a body"}, True),
+        (without(MAIL, "text"), False),
+        ({**MAIL, "text": ""}, False),
+        ({**MAIL, "text": None}, False),
+        (without(MAIL, "subject"), False),
+        ({**MAIL, "subject": ""}, False),
+        ({**MAIL, "from": ""}, False),
+        ({**MAIL, "from": []}, False),
+        ({**MAIL, "from": None}, False),
+        ({**MAIL, "to": ""}, False),
+        ({**MAIL, "to": []}, False),
+        ({**MAIL, "from": "nobody"}, False),
+        ({**MAIL, "from": "a@example.com, b@example.com"}, False),
+        ({**MAIL, "from": ["a@example.com", "b@example.com"]}, False),
+        ({**MAIL, "reply_to": "a@example.com, b@example.com"}, False),
+        ({**MAIL, "to": ", ".join(RECIPIENTS)}, False),
+        ({**MAIL, "to": RECIPIENTS}, False),
+        ({**MAIL, "to": [""]}, False),
+        ({**MAIL, "to": "a@exa mple.com"}, False),
+        ({**MAIL, "subject": "Hi\r\nBcc: victim@example.com"}, False),
+        ({**MAIL, "subject": "Hi\u2028there"}, False),
+        ({**MAIL, "subject": "Hi\x85there"}, False),
+        ({**MAIL, "subject": "x" * 999}, False),
+        ({**MAIL, "to": "Eve\r\n <eve@example.com>"}, False),
+        ({**MAIL, "html": "<p>\x00</p>"}, False),
+        ({**MAIL, "attachment_list": []}, False),
+        ({**MAIL, "to": 42}, False),
+        ({**MAIL, "cc": {"address": "a@example.com"}}, False),
+    ],
+)
 def test_request_schema_agrees_with_the_api(client, spec, fields, accepted):
     assert validator(spec, "MailRequest").is_valid(fields) is accepted
     response = client.post("/mail", json=fields)
     assert response.status_code == (202 if accepted else 400), response.get_json()
 
 
-@pytest.mark.parametrize(("fields", "accepted"), [
-    ({**MAIL, "cc": "", "reply_to": "", "html": ""}, True),
-    ({**MAIL, "to": ["a@example.com", "B <b@example.com>"]}, True),
-    ({**MAIL, "text": ""}, False),
-    ({**MAIL, "from": ""}, False),
-])
+@pytest.mark.parametrize(
+    ("fields", "accepted"),
+    [
+        ({**MAIL, "cc": "", "reply_to": "", "html": ""}, True),
+        ({**MAIL, "to": ["a@example.com", "B <b@example.com>"]}, True),
+        ({**MAIL, "text": ""}, False),
+        ({**MAIL, "from": ""}, False),
+    ],
+)
 def test_form_schema_agrees_with_the_api(client, spec, fields, accepted):
     assert validator(spec, "MailForm").is_valid(fields) is accepted
     assert client.post("/mail", data=fields).status_code == (202 if accepted else 400)
@@ -409,11 +487,16 @@ def test_address_limits_follow_the_config(app, client):
     app.config["MAX_RECIPIENTS"] = 2
     spec = client.get("/api/spec").get_json()
     check = validator(spec, "MailRequest")
-    for to, accepted in ((RECIPIENTS[:2], True), (RECIPIENTS[:3], False),
-                         (", ".join(RECIPIENTS[:2]), True), (", ".join(RECIPIENTS[:3]), False)):
+    for to, accepted in (
+        (RECIPIENTS[:2], True),
+        (RECIPIENTS[:3], False),
+        (", ".join(RECIPIENTS[:2]), True),
+        (", ".join(RECIPIENTS[:3]), False),
+    ):
         assert check.is_valid({**MAIL, "to": to}) is accepted
         assert client.post("/mail", json={**MAIL, "to": to}).status_code == (
-            202 if accepted else 400)
+            202 if accepted else 400
+        )
 
 
 # The docs page -------------------------------------------------------------------------------

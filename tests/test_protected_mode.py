@@ -31,11 +31,17 @@ def test_protected_admin_refuses_web_pages_and_rebinding(client, headers, why):
     assert client.get("/admin/email/", headers=headers).status_code == 401, why
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Host": "localhost:5000"}, {"Host": "127.0.0.1:5000"}, {"Host": "[::1]:5000"},
-    {"Origin": "http://127.0.0.1:5000", "Sec-Fetch-Site": "same-origin"},
-    {"Sec-Fetch-Site": "none"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Host": "localhost:5000"},
+        {"Host": "127.0.0.1:5000"},
+        {"Host": "[::1]:5000"},
+        {"Origin": "http://127.0.0.1:5000", "Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "none"},
+    ],
+)
 def test_protected_mode_still_serves_local_tools_and_its_own_pages(client, mail, headers):
     assert client.post("/mail", json=mail, headers=headers).status_code == 202
     assert client.get("/admin/email/", headers=headers).status_code == 200
@@ -43,8 +49,14 @@ def test_protected_mode_still_serves_local_tools_and_its_own_pages(client, mail,
 
 def test_protected_mode_refuses_to_listen_beyond_loopback(settings):
     env = worker_env(settings, API_KEYS="", ADMIN_PASSWORD="")
-    result = subprocess.run([sys.executable, "app.py", "--host", "0.0.0.0", "--port", "0"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "app.py", "--host", "0.0.0.0", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "protected mode" in result.stderr and "API_KEYS" in result.stderr
 
@@ -56,26 +68,35 @@ def test_the_start_up_log_says_protected_mode_is_for_a_developer(settings, app, 
 
 
 def test_wrong_api_keys_are_throttled_per_address(settings, app, mail):
-    app = create_app({**settings, "API_KEYS": "right-key", "AUTH_FAILURE_LIMIT": 3,
-                      "AUTH_BLOCK_SECONDS": 120})
+    app = create_app(
+        {**settings, "API_KEYS": "right-key", "AUTH_FAILURE_LIMIT": 3, "AUTH_BLOCK_SECONDS": 120}
+    )
     client = app.test_client()
     wrong = {"Authorization": "Bearer wrong"}
-    assert [client.post("/mail", json=mail, headers=wrong).status_code
-            for _ in range(3)] == [401, 401, 401]
+    assert [client.post("/mail", json=mail, headers=wrong).status_code for _ in range(3)] == [
+        401,
+        401,
+        401,
+    ]
     blocked = client.post("/mail", json=mail, headers={"Authorization": "Bearer right-key"})
     assert blocked.status_code == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 120
     assert blocked.get_json()["errors"][0]["field"] == "Authorization"
     other = app.test_client()
-    response = other.get("/mail/x", headers={"Authorization": "Bearer right-key"},
-                         environ_base={"REMOTE_ADDR": "127.0.0.2"})
+    response = other.get(
+        "/mail/x",
+        headers={"Authorization": "Bearer right-key"},
+        environ_base={"REMOTE_ADDR": "127.0.0.2"},
+    )
     assert response.status_code == 404  # another address is not blocked
 
 
 def test_wrong_admin_passwords_are_throttled(settings, app):
     app = create_app({**settings, "ADMIN_PASSWORD": "s3cret", "AUTH_FAILURE_LIMIT": 2})
     client = app.test_client()
-    assert [client.get("/admin/", auth=("admin", "guess")).status_code
-            for _ in range(2)] == [401, 401]
+    assert [client.get("/admin/", auth=("admin", "guess")).status_code for _ in range(2)] == [
+        401,
+        401,
+    ]
     assert client.get("/admin/", auth=("admin", "s3cret")).status_code == 429
 
 

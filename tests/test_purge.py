@@ -26,22 +26,35 @@ def test_purge_deletes_old_finished_mail_in_batches(app, settings):
     old_queued = queue_mails(url, 2, updated_at=old)  # never purged, however old
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(insert(DeliveryAttempt.__table__), [
-            {"email_id": uuid.UUID(mail_id), "number": 1, "outcome": "sent",
-             "created_at": old}
-            for mail_id in old_sent + recent_sent
-        ])
-        conn.execute(text("INSERT INTO attachment (email_id, position, filename, content_type, "
-                          "size, content) VALUES (:id, 0, 'a.txt', 'text/plain', 1, 'x')"),
-                     {"id": uuid.UUID(old_sent[0])})
-        conn.execute(text("INSERT INTO idempotency_key (scope, key, fingerprint, status_code, "
-                          "response, created_at) VALUES ('s', 'old', 'f', 202, '{}', "
-                          "now() - interval '2 days'), ('s', 'new', 'f', 202, '{}', now())"))
+        conn.execute(
+            insert(DeliveryAttempt.__table__),
+            [
+                {"email_id": uuid.UUID(mail_id), "number": 1, "outcome": "sent", "created_at": old}
+                for mail_id in old_sent + recent_sent
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO attachment (email_id, position, filename, content_type, "
+                "size, content) VALUES (:id, 0, 'a.txt', 'text/plain', 1, 'x')"
+            ),
+            {"id": uuid.UUID(old_sent[0])},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO idempotency_key (scope, key, fingerprint, status_code, "
+                "response, created_at) VALUES ('s', 'old', 'f', 202, '{}', "
+                "now() - interval '2 days'), ('s', 'new', 'f', 202, '{}', now())"
+            )
+        )
     engine.dispose()
     result = subprocess.run(
-        [sys.executable, "-m", "mailer.purge", "--batch-size", "4"],
-        env=worker_env(settings, RETENTION_DAYS=30), capture_output=True, text=True,
-        timeout=60, cwd=ROOT,
+        [sys.executable, "-m", "mailer.queue.purge", "--batch-size", "4"],
+        env=worker_env(settings, RETENTION_DAYS=30),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert "purged 10 finished mails" in result.stderr

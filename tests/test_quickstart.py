@@ -1,4 +1,4 @@
-"""The README's quick start really works: ``python -m mailer.devserver --smoke`` (what
+"""The README's quick start really works: ``python -m devkit.devserver --smoke`` (what
 ``./scripts/dev`` runs) starts an embedded PostgreSQL, the sandbox, the API and the worker, and
 the curl line's mail reaches ``delivered``.
 
@@ -20,7 +20,7 @@ import urllib.request
 import psycopg2
 import pytest
 
-from mailer.embedded_db import EmbeddedPostgres
+from devkit.embedded_db import EmbeddedPostgres
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 90  # seconds for the whole smoke run
@@ -45,15 +45,33 @@ def test_quick_start_smoke(pgdata):
     api_port, sandbox_port = free_port(), free_port()
     while sandbox_port == api_port:
         sandbox_port = free_port()
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("MAIL_SERVICE_CONFIG", "API_KEYS", "ADMIN_PASSWORD", "DATABASE_URL")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("MAIL_SERVICE_CONFIG", "API_KEYS", "ADMIN_PASSWORD", "DATABASE_URL")
+    }
     env["SECRET_KEY"] = "quickstart-test"  # else the runner keeps one in instance/
     # Its own session, so that on a timeout the runner and its children are killed together.
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailer.devserver", "--smoke", "--port", str(api_port),
-         "--sandbox-port", str(sandbox_port), "--pgdata", pgdata],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "devkit.devserver",
+            "--smoke",
+            "--port",
+            str(api_port),
+            "--sandbox-port",
+            str(sandbox_port),
+            "--pgdata",
+            pgdata,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         output, _ = process.communicate(timeout=TIMEOUT)
@@ -65,7 +83,7 @@ def test_quick_start_smoke(pgdata):
     assert "starting PostgreSQL in" in output, output
     assert '"status": "delivered"' in output, output  # the sandbox's signed event came back
     assert "smoke: OK" in output, output
-    assert "HTTP/1.1\" 202" not in output, "a line per request drowns what matters"
+    assert 'HTTP/1.1" 202' not in output, "a line per request drowns what matters"
     assert not os.path.exists(os.path.join(pgdata, "data", "postmaster.pid")), "still running"
 
 
@@ -83,8 +101,9 @@ def wait_until(condition, timeout, what):
 def fetch(method, url, body=None):
     """A JSON request to a local server; (status, parsed answer) or (None, None) if down."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -98,14 +117,31 @@ def test_ctrl_c_under_load_stops_the_sandbox_last(pgdata):
     # A terminal's Ctrl-C signals the whole foreground process group. The sandbox must outlive
     # the worker's last sends, or they fail as "connection refused" and open both breakers.
     api_port, sandbox_port = free_port(), free_port()
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("MAIL_SERVICE_CONFIG", "API_KEYS", "ADMIN_PASSWORD", "DATABASE_URL")}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("MAIL_SERVICE_CONFIG", "API_KEYS", "ADMIN_PASSWORD", "DATABASE_URL")
+    }
     env["SECRET_KEY"] = "quickstart-test"
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailer.devserver", "--port", str(api_port),
-         "--sandbox-port", str(sandbox_port), "--pgdata", pgdata],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "devkit.devserver",
+            "--port",
+            str(api_port),
+            "--sandbox-port",
+            str(sandbox_port),
+            "--pgdata",
+            pgdata,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     api, sandbox = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sandbox_port}"
     try:
@@ -113,8 +149,11 @@ def test_ctrl_c_under_load_stops_the_sandbox_last(pgdata):
         assert fetch("PUT", f"{sandbox}/_sandbox/behaviour/mailgun", {"latency_ms": 1500})[0]
         mail = {"from": "a@example.com", "to": "b@example.com", "subject": "Hi", "text": "x"}
         ids = [fetch("POST", f"{api}/mail", mail)[1]["id"] for _ in range(10)]
-        wait_until(lambda: fetch("GET", f"{api}/mail/{ids[0]}")[1]["status"] == "sending", 30,
-                   "sends in flight")
+        wait_until(
+            lambda: fetch("GET", f"{api}/mail/{ids[0]}")[1]["status"] == "sending",
+            30,
+            "sends in flight",
+        )
         os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
         output, _ = process.communicate(timeout=TIMEOUT)
     finally:

@@ -1,4 +1,4 @@
-"""Tests for mailer/sandbox: real HTTP against a running Sandbox, no mocks."""
+"""Tests for devkit/sandbox: real HTTP against a running Sandbox, no mocks."""
 
 import os
 import re
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mailer.sandbox import Sandbox
+from devkit.sandbox import Sandbox
 
 MG_KEY = "mg-test-key"
 SG_KEY = "SG.test-key"
@@ -92,7 +92,7 @@ OK = {"mailgun": 200, "sendgrid": 202}
 
 def test_mailgun_success_shape_and_recorded_fields(sb, http):
     data = mg_data(
-        to=["ann@example.com, \"Doe, Jo\" <jo@example.com>", "cat@example.com"],
+        to=['ann@example.com, "Doe, Jo" <jo@example.com>', "cat@example.com"],
         cc="cc@example.com",
         bcc="bcc@example.com",
         html="<b>Hello</b>",
@@ -140,8 +140,10 @@ def test_mailgun_multipart_form(sb, http):
     [
         ("from", "from parameter is missing"),
         ("to", "to parameter is missing"),
-        ("text", "Need at least one of 'text', 'html', 'amp-html' or 'template' parameters "
-                 "specified"),
+        (
+            "text",
+            "Need at least one of 'text', 'html', 'amp-html' or 'template' parameters specified",
+        ),
     ],
 )
 def test_mailgun_missing_fields(sb, http, missing, message):
@@ -347,7 +349,9 @@ def test_http_control_api(sb, http):
     assert len(http.get(f"{base}/messages").json()["messages"]) == 2
     reqs = http.get(f"{base}/requests").json()["requests"]
     assert [(r["provider"], r["status"]) for r in reqs] == [
-        ("mailgun", 500), ("mailgun", 200), ("sendgrid", 202)
+        ("mailgun", 500),
+        ("mailgun", 200),
+        ("sendgrid", 202),
     ]
     assert http.put(f"{base}/behaviour/mailgun", json={"nope": 1}).status_code == 400
     assert http.delete(f"{base}/messages").status_code == 204
@@ -418,7 +422,7 @@ def test_concurrent_clients(sb):
 
 def test_cli_serves_and_exits_cleanly_on_sigterm():
     env = {**os.environ, "SANDBOX_SENDGRID_API_KEY": "from-env"}
-    cmd = [sys.executable, "-m", "mailer.sandbox", "--port", "0"]
+    cmd = [sys.executable, "-m", "devkit.sandbox", "--port", "0"]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as proc:
         try:
             line = proc.stdout.readline()
@@ -441,7 +445,7 @@ def test_cli_serves_and_exits_cleanly_on_sigterm():
 
 
 def test_cli_refuses_remote_host():
-    # Through the command a developer types: scripts/sandbox runs python -m mailer.sandbox.
+    # Through the command a developer types: scripts/sandbox runs python -m devkit.sandbox.
     proc = subprocess.run(
         [str(ROOT / "scripts" / "sandbox"), "--host", "0.0.0.0"],
         capture_output=True,

@@ -19,18 +19,23 @@ def live(settings, app, sandbox):
     application = create_app(settings)
     httpd = make_server("127.0.0.1", 0, application, threaded=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    sandbox.configure_events(url=f"http://127.0.0.1:{httpd.server_port}",
-                             mailgun_key=MAILGUN_SIGNING_KEY, sendgrid_key=SENDGRID_PRIVATE_KEY,
-                             delay=0.0)
+    sandbox.configure_events(
+        url=f"http://127.0.0.1:{httpd.server_port}",
+        mailgun_key=MAILGUN_SIGNING_KEY,
+        sendgrid_key=SENDGRID_PRIVATE_KEY,
+        delay=0.0,
+    )
     yield application.test_client()
     httpd.shutdown()
 
 
 def status_becomes(client, mail_id, wanted, timeout=10):
     """Wait until the mail's status is ``wanted``; the mail."""
+
     def check():
         body = client.get(f"/mail/{mail_id}").get_json()
         return body if body["status"] == wanted else None
+
     return wait_for(check, timeout, message=f"mail {mail_id} to be {wanted}")
 
 
@@ -51,36 +56,50 @@ def test_sendgrid_duplicate_deliveries_are_counted_once(live, mail, run_worker, 
     status_becomes(live, mail_id, "delivered")
     wait_for(lambda: len(sandbox.posted_events()) == 3, timeout=10, message="three posts")
     assert sql("SELECT type FROM delivery_event ORDER BY type") == [
-        {"type": "accepted"}, {"type": "delivered"}]
+        {"type": "accepted"},
+        {"type": "delivered"},
+    ]
 
 
 @pytest.mark.parametrize("provider", ["mailgun", "sendgrid"])
-def test_a_bounce_suppresses_the_address_for_the_next_mail(live, mail, run_worker, sandbox,
-                                                          provider):
+def test_a_bounce_suppresses_the_address_for_the_next_mail(
+    live, mail, run_worker, sandbox, provider
+):
     sandbox.configure_events(outcomes={"gone@example.com": "bounce"})
-    first = live.post("/mail", json={**mail, "to": "gone@example.com",
-                                      "cc": "ok@example.com"}).get_json()["id"]
+    first = live.post(
+        "/mail", json={**mail, "to": "gone@example.com", "cc": "ok@example.com"}
+    ).get_json()["id"]
     run_worker(PROVIDERS=provider)
     status_becomes(live, first, "bounced")
-    wait_for(lambda: {r["address"]: r["status"] for r in live.get(f"/mail/{first}").get_json()[
-        "recipients"]} == {"gone@example.com": "bounced", "ok@example.com": "delivered"},
-             timeout=10, message="the other recipient's delivery")
+    wait_for(
+        lambda: (
+            {r["address"]: r["status"] for r in live.get(f"/mail/{first}").get_json()["recipients"]}
+            == {"gone@example.com": "bounced", "ok@example.com": "delivered"}
+        ),
+        timeout=10,
+        message="the other recipient's delivery",
+    )
     assert live.get("/suppressions").get_json()["suppressions"][0]["reason"] == "bounce"
     sandbox.reset()
-    second = live.post("/mail", json={**mail, "to": "gone@example.com",
-                                       "bcc": "gone@EXAMPLE.com"}).get_json()["id"]
+    second = live.post(
+        "/mail", json={**mail, "to": "gone@example.com", "bcc": "gone@EXAMPLE.com"}
+    ).get_json()["id"]
     run_worker(PROVIDERS=provider)
     assert live.get(f"/mail/{second}").get_json()["status"] == "suppressed"
     assert sandbox.requests() == []
 
 
 def test_complaints_and_deferrals(live, mail, run_worker, sandbox):
-    sandbox.configure_events(outcomes={"angry@example.com": "complain",
-                                       "slow@example.com": "defer"})
+    sandbox.configure_events(
+        outcomes={"angry@example.com": "complain", "slow@example.com": "defer"}
+    )
     angry = live.post("/mail", json={**mail, "to": "angry@example.com"}).get_json()["id"]
     slow = live.post("/mail", json={**mail, "to": "slow@example.com"}).get_json()["id"]
     run_worker()
     status_becomes(live, angry, "complained")
-    wait_for(lambda: live.get(f"/mail/{slow}").get_json()["recipients"][0]["status"]
-             == "deferred", timeout=10, message="the deferral")
+    wait_for(
+        lambda: live.get(f"/mail/{slow}").get_json()["recipients"][0]["status"] == "deferred",
+        timeout=10,
+        message="the deferral",
+    )
     assert live.get(f"/mail/{slow}").get_json()["status"] == "sent"

@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from test_gunicorn import GUNICORN, gunicorn_env
 
-from mailer.processes import Supervisor
+from devkit.processes import Supervisor
 
 pytestmark = [pytest.mark.slow, pytest.mark.committed]
 
@@ -62,8 +62,11 @@ def start_api(supervisor, tmp_path, name, database_url):
     base = tmp_path / name
     env = gunicorn_env(base, database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="4")
     child = supervisor.start(name, GUNICORN, env, log_path=tmp_path / f"{name}.log")
-    found = wait_for(lambda: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)",
-                                       child.output()), 30, message=f"{name} to listen")
+    found = wait_for(
+        lambda: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", child.output()),
+        30,
+        message=f"{name} to listen",
+    )
     url = f"http://127.0.0.1:{found.group(1)}"
     wait_for(lambda: answers(url + "/health"), 30, message=f"{name} to serve")
     return child, url
@@ -80,8 +83,12 @@ def answers(url):
 def start_worker(supervisor, tmp_path, name, settings):
     """A worker process (``mail_service.py``) with a short lease."""
     env = worker_env(settings, LEASE_SECONDS=LEASE, WORKER_CONCURRENCY=4, LOG_FORMAT="text")
-    child = supervisor.start(name, [sys.executable, os.path.join(ROOT, "mail_service.py")], env,
-                             log_path=tmp_path / f"{name}.log")
+    child = supervisor.start(
+        name,
+        [sys.executable, os.path.join(ROOT, "mail_service.py")],
+        env,
+        log_path=tmp_path / f"{name}.log",
+    )
     return child
 
 
@@ -136,29 +143,38 @@ def claimed_by(database_url, pid):
     """Ids of the mails ``sending`` under the worker of process ``pid`` (its lease's name)."""
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT id FROM email WHERE status = 'sending' "
-                                 "AND locked_by LIKE :name"), {"name": f"%:{pid}:%"}).all()
+        rows = conn.execute(
+            text("SELECT id FROM email WHERE status = 'sending' AND locked_by LIKE :name"),
+            {"name": f"%:{pid}:%"},
+        ).all()
     engine.dispose()
     return {str(row.id) for row in rows}
 
 
-def test_two_apis_three_workers_survive_losing_one_of_each(settings, sandbox, app, tmp_path,
-                                                           supervisor):
+def test_two_apis_three_workers_survive_losing_one_of_each(
+    settings, sandbox, app, tmp_path, supervisor
+):
     url = settings["DATABASE_URL"]
     started = time.monotonic()
     sandbox.configure("mailgun", latency_ms=20)  # sends overlap: a worker has mail in flight
     (doomed_api, doomed_url), (_, survivor_url) = [
-        start_api(supervisor, tmp_path, name, url) for name in ("api-1", "api-2")]
+        start_api(supervisor, tmp_path, name, url) for name in ("api-1", "api-2")
+    ]
     workers = [start_worker(supervisor, tmp_path, f"worker-{n}", settings) for n in (1, 2, 3)]
     victim = workers[0]
-    wait_for(lambda: all("starting" in worker.output() for worker in workers), 30,
-             message="the three workers to start")
+    wait_for(
+        lambda: all("starting" in worker.output() for worker in workers),
+        30,
+        message="the three workers to start",
+    )
 
     clients = Clients([doomed_url, survivor_url], doomed_url).start()
     try:
-        wait_for(lambda: len(clients.acknowledged) >= BEFORE_KILL
-                 and claimed_by(url, victim.pid), 30,
-                 message="mail acknowledged and some of it in the victim worker's hands")
+        wait_for(
+            lambda: len(clients.acknowledged) >= BEFORE_KILL and claimed_by(url, victim.pid),
+            30,
+            message="mail acknowledged and some of it in the victim worker's hands",
+        )
         victim.signal(signal.SIGKILL)
         doomed_api.signal(signal.SIGKILL)
         clients.targets = [survivor_url]
@@ -166,15 +182,22 @@ def test_two_apis_three_workers_survive_losing_one_of_each(settings, sandbox, ap
         doomed_api.wait(10)
         in_doubt = claimed_by(url, victim.pid)  # what it held when it died
         killed_at = len(clients.acknowledged)
-        wait_for(lambda: len(clients.acknowledged) >= killed_at + AFTER_KILL, 30,
-                 message="mail acknowledged by the surviving API")
+        wait_for(
+            lambda: len(clients.acknowledged) >= killed_at + AFTER_KILL,
+            30,
+            message="mail acknowledged by the surviving API",
+        )
     finally:
         clients.stop()
     assert clients.errors == []
 
     # Every stored mail ends sent: the victim's by the lease reaper and the other workers.
-    wait_for(lambda: all(row["status"] == "sent" for row in mail_rows(url).values()), 30,
-             interval=0.2, message="every stored mail to be sent")
+    wait_for(
+        lambda: all(row["status"] == "sent" for row in mail_rows(url).values()),
+        30,
+        interval=0.2,
+        message="every stored mail to be sent",
+    )
     rows = mail_rows(url)
     acknowledged = {mail_id for _, mail_id in clients.acknowledged}
     assert acknowledged <= set(rows), "an acknowledged mail is missing"
@@ -191,23 +214,23 @@ def test_two_apis_three_workers_survive_losing_one_of_each(settings, sandbox, ap
     # Both APIs served before the kill; after it, only the survivor did.
     served = {target for target, _ in clients.acknowledged[:killed_at]}
     assert served == {doomed_url, survivor_url}
-    assert {target for target, _ in clients.acknowledged[killed_at + CLIENTS:]} == {survivor_url}
-    print(f"\n{len(rows)} mails stored, {len(acknowledged)} acknowledged, "
-          f"{len(clients.refused)} requests refused by the killed API, {len(in_doubt)} in the "
-          f"killed worker's hands ({sum(received[m] for m in in_doubt)} sends of them), "
-          f"{time.monotonic() - started:.1f}s")
+    assert {target for target, _ in clients.acknowledged[killed_at + CLIENTS :]} == {survivor_url}
+    print(
+        f"\n{len(rows)} mails stored, {len(acknowledged)} acknowledged, "
+        f"{len(clients.refused)} requests refused by the killed API, {len(in_doubt)} in the "
+        f"killed worker's hands ({sum(received[m] for m in in_doubt)} sends of them), "
+        f"{time.monotonic() - started:.1f}s"
+    )
 
 
 def run_in_background(run_worker, **overrides):
     """A worker (not in burst mode) on a thread of this process; the thread."""
-    thread = threading.Thread(target=run_worker, kwargs={"burst": False, **overrides},
-                              daemon=True)
+    thread = threading.Thread(target=run_worker, kwargs={"burst": False, **overrides}, daemon=True)
     thread.start()
     return thread
 
 
-def test_the_listener_connects_to_listen_database_url(settings, sandbox, run_worker, app,
-                                                      caplog):
+def test_the_listener_connects_to_listen_database_url(settings, sandbox, run_worker, app, caplog):
     # Behind PgBouncer in transaction mode LISTEN hears nothing, so the listener may connect
     # elsewhere: here first to a port where nothing listens, then to the database itself. With
     # POLL_INTERVAL at 30 s, only a NOTIFY on the listener's connection sends mail at once.
@@ -217,8 +240,11 @@ def test_the_listener_connects_to_listen_database_url(settings, sandbox, run_wor
         nowhere = make_url(url).set(port=probe.getsockname()[1])
     nowhere = nowhere.render_as_string(hide_password=False)
     run_in_background(run_worker, LISTEN_DATABASE_URL=nowhere, POLL_INTERVAL=30)
-    wait_for(lambda: "LISTEN mail_queued lost" in caplog.text, 10,
-             message="the listener to fail on LISTEN_DATABASE_URL")
+    wait_for(
+        lambda: "LISTEN mail_queued lost" in caplog.text,
+        10,
+        message="the listener to fail on LISTEN_DATABASE_URL",
+    )
     run_worker.workers[0].stop()
 
     run_in_background(run_worker, LISTEN_DATABASE_URL=url, POLL_INTERVAL=30)

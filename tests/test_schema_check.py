@@ -16,10 +16,15 @@ def empty_database_url(postgres_server):
 
 
 @pytest.mark.parametrize("command", [["app.py", "--port", "0"], ["mail_service.py", "--burst"]])
-def test_processes_stop_with_a_clear_message_without_schema(settings, empty_database_url,
-                                                            command):
+def test_processes_stop_with_a_clear_message_without_schema(settings, empty_database_url, command):
     env = worker_env(settings, DATABASE_URL=empty_database_url)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, command[0]), *command[1:]],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, command[0]), *command[1:]],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "no schema" in result.stderr and "flask --app app db upgrade" in result.stderr

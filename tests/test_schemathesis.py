@@ -40,14 +40,16 @@ class QuietHandler(WSGIRequestHandler):
 @pytest.fixture
 def server(settings, app):
     """The app with an API key on a real loopback HTTP server; its base URL."""
-    application = create_app({
-        **settings,
-        "API_KEYS": API_KEY,
-        # Schemathesis' ignored_auth check sends wrong keys on purpose, and the throttle would
-        # then answer 429 to everything from 127.0.0.1 for the rest of the run (the 429 itself
-        # is documented and tested in test_openapi.py).
-        "AUTH_FAILURE_LIMIT": 1_000_000,
-    })
+    application = create_app(
+        {
+            **settings,
+            "API_KEYS": API_KEY,
+            # Schemathesis' ignored_auth check sends wrong keys on purpose, and the throttle would
+            # then answer 429 to everything from 127.0.0.1 for the rest of the run (the 429 itself
+            # is documented and tested in test_openapi.py).
+            "AUTH_FAILURE_LIMIT": 1_000_000,
+        }
+    )
     httpd = make_server("127.0.0.1", 0, application, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -60,14 +62,22 @@ def schemathesis_command(base_url):
     """The CLI run: every check, bounded examples, our key, nothing written outside its cwd."""
     return [
         str(Path(sys.executable).with_name("schemathesis")),
-        "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
-        "run", f"{base_url}/api/spec",
-        "--checks", "all",
-        "--header", f"Authorization: Bearer {API_KEY}",
-        "--max-examples", str(MAX_EXAMPLES),
-        "--seed", SEED,
-        "--request-timeout", str(REQUEST_TIMEOUT),
-        "--generation-database", "none",
+        "--config-file",
+        str(Path(__file__).with_name("schemathesis.toml")),
+        "run",
+        f"{base_url}/api/spec",
+        "--checks",
+        "all",
+        "--header",
+        f"Authorization: Bearer {API_KEY}",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        SEED,
+        "--request-timeout",
+        str(REQUEST_TIMEOUT),
+        "--generation-database",
+        "none",
         "--no-color",
     ]
 
@@ -81,10 +91,17 @@ def test_the_api_conforms_to_its_openapi_document(server, tmp_path):
     command = schemathesis_command(server)
     started = time.monotonic()
     try:
-        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
-                                timeout=TIME_LIMIT, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            command,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=TIME_LIMIT,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as err:
-        pytest.fail(f"schemathesis ran over {TIME_LIMIT}s:\n{decoded(err.stdout)}"
-                    f"{decoded(err.stderr)}")
+        pytest.fail(
+            f"schemathesis ran over {TIME_LIMIT}s:\n{decoded(err.stdout)}{decoded(err.stderr)}"
+        )
     assert result.returncode == 0, f"$ {' '.join(command)}\n{result.stdout}{result.stderr}"
     print(f"schemathesis passed in {time.monotonic() - started:.1f}s")

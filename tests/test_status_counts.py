@@ -16,8 +16,8 @@ from flask_migrate import downgrade, upgrade
 from helpers import queue_mails, statuses, wait_for
 from sqlalchemy import create_engine, text
 
-from mailer import heartbeats, mailqueue
-from mailer.purge import purge
+from mailer.queue import heartbeats, mailqueue
+from mailer.queue.purge import purge
 from models import utcnow
 
 pytestmark = pytest.mark.committed  # other connections and a worker read the rows
@@ -74,8 +74,11 @@ def test_counts_follow_a_mail_through_its_life(app, client, mail, run_worker, sa
     assert_exact(url)
     engine = create_engine(url)
     with engine.begin() as conn:  # everything finished is old enough to purge
-        conn.execute(text("UPDATE email SET updated_at = now() - interval '40 days' "
-                          "WHERE status <> 'queued'"))
+        conn.execute(
+            text(
+                "UPDATE email SET updated_at = now() - interval '40 days' WHERE status <> 'queued'"
+            )
+        )
     assert purge(engine, 30, batch_size=2)[0] == 7
     engine.dispose()
     assert ledger(url) == {"queued": 1, "scheduled": 1} == statuses(url)
@@ -127,9 +130,13 @@ def test_inserts_never_wait_for_each_other_on_the_counts(app, settings):
         for conn in (first, second):
             conn.begin()
             conn.execute(text("SET LOCAL lock_timeout = '1s'"))
-            conn.execute(text("INSERT INTO email (id, status, from_address, subject, attempts) "
-                              "VALUES (:id, 'queued', 'a@example.com', 's', 0)"),
-                         {"id": uuid.uuid4()})
+            conn.execute(
+                text(
+                    "INSERT INTO email (id, status, from_address, subject, attempts) "
+                    "VALUES (:id, 'queued', 'a@example.com', 's', 0)"
+                ),
+                {"id": uuid.uuid4()},
+            )
         first.commit()
         second.commit()
     finally:
@@ -222,8 +229,11 @@ def test_a_worker_process_beats_until_sigterm_and_a_killed_one_stops_beating(app
         killed.wait(20)
         assert set(rows()) == {killed.pid}  # gone on a clean stop; a killed one's row stays
         # ... and stops moving: older than a live worker's ever gets between two beats.
-        wait_for(lambda: rows()[killed.pid]["age"] > heartbeats.INTERVAL + 2, 20,
-                 message="the killed worker's heartbeat to age")
+        wait_for(
+            lambda: rows()[killed.pid]["age"] > heartbeats.INTERVAL + 2,
+            20,
+            message="the killed worker's heartbeat to age",
+        )
     finally:
         for process in (stopped, killed):
             if process.poll() is None:
@@ -238,8 +248,12 @@ def test_a_worker_not_seen_lately_is_not_alive(app, settings):
     with engine.begin() as conn:
         heartbeats.beat(conn, "gone:1:abc", in_flight=2, sent=5, host="h", pid=1)
         heartbeats.beat(conn, "here:2:def", host="h", pid=2)
-        conn.execute(text("UPDATE worker_heartbeat SET last_seen = now() - interval '1 hour' "
-                          "WHERE name = 'gone:1:abc'"))
+        conn.execute(
+            text(
+                "UPDATE worker_heartbeat SET last_seen = now() - interval '1 hour' "
+                "WHERE name = 'gone:1:abc'"
+            )
+        )
     with engine.begin() as conn:
         assert [row["name"] for row in heartbeats.alive(conn, 60)] == ["here:2:def"]
         assert heartbeats.forget_stale(conn, 600) == 1

@@ -18,8 +18,10 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.serving import make_server
 
 from app import create_app
-from mailer import api, idempotency, mailqueue
-from mailer.validation import validate_mail
+from mailer.api import idempotency
+from mailer.api import resources as api
+from mailer.queue import mailqueue
+from mailer.validation.mail import validate_mail
 
 pytestmark = pytest.mark.committed
 
@@ -46,6 +48,7 @@ def losing_the_first_answer(lost):
     """A ``begin`` for ``mailqueue.enqueue_many`` whose first statement is committed but whose
     answer never arrives: the connection dies after the commit, as in a restart at that moment.
     """
+
     def begin(single_statement=False):
         @contextlib.contextmanager
         def block():
@@ -54,21 +57,29 @@ def losing_the_first_answer(lost):
             if single_statement and not lost:
                 lost.append(True)
                 gone = psycopg2.OperationalError("server closed the connection unexpectedly")
-                raise DBAPIError.instance(None, None, gone, psycopg2.Error,
-                                          connection_invalidated=True)
+                raise DBAPIError.instance(
+                    None, None, gone, psycopg2.Error, connection_invalidated=True
+                )
+
         return block()
+
     return begin
 
 
 @pytest.mark.parametrize("with_key", [False, True])
 def test_a_lost_answer_stores_the_mail_once(app, sql, mail, with_key):
     lost = []
-    with app.test_request_context("/mail", method="POST",
-                                  headers={"Idempotency-Key": "lost-1"} if with_key else {}):
+    with app.test_request_context(
+        "/mail", method="POST", headers={"Idempotency-Key": "lost-1"} if with_key else {}
+    ):
         clean = validate_mail(mail)
         key = idempotency.requested(clean)
-        result = mailqueue.enqueue_many(losing_the_first_answer(lost), [clean], key,
-                                        (lambda rows: (202, "{}")) if with_key else None)
+        result = mailqueue.enqueue_many(
+            losing_the_first_answer(lost),
+            [clean],
+            key,
+            (lambda rows: (202, "{}")) if with_key else None,
+        )
     assert lost, "the first statement's answer was lost"
     assert sql("SELECT count(*) AS n FROM email")[0]["n"] == 1
     if isinstance(result, mailqueue.Replay):  # the second run met the key before the mail
@@ -112,8 +123,9 @@ def test_a_replay_answers_the_original_and_stores_nothing(client, mail, sql):
 
 def test_the_same_key_with_another_body_is_422(client, mail, sql):
     client.post("/mail", json=mail, headers={"Idempotency-Key": "k2"})
-    response = client.post("/mail", json={**mail, "subject": "Other"},
-                           headers={"Idempotency-Key": "k2"})
+    response = client.post(
+        "/mail", json={**mail, "subject": "Other"}, headers={"Idempotency-Key": "k2"}
+    )
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "Idempotency-Key"
     assert sql("SELECT count(*) AS n FROM email")[0]["n"] == 1
@@ -135,10 +147,15 @@ def test_a_malformed_key_is_400(client, mail, key):
 
 def test_keys_are_scoped_per_api_key(live, mail, settings):
     base, auth = live
-    one = requests.post(f"{base}/mail", json=mail, timeout=10,
-                        headers={**auth, "Idempotency-Key": "shared"})
-    two = requests.post(f"{base}/mail", json=mail, timeout=10,
-                        headers={"Authorization": "Bearer key-two", "Idempotency-Key": "shared"})
+    one = requests.post(
+        f"{base}/mail", json=mail, timeout=10, headers={**auth, "Idempotency-Key": "shared"}
+    )
+    two = requests.post(
+        f"{base}/mail",
+        json=mail,
+        timeout=10,
+        headers={"Authorization": "Bearer key-two", "Idempotency-Key": "shared"},
+    )
     assert one.json()["id"] != two.json()["id"]
     assert len(mail_rows(settings["DATABASE_URL"])) == 2
 
@@ -173,8 +190,11 @@ def test_scheduled_mail_is_held_then_sent_on_time(client, mail, sandbox, setting
         time.sleep(1.0)  # the hold itself is under test: nothing may arrive before send_at
         assert sandbox.messages() == []
         assert client.get(f"/mail/{body['id']}").get_json()["status"] == "scheduled"
-        wait_for(lambda: client.get(f"/mail/{body['id']}").get_json()["status"] == "sent",
-                 timeout=10, message="the scheduled mail to be sent")
+        wait_for(
+            lambda: client.get(f"/mail/{body['id']}").get_json()["status"] == "sent",
+            timeout=10,
+            message="the scheduled mail to be sent",
+        )
         sent_at = datetime.fromisoformat(client.get(f"/mail/{body['id']}").get_json()["sent_at"])
         assert sent_at >= datetime.fromisoformat(body["send_at"])
     finally:
@@ -182,11 +202,14 @@ def test_scheduled_mail_is_held_then_sent_on_time(client, mail, sandbox, setting
         worker.communicate(timeout=30)
 
 
-@pytest.mark.parametrize("send_at, message", [
-    ("2026-12-01T09:00:00", "time zone"),
-    ("tomorrow", "ISO 8601"),
-    ((datetime.now(UTC) + timedelta(days=31)).isoformat(), "MAX_SCHEDULE_DAYS"),
-])
+@pytest.mark.parametrize(
+    "send_at, message",
+    [
+        ("2026-12-01T09:00:00", "time zone"),
+        ("tomorrow", "ISO 8601"),
+        ((datetime.now(UTC) + timedelta(days=31)).isoformat(), "MAX_SCHEDULE_DAYS"),
+    ],
+)
 def test_bad_send_at_is_400(client, mail, send_at, message):
     response = client.post("/mail", json={**mail, "send_at": send_at})
     assert response.status_code == 400
@@ -235,9 +258,14 @@ def test_a_cancel_that_races_a_claim_never_ends_both(client, mail, sandbox, sett
         for _ in range(60):
             mail_id = client.post("/mail", json=mail).get_json()["id"]
             results.append((mail_id, client.post(f"/mail/{mail_id}/cancel").status_code))
-        wait_for(lambda: all(client.get(f"/mail/{i}").get_json()["status"] in
-                             ("sent", "cancelled") for i, _ in results),
-                 timeout=30, message="every mail to settle")
+        wait_for(
+            lambda: all(
+                client.get(f"/mail/{i}").get_json()["status"] in ("sent", "cancelled")
+                for i, _ in results
+            ),
+            timeout=30,
+            message="every mail to settle",
+        )
     finally:
         worker.terminate()
         worker.communicate(timeout=30)
@@ -256,9 +284,14 @@ def test_a_cancel_that_races_a_claim_never_ends_both(client, mail, sandbox, sett
 
 
 def test_listing_filters(client, mail, sql):
-    ids = {name: client.post("/mail", json={**mail, **extra}).get_json()["id"]
-           for name, extra in {"plain": {}, "tagged": {"tags": ["welcome"]},
-                               "to_ann": {"to": "Ann <ann@Example.COM>"}}.items()}
+    ids = {
+        name: client.post("/mail", json={**mail, **extra}).get_json()["id"]
+        for name, extra in {
+            "plain": {},
+            "tagged": {"tags": ["welcome"]},
+            "to_ann": {"to": "Ann <ann@Example.COM>"},
+        }.items()
+    }
     sql("UPDATE email SET status = 'failed' WHERE id = :id", id=uuid.UUID(ids["plain"]))
 
     def listed(query):
@@ -277,11 +310,18 @@ def test_listing_filters(client, mail, sql):
     assert len(listed(f"created_before={future}")) == 3
 
 
-@pytest.mark.parametrize("query, field", [
-    ("status=nope", "status"), ("limit=0", "limit"), ("limit=501", "limit"),
-    ("cursor=%%%", "cursor"), ("created_after=yesterday", "created_after"),
-    ("created_after=2026-01-01T00:00:00", "created_after"), ("colour=red", "colour"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("status=nope", "status"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("cursor=%%%", "cursor"),
+        ("created_after=yesterday", "created_after"),
+        ("created_after=2026-01-01T00:00:00", "created_after"),
+        ("colour=red", "colour"),
+    ],
+)
 def test_bad_listing_queries_are_400(client, query, field):
     response = client.get(f"/mail?{query}")
     assert response.status_code == 400
@@ -306,24 +346,34 @@ def test_pages_return_each_mail_once_while_mail_keeps_arriving(client, mail):
 # --- Richer messages -----------------------------------------------------------------------------
 
 PDF = b"%PDF-1.4 a small file\n" * 20
-RICH = {"headers": {"X-Campaign": "spring", "List-Unsubscribe": "<mailto:u@example.com>"},
-        "tags": ["welcome", "onboarding"], "metadata": {"user": "42", "plan": "pro"},
-        "attachments": [{"filename": "terms.pdf", "content_type": "application/pdf",
-                         "content": base64.b64encode(PDF).decode()}]}
+RICH = {
+    "headers": {"X-Campaign": "spring", "List-Unsubscribe": "<mailto:u@example.com>"},
+    "tags": ["welcome", "onboarding"],
+    "metadata": {"user": "42", "plan": "pro"},
+    "attachments": [
+        {
+            "filename": "terms.pdf",
+            "content_type": "application/pdf",
+            "content": base64.b64encode(PDF).decode(),
+        }
+    ],
+}
 
 
 @pytest.mark.parametrize("provider", ["mailgun", "sendgrid"])
-def test_headers_tags_metadata_and_attachments_reach_each_provider(client, mail, sandbox,
-                                                                   run_worker, provider):
+def test_headers_tags_metadata_and_attachments_reach_each_provider(
+    client, mail, sandbox, run_worker, provider
+):
     body = client.post("/mail", json={**mail, **RICH}).get_json()
-    assert body["attachments"] == [{"filename": "terms.pdf", "content_type": "application/pdf",
-                                    "size": len(PDF)}]
+    assert body["attachments"] == [
+        {"filename": "terms.pdf", "content_type": "application/pdf", "size": len(PDF)}
+    ]
     run_worker(PROVIDERS=provider)
     [message] = sandbox.messages(provider)
     assert message["custom"] == {"user": "42", "plan": "pro", "mail_id": body["id"]}
     assert message["headers_in"]["X-Campaign"] == "spring"
     assert message["headers_in"]["List-Unsubscribe"] == "<mailto:u@example.com>"
-    tags = (message["options"]["tag"] if provider == "mailgun" else message["categories"])
+    tags = message["options"]["tag"] if provider == "mailgun" else message["categories"]
     assert tags == ["welcome", "onboarding"]
     [attached] = message["attachments"]
     assert (attached["filename"], attached["size"]) == ("terms.pdf", len(PDF))
@@ -333,8 +383,12 @@ def test_headers_tags_metadata_and_attachments_reach_each_provider(client, mail,
 
 
 def test_multipart_file_fields_are_attachments(client, mail, sandbox, run_worker):
-    data = {**mail, "attachment": (io.BytesIO(PDF), "terms.pdf", "application/pdf"),
-            "tags": ["a", "b"], "metadata": '{"user": "7"}'}
+    data = {
+        **mail,
+        "attachment": (io.BytesIO(PDF), "terms.pdf", "application/pdf"),
+        "tags": ["a", "b"],
+        "metadata": '{"user": "7"}',
+    }
     response = client.post("/mail", data=data, content_type="multipart/form-data")
     assert response.status_code == 202, response.get_json()
     run_worker(PROVIDERS="mailgun")
@@ -342,21 +396,30 @@ def test_multipart_file_fields_are_attachments(client, mail, sandbox, run_worker
     assert message["attachments"][0]["size"] == len(PDF) and message["custom"]["user"] == "7"
 
 
-@pytest.mark.parametrize("extra, field", [
-    ({"headers": {"Subject": "spoof"}}, "headers.Subject"),
-    ({"headers": {"Bad Name": "x"}}, "headers.Bad Name"),
-    ({"headers": {"X-A": "a\u0085Bcc: e@example.net"}}, "headers.X-A"),
-    ({"tags": [f"t{i}" for i in range(11)]}, "tags"),
-    ({"metadata": {"nested": {"a": "b"}}}, "metadata.nested"),
-    ({"metadata": {f"k{i}": "v" for i in range(11)}}, "metadata"),
-    ({"metadata": {"mail_id": "mine"}}, "metadata.mail_id"),
-    ({"attachments": [{"filename": "../etc/passwd", "content": "eA=="}]},
-     "attachments[0].filename"),
-    ({"attachments": [{"filename": "a.txt", "content": "not base64!"}]},
-     "attachments[0].content"),
-    ({"attachments": [{"filename": "a\x07.txt", "content": "eA=="}]},
-     "attachments[0].filename"),
-])
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({"headers": {"Subject": "spoof"}}, "headers.Subject"),
+        ({"headers": {"Bad Name": "x"}}, "headers.Bad Name"),
+        ({"headers": {"X-A": "a\u0085Bcc: e@example.net"}}, "headers.X-A"),
+        ({"tags": [f"t{i}" for i in range(11)]}, "tags"),
+        ({"metadata": {"nested": {"a": "b"}}}, "metadata.nested"),
+        ({"metadata": {f"k{i}": "v" for i in range(11)}}, "metadata"),
+        ({"metadata": {"mail_id": "mine"}}, "metadata.mail_id"),
+        (
+            {"attachments": [{"filename": "../etc/passwd", "content": "eA=="}]},
+            "attachments[0].filename",
+        ),
+        (
+            {"attachments": [{"filename": "a.txt", "content": "not base64!"}]},
+            "attachments[0].content",
+        ),
+        (
+            {"attachments": [{"filename": "a\x07.txt", "content": "eA=="}]},
+            "attachments[0].filename",
+        ),
+    ],
+)
 def test_bad_extras_are_400_naming_the_field(client, mail, extra, field, sql):
     response = client.post("/mail", json={**mail, **extra})
     assert response.status_code == 400, response.get_json()

@@ -14,8 +14,9 @@ def suppress(client, address, **fields):
 
 def listed(client, query=""):
     """The addresses GET /suppressions lists."""
-    return [entry["address"] for entry in client.get(f"/suppressions{query}").get_json()[
-        "suppressions"]]
+    return [
+        entry["address"] for entry in client.get(f"/suppressions{query}").get_json()["suppressions"]
+    ]
 
 
 # --- The API --------------------------------------------------------------------------------
@@ -51,13 +52,17 @@ def test_pages_and_filter_by_reason(client):
     assert sorted(listed(client, "?reason=bounce")) == ["r1@example.com", "r3@example.com"]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"address": "nobody"}, "address"), ({}, "address"),
-    ({"address": "a@example.com", "reason": "dislike"}, "reason"),
-    ({"address": "a@example.com", "reason": {}}, "reason"),
-    ({"address": "a@example.com", "reason": ""}, "reason"),
-    ({"address": "a@example.com", "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"address": "nobody"}, "address"),
+        ({}, "address"),
+        ({"address": "a@example.com", "reason": "dislike"}, "reason"),
+        ({"address": "a@example.com", "reason": {}}, "reason"),
+        ({"address": "a@example.com", "reason": ""}, "reason"),
+        ({"address": "a@example.com", "colour": "red"}, "colour"),
+    ],
+)
 def test_bad_requests_are_400(client, body, field):
     answer = client.post("/suppressions", json=body)
     assert answer.status_code == 400
@@ -81,11 +86,12 @@ def test_the_list_needs_the_api_key(settings):
 def test_bounce_entries_expire_and_others_do_not(client, sql):
     suppress(client, "bounced@example.com", reason="bounce")
     suppress(client, "complained@example.com", reason="complaint")
-    row = sql("SELECT expires_at - created_at AS kept FROM suppression "
-              "WHERE address = 'bounced@example.com'")[0]
+    row = sql(
+        "SELECT expires_at - created_at AS kept FROM suppression "
+        "WHERE address = 'bounced@example.com'"
+    )[0]
     assert row["kept"].days == 30
-    sql("UPDATE suppression SET expires_at = now() - interval '1 second' "
-        "WHERE reason = 'bounce'")
+    sql("UPDATE suppression SET expires_at = now() - interval '1 second' WHERE reason = 'bounce'")
     assert listed(client) == ["complained@example.com"]
     assert suppress(client, "bounced@example.com", reason="bounce").status_code == 201  # anew
 
@@ -95,7 +101,8 @@ def test_a_complaint_outranks_a_bounce_but_not_the_reverse(client, sql):
     suppress(client, "a@example.com", reason="complaint")
     suppress(client, "a@example.com", reason="bounce")
     assert sql("SELECT reason, expires_at FROM suppression") == [
-        {"reason": "complaint", "expires_at": None}]
+        {"reason": "complaint", "expires_at": None}
+    ]
 
 
 # --- The worker leaves suppressed addresses out --------------------------------------------
@@ -108,32 +115,50 @@ def received_addresses(sandbox):
 
 @pytest.mark.parametrize("provider", ["mailgun", "sendgrid"])
 @pytest.mark.committed
-def test_a_suppressed_address_is_never_sent_to_in_to_cc_or_bcc(client, sandbox, run_worker,
-                                                                  settings, provider):
+def test_a_suppressed_address_is_never_sent_to_in_to_cc_or_bcc(
+    client, sandbox, run_worker, settings, provider
+):
     for address in ("to2@example.com", "cc@Example.com", "BCC@example.com"):
         assert suppress(client, address, reason="complaint").status_code == 201
-    mail = {"from": "s@example.com", "to": ["to1@example.com", "to2@EXAMPLE.com"],
-            "cc": ["cc@example.com", "cc2@example.com"], "bcc": ["BCC@example.com"],
-            "subject": "Hi", "text": "Hello"}
+    mail = {
+        "from": "s@example.com",
+        "to": ["to1@example.com", "to2@EXAMPLE.com"],
+        "cc": ["cc@example.com", "cc2@example.com"],
+        "bcc": ["BCC@example.com"],
+        "subject": "Hi",
+        "text": "Hello",
+    }
     mail_id = client.post("/mail", json=mail).get_json()["id"]
     run_worker(PROVIDERS=provider)
     assert received_addresses(sandbox) == [["cc2@example.com", "to1@example.com"]]
     body = client.get(f"/mail/{mail_id}").get_json()
     assert body["status"] == "sent"
     assert {r["address"]: r["status"] for r in body["recipients"]} == {
-        "to1@example.com": "sent", "to2@example.com": "suppressed", "cc@example.com": "suppressed",
-        "cc2@example.com": "sent", "BCC@example.com": "suppressed"}
+        "to1@example.com": "sent",
+        "to2@example.com": "suppressed",
+        "cc@example.com": "suppressed",
+        "cc2@example.com": "sent",
+        "BCC@example.com": "suppressed",
+    }
     assert "complaint" in body["recipients"][1]["reason"]
 
 
 @pytest.mark.parametrize("provider", ["mailgun", "sendgrid"])
 @pytest.mark.committed
 def test_mail_to_suppressed_addresses_only_ends_suppressed_without_a_call(
-        client, sandbox, run_worker, settings, provider):
+    client, sandbox, run_worker, settings, provider
+):
     suppress(client, "gone@example.com", reason="bounce")
-    mail_id = client.post("/mail", json={"from": "s@example.com", "to": "gone@example.com",
-                                         "bcc": "gone@EXAMPLE.COM", "subject": "Hi",
-                                         "text": "Hello"}).get_json()["id"]
+    mail_id = client.post(
+        "/mail",
+        json={
+            "from": "s@example.com",
+            "to": "gone@example.com",
+            "bcc": "gone@EXAMPLE.COM",
+            "subject": "Hi",
+            "text": "Hello",
+        },
+    ).get_json()["id"]
     run_worker(PROVIDERS=provider)
     assert sandbox.requests() == []
     body = client.get(f"/mail/{mail_id}").get_json()
@@ -144,32 +169,45 @@ def test_mail_to_suppressed_addresses_only_ends_suppressed_without_a_call(
 @pytest.mark.committed
 def test_with_every_to_suppressed_the_cc_take_its_place(client, sandbox, run_worker):
     suppress(client, "to@example.com")
-    client.post("/mail", json={"from": "s@example.com", "to": "to@example.com",
-                               "cc": "cc@example.com", "bcc": "bcc@example.com",
-                               "subject": "Hi", "text": "Hello"})
+    client.post(
+        "/mail",
+        json={
+            "from": "s@example.com",
+            "to": "to@example.com",
+            "cc": "cc@example.com",
+            "bcc": "bcc@example.com",
+            "subject": "Hi",
+            "text": "Hello",
+        },
+    )
     run_worker()
     message = sandbox.messages()[0]
     assert (message["to"], message["cc"], message["bcc"]) == (
-        ["cc@example.com"], [], ["bcc@example.com"])
+        ["cc@example.com"],
+        [],
+        ["bcc@example.com"],
+    )
 
 
 @pytest.mark.committed
 def test_an_expired_bounce_no_longer_suppresses(client, sandbox, run_worker, sql):
     suppress(client, "back@example.com", reason="bounce")
     sql("UPDATE suppression SET expires_at = now() - interval '1 second'")
-    client.post("/mail", json={"from": "s@example.com", "to": "back@example.com",
-                               "subject": "Hi", "text": "Hello"})
+    client.post(
+        "/mail",
+        json={"from": "s@example.com", "to": "back@example.com", "subject": "Hi", "text": "Hello"},
+    )
     run_worker()
     assert received_addresses(sandbox) == [["back@example.com"]]
 
 
 @pytest.mark.committed
-def test_a_batch_of_mails_leaves_out_only_the_suppressed_one(client, sandbox, run_worker,
-                                                             settings):
+def test_a_batch_of_mails_leaves_out_only_the_suppressed_one(client, sandbox, run_worker, settings):
     suppress(client, "rcpt7@example.com")
     ids = queue_mails(settings["DATABASE_URL"], 20)
     run_worker(WORKER_BATCH_SIZE=20)
     rows = mail_rows(settings["DATABASE_URL"])
     assert [rows[mail_id]["status"] for mail_id in ids] == ["sent"] * 7 + ["suppressed"] + [
-        "sent"] * 12
+        "sent"
+    ] * 12
     assert len(sandbox.messages()) == 19

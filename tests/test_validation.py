@@ -2,7 +2,7 @@
 
 import pytest
 
-from mailer.validation import ValidationError, validate_mail
+from mailer.validation.mail import ValidationError, validate_mail
 
 
 def errors_of(data, **kwargs):
@@ -14,27 +14,48 @@ def errors_of(data, **kwargs):
 
 def test_minimal_mail(mail):
     assert validate_mail(mail) == {
-        "from_address": "sender@example.com", "to": ["rcpt@example.com"], "cc": [],
-        "bcc": [], "reply_to": None, "subject": "Hello", "text": "Plain body", "html": None,
-        "headers": {}, "tags": [], "metadata": {}, "attachments": [], "send_at": None,
+        "from_address": "sender@example.com",
+        "to": ["rcpt@example.com"],
+        "cc": [],
+        "bcc": [],
+        "reply_to": None,
+        "subject": "Hello",
+        "text": "Plain body",
+        "html": None,
+        "headers": {},
+        "tags": [],
+        "metadata": {},
+        "attachments": [],
+        "send_at": None,
     }
 
 
 def test_address_lists_from_a_string_or_a_list(mail):
-    clean = validate_mail({**mail, "to": "a@example.com, B <b@example.com>",
-                           "cc": ["c@example.com", "d@example.com, e@example.com"]})
+    clean = validate_mail(
+        {
+            **mail,
+            "to": "a@example.com, B <b@example.com>",
+            "cc": ["c@example.com", "d@example.com, e@example.com"],
+        }
+    )
     assert clean["to"] == ["a@example.com", "B <b@example.com>"]
     assert clean["cc"] == ["c@example.com", "d@example.com", "e@example.com"]
 
 
 def test_domains_are_normalised(mail):
     assert validate_mail({**mail, "from": "Sender@Example.COM"})["from_address"] == (
-        "Sender@example.com")
+        "Sender@example.com"
+    )
 
 
 def test_display_names_are_kept(mail):
-    clean = validate_mail({**mail, "from": '"Shop, Inc." <shop@example.com>',
-                           "reply_to": "Help Desk <help@example.com>"})
+    clean = validate_mail(
+        {
+            **mail,
+            "from": '"Shop, Inc." <shop@example.com>',
+            "reply_to": "Help Desk <help@example.com>",
+        }
+    )
     assert clean["from_address"] == '"Shop, Inc." <shop@example.com>'
     assert clean["reply_to"] == "Help Desk <help@example.com>"
 
@@ -58,8 +79,13 @@ def test_required_fields():
 
 
 def test_single_address_fields_take_exactly_one(mail):
-    errors = errors_of({**mail, "from": "a@example.com, b@example.com",
-                        "reply_to": ["a@example.com", "b@example.com"]})
+    errors = errors_of(
+        {
+            **mail,
+            "from": "a@example.com, b@example.com",
+            "reply_to": ["a@example.com", "b@example.com"],
+        }
+    )
     assert errors == {"from": "Give exactly one address", "reply_to": "Give exactly one address"}
 
 
@@ -69,12 +95,15 @@ def test_recipient_limit_per_field(mail):
     assert errors_of({**mail, "to": to}, max_recipients=2) == {"to": "At most 2 addresses"}
 
 
-@pytest.mark.parametrize("value, named", [
-    ("ok@example.com, broken@", "broken@"),  # getaddresses alone drops it silently
-    ("ok@example.com, <>", "<>"),
-    ("a@example.com <b@example.com>", "a@example.com <b@example.com>"),
-    ("ok@example.com, nope", "nope"),
-])
+@pytest.mark.parametrize(
+    "value, named",
+    [
+        ("ok@example.com, broken@", "broken@"),  # getaddresses alone drops it silently
+        ("ok@example.com, <>", "<>"),
+        ("a@example.com <b@example.com>", "a@example.com <b@example.com>"),
+        ("ok@example.com, nope", "nope"),
+    ],
+)
 def test_invalid_address_names_it(value, named, mail):
     assert repr(named) in errors_of({**mail, "cc": value})["cc"]
 
@@ -85,8 +114,9 @@ def test_internationalised_addresses(mail):
 
 
 def test_quoted_commas_do_not_split(mail):
-    clean = validate_mail({**mail, "from": '"a\\"b, c" <x@example.com>',
-                           "to": "x@example.com,, y@example.com,"})
+    clean = validate_mail(
+        {**mail, "from": '"a\\"b, c" <x@example.com>', "to": "x@example.com,, y@example.com,"}
+    )
     assert clean["from_address"] == '"a\\"b, c" <x@example.com>'
     assert clean["to"] == ["x@example.com", "y@example.com"]
 
@@ -110,21 +140,31 @@ def test_a_control_in_any_entry_is_named_before_a_bad_address_in_an_earlier_one(
     assert "line breaks" in errors_of({**mail, "to": entries})["to"]
     assert errors_of({**mail, "to": entries[:2]})["to"].startswith("Invalid address 'not-an")
     assert errors_of({**mail, "to": entries[:2]}, max_recipients=1) == errors_of(
-        {**mail, "to": entries[:2]})  # no count when an address is bad
+        {**mail, "to": entries[:2]}
+    )  # no count when an address is bad
     assert errors_of({**mail, "to": [" , ", ""]})["to"] == "No valid address given"
 
 
-@pytest.mark.parametrize("field", ["from", "to", "cc", "bcc", "reply_to", "subject", "text",
-                                   "html"])
+@pytest.mark.parametrize(
+    "field", ["from", "to", "cc", "bcc", "reply_to", "subject", "text", "html"]
+)
 def test_nul_characters(field, mail):
     value = "Bad\x00Name <x@example.com>" if field not in ("subject", "text", "html") else "a\x00"
     assert "NUL" in errors_of({**mail, field: value})[field]
 
 
-@pytest.mark.parametrize("field, value", [
-    ("subject", 1), ("subject", None), ("text", ["a"]), ("to", {"a": 1}), ("to", [1]),
-    ("cc", 2.5), ("from", False),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("subject", 1),
+        ("subject", None),
+        ("text", ["a"]),
+        ("to", {"a": 1}),
+        ("to", [1]),
+        ("cc", 2.5),
+        ("from", False),
+    ],
+)
 def test_wrong_types_name_the_field(field, value, mail):
     data = {**mail, field: value}
     if value is None:
@@ -135,7 +175,9 @@ def test_wrong_types_name_the_field(field, value, mail):
 
 def test_unknown_fields_are_listed(mail):
     assert errors_of({**mail, "attachment": "x", "Subject": "y"}) == {
-        "Subject": "Unknown field", "attachment": "Unknown field"}
+        "Subject": "Unknown field",
+        "attachment": "Unknown field",
+    }
 
 
 def test_fast_path_agrees_with_email_validator():
@@ -145,13 +187,26 @@ def test_fast_path_agrees_with_email_validator():
 
     from email_validator import EmailNotValidError, validate_email
 
-    from mailer.validation import _checked
+    from mailer.validation.mail import _checked
 
     rng = random.Random(7)
     chars = string.ascii_letters + string.digits + "._+-"
-    domains = ["example.com", "EXAMPLE.org", "bücher.de", "x.test", "localhost", "a..b.com",
-               "-bad.com", "xn--bcher-kva.de", "sub.domain.co.uk", "1.2.3.4", "[1.2.3.4]",
-               "exa_mple.com", "example", "x" * 250 + ".com"]
+    domains = [
+        "example.com",
+        "EXAMPLE.org",
+        "bücher.de",
+        "x.test",
+        "localhost",
+        "a..b.com",
+        "-bad.com",
+        "xn--bcher-kva.de",
+        "sub.domain.co.uk",
+        "1.2.3.4",
+        "[1.2.3.4]",
+        "exa_mple.com",
+        "example",
+        "x" * 250 + ".com",
+    ]
     for _ in range(5000):
         local = "".join(rng.choice(chars) for _ in range(rng.randint(1, 70)))
         address = f"{local}@{rng.choice(domains)}"
@@ -166,8 +221,16 @@ def test_fast_path_agrees_with_email_validator():
 # Issue 8: hostile input -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["a@exa mple.com", "<a@example.com", "a@example.com>",
-                                   "Ann <a@example.com> trailing", "x@y.com <z@w.com>"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a@exa mple.com",
+        "<a@example.com",
+        "a@example.com>",
+        "Ann <a@example.com> trailing",
+        "x@y.com <z@w.com>",
+    ],
+)
 @pytest.mark.parametrize("field", ["from", "to", "cc", "bcc", "reply_to"])
 def test_an_address_parses_exactly_or_is_refused(field, value, mail):
     assert "Invalid address" in errors_of({**mail, field: value})[field]
@@ -178,14 +241,17 @@ CONTROLS = ["\x1b", "\x07", "\x00", "\x7f", "\x9b"]
 
 
 @pytest.mark.parametrize("char", LINE_BREAKERS + CONTROLS)
-@pytest.mark.parametrize("field, template", [
-    ("subject", "Hello{}Bcc: e@example.net"),
-    ("from", "Evil{}Bcc <sender@example.com>"),
-    ("to", "Ann{}X <ann@example.com>"),
-    ("cc", "cc@example.com{}"),
-    ("bcc", "Bob{} <bob@example.com>"),
-    ("reply_to", "Help{}Desk <help@example.com>"),
-])
+@pytest.mark.parametrize(
+    "field, template",
+    [
+        ("subject", "Hello{}Bcc: e@example.net"),
+        ("from", "Evil{}Bcc <sender@example.com>"),
+        ("to", "Ann{}X <ann@example.com>"),
+        ("cc", "cc@example.com{}"),
+        ("bcc", "Bob{} <bob@example.com>"),
+        ("reply_to", "Help{}Desk <help@example.com>"),
+    ],
+)
 def test_every_line_break_and_control_is_refused_in_headers(field, template, char, mail):
     message = errors_of({**mail, field: template.format(char)})[field]
     assert "line breaks or control characters" in message or "NUL" in message

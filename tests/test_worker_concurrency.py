@@ -28,8 +28,10 @@ def finish(process, timeout=60):
 def test_four_workers_send_each_mail_exactly_once(app, settings, sandbox):
     ids = queue_mails(settings["DATABASE_URL"], 2000)
     sandbox.configure("mailgun", latency_ms=5)
-    workers = [start_worker_process(settings, "--burst", WORKER_CONCURRENCY=8,
-                                    WORKER_BATCH_SIZE=25) for _ in range(4)]
+    workers = [
+        start_worker_process(settings, "--burst", WORKER_CONCURRENCY=8, WORKER_BATCH_SIZE=25)
+        for _ in range(4)
+    ]
     results = [finish(worker, timeout=120) for worker in workers]
     assert [code for code, _ in results] == [0, 0, 0, 0], results
     counts = received_counts(sandbox)
@@ -46,16 +48,23 @@ def test_sigkilled_worker_loses_nothing(app, settings, sandbox):
     wait_for(lambda: len(sandbox.messages()) >= 50, timeout=30, message="the first sends")
     victim.send_signal(signal.SIGKILL)
     finish(victim, timeout=10)
-    held = {str(mail_id) for mail_id, row in mail_rows(settings["DATABASE_URL"]).items()
-            if row["status"] == SENDING}
+    held = {
+        str(mail_id)
+        for mail_id, row in mail_rows(settings["DATABASE_URL"]).items()
+        if row["status"] == SENDING
+    }
     assert held  # it died holding mail
-    survivor = start_worker_process(settings, "--burst", WORKER_CONCURRENCY=concurrency,
-                                    LEASE_SECONDS=2)
+    survivor = start_worker_process(
+        settings, "--burst", WORKER_CONCURRENCY=concurrency, LEASE_SECONDS=2
+    )
     code, output = finish(survivor)
     if statuses(settings["DATABASE_URL"]) != {"sent": 300}:
         # The survivor may have finished before the leases expired: run once more after them.
-        wait_for(lambda: leases_expired(settings["DATABASE_URL"]), timeout=10,
-                 message="the leases of the killed worker to expire")
+        wait_for(
+            lambda: leases_expired(settings["DATABASE_URL"]),
+            timeout=10,
+            message="the leases of the killed worker to expire",
+        )
         code, output = finish(start_worker_process(settings, "--burst", LEASE_SECONDS=2))
     assert code == 0, output
     assert statuses(settings["DATABASE_URL"]) == {"sent": 300}
@@ -69,8 +78,9 @@ def test_sigkilled_worker_loses_nothing(app, settings, sandbox):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_a_stop_signal_finishes_in_flight_and_leaves_nothing_sending(app, settings, sandbox,
-                                                                     signum):
+def test_a_stop_signal_finishes_in_flight_and_leaves_nothing_sending(
+    app, settings, sandbox, signum
+):
     # SIGHUP is a closed terminal: it must not cut sends short (and wait for their leases).
     queue_mails(settings["DATABASE_URL"], 400)
     sandbox.configure("mailgun", latency_ms=100)

@@ -18,7 +18,7 @@ from helpers import (
     wait_for,
 )
 
-from mailer.circuit import PROBE, USE
+from mailer.worker.circuit import PROBE, USE
 
 pytestmark = [pytest.mark.slow, pytest.mark.committed]
 
@@ -35,8 +35,9 @@ def in_background(run_worker, **overrides):
     return holder, thread
 
 
-def test_open_circuit_lets_one_probe_per_cooldown_and_survives_restart(settings, sandbox,
-                                                                       run_worker, app):
+def test_open_circuit_lets_one_probe_per_cooldown_and_survives_restart(
+    settings, sandbox, run_worker, app
+):
     url = settings["DATABASE_URL"]
     sandbox.configure("mailgun", status=503)
     queue_mails(url, 20)
@@ -63,8 +64,11 @@ def test_probe_after_cooldown_and_failback(settings, sandbox, run_worker, app):
     run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
     assert len(sandbox.requests("mailgun")) == 2
     # Still failing: after the cool-down exactly one probe goes out, and the cool-down doubles.
-    wait_for(lambda: circuit_mode(url, "mailgun") == PROBE, timeout=5,
-             message="Mailgun's cool-down to end")
+    wait_for(
+        lambda: circuit_mode(url, "mailgun") == PROBE,
+        timeout=5,
+        message="Mailgun's cool-down to end",
+    )
     queue_mails(url, 10)
     run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
     assert len(sandbox.requests("mailgun")) == 3
@@ -72,8 +76,11 @@ def test_probe_after_cooldown_and_failback(settings, sandbox, run_worker, app):
     assert state["state"] == "open" and state["cooldown"] == 2.0
     # Mailgun recovers: the next probe succeeds and traffic returns to it.
     sandbox.configure("mailgun", status=None)
-    wait_for(lambda: circuit_mode(url, "mailgun") == PROBE, timeout=5,
-             message="Mailgun's doubled cool-down to end")
+    wait_for(
+        lambda: circuit_mode(url, "mailgun") == PROBE,
+        timeout=5,
+        message="Mailgun's doubled cool-down to end",
+    )
     queue_mails(url, 10)
     run_worker(CIRCUIT_FAILURE_THRESHOLD=2, CIRCUIT_COOLDOWN=1, WORKER_CONCURRENCY=1)
     assert provider_state(url, "mailgun")["state"] == "closed"
@@ -92,15 +99,17 @@ def test_rate_limit_pauses_provider_without_opening_circuit(settings, sandbox, r
     state = provider_state(url, "mailgun")
     assert state["state"] == "closed" and state["consecutive_failures"] == 0
     assert state["paused_until"] is not None
-    wait_for(lambda: circuit_mode(url, "mailgun") == USE, timeout=5,
-             message="Mailgun's pause to end")
+    wait_for(
+        lambda: circuit_mode(url, "mailgun") == USE, timeout=5, message="Mailgun's pause to end"
+    )
     queue_mails(url, 3)
     run_worker(WORKER_CONCURRENCY=1)
     assert len(sandbox.messages("mailgun")) == 3  # the pause is over
 
 
-def test_rate_limit_on_every_provider_waits_without_spending_attempts(settings, sandbox,
-                                                                      run_worker, app):
+def test_rate_limit_on_every_provider_waits_without_spending_attempts(
+    settings, sandbox, run_worker, app
+):
     url = settings["DATABASE_URL"]
     for provider in ("mailgun", "sendgrid"):
         sandbox.configure(provider, status=429, retry_after=1, count=1)
@@ -108,8 +117,11 @@ def test_rate_limit_on_every_provider_waits_without_spending_attempts(settings, 
     run_worker(WORKER_CONCURRENCY=1)
     row = mail_rows(url)[mail_id]
     assert row["status"] == "queued" and row["attempts"] == 0
-    wait_for(lambda: all(circuit_mode(url, name) == USE for name in ("mailgun", "sendgrid")),
-             timeout=5, message="both pauses to end")
+    wait_for(
+        lambda: all(circuit_mode(url, name) == USE for name in ("mailgun", "sendgrid")),
+        timeout=5,
+        message="both pauses to end",
+    )
     run_worker(WORKER_CONCURRENCY=1)
     assert mail_rows(url)[mail_id]["status"] == "sent"
 
@@ -132,8 +144,7 @@ def test_hanging_provider_times_out_and_fails_over(settings, sandbox, run_worker
     assert received_counts(sandbox)[mail_id] == 2
 
 
-def test_connection_cut_after_sending_is_unknown_and_fails_over(settings, sandbox, run_worker,
-                                                                app):
+def test_connection_cut_after_sending_is_unknown_and_fails_over(settings, sandbox, run_worker, app):
     url = settings["DATABASE_URL"]
     sandbox.configure("mailgun", cut=True)
     [mail_id] = queue_mails(url, 1)
@@ -191,9 +202,15 @@ def test_meltdown_keeps_mail_queued_and_resumes(settings, sandbox, run_worker, a
     for provider in ("mailgun", "sendgrid"):
         sandbox.configure(provider, status=503)
     ids = queue_mails(url, 40)
-    overrides = {"CIRCUIT_FAILURE_THRESHOLD": 3, "CIRCUIT_COOLDOWN": 0.5,
-                 "CIRCUIT_COOLDOWN_CAP": 1.0, "MAX_ATTEMPTS": 3, "RETRY_BASE": 0.1,
-                 "RETRY_CAP": 0.2, "WORKER_CONCURRENCY": 4}
+    overrides = {
+        "CIRCUIT_FAILURE_THRESHOLD": 3,
+        "CIRCUIT_COOLDOWN": 0.5,
+        "CIRCUIT_COOLDOWN_CAP": 1.0,
+        "MAX_ATTEMPTS": 3,
+        "RETRY_BASE": 0.1,
+        "RETRY_CAP": 0.2,
+        "WORKER_CONCURRENCY": 4,
+    }
     holder, thread = in_background(run_worker, **overrides)
     time.sleep(8)  # both providers down far longer than MAX_ATTEMPTS retries would last
     assert statuses(url).get("failed", 0) == 0
@@ -224,13 +241,19 @@ def test_poison_rows_and_strange_answers_fail_one_mail_only(settings, sandbox, r
     assert all(rows[mail_id]["status"] == "sent" for mail_id in healthy)
 
 
-def test_html_200_from_provider_is_a_misconfiguration_and_fails_over(settings, sandbox,
-                                                                      run_worker, app):
+def test_html_200_from_provider_is_a_misconfiguration_and_fails_over(
+    settings, sandbox, run_worker, app
+):
     # A 200 without a message id (a proxy page) proves nothing was sent: fail over, and do
     # not count it as a healthy answer from Mailgun.
     url = settings["DATABASE_URL"]
-    sandbox.configure("mailgun", status=200, body="<html>welcome to the proxy</html>",
-                      content_type="text/html", count=1)
+    sandbox.configure(
+        "mailgun",
+        status=200,
+        body="<html>welcome to the proxy</html>",
+        content_type="text/html",
+        count=1,
+    )
     [odd] = queue_mails(url, 1)
     run_worker()
     row = mail_rows(url)[odd]
@@ -244,8 +267,9 @@ def test_html_200_from_provider_is_a_misconfiguration_and_fails_over(settings, s
 def test_wrong_mailgun_base_url_is_misconfigured_not_sent(settings, sandbox, run_worker, app):
     # Mailgun's API root answers 200 "Mailgun Magnificent API" to anything: a wrong base URL.
     url = settings["DATABASE_URL"]
-    sandbox.configure("mailgun", status=200, body='"Mailgun Magnificent API"',
-                      content_type="application/json")
+    sandbox.configure(
+        "mailgun", status=200, body='"Mailgun Magnificent API"', content_type="application/json"
+    )
     [mail_id] = queue_mails(url, 1)
     run_worker(PROVIDERS="mailgun", MAX_ATTEMPTS=1)
     row = mail_rows(url)[mail_id]
@@ -255,10 +279,20 @@ def test_wrong_mailgun_base_url_is_misconfigured_not_sent(settings, sandbox, run
 
 def test_html_502_page_and_huge_body_fail_over(settings, sandbox, run_worker, app):
     url = settings["DATABASE_URL"]
-    sandbox.configure("mailgun", status=502, body="<html>" + "x" * 3_000_000 + "</html>",
-                      content_type="text/html", count=1)
-    sandbox.configure("sendgrid", status=500, body="<html>502 Bad Gateway</html>",
-                      content_type="text/html", count=1)
+    sandbox.configure(
+        "mailgun",
+        status=502,
+        body="<html>" + "x" * 3_000_000 + "</html>",
+        content_type="text/html",
+        count=1,
+    )
+    sandbox.configure(
+        "sendgrid",
+        status=500,
+        body="<html>502 Bad Gateway</html>",
+        content_type="text/html",
+        count=1,
+    )
     [mail_id] = queue_mails(url, 1)
     run_worker(MAX_ATTEMPTS=5, RETRY_BASE=1.0, RETRY_CAP=1.0)
     row = mail_rows(url)[mail_id]
@@ -271,8 +305,9 @@ def test_html_502_page_and_huge_body_fail_over(settings, sandbox, run_worker, ap
     assert mail_rows(url)[mail_id]["status"] == "sent"
 
 
-def test_failovers_and_permanent_failures_are_logged_with_the_mail_id(settings, sandbox,
-                                                                      run_worker, app, caplog):
+def test_failovers_and_permanent_failures_are_logged_with_the_mail_id(
+    settings, sandbox, run_worker, app, caplog
+):
     url = settings["DATABASE_URL"]
     sandbox.configure("mailgun", status=503)
     sandbox.configure("sendgrid", reject_to="bad")

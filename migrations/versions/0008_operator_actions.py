@@ -3,7 +3,7 @@ actions, and the index of the dashboard's "sent per minute".
 
 - ``provider_state.held_by`` / ``held_at`` / ``held_reason``: an operator opened this breaker by
   hand (planned maintenance). Workers skip the provider until an operator closes it; no probe,
-  no success of a send still in flight, closes it (``mailer.circuit``).
+  no success of a send still in flight, closes it (``mailer.worker.circuit``).
 - ``provider_action``: who opened or closed which breaker by hand, when and why.
 - ``ix_email_sent_at``: the mails sent in the last hour, by minute, without reading the table;
   partial (only mail that was sent), so queued mail costs nothing to insert.

@@ -4,7 +4,7 @@
 so the key is written before that statement's ``now()`` is known to the API. The key keeps
 the answer without what the database set (``response``) and, beside it, what the database set
 for the mail: ``mail_created_at``, ``mail_status`` and ``mail_next_attempt_at``. A replay puts
-them back in (``mailer.api.stamp_mail``), as the first answer did. Keys kept by earlier code
+them back in (``mailer.api.resources.stamp_mail``), as the first answer did. Keys kept by earlier code
 hold the whole answer and no stamps, and replay as they are.
 
 Revision ID: 0009

@@ -11,8 +11,12 @@ SERVER_FIXTURES = {"database_url", "sandbox"}
 
 def pytest_collection_modifyitems(items):
     """Refuse, before any fixture starts a server, a unit test that would need one."""
-    offending = [item.nodeid for item in items
-                 if HERE in item.path.parents and SERVER_FIXTURES & set(item.fixturenames)]
+    offending = [
+        item.nodeid
+        for item in items
+        if HERE in item.path.parents and SERVER_FIXTURES & set(item.fixturenames)
+    ]
     if offending:
-        raise pytest.UsageError("unit tests run without a server; move these one folder up: "
-                                + ", ".join(offending))
+        raise pytest.UsageError(
+            "unit tests run without a server; move these one folder up: " + ", ".join(offending)
+        )

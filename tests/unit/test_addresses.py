@@ -3,7 +3,7 @@
 import random
 from email.utils import parseaddr
 
-from mailer.addresses import PLAIN, bare_address
+from mailer.validation.addresses import PLAIN, bare_address
 
 
 def by_parseaddr(address):

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.circuit import (
+from mailer.worker.circuit import (
     CLOSED,
     HALF_OPEN,
     OPEN,
@@ -23,8 +23,15 @@ THRESHOLD, COOLDOWN, CAP = 5, 30.0, 600.0
 
 def breaker(state=CLOSED, **fields):
     """A breaker row as the ``provider_state`` table holds it."""
-    return {"state": state, "consecutive_failures": 0, "cooldown": 0.0, "open_until": None,
-            "probe_until": None, "paused_until": None, **fields}
+    return {
+        "state": state,
+        "consecutive_failures": 0,
+        "cooldown": 0.0,
+        "open_until": None,
+        "probe_until": None,
+        "paused_until": None,
+        **fields,
+    }
 
 
 def fail(row):
@@ -35,18 +42,31 @@ def fail(row):
 # --- mode_of ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("row, mode", [
-    (breaker(CLOSED), USE),
-    (breaker(CLOSED, consecutive_failures=4), USE),
-    (breaker(OPEN, open_until=LATER), SKIP),  # cooling down
-    (breaker(OPEN, open_until=NOW), PROBE),  # the cool-down ends exactly now
-    (breaker(OPEN, open_until=EARLIER), PROBE),
-    (breaker(OPEN), PROBE),  # no end recorded: do not stay away for ever
-    (breaker(HALF_OPEN, probe_until=LATER), SKIP),  # another worker's probe is in flight
-    (breaker(HALF_OPEN, probe_until=EARLIER), PROBE),  # that probe's window is over
-    (breaker(HALF_OPEN), PROBE),
-], ids=["closed", "closed-counting", "open-cooling", "open-due-now", "open-due", "open-no-end",
-        "probe-in-window", "probe-window-over", "half-open-no-window"])
+@pytest.mark.parametrize(
+    "row, mode",
+    [
+        (breaker(CLOSED), USE),
+        (breaker(CLOSED, consecutive_failures=4), USE),
+        (breaker(OPEN, open_until=LATER), SKIP),  # cooling down
+        (breaker(OPEN, open_until=NOW), PROBE),  # the cool-down ends exactly now
+        (breaker(OPEN, open_until=EARLIER), PROBE),
+        (breaker(OPEN), PROBE),  # no end recorded: do not stay away for ever
+        (breaker(HALF_OPEN, probe_until=LATER), SKIP),  # another worker's probe is in flight
+        (breaker(HALF_OPEN, probe_until=EARLIER), PROBE),  # that probe's window is over
+        (breaker(HALF_OPEN), PROBE),
+    ],
+    ids=[
+        "closed",
+        "closed-counting",
+        "open-cooling",
+        "open-due-now",
+        "open-due",
+        "open-no-end",
+        "probe-in-window",
+        "probe-window-over",
+        "half-open-no-window",
+    ],
+)
 def test_mode_of_follows_the_state_and_its_deadline(row, mode):
     assert mode_of(row, NOW) == mode
 
@@ -81,8 +101,11 @@ def test_failures_under_the_threshold_only_count(failures):
 def test_the_threshold_failure_opens_the_breaker_for_the_cooldown():
     values = fail(breaker(CLOSED, consecutive_failures=THRESHOLD - 1))
     assert values == {
-        "consecutive_failures": THRESHOLD, "updated_at": NOW, "state": OPEN,
-        "cooldown": COOLDOWN, "open_until": NOW + timedelta(seconds=COOLDOWN),
+        "consecutive_failures": THRESHOLD,
+        "updated_at": NOW,
+        "state": OPEN,
+        "cooldown": COOLDOWN,
+        "open_until": NOW + timedelta(seconds=COOLDOWN),
         "probe_until": None,
     }
     assert mode_of({**breaker(CLOSED), **values}, NOW) == SKIP
@@ -99,17 +122,19 @@ def test_a_failure_while_already_open_only_counts():
     assert fail(row) == {"consecutive_failures": THRESHOLD + 1, "updated_at": NOW}
 
 
-@pytest.mark.parametrize("cooldown, doubled", [
-    (COOLDOWN, 2 * COOLDOWN),
-    (120.0, 240.0),
-    (0.0, 2 * COOLDOWN),  # a row with no cool-down yet starts from the setting
-    (10.0, 2 * COOLDOWN),  # nor below it (the setting was raised since)
-    (400.0, CAP),  # doubling would pass the cap
-    (CAP, CAP),
-])
+@pytest.mark.parametrize(
+    "cooldown, doubled",
+    [
+        (COOLDOWN, 2 * COOLDOWN),
+        (120.0, 240.0),
+        (0.0, 2 * COOLDOWN),  # a row with no cool-down yet starts from the setting
+        (10.0, 2 * COOLDOWN),  # nor below it (the setting was raised since)
+        (400.0, CAP),  # doubling would pass the cap
+        (CAP, CAP),
+    ],
+)
 def test_a_failed_probe_reopens_with_twice_the_cooldown_up_to_the_cap(cooldown, doubled):
-    row = breaker(HALF_OPEN, consecutive_failures=THRESHOLD, cooldown=cooldown,
-                  probe_until=LATER)
+    row = breaker(HALF_OPEN, consecutive_failures=THRESHOLD, cooldown=cooldown, probe_until=LATER)
     values = fail(row)
     assert values["state"] == OPEN and values["cooldown"] == doubled
     assert values["open_until"] == NOW + timedelta(seconds=doubled)

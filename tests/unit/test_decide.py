@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailer.clock import DbClock
-from mailer.delivery import (
+from mailer.worker.delivery import (
     DEFERRED,
     DELIVERED,
     REJECTED,
@@ -16,7 +16,7 @@ from mailer.delivery import (
     decide,
     poisoned,
 )
-from mailer.retry import RetryPolicy
+from mailer.worker.retry import RetryPolicy
 from models import FAILED, QUEUED, SENT
 from providers import Message
 
@@ -33,8 +33,15 @@ def row(attempts=0, budget_used=None, age=5.0):
 def test_delivered_is_sent_with_the_provider_and_its_id():
     outcome = Outcome(DELIVERED, [ANSWER], "sendgrid", "sg-1")
     decision = decide(row(attempts=1), outcome, POLICY)
-    assert decision == Decision(id="m1", status=SENT, attempts=2, provider="sendgrid",
-                                message_id="sg-1", result=[ANSWER], last_error=None)
+    assert decision == Decision(
+        id="m1",
+        status=SENT,
+        attempts=2,
+        provider="sendgrid",
+        message_id="sg-1",
+        result=[ANSWER],
+        last_error=None,
+    )
 
 
 def test_rejected_fails_at_once():
@@ -55,8 +62,7 @@ def test_retry_fails_when_the_attempts_run_out():
 
 def test_an_operators_retry_gives_a_fresh_budget_while_the_count_grows():
     # Six attempts in all, but only one since the operator's retry.
-    decision = decide(row(attempts=5, budget_used=0), Outcome(RETRY, [ANSWER], reason="x"),
-                      POLICY)
+    decision = decide(row(attempts=5, budget_used=0), Outcome(RETRY, [ANSWER], reason="x"), POLICY)
     assert decision.status == QUEUED and decision.attempts == 6
 
 
@@ -66,8 +72,9 @@ def test_retry_fails_past_max_age():
 
 
 def test_deferred_costs_no_attempt_and_waits_for_a_provider():
-    decision = decide(row(attempts=1), Outcome(DEFERRED, [], reason="no provider"), POLICY,
-                      wait_for=7.5)
+    decision = decide(
+        row(attempts=1), Outcome(DEFERRED, [], reason="no provider"), POLICY, wait_for=7.5
+    )
     assert (decision.status, decision.attempts, decision.retry_in) == (QUEUED, 1, 7.5)
     assert decision.result is None  # the previous answers are kept (coalesce in finish)
 
@@ -97,6 +104,11 @@ def test_the_clock_follows_the_database_not_this_host(skew):
 
 
 def test_message_keeps_a_comma_in_a_display_name():
-    message = Message(id="m1", from_address="a@example.com",
-                      to=['"Doe, John" <john@example.com>'], subject="Hi", text="x")
+    message = Message(
+        id="m1",
+        from_address="a@example.com",
+        to=['"Doe, John" <john@example.com>'],
+        subject="Hi",
+        text="x",
+    )
     assert message.to == ['"Doe, John" <john@example.com>']

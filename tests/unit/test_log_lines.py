@@ -7,16 +7,17 @@ import sys
 
 import pytest
 
-from mailer import logs
 from mailer.config import load_config
+from mailer.telemetry import logs
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def record(message="mail %s sent", args=("m-1",), exc_info=None, **extra):
     """A log record as a logging call makes it, with ``extra`` attributes."""
-    made = logging.LogRecord("mail_service.worker", logging.INFO, __file__, 1, message, args,
-                             exc_info)
+    made = logging.LogRecord(
+        "mail_service.worker", logging.INFO, __file__, 1, message, args, exc_info
+    )
     for name, value in extra.items():
         setattr(made, name, value)
     return made
@@ -33,8 +34,14 @@ def formatted(made):
 def test_a_json_line_has_time_in_utc_level_logger_message_and_the_context():
     entry = formatted(record(mail_id="m-1", provider="mailgun", worker="host:1:abc"))
     assert ISO_UTC.match(entry.pop("time"))
-    assert entry == {"level": "INFO", "logger": "mail_service.worker", "message": "mail m-1 sent",
-                     "mail_id": "m-1", "worker": "host:1:abc", "provider": "mailgun"}
+    assert entry == {
+        "level": "INFO",
+        "logger": "mail_service.worker",
+        "message": "mail m-1 sent",
+        "mail_id": "m-1",
+        "worker": "host:1:abc",
+        "provider": "mailgun",
+    }
 
 
 def test_an_exception_is_one_field_of_the_one_line():
@@ -66,14 +73,17 @@ def test_only_the_listed_fields_are_written_never_other_attributes():
     assert set(entry) == {"time", "level", "logger", "message"}
 
 
-@pytest.mark.parametrize("text, secret", [
-    ("could not connect to postgresql://mail:hunter2@db/mail", "hunter2"),
-    ("GET https://hooks.example.com/in?api_key=abc123&x=1 failed", "abc123"),
-    ("posting to https://h.example.com/cb?token=t0k3n", "t0k3n"),
-    ("headers {'Authorization': 'Basic a2V5LXNlY3JldA=='}", "a2V5LXNlY3JldA=="),
-    ("Authorization: Bearer SG.secret-key", "SG.secret-key"),
-    ("sent with bearer sk_live_42", "sk_live_42"),
-])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("could not connect to postgresql://mail:hunter2@db/mail", "hunter2"),
+        ("GET https://hooks.example.com/in?api_key=abc123&x=1 failed", "abc123"),
+        ("posting to https://h.example.com/cb?token=t0k3n", "t0k3n"),
+        ("headers {'Authorization': 'Basic a2V5LXNlY3JldA=='}", "a2V5LXNlY3JldA=="),
+        ("Authorization: Bearer SG.secret-key", "SG.secret-key"),
+        ("sent with bearer sk_live_42", "sk_live_42"),
+    ],
+)
 def test_secrets_are_masked_in_messages(text, secret):
     assert secret not in logs.redact(text)
     assert "***" in logs.redact(text)
@@ -87,15 +97,21 @@ def test_plain_text_is_left_alone():
 
 
 def test_origin_keeps_only_scheme_host_and_port():
-    assert logs.origin("https://user:pw@hooks.example.com:8443/T0/secret?token=x") == \
-        "https://hooks.example.com:8443"
+    assert (
+        logs.origin("https://user:pw@hooks.example.com:8443/T0/secret?token=x")
+        == "https://hooks.example.com:8443"
+    )
 
 
 def test_the_text_format_is_the_readable_line():
-    line = logs.TextFormatter().format(record(message="mail %s via %s",
-                                              args=("m-3", "https://a/?key=zz")))
-    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO mail_service\.worker: "
-                    r"mail m-3 via https://a/\?key=\*\*\*$", line)
+    line = logs.TextFormatter().format(
+        record(message="mail %s via %s", args=("m-3", "https://a/?key=zz"))
+    )
+    assert re.match(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO mail_service\.worker: "
+        r"mail m-3 via https://a/\?key=\*\*\*$",
+        line,
+    )
 
 
 def test_log_format_is_text_or_json():

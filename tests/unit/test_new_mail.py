@@ -3,7 +3,7 @@
 
 import uuid
 
-from mailer import mailqueue
+from mailer.queue import mailqueue
 
 
 def test_new_ids_are_distinct_version_4_uuids_as_text():
@@ -25,7 +25,8 @@ def test_no_mail_no_ids():
 def test_recipients_are_bare_addresses_once_each_in_to_cc_bcc_order():
     assert mailqueue.recipients_of(["Ann <ann@Example.COM>"], [], []) == ["ann@example.com"]
     assert mailqueue.recipients_of(
-        ["b@example.com", "Ann <ann@example.com>"], ["ANN@example.com", "ann@EXAMPLE.com"],
-        ["b@example.com", "c@example.com"]) == [
-        "b@example.com", "ann@example.com", "ANN@example.com", "c@example.com"]
+        ["b@example.com", "Ann <ann@example.com>"],
+        ["ANN@example.com", "ann@EXAMPLE.com"],
+        ["b@example.com", "c@example.com"],
+    ) == ["b@example.com", "ann@example.com", "ANN@example.com", "c@example.com"]
     assert mailqueue.recipients_of(["a@example.com"], [], ["a@example.com"]) == ["a@example.com"]

@@ -44,16 +44,28 @@ class Answer:
 
 def message(**fields):
     """A message with only the required parts, plus ``fields``."""
-    return Message(**{"id": MAIL_ID, "from_address": "shop@example.com",
-                      "to": ["ann@example.com"], "subject": "Your order", **fields})
+    return Message(
+        **{
+            "id": MAIL_ID,
+            "from_address": "shop@example.com",
+            "to": ["ann@example.com"],
+            "subject": "Your order",
+            **fields,
+        }
+    )
 
 
 def full_message():
     """A message using every field, with display names and several recipients."""
-    return message(from_address="Shop <shop@example.com>",
-                   to=["Ann <ann@example.com>", "bob@example.com"],
-                   cc=["carl@example.com"], bcc=["dora@example.com"],
-                   reply_to="Help <help@example.com>", text="Thanks!", html="<p>Thanks!</p>")
+    return message(
+        from_address="Shop <shop@example.com>",
+        to=["Ann <ann@example.com>", "bob@example.com"],
+        cc=["carl@example.com"],
+        bcc=["dora@example.com"],
+        reply_to="Help <help@example.com>",
+        text="Thanks!",
+        html="<p>Thanks!</p>",
+    )
 
 
 def failure(provider, status, body=None, headers=None):
@@ -98,8 +110,9 @@ def test_mailgun_leaves_out_the_parts_a_message_does_not_have():
 
 def test_mailgun_200_with_an_id_is_sent():
     body = {"id": "<20260101.1@mg.example.com>", "message": "Queued. Thank you."}
-    assert MAILGUN.read_response(Answer(200), body) == Sent("<20260101.1@mg.example.com>", 200,
-                                                           body)
+    assert MAILGUN.read_response(Answer(200), body) == Sent(
+        "<20260101.1@mg.example.com>", 200, body
+    )
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])
@@ -162,8 +175,16 @@ def test_mailgun_other_404_is_what_it_says(body):
     assert type(error) is MessageRejected and error.outcome == "rejected"
 
 
-@pytest.mark.parametrize("body", [{"message": "Mailgun Magnificent API"}, "Mailgun Magnificent API",
-                                  "<html>welcome to the proxy</html>", {"id": ""}, None])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": "Mailgun Magnificent API"},
+        "Mailgun Magnificent API",
+        "<html>welcome to the proxy</html>",
+        {"id": ""},
+        None,
+    ],
+)
 def test_mailgun_200_without_an_id_is_a_misconfiguration(body):
     error = failure(MAILGUN, 200, body)
     assert type(error) is ProviderMisconfigured and error.outcome == "misconfigured"
@@ -173,8 +194,11 @@ def test_mailgun_200_without_an_id_is_a_misconfiguration(body):
 
 def test_mailgun_domain_is_quoted_and_a_path_is_refused():
     config = {**CONFIG, "MAILGUN_DOMAIN": "mg.example.com?x=1"}
-    assert Mailgun(config).build_request(message())["url"].endswith("/v3/mg.example.com%3Fx%3D1/"
-                                                                 "messages")
+    assert (
+        Mailgun(config)
+        .build_request(message())["url"]
+        .endswith("/v3/mg.example.com%3Fx%3D1/messages")
+    )
     with pytest.raises(ValueError, match="MAILGUN_DOMAIN"):
         Mailgun({**CONFIG, "MAILGUN_DOMAIN": "mg.example.com/../other"})
 
@@ -188,16 +212,23 @@ def test_sendgrid_posts_one_personalization_as_json_with_a_bearer_key():
         "url": "https://api.eu.sendgrid.com/v3/mail/send",
         "headers": {"Authorization": "Bearer SG.sendgrid"},
         "json": {
-            "personalizations": [{
-                "to": [{"email": "ann@example.com", "name": "Ann"}, {"email": "bob@example.com"}],
-                "cc": [{"email": "carl@example.com"}],
-                "bcc": [{"email": "dora@example.com"}],
-            }],
+            "personalizations": [
+                {
+                    "to": [
+                        {"email": "ann@example.com", "name": "Ann"},
+                        {"email": "bob@example.com"},
+                    ],
+                    "cc": [{"email": "carl@example.com"}],
+                    "bcc": [{"email": "dora@example.com"}],
+                }
+            ],
             "from": {"email": "shop@example.com", "name": "Shop"},
             "subject": "Your order",
             # Plain text must come before HTML.
-            "content": [{"type": "text/plain", "value": "Thanks!"},
-                        {"type": "text/html", "value": "<p>Thanks!</p>"}],
+            "content": [
+                {"type": "text/plain", "value": "Thanks!"},
+                {"type": "text/html", "value": "<p>Thanks!</p>"},
+            ],
             "custom_args": {"mail_id": MAIL_ID},
             "reply_to": {"email": "help@example.com", "name": "Help"},
         },
@@ -210,16 +241,23 @@ def test_sendgrid_leaves_out_the_parts_a_message_does_not_have():
     assert body["content"] == [{"type": "text/html", "value": "<p>Hi</p>"}]
     assert "reply_to" not in body
     assert SENDGRID.build_request(message(text="Hi"))["json"]["content"] == [
-        {"type": "text/plain", "value": "Hi"}]
+        {"type": "text/plain", "value": "Hi"}
+    ]
 
 
 def test_sendgrid_names_each_address_once_across_to_cc_and_bcc():
-    mail = message(to=["ann@example.com", "ANN@example.com"], cc=["Ann <Ann@Example.com>",
-                   "carl@example.com"], bcc=["carl@example.com", "dora@example.com"], text="Hi")
+    mail = message(
+        to=["ann@example.com", "ANN@example.com"],
+        cc=["Ann <Ann@Example.com>", "carl@example.com"],
+        bcc=["carl@example.com", "dora@example.com"],
+        text="Hi",
+    )
     [personalization] = SENDGRID.build_request(mail)["json"]["personalizations"]
-    assert personalization == {"to": [{"email": "ann@example.com"}],
-                               "cc": [{"email": "carl@example.com"}],
-                               "bcc": [{"email": "dora@example.com"}]}
+    assert personalization == {
+        "to": [{"email": "ann@example.com"}],
+        "cc": [{"email": "carl@example.com"}],
+        "bcc": [{"email": "dora@example.com"}],
+    }
 
 
 # --- SendGrid: the answer ---------------------------------------------------------------------
@@ -232,15 +270,22 @@ def test_sendgrid_202_is_sent_with_the_id_from_its_header():
 
 @pytest.mark.parametrize("status", [400, 404, 413, 422])
 def test_sendgrid_4xx_rejects_the_message_with_every_reason(status):
-    body = {"errors": [
-        {"message": "Does not contain a valid address.", "field": "personalizations.0.to.0.email",
-         "help": "http://sendgrid.com/docs"},
-        {"message": "The subject is required.", "field": None},
-    ]}
+    body = {
+        "errors": [
+            {
+                "message": "Does not contain a valid address.",
+                "field": "personalizations.0.to.0.email",
+                "help": "http://sendgrid.com/docs",
+            },
+            {"message": "The subject is required.", "field": None},
+        ]
+    }
     error = failure(SENDGRID, status, body)
     assert type(error) is MessageRejected and error.outcome == "rejected"
-    assert error.reason == ("Does not contain a valid address. (personalizations.0.to.0.email); "
-                            "The subject is required.")
+    assert error.reason == (
+        "Does not contain a valid address. (personalizations.0.to.0.email); "
+        "The subject is required."
+    )
     assert (error.status_code, error.response) == (status, body)
 
 
@@ -251,8 +296,14 @@ def test_sendgrid_error_without_a_readable_reason_names_the_status(body):
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_sendgrid_refused_credentials_are_a_misconfiguration(status):
-    body = {"errors": [{"message": "The provided authorization grant is invalid, expired, or "
-                                   "revoked", "field": None}]}
+    body = {
+        "errors": [
+            {
+                "message": "The provided authorization grant is invalid, expired, or revoked",
+                "field": None,
+            }
+        ]
+    }
     error = failure(SENDGRID, status, body)
     assert type(error) is ProviderMisconfigured and error.outcome == "misconfigured"
     assert error.reason.startswith("credentials refused: The provided authorization grant")

@@ -11,12 +11,15 @@ from providers.mailgun import Mailgun
 SLACK = 2.0  # seconds: the clock moves between building the header and reading it
 
 
-@pytest.mark.parametrize("value, seconds", [
-    ("120", 120.0),
-    ("0", 0.0),
-    ("1.5", 1.5),
-    (" 30 ", 30.0),
-])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        (" 30 ", 30.0),
+    ],
+)
 def test_retry_after_in_seconds(value, seconds):
     assert retry_after_seconds({"Retry-After": value}) == seconds
 
@@ -41,23 +44,31 @@ def test_unreadable_retry_after_falls_back_to_x_ratelimit_reset():
     assert retry_after_seconds(headers) == pytest.approx(30, abs=SLACK)
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Retry-After": ""},
-    {"Retry-After": "soon"},
-    {"Retry-After": "Someday, 99 Foo 20xx"},
-    {"X-RateLimit-Reset": "tomorrow"},
-    {"Retry-After": "soon", "X-RateLimit-Reset": "tomorrow"},
-], ids=["none", "empty", "word", "bad-date", "bad-reset", "both-bad"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Retry-After": ""},
+        {"Retry-After": "soon"},
+        {"Retry-After": "Someday, 99 Foo 20xx"},
+        {"X-RateLimit-Reset": "tomorrow"},
+        {"Retry-After": "soon", "X-RateLimit-Reset": "tomorrow"},
+    ],
+    ids=["none", "empty", "word", "bad-date", "bad-reset", "both-bad"],
+)
 def test_garbage_means_the_provider_did_not_say(headers):
     assert retry_after_seconds(headers) is None
 
 
-@pytest.mark.parametrize("headers", [
-    {"Retry-After": "-5"},
-    {"Retry-After": formatdate(time.time() - 3600, usegmt=True)},
-    {"X-RateLimit-Reset": str(int(time.time()) - 3600)},
-], ids=["negative-seconds", "past-date", "past-reset"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Retry-After": "-5"},
+        {"Retry-After": formatdate(time.time() - 3600, usegmt=True)},
+        {"X-RateLimit-Reset": str(int(time.time()) - 3600)},
+    ],
+    ids=["negative-seconds", "past-date", "past-reset"],
+)
 def test_a_moment_in_the_past_means_no_wait(headers):
     assert retry_after_seconds(headers) == 0.0
 
@@ -71,16 +82,25 @@ class TooMany:
         self.headers = headers
 
 
-MAILGUN = Mailgun({"PROVIDER_TIMEOUT": 1.0, "MAILGUN_API_KEY": "k", "MAILGUN_DOMAIN": "d",
-                   "MAILGUN_BASE_URL": "https://api.mailgun.net"})
+MAILGUN = Mailgun(
+    {
+        "PROVIDER_TIMEOUT": 1.0,
+        "MAILGUN_API_KEY": "k",
+        "MAILGUN_DOMAIN": "d",
+        "MAILGUN_BASE_URL": "https://api.mailgun.net",
+    }
+)
 
 
-@pytest.mark.parametrize("headers, wait", [
-    ({"Retry-After": "0"}, 0.0),  # "now" is an answer, not a missing one
-    ({}, 60.0),  # no header: the provider's default
-    ({"Retry-After": "inf"}, 60.0),  # nonsense: the default, not an overflow
-    ({"Retry-After": "1e12"}, MAX_RETRY_AFTER),  # capped
-])
+@pytest.mark.parametrize(
+    "headers, wait",
+    [
+        ({"Retry-After": "0"}, 0.0),  # "now" is an answer, not a missing one
+        ({}, 60.0),  # no header: the provider's default
+        ({"Retry-After": "inf"}, 60.0),  # nonsense: the default, not an overflow
+        ({"Retry-After": "1e12"}, MAX_RETRY_AFTER),  # capped
+    ],
+)
 def test_the_pause_a_429_imposes(headers, wait):
     with pytest.raises(RateLimited) as caught:
         MAILGUN.read_response(TooMany(headers), None)

@@ -1,0 +1,83 @@
+"""Command line: serve the sandbox until SIGTERM or Ctrl-C.
+
+    scripts/sandbox --port 8025 [--host 127.0.0.1] [--latency-ms 0] [--mailgun-key K]
+                    [--sendgrid-key K] [--events-url URL] [--allow-remote]
+
+The keys default to $SANDBOX_MAILGUN_API_KEY and $SANDBOX_SENDGRID_API_KEY; unset, any
+non-empty key is accepted. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery
+events to that service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and
+$SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY (see events.py).
+"""
+
+import argparse
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import threading
+
+from devkit.sandbox.server import Sandbox
+
+
+def _is_loopback(host: str) -> bool:
+    """True if every address the host name resolves to is a loopback address."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False
+    addrs = {info[4][0].split("%")[0] for info in infos}
+    return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
+
+
+def _parse_args(argv) -> argparse.Namespace:
+    """Command-line options (keys default to the SANDBOX_*_API_KEY variables)."""
+    p = argparse.ArgumentParser(
+        prog="scripts/sandbox", description="Local Mailgun + SendGrid sandbox for tests."
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8025, help="0 picks a free port")
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--mailgun-key", default=os.environ.get("SANDBOX_MAILGUN_API_KEY"))
+    p.add_argument("--sendgrid-key", default=os.environ.get("SANDBOX_SENDGRID_API_KEY"))
+    p.add_argument(
+        "--events-url",
+        default=os.environ.get("SANDBOX_EVENTS_URL"),
+        help="post signed delivery events to this service (e.g. http://127.0.0.1:5000)",
+    )
+    p.add_argument(
+        "--allow-remote", action="store_true", help="permit a non-loopback --host (test tool!)"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """Serve until SIGTERM/SIGINT; return the exit status."""
+    args = _parse_args(argv)
+    if not args.allow_remote and not _is_loopback(args.host):
+        msg = f"refusing to bind non-loopback host {args.host!r} without --allow-remote"
+        print(msg, file=sys.stderr)
+        return 2
+    events = {
+        "url": args.events_url,
+        "mailgun_key": os.environ.get("SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY"),
+        "sendgrid_key": os.environ.get("SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY"),
+    }
+    sb = Sandbox(args.host, args.port, args.mailgun_key, args.sendgrid_key, args.latency_ms, events)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        sb.start()
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"sandbox listening on {sb.url} (watch mail at {sb.url}/_sandbox/)", flush=True)
+    while not done.wait(1.0):  # a timed wait keeps signal delivery prompt everywhere
+        pass
+    sb.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The providers' event webhooks, as the sandbox plays them: signed events about what it took.
+
+Off until a URL is set (``--events-url``, ``SANDBOX_EVENTS_URL`` or ``PUT /_sandbox/events``):
+then, ``delay`` seconds after each accepted send, the sandbox posts events for every recipient
+to ``<url>/webhooks/mailgun`` or ``<url>/webhooks/sendgrid``, signed as the provider signs them
+with the keys it was given (``mailgun_key``, Mailgun's HMAC signing key; ``sendgrid_key``,
+SendGrid's ECDSA private key as base64 DER). A provider without its key posts nothing.
+
+Each recipient is ``delivered`` unless ``outcomes`` names its address: ``bounce`` (Mailgun
+``failed``/permanent, SendGrid ``bounce``), ``defer`` (``failed``/temporary, ``deferred``),
+``complain`` (delivered, then ``complained``/``spamreport``) or ``none``. SendGrid's batch is
+posted ``duplicates`` times, as SendGrid delivers the same events more than once.
+
+    PUT /_sandbox/events  {"url": "http://127.0.0.1:5000", "mailgun_key": "...",
+                           "sendgrid_key": "...", "outcomes": {"a@example.com": "bounce"},
+                           "duplicates": 2, "delay": 0.2}
+    GET /_sandbox/events  the settings (keys shown only as set or not) and what was posted
+"""
+
+import json
+import queue
+import secrets
+import threading
+import time
+
+import requests
+
+from mailer.events.signatures import (
+    SENDGRID_SIGNATURE,
+    SENDGRID_TIMESTAMP,
+    mailgun_signature,
+    sendgrid_sign,
+)
+from mailer.validation.addresses import bare_address
+
+OUTCOMES = ("deliver", "bounce", "defer", "complain", "none")
+DEFAULTS = {
+    "url": None,
+    "mailgun_key": None,
+    "sendgrid_key": None,
+    "outcomes": {},
+    "duplicates": 1,
+    "delay": 0.2,
+}
+TIMEOUT = 10.0  # seconds per post
+BOUNCE_REASON = {
+    "code": 550,
+    "message": "5.1.1 The email account that you tried to reach does not exist",
+    "description": "mailbox unavailable",
+}
+DEFER_REASON = {"code": 421, "message": "4.7.0 Try again later", "description": "greylisted"}
+
+
+def check_settings(settings):
+    """The settings merged over the defaults, or ValueError saying what is wrong."""
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown event settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    merged = {**DEFAULTS, **{key: value for key, value in settings.items() if value is not None}}
+    outcomes = merged["outcomes"]
+    if not isinstance(outcomes, dict) or not set(outcomes.values()) <= set(OUTCOMES):
+        raise ValueError(f"outcomes maps addresses to one of {OUTCOMES}")
+    merged["outcomes"] = {bare_address(address): what for address, what in outcomes.items()}
+    if not isinstance(merged["duplicates"], int) or not 1 <= merged["duplicates"] <= 50:
+        raise ValueError("duplicates must be a whole number from 1 to 50")
+    if not isinstance(merged["delay"], int | float) or not 0 <= merged["delay"] <= 60:
+        raise ValueError("delay must be 0 to 60 seconds")
+    return merged
+
+
+def shown(settings):
+    """The settings as ``GET /_sandbox/events`` shows them: keys as set or not."""
+    return {
+        **settings,
+        "mailgun_key": bool(settings["mailgun_key"]),
+        "sendgrid_key": bool(settings["sendgrid_key"]),
+    }
+
+
+class Poster(threading.Thread):
+    """Posts the events of accepted sends in the background, each after its delay."""
+
+    def __init__(self, stopping):
+        super().__init__(name="sandbox-events", daemon=True)
+        self.stopping = stopping
+        self.queue = queue.Queue()
+        self.lock = threading.Lock()
+        self.posted = []  # {"provider", "events", "status"} of each post, oldest first
+        self.session = requests.Session()
+
+    def submit(self, provider, records, settings):
+        """Post the events of ``records`` (one send's accepted messages) after the delay."""
+        if settings["url"] and settings[f"{provider}_key"] and records:
+            self.queue.put((time.monotonic() + settings["delay"], provider, records, settings))
+
+    def run(self):
+        """Post what is due until the sandbox stops."""
+        while not self.stopping.is_set():
+            try:
+                due, provider, records, settings = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if self.stopping.wait(max(0.0, due - time.monotonic())):
+                return
+            for record in records:
+                if provider == "mailgun":
+                    for body in mailgun_bodies(record, settings):
+                        self._post(
+                            provider,
+                            settings,
+                            json.dumps(body).encode(),
+                            {"Content-Type": "application/json"},
+                            [body["event-data"]],
+                        )
+                else:
+                    self._post_sendgrid(record, settings)
+
+    def _post_sendgrid(self, record, settings):
+        """Post one message's batch, signed, ``duplicates`` times."""
+        events = sendgrid_batch(record, settings)
+        raw = json.dumps(events).encode()
+        for _ in range(settings["duplicates"]):
+            timestamp = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/json",
+                SENDGRID_TIMESTAMP: timestamp,
+                SENDGRID_SIGNATURE: sendgrid_sign(settings["sendgrid_key"], timestamp, raw),
+            }
+            self._post("sendgrid", settings, raw, headers, events)
+
+    def _post(self, provider, settings, body, headers, events):
+        """One post; its answer (or None if it got none) is kept in ``posted``."""
+        url = f"{settings['url'].rstrip('/')}/webhooks/{provider}"
+        try:
+            status = self.session.post(url, data=body, headers=headers, timeout=TIMEOUT)
+            status = status.status_code
+        except requests.RequestException:
+            status = None
+        with self.lock:
+            self.posted.append(
+                {
+                    "provider": provider,
+                    "status": status,
+                    "events": [
+                        (event["event"], event.get("recipient") or event.get("email"))
+                        for event in events
+                    ],
+                }
+            )
+
+    def snapshot(self):
+        """What was posted so far."""
+        with self.lock:
+            return list(self.posted)
+
+    def reset(self):
+        """Forget what was posted."""
+        with self.lock:
+            self.posted = []
+
+
+def recipients(record):
+    """The bare addresses a message went to."""
+    return list(
+        dict.fromkeys(bare_address(entry) for entry in record["to"] + record["cc"] + record["bcc"])
+    )
+
+
+def mailgun_bodies(record, settings):
+    """The signed Mailgun webhook bodies of one accepted message, one event each."""
+    bodies = []
+    for address in recipients(record):
+        for event, extra in MAILGUN_EVENTS[settings["outcomes"].get(address, "deliver")]:
+            data = {
+                "event": event,
+                "recipient": address,
+                "timestamp": time.time(),
+                "id": secrets.token_urlsafe(16),
+                **extra,
+                "message": {"headers": {"message-id": record["id"].strip("<>")}},
+                "user-variables": dict(record["custom"]),
+            }
+            timestamp, token = str(int(time.time())), secrets.token_hex(25)
+            signature = mailgun_signature(settings["mailgun_key"], timestamp, token)
+            bodies.append(
+                {
+                    "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+                    "event-data": data,
+                }
+            )
+    return bodies
+
+
+MAILGUN_EVENTS = {
+    "deliver": [("delivered", {"delivery-status": {"code": 250, "message": "OK"}})],
+    "bounce": [
+        ("failed", {"severity": "permanent", "reason": "bounce", "delivery-status": BOUNCE_REASON})
+    ],
+    "defer": [
+        ("failed", {"severity": "temporary", "reason": "generic", "delivery-status": DEFER_REASON})
+    ],
+    "complain": [("delivered", {}), ("complained", {})],
+    "none": [],
+}
+SENDGRID_EVENTS = {
+    "deliver": [("delivered", {"response": "250 OK"})],
+    "bounce": [
+        (
+            "bounce",
+            {
+                "type": "bounce",
+                "status": "5.1.1",
+                "reason": "550 5.1.1 The email account does not exist",
+            },
+        )
+    ],
+    "defer": [("deferred", {"response": "421 4.7.0 Try again later", "attempt": "1"})],
+    "complain": [("delivered", {}), ("spamreport", {})],
+    "none": [],
+}
+
+
+def sendgrid_batch(record, settings):
+    """SendGrid's batch of events for one accepted message: processed, then each outcome."""
+    events = []
+    for number, address in enumerate(recipients(record)):
+        outcome = settings["outcomes"].get(address, "deliver")
+        for event, extra in [("processed", {})] + SENDGRID_EVENTS[outcome]:
+            events.append(
+                {
+                    "email": address,
+                    "timestamp": int(time.time()),
+                    "event": event,
+                    "sg_event_id": secrets.token_urlsafe(16),
+                    "sg_message_id": f"{record['id']}.filter0001.{number}.0",
+                    **extra,
+                    **record["custom"],
+                }
+            )
+    return events

@@ -1,0 +1,1 @@
+"""The operators' admin UI at ``/admin``: views, the dashboard and its chart."""

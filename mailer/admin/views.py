@@ -1,0 +1,1054 @@
+"""The operators' admin UI at ``/admin``: the dashboard (``mailer.admin.dashboard``, refreshing
+itself
+from ``/admin/dashboard.json``), every mail with its recipients and timeline and the actions on
+it (retry, cancel, resend, release, send now: single on its page, bulk on the list, each with a
+confirmation and recorded with who did it), a provider's breaker opened and closed by hand, the
+list's CSV export (streamed), the suppression list, and the client webhooks with their attempts.
+
+Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
+when no password is set; forms carry a CSRF token; pages carry a Content-Security-Policy and may
+not be framed. A mail created here goes through the same validation and the same ``enqueue`` as
+one posted to the API. Hostile query strings get a 400 or an empty list, never a 500.
+"""
+
+import csv
+import io
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.filters import (
+    BaseSQLAFilter,
+    DateTimeBetweenFilter,
+    DateTimeEqualFilter,
+    DateTimeGreaterFilter,
+    DateTimeNotBetweenFilter,
+    DateTimeNotEqualFilter,
+    DateTimeSmallerFilter,
+    FilterConverter,
+    FilterEmpty,
+    FilterEqual,
+    FilterNotEqual,
+)
+from flask_admin.form import SecureForm
+from flask_admin.model import typefmt
+from flask_admin.model.template import DeleteRowAction, TemplateLinkRowAction
+from flask_admin.theme import Bootstrap4Theme
+from markupsafe import Markup
+from sqlalchemy import tuple_
+from wtforms import SelectField, StringField, TextAreaField
+
+from mailer.admin import chart, dashboard
+from mailer.api.auth import admin_allowed
+from mailer.api.resources import transaction
+from mailer.events import outbox
+from mailer.queue import mailqueue, suppressions
+from mailer.validation.mail import ValidationError, validate_address, validate_mail
+from mailer.worker import circuit
+from models import (
+    HANDED_OFF,
+    QUEUED,
+    SENDING,
+    STATUSES,
+    WAITING,
+    Email,
+    Suppression,
+    WebhookMessage,
+    db,
+)
+from providers import REGISTRY
+
+# The largest OFFSET PostgreSQL takes (a bigint); a page beyond it is past any table's end.
+MAX_OFFSET = 2**63 - 1
+
+ADMIN_URL = "/admin"
+# Admin pages run nothing but Flask-Admin's own bundled files and our one inline script (by its
+# nonce), and no other site may frame them: the Retry button could be clickjacked.
+# (Bootstrap's style sheet draws a few icons as data: images.)
+CONTENT_POLICY = (
+    "default-src 'self'; script-src 'self'{nonce}; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+# A list row's delete button that asks for confirmation without an inline handler (the list
+# template imports csp_row_actions.html under this name).
+CSP_DELETE_ROW = TemplateLinkRowAction("csp_row_actions.delete_row", "Delete Record")
+
+LAST_ERROR_SHOWN = 80  # characters of last_error in the list; the whole of it on hover
+
+# Form field of each API field, to show a validation error next to the right input.
+FORM_FIELDS = {
+    "from": "from_address",
+    "to": "to",
+    "cc": "cc",
+    "bcc": "bcc",
+    "reply_to": "reply_to",
+    "subject": "subject",
+    "text": "text",
+    "html": "html",
+}
+
+
+class Protected:
+    """Mixin: only an authenticated operator (or loopback, without a password) gets in."""
+
+    def is_accessible(self):
+        """Whether the request carries the admin credentials."""
+        return admin_allowed()
+
+    def inaccessible_callback(self, name, **kwargs):
+        """Ask the browser for credentials."""
+        return Response(
+            "Admin credentials required.\n",
+            401,
+            {"WWW-Authenticate": 'Basic realm="mail service admin"'},
+        )
+
+    def _handle_view(self, name, **kwargs):
+        """Before any page: the access check, then refuse a NUL anywhere in the query string.
+
+        PostgreSQL text cannot hold a NUL, so no search or filter with one can match, and
+        psycopg2 refuses to send it (a 500 if it got that far).
+        """
+        refused = super()._handle_view(name, **kwargs)
+        if refused is None and any(
+            "\x00" in key or "\x00" in value for key, value in request.args.items(multi=True)
+        ):
+            abort(400, "The query string must not contain NUL characters.")
+        return refused
+
+
+class BreakerForm(SecureForm):
+    """Open or close a provider's breaker by hand (CSRF-checked), with an optional reason."""
+
+    reason = StringField("Reason")
+
+
+class DashboardView(Protected, AdminIndexView):
+    """The admin's home page: the queue, the chart, the providers and the workers at a glance.
+
+    The page draws ``dashboard.snapshot`` and then polls ``dashboard.json`` every
+    ``POLL_SECONDS`` (``mailer/admin/static/dashboard.js``), so it stays current by itself.
+    """
+
+    POLL_SECONDS = 5
+
+    @expose("/")
+    def index(self):
+        """Render every panel from one snapshot."""
+        data = dashboard.snapshot(db.session.connection(), current_app.config)
+        return self.render(
+            "admin/dashboard.html",
+            data=data,
+            statuses=STATUSES,
+            poll_ms=self.POLL_SECONDS * 1000,
+            breaker_form=BreakerForm(),
+        )
+
+    @expose("/dashboard.json")
+    def snapshot(self):
+        """The panels as JSON, for the page to poll."""
+        response = jsonify(dashboard.snapshot(db.session.connection(), current_app.config))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @expose("/dashboard/chart.svg")
+    def chart(self):
+        """Sent, failed and bounced per minute over the last hour, as an SVG image."""
+        svg = chart.minute_chart(dashboard.series(db.session.connection()))
+        return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    @expose("/providers/<provider>/<any(open, close):action>", methods=["POST"])
+    def breaker(self, provider, action):
+        """Open or close ``provider``'s breaker by hand; recorded with who, when and why."""
+        if provider not in current_app.config["PROVIDERS"]:
+            abort(404)
+        form = BreakerForm(request.form)
+        if not form.validate():
+            flash("The form's CSRF token is missing or expired; nothing was changed.", "error")
+            return redirect(url_for(".index"))
+        reason = (form.reason.data or "").strip() or None
+        conn = db.session.connection()
+        if action == circuit.OPEN_BY_HAND:
+            circuit.open_by_hand(conn, provider, operator(), reason)
+            flash(
+                f"{provider} opened by hand: workers skip it until it is closed by hand.", "success"
+            )
+        elif circuit.close_by_hand(conn, provider, operator(), reason):
+            flash(f"{provider} closed by hand: workers send through it again.", "success")
+        else:
+            flash(
+                f"{provider} has no breaker yet (no worker has used it): nothing to close.", "info"
+            )
+        db.session.commit()
+        return redirect(url_for(".index"))
+
+
+class MailForm(SecureForm):
+    """The create form: the API's fields, checked by the API's validation."""
+
+    from_address = StringField("From")
+    to = StringField("To", description="One address, or several separated by commas")
+    cc = StringField("Cc")
+    bcc = StringField("Bcc")
+    reply_to = StringField("Reply-To")
+    subject = StringField("Subject")
+    text = TextAreaField("Text body")
+    html = TextAreaField("HTML body")
+
+
+def utc_text(value):
+    """A timestamp (or ISO 8601 text) as people read it: UTC, to the second, zone named."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def age_text(seconds):
+    """A duration in seconds as people read it: ``45s``, ``12m 03s``, ``3h 07m``, ``2d 04h``."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600:02d}h"
+
+
+def _utc(_view, value, _name):
+    """Flask-Admin's formatter of every datetime column."""
+    return utc_text(value)
+
+
+def database_now():
+    """The database's clock for this request, read once: leases are compared with it."""
+    if "database_now" not in g:
+        g.database_now = mailqueue.database_now(db.session.connection())
+    return g.database_now
+
+
+def _lease_end(_view, _context, model, _name):
+    """When the lease of mail being sent ends, marked once it has (its worker stopped).
+
+    The reaper hands such mail back to the queue; until it runs, this is how it looks.
+    """
+    if model.locked_until is None:
+        return ""
+    shown = utc_text(model.locked_until)
+    if model.locked_until < database_now():
+        return Markup('{} <span class="badge badge-warning">expired</span>').format(shown)
+    return shown
+
+
+def _next_attempt(_view, _context, model, _name):
+    """When queued mail is tried next; other mail has no next attempt."""
+    return utc_text(model.next_attempt_at) if model.status == QUEUED else ""
+
+
+def _short_error(_view, _context, model, _name):
+    """The last error cut to fit a list cell, all of it in the tooltip."""
+    error = (model.last_error or "").strip()
+    if len(error) <= LAST_ERROR_SHOWN:
+        return error
+    return Markup('<span title="{}">{}…</span>').format(
+        error, error[: LAST_ERROR_SHOWN - 1].rstrip()
+    )
+
+
+def _address_list(_view, _context, model, name):
+    """Show a list of addresses as the comma-separated line people read."""
+    return ", ".join(getattr(model, name) or ())
+
+
+def _attachment_list(_view, _context, model, _name):
+    """Each attachment by name, type and size (the content stays in the database)."""
+    items = [
+        Markup("<li>{} ({}, {:,} bytes)</li>").format(a.filename, a.content_type, a.size)
+        for a in model.attachments
+    ]
+    return Markup("<ul>{}</ul>").format(Markup("").join(items)) if items else ""
+
+
+def _pretty_json(_view, _context, model, name):
+    """Show a JSON column indented."""
+    value = getattr(model, name)
+    if value is None:
+        return ""
+    return Markup("<pre>{}</pre>").format(json.dumps(value, indent=2, default=str))
+
+
+def _recipient_table(_view, _context, model, _name):
+    """Each recipient with its status and reason."""
+    rows = [
+        Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
+            r["address"], r["status"], r["reason"] or "", utc_text(r["updated_at"])
+        )
+        for r in model.recipient_list()
+    ]
+    head = Markup("<tr><th>address</th><th>status</th><th>reason</th><th>since</th></tr>")
+    return Markup('<table class="table table-sm" id="recipients">{}{}</table>').format(
+        head, Markup("").join(rows)
+    )
+
+
+def _timeline(_view, _context, model, _name):
+    """The providers' events, oldest first."""
+    rows = [
+        Markup(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"
+        ).format(
+            utc_text(e.occurred_at),
+            e.provider,
+            e.type,
+            e.provider_event,
+            e.recipient or "",
+            e.reason or "",
+        )
+        for e in model.events
+    ]
+    head = Markup(
+        "<tr><th>at</th><th>provider</th><th>event</th><th>provider's name</th>"
+        "<th>recipient</th><th>reason</th></tr>"
+    )
+    return Markup('<table class="table table-sm" id="timeline">{}{}</table>').format(
+        head, Markup("").join(rows)
+    )
+
+
+def _webhook_attempts(_view, _context, model, _name):
+    """Each call made to deliver a client webhook."""
+    rows = [
+        Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
+            utc_text(a.created_at), a.status_code or "", a.duration_ms, a.error or ""
+        )
+        for a in model.attempt_log
+    ]
+    head = Markup("<tr><th>at</th><th>HTTP</th><th>ms</th><th>error</th></tr>")
+    return Markup('<table class="table table-sm">{}{}</table>').format(head, Markup("").join(rows))
+
+
+def _attempt_table(_view, _context, model, _name):
+    """The mail's log: every provider call and every operator's action, with who did it."""
+    rows = [
+        Markup(
+            '<tr data-outcome="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td><td>{}</td></tr>"
+        ).format(
+            a.outcome,
+            a.number,
+            utc_text(a.created_at),
+            a.provider or a.actor or "",
+            a.outcome,
+            a.status_code or "",
+            a.duration_ms if a.duration_ms is not None else "",
+            _attempt_note(a),
+            a.actor or a.worker or "",
+        )
+        for a in model.attempt_log
+    ]
+    head = Markup(
+        "<tr><th>#</th><th>at</th><th>provider</th><th>outcome</th><th>HTTP</th>"
+        "<th>ms</th><th>error</th><th>by</th></tr>"
+    )
+    return Markup('<table class="table table-sm" id="attempt-log">{}{}</table>').format(
+        head, Markup("").join(rows)
+    )
+
+
+def _attempt_note(entry):
+    """An attempt's error; a resend's row links to the other mail."""
+    response = entry.response if isinstance(entry.response, dict) else {}
+    for key, words in (("resent_as", "resent as"), ("resent_from", "a resend of")):
+        other = response.get(key)
+        if other and _uuids([other]):
+            return Markup('{} <a href="{}" data-link="{}">{}</a>').format(
+                words, url_for("email.details_view", id=other), key, other
+            )
+    return entry.error or ""
+
+
+class ChoiceEqual(FilterEqual):
+    """Equals one of a fixed list of lower-case values, however the URL capitalises it."""
+
+    def clean(self, value):
+        """The value as stored: ``Failed`` finds failed mail."""
+        return value.strip().lower()
+
+
+class ChoiceNotEqual(FilterNotEqual):
+    """Differs from one of a fixed list of lower-case values, however capitalised."""
+
+    def clean(self, value):
+        """The value as stored."""
+        return value.strip().lower()
+
+
+class TagFilter(BaseSQLAFilter):
+    """Mail that carries a tag (exactly as given), through the tags' GIN index."""
+
+    def apply(self, query, value, alias=None):
+        """Keep the mail whose tags contain ``value``."""
+        return query.filter(self.get_column(alias).contains([value]))
+
+    def operation(self):
+        """The filter's label in the admin."""
+        return "has"
+
+
+class UTCDateTime:
+    """Mixin of the date filters: the value typed is UTC, whatever the database session's zone.
+
+    Flask-Admin reads ``YYYY-MM-DD HH:MM:SS`` as a naive time, which PostgreSQL would read in
+    the session's time zone; the list shows UTC, so the filter means UTC too.
+    """
+
+    def clean(self, value):
+        """The typed time, in UTC."""
+        cleaned = super().clean(value)
+        if isinstance(cleaned, list):
+            return [moment.replace(tzinfo=UTC) for moment in cleaned]
+        return cleaned.replace(tzinfo=UTC)
+
+
+def _utc_filter(base):
+    """``base`` reading its value as UTC."""
+    return type(f"UTC{base.__name__}", (UTCDateTime, base), {})
+
+
+class UTCFilterConverter(FilterConverter):
+    """Flask-Admin's filters, with the date and time ones reading UTC."""
+
+    datetime_filters = tuple(
+        _utc_filter(base)
+        for base in (
+            DateTimeEqualFilter,
+            DateTimeNotEqualFilter,
+            DateTimeGreaterFilter,
+            DateTimeSmallerFilter,
+            DateTimeBetweenFilter,
+            DateTimeNotBetweenFilter,
+        )
+    )
+    # Flask-Admin's converter also lists an "empty" filter; keep it as it was.
+    datetime_filters = (*datetime_filters, *FilterConverter.datetime_filters[6:])
+
+
+def choice_filters(column, name, values):
+    """Equals and not-equal filters on ``column`` offering ``values`` as a drop-down."""
+    options = [(value, value) for value in values]
+    return (
+        ChoiceEqual(column, name, options=options),
+        ChoiceNotEqual(column, name, options=options),
+    )
+
+
+class MailView(Protected, ModelView):
+    """The list, search, filters, details and create form of mail."""
+
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    page_size = 50
+    list_template = "admin/mail_list.html"  # its menu bar keeps to the CSP
+    details_template = "admin/mail_details.html"  # actions, bodies side by side
+    filter_converter = UTCFilterConverter()
+    form = MailForm
+    form_base_class = SecureForm  # the action (Retry) form needs a CSRF token too
+    named_filter_urls = True  # ?flt0_status_equals=failed, stable for links and bookmarks
+    column_list = (
+        "created_at",
+        "status",
+        "from_address",
+        "to_address",
+        "subject",
+        "tags",
+        "provider",
+        "attempts",
+        "next_attempt_at",
+        "locked_by",
+        "locked_until",
+        "last_error",
+        "updated_at",
+    )
+    column_labels = {
+        "next_attempt_at": "Next Attempt",
+        "locked_by": "Lease Owner",
+        "locked_until": "Lease Until",
+        "send_at": "Send At",
+        "meta": "Metadata",
+        "recipient_rows": "Recipients",
+        "events": "Timeline",
+    }
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
+    column_default_sort = ("created_at", True)
+    # Flask-Admin searches each column cast to text, which reads a text[] as "{a,b}".
+    column_searchable_list = ("to_address", "cc", "bcc", "from_address", "subject")
+    column_filters = (
+        *choice_filters(Email.status, "Status", STATUSES),
+        *choice_filters(Email.provider, "Provider", REGISTRY),
+        FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
+        TagFilter(Email.tags, "Tag"),
+        "created_at",
+        "send_at",
+    )
+    # The text and HTML bodies are shown above the table, side by side.
+    column_details_list = (
+        "id",
+        "status",
+        "from_address",
+        "to_address",
+        "cc",
+        "bcc",
+        "reply_to",
+        "subject",
+        "headers",
+        "tags",
+        "meta",
+        "attachments",
+        "send_at",
+        "provider",
+        "provider_message_id",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "locked_by",
+        "locked_until",
+        "created_at",
+        "updated_at",
+        "sent_at",
+        "recipient_rows",
+        "events",
+        "result",
+        "attempt_log",
+    )
+    column_formatters = {
+        "to_address": _address_list,
+        "cc": _address_list,
+        "bcc": _address_list,
+        "tags": _address_list,
+        "next_attempt_at": _next_attempt,
+        "locked_until": _lease_end,
+        "last_error": _short_error,
+    }
+    column_formatters_detail = {
+        "to_address": _address_list,
+        "cc": _address_list,
+        "bcc": _address_list,
+        "next_attempt_at": _next_attempt,
+        "locked_until": _lease_end,
+        "result": _pretty_json,
+        "headers": _pretty_json,
+        "meta": _pretty_json,
+        "tags": _address_list,
+        "attachments": _attachment_list,
+        "attempt_log": _attempt_table,
+        "recipient_rows": _recipient_table,
+        "events": _timeline,
+    }
+    column_labels = {**column_labels, "attempt_log": "Log"}
+
+    def get_one(self, id):
+        """The mail with this id, or None (Flask-Admin then says so) if it is not a UUID."""
+        found = _uuids([id])
+        return db.session.get(Email, found[0]) if found else None
+
+    def get_list(self, page, *args, **kwargs):
+        """A page of mail: a negative ?page= shows the first, one past the end is empty.
+
+        PostgreSQL refuses a negative OFFSET and one beyond a bigint, so neither reaches it.
+        """
+        size = kwargs.get("page_size") or self.page_size
+        return super().get_list(min(max(page or 0, 0), MAX_OFFSET // size), *args, **kwargs)
+
+    def get_invalid_value_msg(self, value, filter):
+        """A filter value the filter cannot read (a date that is not one) is a 400.
+
+        Flask-Admin would drop the filter and list every mail as if it matched.
+        """
+        abort(400, super().get_invalid_value_msg(value, filter))
+
+    def validate_form(self, form):
+        """Validate; on the create form, say so when the CSRF token failed (it shows nothing)."""
+        valid = super().validate_form(form)
+        if isinstance(form, MailForm) and form.csrf_token.errors:
+            flash("The form's CSRF token is missing or expired; please submit it again.", "error")
+        return valid
+
+    def create_model(self, form):
+        """Validate like the API and enqueue; on bad input, show each error at its field."""
+        data = {
+            api_field: getattr(form, form_field).data or None
+            for api_field, form_field in FORM_FIELDS.items()
+        }
+        try:
+            clean = validate_mail(data, current_app.config["MAX_RECIPIENTS"])
+        except ValidationError as err:
+            for error in err.errors:
+                field = getattr(form, FORM_FIELDS.get(error["field"], ""), None)
+                if field is not None:
+                    field.errors = [*field.errors, error["message"]]
+                flash(f"{error['field']}: {error['message']}", "error")
+            return False
+        return mailqueue.as_email(mailqueue.enqueue_many(transaction, [clean])[0])
+
+    def render(self, template, **kwargs):
+        """Every page of the view; the details page also gets its actions and HTML preview."""
+        if template == self.details_template and kwargs.get("model") is not None:
+            kwargs.update(
+                mail_actions=self.single_actions(kwargs["model"]),
+                html_preview=html_preview(kwargs["model"].html),
+                action_form=self.action_form(),
+            )
+        return super().render(template, **kwargs)
+
+    def single_actions(self, model):
+        """The actions that apply to this mail now: (name, label, confirmation)."""
+        now = database_now()
+        applies = {
+            "retry": model.status in mailqueue.RETRYABLE,
+            "cancel": model.status in WAITING,
+            "send_now": model.status in WAITING
+            and model.next_attempt_at is not None
+            and model.next_attempt_at > now,
+            "resend": model.status in HANDED_OFF,
+            "release": model.status == SENDING
+            and (
+                model.locked_until is None
+                or model.locked_until < now
+                or self.worker_gone(model.locked_by)
+            ),
+        }
+        return [
+            (name, text, self._actions_data[name][2])
+            for name, text in self._actions
+            if applies.get(name)
+        ]
+
+    def alive_workers(self):
+        """The names of the workers alive now (their heartbeats), read once per request."""
+        if "alive_workers" not in g:
+            g.alive_workers = {
+                row["name"] for row in dashboard.alive_workers(db.session.connection())
+            }
+        return g.alive_workers
+
+    def worker_gone(self, name):
+        """Whether worker ``name`` has stopped beating: its mail is stuck, whatever its lease."""
+        return name not in self.alive_workers()
+
+    @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
+    def action_retry(self, ids):
+        """Put failed mails back in the queue, due now, with a fresh budget; log who did it."""
+        count = mailqueue.retry(db.session.connection(), _uuids(ids), operator())
+        db.session.commit()
+        flash(f"{count} failed mail(s) queued again.", "success")
+
+    @action(
+        "cancel", "Cancel", "Cancel the selected queued or scheduled mails? They will not be sent."
+    )
+    def action_cancel(self, ids):
+        """Cancel mail no worker has taken yet; log who did it. Others are left as they are."""
+        cancelled = mailqueue.cancel(
+            db.session.connection(), _uuids(ids), operator(), current_app.extensions["webhooks"]
+        )
+        db.session.commit()
+        skipped = len(ids) - len(cancelled)
+        note = f"; {skipped} already sending or finished were left alone" if skipped else ""
+        flash(f"{len(cancelled)} mail(s) cancelled{note}.", "success")
+
+    @action(
+        "send_now",
+        "Send now",
+        "Send the selected mails now, without waiting for their backoff or schedule?",
+    )
+    def action_send_now(self, ids):
+        """Make mail waiting for its backoff or its schedule due now; log who did it."""
+        hurried = mailqueue.send_now(db.session.connection(), _uuids(ids), operator())
+        db.session.commit()
+        flash(
+            _counted(len(hurried), len(ids), "made due now", "not waiting for a later time"),
+            "success",
+        )
+
+    @action(
+        "resend",
+        "Resend as new mail",
+        "Send the selected mails again, each as a NEW mail "
+        "(a copy with its attachments)? The recipients will get them twice.",
+    )
+    def action_resend(self, ids):
+        """Copy mail a provider took into new queued mail; both logs name the other."""
+        pairs = mailqueue.resend(db.session.connection(), _uuids(ids), operator())
+        db.session.commit()
+        flash(_counted(len(pairs), len(ids), "resent as new mail", "not sent yet"), "success")
+        if len(pairs) == 1 and request.form.get("single"):
+            [new_id] = pairs.values()
+            return redirect(url_for(".details_view", id=str(new_id)))
+        return None
+
+    @action(
+        "release",
+        "Release stuck",
+        "Hand the selected mails stuck in sending back to the "
+        "queue? Their worker is gone; the provider may already have them, so a recipient "
+        "may get one twice.",
+    )
+    def action_release(self, ids):
+        """Return mail whose lease expired or whose worker is gone to the queue; log who."""
+        released = mailqueue.release_stuck(
+            db.session.connection(),
+            _uuids(ids),
+            operator(),
+            self.alive_workers(),
+            current_app.config["MAX_ATTEMPTS"],
+        )
+        db.session.commit()
+        flash(
+            _counted(
+                len(released),
+                len(ids),
+                "released to the queue",
+                "not stuck (a live worker holds them, or they are not sending)",
+            ),
+            "success",
+        )
+
+    @expose("/export.csv")
+    def export_csv(self):
+        """The list as filtered and searched now, as CSV, streamed in keyset pages."""
+        view_args = self._get_list_extra_args()
+        query = self.filtered_query(view_args.search, view_args.filters)
+        stream = stream_with_context(csv_rows(query))
+        stamp = database_now().strftime("%Y%m%dT%H%M%SZ")
+        return Response(
+            stream,
+            mimetype="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="mail-{stamp}.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    def filtered_query(self, search, filters):
+        """The list's query with its search and filters applied (no sorting, no paging)."""
+        query = self.get_query()
+        if self._search_supported and search:
+            query, _, _, _ = self._apply_search(query, None, {}, {}, search)
+        if filters and self._filters:
+            query, _, _, _ = self._apply_filters(query, None, {}, {}, filters)
+        return query
+
+
+EXPORT_COLUMNS = (
+    "id",
+    "created_at",
+    "status",
+    "from_address",
+    "to_address",
+    "cc",
+    "bcc",
+    "subject",
+    "tags",
+    "provider",
+    "provider_message_id",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "sent_at",
+    "updated_at",
+)
+EXPORT_PAGE = 1000  # rows read per query: the export never holds more than this
+
+
+def csv_rows(query):
+    """The CSV text of ``query``'s mail, newest first, a page at a time (keyset on
+    (created_at, id), so each page is an index range, however deep)."""
+    columns = [getattr(Email, name) for name in EXPORT_COLUMNS]
+    yield _csv_line(EXPORT_COLUMNS)
+    after = None
+    while True:
+        page = query.with_entities(*columns).order_by(Email.created_at.desc(), Email.id.desc())
+        if after is not None:
+            page = page.filter(tuple_(Email.created_at, Email.id) < after)
+        rows = page.limit(EXPORT_PAGE).all()
+        if not rows:
+            return
+        yield "".join(_csv_line(_csv_values(row)) for row in rows)
+        last = rows[-1]
+        after = tuple_(last.created_at, last.id)
+        if len(rows) < EXPORT_PAGE:
+            return
+
+
+def _csv_values(row):
+    """One mail's cells: lists joined by commas, times in UTC to the second."""
+    values = []
+    for value in row:
+        if isinstance(value, datetime):
+            value = utc_text(value)
+        elif isinstance(value, list | tuple):
+            value = ", ".join(value)
+        values.append("" if value is None else value)
+    return values
+
+
+def _csv_line(values):
+    """One CSV line (RFC 4180 quoting)."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+def _counted(done, asked, what, left_alone):
+    """The flash message of a bulk action: how many were changed, how many left alone."""
+    skipped = asked - done
+    note = f"; {skipped} {left_alone} were left alone" if skipped else ""
+    return f"{done} mail(s) {what}{note}."
+
+
+HTML_PREVIEW_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def html_preview(html):
+    """The ``srcdoc`` of the HTML body's preview: the body after a policy that blocks every
+    remote load (the iframe's ``sandbox`` already blocks scripts, forms and navigation)."""
+    if not html:
+        return None
+    return (
+        f'<!doctype html><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{HTML_PREVIEW_POLICY}">'
+        f"{html}"
+    )
+
+
+class SuppressionForm(SecureForm):
+    """Add an address to the suppression list by hand."""
+
+    address = StringField("Address")
+    reason = SelectField("Reason", choices=list(suppressions.REASONS), default=suppressions.MANUAL)
+    detail = StringField("Detail", description="Why, for the next operator")
+
+
+class SuppressionView(Protected, ModelView):
+    """The suppression list: entries in force, newest first; add and remove by hand."""
+
+    can_edit = False
+    can_view_details = False
+    page_size = 50
+    list_template = "admin/mail_list.html"  # the menu bar that keeps to the CSP
+    form = SuppressionForm
+    form_base_class = SecureForm
+    column_list = ("address", "reason", "detail", "email_id", "created_at", "expires_at")
+    column_labels = {"email_id": "Caused By Mail", "expires_at": "Expires"}
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_default_sort = ("created_at", True)
+    column_searchable_list = ("address",)
+    column_filters = (*choice_filters(Suppression.reason, "Reason", suppressions.REASONS),)
+
+    def get_list_row_actions(self):
+        """Flask-Admin's row actions, with a delete button that keeps to the CSP.
+
+        Flask-Admin's asks "Are you sure?" in an inline onclick, which the policy does not run.
+        """
+        return [
+            CSP_DELETE_ROW if isinstance(row_action, DeleteRowAction) else row_action
+            for row_action in super().get_list_row_actions()
+        ]
+
+    def get_query(self):
+        """Only entries in force: an expired bounce no longer suppresses."""
+        return super().get_query().filter(suppressions.in_force())
+
+    def get_count_query(self):
+        """Counted like ``get_query``."""
+        return super().get_count_query().filter(suppressions.in_force())
+
+    def create_model(self, form):
+        """Validate the address like the API, then add it (``suppressions.add``)."""
+        try:
+            address = validate_address(form.address.data or None)
+        except ValidationError as err:
+            form.address.errors = [*form.address.errors, err.errors[0]["message"]]
+            flash(f"address: {err.errors[0]['message']}", "error")
+            return False
+        row, added = suppressions.add(
+            db.session.connection(),
+            address,
+            form.reason.data,
+            form.detail.data or None,
+            current_app.config["SUPPRESSION_DAYS"],
+        )
+        db.session.commit()
+        if not added:
+            flash(f"{row['address']} was already suppressed ({row['reason']}).", "info")
+        return db.session.get(Suppression, row["address"])
+
+    def delete_model(self, model):
+        """Take the address off the list (``suppressions.remove``)."""
+        suppressions.remove(db.session.connection(), model.address)
+        db.session.commit()
+        return True
+
+
+class WebhookView(Protected, ModelView):
+    """The client webhooks: each one's delivery, with every attempt in its details."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    page_size = 50
+    list_template = "admin/mail_list.html"
+    column_list = (
+        "created_at",
+        "event_type",
+        "email_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "delivered_at",
+    )
+    column_labels = {"email_id": "Mail", "message_id": "Webhook Id"}
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
+    column_default_sort = ("id", True)
+    column_filters = (
+        *choice_filters(
+            WebhookMessage.status, "Status", (outbox.PENDING, outbox.DONE, outbox.GAVE_UP)
+        ),
+        *choice_filters(WebhookMessage.event_type, "Event", outbox.EVENTS),
+    )
+    column_details_list = (
+        "message_id",
+        "event_type",
+        "email_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "created_at",
+        "delivered_at",
+        "payload",
+        "attempt_log",
+    )
+    column_formatters = {"last_error": _short_error}
+    column_formatters_detail = {"payload": _pretty_json, "attempt_log": _webhook_attempts}
+
+
+def operator():
+    """Who is acting in the admin: the HTTP Basic user, or the loopback client's address."""
+    auth = request.authorization
+    if auth is not None and auth.username:
+        return f"admin:{auth.username}"
+    return f"admin@{request.remote_addr}"
+
+
+def _uuids(values):
+    """The UUIDs among the list view's row ids (a forged or stale id is skipped, not a 500)."""
+    found = []
+    for value in values:
+        try:
+            found.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return found
+
+
+def csp_nonce():
+    """This request's nonce for inline scripts (Flask-Admin puts it on each script tag)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+def content_policy():
+    """The admin's Content-Security-Policy, admitting this request's nonce if a page used it."""
+    nonce = f" 'nonce-{g.csp_nonce}'" if "csp_nonce" in g else ""
+    return CONTENT_POLICY.format(nonce=nonce)
+
+
+def harden(response):
+    """No site may frame or MIME-sniff an answer of ours; admin pages also get their policy."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path == ADMIN_URL or request.path.startswith(ADMIN_URL + "/"):
+        response.headers.setdefault("Content-Security-Policy", content_policy())
+    return response
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, sent with ``Secure`` to a request that came over HTTPS.
+
+    Behind a TLS-terminating proxy that is the scheme the proxy reports (gunicorn reads
+    X-Forwarded-Proto from the addresses in ``forwarded_allow_ips``).
+    """
+
+    def get_cookie_secure(self, app):
+        """Secure when configured so, or when this request is HTTPS."""
+        return super().get_cookie_secure(app) or request.is_secure
+
+    def open_session(self, app, request):
+        """A new empty session for a request without the cookie (every API call), as Flask's
+        own gives, but without building its signing serializer first: that cost more than
+        any other step of ``POST /mail`` outside our own code. Without a Cookie header (an API
+        client) not even the cookies are parsed."""
+        if app.secret_key and (
+            "HTTP_COOKIE" not in request.environ
+            or not request.cookies.get(self.get_cookie_name(app))
+        ):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
+ASSETS = Blueprint(
+    "admin_assets", __name__, static_folder="static", static_url_path=ADMIN_URL + "/assets"
+)
+
+
+def init_app(app):
+    """Mount the admin on ``app`` at /admin, with its security headers and session cookie."""
+    if app.config["SESSION_COOKIE_SAMESITE"] is None:
+        # The session only holds the CSRF secret; Lax keeps it off cross-site form posts.
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.session_interface = SessionInterface()
+    app.after_request(harden)
+    app.add_template_filter(utc_text, "utc")
+    app.add_template_filter(age_text, "age")
+    app.register_blueprint(ASSETS)
+    admin = Admin(
+        app,
+        name="Mail service",
+        index_view=DashboardView(url=ADMIN_URL),
+        theme=Bootstrap4Theme(fluid=True),  # the full width: the list has 12 columns
+        csp_nonce_generator=csp_nonce,
+    )
+    admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
+    admin.add_view(SuppressionView(Suppression, db, name="Suppressions", endpoint="suppression"))
+    admin.add_view(WebhookView(WebhookMessage, db, name="Webhooks", endpoint="webhook"))
+    return admin

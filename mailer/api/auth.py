@@ -1,0 +1,230 @@
+"""Who may use the API and the admin.
+
+An endpoint that sends mail without authentication is an open relay, and an open admin leaks
+every message, so both are closed by default:
+
+- The API requires ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``) with a key from
+  ``API_KEYS``. With no keys configured it runs in *protected mode*, like Redis: it serves
+  only a client on this machine that talks to it directly (see ``is_local_request``).
+- The admin requires HTTP Basic with ``ADMIN_USERNAME``/``ADMIN_PASSWORD``; with no password
+  configured it serves the same local clients only.
+
+Protected mode is for a developer's machine. Behind any proxy (nginx, HAProxy, an ssh tunnel)
+every request arrives from loopback, so a deployment must set ``API_KEYS`` and
+``ADMIN_PASSWORD``; the process refuses to start in protected mode on a non-loopback address.
+
+Keys are compared in constant time and never logged; too many wrong ones from one address
+get 429s for a while (``throttle``).
+"""
+
+import hmac
+import ipaddress
+import logging
+
+from flask import current_app, request
+
+from mailer.api.errors import ApiError
+from mailer.api.throttle import FailureThrottle
+
+log = logging.getLogger("mail_service.auth")
+
+LOOPBACK_NAMES = ("localhost", "localhost.")
+# Sec-Fetch-Site values of a request the user made on this very site (or typed in).
+SAME_SITE_FETCHES = ("same-origin", "none")
+
+# Headers a reverse proxy adds: a request carrying one came from elsewhere, even if the proxy
+# itself connects from loopback, so protected mode must not trust it.
+PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+
+
+def is_loopback_request():
+    """Whether the client connected over loopback and not through a proxy."""
+    if any(header in request.headers for header in PROXY_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    # A dual-stack server sees a local IPv4 client as ::ffff:127.0.0.1, which Python 3.11
+    # does not count as loopback.
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def is_loopback_host(host):
+    """Whether ``host`` (a Host header or an Origin's host, port removed) names this machine."""
+    name = host.lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_cross_site():
+    """Whether a browser says this request comes from another site (a page's form or script).
+
+    Any web page open on the developer's machine can post a form to localhost without a CORS
+    preflight; browsers mark such requests with ``Origin`` and ``Sec-Fetch-Site``.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site.lower() not in SAME_SITE_FETCHES:
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    _, _, rest = origin.partition("://")
+    return not rest or not is_loopback_host(rest.partition("/")[0])
+
+
+def is_local_request():
+    """Protected mode's test: a loopback client, naming this machine, not sent by a web page.
+
+    A ``Host`` that is not a loopback name is DNS rebinding (a site whose name now resolves
+    to 127.0.0.1); ``Origin``/``Sec-Fetch-Site`` from elsewhere is a cross-site form post.
+    """
+    return is_loopback_request() and is_loopback_host(request.host or "") and not is_cross_site()
+
+
+def matches_any(candidate, secrets):
+    """Constant-time comparison of ``candidate`` against each configured secret."""
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(candidate.encode(), secret.encode())
+    return found
+
+
+def presented_api_key():
+    """The key a client sent, from ``Authorization: Bearer`` or ``X-API-Key``."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("X-API-Key", "").strip() or None
+
+
+def require_api_key():
+    """Raise a 401 ``ApiError`` unless the request may use the API."""
+    keys = current_app.config["API_KEYS"]
+    if not keys:
+        if is_local_request():
+            return
+        raise ApiError(
+            401,
+            "API_KEYS is not set, so the API serves local clients only",
+            [
+                {
+                    "field": "Authorization",
+                    "message": "Not allowed from this address, host or web page (protected mode)",
+                }
+            ],
+        )
+    refuse_if_throttled()
+    key = presented_api_key()
+    if key is None:
+        raise ApiError(
+            401,
+            "An API key is required",
+            [
+                {
+                    "field": "Authorization",
+                    "message": "Send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                }
+            ],
+            headers={"WWW-Authenticate": 'Bearer realm="mail"'},
+        )
+    if not matches_any(key, keys):
+        throttle().failed(request.remote_addr)
+        raise ApiError(
+            401,
+            "The API key is not valid",
+            [{"field": "Authorization", "message": "Unknown API key"}],
+            headers={"WWW-Authenticate": 'Bearer realm="mail", error="invalid_token"'},
+        )
+
+
+def admin_allowed():
+    """Whether the current request may use the admin."""
+    password = current_app.config.get("ADMIN_PASSWORD") or ""
+    if not password:
+        return is_local_request()
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return False
+    refuse_if_throttled()
+    username_ok = hmac.compare_digest(
+        (auth.username or "").encode(), current_app.config["ADMIN_USERNAME"].encode()
+    )
+    password_ok = hmac.compare_digest((auth.password or "").encode(), password.encode())
+    if not (username_ok and password_ok):
+        throttle().failed(request.remote_addr)
+        return False
+    return True
+
+
+def throttle():
+    """This app's throttle of failed authentications."""
+    return current_app.extensions["auth_throttle"]
+
+
+def refuse_if_throttled():
+    """Answer 429 with Retry-After to an address that failed too often lately."""
+    seconds = throttle().retry_after(request.remote_addr)
+    if seconds:
+        raise ApiError(
+            429,
+            "Too many failed authentications from this address",
+            [{"field": "Authorization", "message": f"Try again in {seconds}s"}],
+            headers={"Retry-After": str(seconds)},
+        )
+
+
+def init_app(app):
+    """Set up the failed-authentication throttle and say which protected modes are in force."""
+    app.extensions["auth_throttle"] = FailureThrottle(
+        app.config["AUTH_FAILURE_LIMIT"],
+        app.config["AUTH_FAILURE_WINDOW"],
+        app.config["AUTH_BLOCK_SECONDS"],
+    )
+    warn_about_open_modes(app)
+
+
+def in_protected_mode(config):
+    """Whether the API or the admin runs without credentials (local clients only)."""
+    return not config["API_KEYS"] or not config.get("ADMIN_PASSWORD")
+
+
+def warn_about_open_modes(app):
+    """Log once at start which protected modes are in force, and what they are for."""
+    missing = [
+        name
+        for name, value in (
+            ("API_KEYS", app.config["API_KEYS"]),
+            ("ADMIN_PASSWORD", app.config.get("ADMIN_PASSWORD")),
+        )
+        if not value
+    ]
+    if missing:
+        log.warning(
+            "%s not set: protected mode, serving only clients on this machine. It is "
+            "for a developer's machine: any deployment, and anything behind a proxy "
+            "or tunnel, needs API_KEYS and ADMIN_PASSWORD",
+            " and ".join(missing),
+        )
+
+
+def check_bind(config, host):
+    """Refuse to serve in protected mode on an address other machines can reach.
+
+    Behind a proxy every request comes from loopback, so no test of the client's address can
+    keep protected mode safe there; only credentials can.
+    """
+    if in_protected_mode(config) and not is_loopback_host(host):
+        raise ValueError(
+            f"refusing to listen on {host} in protected mode: set API_KEYS and "
+            "ADMIN_PASSWORD, or listen on 127.0.0.1"
+        )

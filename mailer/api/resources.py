@@ -1,0 +1,516 @@
+"""The REST resources: submit mail, list it, read it back, cancel or retry it; the suppression
+list; the health.
+
+``POST /mail`` validates, stores the mail as ``queued`` (or ``scheduled``) and commits before it
+answers 202, so an acknowledged mail is never lost; the worker sends it later. Clients poll
+``GET /mail/<id>`` and list ``GET /mail``. Every status change goes through ``mailqueue``.
+"""
+
+import json
+import uuid
+
+from flask import Response, current_app, request
+from flask_restful import Api, Resource
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from werkzeug.routing import BaseConverter
+
+from mailer import database
+from mailer.api import idempotency, listing
+from mailer.api.auth import require_api_key
+from mailer.api.bodies import form_fields
+from mailer.api.errors import ApiError, response_for
+from mailer.queue import mailqueue, suppressions
+from mailer.validation.mail import ValidationError, validate_address, validate_mail
+from mailer.worker import circuit
+from models import WAITING, Email, Suppression, db, iso
+
+JSON_TYPES = ("application/json",)
+MAX_BATCH = 1000  # mails per POST /mail/batch
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+ATTACHMENT_FIELDS = ("attachment", "attachments")  # multipart file fields that attach
+
+
+class JsonApi(Api):
+    """Flask-RESTful with our error shape for every exception raised in a resource."""
+
+    def handle_error(self, e):
+        """Answer with the JSON error of ``response_for`` (never a traceback)."""
+        return response_for(e)
+
+
+def authenticated(method):
+    """Resource decorator: the API key check of ``auth.require_api_key``."""
+
+    def checked(*args, **kwargs):
+        require_api_key()
+        return method(*args, **kwargs)
+
+    return checked
+
+
+def read_mail_request():
+    """The submitted fields as a dict, from a JSON object or a form; 400/415 otherwise."""
+    mimetype = request.mimetype
+    if mimetype in JSON_TYPES or mimetype.endswith("+json"):
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # deeply nested arrays: silent=True only covers ValueError
+            data = None
+        if not isinstance(data, dict):
+            raise ApiError(
+                400,
+                "The body must be a JSON object",
+                [{"field": "body", "message": "Malformed JSON or not an object"}],
+            )
+        return data
+    if mimetype in FORM_TYPES:
+        return from_form(form_fields())
+    raise ApiError(
+        415,
+        f"Unsupported content type {mimetype or '(none)'!r}",
+        [
+            {
+                "field": "Content-Type",
+                "message": "Use application/json, "
+                "application/x-www-form-urlencoded or multipart/form-data",
+            }
+        ],
+    )
+
+
+def from_form(fields):
+    """A form's fields as the JSON object they stand for.
+
+    Files named ``attachment`` (or ``attachments``) are the attachments; any other file is kept
+    so that validation refuses it instead of dropping it. ``headers`` and ``metadata`` are JSON
+    objects in a form field; ``tags`` may repeat.
+    """
+    data = {
+        key: values[0] if len(values) == 1 else values
+        for key, values in fields.items()
+        if key not in ATTACHMENT_FIELDS
+    }
+    files = [item for key in ATTACHMENT_FIELDS for item in fields.get(key, [])]
+    if files:
+        data["attachments"] = files
+    for key in ("headers", "metadata"):
+        if isinstance(data.get(key), str):
+            data[key] = _json_field(key, data[key])
+    return data
+
+
+def _json_field(key, text):
+    """A form field that holds a JSON object; 400 naming it if it does not."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ApiError(
+            400, "Invalid mail request", [{"field": key, "message": "Must be a JSON object"}]
+        ) from None
+
+
+def limits():
+    """The settings that bound a mail request, for ``validate_mail``."""
+    config = current_app.config
+    return {
+        "max_recipients": config["MAX_RECIPIENTS"],
+        "max_attachment_bytes": config["MAX_ATTACHMENT_BYTES"],
+        "max_schedule_days": config["MAX_SCHEDULE_DAYS"],
+    }
+
+
+def store(cleans, answer, stamp=None):
+    """Store validated mail (idempotently when the client sent a key); the HTTP answer.
+
+    ``answer(rows)`` gives (body, status, headers) without what the database sets, and
+    ``stamp(body, stamps)`` puts that in: the key is stored in the statement that stores the
+    mail, before the database's values are known, so it keeps the body and those values
+    apart. A replay answers the first request's status and body again, stamped the same way,
+    with ``Idempotent-Replayed: true``.
+    """
+    key = idempotency.requested(cleans if len(cleans) > 1 else cleans[0])
+    built = []  # the (body, status, headers) kept with the key
+
+    def keep(rows):
+        """(status, JSON text of the body) to keep with the key."""
+        built[:] = [answer(rows)]
+        return built[0][1], encoded(built[0][0])
+
+    try:
+        result = mailqueue.enqueue_many(transaction, cleans, key, keep if key else None)
+    except mailqueue.IdempotencyConflict as err:
+        raise idempotency.conflict(str(err)) from None
+    if isinstance(result, mailqueue.Replay):
+        body = result.response
+        if stamp is not None and result.stamps is not None:
+            body = stamp(body, result.stamps)
+        return json_response(
+            encoded(body), result.status_code, {idempotency.REPLAYED: "true", **location(body)}
+        )
+    body, status, headers = built[0] if built else answer(result)
+    if stamp is not None:
+        first = result[0]
+        body = stamp(body, (first["created_at"], first["status"], first["next_attempt_at"]))
+    return json_response(encoded(body), status, headers)
+
+
+def encoded(body):
+    """A body as JSON text, as Flask-RESTful's ``output_json`` writes it."""
+    return json.dumps(body, **current_app.config.get("RESTFUL_JSON", {})) + "\n"
+
+
+def json_response(text, status, headers):
+    """A finished JSON response, which Flask-RESTful passes on as it is (no second encoding)."""
+    return Response(text, status, headers, mimetype="application/json")
+
+
+def transaction(single_statement=False):
+    """A DB-API cursor for the API's hand-written statements, in a transaction committed when
+    the block ends: the engine's, unless a test handed in its own. ``single_statement``: the
+    block runs one statement, in autocommit (``database.dbapi_transaction``): no BEGIN and
+    COMMIT (or the pool's ROLLBACK) round trips around it. ``POST /mail`` stores that way, and
+    ``GET /mail`` and ``GET /mail/<id>`` read that way: in READ COMMITTED each statement had its
+    own snapshot anyway.
+
+    A test that rolls everything back sets ``db.test_transaction`` (as it swaps
+    ``db.session``), so that every app it builds runs inside its transaction.
+    """
+    test_transaction = db.test_transaction
+    if test_transaction is not None:
+        return database.cursor_of(test_transaction())
+    return database.dbapi_transaction(db.engine, single_statement)
+
+
+def connection_transaction():
+    """A transaction on a SQLAlchemy connection (not a Session): the engine's, unless a test
+    handed in its own (``db.test_transaction``, as for ``transaction``)."""
+    return (db.test_transaction or db.engine.begin)()
+
+
+# What the database sets when it stores a mail: not known when the answer is built.
+UNSTAMPED = {"status": None, "created_at": None, "updated_at": None, "next_attempt_at": None}
+
+
+def location(body):
+    """The Location header of a stored mail's answer (none for a batch)."""
+    return {"Location": f"/mail/{body['id']}"} if "id" in body else {}
+
+
+def find_mail(mail_id):
+    """The mail with id ``mail_id`` and its attempts; 404 if unknown or not a UUID."""
+    key = mail_key(mail_id)
+    mail = None
+    if key is not None:
+        query = (
+            select(Email)
+            .where(Email.id == key)
+            .options(
+                selectinload(Email.attempt_log),
+                selectinload(Email.recipient_rows),
+                selectinload(Email.events),
+            )
+        )
+        mail = db.session.scalars(query).first()
+    if mail is None:
+        raise unknown_mail()
+    return mail
+
+
+def mail_key(mail_id):
+    """The UUID a mail id in a URL stands for, or None if it is not one."""
+    try:
+        return uuid.UUID(mail_id)
+    except ValueError:
+        return None
+
+
+def unknown_mail():
+    """The 404 of a mail id that names no mail."""
+    return ApiError(404, "No mail with this id", [{"field": "id", "message": "Unknown id"}])
+
+
+def accepted_mail(rows):
+    """The 202 of ``POST /mail``: the mail as stored, and its Location, without what the
+    database set (``stamp_mail`` puts it in)."""
+    row = {**rows[0], **UNSTAMPED}
+    body = Email.mail_dict(row)
+    body["attachments"] = row["files"]
+    body["attempt_log"] = []
+    # Before the hand-off every recipient has the mail's status (Email.recipient_list).
+    body["recipients"] = [
+        {"address": address, "status": None, "reason": None, "updated_at": None}
+        for address in row["recipients"] or ()
+    ]
+    body["events"] = []
+    return body, 202, location(body)
+
+
+def stamp_mail(body, stamps):
+    """``accepted_mail``'s body with what the database set for the mail: ``stamps`` is its
+    (created_at, status, next_attempt_at). The result is ``Email.mail_dict`` of the stored
+    row (tests/unit/test_mail_dict.py holds them together)."""
+    created, status, due = stamps
+    body.update(
+        status=status,
+        created_at=iso(created),
+        updated_at=iso(created),
+        next_attempt_at=iso(due) if status in WAITING else None,
+    )
+    for recipient in body["recipients"]:
+        recipient["status"] = status
+    return body
+
+
+def accepted_batch(rows):
+    """The 202 of ``POST /mail/batch``: the ids (text already), in the order given."""
+    ids = [row["id"] for row in rows]
+    return {"success": True, "count": len(ids), "ids": ids}, 202, {}
+
+
+class MailList(Resource):
+    """``/mail``: submit a mail, or list them."""
+
+    method_decorators = [authenticated]
+
+    def post(self):
+        """Validate, store as queued or scheduled, commit, answer 202 with the mail."""
+        clean = validate_mail(read_mail_request(), **limits())
+        return store([clean], accepted_mail, stamp_mail)
+
+    def get(self):
+        """A page of mail, newest first, with the cursor of the next page (or null)."""
+        query = listing.parse_query()
+        with transaction(single_statement=True) as cursor:
+            rows, more = mailqueue.page(cursor, **query)
+        if current_app.debug or current_app.config.get("RESTFUL_JSON"):
+            return listing.page_body(rows, more)  # Flask-RESTful's settings apply
+        return json_response(listing.page_json(rows, more), 200, {})
+
+
+class MailBatch(Resource):
+    """``/mail/batch``: submit up to ``MAX_BATCH`` mails at once, all or none."""
+
+    method_decorators = [authenticated]
+
+    def post(self):
+        """Validate every item, then store them all in one transaction; 400 names bad items."""
+        items = read_batch_request()
+        bounds = limits()
+        cleans, errors = [], []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise ValidationError([{"field": "", "message": "Must be a JSON object"}])
+                cleans.append(validate_mail(item, **bounds))
+            except ValidationError as err:
+                errors += [
+                    {
+                        "field": f"[{index}]" + (f".{e['field']}" if e["field"] else ""),
+                        "index": index,
+                        "message": e["message"],
+                    }
+                    for e in err.errors
+                ]
+        if errors:
+            bad = len({error["index"] for error in errors})
+            raise ApiError(400, f"{bad} of {len(items)} mails are invalid; none was stored", errors)
+        return store(cleans, accepted_batch)
+
+
+def read_batch_request():
+    """The submitted list of mails from a JSON body; 400/415 otherwise."""
+    if not (request.mimetype in JSON_TYPES or request.mimetype.endswith("+json")):
+        raise ApiError(
+            415,
+            f"Unsupported content type {request.mimetype or '(none)'!r}",
+            [{"field": "Content-Type", "message": "Use application/json"}],
+        )
+    try:
+        items = request.get_json(silent=True)
+    except RecursionError:
+        items = None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise ApiError(
+            400,
+            f"The body must be a JSON list of 1 to {MAX_BATCH} mails",
+            [{"field": "body", "message": f"Expected a list of 1 to {MAX_BATCH} mail objects"}],
+        )
+    return items
+
+
+class MailItem(Resource):
+    """``/mail/<id>``: one mail's status, the providers' answers and its attempts."""
+
+    method_decorators = [authenticated]
+
+    def get(self, mail_id):
+        """The mail object (one statement: ``mailqueue.mail_detail``); 404 as ``find_mail``."""
+        key = mail_key(mail_id)
+        mail = None
+        if key is not None:
+            with transaction(single_statement=True) as cursor:
+                mail = mailqueue.mail_detail(cursor, key)
+        if mail is None:
+            raise unknown_mail()
+        return Email.detail_dict(mail)
+
+
+class Health(Resource):
+    """``/health``: 200 while the database answers, with each provider's circuit."""
+
+    def get(self):
+        """The database's and the providers' health; 503 if the database is unreachable.
+
+        Usable and meltdown mean here exactly what they mean to the worker (``circuit``).
+        """
+        health = circuit.health(db.session.connection(), current_app.config["PROVIDERS"])
+        return {"status": health["status"], "database": "ok", "providers": health["providers"]}
+
+
+class MailIdConverter(BaseConverter):
+    """A mail id in a URL: any path segment but the fixed words of ``/mail/...`` routes.
+
+    Without it ``GET /mail/batch`` matched ``/mail/<id>`` and answered "No mail with this id",
+    and ``OPTIONS /mail/batch`` advertised GET; now it is a 405 that allows POST only.
+    """
+
+    regex = r"(?!batch$)[^/]+"
+
+
+class MailCancel(Resource):
+    """``/mail/<id>/cancel``: cancel a mail no worker has taken yet."""
+
+    method_decorators = [authenticated]
+
+    def post(self, mail_id):
+        """200 with the cancelled mail; 409 with its status once it is being sent or later."""
+        mail = find_mail(mail_id)
+        cancelled = mailqueue.cancel(
+            db.session.connection(), [mail.id], actor(), current_app.extensions["webhooks"]
+        )
+        db.session.commit()
+        if not cancelled:
+            raise too_late(mail, "cancelled", "only queued or scheduled mail can be cancelled")
+        return fresh(mail.id).to_dict(), 200
+
+
+class MailRetry(Resource):
+    """``/mail/<id>/retry``: queue a failed or cancelled mail again."""
+
+    method_decorators = [authenticated]
+
+    def post(self, mail_id):
+        """202 with the queued mail; 409 with its status if it is not failed or cancelled."""
+        mail = find_mail(mail_id)
+        retried = mailqueue.retry(db.session.connection(), [mail.id], actor())
+        db.session.commit()
+        if not retried:
+            raise too_late(mail, "retried", "only failed or cancelled mail can be retried")
+        return fresh(mail.id).to_dict(), 202, {"Location": f"/mail/{mail.id}"}
+
+
+class SuppressionList(Resource):
+    """``/suppressions``: the addresses mail does not go to; add one by hand."""
+
+    method_decorators = [authenticated]
+
+    def get(self):
+        """A page of entries in force, newest first (``?reason=``, ``?limit=``, ``?cursor=``)."""
+        reason, limit, after = listing.parse_suppression_query()
+        rows, more = suppressions.page(db.session.connection(), reason, limit, after)
+        return {
+            "success": True,
+            "suppressions": [Suppression(**row).to_dict() for row in rows],
+            "count": len(rows),
+            "next_cursor": listing.encode_position(rows[-1]["created_at"], rows[-1]["address"])
+            if more
+            else None,
+        }
+
+    def post(self):
+        """Add an address (``{"address", "reason"?, "detail"?}``); 201, or 200 if it was on."""
+        address, reason, detail = validate_suppression(read_mail_request())
+        row, added = suppressions.add(
+            db.session.connection(), address, reason, detail, current_app.config["SUPPRESSION_DAYS"]
+        )
+        db.session.commit()
+        body = {"success": True, **Suppression(**row).to_dict()}
+        return body, 201 if added else 200, {"Location": f"/suppressions/{row['address']}"}
+
+
+class SuppressionItem(Resource):
+    """``/suppressions/<address>``: take an address off the list."""
+
+    method_decorators = [authenticated]
+
+    def delete(self, address):
+        """204 once it is off; 404 if it was not on the list."""
+        removed = suppressions.remove(db.session.connection(), address)
+        db.session.commit()
+        if not removed:
+            raise ApiError(
+                404,
+                "This address is not on the suppression list",
+                [{"field": "address", "message": "Not suppressed"}],
+            )
+        return "", 204
+
+
+def validate_suppression(data):
+    """(address, reason, detail) of a request to suppress an address; 400 names what is wrong."""
+    unknown = sorted(set(data) - {"address", "reason", "detail"})
+    reason = data.get("reason")
+    reason = suppressions.MANUAL if reason is None else reason
+    detail = data.get("detail")
+    errors = [{"field": name, "message": "Unknown field"} for name in unknown]
+    if not isinstance(reason, str) or reason not in suppressions.REASONS:
+        errors.append({"field": "reason", "message": f"One of {', '.join(suppressions.REASONS)}"})
+    if detail is not None and (not isinstance(detail, str) or len(detail) > 1000):
+        errors.append({"field": "detail", "message": "A string of at most 1000 characters"})
+    try:
+        address = validate_address(data.get("address"))
+    except ValidationError as err:
+        errors += err.errors
+        address = None
+    if errors:
+        raise ApiError(400, "Invalid suppression", errors)
+    return address, reason, detail
+
+
+def fresh(mail_id):
+    """The mail as it is now in the database (after an action changed it)."""
+    db.session.expire_all()
+    return find_mail(str(mail_id))
+
+
+def too_late(mail, verb, rule):
+    """The 409 of an action that the mail's current status does not allow."""
+    current = fresh(mail.id).status
+    return ApiError(
+        409,
+        f"The mail is {current} and cannot be {verb}",
+        [{"field": "status", "message": f"{current}: {rule}"}],
+        extra={"status": current},
+    )
+
+
+def actor():
+    """Who acted through the API: a digest of the API key (never the key), or ``api:local``."""
+    scope = idempotency.scope()
+    return "api:local" if scope == idempotency.LOCAL_SCOPE else f"api:key-{scope[:8]}"
+
+
+def init_app(app):
+    """Register the resources on ``app``."""
+    app.url_map.converters["mail_id"] = MailIdConverter
+    api = JsonApi(app, catch_all_404s=False)
+    api.add_resource(MailList, "/mail")
+    api.add_resource(MailBatch, "/mail/batch")
+    api.add_resource(MailItem, "/mail/<mail_id:mail_id>")
+    api.add_resource(MailCancel, "/mail/<mail_id:mail_id>/cancel")
+    api.add_resource(MailRetry, "/mail/<mail_id:mail_id>/retry")
+    api.add_resource(SuppressionList, "/suppressions")
+    api.add_resource(SuppressionItem, "/suppressions/<path:address>")
+    api.add_resource(Health, "/health")
+    return api
