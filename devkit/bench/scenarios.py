@@ -1512,7 +1512,7 @@ def scenario_retention(b):
     batch_size = b.args.purge_batch_size
     say(f"retention: baseline DELETE loop on {count:,} finished rows")
     fill_retention(b, count, keep)
-    base_rate, base_longest, base_batches, base_total = raw_purge(b, days, batch_size)
+    base_rate, base_longest, base_batches, _ = raw_purge(b, days, batch_size)
     say(f"retention: scripts/purge on {count:,} finished rows")
     fill_retention(b, count, keep)
     elapsed, ages, log = run_purge(b, count, days, batch_size)
