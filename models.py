@@ -225,8 +225,9 @@ class Email(db.Model):
         object: an ``email`` row (``GET /mail``), or the values ``enqueue_many`` stored, which
         lack the columns a new mail has not filled yet (``result`` ... ``sent_at``).
 
-        The hot paths answer with it: building an ``Email`` only to read it back cost a fifth
-        of ``POST /mail``'s CPU. tests/unit/test_mail_dict.py holds it to ``to_dict``.
+        The hot paths answer with it, rather than build an ``Email`` only to read it back (a
+        large share of ``POST /mail``'s CPU). tests/unit/test_mail_dict.py holds it to
+        ``to_dict``.
         """
         status = row["status"]
         return {
