@@ -38,7 +38,7 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 logger_class = "mailer.telemetry.logs.GunicornLogger"
 
 # Request limits. gunicorn refuses a request over them itself, before the app sees it, with an
-# HTML page and the connection closed (no setting makes that JSON; see README, Production):
+# HTML page and the connection closed (no setting makes that JSON; see docs/operations.md):
 # 414 for a long request line, 431 for a long header or too many, 400 for a malformed one.
 limit_request_line = 4094  # bytes of "GET <url> HTTP/1.1": our longest URLs (admin) use <1 kB
 limit_request_fields = 50  # header lines: a browser sends ~20, and a proxy adds a few

@@ -73,7 +73,7 @@ DEFAULTS = {
     # Events out: signed client webhooks (Standard Webhooks), off while WEBHOOK_URL is empty.
     "WEBHOOK_URL": "",
     "WEBHOOK_EVENTS": (),  # comma separated, e.g. mail.delivered,mail.bounced; empty = all
-    "WEBHOOK_SECRET": "",  # whsec_ + base64 of the key; make one as the README says
+    "WEBHOOK_SECRET": "",  # whsec_ + base64 of the key (docs/events.md: how to make one)
     "WEBHOOK_TIMEOUT": 5.0,  # seconds per client webhook call (connect, and again for the answer)
     "AUTH_FAILURE_LIMIT": 10,  # wrong API keys or admin passwords from one address ...
     "AUTH_FAILURE_WINDOW": 60.0,  # ... within this many seconds ...
