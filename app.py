@@ -1,7 +1,7 @@
 """The API and admin process: ``create_app()`` wires the pieces; each lives in its own module.
 
 python app.py --config settings.cfg                  # development server on :5000
-gunicorn -c gunicorn.conf.py wsgi:app                # production (see README)
+gunicorn -c gunicorn.conf.py wsgi:app                # production (see docs/operations.md)
 """
 
 import argparse

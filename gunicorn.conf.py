@@ -12,14 +12,12 @@ import tempfile
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 
 worker_class = "gthread"
-# Measured on 2 cores (BENCHMARKS.md, "2026-11-29, second quiet run"): a process per core of 4
-# threads. Against 3 x 4, 2 x 4 kept POST /mail's rate within 2-4 % and cut its p99 by a third
-# (40-43 ms against 46-69 ms at 32 clients), and GET /mail's p99 by 10-20 % (8 clients); 4 x 2
-# lay between. A request spends part of its time in Python (holding its process's GIL) and
-# part waiting on PostgreSQL, so a few threads per process keep a core busy; more processes
-# than cores only queue for them. Threads stay within the app's SQLAlchemy pool (5 connections
-# + 5 overflow per process). On a bigger host set WEB_CONCURRENCY to its cores (a fixed default:
-# a container's CPU quota is not what os.cpu_count() says).
+# A process per core of 4 threads (BENCHMARKS.md compares 2 x 4 with 3 x 4 and 4 x 2 on 2
+# cores: the same rate, the shortest p99). A request spends part of its time in Python (holding
+# its process's GIL) and part waiting on PostgreSQL, so a few threads per process keep a core
+# busy; more processes than cores only queue for them. Threads stay within the app's SQLAlchemy
+# pool (5 connections + 5 overflow per process). On a bigger host set WEB_CONCURRENCY to its
+# cores (a fixed default: a container's CPU quota is not what os.cpu_count() says).
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
@@ -40,7 +38,7 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 logger_class = "mailer.telemetry.logs.GunicornLogger"
 
 # Request limits. gunicorn refuses a request over them itself, before the app sees it, with an
-# HTML page and the connection closed (no setting makes that JSON; see README, Production):
+# HTML page and the connection closed (no setting makes that JSON; see docs/operations.md):
 # 414 for a long request line, 431 for a long header or too many, 400 for a malformed one.
 limit_request_line = 4094  # bytes of "GET <url> HTTP/1.1": our longest URLs (admin) use <1 kB
 limit_request_fields = 50  # header lines: a browser sends ~20, and a proxy adds a few
@@ -135,8 +133,8 @@ def post_worker_init(worker):
     Flask-Admin, SQLAlchemy's models and the rest are some 100,000-120,000 objects that live as
     long as the process; left in the collector's generations, every full collection walked
     them all again, and a request that builds many objects (a batch of 1,000 mails, a SendGrid
-    batch of 1,000 events) set one off every few requests. Measured: the collector doubled the
-    CPU of validating a batch's mails, and cost 3 ms of a 1,000-event request on average.
+    batch of 1,000 events) set one off every few requests, each walking them all again
+    (BENCHMARKS.md, "Measurements behind the code", has what that cost).
     """
     import gc
 

@@ -1,10 +1,14 @@
 """The database tables: mail, its attachments and delivery attempts, idempotency keys, each
 provider's shared health, and what follows the hand-off: recipients, the providers' events, the
-suppression list and the outbox of client webhooks with their attempts; for operators, the
-ledger of mail counts by status and a heartbeat row per worker.
+suppression list and the outbox of client webhooks with their attempts; for operators, a
+heartbeat row per worker.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
-it to SQLAlchemy. Timestamps are stored in UTC with a time zone wherever the database has one.
+it to SQLAlchemy. Tables that only hand-written SQL reads and writes have no class here:
+``mail_tag`` (a tag's mail for ``GET /mail?tag=``, migration 0010), ``provider_rate`` (the shared
+rate caps, ``mailer.worker.ratecap``, migration 0006) and ``email_status_count`` (the ledger of
+mail counts by status, appended by triggers, migration 0007). Timestamps are stored in UTC with a
+time zone wherever the database has one.
 """
 
 import uuid
@@ -17,7 +21,6 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -222,8 +225,9 @@ class Email(db.Model):
         object: an ``email`` row (``GET /mail``), or the values ``enqueue_many`` stored, which
         lack the columns a new mail has not filled yet (``result`` ... ``sent_at``).
 
-        The hot paths answer with it: building an ``Email`` only to read it back cost a fifth
-        of ``POST /mail``'s CPU. tests/unit/test_mail_dict.py holds it to ``to_dict``.
+        The hot paths answer with it, rather than build an ``Email`` only to read it back (a
+        large share of ``POST /mail``'s CPU). tests/unit/test_mail_dict.py holds it to
+        ``to_dict``.
         """
         status = row["status"]
         return {
@@ -314,24 +318,6 @@ class Attachment(db.Model):
     def to_dict(self):
         """The attachment as the API shows it: name, type and size, not its bytes."""
         return {"filename": self.filename, "content_type": self.content_type, "size": self.size}
-
-
-class MailTag(db.Model):
-    """One tag of a mail, kept with the mail's ``created_at`` so that ``GET /mail?tag=`` reads
-    a tag's mail newest first from one index (migration 0010). Written with the mail by the
-    statement that stores it (``mailqueue``); ``Email.tags`` stays the mail's own record."""
-
-    __tablename__ = "mail_tag"
-
-    email_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("email.id", ondelete="CASCADE"), primary_key=True
-    )
-    tag: Mapped[str] = mapped_column(Text, primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-    __table_args__ = (
-        Index("ix_mail_tag_listing", "tag", sql_text("created_at DESC"), sql_text("email_id DESC")),
-    )
 
 
 class IdempotencyKey(db.Model):
@@ -562,41 +548,10 @@ class ProviderAction(db.Model):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(32))
-    action: Mapped[str] = mapped_column(String(16))  # mailer.worker.circuit.HAND_ACTIONS
+    action: Mapped[str] = mapped_column(String(16))  # circuit.OPEN_BY_HAND or CLOSE_BY_HAND
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class ProviderRate(db.Model):
-    """A provider's shared send-rate bucket (``PROVIDER_RATE_LIMITS``), drawn by every worker."""
-
-    __tablename__ = "provider_rate"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    tokens: Mapped[float] = mapped_column(Float, server_default="0")
-    refilled_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.clock_timestamp()
-    )
-    window: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.clock_timestamp()
-    )
-    granted: Mapped[int] = mapped_column(Integer, server_default="0")  # this second
-    last_granted: Mapped[int] = mapped_column(Integer, server_default="0")  # the one before
-
-
-class EmailStatusCount(db.Model):
-    """A change to the number of mails in one status; a status's count is the sum of its rows.
-
-    Appended by statement-level triggers on ``email`` (migration 0007) and folded back to one row
-    per status by ``mailqueue.fold_status_counts``: reading the counts never scans ``email``.
-    """
-
-    __tablename__ = "email_status_count"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
-    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class WorkerHeartbeat(db.Model):

@@ -41,7 +41,6 @@ class StopSignals:
     NUMBERS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
-        self.installed = False
         self.holding = False
         self.pending = None
 
@@ -49,7 +48,6 @@ class StopSignals:
         """Raise ``Stop`` on the signals from now on."""
         for signum in self.NUMBERS:
             signal.signal(signum, self._handle)
-        self.installed = True
 
     def _handle(self, signum, _frame):
         """The handler: raise now, or remember the signal while held."""
@@ -221,10 +219,6 @@ class Supervisor:
                 with self._print_lock:
                     self.out.write(prefix + line)
                     self.out.flush()
-
-    def running(self):
-        """The children that have not exited, oldest first."""
-        return [child for child in self.children if child.poll() is None]
 
     def dead(self):
         """The first child that has exited, or None."""

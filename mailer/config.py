@@ -65,7 +65,7 @@ DEFAULTS = {
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
     "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
-    # Delivery events in (issue 10): each endpoint answers 404 until its key is set.
+    # Delivery events in: each provider's webhook endpoint answers 404 until its key is set.
     "MAILGUN_WEBHOOK_SIGNING_KEY": "",  # Mailgun: Sending > Webhooks > HTTP webhook signing key
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "",  # SendGrid: Mail Settings > Event Webhook > public key
     "WEBHOOK_MAX_AGE": 86400.0,  # seconds: oldest Mailgun event taken; client webhooks retried
@@ -73,7 +73,7 @@ DEFAULTS = {
     # Events out: signed client webhooks (Standard Webhooks), off while WEBHOOK_URL is empty.
     "WEBHOOK_URL": "",
     "WEBHOOK_EVENTS": (),  # comma separated, e.g. mail.delivered,mail.bounced; empty = all
-    "WEBHOOK_SECRET": "",  # whsec_ + base64 of the key; make one as the README says
+    "WEBHOOK_SECRET": "",  # whsec_ + base64 of the key (docs/events.md: how to make one)
     "WEBHOOK_TIMEOUT": 5.0,  # seconds per client webhook call (connect, and again for the answer)
     "AUTH_FAILURE_LIMIT": 10,  # wrong API keys or admin passwords from one address ...
     "AUTH_FAILURE_WINDOW": 60.0,  # ... within this many seconds ...

@@ -5,6 +5,7 @@ Thank you."}``; errors carry ``{"message": "..."}``. The EU region lives at
 https://api.eu.mailgun.net, so the base URL is a setting.
 """
 
+import json
 from urllib.parse import quote
 
 from providers.base import Provider, ProviderMisconfigured
@@ -64,10 +65,12 @@ class Mailgun(Provider):
         return None
 
     def error_reason(self, body):
-        """Mailgun puts its reason in ``message``."""
-        if isinstance(body, dict):
-            return body.get("message")
-        return None
+        """Mailgun puts its reason in ``message``: a string as it is, any other value (an object
+        from a proxy, say) as its JSON text, so the reason is always text or None."""
+        message = body.get("message") if isinstance(body, dict) else None
+        if message is None or isinstance(message, str):
+            return message
+        return json.dumps(message, ensure_ascii=False)
 
     def read_response(self, response, body):
         """Mailgun answers an unknown domain with 404 ``{"message": "Domain not found: ..."}``.

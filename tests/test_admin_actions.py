@@ -1,4 +1,4 @@
-"""The admin that acts (issue 11, section 3): every action, single on the mail's page and bulk
+"""The admin that acts: every action, single on the mail's page and bulk
 on the list, asks for confirmation, changes the rows it should and no others, and is recorded
 with the operator's name; the CSV export streams the filtered list; the HTML body is shown in
 a sandbox; the date filter reads UTC. All through the admin's real routes, logged in."""

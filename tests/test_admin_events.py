@@ -1,4 +1,4 @@
-"""Issue 10 in the admin: a mail's recipients and timeline, the new statuses in the list, the
+"""Delivery events in the admin: a mail's recipients and timeline, the new statuses in the list, the
 suppression list (add, remove) and the client webhooks with their attempts."""
 
 import re

@@ -1,4 +1,4 @@
-"""Issue 10, events out: signed client webhooks from the outbox, verified with the Standard
+"""Events out: signed client webhooks from the outbox, verified with the Standard
 Webhooks reference library, that survive a failing receiver and never hold up sending."""
 
 import threading

@@ -1,7 +1,7 @@
-"""The dashboard (issue 11, section 2; issue 12's weight, cap and rate in the admin): the JSON it
-polls has every panel with the right numbers, the page and the chart are served under the
-admin's policy, and a breaker opened by hand is recorded, shown, and obeyed by a real worker
-until it is closed by hand."""
+"""The dashboard (with each provider's weight, cap and rate): the JSON it polls has every panel
+with the right numbers, the page and the chart are served under the admin's policy, and a
+breaker opened by hand is recorded, shown, and obeyed by a real worker until it is closed by
+hand."""
 
 import re
 import uuid

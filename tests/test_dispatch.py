@@ -1,4 +1,4 @@
-"""Issue 12: weighted sending and shared rate caps across providers and workers."""
+"""Weighted sending and shared rate caps across providers and workers."""
 
 import bisect
 from datetime import datetime

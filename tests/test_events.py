@@ -1,4 +1,4 @@
-"""Issue 10, events in: signed Mailgun and SendGrid webhooks, statuses that only move forward,
+"""Events in: signed Mailgun and SendGrid webhooks, statuses that only move forward,
 the timeline, and what a tampered, unsigned, stale, replayed or malformed request gets."""
 
 import json

@@ -1,4 +1,4 @@
-"""Issue 10's batch: a signed SendGrid batch of 1,000 events is verified and stored whole, and
+"""A signed SendGrid batch of 1,000 events is verified and stored whole, and
 moves every mail. Prints its rate beside the raw insert of the same rows; the rate is measured,
 not asserted (a shared machine is noisy): ``scripts/bench --only events`` holds the target."""
 

@@ -1,4 +1,4 @@
-"""Issue 8: hostile bodies get a clear 4xx and store nothing, over a real HTTP connection."""
+"""Hostile bodies get a clear 4xx and store nothing, over a real HTTP connection."""
 
 import http.client
 import threading

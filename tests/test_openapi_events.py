@@ -1,5 +1,5 @@
-"""Issue 10 in the OpenAPI document: the provider webhooks, the suppression list, and a mail's
-recipients and timeline, checked against what the API really answers."""
+"""Delivery events in the OpenAPI document: the provider webhooks, the suppression list, and a
+mail's recipients and timeline, checked against what the API really answers."""
 
 import pytest
 from signed import mailgun_body

@@ -1,4 +1,4 @@
-"""Issue 8: protected mode holds against web pages, DNS rebinding and proxies; no guessing."""
+"""Protected mode holds against web pages, DNS rebinding and proxies; no guessing."""
 
 import subprocess
 import sys

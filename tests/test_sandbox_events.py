@@ -1,5 +1,5 @@
-"""Issue 10 end to end: the sandbox posts signed events back for what it took, over real HTTP,
-and the service moves each mail to delivered, bounced or complained, and suppresses."""
+"""Delivery events end to end: the sandbox posts signed events back for what it took, over real
+HTTP, and the service moves each mail to delivered, bounced or complained, and suppresses."""
 
 import threading
 

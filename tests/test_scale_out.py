@@ -6,10 +6,10 @@ was acknowledged (a 202 and its id) must end ``sent``, and the sandbox must have
 exactly once. A request that failed because its API died is not acknowledged and may or may
 not have been stored; whatever was stored is held to the same rule.
 
-The one exception is the one the system documents (README, "Delivery guarantees"): the mails the
-killed worker held at the moment of the kill. A provider may have taken one of them before the
-worker could record it, and the lease reaper then returns it to the queue, so it is sent at
-least once and at most twice. They are exactly the rows still ``sending`` under the dead
+The one exception is the one the system documents (docs/index.md, "Delivery guarantees"): the
+mails the killed worker held at the moment of the kill. A provider may have taken one of them
+before the worker could record it, and the lease reaper then returns it to the queue, so it is
+sent at least once and at most twice. They are exactly the rows still ``sending`` under the dead
 worker's name right after the kill (a dead process changes nothing more), read before their
 lease can expire. The kill comes while the worker holds some, so the reaper's path is taken.
 """

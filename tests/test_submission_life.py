@@ -1,4 +1,4 @@
-"""Issue 9: idempotency, scheduling, cancel and retry, listing, and richer messages."""
+"""A submission's life: idempotency, scheduling, cancel and retry, listing, and richer messages."""
 
 import base64
 import contextlib

@@ -1,4 +1,4 @@
-"""Issue 10, the suppression list: the API, expiry, how addresses compare, and a worker that
+"""The suppression list: the API, expiry, how addresses compare, and a worker that
 never sends to a suppressed address, in to, cc or bcc, through either provider."""
 
 import pytest

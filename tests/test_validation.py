@@ -61,7 +61,7 @@ def test_display_names_are_kept(mail):
 
 
 def test_comma_in_a_recipient_display_name_stays_one_recipient(mail):
-    # Lists are stored as lists, so a quoted comma no longer splits one recipient in two.
+    # Lists are stored as lists, so a quoted comma does not split one recipient in two.
     clean = validate_mail({**mail, "to": '"Doe, John" <john@example.com>, ann@example.com'})
     assert clean["to"] == ['"Doe, John" <john@example.com>', "ann@example.com"]
 
@@ -218,7 +218,7 @@ def test_fast_path_agrees_with_email_validator():
         assert (checked.normalized if checked else None) == expected, address
 
 
-# Issue 8: hostile input -----------------------------------------------------------------------
+# Hostile input --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

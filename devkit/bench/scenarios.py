@@ -188,7 +188,7 @@ def scenario_scaleout(b):
     return rows
 
 
-PROVIDER_SETUPS = {  # issue 12: name -> the worker's settings
+PROVIDER_SETUPS = {  # name -> the worker's settings
     "one provider, cap mailgun:50": {"PROVIDERS": "mailgun", "PROVIDER_RATE_LIMITS": "mailgun:50"},
     "two providers, caps mailgun:50,sendgrid:20 (failover)": {
         "PROVIDERS": "mailgun,sendgrid",
@@ -407,11 +407,11 @@ BODIES = {
     "form": (FORM_BODY, "application/x-www-form-urlencoded"),
     "json": (JSON_BODY, "application/json"),
 }
-INGEST_TARGET = 0.85  # issue 13: >= 0.85 of the minimal endpoint (issue 7: no worse than 0.73)
-INGEST_P99_TARGET = 1.5  # issue 13: p99 <= 1.5x the minimal endpoint's
-DISPATCH_TARGET = 0.95  # issue 13: one worker >= 0.95 of the bare sender, in every round
-BULK_TARGET = 0.85  # issue 13: POST /mail/batch >= 0.85 of execute_values, 2 clients
-IDEMPOTENCY_TARGET = 1 / 1.15  # issue 9: with a key at most 15 % slower (rate >= 0.87)
+INGEST_TARGET = 0.85  # the rate: >= 0.85 of the minimal endpoint's
+INGEST_P99_TARGET = 1.5  # p99 <= 1.5x the minimal endpoint's
+DISPATCH_TARGET = 0.95  # one worker >= 0.95 of the bare sender, in every round
+BULK_TARGET = 0.85  # POST /mail/batch >= 0.85 of execute_values, 2 clients
+IDEMPOTENCY_TARGET = 1 / 1.15  # with a key at most 15 % slower (rate >= 0.87)
 
 
 def ingest_round(b, server, label, kind="form", unique_key=False):
@@ -606,7 +606,7 @@ def keyless_rows(results, variant):
 
 
 def idempotency_rows(results, kinds):
-    """Issue 9's cost of a key: the rate with a fresh key per request against without one."""
+    """The cost of a key: the rate with a fresh key per request against without one."""
     rows = []
     for kind in kinds:
         if kind in results and f"{kind}+key" in results:
@@ -959,7 +959,7 @@ def scenario_million(b):
     ]
 
 
-LISTING_TARGET_MS = 20.0  # issue 13: p99 < 20 ms at concurrency 8 with 1,000,000 rows
+LISTING_TARGET_MS = 20.0  # p99 < 20 ms at concurrency 8 with 1,000,000 rows
 
 
 def fill_listing(b, count):
@@ -1104,7 +1104,7 @@ def pooled(results):
     }
 
 
-EVENTS_TARGET, EVENTS_FLOOR = 0.8, 2000  # issue 13: >= 0.8 of the baseline, >= 2,000 events/s
+EVENTS_TARGET, EVENTS_FLOOR = 0.8, 2000  # >= 0.8 of the baseline, >= 2,000 events/s
 EVENT_INSERT = (
     "INSERT INTO delivery_event (email_id, provider, dedup_key, type, provider_event, "
     "recipient, occurred_at, payload) VALUES %s"
@@ -1512,7 +1512,7 @@ def scenario_retention(b):
     batch_size = b.args.purge_batch_size
     say(f"retention: baseline DELETE loop on {count:,} finished rows")
     fill_retention(b, count, keep)
-    base_rate, base_longest, base_batches, base_total = raw_purge(b, days, batch_size)
+    base_rate, base_longest, base_batches, _ = raw_purge(b, days, batch_size)
     say(f"retention: scripts/purge on {count:,} finished rows")
     fill_retention(b, count, keep)
     elapsed, ages, log = run_purge(b, count, days, batch_size)

@@ -795,7 +795,7 @@ def provider_health():
     )
 
 
-# The whole life of a submission (issue 9): richer requests, idempotency, listing, actions ---
+# The whole life of a submission: richer requests, idempotency, listing, actions ------------
 
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -822,7 +822,7 @@ HEADER_VALUE = string(
 
 
 def with_submission_life(all_paths):
-    """The paths with issue 9's: the listing, cancel and retry, and idempotent submits."""
+    """The paths with the listing, cancel and retry, and idempotent submits added."""
     for path in ("/mail", "/mail/batch"):
         operation = all_paths[path]["post"]
         operation["parameters"] = [IDEMPOTENCY_KEY]
@@ -920,7 +920,7 @@ def mail_action(operation_id, summary, description, success):
 
 
 def submission_errors():
-    """The error answers issue 9 adds."""
+    """The error answers of idempotent submits and of the actions on a mail."""
     conflict = error_response(
         "The mail's status does not allow this; `status` says what it is now."
     )
@@ -943,7 +943,7 @@ def submission_errors():
 
 
 def with_submission_fields(all_schemas):
-    """The schemas with issue 9's fields: the richer request, and the mail's new members."""
+    """The schemas with the richer request's fields, and the mail's members that show them."""
     for name in ("MailRequest", "MailForm"):
         all_schemas[name]["properties"].update(request_extras(name == "MailRequest"))
     all_schemas["Mail"]["properties"].update(mail_extras())
@@ -1029,7 +1029,8 @@ def request_extras(json_request):
 
 
 def mail_extras():
-    """The members issue 9 adds to the mail object."""
+    """The mail object's members for the richer request: schedule, headers, tags, metadata,
+    attachments."""
     return {
         "send_at": nullable(timestamp("When the mail was asked to be sent, if scheduled.")),
         "headers": {
@@ -1051,7 +1052,7 @@ def mail_extras():
     }
 
 
-# After the hand-off (issue 10): events in, the suppression list, recipients and timeline ----
+# After the hand-off: events in, the suppression list, recipients and timeline -------------
 
 
 def delivery_paths():
@@ -1207,7 +1208,8 @@ def remove_suppression():
 
 
 def with_delivery(all_schemas):
-    """The schemas with issue 10's: a mail's ``recipients`` and ``events``, and the new ones."""
+    """The schemas with a mail's ``recipients`` and ``events``, and those of the events and the
+    suppression list."""
     mail_schema = all_schemas["Mail"]
     mail_schema["properties"].update(
         {
@@ -1308,7 +1310,7 @@ def suppression_schemas():
     }
 
 
-# Health and metrics (issue 11): liveness, readiness, Prometheus ---------------------------
+# Health and metrics: liveness, readiness, Prometheus --------------------------------------
 
 
 def operations_paths():

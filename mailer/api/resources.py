@@ -371,8 +371,8 @@ class Health(Resource):
 class MailIdConverter(BaseConverter):
     """A mail id in a URL: any path segment but the fixed words of ``/mail/...`` routes.
 
-    Without it ``GET /mail/batch`` matched ``/mail/<id>`` and answered "No mail with this id",
-    and ``OPTIONS /mail/batch`` advertised GET; now it is a 405 that allows POST only.
+    Without it ``GET /mail/batch`` would match ``/mail/<id>`` and answer "No mail with this id",
+    and ``OPTIONS /mail/batch`` would advertise GET; with it, any method but POST is a 405.
     """
 
     regex = r"(?!batch$)[^/]+"

@@ -22,7 +22,7 @@ does to a recipient, to the suppression list and to the client's webhooks is in 
 end. A body that is not what the provider sends raises ``Malformed`` (the endpoint's 400).
 
 A SendGrid batch holds a thousand events: each is read once, into a tuple (``Event`` is a
-NamedTuple, a fifth of a frozen dataclass's cost to build), with its payload written once as the
+NamedTuple, much cheaper to build than a frozen dataclass), with its payload written once as the
 JSON text that is stored.
 """
 
@@ -59,9 +59,9 @@ NUMBERS = (int, float)  # a timestamp's types (a tuple: ``int | float`` is built
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Compact JSON, as a payload is measured and stored (one encoder for every event).
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-# The C encoder that COMPACT.encode builds anew for every call, built once: half the cost of
-# encoding a SendGrid event (None where the json module has no C speedups). No check for
-# circular references: a payload comes from json.loads.
+# The C encoder that COMPACT.encode builds anew for every call, built once, since building it
+# is a large part of encoding one small event (None where the json module has no C speedups).
+# No check for circular references: a payload comes from json.loads.
 _C_COMPACT = c_make_encoder and c_make_encoder(
     None, COMPACT.default, encode_basestring, None, ":", ",", False, False, True
 )

@@ -181,11 +181,10 @@ INSERT_SQL = (
     "VALUES {rows} RETURNING id::text, created_at, status, next_attempt_at"
 )
 # More than ``VALUES_UP_TO`` mails go as one array per column, unnested in the database (as
-# ``record_events`` stores events): a VALUES list of 17 parameters a mail made psycopg2 quote
-# 17,000 values for a batch of 1,000 and PostgreSQL parse and plan them (measured per 1,000
-# mails: the client's CPU 8.5 ms, PostgreSQL's 19.1 ms, 8 ms of it planning; over arrays
-# 1.9 ms and 11.4 ms). The arrays cost PostgreSQL 60-90 us more per statement, so up to about
-# ten mails a VALUES list is cheaper (one mail: 200 us against 260-290 us). The list columns
+# ``record_events`` stores events): a VALUES list of 17 parameters a mail makes psycopg2 quote
+# 17,000 values for a batch of 1,000 and PostgreSQL parse and plan them all, where arrays are a
+# fixed 17 parameters. Unnesting has a fixed cost per statement of its own, so a few mails are
+# cheaper as a VALUES list (BENCHMARKS.md, "Measurements behind the code"). The list columns
 # go as arrays of array literals (``_array_literal``), the jsonb ones as arrays of JSON texts,
 # each cast per row: the same values as ``row_params`` gives.
 VALUES_UP_TO = 10  # mails
@@ -312,9 +311,9 @@ VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcde
 def new_ids(count):
     """``count`` random (version 4) UUIDs as text, as ``str(uuid.uuid4())`` writes them.
 
-    The ids of new mail, made from one ``os.urandom`` call: ``uuid4()`` and its ``str()`` cost
-    2.2 us a mail, more than a third of building a batch's rows, and every use of an id is as
-    text (the statement, the answer)."""
+    The ids of new mail, made from one ``os.urandom`` call rather than a ``uuid4()`` and its
+    ``str()`` per mail, which weigh on building a batch's rows; every use of an id is as text
+    (the statement, the answer)."""
     digits = os.urandom(16 * count).hex()
     return [
         f"{digits[at : at + 8]}-{digits[at + 8 : at + 12]}-4{digits[at + 13 : at + 16]}-"
@@ -1148,8 +1147,8 @@ PAGE_COLUMNS = (
     "sent_at",
 )
 # How the statements read them: the id as text; headers and metadata NULL when empty, which
-# ``mail_dict`` shows as {} all the same, while psycopg2 would parse '{}' with json.loads twice
-# per mail (a fifth of the page's Python before this).
+# ``mail_dict`` shows as {} all the same, so psycopg2 does not parse '{}' with json.loads twice
+# per mail.
 PAGE_SELECT = ", ".join(
     {
         "id": "email.id::text",

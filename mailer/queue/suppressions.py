@@ -27,8 +27,9 @@ EXPIRING = (BOUNCE,)
 # The reason that wins when one batch of events suppresses an address twice.
 STRENGTH = {BOUNCE: 0, MANUAL: 1, UNSUBSCRIBE: 2, COMPLAINT: 3}
 DAY = literal_column("interval '1 day'")
-# ``active``'s query, once per claimed batch: one array parameter, where an IN list of the
-# batch's addresses was rendered and compiled anew by SQLAlchemy every time.
+# ``active``'s query, once per claimed batch: one array parameter, so the statement is the same
+# text for every batch (an IN list of the batch's addresses would be rendered and compiled anew
+# by SQLAlchemy each time).
 ACTIVE_SQL = (
     "SELECT address, reason, detail FROM suppression WHERE address = ANY(%s::text[]) "
     "AND (expires_at IS NULL OR expires_at > now())"

@@ -188,9 +188,9 @@ def skip_unshown_fields():
     """Stop ``logging`` from filling in the fields of a record that neither format shows.
 
     Where the call was made (a walk up the stack for ``pathname``, ``lineno`` and ``funcName``),
-    the thread's name and the multiprocessing process's name are a fifth of the cost of a line,
-    and the worker logs a line per mail (the "Optimization" section of Python's logging HOWTO
-    names these switches; a ``stack_info=True`` then shows no stack). Process-wide: only for a
+    the thread's name and the multiprocessing process's name are work done for every line, and
+    the worker logs a line per mail (the "Optimization" section of Python's logging HOWTO names
+    these switches; a ``stack_info=True`` then shows no stack). Process-wide: only for a
     process whose every line goes through ``configure``'s formats (the worker; gunicorn's own
     format shows the pid, which stays).
     """

@@ -1,6 +1,6 @@
 """The API's Prometheus metrics at ``GET /metrics``: its requests, and the queue from the database.
 
-What the API counts itself, per request (a few microseconds: see README, Health and metrics):
+What the API counts itself, per request (its cost: docs/monitoring.md):
 
 - ``mail_api_requests_total{endpoint, method, code}``: every answer, by URL rule (``/mail``,
   ``/mail/<mail_id:mail_id>``, ...; ``unmatched`` for an unknown URL), so the label values stay

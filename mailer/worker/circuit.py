@@ -39,7 +39,6 @@ PAUSED = "paused"  # shown instead of the circuit's state while a 429 pause last
 USE, PROBE, SKIP = "use", "probe", "skip"
 # What an operator may do to a breaker by hand (the ``provider_action`` log's ``action``).
 OPEN_BY_HAND, CLOSE_BY_HAND = "open", "close"
-HAND_ACTIONS = (OPEN_BY_HAND, CLOSE_BY_HAND)
 NOT_HELD = table.c.held_by.is_(None)
 
 
