@@ -128,3 +128,25 @@ def test_a_sendgrid_group_unsubscribe_unsubscribes_its_recipient(client, sent, s
     assert sql("SELECT address, reason, expires_at FROM suppression") == [
         {"address": RECIPIENT, "reason": "unsubscribe", "expires_at": None}
     ]
+
+
+# --- Item 19: a legacy form-encoded Mailgun webhook ---------------------------------------------
+
+
+def test_a_legacy_form_encoded_mailgun_webhook_is_told_the_format_we_take(client, sql):
+    timestamp, token = str(int(time.time())), secrets.token_hex(25)
+    form = {  # what Mailgun's legacy webhooks post
+        "event": "delivered",
+        "recipient": RECIPIENT,
+        "Message-Id": f"<{MESSAGE_ID}>",
+        "timestamp": timestamp,
+        "token": token,
+        "signature": mailgun_signature(MAILGUN_SIGNING_KEY, timestamp, token),
+    }
+    answer = client.post("/webhooks/mailgun", data=form)
+    assert answer.status_code == 400
+    [error] = answer.get_json()["errors"]
+    assert error["field"] == "body"
+    assert "Mailgun's current webhooks" in error["message"]
+    assert "application/json" in error["message"] and "legacy form-encoded" in error["message"]
+    assert sql("SELECT count(*) AS n FROM delivery_event")[0]["n"] == 0
