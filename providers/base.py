@@ -115,6 +115,22 @@ class Provider:
         """Whether the settings this provider needs are present."""
         return True
 
+    @classmethod
+    def tags_for(cls, tags):
+        """The mail's tags that this provider takes, in order (all of them unless it limits
+        them). The mail keeps every tag with us, whatever a provider takes."""
+        return list(tags)
+
+    @classmethod
+    def refusal(cls, message):
+        """Why this provider would refuse ``message`` for the custom headers or metadata its
+        client chose, whatever our settings: ``(field, reason)``, or None.
+
+        The submission asks every provider in ``providers.REGISTRY`` (``mailer.validation``),
+        so that a mail accepted by the API can go through any of them.
+        """
+        return None
+
     def build_request(self, message):
         """Keyword arguments for ``requests.Session.post``: url, auth, data or json."""
         raise NotImplementedError
@@ -184,6 +200,24 @@ class Provider:
                 body,
             )
         return Sent(message_id, response.status_code, body)
+
+
+def accepted_tags(tags, most, longest, key=None):
+    """The first ``most`` of ``tags`` that are ASCII and at most ``longest`` characters long,
+    each once (as ``key`` compares them, e.g. ``str.lower`` for a provider that ignores case).
+
+    A tag that does not fit is skipped, not cut short or stripped of its accents: that would
+    file the provider's statistics under a name the client never gave.
+    """
+    kept, seen = [], set()
+    for tag in tags:
+        same = key(tag) if key else tag
+        if tag.isascii() and len(tag) <= longest and same not in seen:
+            seen.add(same)
+            kept.append(tag)
+            if len(kept) == most:
+                break
+    return kept
 
 
 def _request_was_sent(err):

@@ -3,12 +3,32 @@
 Auth is HTTP basic ``api:{key}``. Success is ``200 {"id": "<...@domain>", "message": "Queued.
 Thank you."}``; errors carry ``{"message": "..."}``. The EU region lives at
 https://api.eu.mailgun.net, so the base URL is a setting.
+
+What Mailgun accepts of a message beyond its addresses and bodies, from its documentation:
+"A single message may be marked with up to 3 tags. Tags are case insensitive and should be
+ascii only. The maximum length of characters is 128." (Tagging), and "Send options (parameters
+starting with o:, h:, v:, or t:) are limited to 16KB total" (Messages API).
 """
 
 import json
+from dataclasses import replace
 from urllib.parse import quote
 
-from providers.base import Provider, ProviderMisconfigured
+from providers.base import Provider, ProviderMisconfigured, accepted_tags
+
+MAX_TAGS = 3  # o:tag fields per message
+MAX_TAG_LENGTH = 128  # characters, ASCII only
+MAX_OPTIONS_BYTES = 16 * 1024  # o:, h:, v: and t: fields, names and values, UTF-8, in total
+
+
+def options_size(fields):
+    """The bytes of the sending options among form ``fields``, as Mailgun's limit counts them
+    (names with their values: the documentation does not say, so we count the larger)."""
+    return sum(
+        len(name.encode()) + len(value.encode())
+        for name, value in fields
+        if name[:2] in ("o:", "h:", "v:", "t:")
+    )
 
 
 class Mailgun(Provider):
@@ -28,6 +48,38 @@ class Mailgun(Provider):
         """Mailgun needs a key and a sending domain."""
         return bool(self.api_key and self.domain)
 
+    @classmethod
+    def tags_for(cls, tags):
+        """The first three ASCII tags of at most 128 characters, once each ignoring case (Mailgun
+        counts "Welcome" and "welcome" as one tag)."""
+        return accepted_tags(tags, MAX_TAGS, MAX_TAG_LENGTH, key=str.lower)
+
+    @classmethod
+    def options(cls, message):
+        """The message's sending options: ``h:`` headers, ``o:tag`` tags, ``v:`` variables."""
+        fields = [("h:Reply-To", message.reply_to)] if message.reply_to else []
+        fields += [(f"h:{name}", value) for name, value in message.headers.items()]
+        fields += [("o:tag", tag) for tag in cls.tags_for(message.tags)]
+        fields += [(f"v:{key}", value) for key, value in message.metadata.items()]
+        # Echoed back in Mailgun's webhooks, so a delivery event finds its mail.
+        fields.append(("v:mail_id", message.id))
+        return fields
+
+    @classmethod
+    def refusal(cls, message):
+        """The custom headers and metadata must fit in Mailgun's 16 KB of sending options
+        beside what the service adds itself (the mail id, the tags, Reply-To)."""
+        size = options_size(cls.options(message))
+        if size <= MAX_OPTIONS_BYTES:
+            return None
+        ours = options_size(cls.options(replace(message, headers={}, metadata={})))
+        return "headers" if message.headers else "metadata", (
+            f"Custom headers and metadata take {size - ours} bytes of Mailgun's sending "
+            f"options, and this mail leaves them {MAX_OPTIONS_BYTES - ours}: Mailgun takes "
+            f"{MAX_OPTIONS_BYTES} bytes of h:, o: and v: fields (names and values) in all, and "
+            f"the service adds {ours} for the mail id, the tags and reply_to"
+        )
+
     def build_request(self, message):
         """Form fields; repeated ``to``/``cc``/``bcc`` fields carry several recipients."""
         fields = [("from", message.from_address)]
@@ -39,13 +91,7 @@ class Mailgun(Provider):
             fields.append(("text", message.text))
         if message.html:
             fields.append(("html", message.html))
-        if message.reply_to:
-            fields.append(("h:Reply-To", message.reply_to))
-        fields += [(f"h:{name}", value) for name, value in message.headers.items()]
-        fields += [("o:tag", tag) for tag in message.tags]
-        fields += [(f"v:{key}", value) for key, value in message.metadata.items()]
-        # Echoed back in Mailgun's webhooks, so a delivery event finds its mail.
-        fields.append(("v:mail_id", message.id))
+        fields += self.options(message)
         request = {
             "url": f"{self.base_url}/v3/{quote(self.domain, safe='')}/messages",
             "auth": ("api", self.api_key),

@@ -4,12 +4,22 @@ Auth is ``Authorization: Bearer {key}``. Success is ``202`` with an empty body a
 ``X-Message-Id`` header; errors carry ``{"errors": [{"message", "field", "help"}]}``, and a 429
 may say when to come back in ``X-RateLimit-Reset``. The EU region lives at
 https://api.eu.sendgrid.com, so the base URL is a setting.
+
+What SendGrid accepts of a message beyond its addresses and bodies, from its mail/send
+reference: "categories" holds at most 10 unique names, "Each category name may not exceed 255
+characters", and "Categories must be in 7-bit encoding using the US-ASCII character set"
+(Working with Categories); "Total custom_args size may not exceed 10,000 bytes".
 """
 
 import base64
+import json
 from email.utils import parseaddr
 
-from providers.base import Provider
+from providers.base import Provider, accepted_tags
+
+MAX_CATEGORIES = 10  # per message
+MAX_CATEGORY_LENGTH = 255  # characters, US-ASCII only
+MAX_CUSTOM_ARGS_BYTES = 10_000  # custom_args as JSON, UTF-8
 
 
 def _address(value):
@@ -48,6 +58,29 @@ class SendGrid(Provider):
         """SendGrid needs a key."""
         return bool(self.api_key)
 
+    @classmethod
+    def tags_for(cls, tags):
+        """The first ten ASCII tags of at most 255 characters (SendGrid's categories)."""
+        return accepted_tags(tags, MAX_CATEGORIES, MAX_CATEGORY_LENGTH)
+
+    @classmethod
+    def custom_args(cls, message):
+        """The metadata with our mail id, echoed back in SendGrid's event webhook, so a delivery
+        event finds its mail."""
+        return {**message.metadata, "mail_id": message.id}
+
+    @classmethod
+    def refusal(cls, message):
+        """The metadata must fit in SendGrid's 10,000 bytes of ``custom_args`` beside the mail
+        id that the service adds."""
+        size = len(json.dumps(cls.custom_args(message), ensure_ascii=False).encode())
+        if size <= MAX_CUSTOM_ARGS_BYTES:
+            return None
+        return "metadata", (
+            f"Metadata and the mail id take {size} bytes as SendGrid's custom_args; SendGrid "
+            f"takes at most {MAX_CUSTOM_ARGS_BYTES}"
+        )
+
     def build_request(self, message):
         """The v3 JSON body: one personalization, plain text before HTML as SendGrid requires."""
         seen = set()
@@ -66,15 +99,15 @@ class SendGrid(Provider):
             "from": _address(message.from_address),
             "subject": message.subject,
             "content": content,
-            # Echoed back in SendGrid's event webhook, so a delivery event finds its mail.
-            "custom_args": {**message.metadata, "mail_id": message.id},
+            "custom_args": self.custom_args(message),
         }
         if message.reply_to:
             body["reply_to"] = _address(message.reply_to)
         if message.headers:
             body["headers"] = dict(message.headers)
-        if message.tags:
-            body["categories"] = list(message.tags)
+        categories = self.tags_for(message.tags)
+        if categories:
+            body["categories"] = categories
         if message.attachments:
             body["attachments"] = [
                 {

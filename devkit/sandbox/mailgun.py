@@ -2,6 +2,12 @@
 
 Form fields (url-encoded or multipart; file parts are attachments and skipped), HTTP Basic auth
 with user ``api``, a JSON ``{"id", "message"}`` on success and Mailgun's own error texts.
+
+Mailgun's documented limits are enforced, so that a client which exceeds them finds out here:
+at most 3 ``o:tag`` fields of at most 128 characters (400), and 16 KB of sending options
+(``o:``, ``h:``, ``v:`` and ``t:`` fields, names and values) in all (400). Mailgun documents no
+answer text for these; the sandbox's says what was exceeded. Unicode in a tag is stripped from
+it, and a tag of nothing but Unicode is dropped, as Mailgun's tags reference says.
 """
 
 import hashlib
@@ -23,6 +29,14 @@ from devkit.sandbox.wire import (
 
 NAME = "mailgun"
 RULES = [Rule("/v3/<domain>/messages", endpoint=NAME, methods=["POST"])]
+MAX_TAGS = 3  # o:tag fields per message
+MAX_TAG_LENGTH = 128  # characters
+MAX_OPTIONS_BYTES = 16 * 1024  # o:, h:, v: and t: fields, names and values, UTF-8, in total
+OPTIONS_TOO_LARGE = (
+    "Send options (parameters starting with o:, h:, v:, or t:) are limited to 16KB total"
+)
+TOO_MANY_TAGS = f"o:tag: a message may be marked with up to {MAX_TAGS} tags"
+TAG_TOO_LONG = f"o:tag: a tag may be at most {MAX_TAG_LENGTH} characters long"
 NEED_BODY = "Need at least one of 'text', 'html', 'amp-html' or 'template' parameters specified"
 BAD_ADDRESS = "{} parameter is not a valid address. please check documentation"
 
@@ -71,6 +85,10 @@ def _record(fields) -> tuple[dict, bool]:
             headers_in[name[2:]] = value
         elif name[:2] == "v:":
             custom[name[2:]] = value
+        elif name == "o:tag":
+            tag = value.encode("ascii", "ignore").decode()  # Unicode is stripped from a tag
+            if tag:
+                options.setdefault("tag", []).append(tag)
         elif name[:2] == "o:":
             options.setdefault(name[2:], []).append(value)
         else:
@@ -103,6 +121,21 @@ def _file(upload) -> dict:
         "size": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),
     }
+
+
+def _options_error(fields) -> str | None:
+    """The 400 message for options beyond Mailgun's documented limits, or None."""
+    tags = [value for name, value in fields if name == "o:tag"]
+    if len(tags) > MAX_TAGS:
+        return TOO_MANY_TAGS
+    if any(len(tag) > MAX_TAG_LENGTH for tag in tags):
+        return TAG_TOO_LONG
+    size = sum(
+        len(name.encode()) + len(value.encode())
+        for name, value in fields
+        if name[:2] in ("o:", "h:", "v:", "t:")
+    )
+    return OPTIONS_TOO_LARGE if size > MAX_OPTIONS_BYTES else None
 
 
 def _error(rec, has_body, reject_to) -> str | None:
@@ -142,9 +175,10 @@ def send(request, key, reject_to, domain) -> tuple[Answer, list[dict]]:
     if not _authorized(request, key):
         return Answer(b"Forbidden", 401, content_type=TEXT), []
     # Like Mailgun, a body that is not a form simply has no fields.
-    rec, has_body = _record(request.form.items(multi=True))
+    fields = list(request.form.items(multi=True))
+    rec, has_body = _record(fields)
     rec["attachments"] = [_file(upload) for upload in request.files.getlist("attachment")]
-    error = _error(rec, has_body, reject_to)
+    error = _error(rec, has_body, reject_to) or _options_error(fields)
     if error:
         return json_answer(400, {"message": error}), []
     rec["id"] = _message_id(domain)

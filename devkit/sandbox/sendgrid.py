@@ -2,6 +2,10 @@
 
 A JSON body of personalizations, a Bearer API key, ``202`` with no body and an
 ``X-Message-Id`` header on success, and SendGrid's ``{"errors": [...]}`` otherwise.
+
+The mail/send reference's limits on ``categories`` are enforced (at most 10 unique strings of at
+most 255 characters: 400); SendGrid documents no answer text for them, so the sandbox's says
+what was exceeded.
 """
 
 import base64
@@ -27,6 +31,8 @@ from devkit.sandbox.wire import (
 NAME = "sendgrid"
 RULES = [Rule("/v3/mail/send", endpoint=NAME, methods=["POST"])]
 
+MAX_CATEGORIES = 10
+MAX_CATEGORY_LENGTH = 255  # characters
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#"
 AUTH_ERROR = {
     "errors": [
@@ -143,6 +149,23 @@ def _content_errors(payload) -> list[dict]:
     return errors
 
 
+def _category_errors(categories) -> list[dict]:
+    """Errors in the categories array (absent is fine)."""
+    if categories is None:
+        return []
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        return [_error("Invalid type.", "categories", "message.categories")]
+    if len(categories) > MAX_CATEGORIES:
+        message = f"You may not have more than {MAX_CATEGORIES} categories per request."
+        return [_error(message, "categories", "message.categories")]
+    if any(len(category) > MAX_CATEGORY_LENGTH for category in categories):
+        message = f"A category cannot be more than {MAX_CATEGORY_LENGTH} characters."
+        return [_error(message, "categories", "message.categories")]
+    if len(set(categories)) != len(categories):
+        return [_error("Categories must be unique.", "categories", "message.categories")]
+    return []
+
+
 def _errors(payload) -> list[dict]:
     """All validation errors for a SendGrid v3 mail/send payload (empty when valid)."""
     if not isinstance(payload, dict):
@@ -155,7 +178,7 @@ def _errors(payload) -> list[dict]:
         )
     if payload.get("reply_to") is not None and not _email_ok(payload["reply_to"]):
         errors.append(_error(BAD_ADDRESS, "reply_to.email", "message.reply_to"))
-    return errors + _content_errors(payload)
+    return errors + _content_errors(payload) + _category_errors(payload.get("categories"))
 
 
 def _rejected(payload, reject_to) -> dict | None:

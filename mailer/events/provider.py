@@ -11,13 +11,15 @@ posts a JSON array of events. Each becomes an ``Event`` with one of ``EVENT_TYPE
 | bounced      | failed, ``severity: permanent``  | bounce ``type: bounce``        |
 | dropped      | rejected                         | dropped                        |
 | complained   | complained                       | spamreport                     |
-| unsubscribed | unsubscribed                     | unsubscribe                    |
+| unsubscribed | unsubscribed                     | unsubscribe, group_unsubscribe |
 | opened       | opened                           | open                           |
 | clicked      | clicked                          | click                          |
-| other        | anything else                    | anything else (group_unsubscribe, ...) |
+| other        | anything else                    | anything else (group_resubscribe, ...) |
 
 Mailgun's ``failed`` is a bounce only when its severity is permanent: a temporary failure is a
-deferral that Mailgun retries (django-anymail's issue 130 took both for bounces). What each type
+deferral that Mailgun retries (django-anymail's issue 130 took both for bounces). Mailgun's
+``rejected`` carries no ``recipient``: its address is the message's ``To`` header, and its reason
+is in ``reject.reason`` (as django-anymail reads them). What each type
 does to a recipient, to the suppression list and to the client's webhooks is in the tables at the
 end. A body that is not what the provider sends raises ``Malformed`` (the endpoint's 400).
 
@@ -32,6 +34,7 @@ import math
 import re
 import uuid
 from datetime import UTC, datetime
+from email.utils import getaddresses
 from json.encoder import c_make_encoder, encode_basestring
 from typing import NamedTuple
 
@@ -82,6 +85,9 @@ SENDGRID_TYPES = {
     "dropped": DROPPED,
     "spamreport": COMPLAINED,
     "unsubscribe": UNSUBSCRIBED,
+    # An unsubscribe from one of the sender's unsubscribe groups (ASM): we have no groups, so
+    # it is an unsubscribe (as django-anymail reads it).
+    "group_unsubscribe": UNSUBSCRIBED,
     "open": OPENED,
     "click": CLICKED,
 }
@@ -130,12 +136,15 @@ def mailgun_event(data, token):
         kind = BOUNCED if severity == PERMANENT else DEFERRED
     headers = _object(_object(data.get("message")).get("headers"))
     message_id = _text(headers.get("message-id"))
+    recipient = _address(data.get("recipient"))
+    if recipient is None and name == "rejected":
+        recipient = _only_address(headers.get("to"))
     return Event(
         provider=MAILGUN,
         key=token,
         type=kind,
         provider_event=name,
-        recipient=_address(data.get("recipient")),
+        recipient=recipient,
         mail_id=_mail_id(_object(data.get("user-variables")).get("mail_id")),
         message_id=f"<{message_id}>" if message_id else None,  # the send answered with <>
         severity=severity,
@@ -150,10 +159,11 @@ def _mailgun_reason(data):
     status = _object(data.get("delivery-status"))
     words = _text(status.get("description")) or _text(status.get("message"))
     code = status.get("code")
+    rejected = _text(_object(data.get("reject")).get("reason"))
     parts = [
         str(code) if isinstance(code, int) and code else None,
         words,
-        None if words else _text(data.get("reason")),
+        None if words else _text(data.get("reason")) or rejected,
     ]
     return _cut(" ".join(part for part in parts if part)) or None
 
@@ -255,6 +265,16 @@ def _address(value):
     """A recipient's bare address, or None."""
     text = _text(value)
     return bare_address(text) if text and "@" in text else None
+
+
+def _only_address(header):
+    """The bare address of a header that names exactly one (``"Name <a@b>"``), or None: of a
+    header naming several, which one an event means cannot be told."""
+    text = _text(header)
+    if text is None:
+        return None
+    found = [address for _, address in getaddresses([text]) if address]
+    return _address(found[0]) if len(found) == 1 else None
 
 
 def _mail_id(value):

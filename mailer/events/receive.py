@@ -37,6 +37,12 @@ from mailer.queue import mailqueue
 log = logging.getLogger("mail_service.events")
 
 FUTURE_SKEW = 300  # seconds a Mailgun timestamp may be ahead of our clock
+# What a Mailgun body must be: its current webhooks post JSON; its legacy ones posted form fields.
+MAILGUN_BODY = (
+    "The body must be a JSON object, as Mailgun's current webhooks post it "
+    '(Content-Type application/json, {"signature": {...}, "event-data": {...}}); '
+    "Mailgun's legacy form-encoded webhooks are not supported"
+)
 
 
 def receive_mailgun():
@@ -44,7 +50,7 @@ def receive_mailgun():
     key = current_app.config["MAILGUN_WEBHOOK_SIGNING_KEY"]
     if not key:
         raise not_configured("MAILGUN_WEBHOOK_SIGNING_KEY")
-    body = parsed_body(dict)
+    body = parsed_body(dict, expected=MAILGUN_BODY)
     signature = body.get("signature")
     signature = signature if isinstance(signature, dict) else {}
     timestamp, token = signature.get("timestamp"), signature.get("token")
@@ -104,14 +110,17 @@ def record(events):
     )
 
 
-def parsed_body(kind, raw=None):
-    """The JSON body, which must be a ``kind`` (dict or list); 400 otherwise."""
+def parsed_body(kind, raw=None, expected=None):
+    """The JSON body, which must be a ``kind`` (dict or list); 400 otherwise, saying
+    ``expected`` (what the body must be) if given."""
     try:
         body = json.loads(request.get_data() if raw is None else raw)
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, kind):
-        raise malformed(f"The body must be a JSON {'object' if kind is dict else 'array'}")
+        raise malformed(
+            expected or f"The body must be a JSON {'object' if kind is dict else 'array'}"
+        )
     return body
 
 

@@ -16,6 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from mailer.validation.extras import FIELDS as EXTRA_FIELDS
 from mailer.validation.extras import validate_extras
 from mailer.validation.headers import header_problem
+from mailer.validation.limits import provider_problems
 
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply_to")
 TEXT_FIELDS = ("subject", "text", "html")
@@ -83,6 +84,9 @@ def validate_mail(
     if errors:
         raise ValidationError(errors, status=413 if too_large else 400)
     clean.update(extras)
+    errors = provider_problems(clean)
+    if errors:
+        raise ValidationError(errors)
     return clean
 
 
