@@ -1,8 +1,10 @@
 """The optional parts of a mail request beyond addresses and bodies, checked strictly.
 
 - ``headers``: custom headers. Names are RFC 5322 field names; the ones the service or the
-  providers write themselves (From, To, Subject, Message-ID, Content-Type, ...) are refused;
-  values follow the header rules of ``validation`` (no line breaks, no controls).
+  providers write themselves (From, To, Subject, Message-ID, Content-Type, ...) are refused,
+  and so are those a provider reads as instructions to it (each provider module lists its
+  own: X-Mailgun-*, X-SMTPAPI, ...); values follow the header rules of ``validation`` (no
+  line breaks, no controls).
 - ``tags``: up to ``MAX_TAGS`` short strings (SendGrid's limit of categories is 10).
 - ``metadata``: a flat object of string values, at most ``MAX_METADATA_KEYS`` keys and
   ``MAX_METADATA_BYTES`` as JSON; returned with the mail and in its delivery events.
@@ -18,6 +20,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from mailer.validation.headers import header_problem
+from providers import REGISTRY
 
 FIELDS = ("headers", "tags", "metadata", "attachments", "send_at")
 HEADER_NAME = re.compile(r"[!-9;-~]+\Z")  # RFC 5322 ftext: printable ASCII but ":"
@@ -115,7 +118,23 @@ def _header_name_problem(name):
         return "Not a header field name (printable ASCII, no spaces or colons)"
     if name.lower() in OWNED_HEADERS:
         return f"{name} is set by the service itself; use the mail's own field"
+    provider = _provider_reading(name)
+    if provider is not None:
+        return (
+            f"{name} is an instruction to {provider.name} (recipients, events, delivery), "
+            "not a header it passes on"
+        )
     return None
+
+
+def _provider_reading(name):
+    """The provider that reads the header ``name`` as an instruction to it, or None.
+
+    Every known provider is asked, not only the configured ones: a mail may fail over to any
+    of them, and the settings may change while it waits."""
+    return next(
+        (provider for provider in REGISTRY.values() if provider.reads_as_instruction(name)), None
+    )
 
 
 def _header_value_problem(text):
