@@ -19,7 +19,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
-from mailer.validation.headers import header_problem
+from mailer.validation.headers import BIDI_IN_FILE_NAMES, bidi_problem, header_problem
 from providers import REGISTRY
 
 FIELDS = ("headers", "tags", "metadata", "attachments", "send_at")
@@ -251,14 +251,15 @@ def _attachment(item, field, errors):
 
 
 def _filename_problem(filename):
-    """Why ``filename`` cannot name an attachment (a path, a control), or None."""
+    """Why ``filename`` cannot name an attachment (a path, a control, a bidirectional
+    control or mark that could disguise its extension), or None."""
     if not isinstance(filename, str) or not filename.strip():
         return "A file name is required"
     if len(filename) > MAX_FILENAME:
         return f"Must be at most {MAX_FILENAME} characters"
     if "/" in filename or "\\" in filename or filename in (".", ".."):
         return "Must be a file name, not a path"
-    return header_problem(filename)
+    return header_problem(filename) or bidi_problem(filename, BIDI_IN_FILE_NAMES)
 
 
 def _base64(content):
