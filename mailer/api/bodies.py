@@ -3,7 +3,8 @@
 Werkzeug enforces the size limit up front only when a body declares its Content-Length. A
 chunked body has none, and its form parser then stops at the limit and keeps what it read, so
 an 11 MB form was stored cut short with a 202. ``buffer_chunked_body`` reads such a body first,
-up to one byte past the limit, and refuses it whole (413) when it is larger.
+up to one byte past the limit, and refuses it whole (413) when it is larger, or (400) when its
+chunks cannot be read.
 
 Werkzeug also decodes forms forgivingly: ``%FF`` stays as the text "%FF", a raw 0xFF empties
 the whole urlencoded form, and multipart fields get U+FFFD. ``form_fields`` parses the same
@@ -21,6 +22,7 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from flask import current_app, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -36,7 +38,10 @@ def buffer_chunked_body():
     if environ.get("CONTENT_LENGTH") or not _has_unsized_body(environ):
         return
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    body = _read_at_most(environ["wsgi.input"], limit + 1)
+    try:
+        body = _read_at_most(environ["wsgi.input"], limit + 1)
+    except (OSError, ParseException) as err:
+        raise _malformed_chunks() from err
     if len(body) > limit:
         raise RequestEntityTooLarge()
     environ["wsgi.input"] = io.BytesIO(body)
@@ -45,6 +50,21 @@ def buffer_chunked_body():
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
     environ.pop("wsgi.input_terminated", None)
+
+
+def _malformed_chunks():
+    """The 400 of a chunked body that cannot be read: a chunk size or extension that breaks
+    the rules, a missing CRLF, or a body that ends before its last chunk.
+
+    The server raises that while the app reads the body: gunicorn its ParseException
+    (InvalidChunkSize, InvalidChunkExtension, ChunkMissingTerminator) or NoMoreData, an
+    OSError, as Werkzeug's development server raises OSError. Where the next request would
+    start is unknown, so the server closes the connection after this answer."""
+    return ApiError(
+        400,
+        "The request body's chunked encoding is malformed or cut short",
+        [{"field": "body", "message": "Malformed or incomplete chunked body"}],
+    )
 
 
 def _has_unsized_body(environ):
