@@ -107,6 +107,19 @@ class Provider:
     name = "provider"
     base_url = ""
     default_retry_after = 60.0  # seconds, when a 429 does not say how long to wait
+    # Headers this provider reads as instructions (who receives the mail, where its events go,
+    # whether it is delivered at all) rather than passing them on: a client's custom headers
+    # must not hold one. Exact names, and prefixes of names; any case.
+    control_headers = ()
+    control_header_prefixes = ()
+
+    @classmethod
+    def reads_as_instruction(cls, header):
+        """Whether this provider takes the header named ``header`` as an instruction to it."""
+        name = header.lower()
+        return any(name == known.lower() for known in cls.control_headers) or any(
+            name.startswith(prefix.lower()) for prefix in cls.control_header_prefixes
+        )
 
     def __init__(self, config):
         self.timeout = config["PROVIDER_TIMEOUT"]

@@ -35,6 +35,11 @@ class Mailgun(Provider):
     """Sends through Mailgun."""
 
     name = "mailgun"
+    # Mailgun takes every sending option as an X-Mailgun-* header too ("For SMTP you must use
+    # the SMTP Headers below": X-Mailgun-Drop-Message, X-Mailgun-Sending-Ip, ...), and its
+    # variables as X-Mailgun-Variables and X-Mailgun-Recipient-Variables. A custom header goes
+    # to Mailgun as a header (an ``h:`` field), where it may act on it.
+    control_header_prefixes = ("X-Mailgun-",)
 
     def __init__(self, config):
         super().__init__(config)

@@ -48,6 +48,12 @@ class SendGrid(Provider):
     """Sends through SendGrid."""
 
     name = "sendgrid"
+    # X-SMTPAPI is SendGrid's instruction header (its "to" adds recipients, its "unique_args"
+    # change what the events carry); X-SG-ID and X-SG-EID are the ids SendGrid stamps and its
+    # events are matched by ("You may not overwrite the following reserved headers: x-sg-id,
+    # x-sg-eid, ..."), and the X-SG- prefix is SendGrid's own.
+    control_headers = ("X-SMTPAPI",)
+    control_header_prefixes = ("X-SG-",)
 
     def __init__(self, config):
         super().__init__(config)

@@ -2,11 +2,13 @@
 
     scripts/sandbox --port 8025 [--host 127.0.0.1] [--latency-ms 0] [--mailgun-key K]
                     [--sendgrid-key K] [--events-url URL] [--allow-remote]
+                    [--allow-host NAME ...]
 
 The keys default to $SANDBOX_MAILGUN_API_KEY and $SANDBOX_SENDGRID_API_KEY; unset, any
 non-empty key is accepted. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery
 events to that service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and
-$SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY (see events.py).
+$SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY (see events.py). It answers only requests whose Host is a
+loopback name or address, --host, or an --allow-host name (anything else is DNS rebinding).
 """
 
 import argparse
@@ -48,6 +50,13 @@ def _parse_args(argv) -> argparse.Namespace:
     p.add_argument(
         "--allow-remote", action="store_true", help="permit a non-loopback --host (test tool!)"
     )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer besides loopback and --host (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -63,7 +72,15 @@ def main(argv=None) -> int:
         "mailgun_key": os.environ.get("SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY"),
         "sendgrid_key": os.environ.get("SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY"),
     }
-    sb = Sandbox(args.host, args.port, args.mailgun_key, args.sendgrid_key, args.latency_ms, events)
+    sb = Sandbox(
+        args.host,
+        args.port,
+        args.mailgun_key,
+        args.sendgrid_key,
+        args.latency_ms,
+        events,
+        allowed_hosts=args.allow_host,
+    )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -16,6 +16,7 @@ from werkzeug.routing import Map
 
 from devkit.sandbox import control, mailgun, sendgrid
 from devkit.sandbox.wire import Answer, json_answer, phrase
+from mailer.loopback import host_name, is_loopback_host
 
 MAX_BODY = 64 * 1024 * 1024  # refuse absurd uploads rather than buffer them
 PROVIDERS = {module.NAME: module for module in (mailgun, sendgrid)}
@@ -82,10 +83,12 @@ def fault_answer(provider, fault) -> Answer:
 class App:
     """The WSGI app: routes requests to the provider modules and to /_sandbox/."""
 
-    def __init__(self, store, keys, stopping, poster):
+    def __init__(self, store, keys, stopping, poster, hosts=()):
         """Serve ``store`` with the providers' API ``keys``; ``stopping`` ends waits early;
-        ``poster`` posts the events of accepted sends."""
+        ``poster`` posts the events of accepted sends; ``hosts``: the names besides loopback
+        that a request's ``Host`` may give (the address it was told to bind, say)."""
         self.store, self.keys, self.stopping, self.poster = store, keys, stopping, poster
+        self.hosts = frozenset(host_name(host) for host in hosts)
 
     def __call__(self, environ, start_response):
         """WSGI entry point."""
@@ -97,7 +100,9 @@ class App:
             return self._respond(request)
 
     def _respond(self, request) -> Answer:
-        """Route one request whose body can be read."""
+        """Route one request whose body can be read, if it names this sandbox."""
+        if not self.serves_host(request.host):
+            return _wrong_host(request)
         unreadable = _unreadable(request)
         if unreadable is not None:
             return unreadable
@@ -110,6 +115,14 @@ class App:
         if endpoint in PROVIDERS:
             return self.send(request, PROVIDERS[endpoint], values)
         return control.serve(self.store, request, endpoint, values, self.poster)
+
+    def serves_host(self, host) -> bool:
+        """Whether a request with this ``Host`` is meant for the sandbox: a loopback name or
+        address, as protected mode requires (mailer.loopback), or one of ``hosts``.
+
+        Any other is DNS rebinding: a web page whose name now resolves to 127.0.0.1 would read
+        every mail a developer sent from ``/_sandbox/messages``."""
+        return is_loopback_host(host) or host_name(host) in self.hosts
 
     def send(self, request, provider, values) -> Answer:
         """Answer a send request as ``provider``, with the behaviour it was given."""
@@ -130,6 +143,17 @@ class App:
         self.store.record(provider.NAME, at, answer.status_code, records)
         self.poster.submit(provider.NAME, records, self.store.event_settings())
         return answer
+
+
+def _wrong_host(request) -> Answer:
+    """JSON 403 for a ``Host`` that does not name the sandbox; the body is left unread, so the
+    connection closes."""
+    message = (
+        f"Host {request.host!r} is not this machine: the sandbox answers loopback names and "
+        "addresses, its --host and --allow-host only"
+    )
+    body = {"error": message} if request.path.startswith("/_sandbox") else {"message": message}
+    return json_answer(403, body, [("Connection", "close")])
 
 
 def _not_found(path) -> Answer:

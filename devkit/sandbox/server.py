@@ -122,9 +122,14 @@ class Sandbox:
         sendgrid_key=None,
         latency_ms=0,
         events=None,
+        allowed_hosts=(),
     ):
-        """Configure (but do not start) the sandbox; ``events``: see ``events.DEFAULTS``."""
+        """Configure (but do not start) the sandbox; ``events``: see ``events.DEFAULTS``.
+
+        Requests must name it in their ``Host``: by a loopback name or address, by ``host``,
+        or by one of ``allowed_hosts`` (for clients that reach it by another name)."""
         self.host, self.port = host, port
+        self.allowed_hosts = (host, *allowed_hosts)
         self.mailgun_key = mailgun_key or None
         self.sendgrid_key = sendgrid_key or None
         self._store = Store(latency_ms, events)
@@ -138,7 +143,7 @@ class Sandbox:
         if self._server is not None:
             raise RuntimeError("sandbox already started (a stopped one cannot restart)")
         keys = {"mailgun": self.mailgun_key, "sendgrid": self.sendgrid_key}
-        app = App(self._store, keys, self._stopping, self._poster)
+        app = App(self._store, keys, self._stopping, self._poster, self.allowed_hosts)
         self._server = _Server(self.host, self.port, app)
         self._poster.start()
         self.port = self._server.port

@@ -783,6 +783,7 @@ EXPORT_COLUMNS = (
     "updated_at",
 )
 EXPORT_PAGE = 1000  # rows read per query: the export never holds more than this
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula
 
 
 def csv_rows(query):
@@ -806,15 +807,27 @@ def csv_rows(query):
 
 
 def _csv_values(row):
-    """One mail's cells: lists joined by commas, times in UTC to the second."""
+    """One mail's cells: lists joined by commas, times in UTC to the second, text inert."""
     values = []
     for value in row:
         if isinstance(value, datetime):
             value = utc_text(value)
         elif isinstance(value, list | tuple):
             value = ", ".join(value)
+        if isinstance(value, str):
+            value = _inert(value)
         values.append("" if value is None else value)
     return values
+
+
+def _inert(text):
+    """``text`` as a spreadsheet shows it and never runs it.
+
+    A cell that begins with one of ``FORMULA_STARTS`` is a formula to Excel, LibreOffice and
+    Google Sheets, and a client chooses subjects, names and tags: "=HYPERLINK(...)" or
+    "=cmd|' /C calc'!A0" would run when the admin opens the export. A leading single quote
+    makes such a cell text (OWASP's rule for CSV injection)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _csv_line(values):

@@ -25,10 +25,10 @@ from flask import current_app, request
 
 from mailer.api.errors import ApiError
 from mailer.api.throttle import FailureThrottle
+from mailer.loopback import is_loopback_host
 
 log = logging.getLogger("mail_service.auth")
 
-LOOPBACK_NAMES = ("localhost", "localhost.")
 # Sec-Fetch-Site values of a request the user made on this very site (or typed in).
 SAME_SITE_FETCHES = ("same-origin", "none")
 
@@ -48,21 +48,6 @@ def is_loopback_request():
     # A dual-stack server sees a local IPv4 client as ::ffff:127.0.0.1, which Python 3.11
     # does not count as loopback.
     return (getattr(address, "ipv4_mapped", None) or address).is_loopback
-
-
-def is_loopback_host(host):
-    """Whether ``host`` (a Host header or an Origin's host, port removed) names this machine."""
-    name = host.lower()
-    if name.startswith("["):
-        name = name[1:].partition("]")[0]
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def is_cross_site():

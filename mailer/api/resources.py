@@ -18,7 +18,7 @@ from werkzeug.routing import BaseConverter
 from mailer import database
 from mailer.api import idempotency, listing
 from mailer.api.auth import require_api_key
-from mailer.api.bodies import form_fields
+from mailer.api.bodies import form_fields, parsed_json
 from mailer.api.errors import ApiError, response_for
 from mailer.queue import mailqueue, suppressions
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
@@ -53,10 +53,7 @@ def read_mail_request():
     """The submitted fields as a dict, from a JSON object or a form; 400/415 otherwise."""
     mimetype = request.mimetype
     if mimetype in JSON_TYPES or mimetype.endswith("+json"):
-        try:
-            data = request.get_json(silent=True)
-        except RecursionError:  # deeply nested arrays: silent=True only covers ValueError
-            data = None
+        data = parsed_json(request.get_data(cache=True))
         if not isinstance(data, dict):
             raise ApiError(
                 400,
@@ -102,12 +99,12 @@ def from_form(fields):
 
 def _json_field(key, text):
     """A form field that holds a JSON object; 400 naming it if it does not."""
-    try:
-        return json.loads(text)
-    except ValueError:
+    value = parsed_json(text, key)
+    if value is None:
         raise ApiError(
             400, "Invalid mail request", [{"field": key, "message": "Must be a JSON object"}]
-        ) from None
+        )
+    return value
 
 
 def limits():
@@ -326,10 +323,7 @@ def read_batch_request():
             f"Unsupported content type {request.mimetype or '(none)'!r}",
             [{"field": "Content-Type", "message": "Use application/json"}],
         )
-    try:
-        items = request.get_json(silent=True)
-    except RecursionError:
-        items = None
+    items = parsed_json(request.get_data(cache=True))
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise ApiError(
             400,

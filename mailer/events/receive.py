@@ -16,12 +16,12 @@ A SendGrid batch is recorded in one transaction: all of it or, on an error, none
 then posts it again).
 """
 
-import json
 import logging
 import time
 
 from flask import current_app, jsonify, request
 
+from mailer.api.bodies import parsed_json
 from mailer.api.errors import ApiError
 from mailer.api.resources import connection_transaction
 from mailer.events.provider import Malformed, mailgun_event, sendgrid_events
@@ -113,10 +113,7 @@ def record(events):
 def parsed_body(kind, raw=None, expected=None):
     """The JSON body, which must be a ``kind`` (dict or list); 400 otherwise, saying
     ``expected`` (what the body must be) if given."""
-    try:
-        body = json.loads(request.get_data() if raw is None else raw)
-    except (ValueError, RecursionError):
-        body = None
+    body = parsed_json(request.get_data() if raw is None else raw)
     if not isinstance(body, kind):
         raise malformed(
             expected or f"The body must be a JSON {'object' if kind is dict else 'array'}"

@@ -1,8 +1,10 @@
 """The optional parts of a mail request beyond addresses and bodies, checked strictly.
 
 - ``headers``: custom headers. Names are RFC 5322 field names; the ones the service or the
-  providers write themselves (From, To, Subject, Message-ID, Content-Type, ...) are refused;
-  values follow the header rules of ``validation`` (no line breaks, no controls).
+  providers write themselves (From, To, Subject, Message-ID, Content-Type, ...) are refused,
+  and so are those a provider reads as instructions to it (each provider module lists its
+  own: X-Mailgun-*, X-SMTPAPI, ...); values follow the header rules of ``validation`` (no
+  line breaks, no controls).
 - ``tags``: up to ``MAX_TAGS`` short strings (SendGrid's limit of categories is 10).
 - ``metadata``: a flat object of string values, at most ``MAX_METADATA_KEYS`` keys and
   ``MAX_METADATA_BYTES`` as JSON; returned with the mail and in its delivery events.
@@ -17,7 +19,8 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
-from mailer.validation.headers import header_problem
+from mailer.validation.headers import BIDI_IN_FILE_NAMES, bidi_problem, header_problem
+from providers import REGISTRY
 
 FIELDS = ("headers", "tags", "metadata", "attachments", "send_at")
 HEADER_NAME = re.compile(r"[!-9;-~]+\Z")  # RFC 5322 ftext: printable ASCII but ":"
@@ -115,7 +118,23 @@ def _header_name_problem(name):
         return "Not a header field name (printable ASCII, no spaces or colons)"
     if name.lower() in OWNED_HEADERS:
         return f"{name} is set by the service itself; use the mail's own field"
+    provider = _provider_reading(name)
+    if provider is not None:
+        return (
+            f"{name} is an instruction to {provider.name} (recipients, events, delivery), "
+            "not a header it passes on"
+        )
     return None
+
+
+def _provider_reading(name):
+    """The provider that reads the header ``name`` as an instruction to it, or None.
+
+    Every known provider is asked, not only the configured ones: a mail may fail over to any
+    of them, and the settings may change while it waits."""
+    return next(
+        (provider for provider in REGISTRY.values() if provider.reads_as_instruction(name)), None
+    )
 
 
 def _header_value_problem(text):
@@ -232,14 +251,15 @@ def _attachment(item, field, errors):
 
 
 def _filename_problem(filename):
-    """Why ``filename`` cannot name an attachment (a path, a control), or None."""
+    """Why ``filename`` cannot name an attachment (a path, a control, a bidirectional
+    control or mark that could disguise its extension), or None."""
     if not isinstance(filename, str) or not filename.strip():
         return "A file name is required"
     if len(filename) > MAX_FILENAME:
         return f"Must be at most {MAX_FILENAME} characters"
     if "/" in filename or "\\" in filename or filename in (".", ".."):
         return "Must be a file name, not a path"
-    return header_problem(filename)
+    return header_problem(filename) or bidi_problem(filename, BIDI_IN_FILE_NAMES)
 
 
 def _base64(content):

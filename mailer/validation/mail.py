@@ -7,7 +7,8 @@ fix a request in one round trip.
 
 import functools
 import re
-from email.errors import NonASCIILocalPartDefect
+from email.errors import HeaderParseError, NonASCIILocalPartDefect
+from email.header import decode_header, make_header
 from email.headerregistry import Address, HeaderRegistry
 from typing import NamedTuple
 
@@ -15,7 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from mailer.validation.extras import FIELDS as EXTRA_FIELDS
 from mailer.validation.extras import validate_extras
-from mailer.validation.headers import header_problem
+from mailer.validation.headers import bidi_problem, header_problem
 from mailer.validation.limits import provider_problems
 
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply_to")
@@ -32,9 +33,12 @@ NEEDS_SPLITTER = re.compile(r'["(<\\]')
 MAX_ADDRESS = 254  # RFC 5321's limit on a forward path, which email-validator enforces
 MAX_LOCAL = 64
 MAX_SUBJECT = 998  # RFC 5322's limit on a header line
-# Bidirectional embeddings, overrides and isolates: in a display name they can make
-# "moc.elpmaxe@ecnalab" read as another sender's name, so they are refused there.
-BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# The whitespace a list entry may have around it: other spaces (NBSP, EM SPACE, ...) are not
+# RFC 5322 whitespace, and dropping them would rewrite what was sent.
+AROUND = " \t"
+# What an unquoted display name cannot keep: spaces or tabs around it, a tab, a run of spaces.
+SPACES_A_PHRASE_LOSES = re.compile(r"\A[ \t]|[ \t]\Z|\t| {2}")
+QUOTED_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"\Z', re.DOTALL)
 ADDRESS_PARSER = HeaderRegistry()
 
 
@@ -113,7 +117,7 @@ def _text(value, field, errors, required=False, header=False):
     if not isinstance(value, str):
         errors.append({"field": field, "message": "Must be a string"})
         return None
-    problem = _unstorable(value) or (header and header_problem(value))
+    problem = _unstorable(value) or (header and (header_problem(value) or bidi_problem(value)))
     if problem:
         errors.append({"field": field, "message": problem})
         return None
@@ -199,23 +203,107 @@ def _parse_one(piece):
     if PLAIN_ADDRESS.match(piece):  # the common case: no display name, nothing to parse
         valid, problem = _checked(piece)
         return (valid.normalized, None) if valid else (None, problem)
+    if bidi_problem(piece):
+        return None, f"{piece!r} must not contain bidirectional controls (U+202A-E, U+2066-9)"
     # The standard library's RFC 5322 parser reports what it had to repair ("a@exa mple.com",
     # "<a@example.com"), where getaddresses would silently rewrite it: an entry must parse
-    # exactly, to exactly one address.
-    if BIDI_CONTROLS.search(piece):
-        return None, f"{piece!r} must not contain bidirectional controls (U+202A-E, U+2066-9)"
-    parsed = ADDRESS_PARSER("to", piece)
+    # exactly, to exactly one address, and say nothing the parse leaves out (_as_written).
+    try:
+        parsed = ADDRESS_PARSER("to", piece)
+    except Exception:  # noqa: BLE001 - see _unparsable
+        return None, _unparsable(piece)
     defects = [d for d in parsed.defects if not isinstance(d, NonASCIILocalPartDefect)]
     if defects or len(parsed.addresses) != 1 or not parsed.addresses[0].addr_spec:
         return None, f"Invalid address {piece!r}"
     name, address = parsed.addresses[0].display_name, parsed.addresses[0].addr_spec
+    if _name_problem(name):
+        return None, _bad_name(piece, name)
+    if not _as_written(piece, name, address):
+        read = f"{name} <{address}>" if name else address
+        return None, (
+            f"Invalid address {piece!r}: it reads as {read!r} (comments, groups, quotes and "
+            "spaces in an address are not kept); send it as it should be read"
+        )
     valid, problem = _checked(address)
     if problem:
         return None, problem
     if not name:
         return valid.normalized, None
+    return _with_name(name, valid), None
+
+
+def _with_name(name, valid):
+    """``Name <local@domain>`` for a ``Checked`` address, read back as the same name.
+
+    ``Address`` quotes a name only for its specials, and an unquoted phrase loses spaces
+    around it and runs of them inside it, so such a name is quoted here."""
     # Address(addr_spec=...) would reject the non-ASCII local parts that SMTPUTF8 allows.
-    return str(Address(display_name=name, username=valid.local_part, domain=valid.domain)), None
+    rendered = str(Address(display_name=name, username=valid.local_part, domain=valid.domain))
+    if rendered.startswith('"') or not SPACES_A_PHRASE_LOSES.search(name):
+        return rendered
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}" {rendered[rendered.rindex("<") :]}'
+
+
+def _name_problem(name):
+    """Why a parsed display name cannot be stored nor sent, or None.
+
+    The raw entry was checked already, but the parser decodes RFC 2047 encoded words
+    ("=?utf-8?q?Shop=C2=85Bcc:...?="), which can hold any character at all."""
+    return _unstorable(name) or header_problem(name) or bidi_problem(name)
+
+
+def _unparsable(piece):
+    """The error of an entry on which the parser failed.
+
+    It raises ValueError for an encoded word that decodes to CR or LF (``Address`` refuses
+    them), and its own IndexError, AttributeError, TypeError or UnboundLocalError on some
+    malformed entries ("<", "\\@", "g:Ann ;a;."): each is the entry's fault."""
+    written_name = piece.rpartition("<")[0].rstrip(AROUND)
+    name = _decoded_words(written_name)
+    if name is not None and _name_problem(name):
+        return _bad_name(piece, name)
+    return f"Invalid address {piece!r}"
+
+
+def _bad_name(piece, name):
+    """The error of an entry whose display name, decoded, is ``name`` (it has a problem)."""
+    return f"The display name of {piece!r}, decoded, is {name!r}: {_name_problem(name)}"
+
+
+def _as_written(piece, name, address):
+    """Whether the parsed ``name`` and ``address`` are all that ``piece`` says.
+
+    The parser drops comments and group names, and the spaces, quotes and NBSPs around and
+    inside an address; storing its result would silently change what was sent. So the address
+    must be the entry itself, or stand in its angle brackets character for character, and the
+    name before them must be the parsed name: as it is, in one pair of quotes, or in RFC 2047
+    encoded words.
+    """
+    if not piece.endswith(">"):
+        return not name and piece == address
+    written_name, _, written_address = piece[:-1].rpartition("<")
+    if written_address != address:
+        return False
+    written_name = written_name.rstrip(AROUND)
+    return name in (written_name, _unquoted(written_name), _decoded_words(written_name))
+
+
+def _unquoted(text):
+    """The content of the RFC 5322 quoted string that is all of ``text``, or None."""
+    found = QUOTED_STRING.match(text)
+    return re.sub(r"\\(.)", r"\1", found.group(1), flags=re.DOTALL) if found else None
+
+
+def _decoded_words(text):
+    """``text`` with its RFC 2047 encoded words decoded, or None if it has none or they are
+    not decodable."""
+    if "=?" not in text:
+        return None
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, UnicodeDecodeError):
+        return None
 
 
 def _checked(address):
@@ -248,7 +336,7 @@ def _checked_whole(address):
 def _split_list(value):
     """Split an address list on the commas outside quotes, comments and angle brackets."""
     if not NEEDS_SPLITTER.search(value):
-        return [piece.strip() for piece in value.split(",") if piece.strip()]
+        return [piece.strip(AROUND) for piece in value.split(",") if piece.strip(AROUND)]
     pieces, current, quoted, depth, escaped = [], [], False, 0, False
     for char in value:
         if escaped:
@@ -267,7 +355,7 @@ def _split_list(value):
             continue
         current.append(char)
     pieces.append("".join(current))
-    return [piece.strip() for piece in pieces if piece.strip()]
+    return [piece.strip(AROUND) for piece in pieces if piece.strip(AROUND)]
 
 
 def _address_list(
