@@ -1064,7 +1064,10 @@ def delivery_paths():
                 'One event, `{"signature": {"timestamp", "token", "signature"}, '
                 '"event-data": {...}}`. The signature is the hex HMAC-SHA256 of `timestamp + '
                 "token` with `MAILGUN_WEBHOOK_SIGNING_KEY`; a timestamp older than "
-                "`WEBHOOK_MAX_AGE` or more than 5 minutes ahead is refused (401). `failed` with "
+                "`WEBHOOK_MAX_AGE` or more than 5 minutes ahead is refused (401). The signature "
+                "does not cover the event, so a token is kept with its event for as long as its "
+                "timestamp is taken: the same token with the same event again is a repeat "
+                "(200), with another event a replay (401, `signature.token`). `failed` with "
                 "`severity: permanent` is a bounce, with `severity: temporary` a deferral.",
                 {
                     "type": "object",
@@ -1083,7 +1086,8 @@ def delivery_paths():
                 "A batch of events (a JSON array), recorded in one transaction. The header "
                 f"`{SENDGRID_SIGNATURE}` is the base64 ECDSA P-256/SHA-256 signature of "
                 f"`{SENDGRID_TIMESTAMP}` followed by the raw body, checked with "
-                "`SENDGRID_WEBHOOK_PUBLIC_KEY`.",
+                "`SENDGRID_WEBHOOK_PUBLIC_KEY`; a timestamp older than `WEBHOOK_MAX_AGE`, more "
+                "than 5 minutes ahead or not a number of seconds is refused (401).",
                 {
                     "type": "array",
                     "items": {"type": "object", "required": ["event", "sg_event_id"]},
