@@ -434,9 +434,11 @@ def error_responses(max_bytes):
             "The body is neither JSON nor a form (`Content-Type` missing or another type)."
         ),
         "TooManyRequests": error_response(
-            "Too many wrong API keys came from this address lately (`AUTH_FAILURE_LIMIT` "
-            "within `AUTH_FAILURE_WINDOW` seconds): every request from it is refused for "
-            "`Retry-After` seconds.",
+            "Too many wrong API keys came from this client lately (`AUTH_FAILURE_LIMIT` "
+            "within `AUTH_FAILURE_WINDOW` seconds): its wrong keys are refused so for "
+            "`Retry-After` seconds; a valid key is still served. Behind a proxy listed in "
+            "`TRUSTED_PROXIES`, the client is the address the proxy names in "
+            "`X-Forwarded-For`.",
             "Retry-After",
         ),
         "InternalError": error_response(
