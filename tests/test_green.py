@@ -1,8 +1,10 @@
 """psycopg2 in gunicorn's gevent workers (mailer/green.py): it waits cooperatively, and a
 connection attempt still gives up after ``connect_timeout`` as libpq's blocking connect does.
+A gevent worker serves more requests at once than its pool has connections: one that gets
+none in time is a 503, as when the database is down.
 
-Each case runs in a process of its own: the wait callback is global to psycopg2, and gevent's
-monkey-patching to the process."""
+Each green case runs in a process of its own: the wait callback is global to psycopg2, and
+gevent's monkey-patching to the process."""
 
 import socket
 import subprocess
@@ -11,6 +13,10 @@ import time
 
 from conftest import ROOT
 from sqlalchemy.engine import make_url
+
+from app import create_app
+from mailer.database import engine_options
+from models import db
 
 PRELUDE = """
 from gevent import monkey
@@ -79,3 +85,27 @@ print(round(time.monotonic() - started, 2))
 """
     )
     assert 1.5 <= float(output) < 2.8, output
+
+
+def test_a_request_that_gets_no_pooled_connection_in_time_is_a_503(settings):
+    app = create_app({**settings, "API_KEYS": "key", "DB_CONNECT_TIMEOUT": 1})
+    with app.app_context():
+        options = engine_options(app.config)
+        held = [
+            db.engine.raw_connection()
+            for _ in range(options["pool_size"] + options["max_overflow"])
+        ]
+        try:
+            started = time.monotonic()
+            response = app.test_client().get(
+                "/mail/00000000-0000-4000-8000-000000000000",
+                headers={"Authorization": "Bearer key"},
+            )
+            assert time.monotonic() - started >= 2  # the pool's timeout: DB_CONNECT_TIMEOUT + 2
+        finally:
+            for connection in held:
+                connection.close()
+        db.engine.dispose()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.get_json()["errors"] == [{"field": "database", "message": "Unavailable"}]
