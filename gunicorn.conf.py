@@ -1,9 +1,7 @@
 # Production gunicorn settings of the API (and admin):
 #     gunicorn -c gunicorn.conf.py wsgi:app   (wsgi.py also checks the database schema)
-# Chosen by measurement on 2 cores with scripts/bench (see BENCHMARKS.md): threaded workers,
-# so that keep-alive connections are kept and a worker waiting on PostgreSQL serves others.
-# Override with environment variables: BIND, WEB_CONCURRENCY (processes), GUNICORN_THREADS,
-# GUNICORN_LOG_LEVEL, GUNICORN_CONTROL_SOCKET (see below).
+# Override with environment variables: BIND, WEB_CONCURRENCY (processes),
+# GUNICORN_WORKER_CONNECTIONS, GUNICORN_LOG_LEVEL, GUNICORN_CONTROL_SOCKET (see below).
 import os
 import shutil
 import sys
@@ -11,17 +9,26 @@ import tempfile
 
 bind = os.environ.get("BIND", "127.0.0.1:5000")
 
-worker_class = "gthread"
-# A process per core of 4 threads (BENCHMARKS.md compares 2 x 4 with 3 x 4 and 4 x 2 on 2
-# cores: the same rate, the shortest p99). A request spends part of its time in Python (holding
-# its process's GIL) and part waiting on PostgreSQL, so a few threads per process keep a core
-# busy; more processes than cores only queue for them. Threads stay within the app's SQLAlchemy
-# pool (5 connections + 5 overflow per process). On a bigger host set WEB_CONCURRENCY to its
-# cores (a fixed default: a container's CPU quota is not what os.cpu_count() says).
+# gevent workers: each connection is a greenlet, parked in the event loop while its client is
+# slow to send, so slow or idle clients (slowloris) hold a few kilobytes each instead of one of
+# a few threads. With threads, a handful of connections that sent half a header line held every
+# thread of every process, and even /healthz went unanswered. psycopg2 waits for PostgreSQL
+# cooperatively in them (mailer/green.py, set up in post_fork below), so a request waiting on
+# the database lets the process serve others, as a thread did.
+worker_class = "gevent"
+# A process per core (a fixed default: a container's CPU quota is not what os.cpu_count()
+# says; on a bigger host set WEB_CONCURRENCY to its cores). Requests spend part of their time in
+# Python and part waiting on PostgreSQL; more processes than cores only queue for them.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Connections each process holds at most, idle, slow and busy together; the app's SQLAlchemy
+# pool (5 connections + 5 overflow per process) bounds how many of them use the database at
+# once, the others waiting their turn for a connection.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 
-keepalive = 5  # seconds an idle keep-alive connection stays open (clients reuse them)
+# Seconds an idle keep-alive connection stays open (clients reuse them). In a gevent worker it
+# is also the header timeout: a request line and headers not received within it (slowloris,
+# the first request of a connection included) and the connection is closed.
+keepalive = 5
 backlog = 2048
 timeout = 30  # a worker silent this long is restarted
 graceful_timeout = 30  # on SIGTERM, requests in progress get this long to finish
@@ -126,6 +133,14 @@ def _runs(pid):
     return True
 
 
+def post_fork(server, worker):
+    """In each new gevent worker, before it loads the app: psycopg2 waits cooperatively."""
+    if "gevent" in server.cfg.worker_class_str:
+        from mailer.green import make_psycopg2_green
+
+        make_psycopg2_green()
+
+
 def post_worker_init(worker):
     """The app is loaded: collect what loading it left behind, then take the rest out of the
     garbage collector's sight (``gc.freeze``).
@@ -140,6 +155,19 @@ def post_worker_init(worker):
 
     gc.collect()
     gc.freeze()
+
+
+def worker_exit(server, worker):
+    """A worker ends: hand what ``gc.freeze`` hid back to the collector and collect it now.
+
+    Left to the interpreter's shutdown, the collection runs after modules are torn down: a
+    logging handler's clean-up then takes logging's lock through gevent's patched threading,
+    gone by then, and prints a traceback on every stop.
+    """
+    import gc
+
+    gc.unfreeze()
+    gc.collect()
 
 
 def child_exit(server, worker):

@@ -1,7 +1,8 @@
 """The database tables: mail, its attachments and delivery attempts, idempotency keys, each
 provider's shared health, and what follows the hand-off: recipients, the providers' events, the
 suppression list and the outbox of client webhooks with their attempts; for operators, a
-heartbeat row per worker.
+heartbeat row per worker; for security, the Mailgun signature tokens already used and the failed
+authentications per client.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
 it to SQLAlchemy. Tables that only hand-written SQL reads and writes have no class here:
@@ -570,3 +571,31 @@ class WorkerHeartbeat(db.Model):
     in_flight: Mapped[int] = mapped_column(Integer, server_default="0")  # sends under way
     sent: Mapped[int] = mapped_column(BigInteger, server_default="0")  # since it started
     failed: Mapped[int] = mapped_column(BigInteger, server_default="0")  # failed for good
+
+
+class WebhookToken(db.Model):
+    """A Mailgun signature token that passed, and the event it signed, while its signature
+    could still be taken (``mailer.queue.webhook_tokens``, migration 0011)."""
+
+    __tablename__ = "webhook_token"
+
+    token: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_digest: Mapped[str] = mapped_column(String(64))  # sha256 of the event, hex
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # + WEBHOOK_MAX_AGE
+
+    __table_args__ = (Index("ix_webhook_token_expires", "expires_at"),)
+
+
+class AuthFailure(db.Model):
+    """A client's recent failed authentications, and until when it is refused
+    (``mailer.queue.auth_failures``, migration 0011)."""
+
+    __tablename__ = "auth_failure"
+
+    client: Mapped[str] = mapped_column(Text, primary_key=True)  # its address
+    failures: Mapped[int] = mapped_column(Integer)  # in the window that ends at window_ends
+    window_ends: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the later of both
+
+    __table_args__ = (Index("ix_auth_failure_expires", "expires_at"),)

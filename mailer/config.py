@@ -16,6 +16,7 @@ password) have no defaults: they come from the environment or an untracked setti
 from the repository.
 """
 
+import ipaddress
 import os
 import secrets
 
@@ -68,7 +69,8 @@ DEFAULTS = {
     # Delivery events in: each provider's webhook endpoint answers 404 until its key is set.
     "MAILGUN_WEBHOOK_SIGNING_KEY": "",  # Mailgun: Sending > Webhooks > HTTP webhook signing key
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "",  # SendGrid: Mail Settings > Event Webhook > public key
-    "WEBHOOK_MAX_AGE": 86400.0,  # seconds: oldest Mailgun event taken; client webhooks retried
+    "WEBHOOK_MAX_AGE": 86400.0,  # seconds: oldest signed provider event taken; client webhooks
+    # retried this long
     "SUPPRESSION_DAYS": 30,  # days a bounced address stays suppressed
     # Events out: signed client webhooks (Standard Webhooks), off while WEBHOOK_URL is empty.
     "WEBHOOK_URL": "",
@@ -78,9 +80,13 @@ DEFAULTS = {
     "AUTH_FAILURE_LIMIT": 10,  # wrong API keys or admin passwords from one address ...
     "AUTH_FAILURE_WINDOW": 60.0,  # ... within this many seconds ...
     "AUTH_BLOCK_SECONDS": 300.0,  # ... get 429s for this many seconds
+    # Addresses or networks (comma separated, e.g. "127.0.0.1,10.0.0.0/8") of reverse proxies
+    # whose X-Forwarded-For names the client; empty = believe nobody's.
+    "TRUSTED_PROXIES": (),
 }
 
 CHOICES = {"LOG_FORMAT": ("text", "json")}  # settings that take one of a few words
+NETWORK_LISTS = ("TRUSTED_PROXIES",)  # settings that list addresses or networks
 
 CONFIG_ENV = "MAIL_SERVICE_CONFIG"
 
@@ -108,6 +114,8 @@ def load_settings(config, path=None, environ=None, overrides=None):
     for name, allowed in CHOICES.items():
         if config[name] not in allowed:
             raise ValueError(f"setting {name}: {config[name]!r} is not one of {', '.join(allowed)}")
+    for name in NETWORK_LISTS:
+        config[name] = networks(name, config[name])
     return config
 
 
@@ -144,6 +152,20 @@ def parse_pairs(value):
             raise ValueError(f"{part!r} is not name:number")
         pairs[name.strip()] = float(number)
     return pairs
+
+
+def networks(name, parts):
+    """The addresses and networks of setting ``name`` as ``ipaddress`` networks (an address is
+    a network of one); ValueError naming the setting for a part that is neither."""
+    found = []
+    for part in parts:
+        try:
+            found.append(ipaddress.ip_network(str(part), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"setting {name}: {str(part)!r} is not an IP address or network"
+            ) from None
+    return tuple(found)
 
 
 def split_list(value):

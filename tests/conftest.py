@@ -47,7 +47,8 @@ DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 TABLES = (
     "delivery_attempt, attachment, mail_tag, email, provider_state, idempotency_key, "
     "recipient, delivery_event, suppression, webhook_outbox, webhook_attempt, "
-    "provider_rate, email_status_count, worker_heartbeat, provider_action"
+    "provider_rate, email_status_count, worker_heartbeat, provider_action, webhook_token, "
+    "auth_failure"
 )
 
 

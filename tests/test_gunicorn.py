@@ -9,11 +9,15 @@ import stat
 import subprocess
 import sys
 import threading
+import time
+import uuid
 
+import psycopg2
 import pytest
 import requests
 from conftest import ROOT, fresh_database
 from helpers import wait_for
+from sqlalchemy.engine import make_url
 
 GUNICORN = [
     sys.executable,
@@ -108,7 +112,6 @@ def gunicorn_env(base, database_url, **overrides):
         ADMIN_PASSWORD="",
         BIND="127.0.0.1:0",
         WEB_CONCURRENCY="1",
-        GUNICORN_THREADS="2",
         HOME=str(base / "home"),
         XDG_RUNTIME_DIR=str(base / "run"),
     )
@@ -344,3 +347,123 @@ def test_control_socket_where_asked(start_gunicorn, tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     server.stop()
     assert not path.exists()
+
+
+# --- Slow clients (issue 19): the production server parks them and drops them in time ---------
+
+SLOW_CLIENTS = 50
+HALF_A_HEADER = b"GET /healthz HTTP/1.1\r\nHost: loc"  # and then nothing more
+
+
+def slow_clients(port, count=SLOW_CLIENTS):
+    """``count`` connections that each send half a header line and then nothing."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(HALF_A_HEADER)
+        sockets.append(sock)
+    return sockets
+
+
+def still_open(sock):
+    """Whether the server has not closed ``sock`` (nothing to read, no end of stream)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+def healthz_seconds(url):
+    """How long /healthz took to answer 200 (requests' timeout: 5 s, then it fails)."""
+    started = time.monotonic()
+    assert requests.get(url, timeout=5).status_code == 200
+    return time.monotonic() - started
+
+
+def test_healthz_answers_while_50_slow_clients_hold_connections(start_gunicorn):
+    # The production processes (WEB_CONCURRENCY's default), with a header timeout longer than
+    # the test, so that every slow client is still held while /healthz is asked. With gthread's
+    # 2 x 4 threads, 8 such connections held every thread and /healthz never answered.
+    server = start_gunicorn(WEB_CONCURRENCY=None, GUNICORN_CMD_ARGS="--keep-alive 60")
+    url = server.url("/healthz")
+    sockets = slow_clients(server.port())
+    try:
+        time.sleep(0.5)  # every slow client accepted and stuck in its header
+        seconds = sorted(healthz_seconds(url) for _ in range(5))
+        assert all(still_open(sock) for sock in sockets)
+        # Under a second, typically a few milliseconds; the median, so that one hiccup of a
+        # loaded machine does not decide.
+        assert seconds[2] < 1.0, seconds
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_slow_clients_are_dropped_after_the_header_timeout(start_gunicorn):
+    server = start_gunicorn(WEB_CONCURRENCY=None)
+    url = server.url("/healthz")
+    sockets = slow_clients(server.port())
+    try:
+        # keepalive (5 s) bounds a request's line and headers; generous for a loaded machine.
+        wait_for(
+            lambda: not any(still_open(sock) for sock in sockets),
+            30,
+            message="gunicorn to close the slow connections",
+        )
+        assert healthz_seconds(url) < 5
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_request_waiting_on_postgresql_does_not_stop_the_process(start_gunicorn, database_url):
+    # One process: while a request waits for a lock in PostgreSQL, the same process answers
+    # /healthz, as psycopg2 yields to the other greenlets while it waits (mailer/green.py).
+    server = start_gunicorn(WEB_CONCURRENCY="1")
+    url = server.url("/healthz")
+    locker = psycopg2.connect(
+        make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        with locker.cursor() as cursor:
+            cursor.execute("LOCK TABLE email IN ACCESS EXCLUSIVE MODE")
+        answers = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(
+                requests.get(server.url(f"/mail/{uuid.uuid4()}"), timeout=30).status_code
+            )
+        )
+        waiting.start()
+        wait_for(lambda: _waits_on_a_lock(locker), 10, message="the request to wait on the lock")
+        assert healthz_seconds(url) < 2.0
+        assert answers == []  # still waiting
+    finally:
+        locker.rollback()
+        locker.close()
+    waiting.join(30)
+    assert answers == [404]
+
+
+def _waits_on_a_lock(connection):
+    """Whether a session of the API waits for a lock (outside ``connection``'s transaction)."""
+    with psycopg2.connect(connection.dsn) as other, other.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+        found = cursor.fetchone()[0] > 0
+    other.close()
+    return found
+
+
+def test_stops_without_a_traceback(start_gunicorn):
+    server = start_gunicorn()
+    server.url()
+    server.stop()
+    assert "Worker exiting" in server.output
+    assert "Traceback" not in server.output and "Exception ignored" not in server.output

@@ -263,14 +263,8 @@ def test_worker_metrics_ask_for_the_token(run_worker):
 
 @pytest.fixture
 def gunicorn_server(tmp_path, database_url):
-    """gunicorn with three single-threaded processes; stopped at the end."""
-    env = gunicorn_env(
-        tmp_path,
-        database_url,
-        WEB_CONCURRENCY="3",
-        GUNICORN_THREADS="1",
-        PROMETHEUS_MULTIPROC_DIR=None,
-    )
+    """gunicorn with three processes; stopped at the end."""
+    env = gunicorn_env(tmp_path, database_url, WEB_CONCURRENCY="3", PROMETHEUS_MULTIPROC_DIR=None)
     server = Gunicorn(env)
     yield server
     server.stop()

@@ -289,9 +289,7 @@ def test_429_after_wrong_keys_matches_the_spec(settings, spec):
     ]
     for path, method in (("/mail", "post"), ("/mail/batch", "post"), ("/mail/{mail_id}", "get")):
         url = path.replace("{mail_id}", "00000000-0000-4000-8000-000000000000")
-        response = client.open(
-            url, method=method.upper(), json=MAIL, headers={"Authorization": "Bearer secret-key"}
-        )
+        response = client.open(url, method=method.upper(), json=MAIL, headers=wrong)
         assert response.status_code == 429
         assert int(response.headers["Retry-After"]) > 0
         assert_matches(spec, "Error", response.get_json())

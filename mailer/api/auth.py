@@ -13,8 +13,10 @@ Protected mode is for a developer's machine. Behind any proxy (nginx, HAProxy, a
 every request arrives from loopback, so a deployment must set ``API_KEYS`` and
 ``ADMIN_PASSWORD``; the process refuses to start in protected mode on a non-loopback address.
 
-Keys are compared in constant time and never logged; too many wrong ones from one address
-get 429s for a while (``throttle``).
+Keys are compared in constant time and never logged; too many wrong ones from one client
+get 429s for a while (``throttle``), while its valid ones are still served. The client is the
+peer's address or, when the peer is one of ``TRUSTED_PROXIES``, the address that proxy names in
+``X-Forwarded-For`` (``client_address``).
 """
 
 import hmac
@@ -32,6 +34,9 @@ log = logging.getLogger("mail_service.auth")
 # Sec-Fetch-Site values of a request the user made on this very site (or typed in).
 SAME_SITE_FETCHES = ("same-origin", "none")
 
+MAX_CLIENT = 100  # characters of a client's address kept (an address has at most 45)
+ADMIN_DECIDED = "mail_service.admin_allowed"  # the request's answer of ``admin_allowed``
+
 # Headers a reverse proxy adds: a request carrying one came from elsewhere, even if the proxy
 # itself connects from loopback, so protected mode must not trust it.
 PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
@@ -48,6 +53,47 @@ def is_loopback_request():
     # A dual-stack server sees a local IPv4 client as ::ffff:127.0.0.1, which Python 3.11
     # does not count as loopback.
     return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def client_address():
+    """The client's address: the peer's, or, while the peer is a trusted proxy, the address
+    that proxy got the request from (the last one in ``X-Forwarded-For``, to which each proxy
+    appends its peer). What lies left of the first untrusted address, the client wrote.
+
+    Werkzeug's ``ProxyFix`` trusts a number of hops whoever connects; here a hop is believed
+    only when it comes from an address of ``TRUSTED_PROXIES``.
+    """
+    proxies = current_app.config["TRUSTED_PROXIES"]
+    address = request.remote_addr or ""
+    if not proxies:
+        return address
+    hops = [
+        hop.strip()
+        for line in request.headers.getlist("X-Forwarded-For")
+        for hop in line.split(",")
+        if hop.strip()
+    ]
+    while hops and is_trusted(address, proxies):
+        address = hops.pop()
+    return canonical(address)[:MAX_CLIENT]
+
+
+def is_trusted(address, proxies):
+    """Whether ``address`` lies in one of the networks ``proxies``."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:10.0.0.1 is 10.0.0.1
+    return any(ip in network for network in proxies)
+
+
+def canonical(address):
+    """An IP address written one way (``2001:DB8::1`` as ``2001:db8::1``); other text as is."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
 
 
 def is_cross_site():
@@ -108,7 +154,6 @@ def require_api_key():
                 }
             ],
         )
-    refuse_if_throttled()
     key = presented_api_key()
     if key is None:
         raise ApiError(
@@ -123,7 +168,7 @@ def require_api_key():
             headers={"WWW-Authenticate": 'Bearer realm="mail"'},
         )
     if not matches_any(key, keys):
-        throttle().failed(request.remote_addr)
+        count_failure()
         raise ApiError(
             401,
             "The API key is not valid",
@@ -133,20 +178,29 @@ def require_api_key():
 
 
 def admin_allowed():
-    """Whether the current request may use the admin."""
+    """Whether the current request may use the admin (decided once per request: Flask-Admin
+    asks again for each view in the menu, and a failure must count once)."""
+    environ = request.environ  # the request's own: ``g`` may outlive it (an app context)
+    if ADMIN_DECIDED not in environ:
+        environ[ADMIN_DECIDED] = check_admin()
+    return environ[ADMIN_DECIDED]
+
+
+def check_admin():
+    """Whether the request carries the admin's credentials (or, without a password, is local);
+    a wrong password counts as a failure (429 when its client failed too often)."""
     password = current_app.config.get("ADMIN_PASSWORD") or ""
     if not password:
         return is_local_request()
     auth = request.authorization
     if auth is None or auth.type != "basic":
         return False
-    refuse_if_throttled()
     username_ok = hmac.compare_digest(
         (auth.username or "").encode(), current_app.config["ADMIN_USERNAME"].encode()
     )
     password_ok = hmac.compare_digest((auth.password or "").encode(), password.encode())
     if not (username_ok and password_ok):
-        throttle().failed(request.remote_addr)
+        count_failure()
         return False
     return True
 
@@ -156,9 +210,10 @@ def throttle():
     return current_app.extensions["auth_throttle"]
 
 
-def refuse_if_throttled():
-    """Answer 429 with Retry-After to an address that failed too often lately."""
-    seconds = throttle().retry_after(request.remote_addr)
+def count_failure():
+    """A wrong credential: 429 with Retry-After if its client failed too often lately, else
+    counted (and the caller answers 401). Valid credentials never come here."""
+    seconds = throttle().failed(client_address())
     if seconds:
         raise ApiError(
             429,

@@ -9,7 +9,13 @@ body says nothing about the code (the traceback goes to the log only).
 import logging
 
 from flask import current_app, jsonify, request
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from mailer.validation.mail import ValidationError
@@ -85,9 +91,11 @@ def _http_error(error):
 
 
 def _database_error(error):
-    """503 when the database is unreachable; the session is reset for the next request."""
+    """503 when the database is unreachable, or no pooled connection came free within the
+    pool's timeout (a gevent worker serves more requests at once than its pool has
+    connections); the session is reset for the next request."""
     db.session.rollback()
-    unreachable = isinstance(error, OperationalError | InterfaceError) or (
+    unreachable = isinstance(error, OperationalError | InterfaceError | PoolTimeout) or (
         isinstance(error, DBAPIError) and error.connection_invalidated
     )
     if unreachable:

@@ -434,9 +434,11 @@ def error_responses(max_bytes):
             "The body is neither JSON nor a form (`Content-Type` missing or another type)."
         ),
         "TooManyRequests": error_response(
-            "Too many wrong API keys came from this address lately (`AUTH_FAILURE_LIMIT` "
-            "within `AUTH_FAILURE_WINDOW` seconds): every request from it is refused for "
-            "`Retry-After` seconds.",
+            "Too many wrong API keys came from this client lately (`AUTH_FAILURE_LIMIT` "
+            "within `AUTH_FAILURE_WINDOW` seconds): its wrong keys are refused so for "
+            "`Retry-After` seconds; a valid key is still served. Behind a proxy listed in "
+            "`TRUSTED_PROXIES`, the client is the address the proxy names in "
+            "`X-Forwarded-For`.",
             "Retry-After",
         ),
         "InternalError": error_response(
@@ -1065,7 +1067,10 @@ def delivery_paths():
                 'One event, `{"signature": {"timestamp", "token", "signature"}, '
                 '"event-data": {...}}`. The signature is the hex HMAC-SHA256 of `timestamp + '
                 "token` with `MAILGUN_WEBHOOK_SIGNING_KEY`; a timestamp older than "
-                "`WEBHOOK_MAX_AGE` or more than 5 minutes ahead is refused (401). `failed` with "
+                "`WEBHOOK_MAX_AGE` or more than 5 minutes ahead is refused (401). The signature "
+                "does not cover the event, so a token is kept with its event for as long as its "
+                "timestamp is taken: the same token with the same event again is a repeat "
+                "(200), with another event a replay (401, `signature.token`). `failed` with "
                 "`severity: permanent` is a bounce, with `severity: temporary` a deferral.",
                 {
                     "type": "object",
@@ -1084,7 +1089,8 @@ def delivery_paths():
                 "A batch of events (a JSON array), recorded in one transaction. The header "
                 f"`{SENDGRID_SIGNATURE}` is the base64 ECDSA P-256/SHA-256 signature of "
                 f"`{SENDGRID_TIMESTAMP}` followed by the raw body, checked with "
-                "`SENDGRID_WEBHOOK_PUBLIC_KEY`.",
+                "`SENDGRID_WEBHOOK_PUBLIC_KEY`; a timestamp older than `WEBHOOK_MAX_AGE`, more "
+                "than 5 minutes ahead or not a number of seconds is refused (401).",
                 {
                     "type": "array",
                     "items": {"type": "object", "required": ["event", "sg_event_id"]},

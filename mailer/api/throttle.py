@@ -1,66 +1,61 @@
-"""A brake on guessing: too many wrong API keys or admin passwords from one client is a 429.
+"""A brake on guessing: a client that sent too many wrong credentials lately gets 429 for
+its wrong ones.
 
-After ``AUTH_FAILURE_LIMIT`` failures from one address within ``AUTH_FAILURE_WINDOW`` seconds,
-that address gets 429 with ``Retry-After`` for ``AUTH_BLOCK_SECONDS``, whatever it sends, and
-the block is logged once. The counts live in this process's memory: with several gunicorn
-workers an address may try up to the limit in each before every one blocks it.
+After ``AUTH_FAILURE_LIMIT`` failures (wrong API keys, admin passwords or metrics tokens) from
+one client within ``AUTH_FAILURE_WINDOW`` seconds, that client's failures answer 429 with
+``Retry-After`` for ``AUTH_BLOCK_SECONDS`` instead of 401, and the block is logged once. The
+client is its real address (``auth.client_address``: behind ``TRUSTED_PROXIES``, the one they
+saw), and the counts live in PostgreSQL (``mailer.queue.auth_failures``), so every API process
+counts and refuses alike.
+
+Only a failure costs a query: valid credentials are taken without looking here, so no client
+(another one behind the same proxy or NAT, or the database being down) keeps a valid key out.
+While the database cannot be reached, failures answer 401 uncounted.
 """
 
 import logging
-import threading
-import time
-from collections import deque
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailer.queue import auth_failures
 
 log = logging.getLogger("mail_service.auth")
 
-MAX_TRACKED = 100_000  # addresses remembered at most; the oldest are forgotten first
-
 
 class FailureThrottle:
-    """Failed authentications per client address, and the addresses blocked for a while."""
+    """The failed-authentication policy of one app: its limit, window and block."""
 
     def __init__(self, limit, window, block):
         self.limit = limit
         self.window = window  # seconds
         self.block = block  # seconds
-        self._failures = {}  # address -> deque of monotonic times
-        self._blocked = {}  # address -> monotonic time the block ends
-        self._lock = threading.Lock()
 
-    def retry_after(self, address):
-        """Seconds until ``address`` may try again, or 0 if it is not blocked."""
-        with self._lock:
-            until = self._blocked.get(address)
-            if until is None:
-                return 0
-            remaining = until - time.monotonic()
-            if remaining <= 0:
-                del self._blocked[address]
-                return 0
-            return max(1, int(remaining + 0.999))
+    def failed(self, client):
+        """A failure of ``client``: the seconds it must wait if it is refused already (429),
+        else 0 once the failure is counted (401)."""
+        try:
+            with transaction() as cursor:
+                seconds = auth_failures.blocked_for(cursor, client)
+                if seconds:
+                    return seconds
+                blocked = auth_failures.count(cursor, client, self.limit, self.window, self.block)
+        except SQLAlchemyError as err:
+            log.warning("failed authentication from %s not counted: %s", client, type(err).__name__)
+            return 0
+        if blocked:
+            log.warning(
+                "%d failed authentications from %s within %gs: refusing its failures for %gs",
+                self.limit,
+                client,
+                self.window,
+                self.block,
+            )
+        return 0
 
-    def failed(self, address):
-        """Count one failure of ``address``; block it (and log once) past the limit."""
-        now = time.monotonic()
-        with self._lock:
-            recent = self._failures.setdefault(address, deque())
-            recent.append(now)
-            while recent and recent[0] <= now - self.window:
-                recent.popleft()
-            if len(recent) < self.limit:
-                self._forget_oldest()
-                return
-            del self._failures[address]
-            self._blocked[address] = now + self.block
-        log.warning(
-            "%d failed authentications from %s within %gs: refusing it for %gs",
-            self.limit,
-            address,
-            self.window,
-            self.block,
-        )
 
-    def _forget_oldest(self):
-        """Keep memory bounded under a flood of addresses (dicts keep insertion order)."""
-        while len(self._failures) > MAX_TRACKED:
-            self._failures.pop(next(iter(self._failures)))
+def transaction():
+    """The API's transaction (``resources.transaction``, which a test rolls back)."""
+    # Imported here: resources imports auth, which imports this module.
+    from mailer.api import resources
+
+    return resources.transaction()

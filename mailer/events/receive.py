@@ -6,11 +6,19 @@ the suppression list and the admin, not these). Answers:
 
 - 404 while the endpoint's key (``MAILGUN_WEBHOOK_SIGNING_KEY``, ``SENDGRID_WEBHOOK_PUBLIC_KEY``)
   is not set: the endpoint is off;
-- 401 for a missing or wrong signature, or a Mailgun timestamp older than ``WEBHOOK_MAX_AGE`` or
-  more than ``FUTURE_SKEW`` ahead (a replay of an old event); nothing is stored;
+- 401 for a missing or wrong signature, a timestamp (Mailgun's or SendGrid's) older than
+  ``WEBHOOK_MAX_AGE`` or more than ``FUTURE_SKEW`` ahead or not a number (a replay of an old
+  event), or a Mailgun token already used for another event (a replay of its signature with
+  other event data); nothing is stored;
 - 400 for a body that is not what the provider sends; nothing is stored;
 - 200 otherwise: also for a repeat (the provider's key was seen before: nothing changes) and for
   an event of a mail we do not know (logged), so the provider stops retrying.
+
+Mailgun's signature covers its timestamp and token but not the event, so every token that
+passes is kept (``webhook_tokens``) with a digest of its event, whatever the event matched,
+until its timestamp is too old to be taken anyway. Mailgun retrying an event sends the same
+token with the same event: a repeat, answered 200 like any other, so that it stops. The same
+token with other event data is nobody's retry: 401, and nothing is stored.
 
 A SendGrid batch is recorded in one transaction: all of it or, on an error, none (SendGrid
 then posts it again).
@@ -32,11 +40,11 @@ from mailer.events.signatures import (
     sendgrid_public_key,
     sendgrid_valid,
 )
-from mailer.queue import mailqueue
+from mailer.queue import mailqueue, webhook_tokens
 
 log = logging.getLogger("mail_service.events")
 
-FUTURE_SKEW = 300  # seconds a Mailgun timestamp may be ahead of our clock
+FUTURE_SKEW = 300  # seconds a provider's timestamp may be ahead of our clock
 # What a Mailgun body must be: its current webhooks post JSON; its legacy ones posted form fields.
 MAILGUN_BODY = (
     "The body must be a JSON object, as Mailgun's current webhooks post it "
@@ -56,12 +64,16 @@ def receive_mailgun():
     timestamp, token = signature.get("timestamp"), signature.get("token")
     if not mailgun_valid(key, timestamp, token, signature.get("signature")):
         raise refused("signature", "Missing or wrong signature")
-    refuse_stale(timestamp)
+    refuse_stale(timestamp, "signature.timestamp")
+    data = body.get("event-data")
+    keep_token = token_keeper(token, timestamp, data)
     try:
-        event = mailgun_event(body.get("event-data"), token)
+        event = mailgun_event(data, token)
     except Malformed as err:
+        with connection_transaction() as conn:  # its token too: it may not sign another
+            keep_token(conn)
         raise malformed(str(err)) from None
-    return record([event])
+    return record([event], keep_token)
 
 
 def receive_sendgrid():
@@ -72,6 +84,7 @@ def receive_sendgrid():
     raw = request.get_data()  # the signature covers these very bytes
     if not timestamp or not signature or not sendgrid_valid(public_key, timestamp, raw, signature):
         raise refused(SENDGRID_SIGNATURE, "Missing or wrong signature")
+    refuse_stale(timestamp, SENDGRID_TIMESTAMP)
     try:
         events = sendgrid_events(parsed_body(list, raw))
     except Malformed as err:
@@ -79,13 +92,30 @@ def receive_sendgrid():
     return record(events)
 
 
-def record(events):
-    """Record the events in one transaction and answer 200 with what came of them.
+def token_keeper(token, timestamp, event_data):
+    """What keeps a Mailgun token and its event for as long as its signature may be taken:
+    a step of the transaction that records the event, refusing (401) a token that signed
+    another event before."""
+    digest = webhook_tokens.event_digest(event_data)
+    expires = float(timestamp) + current_app.config["WEBHOOK_MAX_AGE"]
+
+    def keep_token(conn):
+        if not webhook_tokens.remember(conn, token, digest, expires):
+            raise refused("signature.token", "Already used for another event: refused as a replay")
+
+    return keep_token
+
+
+def record(events, before=None):
+    """Record the events in one transaction and answer 200 with what came of them; ``before``
+    (a function of the connection) runs first in that transaction, and may refuse them all.
 
     The transaction is a plain connection's (``api.connection_transaction``): an ORM session
     would only add its bookkeeping to a path that runs no ORM statement.
     """
     with connection_transaction() as conn:
+        if before is not None:
+            before(conn)
         outcome = mailqueue.record_events(
             conn, events, current_app.config["SUPPRESSION_DAYS"], current_app.extensions["webhooks"]
         )
@@ -121,14 +151,15 @@ def parsed_body(kind, raw=None, expected=None):
     return body
 
 
-def refuse_stale(timestamp):
-    """401 for a Mailgun timestamp outside [now - WEBHOOK_MAX_AGE, now + FUTURE_SKEW]."""
+def refuse_stale(timestamp, field):
+    """401 (naming ``field``) for a signed timestamp outside [now - WEBHOOK_MAX_AGE, now +
+    FUTURE_SKEW], or not a number of seconds: the signature of an old event, replayed."""
     try:
         age = time.time() - float(timestamp)
     except ValueError:
-        age = float("nan")
+        age = float("nan")  # compares false with everything: refused, as inf and nan are
     if not -FUTURE_SKEW <= age <= current_app.config["WEBHOOK_MAX_AGE"]:
-        raise refused("signature.timestamp", "Too old or in the future: refused as a replay")
+        raise refused(field, "Too old or in the future: refused as a replay")
 
 
 def sendgrid_key():

@@ -29,7 +29,8 @@ from prometheus_client.core import CounterMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from mailer.api.auth import is_loopback_host, matches_any
+from mailer.api.auth import matches_any
+from mailer.loopback import is_loopback_host
 from mailer.telemetry.families import breaker_family, gauge, plan_families
 from mailer.worker import circuit, dispatch, ratecap
 
