@@ -61,6 +61,7 @@ from mailer.api.auth import admin_allowed
 from mailer.api.resources import transaction
 from mailer.events import outbox
 from mailer.queue import mailqueue, suppressions
+from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
 from models import (
@@ -305,9 +306,9 @@ def _recipient_table(_view, _context, model, _name):
     """Each recipient with its status and reason."""
     rows = [
         Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
-            r["address"], r["status"], r["reason"] or "", utc_text(r["updated_at"])
+            r.address, r.status, r.reason or "", utc_text(r.updated_at)
         )
-        for r in model.recipient_list()
+        for r in recipients_shown(model.recipients, model.status, model.recipient_rows)
     ]
     head = Markup("<tr><th>address</th><th>status</th><th>reason</th><th>since</th></tr>")
     return Markup('<table class="table table-sm" id="recipients">{}{}</table>').format(

@@ -33,6 +33,7 @@ from mailer.events.signatures import (
     sendgrid_valid,
 )
 from mailer.queue import mailqueue
+from mailer.shapes.service import EventsReceived
 
 log = logging.getLogger("mail_service.events")
 
@@ -94,13 +95,14 @@ def record(events):
             extra={"mail_id": event.mail_id},
         )
     return jsonify(
-        {
-            "success": True,
-            "received": len(events),
-            "new": outcome.new,
-            "repeats": outcome.repeats,
-            "unmatched": len(outcome.unmatched),
-        }
+        EventsReceived.dump(
+            {
+                "received": len(events),
+                "new": outcome.new,
+                "repeats": outcome.repeats,
+                "unmatched": len(outcome.unmatched),
+            }
+        )
     )
 
 

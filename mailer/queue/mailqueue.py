@@ -1120,7 +1120,7 @@ def _moves_to(event, mail):
     return status if status is not None and event.recipient in mail.recipients else None
 
 
-# The columns of a listed mail: what ``Email.mail_dict`` reads, and no more (the id as text:
+# The columns of a listed mail: what ``shapes.mail.ListedMail`` reads, and no more (the id as text:
 # the answer shows it as text, and psycopg2 would otherwise build a UUID to be turned back).
 PAGE_COLUMNS = (
     "id",
@@ -1148,7 +1148,7 @@ PAGE_COLUMNS = (
     "sent_at",
 )
 # How the statements read them: the id as text; headers and metadata NULL when empty, which
-# ``mail_dict`` shows as {} all the same, while psycopg2 would parse '{}' with json.loads twice
+# ``ListedMail`` shows as {} all the same, while psycopg2 would parse '{}' with json.loads twice
 # per mail (a fifth of the page's Python before this).
 PAGE_SELECT = ", ".join(
     {
