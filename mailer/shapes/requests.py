@@ -41,7 +41,8 @@ _limits = contextvars.ContextVar("limits", default=None)  # None: the defaults
 @contextlib.contextmanager
 def limits_of(config):
     """Describe the requests with the limits of ``config`` (a Flask config) while in the block."""
-    token = _limits.set(Limits(int(config["MAX_RECIPIENTS"])))
+    defaults = Limits()
+    token = _limits.set(Limits(int(config.get("MAX_RECIPIENTS", defaults.max_recipients))))
     try:
         yield
     finally:
