@@ -149,17 +149,6 @@ write_mail = ListedMail.writer(PAGE_COLUMNS)
 write_page = MailPage.writer(("mails", "count", "next_cursor"), written={"mails"})
 
 
-def page_body(rows, more):
-    """``GET /mail``'s answer for ``mailqueue.page``'s ``(rows, more)``, as a dict."""
-    return MailPage.dump(
-        {
-            "mails": [dict(zip(PAGE_COLUMNS, row, strict=True)) for row in rows],
-            "count": len(rows),
-            "next_cursor": encode_cursor(rows[-1]) if more else None,
-        }
-    )
-
-
 def page_json(rows, more):
     """``GET /mail``'s answer for ``mailqueue.page``'s ``(rows, more)``, as JSON text."""
     mails = "[" + ", ".join([write_mail(row) for row in rows]) + "]"

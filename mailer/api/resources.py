@@ -34,11 +34,23 @@ ATTACHMENT_FIELDS = ("attachment", "attachments")  # multipart file fields that 
 
 
 class JsonApi(Api):
-    """Flask-RESTful with our error shape for every exception raised in a resource."""
+    """Flask-RESTful with our error shape for every exception raised in a resource, and our
+    JSON (``output_json``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.representations["application/json"] = output_json
 
     def handle_error(self, e):
         """Answer with the JSON error of ``response_for`` (never a traceback)."""
         return response_for(e)
+
+
+def output_json(data, code, headers=None):
+    """A resource's answer as JSON, the same bytes in debug mode as in production:
+    Flask-RESTful's own representation indents in debug mode, where ``GET /mail``, written by
+    the shapes' writers, would not."""
+    return json_response(encoded(data), code, headers or {})
 
 
 def authenticated(method):
@@ -158,8 +170,8 @@ def store(cleans, answer, stamp=None):
 
 
 def encoded(body):
-    """A body as JSON text, as Flask-RESTful's ``output_json`` writes it."""
-    return json.dumps(body, **current_app.config.get("RESTFUL_JSON", {})) + "\n"
+    """A body as JSON text: ``json.dumps`` with its defaults, and a newline."""
+    return json.dumps(body) + "\n"
 
 
 def json_response(text, status, headers):
@@ -278,8 +290,6 @@ class MailList(Resource):
         query = listing.parse_query()
         with transaction(single_statement=True) as cursor:
             rows, more = mailqueue.page(cursor, **query)
-        if current_app.debug or current_app.config.get("RESTFUL_JSON"):
-            return listing.page_body(rows, more)  # Flask-RESTful's settings apply
         return json_response(listing.page_json(rows, more), 200, {})
 
 
