@@ -63,6 +63,7 @@ DEFAULTS = {
     "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
     "LOG_FORMAT": "text",  # text (human-readable) or json (one object per line; telemetry/logs.py)
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
+    "MAX_ATTACHMENTS": 100,  # files per mail
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
     "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
     # Delivery events in (issue 10): each endpoint answers 404 until its key is set.

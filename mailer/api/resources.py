@@ -130,6 +130,7 @@ def limits():
     return {
         "max_recipients": config["MAX_RECIPIENTS"],
         "max_attachment_bytes": config["MAX_ATTACHMENT_BYTES"],
+        "max_attachments": config["MAX_ATTACHMENTS"],
         "max_schedule_days": config["MAX_SCHEDULE_DAYS"],
     }
 

@@ -7,8 +7,8 @@ key, the byte size of metadata and attachments, how far ahead ``send_at`` may be
 descriptions say. Every optional field takes what validation reads as "none" as well: null
 (in JSON), an empty string, and for a list an empty list.
 
-The limits that are settings (``MAX_RECIPIENTS``) are the document's (``limits_of``): the
-schema of an address list depends on them.
+The limits that are settings (``MAX_RECIPIENTS``, ``MAX_ATTACHMENTS``) are the document's
+(``limits_of``): the schema of an address list depends on them.
 """
 
 import contextlib
@@ -33,6 +33,7 @@ class Limits:
     """The settings that bound a request, as the document states them."""
 
     max_recipients: int = DEFAULTS["MAX_RECIPIENTS"]
+    max_attachments: int = DEFAULTS["MAX_ATTACHMENTS"]
 
 
 _limits = contextvars.ContextVar("limits", default=None)  # None: the defaults
@@ -42,7 +43,12 @@ _limits = contextvars.ContextVar("limits", default=None)  # None: the defaults
 def limits_of(config):
     """Describe the requests with the limits of ``config`` (a Flask config) while in the block."""
     defaults = Limits()
-    token = _limits.set(Limits(int(config.get("MAX_RECIPIENTS", defaults.max_recipients))))
+    token = _limits.set(
+        Limits(
+            int(config.get("MAX_RECIPIENTS", defaults.max_recipients)),
+            int(config.get("MAX_ATTACHMENTS", defaults.max_attachments)),
+        )
+    )
     try:
         yield
     finally:
@@ -141,6 +147,19 @@ class OrNothing:
         ]
         combined = {"oneOf": [*alternatives, _nothing()]}
         return {**combined, "description": description} if description else combined
+
+
+class Setting:
+    """A list's bound that is a setting: the document's ``Limits``, as ``maxItems``."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        """The field's schema with ``maxItems`` from the document's limits."""
+        schema = handler(core_schema)
+        schema["maxItems"] = getattr(_limits.get() or Limits(), self.name)
+        return schema
 
 
 class Request(Shape):
@@ -247,9 +266,10 @@ class MailRequest(Request):
             "JSON; keys are 1-64 letters, digits, `_`, `.` or `-`, and not `mail_id`.",
         )
     )
-    attachments: list[AttachmentRequest] = Field(
+    attachments: Annotated[list[AttachmentRequest], Setting("max_attachments")] = Field(
         None,
-        description="Files; their decoded total is at most `MAX_ATTACHMENT_BYTES` (413 past it).",
+        description="Files, at most `MAX_ATTACHMENTS`; their decoded total is at most "
+        "`MAX_ATTACHMENT_BYTES` (413 past it).",
     )
     send_at: Annotated[datetime | None, OrNothing()] = Field(
         None,
