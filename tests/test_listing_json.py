@@ -37,7 +37,7 @@ MAILS = {
 }
 
 
-DETAIL_ONLY = ("attachments", "attempt_log", "recipients", "events")
+DETAIL_ONLY = ("attachments", "attempt_log", "recipients", "events", "event_count")
 
 
 def answers(client, path):

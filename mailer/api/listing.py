@@ -128,6 +128,20 @@ def decode_position(value):
         raise bad("cursor", "Not a cursor from this API: pass next_cursor as given") from None
 
 
+def parse_events_query():
+    """``GET /mail/<id>/events``' (limit, position after) from the query string, checked."""
+    args = request.args
+    unknown = sorted(set(args) - {"limit", "cursor"})
+    if unknown:
+        raise bad(unknown[0], "Unknown query parameter")
+    position = decode_position(args.get("cursor"))
+    if position is not None:
+        if not (position[1].isascii() and position[1].isdigit()):
+            raise bad("cursor", "Not a cursor from this API: pass next_cursor as given")
+        position = position[0], int(position[1])
+    return _limit(args.get("limit")), position
+
+
 def parse_suppression_query():
     """``GET /suppressions``' (reason, limit, position after) from the query string, checked."""
     args = request.args

@@ -45,6 +45,7 @@ SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}]
 ANSWERS = (
     mail.Mail,
     mail.MailPage,
+    mail.EventPage,
     mail.BatchAccepted,
     service.Error,
     service.StatusConflict,
@@ -243,6 +244,7 @@ def mail_paths():
     return {
         "/mail": {"post": submit_mail(), "get": list_mail()},
         "/mail/{mail_id}": {"get": get_mail()},
+        "/mail/{mail_id}/events": {"get": list_events()},
         "/mail/{mail_id}/cancel": {
             "post": mail_action(
                 "cancelMail",
@@ -329,26 +331,8 @@ def list_mail():
         query("tag", {**header_text, "description": "A tag."}, "Mail carrying this tag."),
         query("created_after", moment, "Created after this moment."),
         query("created_before", moment, "Created before this moment."),
-        query(
-            "limit",
-            {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_LIMIT,
-                "description": f"1 to {MAX_LIMIT}.",
-            },
-            f"Page size (default {DEFAULT_LIMIT}).",
-        ),
-        query(
-            "cursor",
-            {
-                "type": "string",
-                "minLength": 1,
-                "pattern": "^[A-Za-z0-9_-]+$",
-                "description": "Opaque.",
-            },
-            "`next_cursor` of the previous page.",
-        ),
+        limit_parameter(),
+        cursor_parameter(),
     ]
     return operation(
         "mail",
@@ -381,6 +365,46 @@ def get_mail():
                 "is answered like an unknown one, with 404."
             )
         ],
+    )
+
+
+def list_events():
+    """``GET /mail/{mail_id}/events``."""
+    return operation(
+        "mail",
+        "listMailEvents",
+        "Every event of a mail, oldest first, in stable pages",
+        {
+            "200": answer(mail.EventPage, "A page of the mail's events."),
+            **error_refs("400", "401", "404", "429", "500", "503"),
+        },
+        "`GET /mail/{id}` shows a mail's latest `MAX_EVENTS_SHOWN` events and `event_count`; "
+        "this walks all of them, by the providers' clocks. Keyset pagination: events that "
+        "arrive during a walk never shift the pages. An unknown parameter is a 400.",
+        parameters=[mail_id_parameter(), limit_parameter(), cursor_parameter()],
+    )
+
+
+def limit_parameter():
+    """``?limit=``, a page's size."""
+    return query(
+        "limit",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_LIMIT,
+            "description": f"1 to {MAX_LIMIT}.",
+        },
+        f"Page size (default {DEFAULT_LIMIT}).",
+    )
+
+
+def cursor_parameter():
+    """``?cursor=``, where a page starts."""
+    return query(
+        "cursor",
+        {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$", "description": "Opaque."},
+        "`next_cursor` of the previous page.",
     )
 
 

@@ -21,7 +21,7 @@ from mailer.api.errors import ApiError, response_for
 from mailer.queue import mailqueue, suppressions
 from mailer.queue.mailqueue import AttachmentRow
 from mailer.shapes import service
-from mailer.shapes.mail import BatchAccepted, Mail
+from mailer.shapes.mail import BatchAccepted, EventPage, Mail
 from mailer.shapes.requests import MAX_BATCH
 from mailer.shapes.wire import iso
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
@@ -215,6 +215,7 @@ UNDELIVERED = {
     "attempt_log": (),
     "recipient_rows": (),
     "events": (),
+    "event_count": 0,
 }
 
 
@@ -361,10 +362,37 @@ class MailItem(Resource):
 
 def shown(key):
     """The mail with the UUID ``key`` as ``GET /mail/<id>`` shows it, or None: one statement
-    (``mailqueue.mail_detail``), read as it is now."""
+    (``mailqueue.mail_detail``), read as it is now, with its latest ``MAX_EVENTS_SHOWN``
+    events."""
     with transaction(single_statement=True) as cursor:
-        mail = mailqueue.mail_detail(cursor, key)
+        mail = mailqueue.mail_detail(cursor, key, current_app.config["MAX_EVENTS_SHOWN"])
     return None if mail is None else Mail.dump(mail)
+
+
+class MailEvents(Resource):
+    """``/mail/<id>/events``: every event of a mail, oldest first, in stable pages."""
+
+    method_decorators = [authenticated]
+
+    def get(self, mail_id):
+        """A page of the mail's events (``?limit=``, ``?cursor=``); 404 as ``find_mail``."""
+        limit, after = listing.parse_events_query()
+        key = mail_key(mail_id)
+        found = None
+        if key is not None:
+            with transaction(single_statement=True) as cursor:
+                found = mailqueue.events_page(cursor, key, limit, after)
+        if found is None:
+            raise unknown_mail()
+        rows, more = found
+        last = rows[-1] if more else None
+        return EventPage.dump(
+            {
+                "events": [event for _, event in rows],
+                "count": len(rows),
+                "next_cursor": last and listing.encode_position(last[1].occurred_at, last[0]),
+            }
+        )
 
 
 class Health(Resource):
@@ -522,6 +550,7 @@ def init_app(app):
     api.add_resource(MailItem, "/mail/<mail_id:mail_id>")
     api.add_resource(MailCancel, "/mail/<mail_id:mail_id>/cancel")
     api.add_resource(MailRetry, "/mail/<mail_id:mail_id>/retry")
+    api.add_resource(MailEvents, "/mail/<mail_id:mail_id>/events")
     api.add_resource(SuppressionList, "/suppressions")
     api.add_resource(SuppressionItem, "/suppressions/<path:address>")
     api.add_resource(Health, "/health")

@@ -176,7 +176,11 @@ class Mail(ListedMail):
     recipients: Annotated[
         list[Recipient], Source("recipients", "status", "recipient_rows", via=recipients_shown)
     ] = Field(description="Each recipient's status.")
-    events: list[DeliveryEvent] = Field(description="The providers' events, oldest first.")
+    events: list[DeliveryEvent] = Field(
+        description="The providers' latest events (at most `MAX_EVENTS_SHOWN`), oldest first; "
+        "`GET /mail/{id}/events` pages through all of them."
+    )
+    event_count: int = Field(description="How many events the mail has in all.", ge=0)
 
 
 class MailPage(Shape):
@@ -185,6 +189,17 @@ class MailPage(Shape):
     success: Literal[True] = Field(True)
     mails: list[ListedMail]
     count: int = Field(description="Mails on this page.", ge=0)
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last."
+    )
+
+
+class EventPage(Shape):
+    """A page of a mail's events, oldest first."""
+
+    success: Literal[True] = Field(True)
+    events: list[DeliveryEvent]
+    count: int = Field(description="Events on this page.", ge=0)
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last."
     )

@@ -61,6 +61,7 @@ def as_read_back(row):
         "attempt_log": [],
         "recipient_rows": [],
         "events": [],
+        "event_count": 0,
     }
 
 
