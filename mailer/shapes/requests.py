@@ -171,10 +171,10 @@ class Request(Shape):
 Tag = Annotated[
     str,
     Field(
-        description="A tag: 1-128 characters, one line.",
+        description="A tag: 1-128 characters, one line, not only spaces.",
         min_length=1,
         max_length=extras.MAX_TAG,
-        pattern=HEADER_TEXT,
+        pattern=rf"^[^{NOT_IN_HEADERS}]*[^{NOT_IN_HEADERS}{BLANKS}][^{NOT_IN_HEADERS}]*$",
     ),
 ]
 HeaderValue = Annotated[
@@ -202,14 +202,15 @@ class AttachmentRequest(Request):
     """A file to attach."""
 
     filename: str = Field(
-        description="A file name, not a path: no `/`, `\\` or control characters.",
-        min_length=1,
+        description="A file name, not a path: no `/`, `\\` or control characters, not `.` or "
+        "`..`, not only spaces.",
         max_length=extras.MAX_FILENAME,
-        pattern=r"^[^/\\\x00-\x1f\x7f-\x9f]+$",
+        pattern=rf"^(?!\.\.?$)[^/\\{NOT_IN_HEADERS}]*[^/\\{NOT_IN_HEADERS}{BLANKS}]"
+        rf"[^/\\{NOT_IN_HEADERS}]*$",
     )
-    content_type: str = Field(
+    content_type: Annotated[str | None, OrNothing()] = Field(
         None,
-        description=f"A MIME type; {extras.DEFAULT_CONTENT_TYPE} if absent.",
+        description=f"A MIME type; {extras.DEFAULT_CONTENT_TYPE} if absent, empty or null.",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$",
     )
     content: str = Field(
@@ -250,23 +251,25 @@ class MailRequest(Request):
     )
     text: BodyText = body("The plain-text body")
     html: BodyText = body("The HTML body")
-    headers: Annotated[dict[str, HeaderValue], Field(max_length=extras.MAX_HEADERS)] = Field(
+    headers: Annotated[
+        dict[str, HeaderValue] | None, OrNothing(), Field(max_length=extras.MAX_HEADERS)
+    ] = Field(
         None,
         description="Custom headers. Names are RFC 5322 field names (printable ASCII, no space "
         "or colon), not one the service sets (From, To, Cc, Bcc, Subject, Reply-To, Date, "
         "Message-ID, Content-Type, MIME-Version, ...).",
     )
-    tags: Tag | Annotated[list[Tag], Field(max_length=extras.MAX_TAGS)] = Field(
-        None, description=f"Up to {extras.MAX_TAGS} tags: one, or a list."
+    tags: Annotated[
+        Tag | Annotated[list[Tag], Field(max_length=extras.MAX_TAGS)] | None, OrNothing()
+    ] = Field(None, description=f"Up to {extras.MAX_TAGS} tags: one, or a list.")
+    metadata: Annotated[
+        dict[str, MetadataValue] | None, OrNothing(), Field(max_length=extras.MAX_METADATA_KEYS)
+    ] = Field(
+        None,
+        description=f"A flat object of strings, at most {extras.MAX_METADATA_BYTES} bytes as "
+        "JSON; keys are 1-64 letters, digits, `_`, `.` or `-`, and not `mail_id`.",
     )
-    metadata: Annotated[dict[str, MetadataValue], Field(max_length=extras.MAX_METADATA_KEYS)] = (
-        Field(
-            None,
-            description=f"A flat object of strings, at most {extras.MAX_METADATA_BYTES} bytes as "
-            "JSON; keys are 1-64 letters, digits, `_`, `.` or `-`, and not `mail_id`.",
-        )
-    )
-    attachments: Annotated[list[AttachmentRequest], Setting("max_attachments")] = Field(
+    attachments: Annotated[list[AttachmentRequest] | None, Setting("max_attachments")] = Field(
         None,
         description="Files, at most `MAX_ATTACHMENTS`; their decoded total is at most "
         "`MAX_ATTACHMENT_BYTES` (413 past it).",
@@ -282,7 +285,7 @@ class MailRequest(Request):
 class SuppressionRequest(Request):
     """An address to suppress."""
 
-    address: str = Field(description="One address.", pattern=f"^{MAILBOX}$")
+    address: Annotated[Any, Addresses("One address.", 1, required=True)]
     reason: Any = Field(
         None,
         description="Default `manual`.",
@@ -292,4 +295,5 @@ class SuppressionRequest(Request):
         None,
         description="Why, at most 1000 characters.",
         max_length=1000,
+        pattern=BODY_TEXT,
     )
