@@ -1,4 +1,4 @@
-"""One definition of each JSON object the API answers or takes (issue 18): the mail as listed,
+"""One definition of each JSON object the API answers or takes: the mail as listed,
 accepted and shown, its parts, the pages, errors, the suppression list, the providers' events
 and the health probes (``mail``, ``service``), and the request bodies (``requests``).
 

@@ -259,7 +259,7 @@ def _value(index, member, column, names, convert):
 
 def _compiled(source, names, function):
     """The function named ``function`` defined by ``source``, whose globals are ``names``."""
-    exec(compile(source, f"<shape {function}>", "exec"), names)  # noqa: S102
+    exec(compile(source, f"<shape {function}>", "exec"), names)
     return names[function]
 
 
@@ -272,7 +272,9 @@ def _dumper(shape):
     else:
         column = str  # row.column
         access = "row.{}"
-        assert all(name.isidentifier() for _, m in _fields(shape) for name in m.columns)
+        columns = [name for _, member in _fields(shape) for name in member.columns]
+        if not all(name.isidentifier() for name in columns):
+            raise TypeError(f"{shape.__name__} reads attributes that are not names: {columns}")
     names = {"_has": _has}
     lines = []
     for index, (name, member) in enumerate(_fields(shape)):
