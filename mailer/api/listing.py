@@ -1,5 +1,5 @@
-"""``GET /mail`` (and ``GET /suppressions``): a client's record of what it sent, newest first,
-in stable pages.
+"""``GET /mail`` (and ``GET /suppressions``, ``GET /mail/<id>/events``): a client's record of
+what it sent, newest first, in stable pages.
 
 Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``,
 ``created_after``, ``created_before``; ``limit`` (default 50, at most 500). Pages follow a

@@ -360,13 +360,22 @@ class MailItem(Resource):
         return mail
 
 
-def shown(key):
+def shown(key, cursor=None):
     """The mail with the UUID ``key`` as ``GET /mail/<id>`` shows it, or None: one statement
     (``mailqueue.mail_detail``), read as it is now, with its latest ``MAX_EVENTS_SHOWN``
-    events."""
-    with transaction(single_statement=True) as cursor:
-        mail = mailqueue.mail_detail(cursor, key, current_app.config["MAX_EVENTS_SHOWN"])
+    events; on ``cursor`` (a DB-API cursor) if given, else in a statement of its own."""
+    events_shown = current_app.config["MAX_EVENTS_SHOWN"]
+    if cursor is None:
+        with transaction(single_statement=True) as cursor:
+            mail = mailqueue.mail_detail(cursor, key, events_shown)
+    else:
+        mail = mailqueue.mail_detail(cursor, key, events_shown)
     return None if mail is None else Mail.dump(mail)
+
+
+def session_cursor():
+    """A DB-API cursor on the ORM session's connection (an action's, after its commit)."""
+    return db.session.connection().connection.cursor()
 
 
 class MailEvents(Resource):
@@ -431,7 +440,7 @@ class MailCancel(Resource):
         db.session.commit()
         if not cancelled:
             raise too_late(mail, "cancelled", "only queued or scheduled mail can be cancelled")
-        return shown(mail.id), 200
+        return shown(mail.id, session_cursor()), 200
 
 
 class MailRetry(Resource):
@@ -446,7 +455,7 @@ class MailRetry(Resource):
         db.session.commit()
         if not retried:
             raise too_late(mail, "retried", "only failed or cancelled mail can be retried")
-        return shown(mail.id), 202, {"Location": f"/mail/{mail.id}"}
+        return shown(mail.id, session_cursor()), 202, {"Location": f"/mail/{mail.id}"}
 
 
 class SuppressionList(Resource):
