@@ -91,11 +91,6 @@ def utcnow():
     return datetime.now(UTC)
 
 
-def iso(moment):
-    """ISO 8601 with a time zone, or None."""
-    return moment.isoformat() if moment is not None else None
-
-
 class Email(db.Model):
     """One mail request, from acceptance to its final status."""
 
@@ -182,124 +177,6 @@ class Email(db.Model):
     def __str__(self):
         return f"{self.subject!r} to {', '.join(self.to_address)}"
 
-    def to_dict(self, with_attempts=True):
-        """The mail object that the API returns."""
-        data = {
-            "id": str(self.id),
-            "status": self.status,
-            "success": True,
-            "from_address": self.from_address,
-            # ``to_address`` as the original service's clients read it; ``to`` in the shape of
-            # ``cc`` and ``bcc``.
-            "to_address": ", ".join(self.to_address),
-            "to": list(self.to_address),
-            "cc": list(self.cc or ()),
-            "bcc": list(self.bcc or ()),
-            "reply_to": self.reply_to,
-            "subject": self.subject,
-            "mail": self.text,
-            "html": self.html,
-            "result": self.result,
-            "provider": self.provider,
-            "provider_message_id": self.provider_message_id,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "next_attempt_at": iso(self.next_attempt_at) if self.status in WAITING else None,
-            "send_at": iso(self.send_at),
-            "headers": dict(self.headers or {}),
-            "tags": list(self.tags or ()),
-            "metadata": dict(self.meta or {}),
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "sent_at": iso(self.sent_at),
-        }
-        if with_attempts:
-            data["attachments"] = [attachment.to_dict() for attachment in self.attachments]
-            data["attempt_log"] = [attempt.to_dict() for attempt in self.attempt_log]
-            data["recipients"] = self.recipient_list()
-            data["events"] = [event.to_dict() for event in self.events]
-        return data
-
-    @staticmethod
-    def mail_dict(row):
-        """``to_dict(with_attempts=False)`` from a mapping of the mail's columns, without an ORM
-        object: an ``email`` row (``GET /mail``), or the values ``enqueue_many`` stored, which
-        lack the columns a new mail has not filled yet (``result`` ... ``sent_at``).
-
-        The hot paths answer with it, rather than build an ``Email`` only to read it back (a
-        large share of ``POST /mail``'s CPU). tests/unit/test_mail_dict.py holds it to
-        ``to_dict``.
-        """
-        status = row["status"]
-        return {
-            "id": str(row["id"]),
-            "status": status,
-            "success": True,
-            "from_address": row["from_address"],
-            "to_address": ", ".join(row["to_address"]),
-            "to": list(row["to_address"]),
-            "cc": list(row["cc"] or ()),
-            "bcc": list(row["bcc"] or ()),
-            "reply_to": row["reply_to"],
-            "subject": row["subject"],
-            "mail": row["text"],
-            "html": row["html"],
-            "result": row.get("result"),
-            "provider": row.get("provider"),
-            "provider_message_id": row.get("provider_message_id"),
-            "attempts": row["attempts"],
-            "last_error": row.get("last_error"),
-            "next_attempt_at": iso(row["next_attempt_at"]) if status in WAITING else None,
-            "send_at": iso(row["send_at"]),
-            "headers": dict(row["headers"] or {}),
-            "tags": list(row["tags"] or ()),
-            "metadata": dict(row["metadata"] or {}),
-            "created_at": iso(row["created_at"]),
-            "updated_at": iso(row["updated_at"]),
-            "sent_at": iso(row.get("sent_at")),
-        }
-
-    @staticmethod
-    def detail_dict(mail):
-        """``to_dict()`` from ``mailqueue.mail_detail``'s dict (``GET /mail/<id>``), without an
-        ORM object: its columns as ``mail_dict`` shows them, and its child rows as their own
-        ``to_dict`` shows them (the rows have the attributes those read).
-
-        The ORM's object and its four relationships cost five statements and most of the
-        request's CPU. tests/test_mail_detail.py holds it to ``to_dict``.
-        """
-        data = Email.mail_dict(mail)
-        data["attachments"] = [Attachment.to_dict(row) for row in mail["attachments"]]
-        data["attempt_log"] = [DeliveryAttempt.to_dict(row) for row in mail["attempt_log"]]
-        data["recipients"] = recipients_shown(
-            mail["recipients"], mail["status"], mail["recipient_rows"]
-        )
-        data["events"] = [DeliveryEvent.to_dict(row) for row in mail["events"]]
-        return data
-
-    def recipient_list(self):
-        """Each recipient with its status and reason; before the hand-off, the mail's status."""
-        return recipients_shown(self.recipients, self.status, self.recipient_rows)
-
-
-def recipients_shown(addresses, status, recipient_rows):
-    """Each of a mail's recipient ``addresses`` with its status and reason from its row in
-    ``recipient_rows``; a recipient without one (before the hand-off) has the mail's
-    ``status``."""
-    rows = {row.address: row for row in recipient_rows}
-    listed = []
-    for address in addresses or ():
-        row = rows.get(address)
-        listed.append(
-            {
-                "address": address,
-                "status": row.status if row else status,
-                "reason": row.reason if row else None,
-                "updated_at": iso(row.updated_at) if row else None,
-            }
-        )
-    return listed
-
 
 class Attachment(db.Model):
     """A file sent with a mail; its content is read only to send it."""
@@ -315,10 +192,6 @@ class Attachment(db.Model):
     content_type: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)  # bytes, decoded
     content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
-
-    def to_dict(self):
-        """The attachment as the API shows it: name, type and size, not its bytes."""
-        return {"filename": self.filename, "content_type": self.content_type, "size": self.size}
 
 
 class IdempotencyKey(db.Model):
@@ -364,20 +237,6 @@ class DeliveryAttempt(db.Model):
 
     email: Mapped[Email] = relationship(back_populates="attempt_log")
 
-    def to_dict(self):
-        """The attempt as shown by the API and the admin."""
-        return {
-            "number": self.number,
-            "provider": self.provider,
-            "outcome": self.outcome,
-            "status_code": self.status_code,
-            "response": self.response,
-            "error": self.error,
-            "duration_ms": self.duration_ms,
-            "actor": self.actor,
-            "at": iso(self.created_at),
-        }
-
 
 class Recipient(db.Model):
     """One recipient of a mail, from the hand-off on: its status (``RECIPIENT_STATUSES``)."""
@@ -420,19 +279,6 @@ class DeliveryEvent(db.Model):
         Index("ix_delivery_event_email", "email_id", "occurred_at"),
     )
 
-    def to_dict(self):
-        """The event as the API's timeline shows it."""
-        return {
-            "type": self.type,
-            "provider": self.provider,
-            "event": self.provider_event,
-            "recipient": self.recipient,
-            "severity": self.severity,
-            "reason": self.reason,
-            "at": iso(self.occurred_at),
-            "received_at": iso(self.received_at),
-        }
-
 
 class Suppression(db.Model):
     """An address that mail does not go to: it bounced, complained or unsubscribed."""
@@ -452,17 +298,6 @@ class Suppression(db.Model):
         Index("ix_suppression_created", sql_text("created_at DESC"), "address"),
         Index("ix_suppression_expires", "expires_at"),
     )
-
-    def to_dict(self):
-        """The entry as the API shows it."""
-        return {
-            "address": self.address,
-            "reason": self.reason,
-            "detail": self.detail,
-            "mail_id": str(self.email_id) if self.email_id else None,
-            "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at),
-        }
 
 
 class WebhookMessage(db.Model):

@@ -64,7 +64,9 @@ DEFAULTS = {
     "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
     "LOG_FORMAT": "text",  # text (human-readable) or json (one object per line; telemetry/logs.py)
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
+    "MAX_ATTACHMENTS": 100,  # files per mail
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
+    "MAX_EVENTS_SHOWN": 100,  # a mail's latest events in GET /mail/<id> and the admin's page
     "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
     # Delivery events in: each provider's webhook endpoint answers 404 until its key is set.
     "MAILGUN_WEBHOOK_SIGNING_KEY": "",  # Mailgun: Sending > Webhooks > HTTP webhook signing key

@@ -1,38 +1,22 @@
-"""``GET /mail/<id>`` answers from ``mailqueue.mail_detail`` (one statement) through
-``Email.detail_dict``: exactly what the ORM's ``Email.to_dict`` gives for the same mail, with its
-attachments, attempts, recipients and events in their order."""
+"""``GET /mail/<id>`` answers from ``mailqueue.mail_detail`` (one statement) through the
+``Mail`` shape: the mail as ``POST /mail`` answered it, then with its attachments, attempts,
+recipients and events in their order."""
 
 import base64
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from mailer.queue import mailqueue
-from models import Email, db
+from mailer.shapes.mail import Mail
+from models import db
 
 ANN, JOE = "ann@example.com", "j@example.com"
 
 
-def orm_dict(mail_id):
-    """The mail as the ORM object's ``to_dict`` shows it (as ``api.find_mail`` loads it)."""
-    db.session.expire_all()
-    query = (
-        select(Email)
-        .where(Email.id == mail_id)
-        .options(
-            selectinload(Email.attempt_log),
-            selectinload(Email.recipient_rows),
-            selectinload(Email.events),
-        )
-    )
-    return db.session.scalars(query).one().to_dict()
-
-
 def detail_dict(mail_id):
-    """The mail as ``GET /mail/<id>`` now builds it."""
+    """The mail as ``GET /mail/<id>`` builds it."""
     cursor = db.session.connection().connection.cursor()
-    return Email.detail_dict(mailqueue.mail_detail(cursor, mail_id))
+    return Mail.dump(mailqueue.mail_detail(cursor, mail_id))
 
 
 def post(client, mail, **fields):
@@ -42,18 +26,24 @@ def post(client, mail, **fields):
     return response.get_json()["id"]
 
 
-def test_a_new_mail_is_shown_as_the_orm_shows_it(app, client, mail):
-    mail_id = post(
-        client,
-        mail,
-        cc=["c@example.com"],
-        tags=["t1"],
-        metadata={"k": "v"},
-        headers={"X-Campaign": "spring"},
+def test_a_new_mail_is_shown_as_post_answered_it(app, client, mail):
+    answer = client.post(
+        "/mail",
+        json={
+            **mail,
+            "cc": ["c@example.com"],
+            "tags": ["t1"],
+            "metadata": {"k": "v"},
+            "headers": {"X-Campaign": "spring"},
+            "attachments": [{"filename": "a.txt", "content": "aGk="}],
+        },
     )
+    assert answer.status_code == 202
+    mail_id = answer.get_json()["id"]
     with app.app_context():
-        assert detail_dict(mail_id) == orm_dict(mail_id)
+        assert detail_dict(mail_id) == answer.get_json()
         assert detail_dict(mail_id)["attempt_log"] == []
+    assert client.get(f"/mail/{mail_id}").get_data() == answer.get_data()
 
 
 def test_a_mail_with_attachments_attempts_recipients_and_events(app, client, mail, sql):
@@ -99,9 +89,30 @@ def test_a_mail_with_attachments_attempts_recipients_and_events(app, client, mai
         )
     with app.app_context():
         shown = detail_dict(mail_id)
-        assert shown == orm_dict(mail_id)
-    assert [item["filename"] for item in shown["attachments"]] == ["b", "a"]
+    assert shown["attachments"] == [
+        {"filename": name, "content_type": "text/plain", "size": 3} for name in ("b", "a")
+    ]
     assert [attempt["number"] for attempt in shown["attempt_log"]] == [1, 2, 3]
+    assert [attempt["response"] for attempt in shown["attempt_log"]] == [
+        {"message": "busy"},
+        "text é",
+        None,
+    ]
+    assert {key: value for key, value in shown["attempt_log"][0].items() if key != "at"} == {
+        "number": 1,
+        "provider": "mailgun",
+        "outcome": "failed",
+        "status_code": 503,
+        "response": {"message": "busy"},
+        "error": "busy",
+        "duration_ms": 12,
+        "actor": None,
+    }
+    assert shown["recipients"][1]["reason"] == "550 unknown"
+    assert shown["recipients"][1]["updated_at"] is not None
+    assert shown["result"] == [{"provider": "mailgun"}]
+    assert shown["events"][0]["type"] == "delivered"
+    assert shown["events"][0]["recipient"] == ANN
     assert [(row["address"], row["status"]) for row in shown["recipients"]] == [
         (ANN, "sent"),
         (JOE, "bounced"),

@@ -61,6 +61,7 @@ from mailer.api.auth import admin_allowed
 from mailer.api.resources import transaction
 from mailer.events import outbox
 from mailer.queue import mailqueue, suppressions
+from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
 from models import (
@@ -305,9 +306,9 @@ def _recipient_table(_view, _context, model, _name):
     """Each recipient with its status and reason."""
     rows = [
         Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
-            r["address"], r["status"], r["reason"] or "", utc_text(r["updated_at"])
+            r.address, r.status, r.reason or "", utc_text(r.updated_at)
         )
-        for r in model.recipient_list()
+        for r in recipients_shown(model.recipients, model.status, model.recipient_rows)
     ]
     head = Markup("<tr><th>address</th><th>status</th><th>reason</th><th>since</th></tr>")
     return Markup('<table class="table table-sm" id="recipients">{}{}</table>').format(
@@ -316,7 +317,11 @@ def _recipient_table(_view, _context, model, _name):
 
 
 def _timeline(_view, _context, model, _name):
-    """The providers' events, oldest first."""
+    """The providers' latest ``MAX_EVENTS_SHOWN`` events, oldest first, and how many there are
+    in all (a mail may have thousands: the page would grow without bound)."""
+    with transaction(single_statement=True) as cursor:
+        mail = mailqueue.mail_detail(cursor, model.id, current_app.config["MAX_EVENTS_SHOWN"])
+    events, total = mail["events"], mail["event_count"]
     rows = [
         Markup(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"
@@ -328,14 +333,19 @@ def _timeline(_view, _context, model, _name):
             e.recipient or "",
             e.reason or "",
         )
-        for e in model.events
+        for e in events
     ]
     head = Markup(
         "<tr><th>at</th><th>provider</th><th>event</th><th>provider's name</th>"
         "<th>recipient</th><th>reason</th></tr>"
     )
-    return Markup('<table class="table table-sm" id="timeline">{}{}</table>').format(
-        head, Markup("").join(rows)
+    count = Markup('<p id="event-count">{}</p>').format(
+        f"The last {len(events):,} of {total:,} events"
+        if total > len(events)
+        else f"{total:,} event{'' if total == 1 else 's'}"
+    )
+    return Markup('{}<table class="table table-sm" id="timeline">{}{}</table>').format(
+        count, head, Markup("").join(rows)
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from mailer.shapes.service import Error
 from mailer.validation.mail import ValidationError
 from models import db
 
@@ -40,9 +41,7 @@ class ApiError(Exception):
 
 def error_response(status, message, errors=None, headers=None, extra=None):
     """The JSON error response (``extra`` adds members to its body)."""
-    response = jsonify(
-        {"success": False, "message": message, "errors": errors or [], **(extra or {})}
-    )
+    response = jsonify({**Error.dump({"message": message, "errors": errors}), **(extra or {})})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailer.api.errors import DB_RETRY_AFTER
 from mailer.database import head_revision
 from mailer.queue import heartbeats
+from mailer.shapes.service import Liveness, Readiness
 from mailer.worker import circuit, dispatch, ratecap
 from models import db
 
@@ -37,7 +38,7 @@ def schema_head():
 @blueprint.get("/healthz")
 def healthz():
     """Liveness: the process answers. No database, no providers."""
-    return {"status": "ok"}
+    return Liveness.dump({"status": "ok"})
 
 
 @blueprint.get("/readyz")
@@ -62,27 +63,32 @@ def readiness(conn, config):
     health = circuit.health(conn, names)
     plan = dispatch.plan(config, names, ratecap.current_rates(conn))
     providers = {row["name"]: row for row in health["providers"]}
-    return {
-        "status": "ready",
-        "database": "ok",
-        "schema": {"status": "current", "revision": schema_head(), "head": schema_head()},
-        "meltdown": health["status"] == "meltdown",
-        "strategy": config["PROVIDER_STRATEGY"],
-        # A provider no worker has used yet has no breaker row: closed, as the worker sees it.
-        "providers": [
-            {**providers.get(name, circuit.never_reported(name)), **plan[name]} for name in names
-        ],
-        "workers_alive": len(heartbeats.alive(conn)),
-    }
+    return Readiness.dump(
+        {
+            "status": "ready",
+            "database": "ok",
+            "schema": {"status": "current", "revision": schema_head(), "head": schema_head()},
+            "meltdown": health["status"] == "meltdown",
+            "strategy": config["PROVIDER_STRATEGY"],
+            # A provider no worker has used yet has no breaker row: closed, as the worker sees it.
+            "providers": [
+                {**providers.get(name, circuit.never_reported(name)), **plan[name]}
+                for name in names
+            ],
+            "workers_alive": len(heartbeats.alive(conn)),
+        }
+    )
 
 
 def not_ready(schema_status, revision, database="ok"):
     """The body of a 503 ``/readyz``."""
-    return {
-        "status": "unavailable",
-        "database": database,
-        "schema": {"status": schema_status, "revision": revision, "head": schema_head()},
-    }
+    return Readiness.dump(
+        {
+            "status": "unavailable",
+            "database": database,
+            "schema": {"status": schema_status, "revision": revision, "head": schema_head()},
+        }
+    )
 
 
 def retry_after():

@@ -1,5 +1,5 @@
-"""``GET /mail`` (and ``GET /suppressions``): a client's record of what it sent, newest first,
-in stable pages.
+"""``GET /mail`` (and ``GET /suppressions``, ``GET /mail/<id>/events``): a client's record of
+what it sent, newest first, in stable pages.
 
 Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``,
 ``created_after``, ``created_before``; ``limit`` (default 50, at most 500). Pages follow a
@@ -7,25 +7,24 @@ keyset cursor, ``next_cursor`` in the answer: the position (created_at, id) of t
 mail, so mail that arrives while a client walks the pages never shifts them, and each mail
 appears exactly once. The cursor is opaque to clients (base64 of that position).
 
-The answer is written straight from the page's rows (``page_json``), as the bytes Flask-RESTful
-made of the dict of ``Email.mail_dict``s (``page_body``) that it replaces.
+The answer is written straight from the page's rows (``page_json``), by the writers of the
+shapes ``MailPage`` and ``ListedMail``.
 """
 
 import base64
 import binascii
-import json
 import uuid
 from datetime import datetime
-from json.encoder import encode_basestring_ascii
 
 from flask import request
 
 from mailer.api.errors import ApiError
 from mailer.queue.mailqueue import PAGE_COLUMNS
 from mailer.queue.suppressions import REASONS
+from mailer.shapes.mail import ListedMail, MailPage
 from mailer.validation.extras import MAX_UTC_OFFSET
 from mailer.validation.headers import header_problem
-from models import STATUSES, WAITING, Email
+from models import STATUSES
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 FILTERS = ("status", "to", "tag", "created_after", "created_before", "limit", "cursor")
@@ -129,6 +128,20 @@ def decode_position(value):
         raise bad("cursor", "Not a cursor from this API: pass next_cursor as given") from None
 
 
+def parse_events_query():
+    """``GET /mail/<id>/events``' (limit, position after) from the query string, checked."""
+    args = request.args
+    unknown = sorted(set(args) - {"limit", "cursor"})
+    if unknown:
+        raise bad(unknown[0], "Unknown query parameter")
+    position = decode_position(args.get("cursor"))
+    if position is not None:
+        if not (position[1].isascii() and position[1].isdigit()):
+            raise bad("cursor", "Not a cursor from this API: pass next_cursor as given")
+        position = position[0], int(position[1])
+    return _limit(args.get("limit")), position
+
+
 def parse_suppression_query():
     """``GET /suppressions``' (reason, limit, position after) from the query string, checked."""
     args = request.args
@@ -141,112 +154,16 @@ def parse_suppression_query():
     return reason, _limit(args.get("limit")), decode_position(args.get("cursor"))
 
 
-# The answer of GET /mail -----------------------------------------------------------------------
+# The answer of GET /mail ----------------------------------------------------------------------
 #
-# ``page_body`` is the answer as a dict, each mail ``Email.mail_dict``, which Flask-RESTful
-# encodes (``json.dumps``, then a newline). ``page_json`` writes the same bytes straight from the
-# rows, without building 50 dicts of 23 fields only to encode them (the page's largest cost in
-# Python). tests/test_listing_json.py holds the two together.
+# Written straight from the page's rows by the shapes' writers: the bytes json.dumps (with its
+# default settings) makes of the page's dict, without building 50 dicts of 25 members.
 
-_string = encode_basestring_ascii  # json.dumps's own encoder of a str (ensure_ascii)
-MAIL_JSON = (
-    '{"id": %s, "status": %s, "success": true, "from_address": %s, "to_address": %s, '
-    '"to": %s, "cc": %s, "bcc": %s, "reply_to": %s, "subject": %s, "mail": %s, "html": %s, '
-    '"result": %s, "provider": %s, "provider_message_id": %s, "attempts": %s, '
-    '"last_error": %s, "next_attempt_at": %s, "send_at": %s, "headers": %s, "tags": %s, '
-    '"metadata": %s, "created_at": %s, "updated_at": %s, "sent_at": %s}'
-)
-PAGE_JSON = '{"success": true, "mails": [%s], "count": %d, "next_cursor": %s}\n'
-
-
-def page_body(rows, more):
-    """GET /mail's answer for ``mailqueue.page``'s ``(rows, more)``, as a dict."""
-    return {
-        "success": True,
-        "mails": [Email.mail_dict(dict(zip(PAGE_COLUMNS, row, strict=True))) for row in rows],
-        "count": len(rows),
-        "next_cursor": encode_cursor(rows[-1]) if more else None,
-    }
+write_mail = ListedMail.writer(PAGE_COLUMNS)
+write_page = MailPage.writer(("mails", "count", "next_cursor"), written={"mails"})
 
 
 def page_json(rows, more):
-    """``page_body`` as JSON text, byte for byte what ``json.dumps`` (with its default
-    settings) and Flask-RESTful's newline make of it."""
-    cursor = _string(encode_cursor(rows[-1])) if more else "null"
-    return PAGE_JSON % (", ".join([mail_json(row) for row in rows]), len(rows), cursor)
-
-
-def mail_json(row):
-    """``json.dumps(Email.mail_dict(...))`` of one listed mail, from its row."""
-    (
-        key,
-        status,
-        from_address,
-        to_address,
-        cc,
-        bcc,
-        reply_to,
-        subject,
-        text,
-        html,
-        result,
-        provider,
-        provider_message_id,
-        attempts,
-        last_error,
-        next_attempt_at,
-        send_at,
-        headers,
-        metadata,
-        tags,
-        created_at,
-        updated_at,
-        sent_at,
-    ) = row
-    return MAIL_JSON % (
-        _string(str(key)),
-        _string(status),
-        _nullable(from_address),
-        _string(", ".join(to_address)),
-        _strings(to_address),
-        _strings(cc),
-        _strings(bcc),
-        _nullable(reply_to),
-        _nullable(subject),
-        _nullable(text),
-        _nullable(html),
-        "null" if result is None else json.dumps(result),
-        _nullable(provider),
-        _nullable(provider_message_id),
-        int.__repr__(attempts),
-        _nullable(last_error),
-        _moment(next_attempt_at) if status in WAITING else "null",
-        _moment(send_at),
-        _object(headers),
-        _strings(tags),
-        _object(metadata),
-        _moment(created_at),
-        _moment(updated_at),
-        _moment(sent_at),
-    )
-
-
-def _nullable(value):
-    """A str or None as JSON."""
-    return "null" if value is None else _string(value)
-
-
-def _strings(values):
-    """A list of str (None: an empty list) as JSON."""
-    return "[" + ", ".join(map(_nullable, values)) + "]" if values else "[]"
-
-
-def _object(value):
-    """A JSON object column (None: empty) as ``dict(value or {})`` encodes."""
-    return json.dumps(dict(value)) if value else "{}"
-
-
-def _moment(value):
-    """A datetime with its zone, or None, as ``iso`` shows it: its ISO 8601 text has nothing
-    that JSON escapes."""
-    return "null" if value is None else '"' + value.isoformat() + '"'
+    """``GET /mail``'s answer for ``mailqueue.page``'s ``(rows, more)``, as JSON text."""
+    mails = "[" + ", ".join([write_mail(row) for row in rows]) + "]"
+    return write_page((mails, len(rows), encode_cursor(rows[-1]) if more else None)) + "\n"

@@ -11,8 +11,6 @@ import uuid
 
 from flask import Response, current_app, request
 from flask_restful import Api, Resource
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 from werkzeug.routing import BaseConverter
 
 from mailer import database
@@ -21,22 +19,38 @@ from mailer.api.auth import require_api_key
 from mailer.api.bodies import form_fields, parsed_json
 from mailer.api.errors import ApiError, response_for
 from mailer.queue import mailqueue, suppressions
+from mailer.queue.mailqueue import AttachmentRow
+from mailer.shapes import service
+from mailer.shapes.mail import BatchAccepted, EventPage, Mail
+from mailer.shapes.requests import MAX_BATCH
+from mailer.shapes.wire import iso
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
-from models import WAITING, Email, Suppression, db, iso
+from models import WAITING, Email, db
 
 JSON_TYPES = ("application/json",)
-MAX_BATCH = 1000  # mails per POST /mail/batch
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 ATTACHMENT_FIELDS = ("attachment", "attachments")  # multipart file fields that attach
 
 
 class JsonApi(Api):
-    """Flask-RESTful with our error shape for every exception raised in a resource."""
+    """Flask-RESTful with our error shape for every exception raised in a resource, and our
+    JSON (``output_json``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.representations["application/json"] = output_json
 
     def handle_error(self, e):
         """Answer with the JSON error of ``response_for`` (never a traceback)."""
         return response_for(e)
+
+
+def output_json(data, code, headers=None):
+    """A resource's answer as JSON, the same bytes in debug mode as in production:
+    Flask-RESTful's own representation indents in debug mode, where ``GET /mail``, written by
+    the shapes' writers, would not."""
+    return json_response(encoded(data), code, headers or {})
 
 
 def authenticated(method):
@@ -113,6 +127,7 @@ def limits():
     return {
         "max_recipients": config["MAX_RECIPIENTS"],
         "max_attachment_bytes": config["MAX_ATTACHMENT_BYTES"],
+        "max_attachments": config["MAX_ATTACHMENTS"],
         "max_schedule_days": config["MAX_SCHEDULE_DAYS"],
     }
 
@@ -153,8 +168,8 @@ def store(cleans, answer, stamp=None):
 
 
 def encoded(body):
-    """A body as JSON text, as Flask-RESTful's ``output_json`` writes it."""
-    return json.dumps(body, **current_app.config.get("RESTFUL_JSON", {})) + "\n"
+    """A body as JSON text: ``json.dumps`` with its defaults, and a newline."""
+    return json.dumps(body) + "\n"
 
 
 def json_response(text, status, headers):
@@ -187,6 +202,18 @@ def connection_transaction():
 
 # What the database sets when it stores a mail: not known when the answer is built.
 UNSTAMPED = {"status": None, "created_at": None, "updated_at": None, "next_attempt_at": None}
+# What a mail just stored has none of yet: the columns of its delivery, and its child rows.
+UNDELIVERED = {
+    "result": None,
+    "provider": None,
+    "provider_message_id": None,
+    "last_error": None,
+    "sent_at": None,
+    "attempt_log": (),
+    "recipient_rows": (),
+    "events": (),
+    "event_count": 0,
+}
 
 
 def location(body):
@@ -195,20 +222,9 @@ def location(body):
 
 
 def find_mail(mail_id):
-    """The mail with id ``mail_id`` and its attempts; 404 if unknown or not a UUID."""
+    """The mail with id ``mail_id``; 404 if unknown or not a UUID."""
     key = mail_key(mail_id)
-    mail = None
-    if key is not None:
-        query = (
-            select(Email)
-            .where(Email.id == key)
-            .options(
-                selectinload(Email.attempt_log),
-                selectinload(Email.recipient_rows),
-                selectinload(Email.events),
-            )
-        )
-        mail = db.session.scalars(query).first()
+    mail = db.session.get(Email, key) if key is not None else None
     if mail is None:
         raise unknown_mail()
     return mail
@@ -230,23 +246,16 @@ def unknown_mail():
 def accepted_mail(rows):
     """The 202 of ``POST /mail``: the mail as stored, and its Location, without what the
     database set (``stamp_mail`` puts it in)."""
-    row = {**rows[0], **UNSTAMPED}
-    body = Email.mail_dict(row)
-    body["attachments"] = row["files"]
-    body["attempt_log"] = []
-    # Before the hand-off every recipient has the mail's status (Email.recipient_list).
-    body["recipients"] = [
-        {"address": address, "status": None, "reason": None, "updated_at": None}
-        for address in row["recipients"] or ()
-    ]
-    body["events"] = []
+    row = rows[0]
+    files = [AttachmentRow(**item) for item in row["files"]]
+    body = Mail.dump({**row, **UNSTAMPED, **UNDELIVERED, "attachments": files})
     return body, 202, location(body)
 
 
 def stamp_mail(body, stamps):
     """``accepted_mail``'s body with what the database set for the mail: ``stamps`` is its
-    (created_at, status, next_attempt_at). The result is ``Email.mail_dict`` of the stored
-    row (tests/unit/test_mail_dict.py holds them together)."""
+    (created_at, status, next_attempt_at). The result is the ``Mail`` of the stored row, as
+    ``GET /mail/<id>`` shows it (tests/unit/test_mail_dict.py holds them together)."""
     created, status, due = stamps
     body.update(
         status=status,
@@ -262,7 +271,7 @@ def stamp_mail(body, stamps):
 def accepted_batch(rows):
     """The 202 of ``POST /mail/batch``: the ids (text already), in the order given."""
     ids = [row["id"] for row in rows]
-    return {"success": True, "count": len(ids), "ids": ids}, 202, {}
+    return BatchAccepted.dump({"count": len(ids), "ids": ids}), 202, {}
 
 
 class MailList(Resource):
@@ -280,8 +289,6 @@ class MailList(Resource):
         query = listing.parse_query()
         with transaction(single_statement=True) as cursor:
             rows, more = mailqueue.page(cursor, **query)
-        if current_app.debug or current_app.config.get("RESTFUL_JSON"):
-            return listing.page_body(rows, more)  # Flask-RESTful's settings apply
         return json_response(listing.page_json(rows, more), 200, {})
 
 
@@ -341,13 +348,54 @@ class MailItem(Resource):
     def get(self, mail_id):
         """The mail object (one statement: ``mailqueue.mail_detail``); 404 as ``find_mail``."""
         key = mail_key(mail_id)
-        mail = None
-        if key is not None:
-            with transaction(single_statement=True) as cursor:
-                mail = mailqueue.mail_detail(cursor, key)
+        mail = shown(key) if key is not None else None
         if mail is None:
             raise unknown_mail()
-        return Email.detail_dict(mail)
+        return mail
+
+
+def shown(key, cursor=None):
+    """The mail with the UUID ``key`` as ``GET /mail/<id>`` shows it, or None: one statement
+    (``mailqueue.mail_detail``), read as it is now, with its latest ``MAX_EVENTS_SHOWN``
+    events; on ``cursor`` (a DB-API cursor) if given, else in a statement of its own."""
+    events_shown = current_app.config["MAX_EVENTS_SHOWN"]
+    if cursor is None:
+        with transaction(single_statement=True) as cursor:
+            mail = mailqueue.mail_detail(cursor, key, events_shown)
+    else:
+        mail = mailqueue.mail_detail(cursor, key, events_shown)
+    return None if mail is None else Mail.dump(mail)
+
+
+def session_cursor():
+    """A DB-API cursor on the ORM session's connection (an action's, after its commit)."""
+    return db.session.connection().connection.cursor()
+
+
+class MailEvents(Resource):
+    """``/mail/<id>/events``: every event of a mail, oldest first, in stable pages."""
+
+    method_decorators = [authenticated]
+
+    def get(self, mail_id):
+        """A page of the mail's events (``?limit=``, ``?cursor=``); 404 as ``find_mail``."""
+        limit, after = listing.parse_events_query()
+        key = mail_key(mail_id)
+        found = None
+        if key is not None:
+            with transaction(single_statement=True) as cursor:
+                found = mailqueue.events_page(cursor, key, limit, after)
+        if found is None:
+            raise unknown_mail()
+        rows, more = found
+        last = rows[-1] if more else None
+        return EventPage.dump(
+            {
+                "events": [event for _, event in rows],
+                "count": len(rows),
+                "next_cursor": last and listing.encode_position(last[1].occurred_at, last[0]),
+            }
+        )
 
 
 class Health(Resource):
@@ -359,7 +407,7 @@ class Health(Resource):
         Usable and meltdown mean here exactly what they mean to the worker (``circuit``).
         """
         health = circuit.health(db.session.connection(), current_app.config["PROVIDERS"])
-        return {"status": health["status"], "database": "ok", "providers": health["providers"]}
+        return service.Health.dump({**health, "database": "ok"})
 
 
 class MailIdConverter(BaseConverter):
@@ -386,7 +434,7 @@ class MailCancel(Resource):
         db.session.commit()
         if not cancelled:
             raise too_late(mail, "cancelled", "only queued or scheduled mail can be cancelled")
-        return fresh(mail.id).to_dict(), 200
+        return shown(mail.id, session_cursor()), 200
 
 
 class MailRetry(Resource):
@@ -401,7 +449,7 @@ class MailRetry(Resource):
         db.session.commit()
         if not retried:
             raise too_late(mail, "retried", "only failed or cancelled mail can be retried")
-        return fresh(mail.id).to_dict(), 202, {"Location": f"/mail/{mail.id}"}
+        return shown(mail.id, session_cursor()), 202, {"Location": f"/mail/{mail.id}"}
 
 
 class SuppressionList(Resource):
@@ -413,14 +461,15 @@ class SuppressionList(Resource):
         """A page of entries in force, newest first (``?reason=``, ``?limit=``, ``?cursor=``)."""
         reason, limit, after = listing.parse_suppression_query()
         rows, more = suppressions.page(db.session.connection(), reason, limit, after)
-        return {
-            "success": True,
-            "suppressions": [Suppression(**row).to_dict() for row in rows],
-            "count": len(rows),
-            "next_cursor": listing.encode_position(rows[-1]["created_at"], rows[-1]["address"])
-            if more
-            else None,
-        }
+        last = rows[-1] if more else None
+        return service.SuppressionPage.dump(
+            {
+                "suppressions": rows,
+                "count": len(rows),
+                "next_cursor": last
+                and listing.encode_position(last["created_at"], last["address"]),
+            }
+        )
 
     def post(self):
         """Add an address (``{"address", "reason"?, "detail"?}``); 201, or 200 if it was on."""
@@ -429,7 +478,7 @@ class SuppressionList(Resource):
             db.session.connection(), address, reason, detail, current_app.config["SUPPRESSION_DAYS"]
         )
         db.session.commit()
-        body = {"success": True, **Suppression(**row).to_dict()}
+        body = service.SuppressionAdded.dump(row)
         return body, 201 if added else 200, {"Location": f"/suppressions/{row['address']}"}
 
 
@@ -485,7 +534,7 @@ def too_late(mail, verb, rule):
         409,
         f"The mail is {current} and cannot be {verb}",
         [{"field": "status", "message": f"{current}: {rule}"}],
-        extra={"status": current},
+        extra=service.StatusConflict.dump({"status": current}),
     )
 
 
@@ -504,6 +553,7 @@ def init_app(app):
     api.add_resource(MailItem, "/mail/<mail_id:mail_id>")
     api.add_resource(MailCancel, "/mail/<mail_id:mail_id>/cancel")
     api.add_resource(MailRetry, "/mail/<mail_id:mail_id>/retry")
+    api.add_resource(MailEvents, "/mail/<mail_id:mail_id>/events")
     api.add_resource(SuppressionList, "/suppressions")
     api.add_resource(SuppressionItem, "/suppressions/<path:address>")
     api.add_resource(Health, "/health")

@@ -41,6 +41,7 @@ from mailer.events.signatures import (
     sendgrid_valid,
 )
 from mailer.queue import mailqueue, webhook_tokens
+from mailer.shapes.service import EventsReceived
 
 log = logging.getLogger("mail_service.events")
 
@@ -130,13 +131,14 @@ def record(events, before=None):
             extra={"mail_id": event.mail_id},
         )
     return jsonify(
-        {
-            "success": True,
-            "received": len(events),
-            "new": outcome.new,
-            "repeats": outcome.repeats,
-            "unmatched": len(outcome.unmatched),
-        }
+        EventsReceived.dump(
+            {
+                "received": len(events),
+                "new": outcome.new,
+                "repeats": outcome.repeats,
+                "unmatched": len(outcome.unmatched),
+            }
+        )
     )
 
 

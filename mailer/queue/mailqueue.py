@@ -37,6 +37,7 @@ import re
 import uuid
 from collections import namedtuple
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import psycopg2
@@ -1119,7 +1120,7 @@ def _moves_to(event, mail):
     return status if status is not None and event.recipient in mail.recipients else None
 
 
-# The columns of a listed mail: what ``Email.mail_dict`` reads, and no more (the id as text:
+# The columns of a listed mail: what ``shapes.mail.ListedMail`` reads, and no more (the id as text:
 # the answer shows it as text, and psycopg2 would otherwise build a UUID to be turned back).
 PAGE_COLUMNS = (
     "id",
@@ -1147,7 +1148,7 @@ PAGE_COLUMNS = (
     "sent_at",
 )
 # How the statements read them: the id as text; headers and metadata NULL when empty, which
-# ``mail_dict`` shows as {} all the same, so psycopg2 does not parse '{}' with json.loads twice
+# ``ListedMail`` shows as {} all the same, while psycopg2 would parse '{}' with json.loads twice
 # per mail.
 PAGE_SELECT = ", ".join(
     {
@@ -1259,10 +1260,20 @@ DETAIL_CHILDREN = (  # (key in the mail, row type, table, order)
 )
 
 
+# A mail may have any number of events: the answer holds the latest ``%(events_shown)s`` of
+# them (NULL: all), and how many there are.
+SHOWN_LAST = {"delivery_event": "occurred_at DESC, id DESC"}
+
+
 def _children_sql(table, columns, order):
     """A LATERAL subquery of ``table``'s rows of the mail: one array per column, in ``order``."""
     arrays = ", ".join(f"array_agg({column} ORDER BY {order})" for column in columns)
-    return f"CROSS JOIN LATERAL (SELECT {arrays} FROM {table} WHERE email_id = email.id) AS {table}"
+    source = f"{table} WHERE email_id = email.id"
+    if table in SHOWN_LAST:
+        source = (
+            f"(SELECT * FROM {source} ORDER BY {SHOWN_LAST[table]} LIMIT %(events_shown)s) AS shown"
+        )
+    return f"CROSS JOIN LATERAL (SELECT {arrays} FROM {source}) AS {table}"
 
 
 DETAIL_SQL = (
@@ -1270,6 +1281,7 @@ DETAIL_SQL = (
     + PAGE_SELECT
     + ", email.recipients, "
     + ", ".join(f"{table}.*" for _, _, table, _ in DETAIL_CHILDREN)
+    + ", (SELECT count(*) FROM delivery_event WHERE email_id = email.id)"
     + " FROM email "
     + " ".join(
         _children_sql(table, kind._fields, order) for _, kind, table, order in DETAIL_CHILDREN
@@ -1278,16 +1290,18 @@ DETAIL_SQL = (
 )
 
 
-def mail_detail(cursor, mail_id):
+def mail_detail(cursor, mail_id, events_shown=None):
     """The mail ``mail_id`` (a UUID) as a dict of its ``PAGE_COLUMNS`` and ``recipients``, with
     its ``attachments``, ``attempt_log``, ``recipient_rows`` and ``events`` as lists of rows of
-    the same names as the ORM's (``AttemptRow``, ...); None if there is no such mail.
+    the same names as the ORM's (``AttemptRow``, ...), of ``events`` only the latest
+    ``events_shown`` (None: all) and their total in ``event_count``; None if there is no such
+    mail.
 
     One statement and one round trip, where the ORM's relationships cost five; in READ
     COMMITTED every statement had its own snapshot anyway, so this one is at least as
     consistent.
     """
-    cursor.execute(DETAIL_SQL, {"id": str(mail_id)})
+    cursor.execute(DETAIL_SQL, {"id": str(mail_id), "events_shown": events_shown})
     row = cursor.fetchone()
     if row is None:
         return None
@@ -1299,7 +1313,38 @@ def mail_detail(cursor, mail_id):
         mail[key] = (
             [kind(*item) for item in zip(*values, strict=True)] if values[0] is not None else []
         )
+    mail["event_count"] = next(arrays)
     return mail
+
+
+# ``GET /mail/<id>/events``: a page of a mail's events, oldest first, after a position
+# (occurred_at, id); a mail without events has one row of NULLs, an unknown mail none.
+EVENTS_PAGE_SQL = (
+    "SELECT shown.id, "
+    + ", ".join(f"shown.{column}" for column in EventRow._fields)
+    + " FROM email LEFT JOIN LATERAL (SELECT * FROM delivery_event"
+    " WHERE email_id = email.id AND (occurred_at, id) > (%(after_at)s, %(after_id)s)"
+    " ORDER BY occurred_at, id LIMIT %(limit)s) AS shown ON true"
+    " WHERE email.id = %(id)s ORDER BY shown.occurred_at, shown.id"
+)
+FIRST = (datetime.min.replace(tzinfo=UTC), 0)  # before every event
+
+
+def events_page(cursor, mail_id, limit=50, after=None):
+    """A page of the mail ``mail_id``'s events, oldest first (by the providers' clocks), after
+    the position ``after`` (occurred_at, id) of the previous page's last: ``(rows, more)``,
+    each row (id, ``EventRow``); None if there is no such mail. Keyset-paged, as ``page``:
+    events that arrive during a walk never shift it, and the ix_delivery_event_email index
+    serves every page.
+    """
+    after_at, after_id = after or FIRST
+    params = {"id": str(mail_id), "after_at": after_at, "after_id": after_id, "limit": limit + 1}
+    cursor.execute(EVENTS_PAGE_SQL, params)
+    rows = cursor.fetchall()
+    if not rows:
+        return None
+    events = [(row[0], EventRow(*row[1:])) for row in rows if row[0] is not None]
+    return events[:limit], len(events) > limit
 
 
 def as_email(row):

@@ -9,7 +9,8 @@
 - ``metadata``: a flat object of string values, at most ``MAX_METADATA_KEYS`` keys and
   ``MAX_METADATA_BYTES`` as JSON; returned with the mail and in its delivery events.
 - ``attachments``: ``{filename, content_type, content}`` with base64 content (or multipart
-  files); their decoded total is bounded by ``MAX_ATTACHMENT_BYTES`` (413 past it).
+  files), at most ``MAX_ATTACHMENTS`` of them; their decoded total is bounded by
+  ``MAX_ATTACHMENT_BYTES`` (413 past it).
 - ``send_at``: ISO 8601 with a zone; held until then, at most ``MAX_SCHEDULE_DAYS`` ahead.
 """
 
@@ -67,7 +68,9 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_UTC_OFFSET = timedelta(hours=14)  # the widest real zone (Kiribati, UTC+14)
 
 
-def validate_extras(data, errors, max_attachment_bytes, max_schedule_days, now=None):
+def validate_extras(
+    data, errors, max_attachment_bytes, max_schedule_days, now=None, max_attachments=100
+):
     """The clean optional parts of ``data``; problems are appended to ``errors``."""
     if data.keys().isdisjoint(FIELDS):  # most mail has none: nothing to check
         return {
@@ -77,7 +80,9 @@ def validate_extras(data, errors, max_attachment_bytes, max_schedule_days, now=N
             "attachments": [],
             "send_at": None,
         }, False
-    attachments, too_large = _attachments(data.get("attachments"), errors, max_attachment_bytes)
+    attachments, too_large = _attachments(
+        data.get("attachments"), errors, max_attachment_bytes, max_attachments
+    )
     return {
         "headers": _headers(data.get("headers"), errors),
         "tags": _tags(data.get("tags"), errors),
@@ -203,12 +208,18 @@ def _metadata(value, errors):
     return dict(value)
 
 
-def _attachments(value, errors, max_bytes):
-    """Attachments as [{filename, content_type, content: bytes}], and whether too large."""
+def _attachments(value, errors, max_bytes, max_count):
+    """Attachments as [{filename, content_type, content: bytes}], and whether too large.
+
+    At most ``max_count`` files, counted before any is decoded: each one costs a row and a
+    part of every send."""
     if value in (None, []):
         return [], False
     if not isinstance(value, list):
         _error(errors, "attachments", "Must be a list of {filename, content_type, content}")
+        return [], False
+    if len(value) > max_count:
+        _error(errors, "attachments", f"At most {max_count} attachments (MAX_ATTACHMENTS)")
         return [], False
     clean = [_attachment(item, f"attachments[{index}]", errors) for index, item in enumerate(value)]
     clean = [item for item in clean if item is not None]

@@ -64,7 +64,11 @@ class ValidationError(Exception):
 
 
 def validate_mail(
-    data, max_recipients=50, max_attachment_bytes=10 * 1024 * 1024, max_schedule_days=30
+    data,
+    max_recipients=50,
+    max_attachment_bytes=10 * 1024 * 1024,
+    max_schedule_days=30,
+    max_attachments=100,
 ):
     """Check a mail request and return its normalised fields, or raise ValidationError."""
     errors = []
@@ -84,7 +88,9 @@ def validate_mail(
     }
     if not clean["text"] and not clean["html"] and not _has_error(errors, "text", "html"):
         errors.append({"field": "text", "message": "Give a text or an html body (or both)"})
-    extras, too_large = validate_extras(data, errors, max_attachment_bytes, max_schedule_days)
+    extras, too_large = validate_extras(
+        data, errors, max_attachment_bytes, max_schedule_days, max_attachments=max_attachments
+    )
     if errors:
         raise ValidationError(errors, status=413 if too_large else 400)
     clean.update(extras)
