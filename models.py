@@ -36,7 +36,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 # reading it back, which after a committed insert could only fail.
 db = SQLAlchemy(session_options={"expire_on_commit": False})
 # A test that rolls everything back sets its own transaction here (see
-# mailer.api.resources.transaction);
+# mailer.database.transaction);
 # set to None so that reading it is a plain attribute, not Flask-SQLAlchemy's __getattr__.
 db.test_transaction = None
 
@@ -256,7 +256,7 @@ class Email(db.Model):
 
     @staticmethod
     def detail_dict(mail):
-        """``to_dict()`` from ``mailqueue.mail_detail``'s dict (``GET /mail/<id>``), without an
+        """``to_dict()`` from ``reads.mail_detail``'s dict (``GET /mail/<id>``), without an
         ORM object: its columns as ``mail_dict`` shows them, and its child rows as their own
         ``to_dict`` shows them (the rows have the attributes those read).
 
@@ -319,7 +319,7 @@ class Attachment(db.Model):
 class MailTag(db.Model):
     """One tag of a mail, kept with the mail's ``created_at`` so that ``GET /mail?tag=`` reads
     a tag's mail newest first from one index (migration 0010). Written with the mail by the
-    statement that stores it (``mailqueue``); ``Email.tags`` stays the mail's own record."""
+    statement that stores it (``queue.submit``); ``Email.tags`` stays the mail's own record."""
 
     __tablename__ = "mail_tag"
 
@@ -589,7 +589,7 @@ class EmailStatusCount(db.Model):
     """A change to the number of mails in one status; a status's count is the sum of its rows.
 
     Appended by statement-level triggers on ``email`` (migration 0007) and folded back to one row
-    per status by ``mailqueue.fold_status_counts``: reading the counts never scans ``email``.
+    per status by ``counts.fold_status_counts``: reading the counts never scans ``email``.
     """
 
     __tablename__ = "email_status_count"

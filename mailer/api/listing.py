@@ -21,7 +21,7 @@ from json.encoder import encode_basestring_ascii
 from flask import request
 
 from mailer.api.errors import ApiError
-from mailer.queue.mailqueue import PAGE_COLUMNS
+from mailer.queue.reads import PAGE_COLUMNS
 from mailer.queue.suppressions import REASONS
 from mailer.validation.extras import MAX_UTC_OFFSET
 from mailer.validation.headers import header_problem
@@ -94,7 +94,7 @@ ID, CREATED_AT = PAGE_COLUMNS.index("id"), PAGE_COLUMNS.index("created_at")
 
 
 def encode_cursor(row):
-    """The cursor that continues after ``row`` (a listed mail: ``mailqueue.page``'s)."""
+    """The cursor that continues after ``row`` (a listed mail: ``reads.page``'s)."""
     return encode_position(row[CREATED_AT], row[ID])
 
 
@@ -160,7 +160,7 @@ PAGE_JSON = '{"success": true, "mails": [%s], "count": %d, "next_cursor": %s}\n'
 
 
 def page_body(rows, more):
-    """GET /mail's answer for ``mailqueue.page``'s ``(rows, more)``, as a dict."""
+    """GET /mail's answer for ``reads.page``'s ``(rows, more)``, as a dict."""
     return {
         "success": True,
         "mails": [Email.mail_dict(dict(zip(PAGE_COLUMNS, row, strict=True))) for row in rows],

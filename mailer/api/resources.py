@@ -3,7 +3,8 @@ list; the health.
 
 ``POST /mail`` validates, stores the mail as ``queued`` (or ``scheduled``) and commits before it
 answers 202, so an acknowledged mail is never lost; the worker sends it later. Clients poll
-``GET /mail/<id>`` and list ``GET /mail``. Every status change goes through ``mailqueue``.
+``GET /mail/<id>`` and list ``GET /mail``. Every read and change goes through the queue
+(``mailer.queue``), on a connection of ``database.transaction``.
 """
 
 import json
@@ -11,19 +12,17 @@ import uuid
 
 from flask import Response, current_app, request
 from flask_restful import Api, Resource
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 from werkzeug.routing import BaseConverter
 
-from mailer import database
 from mailer.api import idempotency, listing
 from mailer.api.auth import require_api_key
 from mailer.api.bodies import form_fields
 from mailer.api.errors import ApiError, response_for
-from mailer.queue import mailqueue, suppressions
+from mailer.database import transaction
+from mailer.queue import actions, reads, submit, suppressions
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
-from models import WAITING, Email, Suppression, db, iso
+from models import WAITING, Email, Suppression, iso
 
 JSON_TYPES = ("application/json",)
 MAX_BATCH = 1000  # mails per POST /mail/batch
@@ -138,10 +137,10 @@ def store(cleans, answer, stamp=None):
         return built[0][1], encoded(built[0][0])
 
     try:
-        result = mailqueue.enqueue_many(transaction, cleans, key, keep if key else None)
-    except mailqueue.IdempotencyConflict as err:
+        result = submit.enqueue_many(transaction, cleans, key, keep if key else None)
+    except submit.IdempotencyConflict as err:
         raise idempotency.conflict(str(err)) from None
-    if isinstance(result, mailqueue.Replay):
+    if isinstance(result, submit.Replay):
         body = result.response
         if stamp is not None and result.stamps is not None:
             body = stamp(body, result.stamps)
@@ -165,29 +164,6 @@ def json_response(text, status, headers):
     return Response(text, status, headers, mimetype="application/json")
 
 
-def transaction(single_statement=False):
-    """A DB-API cursor for the API's hand-written statements, in a transaction committed when
-    the block ends: the engine's, unless a test handed in its own. ``single_statement``: the
-    block runs one statement, in autocommit (``database.dbapi_transaction``): no BEGIN and
-    COMMIT (or the pool's ROLLBACK) round trips around it. ``POST /mail`` stores that way, and
-    ``GET /mail`` and ``GET /mail/<id>`` read that way: in READ COMMITTED each statement had its
-    own snapshot anyway.
-
-    A test that rolls everything back sets ``db.test_transaction`` (as it swaps
-    ``db.session``), so that every app it builds runs inside its transaction.
-    """
-    test_transaction = db.test_transaction
-    if test_transaction is not None:
-        return database.cursor_of(test_transaction())
-    return database.dbapi_transaction(db.engine, single_statement)
-
-
-def connection_transaction():
-    """A transaction on a SQLAlchemy connection (not a Session): the engine's, unless a test
-    handed in its own (``db.test_transaction``, as for ``transaction``)."""
-    return (db.test_transaction or db.engine.begin)()
-
-
 # What the database sets when it stores a mail: not known when the answer is built.
 UNSTAMPED = {"status": None, "created_at": None, "updated_at": None, "next_attempt_at": None}
 
@@ -197,24 +173,12 @@ def location(body):
     return {"Location": f"/mail/{body['id']}"} if "id" in body else {}
 
 
-def find_mail(mail_id):
-    """The mail with id ``mail_id`` and its attempts; 404 if unknown or not a UUID."""
+def known_key(mail_id):
+    """The UUID a mail id in a URL stands for; 404 if it is not one."""
     key = mail_key(mail_id)
-    mail = None
-    if key is not None:
-        query = (
-            select(Email)
-            .where(Email.id == key)
-            .options(
-                selectinload(Email.attempt_log),
-                selectinload(Email.recipient_rows),
-                selectinload(Email.events),
-            )
-        )
-        mail = db.session.scalars(query).first()
-    if mail is None:
+    if key is None:
         raise unknown_mail()
-    return mail
+    return key
 
 
 def mail_key(mail_id):
@@ -281,8 +245,8 @@ class MailList(Resource):
     def get(self):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
         query = listing.parse_query()
-        with transaction(single_statement=True) as cursor:
-            rows, more = mailqueue.page(cursor, **query)
+        with transaction(single_statement=True) as conn:
+            rows, more = reads.page(conn, **query)
         if current_app.debug or current_app.config.get("RESTFUL_JSON"):
             return listing.page_body(rows, more)  # Flask-RESTful's settings apply
         return json_response(listing.page_json(rows, more), 200, {})
@@ -345,12 +309,10 @@ class MailItem(Resource):
     method_decorators = [authenticated]
 
     def get(self, mail_id):
-        """The mail object (one statement: ``mailqueue.mail_detail``); 404 as ``find_mail``."""
-        key = mail_key(mail_id)
-        mail = None
-        if key is not None:
-            with transaction(single_statement=True) as cursor:
-                mail = mailqueue.mail_detail(cursor, key)
+        """The mail object (one statement: ``reads.mail_detail``); 404 for an unknown id."""
+        key = known_key(mail_id)
+        with transaction(single_statement=True) as conn:
+            mail = reads.mail_detail(conn, key)
         if mail is None:
             raise unknown_mail()
         return Email.detail_dict(mail)
@@ -364,7 +326,8 @@ class Health(Resource):
 
         Usable and meltdown mean here exactly what they mean to the worker (``circuit``).
         """
-        health = circuit.health(db.session.connection(), current_app.config["PROVIDERS"])
+        with transaction(single_statement=True) as conn:
+            health = circuit.health(conn, current_app.config["PROVIDERS"])
         return {"status": health["status"], "database": "ok", "providers": health["providers"]}
 
 
@@ -385,14 +348,15 @@ class MailCancel(Resource):
 
     def post(self, mail_id):
         """200 with the cancelled mail; 409 with its status once it is being sent or later."""
-        mail = find_mail(mail_id)
-        cancelled = mailqueue.cancel(
-            db.session.connection(), [mail.id], actor(), current_app.extensions["webhooks"]
-        )
-        db.session.commit()
+        key = known_key(mail_id)
+        with transaction() as conn:
+            cancelled = actions.cancel(conn, [key], actor(), current_app.extensions["webhooks"])
+            mail = reads.mail_detail(conn, key)
+        if mail is None:
+            raise unknown_mail()
         if not cancelled:
             raise too_late(mail, "cancelled", "only queued or scheduled mail can be cancelled")
-        return fresh(mail.id).to_dict(), 200
+        return Email.detail_dict(mail), 200
 
 
 class MailRetry(Resource):
@@ -402,12 +366,15 @@ class MailRetry(Resource):
 
     def post(self, mail_id):
         """202 with the queued mail; 409 with its status if it is not failed or cancelled."""
-        mail = find_mail(mail_id)
-        retried = mailqueue.retry(db.session.connection(), [mail.id], actor())
-        db.session.commit()
+        key = known_key(mail_id)
+        with transaction() as conn:
+            retried = actions.retry(conn, [key], actor())
+            mail = reads.mail_detail(conn, key)
+        if mail is None:
+            raise unknown_mail()
         if not retried:
             raise too_late(mail, "retried", "only failed or cancelled mail can be retried")
-        return fresh(mail.id).to_dict(), 202, {"Location": f"/mail/{mail.id}"}
+        return Email.detail_dict(mail), 202, {"Location": f"/mail/{key}"}
 
 
 class SuppressionList(Resource):
@@ -418,7 +385,8 @@ class SuppressionList(Resource):
     def get(self):
         """A page of entries in force, newest first (``?reason=``, ``?limit=``, ``?cursor=``)."""
         reason, limit, after = listing.parse_suppression_query()
-        rows, more = suppressions.page(db.session.connection(), reason, limit, after)
+        with transaction(single_statement=True) as conn:
+            rows, more = suppressions.page(conn, reason, limit, after)
         return {
             "success": True,
             "suppressions": [Suppression(**row).to_dict() for row in rows],
@@ -431,10 +399,10 @@ class SuppressionList(Resource):
     def post(self):
         """Add an address (``{"address", "reason"?, "detail"?}``); 201, or 200 if it was on."""
         address, reason, detail = validate_suppression(read_mail_request())
-        row, added = suppressions.add(
-            db.session.connection(), address, reason, detail, current_app.config["SUPPRESSION_DAYS"]
-        )
-        db.session.commit()
+        with transaction() as conn:
+            row, added = suppressions.add(
+                conn, address, reason, detail, current_app.config["SUPPRESSION_DAYS"]
+            )
         body = {"success": True, **Suppression(**row).to_dict()}
         return body, 201 if added else 200, {"Location": f"/suppressions/{row['address']}"}
 
@@ -446,8 +414,8 @@ class SuppressionItem(Resource):
 
     def delete(self, address):
         """204 once it is off; 404 if it was not on the list."""
-        removed = suppressions.remove(db.session.connection(), address)
-        db.session.commit()
+        with transaction(single_statement=True) as conn:
+            removed = suppressions.remove(conn, address)
         if not removed:
             raise ApiError(
                 404,
@@ -478,15 +446,10 @@ def validate_suppression(data):
     return address, reason, detail
 
 
-def fresh(mail_id):
-    """The mail as it is now in the database (after an action changed it)."""
-    db.session.expire_all()
-    return find_mail(str(mail_id))
-
-
 def too_late(mail, verb, rule):
-    """The 409 of an action that the mail's current status does not allow."""
-    current = fresh(mail.id).status
+    """The 409 of an action that the mail's current status does not allow (``mail``: as
+    ``reads.mail_detail`` read it after the action)."""
+    current = mail["status"]
     return ApiError(
         409,
         f"The mail is {current} and cannot be {verb}",

@@ -23,7 +23,7 @@ import time
 from flask import current_app, jsonify, request
 
 from mailer.api.errors import ApiError
-from mailer.api.resources import connection_transaction
+from mailer.database import transaction
 from mailer.events.provider import Malformed, mailgun_event, sendgrid_events
 from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
@@ -32,7 +32,7 @@ from mailer.events.signatures import (
     sendgrid_public_key,
     sendgrid_valid,
 )
-from mailer.queue import mailqueue
+from mailer.queue.events import record_events
 
 log = logging.getLogger("mail_service.events")
 
@@ -76,11 +76,11 @@ def receive_sendgrid():
 def record(events):
     """Record the events in one transaction and answer 200 with what came of them.
 
-    The transaction is a plain connection's (``api.connection_transaction``): an ORM session
-    would only add its bookkeeping to a path that runs no ORM statement.
+    The transaction is a plain connection's (``database.transaction``): an ORM session would
+    only add its bookkeeping to a path that runs no ORM statement.
     """
-    with connection_transaction() as conn:
-        outcome = mailqueue.record_events(
+    with transaction() as conn:
+        outcome = record_events(
             conn, events, current_app.config["SUPPRESSION_DAYS"], current_app.extensions["webhooks"]
         )
     for event in outcome.unmatched:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.queue import mailqueue
+from mailer.queue import submit
 from mailer.validation.mail import validate_mail
 from models import Email
 
@@ -32,7 +32,7 @@ REQUESTS = [
 
 def stored(request, status):
     """The row ``enqueue_many`` returns for ``request``, as the database would stamp it."""
-    row = mailqueue.new_mail_row(validate_mail(dict(request), **LIMITS), mailqueue.new_ids(1)[0])
+    row = submit.new_mail_row(validate_mail(dict(request), **LIMITS), submit.new_ids(1)[0])
     row.update(
         {
             "created_at": NOW,
@@ -49,7 +49,7 @@ def stored(request, status):
 @pytest.mark.parametrize("status", ["queued", "scheduled"])
 def test_new_mail_dict_is_to_dict_of_the_same_row(request_body, status):
     row = stored(request_body, status)
-    mail = mailqueue.as_email(row)
+    mail = submit.as_email(row)
     assert Email.mail_dict(row) == mail.to_dict(with_attempts=False)
     assert [
         {"address": a, "status": status, "reason": None, "updated_at": None}
@@ -67,7 +67,7 @@ def test_mail_dict_of_a_finished_row_is_to_dict():
         "last_error": "503 from sendgrid",
         "sent_at": NOW + timedelta(seconds=3),
     }
-    assert Email.mail_dict(row) == mailqueue.as_email(row).to_dict(with_attempts=False)
+    assert Email.mail_dict(row) == submit.as_email(row).to_dict(with_attempts=False)
 
 
 @pytest.mark.parametrize("request_body", REQUESTS)
