@@ -2,8 +2,8 @@
 
 ``record_events`` stores a batch of events (sent, deferred, delivered, bounced, unsubscribed,
 complained, ...), moves each recipient forward and rolls its mail up from its recipients;
-permanent bounces, complaints and unsubscribes go on the suppression list; a recipient that
-moved to a status the client hears of raises its webhook. The statements are in
+permanent bounces, complaints and unsubscribes go on the suppression list; every recipient and
+mail that moved to a status the client hears of raises its webhook. The statements are in
 ``sql/events.sql``.
 """
 
@@ -36,7 +36,8 @@ def record_events(conn, events, suppression_days, webhooks=None):
     stored event (the same provider's key) changes nothing. A recipient's status only moves
     forward (``models.RECIPIENT_ORDER``), so events may come in any order. A permanent bounce,
     a complaint or an unsubscribe suppresses the address; a recipient that moved to delivered,
-    bounced or complained raises the client's webhook.
+    bounced or complained raises the client's webhook, and so does a mail that the roll-up
+    moved when none of its recipients did (an unsubscribe settles a mail as delivered).
 
     A batch is two statements, whatever its size: lock its mails (``_lock_for_events``), then
     insert its new events, move their recipients and roll their mails up in one
@@ -108,8 +109,8 @@ def _match(events, mails):
 def _store_and_move(conn, matched, mails, report):
     """Insert the events not stored before, move their recipients, roll their mails up: one
     statement (``store_and_move``). Returns how many events were new, the new ``(mail id,
-    event)`` that suppress their recipient, and (if ``report``) the moved recipients that raise
-    a client webhook, ``(mail id, address, status, reason)``.
+    event)`` that suppress their recipient, and (if ``report``) the webhooks the moves raise,
+    ``(mail id, address, status, reason)`` (no address for a mail's own).
     """
     unique = {}
     for mail_id, event in matched:

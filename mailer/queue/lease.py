@@ -15,6 +15,7 @@ happened.
 """
 
 from mailer.events import outbox
+from mailer.events import provider as provider_events
 from mailer.queue.queries import as_json, load
 from models import FAILED, SENT, SUPPRESSED
 
@@ -96,7 +97,8 @@ def _hand_off(conn, decisions, webhooks):
     """Recipients of mail that went or was suppressed, and the client's webhooks of the batch.
 
     Each recipient starts ``sent`` (or ``suppressed``); an event that came before the send was
-    recorded already moved its recipient on, so the mail is rolled up at once.
+    recorded already moved its recipient on, so the mail is rolled up at once, and a mail the
+    roll-up moves raises the webhook of its new status.
     """
     suppressed = [
         {"email_id": d.id, "address": address, "reason": reason}
@@ -107,8 +109,7 @@ def _hand_off(conn, decisions, webhooks):
     if suppressed:
         conn.exec_driver_sql(SQL.suppressed_recipients, {"recipients": as_json(suppressed)})
     sent = [d.id for d in decisions if d.status == SENT]
-    if sent:
-        conn.exec_driver_sql(SQL.hand_off, {"ids": sent})
+    rolled = conn.exec_driver_sql(SQL.hand_off, {"ids": sent}).all() if sent else []
     items = [
         (row["email_id"], outbox.SUPPRESSED, row["address"], row["reason"]) for row in suppressed
     ]
@@ -121,6 +122,9 @@ def _hand_off(conn, decisions, webhooks):
         )
         for d in decisions
         if d.status in (SENT, FAILED)
+    ]
+    items += [
+        (mail_id, provider_events.CLIENT_EVENT[status], None, None) for mail_id, status in rolled
     ]
     outbox.write(conn, webhooks, items)
 

@@ -34,10 +34,13 @@ SELECT id::text AS mail_id, recipients, provider_message_id
 --   unsubscribed or suppressed; only ever forward. All parts see the same snapshot, so said
 --   reads the mail's recipients from moved and from the rows that did not move. A mail sent to
 --   one address has no row but the one that moved: the table is read only for the others;
+-- - reported: what the client hears of (when %(report)s): each moved recipient that is now
+--   delivered, bounced or complained, in the order of its first new event; and each mail the
+--   roll-up moved with no recipient of its new status among those (the last of its recipients
+--   unsubscribed), with no recipient, after its mail's recipients.
 -- It answers the number of new events, the positions of the new events that suppress their
--- recipient (a bounce, a complaint, an unsubscribe), and (when %(report)s) the moved
--- recipients that raise a client webhook (now delivered, bounced or complained), in the order
--- of their first new event, as a JSON array of [mail id, recipient, status, reason].
+-- recipient (a bounce, a complaint, an unsubscribe), and the reported webhooks as a JSON array
+-- of [mail id, recipient, status, reason].
 WITH item AS (
     SELECT *
       FROM json_to_recordset(%(events)s)
@@ -95,11 +98,23 @@ WITH item AS (
      WHERE email.id = said.email_id
        AND array_position(ARRAY['sent', 'delivered', 'bounced', 'complained'], email.status)
            < array_position(ARRAY['sent', 'delivered', 'bounced', 'complained'], said.status)
+    RETURNING email.id, email.status
+), reported AS (
+    SELECT moved.email_id, moved.address, moved.status, moved.reason, moves.first,
+           0 AS after_recipients
+      FROM moved JOIN moves USING (email_id, address)
+     WHERE moved.status IN ('delivered', 'bounced', 'complained')
+    UNION ALL
+    SELECT rolled.id, NULL, rolled.status, NULL,
+           (SELECT min(first) FROM moves WHERE moves.email_id = rolled.id), 1
+      FROM rolled
+     WHERE NOT EXISTS (SELECT 1 FROM moved
+                        WHERE moved.email_id = rolled.id AND moved.status = rolled.status)
 )
 SELECT (SELECT count(*) FROM fresh),
        ARRAY(SELECT n FROM news WHERE type IN ('bounced', 'complained', 'unsubscribed')
               ORDER BY n),
-       (SELECT json_agg(json_build_array(moved.email_id, address, moved.status, moved.reason)
-                        ORDER BY moves.first)
-          FROM moved JOIN moves USING (email_id, address)
-         WHERE %(report)s AND moved.status IN ('delivered', 'bounced', 'complained'));
+       (SELECT json_agg(json_build_array(email_id, address, status, reason)
+                        ORDER BY first, after_recipients)
+          FROM reported
+         WHERE %(report)s);

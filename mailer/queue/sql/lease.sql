@@ -75,7 +75,8 @@ ON CONFLICT DO NOTHING;
 -- from its recipients as the events' roll-up does (see events.sql, store_and_move): complained
 -- if one complained, else bounced if one bounced, else delivered once every recipient is
 -- delivered, unsubscribed or suppressed; only ever forward. Two statements, one round trip (the
--- roll-up sees the rows just inserted).
+-- roll-up sees the rows just inserted); the second answers the mails that moved, with their
+-- status now.
 INSERT INTO recipient (email_id, address, status)
 SELECT id, unnest(recipients), 'sent' FROM email WHERE id = ANY(%(ids)s::uuid[])
 ON CONFLICT DO NOTHING;
@@ -94,7 +95,8 @@ UPDATE email SET status = said.status, updated_at = now()
   FROM said
  WHERE email.id = said.email_id
    AND array_position(ARRAY['sent', 'delivered', 'bounced', 'complained'], email.status)
-       < array_position(ARRAY['sent', 'delivered', 'bounced', 'complained'], said.status);
+       < array_position(ARRAY['sent', 'delivered', 'bounced', 'complained'], said.status)
+RETURNING email.id, email.status;
 
 -- name: release_claimed
 -- Hand the mails %(ids)s that %(worker)s claimed but did not send back to the queue, due now
