@@ -40,7 +40,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 # reading it back, which after a committed insert could only fail.
 db = SQLAlchemy(session_options={"expire_on_commit": False})
 # A test that rolls everything back sets its own transaction here (see
-# mailer.api.resources.transaction);
+# mailer.database.transaction);
 # set to None so that reading it is a plain attribute, not Flask-SQLAlchemy's __getattr__.
 db.test_transaction = None
 

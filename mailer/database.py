@@ -9,12 +9,12 @@ import os
 import re
 from contextlib import contextmanager
 
-import psycopg2
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+
+from models import db
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIGRATIONS_DIR = os.path.join(ROOT, "migrations")
@@ -42,8 +42,8 @@ def engine_options(config, pool_size=5):
     return {
         # No ping before each checkout (a round trip per request): a connection that died in
         # the pool fails its first statement, SQLAlchemy then discards every connection of that
-        # age, and the API answers that one request 503 (or, for an INSERT, retries it at once;
-        # see mailqueue._insert). The worker retries on its own.
+        # age, and the API answers that one request 503 (or, for an INSERT, runs it once more;
+        # see submit._run_once_more_if_dead). The worker retries on its own.
         "pool_pre_ping": False,
         "pool_size": pool_size,
         "max_overflow": pool_size,
@@ -60,9 +60,9 @@ def engine_options(config, pool_size=5):
 def make_engine(config, pool_size=5, worker=False):
     """An engine for ``config["DATABASE_URL"]`` outside Flask (the worker, scripts).
 
-    The worker's statements of many rows (the attempt-log rows of reaped mail, for one)
-    go as executemany; psycopg2's batch mode sends them in a few round trips instead of one
-    each. A batch of results is one statement over arrays (``mailqueue.finish``).
+    The queue's statements of many rows take them as one JSON array (``lease.finish``); a
+    statement run with a list of parameter sets (executemany) goes in psycopg2's batch mode,
+    a few round trips instead of one each.
     """
     options = engine_options(config, pool_size)
     if worker and make_url(normalize_url(config["DATABASE_URL"])).get_driver_name() == "psycopg2":
@@ -71,62 +71,48 @@ def make_engine(config, pool_size=5, worker=False):
 
 
 @contextmanager
-def dbapi_transaction(engine, single_statement=False):
-    """A transaction on a pooled connection's DB-API cursor, committed when the block ends.
+def transaction(single_statement=False):
+    """A connection in a transaction committed when the block ends, for the API, the admin and
+    the providers' webhooks: the app's engine's, unless a test handed in its own.
 
-    The API's hot path (``POST /mail``) runs its hand-written statement here: SQLAlchemy's
-    ``Connection``, its transaction and result objects cost more CPU than the statement's own
-    work. With ``single_statement`` the block runs one statement, which commits by itself
-    (autocommit): one round trip instead of BEGIN, the statement and COMMIT. Errors still come
-    out as SQLAlchemy's, as from a ``Connection``: a connection that died is invalidated, with
-    every pooled connection as old as it (a restarted database), and the error says
-    ``connection_invalidated``.
+    With ``single_statement`` the block runs one statement, which commits by itself
+    (``autocommit``): one round trip instead of BEGIN, the statement and COMMIT (or the pool's
+    ROLLBACK). ``POST /mail`` stores that way, and ``GET /mail`` and ``GET /mail/<id>`` read
+    that way: in READ COMMITTED each statement had its own snapshot anyway.
+
+    A test that rolls everything back sets ``db.test_transaction`` (as it swaps
+    ``db.session``), so that every app it builds runs inside its transaction (a savepoint).
+    A connection that died fails its statement with ``connection_invalidated`` set, and
+    SQLAlchemy replaces it and the pool's older connections (a restarted database).
     """
+    test_transaction = db.test_transaction
+    if test_transaction is not None:
+        with test_transaction() as conn:
+            yield conn
+    elif single_statement:
+        with db.engine.connect() as conn, autocommit(conn):
+            yield conn
+    else:
+        with db.engine.begin() as conn:
+            yield conn
+
+
+@contextmanager
+def autocommit(conn):
+    """Each statement on ``conn`` commits by itself while the block runs.
+
+    psycopg2's own ``autocommit`` on the connection's DB-API connection: SQLAlchemy's
+    ``isolation_level="AUTOCOMMIT"`` does the same through psycopg2's
+    ``set_isolation_level``, which costs a ``SET`` round trip on the way in and another on the
+    way out. SQLAlchemy's transaction on ``conn`` then begins and ends nothing on the server.
+    """
+    dbapi_connection = conn.connection.dbapi_connection
+    dbapi_connection.autocommit = True
     try:
-        fairy = engine.raw_connection()
-    except psycopg2.Error as err:  # no connection at all: the database is down
-        raise DBAPIError.instance(None, None, err, psycopg2.Error) from err
-    connection = fairy.dbapi_connection
-    try:
-        with translated_errors(engine, fairy):
-            connection.autocommit = single_statement
-            cursor = fairy.cursor()
-            yield cursor
-            if not single_statement:
-                fairy.commit()
+        yield conn
     finally:
-        if single_statement and not connection.closed:
-            connection.autocommit = False  # as the pool's other users expect it
-        fairy.close()  # back to the pool (rolled back there if still in a transaction)
-
-
-@contextmanager
-def cursor_of(connection_block):
-    """The DB-API cursor of the SQLAlchemy connection that ``connection_block`` yields (a
-    test's savepoint): the same statements as ``dbapi_transaction``, in someone else's
-    transaction."""
-    with (
-        connection_block as connection,
-        translated_errors(connection.engine, connection.connection),
-    ):
-        yield connection.connection.cursor()
-
-
-@contextmanager
-def translated_errors(engine, fairy):
-    """Re-raise psycopg2's errors as SQLAlchemy's ``DBAPIError`` family, invalidating the
-    connection (and the pool's older ones) when the error means it is gone."""
-    try:
-        yield
-    except psycopg2.Error as err:
-        gone = engine.dialect.is_disconnect(err, fairy.dbapi_connection, None)
-        if gone:
-            # What a Connection does on a disconnect: this connection, and the pool's
-            # connections checked out before now, are replaced on their next checkout.
-            engine.pool._invalidate(fairy, err)
-        raise DBAPIError.instance(
-            None, None, err, psycopg2.Error, connection_invalidated=gone
-        ) from err
+        if not dbapi_connection.closed:  # a connection that died is discarded as it is
+            dbapi_connection.autocommit = False
 
 
 def describe(err):

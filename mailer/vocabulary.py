@@ -14,15 +14,15 @@ the OpenAPI document (and anything else that lists them) cannot drift from the c
 - ``RECIPIENT_STATUSES``: a recipient's statuses after the hand-off, from ``models``.
 """
 
-from mailer.queue.mailqueue import (
+from mailer.queue.actions import (
     CANCELLED_OUTCOME,
-    LEASE_EXPIRED_OUTCOME,
     RELEASED_OUTCOME,
     RESENT_FROM_OUTCOME,
     RESENT_OUTCOME,
     RETRIED_OUTCOME,
     SENT_NOW_OUTCOME,
 )
+from mailer.queue.lease import LEASE_EXPIRED_OUTCOME
 from mailer.worker.circuit import CIRCUIT_STATES as STATES
 from mailer.worker.circuit import PAUSED
 from models import RECIPIENT_STATUSES, STATUSES

@@ -238,9 +238,7 @@ def app(settings, request):
         with connection.begin_nested():
             yield connection
 
-    db.test_transaction = (
-        savepoint  # where the API stores mail (see mailer.api.resources.transaction)
-    )
+    db.test_transaction = savepoint  # where the API stores mail (see mailer.database.transaction)
     try:
         yield application
     finally:

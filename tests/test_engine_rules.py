@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from mailer import clock
 from mailer.config import load_config
 from mailer.database import describe, make_engine
-from mailer.queue import mailqueue
+from mailer.queue import lease
 from mailer.worker import loop as worker_module
 from mailer.worker.loop import Worker
 from providers import build_providers
@@ -42,7 +42,7 @@ def test_a_worker_an_hour_ahead_takes_no_lease_and_no_early_mail(
     [held] = queue_mails(url, 1)
     engine = create_engine(url)
     with engine.begin() as conn:  # another worker holds this one for a minute
-        mailqueue.claim(conn, "other-worker", 10, lease_seconds=60)
+        lease.claim(conn, "other-worker", 10, lease_seconds=60)
         conn.execute(
             text(
                 "INSERT INTO email (id, status, from_address, to_address, subject, "

@@ -129,7 +129,7 @@ def test_every_page_of_a_walk_is_the_same_bytes(client, stored):
 
 
 def row(**values):
-    """A listed mail's row (``mailqueue.PAGE_COLUMNS``) with ``values`` replaced."""
+    """A listed mail's row (``reads.PAGE_COLUMNS``) with ``values`` replaced."""
     base = {
         "id": str(uuid.uuid4()),
         "status": "queued",

@@ -11,7 +11,7 @@ from conftest import migrated_to
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, text
 
-from mailer.queue import mailqueue
+from mailer.queue import actions, purge, reads
 
 pytestmark = pytest.mark.committed  # created_at must differ between mails: one per commit
 
@@ -121,7 +121,7 @@ def test_a_resent_mail_is_listed_under_its_tags(app, client, mail, sql):
     sql("UPDATE email SET status = 'delivered' WHERE id = :id", id=uuid.UUID(original))
     engine = create_engine(app.config["DATABASE_URL"])
     with engine.begin() as conn:
-        copy = str(mailqueue.resend(conn, [uuid.UUID(original)], "admin:ops")[uuid.UUID(original)])
+        copy = str(actions.resend(conn, [uuid.UUID(original)], "admin:ops")[uuid.UUID(original)])
     engine.dispose()
     assert tag_rows(sql) == {
         (original, "spring"): True,
@@ -141,7 +141,7 @@ def test_the_purge_takes_a_mail_s_tags_with_it(app, client, mail, sql):
     )
     engine = create_engine(app.config["DATABASE_URL"])
     with engine.begin() as conn:
-        assert mailqueue.purge_batch(conn, 30, 10) == 1
+        assert purge.purge_batch(conn, 30, 10) == 1
     engine.dispose()
     assert tag_rows(sql) == {(kept, "spring"): True}
     assert listed(client, "tag=spring") == [kept]
@@ -180,18 +180,23 @@ def test_the_migration_copies_the_tags_of_mail_already_there(postgres_server):
 def test_a_tag_s_page_is_read_from_its_index(app, client, mail, sql):
     client.post("/mail", json={**mail, "tags": ["spring"]})
     sql("ANALYZE email, mail_tag")
-    conditions, params = mailqueue.page_filters(
-        (), None, "spring", None, None, None, *mailqueue.PAGE_SOURCES[True][1:]
-    )
-    source, created, key = mailqueue.PAGE_SOURCES[True]
-    statement = mailqueue.PAGE_SQL.format(
-        source=source, where=" WHERE " + " AND ".join(conditions), created=created, key=key
+    params = dict.fromkeys(
+        (
+            "status",
+            "statuses",
+            "to",
+            "created_after",
+            "created_before",
+            "after_created",
+            "after_id",
+        )
     )
     engine = create_engine(app.config["DATABASE_URL"])
     with engine.connect() as conn:
-        cursor = conn.connection.cursor()
-        cursor.execute("SET enable_seqscan = off")
-        cursor.execute("EXPLAIN " + statement, {**params, "limit": 51})
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        explained = conn.exec_driver_sql(
+            "EXPLAIN " + reads.SQL.page_by_tag, {**params, "tag": "spring", "limit": 51}
+        )
+        plan = "\n".join(row[0] for row in explained)
     engine.dispose()
     assert "ix_mail_tag_listing" in plan and "Sort" not in plan, plan

@@ -1,4 +1,4 @@
-"""``GET /mail/<id>`` answers from ``mailqueue.mail_detail`` (one statement) through the
+"""``GET /mail/<id>`` answers from ``reads.mail_detail`` (one statement) through the
 ``Mail`` shape: the mail as ``POST /mail`` answered it, then with its attachments, attempts,
 recipients and events in their order."""
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from mailer.queue import mailqueue
+from mailer.queue import reads
 from mailer.shapes.mail import Mail
 from models import db
 
@@ -15,8 +15,7 @@ ANN, JOE = "ann@example.com", "j@example.com"
 
 def detail_dict(mail_id):
     """The mail as ``GET /mail/<id>`` builds it."""
-    cursor = db.session.connection().connection.cursor()
-    return Mail.dump(mailqueue.mail_detail(cursor, mail_id))
+    return Mail.dump(reads.mail_detail(db.session.connection(), mail_id))
 
 
 def post(client, mail, **fields):
@@ -123,18 +122,15 @@ def test_a_mail_with_attachments_attempts_recipients_and_events(app, client, mai
 
 def test_an_unknown_mail_is_none(app):
     with app.app_context():
-        assert (
-            mailqueue.mail_detail(
-                db.session.connection().connection.cursor(), "00000000-0000-0000-0000-000000000000"
-            )
-            is None
-        )
+        unknown = "00000000-0000-0000-0000-000000000000"
+        assert reads.mail_detail(db.session.connection(), unknown) is None
 
 
 @pytest.mark.committed
 def test_reads_outside_a_transaction_give_the_connection_back_as_it_was(app, client, mail):
-    """``GET /mail`` and ``GET /mail/<id>`` read in autocommit (``api.transaction``); the pool must
-    get the connection back in transactions, or the next request's writes would not be atomic."""
+    """``GET /mail`` and ``GET /mail/<id>`` read in autocommit (``database.transaction``); the
+    pool must get the connection back in transactions, or the next request's writes would not
+    be atomic."""
     mail_id = post(client, mail)
     assert client.get("/mail").get_json()["mails"][0]["id"] == mail_id
     assert client.get(f"/mail/{mail_id}").get_json()["id"] == mail_id

@@ -16,7 +16,7 @@ from flask_migrate import downgrade, upgrade
 from helpers import queue_mails, statuses, wait_for
 from sqlalchemy import create_engine, text
 
-from mailer.queue import heartbeats, mailqueue
+from mailer.queue import counts, heartbeats, lease
 from mailer.queue.purge import purge
 from models import utcnow
 
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.committed  # other connections and a worker read the ro
 
 
 def ledger(url):
-    """``mailqueue.counts`` read on a connection of its own."""
+    """``counts.counts`` read on a connection of its own."""
     engine = create_engine(url)
     with engine.connect() as conn:
-        counted = mailqueue.counts(conn)
+        counted = counts.counts(conn)
     engine.dispose()
     return counted
 
@@ -36,7 +36,7 @@ def fold(url):
     """Fold the ledger once, in a transaction of its own."""
     engine = create_engine(url)
     with engine.begin() as conn:
-        mailqueue.fold_status_counts(conn)
+        counts.fold_status_counts(conn)
     engine.dispose()
 
 
@@ -101,9 +101,9 @@ def test_concurrent_inserts_claims_and_folds_stay_exact(app, settings):
         try:
             for turn in range(turns):
                 with engine.begin() as conn:
-                    mailqueue.claim(conn, f"w{turn}", 7, 60)
+                    lease.claim(conn, f"w{turn}", 7, 60)
                 with engine.begin() as conn:
-                    mailqueue.fold_status_counts(conn)
+                    counts.fold_status_counts(conn)
         except Exception as err:
             errors.append(err)
 
@@ -155,8 +155,8 @@ def test_reading_the_counts_never_reads_the_mail_table(app, settings):
         locker.begin()
         locker.execute(text("LOCK TABLE email IN ACCESS EXCLUSIVE MODE"))
         reader.execute(text("SET lock_timeout = '1s'"))
-        assert mailqueue.counts(reader) == {"queued": 3}
-        mailqueue.fold_status_counts(reader)
+        assert counts.counts(reader) == {"queued": 3}
+        counts.fold_status_counts(reader)
         reader.commit()
         locker.rollback()
     engine.dispose()
@@ -166,12 +166,12 @@ def test_oldest_due_age_is_the_wait_of_the_oldest_due_mail(app, settings):
     url = settings["DATABASE_URL"]
     engine = create_engine(url)
     with engine.connect() as conn:
-        assert mailqueue.oldest_due_age(conn) == 0.0
+        assert counts.oldest_due_age(conn) == 0.0
     queue_mails(url, 1, next_attempt_at=utcnow() - timedelta(seconds=90))
     queue_mails(url, 1, next_attempt_at=utcnow() + timedelta(hours=1))  # not due
     queue_mails(url, 1, status="sent", next_attempt_at=utcnow() - timedelta(hours=5))
     with engine.connect() as conn:
-        assert 90 <= mailqueue.oldest_due_age(conn) < 120
+        assert 90 <= counts.oldest_due_age(conn) < 120
     engine.dispose()
 
 

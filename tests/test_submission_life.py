@@ -19,8 +19,8 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from mailer.api import idempotency
-from mailer.api import resources as api
-from mailer.queue import mailqueue
+from mailer.database import transaction
+from mailer.queue import submit
 from mailer.validation.mail import validate_mail
 
 pytestmark = pytest.mark.committed
@@ -45,15 +45,15 @@ def later(seconds):
 
 
 def losing_the_first_answer(lost):
-    """A ``begin`` for ``mailqueue.enqueue_many`` whose first statement is committed but whose
+    """A ``begin`` for ``submit.enqueue_many`` whose first statement is committed but whose
     answer never arrives: the connection dies after the commit, as in a restart at that moment.
     """
 
     def begin(single_statement=False):
         @contextlib.contextmanager
         def block():
-            with api.transaction(single_statement) as cursor:
-                yield cursor
+            with transaction(single_statement) as conn:
+                yield conn
             if single_statement and not lost:
                 lost.append(True)
                 gone = psycopg2.OperationalError("server closed the connection unexpectedly")
@@ -74,7 +74,7 @@ def test_a_lost_answer_stores_the_mail_once(app, sql, mail, with_key):
     ):
         clean = validate_mail(mail)
         key = idempotency.requested(clean)
-        result = mailqueue.enqueue_many(
+        result = submit.enqueue_many(
             losing_the_first_answer(lost),
             [clean],
             key,
@@ -82,7 +82,7 @@ def test_a_lost_answer_stores_the_mail_once(app, sql, mail, with_key):
         )
     assert lost, "the first statement's answer was lost"
     assert sql("SELECT count(*) AS n FROM email")[0]["n"] == 1
-    if isinstance(result, mailqueue.Replay):  # the second run met the key before the mail
+    if isinstance(result, submit.Replay):  # the second run met the key before the mail
         assert with_key and result.stamps[1] == "queued"
     else:
         (row,) = result

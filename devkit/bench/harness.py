@@ -330,7 +330,7 @@ class Bench:
         return {pid: seconds for pid, seconds in used.items() if seconds is not None}
 
     def engine(self):
-        """A SQLAlchemy engine made like the worker's (for ``mailqueue.claim``)."""
+        """A SQLAlchemy engine made like the worker's (for ``lease.claim``)."""
         if self._engine is None:
             from mailer.config import DEFAULTS
             from mailer.database import make_engine

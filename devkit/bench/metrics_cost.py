@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from app import create_app
 from devkit.bench.harness import ROOT
-from mailer.queue import mailqueue
+from mailer.queue import counts
 from mailer.telemetry import metrics
 from models import db
 
@@ -86,10 +86,10 @@ def reads(app, conn, rows):
         conn.execute(text(INSERT.format(n=min(100_000, rows - offset))))
     conn.commit()
     conn.execute(text("ANALYZE email"))
-    mailqueue.fold_status_counts(conn)
+    counts.fold_status_counts(conn)
     conn.commit()
     print(f"{rows:,} mails inserted in {time.perf_counter() - started:.0f} s")
-    print("status_counts (the ledger):", timed(lambda: mailqueue.status_counts(conn)))
+    print("status_counts (the ledger):", timed(lambda: counts.status_counts(conn)))
     print(
         "COUNT(*) GROUP BY status:  ",
         timed(
@@ -97,7 +97,7 @@ def reads(app, conn, rows):
             3,
         ),
     )
-    print("oldest_due_age:            ", timed(lambda: mailqueue.oldest_due_age(conn)))
+    print("oldest_due_age:            ", timed(lambda: counts.oldest_due_age(conn)))
     client = app.test_client()
     print("GET /metrics:              ", timed(lambda: client.get("/metrics")))
     print("GET /readyz:               ", timed(lambda: client.get("/readyz")))

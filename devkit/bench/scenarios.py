@@ -762,47 +762,70 @@ BULK_CPU_ROWS = (
 
 def insert_rows(size):
     """``size`` mail rows as ``POST /mail/batch`` stores them: validated, then made rows."""
-    from mailer.queue import mailqueue
+    from mailer.queue import submit
     from mailer.validation.mail import validate_mail
 
     cleans = [validate_mail(item) for item in json.loads(batch_body(size))]
     return [
-        mailqueue.new_mail_row(clean, mail_id)
-        for clean, mail_id in zip(cleans, mailqueue.new_ids(size), strict=True)
+        submit.new_mail_row(clean, mail_id)
+        for clean, mail_id in zip(cleans, submit.new_ids(size), strict=True)
     ]
 
 
-# The two builders of the batch INSERT below reuse mailqueue's private pieces on purpose: the
-# point is to time the API's own statement, not a copy that could drift from it.
-
-
 def insert_api_statement(session, rows):
-    """The API's own statement (``mailqueue._submission``) on the raw psycopg2 cursor, as
-    ``POST /mail/batch`` runs it (no attachments, no key)."""
-    from mailer.queue import mailqueue
+    """The API's own statement (``submit._submission``, reused on purpose: the point is to
+    time the API's statement, not a copy that could drift from it) on the session's
+    connection, as ``POST /mail/batch`` runs it (no attachments, no key)."""
+    from mailer.queue import submit
 
-    statement, params = mailqueue._submission(
-        rows, [row["id"] for row in rows], [{}] * len(rows), None, None
-    )
-    with session.connection().connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return len(cursor.fetchall())
+    statement, params = submit._submission(rows, [{"attachments": []}] * len(rows), None, None)
+    return len(session.connection().exec_driver_sql(statement, params).all())
+
+
+# The baseline: the same rows as a VALUES list that psycopg2.extras.execute_values writes.
+EXECUTE_VALUES_SQL = (
+    "INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html, "
+    "attempts, headers, metadata, tags, recipients, send_at, status, next_attempt_at) VALUES %s "
+    "RETURNING id::text, created_at, status, next_attempt_at"
+)
+EXECUTE_VALUES_ROW = (
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s, CASE WHEN %s::timestamptz > "
+    "now() THEN 'scheduled' ELSE 'queued' END, GREATEST(%s::timestamptz, now()))"
+)
 
 
 def insert_execute_values(session, rows):
     """The same rows through psycopg2.extras.execute_values, one page, RETURNING fetched."""
-    from psycopg2.extras import execute_values
+    from psycopg2.extras import Json, execute_values
 
-    from mailer.queue import mailqueue
-
-    values = [tuple(mailqueue.row_params(row, row["id"])) for row in rows]
+    values = [
+        (
+            row["id"],
+            row["from_address"],
+            row["to_address"],
+            row["cc"],
+            row["bcc"],
+            row["reply_to"],
+            row["subject"],
+            row["text"],
+            row["html"],
+            Json(row["headers"]),
+            Json(row["metadata"]),
+            row["tags"],
+            row["recipients"],
+            row["send_at"],
+            row["send_at"],
+            row["send_at"],
+        )
+        for row in rows
+    ]
     with session.connection().connection.cursor() as cursor:
         return len(
             execute_values(
                 cursor,
-                mailqueue.INSERT_SQL.format(rows="%s"),
+                EXECUTE_VALUES_SQL,
                 values,
-                template=mailqueue.INSERT_ROW,
+                template=EXECUTE_VALUES_ROW,
                 page_size=len(rows),
                 fetch=True,
             )
@@ -894,15 +917,15 @@ def insert_table(size, rounds, times):
 
 
 def claim_time(b, claims):
-    """Median ms of ``mailqueue.claim`` of 100 mails, each in a transaction rolled back."""
-    from mailer.queue import mailqueue
+    """Median ms of ``lease.claim`` of 100 mails, each in a transaction rolled back."""
+    from mailer.queue import lease
 
     engine, times = b.engine(), []
     for index in range(claims + 2):
         with engine.connect() as conn:
             transaction = conn.begin()
             started = time.perf_counter()
-            rows = mailqueue.claim(conn, "bench", 100, 60.0)
+            rows = lease.claim(conn, "bench", 100, 60.0)
             elapsed = time.perf_counter() - started
             transaction.rollback()
         if len(rows) != 100:

@@ -53,14 +53,14 @@ from flask_admin.model import typefmt
 from flask_admin.model.template import DeleteRowAction, TemplateLinkRowAction
 from flask_admin.theme import Bootstrap4Theme
 from markupsafe import Markup
-from sqlalchemy import tuple_
+from sqlalchemy import func, or_, tuple_
 from wtforms import SelectField, StringField, TextAreaField
 
 from mailer.admin import chart, dashboard
 from mailer.api.auth import admin_allowed
-from mailer.api.resources import transaction
+from mailer.database import transaction
 from mailer.events import outbox
-from mailer.queue import mailqueue, suppressions
+from mailer.queue import actions, reads, submit, suppressions
 from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
@@ -248,7 +248,7 @@ def _utc(_view, value, _name):
 def database_now():
     """The database's clock for this request, read once: leases are compared with it."""
     if "database_now" not in g:
-        g.database_now = mailqueue.database_now(db.session.connection())
+        g.database_now = reads.database_now(db.session.connection())
     return g.database_now
 
 
@@ -319,8 +319,8 @@ def _recipient_table(_view, _context, model, _name):
 def _timeline(_view, _context, model, _name):
     """The providers' latest ``MAX_EVENTS_SHOWN`` events, oldest first, and how many there are
     in all (a mail may have thousands: the page would grow without bound)."""
-    with transaction(single_statement=True) as cursor:
-        mail = mailqueue.mail_detail(cursor, model.id, current_app.config["MAX_EVENTS_SHOWN"])
+    with transaction(single_statement=True) as conn:
+        mail = reads.mail_detail(conn, model.id, current_app.config["MAX_EVENTS_SHOWN"])
     events, total = mail["events"], mail["event_count"]
     rows = [
         Markup(
@@ -624,7 +624,7 @@ class MailView(Protected, ModelView):
                     field.errors = [*field.errors, error["message"]]
                 flash(f"{error['field']}: {error['message']}", "error")
             return False
-        return mailqueue.as_email(mailqueue.enqueue_many(transaction, [clean])[0])
+        return submit.as_email(submit.enqueue_many(transaction, [clean])[0])
 
     def render(self, template, **kwargs):
         """Every page of the view; the details page also gets its actions and HTML preview."""
@@ -640,7 +640,7 @@ class MailView(Protected, ModelView):
         """The actions that apply to this mail now: (name, label, confirmation)."""
         now = database_now()
         applies = {
-            "retry": model.status in mailqueue.RETRYABLE,
+            "retry": model.status in actions.RETRYABLE,
             "cancel": model.status in WAITING,
             "send_now": model.status in WAITING
             and model.next_attempt_at is not None
@@ -674,7 +674,7 @@ class MailView(Protected, ModelView):
     @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
     def action_retry(self, ids):
         """Put failed mails back in the queue, due now, with a fresh budget; log who did it."""
-        count = mailqueue.retry(db.session.connection(), _uuids(ids), operator())
+        count = actions.retry(db.session.connection(), _uuids(ids), operator())
         db.session.commit()
         flash(f"{count} failed mail(s) queued again.", "success")
 
@@ -683,7 +683,7 @@ class MailView(Protected, ModelView):
     )
     def action_cancel(self, ids):
         """Cancel mail no worker has taken yet; log who did it. Others are left as they are."""
-        cancelled = mailqueue.cancel(
+        cancelled = actions.cancel(
             db.session.connection(), _uuids(ids), operator(), current_app.extensions["webhooks"]
         )
         db.session.commit()
@@ -698,7 +698,7 @@ class MailView(Protected, ModelView):
     )
     def action_send_now(self, ids):
         """Make mail waiting for its backoff or its schedule due now; log who did it."""
-        hurried = mailqueue.send_now(db.session.connection(), _uuids(ids), operator())
+        hurried = actions.send_now(db.session.connection(), _uuids(ids), operator())
         db.session.commit()
         flash(
             _counted(len(hurried), len(ids), "made due now", "not waiting for a later time"),
@@ -713,7 +713,7 @@ class MailView(Protected, ModelView):
     )
     def action_resend(self, ids):
         """Copy mail a provider took into new queued mail; both logs name the other."""
-        pairs = mailqueue.resend(db.session.connection(), _uuids(ids), operator())
+        pairs = actions.resend(db.session.connection(), _uuids(ids), operator())
         db.session.commit()
         flash(_counted(len(pairs), len(ids), "resent as new mail", "not sent yet"), "success")
         if len(pairs) == 1 and request.form.get("single"):
@@ -730,7 +730,7 @@ class MailView(Protected, ModelView):
     )
     def action_release(self, ids):
         """Return mail whose lease expired or whose worker is gone to the queue; log who."""
-        released = mailqueue.release_stuck(
+        released = actions.release_stuck(
             db.session.connection(),
             _uuids(ids),
             operator(),
@@ -903,13 +903,17 @@ class SuppressionView(Protected, ModelView):
             for row_action in super().get_list_row_actions()
         ]
 
+    # An entry in force, as the queue's statements of the list say it: an expired bounce no
+    # longer suppresses.
+    in_force = or_(Suppression.expires_at.is_(None), Suppression.expires_at > func.now())
+
     def get_query(self):
-        """Only entries in force: an expired bounce no longer suppresses."""
-        return super().get_query().filter(suppressions.in_force())
+        """Only entries in force (Flask-Admin's query of the model)."""
+        return super().get_query().filter(self.in_force)
 
     def get_count_query(self):
         """Counted like ``get_query``."""
-        return super().get_count_query().filter(suppressions.in_force())
+        return super().get_count_query().filter(self.in_force)
 
     def create_model(self, form):
         """Validate the address like the API, then add it (``suppressions.add``)."""

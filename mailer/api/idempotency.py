@@ -4,7 +4,7 @@ A client that retries after a network failure sends the same key again; the same
 same request answers the first answer again (``Idempotent-Replayed: true``) and stores
 nothing new, the same key with another request is a 422. Keys are scoped per API key (one
 scope in protected mode) and kept for ``IDEMPOTENCY_TTL`` seconds. The key is taken in the
-statement that stores the mail (``mailqueue.enqueue_many``): concurrent repeats wait for the
+statement that stores the mail (``submit.enqueue_many``): concurrent repeats wait for the
 first and replay it, and a request that fails validation takes no key.
 """
 
@@ -18,7 +18,7 @@ from flask import current_app, request
 
 from mailer.api.auth import presented_api_key
 from mailer.api.errors import ApiError
-from mailer.queue.mailqueue import Idempotency
+from mailer.queue.submit import Idempotency
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"

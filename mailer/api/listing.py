@@ -19,7 +19,7 @@ from datetime import datetime
 from flask import request
 
 from mailer.api.errors import ApiError
-from mailer.queue.mailqueue import PAGE_COLUMNS
+from mailer.queue.reads import PAGE_COLUMNS
 from mailer.queue.suppressions import REASONS
 from mailer.shapes.mail import ListedMail, MailPage
 from mailer.validation.extras import MAX_UTC_OFFSET
@@ -93,7 +93,7 @@ ID, CREATED_AT = PAGE_COLUMNS.index("id"), PAGE_COLUMNS.index("created_at")
 
 
 def encode_cursor(row):
-    """The cursor that continues after ``row`` (a listed mail: ``mailqueue.page``'s)."""
+    """The cursor that continues after ``row`` (a listed mail: ``reads.page``'s)."""
     return encode_position(row[CREATED_AT], row[ID])
 
 
@@ -164,6 +164,6 @@ write_page = MailPage.writer(("mails", "count", "next_cursor"), written={"mails"
 
 
 def page_json(rows, more):
-    """``GET /mail``'s answer for ``mailqueue.page``'s ``(rows, more)``, as JSON text."""
+    """``GET /mail``'s answer for ``reads.page``'s ``(rows, more)``, as JSON text."""
     mails = "[" + ", ".join([write_mail(row) for row in rows]) + "]"
     return write_page((mails, len(rows), encode_cursor(rows[-1]) if more else None)) + "\n"

@@ -3,7 +3,8 @@ list; the health.
 
 ``POST /mail`` validates, stores the mail as ``queued`` (or ``scheduled``) and commits before it
 answers 202, so an acknowledged mail is never lost; the worker sends it later. Clients poll
-``GET /mail/<id>`` and list ``GET /mail``. Every status change goes through ``mailqueue``.
+``GET /mail/<id>`` and list ``GET /mail``. Every read and change goes through the queue
+(``mailer.queue``), on a connection of ``database.transaction``.
 """
 
 import json
@@ -13,20 +14,20 @@ from flask import Response, current_app, request
 from flask_restful import Api, Resource
 from werkzeug.routing import BaseConverter
 
-from mailer import database
 from mailer.api import idempotency, listing
 from mailer.api.auth import require_api_key
 from mailer.api.bodies import form_fields, parsed_json
 from mailer.api.errors import ApiError, response_for
-from mailer.queue import mailqueue, suppressions
-from mailer.queue.mailqueue import AttachmentRow
+from mailer.database import transaction
+from mailer.queue import actions, reads, submit, suppressions
+from mailer.queue.reads import AttachmentRow
 from mailer.shapes import service
 from mailer.shapes.mail import BatchAccepted, EventPage, Mail
 from mailer.shapes.requests import MAX_BATCH
 from mailer.shapes.wire import iso
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
-from models import WAITING, Email, db
+from models import WAITING
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -150,10 +151,10 @@ def store(cleans, answer, stamp=None):
         return built[0][1], encoded(built[0][0])
 
     try:
-        result = mailqueue.enqueue_many(transaction, cleans, key, keep if key else None)
-    except mailqueue.IdempotencyConflict as err:
+        result = submit.enqueue_many(transaction, cleans, key, keep if key else None)
+    except submit.IdempotencyConflict as err:
         raise idempotency.conflict(str(err)) from None
-    if isinstance(result, mailqueue.Replay):
+    if isinstance(result, submit.Replay):
         body = result.response
         if stamp is not None and result.stamps is not None:
             body = stamp(body, result.stamps)
@@ -177,29 +178,6 @@ def json_response(text, status, headers):
     return Response(text, status, headers, mimetype="application/json")
 
 
-def transaction(single_statement=False):
-    """A DB-API cursor for the API's hand-written statements, in a transaction committed when
-    the block ends: the engine's, unless a test handed in its own. ``single_statement``: the
-    block runs one statement, in autocommit (``database.dbapi_transaction``): no BEGIN and
-    COMMIT (or the pool's ROLLBACK) round trips around it. ``POST /mail`` stores that way, and
-    ``GET /mail`` and ``GET /mail/<id>`` read that way: in READ COMMITTED each statement had its
-    own snapshot anyway.
-
-    A test that rolls everything back sets ``db.test_transaction`` (as it swaps
-    ``db.session``), so that every app it builds runs inside its transaction.
-    """
-    test_transaction = db.test_transaction
-    if test_transaction is not None:
-        return database.cursor_of(test_transaction())
-    return database.dbapi_transaction(db.engine, single_statement)
-
-
-def connection_transaction():
-    """A transaction on a SQLAlchemy connection (not a Session): the engine's, unless a test
-    handed in its own (``db.test_transaction``, as for ``transaction``)."""
-    return (db.test_transaction or db.engine.begin)()
-
-
 # What the database sets when it stores a mail: not known when the answer is built.
 UNSTAMPED = {"status": None, "created_at": None, "updated_at": None, "next_attempt_at": None}
 # What a mail just stored has none of yet: the columns of its delivery, and its child rows.
@@ -221,13 +199,12 @@ def location(body):
     return {"Location": f"/mail/{body['id']}"} if "id" in body else {}
 
 
-def find_mail(mail_id):
-    """The mail with id ``mail_id``; 404 if unknown or not a UUID."""
+def known_key(mail_id):
+    """The UUID a mail id in a URL stands for; 404 if it is not one."""
     key = mail_key(mail_id)
-    mail = db.session.get(Email, key) if key is not None else None
-    if mail is None:
+    if key is None:
         raise unknown_mail()
-    return mail
+    return key
 
 
 def mail_key(mail_id):
@@ -287,8 +264,8 @@ class MailList(Resource):
     def get(self):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
         query = listing.parse_query()
-        with transaction(single_statement=True) as cursor:
-            rows, more = mailqueue.page(cursor, **query)
+        with transaction(single_statement=True) as conn:
+            rows, more = reads.page(conn, **query)
         return json_response(listing.page_json(rows, more), 200, {})
 
 
@@ -346,30 +323,24 @@ class MailItem(Resource):
     method_decorators = [authenticated]
 
     def get(self, mail_id):
-        """The mail object (one statement: ``mailqueue.mail_detail``); 404 as ``find_mail``."""
-        key = mail_key(mail_id)
-        mail = shown(key) if key is not None else None
+        """The mail object (one statement: ``reads.mail_detail``); 404 for an unknown id."""
+        mail = shown(known_key(mail_id))
         if mail is None:
             raise unknown_mail()
         return mail
 
 
-def shown(key, cursor=None):
+def shown(key, conn=None):
     """The mail with the UUID ``key`` as ``GET /mail/<id>`` shows it, or None: one statement
-    (``mailqueue.mail_detail``), read as it is now, with its latest ``MAX_EVENTS_SHOWN``
-    events; on ``cursor`` (a DB-API cursor) if given, else in a statement of its own."""
+    (``reads.mail_detail``), read as it is now, with its latest ``MAX_EVENTS_SHOWN`` events;
+    on ``conn`` (a Connection, an action's) if given, else in a statement of its own."""
     events_shown = current_app.config["MAX_EVENTS_SHOWN"]
-    if cursor is None:
-        with transaction(single_statement=True) as cursor:
-            mail = mailqueue.mail_detail(cursor, key, events_shown)
+    if conn is None:
+        with transaction(single_statement=True) as conn:
+            mail = reads.mail_detail(conn, key, events_shown)
     else:
-        mail = mailqueue.mail_detail(cursor, key, events_shown)
+        mail = reads.mail_detail(conn, key, events_shown)
     return None if mail is None else Mail.dump(mail)
-
-
-def session_cursor():
-    """A DB-API cursor on the ORM session's connection (an action's, after its commit)."""
-    return db.session.connection().connection.cursor()
 
 
 class MailEvents(Resource):
@@ -378,13 +349,11 @@ class MailEvents(Resource):
     method_decorators = [authenticated]
 
     def get(self, mail_id):
-        """A page of the mail's events (``?limit=``, ``?cursor=``); 404 as ``find_mail``."""
+        """A page of the mail's events (``?limit=``, ``?cursor=``); 404 for an unknown id."""
         limit, after = listing.parse_events_query()
-        key = mail_key(mail_id)
-        found = None
-        if key is not None:
-            with transaction(single_statement=True) as cursor:
-                found = mailqueue.events_page(cursor, key, limit, after)
+        key = known_key(mail_id)
+        with transaction(single_statement=True) as conn:
+            found = reads.events_page(conn, key, limit, after)
         if found is None:
             raise unknown_mail()
         rows, more = found
@@ -406,7 +375,8 @@ class Health(Resource):
 
         Usable and meltdown mean here exactly what they mean to the worker (``circuit``).
         """
-        health = circuit.health(db.session.connection(), current_app.config["PROVIDERS"])
+        with transaction(single_statement=True) as conn:
+            health = circuit.health(conn, current_app.config["PROVIDERS"])
         return service.Health.dump({**health, "database": "ok"})
 
 
@@ -427,14 +397,15 @@ class MailCancel(Resource):
 
     def post(self, mail_id):
         """200 with the cancelled mail; 409 with its status once it is being sent or later."""
-        mail = find_mail(mail_id)
-        cancelled = mailqueue.cancel(
-            db.session.connection(), [mail.id], actor(), current_app.extensions["webhooks"]
-        )
-        db.session.commit()
+        key = known_key(mail_id)
+        with transaction() as conn:
+            cancelled = actions.cancel(conn, [key], actor(), current_app.extensions["webhooks"])
+            mail = shown(key, conn)
+        if mail is None:
+            raise unknown_mail()
         if not cancelled:
             raise too_late(mail, "cancelled", "only queued or scheduled mail can be cancelled")
-        return shown(mail.id, session_cursor()), 200
+        return mail, 200
 
 
 class MailRetry(Resource):
@@ -444,12 +415,15 @@ class MailRetry(Resource):
 
     def post(self, mail_id):
         """202 with the queued mail; 409 with its status if it is not failed or cancelled."""
-        mail = find_mail(mail_id)
-        retried = mailqueue.retry(db.session.connection(), [mail.id], actor())
-        db.session.commit()
+        key = known_key(mail_id)
+        with transaction() as conn:
+            retried = actions.retry(conn, [key], actor())
+            mail = shown(key, conn)
+        if mail is None:
+            raise unknown_mail()
         if not retried:
             raise too_late(mail, "retried", "only failed or cancelled mail can be retried")
-        return shown(mail.id, session_cursor()), 202, {"Location": f"/mail/{mail.id}"}
+        return mail, 202, {"Location": f"/mail/{key}"}
 
 
 class SuppressionList(Resource):
@@ -460,7 +434,8 @@ class SuppressionList(Resource):
     def get(self):
         """A page of entries in force, newest first (``?reason=``, ``?limit=``, ``?cursor=``)."""
         reason, limit, after = listing.parse_suppression_query()
-        rows, more = suppressions.page(db.session.connection(), reason, limit, after)
+        with transaction(single_statement=True) as conn:
+            rows, more = suppressions.page(conn, reason, limit, after)
         last = rows[-1] if more else None
         return service.SuppressionPage.dump(
             {
@@ -474,10 +449,10 @@ class SuppressionList(Resource):
     def post(self):
         """Add an address (``{"address", "reason"?, "detail"?}``); 201, or 200 if it was on."""
         address, reason, detail = validate_suppression(read_mail_request())
-        row, added = suppressions.add(
-            db.session.connection(), address, reason, detail, current_app.config["SUPPRESSION_DAYS"]
-        )
-        db.session.commit()
+        with transaction() as conn:
+            row, added = suppressions.add(
+                conn, address, reason, detail, current_app.config["SUPPRESSION_DAYS"]
+            )
         body = service.SuppressionAdded.dump(row)
         return body, 201 if added else 200, {"Location": f"/suppressions/{row['address']}"}
 
@@ -489,8 +464,8 @@ class SuppressionItem(Resource):
 
     def delete(self, address):
         """204 once it is off; 404 if it was not on the list."""
-        removed = suppressions.remove(db.session.connection(), address)
-        db.session.commit()
+        with transaction(single_statement=True) as conn:
+            removed = suppressions.remove(conn, address)
         if not removed:
             raise ApiError(
                 404,
@@ -521,15 +496,10 @@ def validate_suppression(data):
     return address, reason, detail
 
 
-def fresh(mail_id):
-    """The mail as it is now in the database (after an action changed it)."""
-    db.session.expire_all()
-    return find_mail(str(mail_id))
-
-
 def too_late(mail, verb, rule):
-    """The 409 of an action that the mail's current status does not allow."""
-    current = fresh(mail.id).status
+    """The 409 of an action that the mail's current status does not allow (``mail``: as
+    ``reads.mail_detail`` read it after the action)."""
+    current = mail["status"]
     return ApiError(
         409,
         f"The mail is {current} and cannot be {verb}",

@@ -17,6 +17,7 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from mailer.database import transaction
 from mailer.queue import auth_failures
 
 log = logging.getLogger("mail_service.auth")
@@ -34,11 +35,11 @@ class FailureThrottle:
         """A failure of ``client``: the seconds it must wait if it is refused already (429),
         else 0 once the failure is counted (401)."""
         try:
-            with transaction() as cursor:
-                seconds = auth_failures.blocked_for(cursor, client)
+            with transaction() as conn:
+                seconds = auth_failures.blocked_for(conn, client)
                 if seconds:
                     return seconds
-                blocked = auth_failures.count(cursor, client, self.limit, self.window, self.block)
+                blocked = auth_failures.count(conn, client, self.limit, self.window, self.block)
         except SQLAlchemyError as err:
             log.warning("failed authentication from %s not counted: %s", client, type(err).__name__)
             return 0
@@ -51,11 +52,3 @@ class FailureThrottle:
                 self.block,
             )
         return 0
-
-
-def transaction():
-    """The API's transaction (``resources.transaction``, which a test rolls back)."""
-    # Imported here: resources imports auth, which imports this module.
-    from mailer.api import resources
-
-    return resources.transaction()

@@ -31,7 +31,7 @@ from flask import current_app, jsonify, request
 
 from mailer.api.bodies import parsed_json
 from mailer.api.errors import ApiError
-from mailer.api.resources import connection_transaction
+from mailer.database import transaction
 from mailer.events.provider import Malformed, mailgun_event, sendgrid_events
 from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
@@ -40,7 +40,8 @@ from mailer.events.signatures import (
     sendgrid_public_key,
     sendgrid_valid,
 )
-from mailer.queue import mailqueue, webhook_tokens
+from mailer.queue import webhook_tokens
+from mailer.queue.events import record_events
 from mailer.shapes.service import EventsReceived
 
 log = logging.getLogger("mail_service.events")
@@ -71,7 +72,7 @@ def receive_mailgun():
     try:
         event = mailgun_event(data, token)
     except Malformed as err:
-        with connection_transaction() as conn:  # its token too: it may not sign another
+        with transaction() as conn:  # its token too: it may not sign another
             keep_token(conn)
         raise malformed(str(err)) from None
     return record([event], keep_token)
@@ -111,13 +112,13 @@ def record(events, before=None):
     """Record the events in one transaction and answer 200 with what came of them; ``before``
     (a function of the connection) runs first in that transaction, and may refuse them all.
 
-    The transaction is a plain connection's (``api.connection_transaction``): an ORM session
-    would only add its bookkeeping to a path that runs no ORM statement.
+    The transaction is a plain connection's (``database.transaction``): an ORM session would
+    only add its bookkeeping to a path that runs no ORM statement.
     """
-    with connection_transaction() as conn:
+    with transaction() as conn:
         if before is not None:
             before(conn)
-        outcome = mailqueue.record_events(
+        outcome = record_events(
             conn, events, current_app.config["SUPPRESSION_DAYS"], current_app.extensions["webhooks"]
         )
     for event in outcome.unmatched:

@@ -24,8 +24,8 @@ import requests
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.database import describe
-from mailer.events import outbox
 from mailer.events.signatures import webhook_headers, webhook_key
+from mailer.queue import webhooks
 from mailer.telemetry.logs import origin
 from mailer.worker.circuit import PROBE, SKIP, Breakers, safely
 from mailer.worker.retry import RetryPolicy
@@ -95,7 +95,7 @@ class WebhookSender(threading.Thread):
         if mode == SKIP or (mode == PROBE and not safely(self.breakers.try_probe, BREAKER)):
             return 0
         with self.engine.begin() as conn:
-            rows = outbox.claim(conn, 1 if mode == PROBE else BATCH, self.lease)
+            rows = webhooks.claim(conn, 1 if mode == PROBE else BATCH, self.lease)
         results = []
         for row in rows:
             if self.stopping.is_set():
@@ -105,8 +105,8 @@ class WebhookSender(threading.Thread):
                 break  # the receiver failed too often: its breaker opened, leave the rest
         unposted = [row["id"] for row in rows[len(results) :]]
         with self.engine.begin() as conn:
-            outbox.record(conn, results, self.max_age)
-            outbox.release(conn, unposted)
+            webhooks.record(conn, results, self.max_age)
+            webhooks.release(conn, unposted)
         self.outcomes.update("delivered" if result["ok"] else "failed" for result in results)
         return len(results)
 
@@ -115,7 +115,7 @@ class WebhookSender(threading.Thread):
         return self.breakers.mode(BREAKER) == SKIP
 
     def post(self, row):
-        """Post one webhook; the result ``outbox.record`` keeps (never raises)."""
+        """Post one webhook; the result ``webhooks.record`` keeps (never raises)."""
         body = json.dumps(row["payload"], separators=(",", ":")).encode()
         headers = {
             **webhook_headers(self.key, row["message_id"], int(time.time()), body),

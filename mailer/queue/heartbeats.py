@@ -6,18 +6,16 @@
   admin.
 - ``forget``: a worker that stops cleanly deletes its row. One that dies leaves it behind, its
   ``last_seen`` frozen; ``alive`` leaves it out and ``forget_stale`` clears it later.
+
+The statements are in ``sql/heartbeats.sql``.
 """
 
 import os
 import socket
 
-from sqlalchemy import delete, func, literal_column, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from mailer.queue.queries import load
 
-from models import WorkerHeartbeat
-
-table = WorkerHeartbeat.__table__
-SECOND = literal_column("interval '1 second'")
+SQL = load("heartbeats.sql")
 INTERVAL = 5.0  # seconds between a worker's beats
 ALIVE_WITHIN = 3 * INTERVAL  # seconds: a worker not seen for this long counts as gone
 STALE_AFTER = 3600.0  # seconds: the row of a worker gone this long is deleted by the others
@@ -29,47 +27,33 @@ def beat(conn, name, in_flight=0, sent=0, failed=0, host=None, pid=None):
     The first beat creates the row (``started_at`` = now); later ones only move ``last_seen``
     and the counts.
     """
-    row = {
-        "name": name,
-        "host": host or socket.gethostname(),
-        "pid": pid or os.getpid(),
-        "in_flight": in_flight,
-        "sent": sent,
-        "failed": failed,
-    }
-    statement = pg_insert(table).values(**row)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["name"],
-            set_={
-                "last_seen": func.now(),
-                "in_flight": statement.excluded.in_flight,
-                "sent": statement.excluded.sent,
-                "failed": statement.excluded.failed,
-            },
-        )
+    conn.exec_driver_sql(
+        SQL.beat,
+        {
+            "name": name,
+            "host": host or socket.gethostname(),
+            "pid": pid or os.getpid(),
+            "in_flight": in_flight,
+            "sent": sent,
+            "failed": failed,
+        },
     )
 
 
 def alive(conn, within_seconds=ALIVE_WITHIN):
     """The workers seen in the last ``within_seconds``, by name, as dicts (with ``age``:
     seconds since their last beat)."""
-    age = func.extract("epoch", func.now() - table.c.last_seen).label("age")
-    rows = conn.execute(
-        select(table, age)
-        .where(table.c.last_seen >= func.now() - SECOND * within_seconds)
-        .order_by(table.c.name)
-    )
+    rows = conn.exec_driver_sql(SQL.alive, {"within": float(within_seconds)})
     return [dict(row) for row in rows.mappings()]
 
 
 def forget(conn, name):
     """Delete worker ``name``'s row (it stops cleanly)."""
-    conn.execute(delete(table).where(table.c.name == name))
+    conn.exec_driver_sql(SQL.forget, {"name": name})
 
 
 def forget_stale(conn, older_than_seconds):
     """Delete the rows of workers not seen for ``older_than_seconds``; how many went."""
-    return conn.execute(
-        delete(table).where(table.c.last_seen < func.now() - SECOND * older_than_seconds)
+    return conn.exec_driver_sql(
+        SQL.forget_stale, {"older_than": float(older_than_seconds)}
     ).rowcount

@@ -8,7 +8,7 @@ latency.
 
 LISTEN belongs to a session, so behind PgBouncer in transaction mode it would hear nothing (the
 worker would only poll): ``LISTEN_DATABASE_URL`` then points the listener, one connection per
-worker, straight at PostgreSQL (``listen_engine``).
+worker, straight at PostgreSQL (``listen_engine``). The statements are in ``sql/notify.sql``.
 """
 
 import logging
@@ -18,10 +18,12 @@ import threading
 from sqlalchemy import create_engine
 
 from mailer.database import engine_options, normalize_url
+from mailer.queue.queries import load
 
+SQL = load("notify.sql")
 log = logging.getLogger("mail_service.notify")
 
-CHANNEL = "mail_queued"
+CHANNEL = "mail_queued"  # as sql/notify.sql names it
 RECONNECT_MAX = 10.0  # seconds between attempts to listen again
 
 
@@ -62,13 +64,17 @@ class QueueListener(threading.Thread):
                 delay = min(delay * 2, RECONNECT_MAX)
 
     def _listen(self):
-        """Hold a dedicated connection on LISTEN and turn notifications into wake-ups."""
-        pooled = self.engine.raw_connection()
-        pooled.detach()  # this connection is ours for good, not the pool's
-        connection = pooled.dbapi_connection
-        try:
-            connection.autocommit = True
-            connection.cursor().execute(f"LISTEN {CHANNEL}")
+        """Hold a dedicated connection on LISTEN and turn notifications into wake-ups.
+
+        The notifications arrive on psycopg2's connection, which is waited on and read
+        directly (SQLAlchemy has no API for them); the connection is this thread's for good,
+        detached from the pool, and closed with it.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.detach()
+            conn.exec_driver_sql(SQL.listen)
+            connection = conn.connection.dbapi_connection
             self.wake.set()  # mail may have arrived while we were not listening
             while not self.stopping.is_set():
                 if select.select([connection], [], [], 1.0)[0]:
@@ -76,5 +82,8 @@ class QueueListener(threading.Thread):
                     if connection.notifies:
                         connection.notifies.clear()
                         self.wake.set()
-        finally:
-            connection.close()
+
+
+def wake_workers(conn):
+    """Wake the idle workers when ``conn``'s transaction commits (mail made due now)."""
+    conn.exec_driver_sql(SQL.wake_workers)

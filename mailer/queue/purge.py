@@ -5,7 +5,8 @@ idempotency keys past IDEMPOTENCY_TTL; and bounce suppressions that expired; in 
     scripts/purge --config settings.cfg [--days 30] [--batch-size 5000] [--dry-run]
 
 Run it from cron, e.g. hourly. Each batch is its own short transaction, so the API and the
-workers never wait long on it; queued and sending mail is never touched.
+workers never wait long on it; queued and sending mail is never touched. The statements are in
+``sql/purge.sql``.
 """
 
 import argparse
@@ -15,8 +16,10 @@ import time
 
 from mailer.config import load_config
 from mailer.database import check_schema, make_engine
-from mailer.queue import mailqueue, suppressions
+from mailer.queue import suppressions
+from mailer.queue.queries import load
 
+SQL = load("purge.sql")
 log = logging.getLogger("mail_service.purge")
 
 
@@ -36,17 +39,35 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def purge_batch(conn, days, batch_size):
+    """Delete up to ``batch_size`` finished mails last updated more than ``days`` ago; how
+    many went."""
+    return conn.exec_driver_sql(
+        SQL.purge_mail, {"days": float(days), "batch_size": batch_size}
+    ).rowcount
+
+
+def count_purgeable(conn, days):
+    """How many finished mails were last updated more than ``days`` ago."""
+    return conn.exec_driver_sql(SQL.count_purgeable, {"days": float(days)}).scalar()
+
+
+def purge_idempotency_keys(conn, ttl, batch_size):
+    """Delete up to ``batch_size`` keys older than ``ttl`` seconds; how many went."""
+    return conn.exec_driver_sql(
+        SQL.purge_keys, {"ttl": float(ttl), "batch_size": batch_size}
+    ).rowcount
+
+
 def purge(engine, days, batch_size, pause=0.0):
     """Delete batches until none is left; returns (mails deleted, longest batch in seconds)."""
-    return _in_batches(
-        engine, lambda conn: mailqueue.purge_batch(conn, days, batch_size), batch_size, pause
-    )
+    return _in_batches(engine, lambda conn: purge_batch(conn, days, batch_size), batch_size, pause)
 
 
 def purge_keys(engine, ttl, batch_size):
     """Delete idempotency keys past ``IDEMPOTENCY_TTL``; returns (keys deleted, longest)."""
     return _in_batches(
-        engine, lambda conn: mailqueue.purge_idempotency_keys(conn, ttl, batch_size), batch_size
+        engine, lambda conn: purge_idempotency_keys(conn, ttl, batch_size), batch_size
     )
 
 
@@ -77,7 +98,7 @@ def main(argv=None):
         with engine.connect() as conn:
             log.info(
                 "%d finished mails older than %g days would be purged",
-                mailqueue.count_purgeable(conn, days),
+                count_purgeable(conn, days),
                 days,
             )
         return 0

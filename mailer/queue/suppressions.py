@@ -1,7 +1,7 @@
 """The suppression list: addresses that mail does not go to, why, and for how long.
 
 - A permanent bounce, a complaint or an unsubscribe adds its recipient (``add_many``, called by
-  ``mailqueue.record_events`` in the transaction that records the event), with the provider's
+  ``events.record_events`` in the transaction that records the event), with the provider's
   words, the mail that caused it and the time; an operator adds or removes one by hand (API,
   admin).
 - A bounce entry expires ``SUPPRESSION_DAYS`` after it was (last) added, as Postal's do: a full
@@ -11,41 +11,25 @@
 - The worker asks ``active`` once per claimed batch which of its recipients are suppressed.
 
 Addresses are bare (``addresses.bare_address``): the domain compares case-insensitively, the
-local part as given. This module holds every SQL statement of the list.
+local part as given. The statements of the list are in ``sql/suppressions.sql``.
 """
 
-from sqlalchemy import delete, func, literal_column, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
+from mailer.queue.queries import as_json, load
 from mailer.validation.addresses import bare_address
-from models import Suppression
 
-table = Suppression.__table__
+SQL = load("suppressions.sql")
 BOUNCE, COMPLAINT, UNSUBSCRIBE, MANUAL = "bounce", "complaint", "unsubscribe", "manual"
 REASONS = (BOUNCE, COMPLAINT, UNSUBSCRIBE, MANUAL)
 EXPIRING = (BOUNCE,)
 # The reason that wins when one batch of events suppresses an address twice.
 STRENGTH = {BOUNCE: 0, MANUAL: 1, UNSUBSCRIBE: 2, COMPLAINT: 3}
-DAY = literal_column("interval '1 day'")
-# ``active``'s query, once per claimed batch: one array parameter, so the statement is the same
-# text for every batch (an IN list of the batch's addresses would be rendered and compiled anew
-# by SQLAlchemy each time).
-ACTIVE_SQL = (
-    "SELECT address, reason, detail FROM suppression WHERE address = ANY(%s::text[]) "
-    "AND (expires_at IS NULL OR expires_at > now())"
-)
-
-
-def in_force():
-    """The condition of an entry that suppresses now (not expired)."""
-    return or_(table.c.expires_at.is_(None), table.c.expires_at > func.now())
 
 
 def active(conn, addresses):
     """Which of ``addresses`` (bare) are suppressed now: {address: a reason for people}."""
     if not addresses:
         return {}
-    rows = conn.exec_driver_sql(ACTIVE_SQL, (sorted(set(addresses)),))
+    rows = conn.exec_driver_sql(SQL.active, {"addresses": sorted(set(addresses))})
     return {address: describe(reason, detail) for address, reason, detail in rows}
 
 
@@ -67,26 +51,10 @@ def add_many(conn, entries, days):
             strongest[entry["address"]] = entry
     if not strongest:
         return []
-    rows = [
-        {
-            **entry,
-            "expires_at": func.now() + DAY * float(days) if entry["reason"] in EXPIRING else None,
-        }
-        for entry in strongest.values()
-    ]
-    statement = pg_insert(table).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.address],
-        set_={
-            "reason": statement.excluded.reason,
-            "detail": statement.excluded.detail,
-            "email_id": statement.excluded.email_id,
-            "created_at": func.now(),
-            "expires_at": statement.excluded.expires_at,
-        },
-        where=table.c.expires_at.is_not(None),
-    ).returning(*table.c)
-    return [dict(row) for row in conn.execute(statement).mappings()]
+    rows = conn.exec_driver_sql(
+        SQL.add, {"entries": as_json(list(strongest.values())), "days": float(days)}
+    )
+    return [dict(row) for row in rows.mappings()]
 
 
 def add(conn, address, reason=MANUAL, detail=None, days=30):
@@ -97,15 +65,13 @@ def add(conn, address, reason=MANUAL, detail=None, days=30):
     )
     if added:
         return added[0], True
-    return dict(
-        conn.execute(select(table).where(table.c.address == address)).mappings().one()
-    ), False
+    entry = conn.exec_driver_sql(SQL.entry, {"address": address}).mappings().one()
+    return dict(entry), False
 
 
 def remove(conn, address):
     """Take an address off the list; whether it was on it."""
-    statement = delete(table).where(table.c.address == bare_address(address))
-    return conn.execute(statement).rowcount > 0
+    return conn.exec_driver_sql(SQL.remove, {"address": bare_address(address)}).rowcount > 0
 
 
 def page(conn, reason=None, limit=50, after=None):
@@ -114,32 +80,20 @@ def page(conn, reason=None, limit=50, after=None):
     Keyset pagination on (created_at, address): ``after`` is the position of the previous
     page's last entry.
     """
-    query = (
-        select(table)
-        .where(in_force())
-        .order_by(table.c.created_at.desc(), table.c.address)
-        .limit(limit + 1)
+    created, address = after or (None, None)
+    rows = conn.exec_driver_sql(
+        SQL.page,
+        {
+            "reason": reason or None,
+            "after_created": created,
+            "after_address": address,
+            "limit": limit + 1,
+        },
     )
-    if reason:
-        query = query.where(table.c.reason == reason)
-    if after:
-        created, address = after
-        query = query.where(
-            or_(
-                table.c.created_at < created,
-                (table.c.created_at == created) & (table.c.address > address),
-            )
-        )
-    rows = [dict(row) for row in conn.execute(query).mappings()]
+    rows = [dict(row) for row in rows.mappings()]
     return rows[:limit], len(rows) > limit
 
 
 def purge_expired(conn, batch_size):
     """Delete up to ``batch_size`` entries that expired; how many went."""
-    doomed = (
-        select(table.c.address)
-        .where(table.c.expires_at <= func.now())
-        .limit(batch_size)
-        .scalar_subquery()
-    )
-    return conn.execute(delete(table).where(table.c.address.in_(doomed))).rowcount
+    return conn.exec_driver_sql(SQL.purge_expired, {"batch_size": batch_size}).rowcount

@@ -14,25 +14,10 @@ so a refusal stores nothing); it also deletes a few expired tokens, through the 
 import hashlib
 import json
 
-PURGE_PER_WRITE = 10  # expired tokens each new one deletes: more than one keeps up
+from mailer.queue.queries import load
 
-# The stored digest of the token: the new one if it was not seen, else the one it signed
-# first (ON CONFLICT waits for a concurrent first use to commit, then reads it). The expired
-# rows go in the same statement; the token itself is never among them (another clock may call
-# it fresh).
-REMEMBER_SQL = """
-WITH expired AS (
-    DELETE FROM webhook_token WHERE token IN (
-        SELECT token FROM webhook_token
-         WHERE expires_at < now() AND token <> %(token)s
-         ORDER BY expires_at LIMIT %(purge)s
-           FOR UPDATE SKIP LOCKED)
-)
-INSERT INTO webhook_token AS seen (token, event_digest, expires_at)
-VALUES (%(token)s, %(digest)s, to_timestamp(%(expires)s))
-ON CONFLICT (token) DO UPDATE SET event_digest = seen.event_digest
-RETURNING event_digest
-"""
+SQL = load("webhook_tokens.sql")
+PURGE_PER_WRITE = 10  # expired tokens each new one deletes: more than one keeps up
 
 
 def event_digest(event_data):
@@ -46,7 +31,7 @@ def remember(conn, token, digest, expires):
     """Keep ``token`` with ``digest`` until ``expires`` (epoch seconds); whether it is new or
     was seen with this very event before (False: it signed another event)."""
     stored = conn.exec_driver_sql(
-        REMEMBER_SQL,
+        SQL.remember,
         {"token": token, "digest": digest, "expires": expires, "purge": PURGE_PER_WRITE},
     ).scalar_one()
     return stored == digest

@@ -2,9 +2,9 @@
 ``GET /mail/<id>`` shows it, with its attachments, attempts, recipients and events; the pages
 and the batch's answer.
 
-A listed mail is written from an ``email`` row: ``mailqueue.page``'s tuples of ``PAGE_COLUMNS``,
-or a mapping of the same columns (``mailqueue.mail_detail``'s, or the row ``enqueue_many``
-stored). The whole mail adds its child rows, each read by attribute (``mailqueue``'s named
+A listed mail is written from an ``email`` row: ``reads.page``'s tuples of ``PAGE_COLUMNS``,
+or a mapping of the same columns (``reads.mail_detail``'s, or the row ``enqueue_many``
+stored). The whole mail adds its child rows, each read by attribute (``reads``' named
 tuples).
 """
 
@@ -15,7 +15,7 @@ from uuid import UUID
 from pydantic import Field
 
 from mailer.events.provider import EVENT_TYPES
-from mailer.queue.mailqueue import RecipientRow
+from mailer.queue.reads import RecipientRow
 from mailer.shapes.wire import AsIs, Shape, Source
 from mailer.vocabulary import ANSWER_OUTCOMES, ATTEMPT_OUTCOMES, MAIL_STATUSES
 from models import RECIPIENT_STATUSES, WAITING

@@ -16,7 +16,7 @@ Under gunicorn each worker process counts on its own, in prometheus-client's mul
 
 What is read from the database at each scrape (``database_metrics``), a few small indexed
 queries and no COUNT over the mail table: mail by status (the ledger of
-``mailqueue.status_counts``), the age of the oldest due mail, each provider's breaker state,
+``counts.status_counts``), the age of the oldest due mail, each provider's breaker state,
 weight, cap and current rate, meltdown, and the workers alive by their heartbeats.
 
 ``/metrics`` is protected like the API: with ``METRICS_TOKEN`` set it takes that bearer token
@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.api.auth import count_failure, matches_any, presented_api_key, require_api_key
 from mailer.api.errors import ApiError
-from mailer.queue import heartbeats, mailqueue
+from mailer.queue import counts, heartbeats
 from mailer.telemetry.families import breaker_family, gauge, plan_families
 from mailer.worker import circuit, dispatch, ratecap
 from models import db
@@ -191,7 +191,7 @@ class DatabaseCollector:
         """
         try:
             with db.engine.begin() as conn:
-                mailqueue.fold_status_counts(conn)
+                counts.fold_status_counts(conn)
                 families = list(database_metrics(conn, self.config))
         except SQLAlchemyError:
             families = []
@@ -207,20 +207,20 @@ class DatabaseCollector:
 def database_metrics(conn, config):
     """The metric families read from the database on ``conn``."""
     names = list(config["PROVIDERS"])
-    counts = mailqueue.status_counts(conn)
+    by_status = counts.status_counts(conn)
     health = circuit.health(conn, names)
     plan = dispatch.plan(config, names, ratecap.current_rates(conn))
     yield gauge(
         "mail_queue_mails",
         "Mails in each status (a ledger kept by the database)",
         ["status"],
-        [((status,), count) for status, count in counts.items()],
+        [((status,), count) for status, count in by_status.items()],
     )
     yield gauge(
         "mail_queue_oldest_due_age_seconds",
         "Seconds the oldest due mail has waited",
         [],
-        [((), mailqueue.oldest_due_age(conn))],
+        [((), counts.oldest_due_age(conn))],
     )
     yield gauge(
         "mail_workers_alive",

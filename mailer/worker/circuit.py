@@ -19,18 +19,14 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import func, insert, literal_column, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.clock import DbClock
 from mailer.database import describe
-from models import ProviderAction, ProviderState, utcnow
+from mailer.queue import breakers
+from models import utcnow
 
 log = logging.getLogger("mail_service.circuit")
-table = ProviderState.__table__
-actions = ProviderAction.__table__
-SECOND = literal_column("interval '1 second'")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 CIRCUIT_STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -39,7 +35,6 @@ PAUSED = "paused"  # shown instead of the circuit's state while a 429 pause last
 USE, PROBE, SKIP = "use", "probe", "skip"
 # What an operator may do to a breaker by hand (the ``provider_action`` log's ``action``).
 OPEN_BY_HAND, CLOSE_BY_HAND = "open", "close"
-NOT_HELD = table.c.held_by.is_(None)
 
 
 class Breakers:
@@ -70,15 +65,7 @@ class Breakers:
     def ensure_rows(self):
         """Create a closed breaker row for every provider that has none yet."""
         with self.engine.begin() as conn:
-            existing = set(conn.scalars(select(table.c.name)))
-        for name in self.names:
-            if name in existing:
-                continue
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(table).values(name=name, state=CLOSED))
-            except IntegrityError:
-                pass  # another worker created it first
+            breakers.ensure(conn, self.names)
         self.refresh(force=True)
 
     def refresh(self, force=False):
@@ -87,9 +74,8 @@ class Breakers:
             return
         asked_at = utcnow()
         with self.engine.connect() as conn:
-            db_now = conn.scalar(select(func.clock_timestamp()))
-            rows = conn.execute(select(table).where(table.c.name.in_(self.names))).mappings()
-            fresh = {row["name"]: dict(row) for row in rows}
+            db_now = breakers.clock(conn)
+            fresh = {row["name"]: row for row in breakers.breakers(conn, self.names)}
         self.clock.sync(db_now, asked_at, utcnow())
         with self._lock:
             self._rows = fresh
@@ -120,22 +106,8 @@ class Breakers:
 
     def try_probe(self, name):
         """Claim the single probe of an open breaker; True if this caller won it."""
-        due = or_(
-            (table.c.state == OPEN) & (table.c.open_until <= func.now()),
-            (table.c.state == HALF_OPEN) & (table.c.probe_until <= func.now()),
-        )
-        statement = (
-            update(table)
-            .where(table.c.name == name, due, NOT_HELD)
-            .values(
-                state=HALF_OPEN,
-                probe_until=func.now() + SECOND * self.probe_window,
-                updated_at=func.now(),
-            )
-            .returning(table.c.probe_until)
-        )
         with self.engine.begin() as conn:
-            probe_until = conn.scalar(statement)
+            probe_until = breakers.try_probe(conn, name, self.probe_window)
         if probe_until is None:
             return False
         log.info("probing %s after its cool-down", name, extra={"provider": name})
@@ -157,11 +129,7 @@ class Breakers:
             "probe_until": None,
         }
         with self.engine.begin() as conn:
-            closed = conn.execute(
-                update(table)
-                .where(table.c.name == name, NOT_HELD)
-                .values(**values, updated_at=func.now())
-            ).rowcount
+            closed = breakers.close(conn, name)
         if not closed:
             return
         self._update_local(name, values)
@@ -173,22 +141,14 @@ class Breakers:
     def record_failure(self, name, reason):
         """Count a transient failure; open the breaker at the threshold or after a failed probe."""
         with self.engine.begin() as conn:
-            row = (
-                conn.execute(
-                    select(table, func.now().label("db_now"))
-                    .where(table.c.name == name)
-                    .with_for_update()
-                )
-                .mappings()
-                .first()
-            )
+            row = breakers.lock(conn, name)
             if row is None:
                 return
             values = failure_transition(
-                dict(row), row["db_now"], self.threshold, self.cooldown, self.cooldown_cap
+                row, row["db_now"], self.threshold, self.cooldown, self.cooldown_cap
             )
             values["last_error"] = reason[:500]
-            conn.execute(update(table).where(table.c.name == name).values(**values))
+            breakers.fail(conn, {**row, **values})
         if values.get("state") == OPEN and row["state"] != OPEN:
             log.error(
                 "%s failing (%s): circuit open for %.0fs after %d consecutive failures",
@@ -202,16 +162,8 @@ class Breakers:
 
     def pause(self, name, seconds, reason):
         """Skip ``name`` for ``seconds`` from now (a 429), without counting an outage."""
-        until = func.now() + SECOND * seconds
-        later = or_(table.c.paused_until.is_(None), table.c.paused_until < until)
-        statement = (
-            update(table)
-            .where(table.c.name == name, later)
-            .values(paused_until=until, last_error=reason[:500], updated_at=func.now())
-            .returning(table.c.paused_until)
-        )
         with self.engine.begin() as conn:
-            paused_until = conn.scalar(statement)
+            paused_until = breakers.pause(conn, name, seconds, reason[:500])
         log.warning("%s rate-limits us: paused for %.0fs", name, seconds, extra={"provider": name})
         if paused_until is not None:
             self._update_local(name, {"paused_until": paused_until})
@@ -302,10 +254,7 @@ def health(conn, names=None):
 
     ``names`` limits it to the providers this process is configured with.
     """
-    query = select(table, func.now().label("db_now")).order_by(table.c.name)
-    if names:
-        query = query.where(table.c.name.in_(names))
-    rows = [dict(row) for row in conn.execute(query).mappings()]
+    rows = breakers.breakers(conn, names)
     now = rows[0]["db_now"] if rows else None
     providers = [provider_health(row, now) for row in rows]
     melted = is_meltdown(mode_of(row, now) for row in rows)
@@ -318,18 +267,8 @@ def open_by_hand(conn, name, actor, reason=None):
     Workers skip the provider from their next refresh (half a second) until an operator closes
     it: no cool-down ends it, no probe is sent, a send still in flight cannot close it.
     """
-    values = {
-        "state": OPEN,
-        "open_until": None,
-        "probe_until": None,
-        "held_by": actor,
-        "held_at": func.now(),
-        "held_reason": reason,
-        "updated_at": func.now(),
-    }
-    statement = pg_insert(table).values(name=name, consecutive_failures=0, cooldown=0.0, **values)
-    conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
-    _log_hand_action(conn, name, OPEN_BY_HAND, actor, reason)
+    breakers.open_by_hand(conn, name, actor, reason)
+    breakers.log_hand_action(conn, name, OPEN_BY_HAND, actor, reason)
     log.warning("%s opened by hand by %s%s", name, actor, f" ({reason})" if reason else "")
 
 
@@ -339,36 +278,16 @@ def close_by_hand(conn, name, actor, reason=None):
     Traffic returns to it at once. A 429 pause stays: that is the provider's own word.
     Returns whether a breaker row was there to close.
     """
-    closed = conn.execute(
-        update(table)
-        .where(table.c.name == name)
-        .values(
-            state=CLOSED,
-            consecutive_failures=0,
-            cooldown=0.0,
-            open_until=None,
-            probe_until=None,
-            held_by=None,
-            held_at=None,
-            held_reason=None,
-            updated_at=func.now(),
-        )
-    ).rowcount
+    closed = breakers.close_by_hand(conn, name)
     if closed:
-        _log_hand_action(conn, name, CLOSE_BY_HAND, actor, reason)
+        breakers.log_hand_action(conn, name, CLOSE_BY_HAND, actor, reason)
         log.warning("%s closed by hand by %s", name, actor)
-    return bool(closed)
-
-
-def _log_hand_action(conn, name, action, actor, reason):
-    """One row of the ``provider_action`` log."""
-    conn.execute(insert(actions).values(provider=name, action=action, actor=actor, reason=reason))
+    return closed
 
 
 def hand_actions(conn, limit=20):
     """The latest breaker actions by hand, newest first, as dicts."""
-    query = select(actions).order_by(actions.c.id.desc()).limit(limit)
-    return [dict(row) for row in conn.execute(query).mappings()]
+    return breakers.hand_actions(conn, limit)
 
 
 def _iso(moment):

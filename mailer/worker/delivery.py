@@ -171,7 +171,7 @@ def _answer(
 
 @dataclass(frozen=True)
 class Decision:
-    """A mail's next state after one delivery, as ``mailqueue.finish`` records it."""
+    """A mail's next state after one delivery, as ``lease.finish`` records it."""
 
     id: object
     status: str

@@ -43,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailer.database import describe
 from mailer.events import outbox
 from mailer.events.sender import WebhookSender
-from mailer.queue import heartbeats, mailqueue, suppressions
+from mailer.queue import counts, heartbeats, lease, suppressions
 from mailer.queue.notify import QueueListener, listen_engine
 from mailer.telemetry import logs
 from mailer.telemetry.worker import WorkerMetrics
@@ -241,7 +241,7 @@ class Worker:
             return 0
         self.dispatcher.wait_hint = None  # set again only if the caps hold back claimed mail
         with self.engine.begin() as conn:
-            rows = mailqueue.claim(conn, self.name, limit, self.lease)
+            rows = lease.claim(conn, self.name, limit, self.lease)
             # One look-up of the whole batch's recipients on the suppression list.
             blocked = suppressions.active(
                 conn,
@@ -263,7 +263,7 @@ class Worker:
         orders = self._orders(len(sendable))
         if len(orders) < len(sendable):  # the rate caps leave no room for these: back they go
             with self.engine.begin() as conn:
-                mailqueue.release(conn, self.name, [row["id"] for row in sendable[len(orders) :]])
+                lease.release(conn, self.name, [row["id"] for row in sendable[len(orders) :]])
         for row, order in zip(sendable, orders, strict=False):
             self.inflight[row["id"]] = row
             self.todo.put((row, order))
@@ -421,7 +421,7 @@ class Worker:
         decisions = [decision for decision, _ in batch]
         attempts = [row for _, rows in batch for row in rows]
         with self.engine.begin() as conn:
-            mailqueue.finish(conn, self.name, decisions, attempts, self.webhooks)
+            lease.finish(conn, self.name, decisions, attempts, self.webhooks)
         for decision, rows in batch:  # counted once recorded
             self.metrics.observe(decision.status, rows)
 
@@ -430,7 +430,7 @@ class Worker:
         if time.monotonic() - self.last_reap < self.reap_interval:
             return
         with self.engine.begin() as conn:
-            reaped = mailqueue.reap(conn, self.policy.max_attempts, self.name)
+            reaped = lease.reap(conn, self.policy.max_attempts, self.name)
         self.last_reap = time.monotonic()
         for mail_id, status in reaped:
             log.warning(
@@ -450,7 +450,7 @@ class Worker:
             return
         with self.engine.begin() as conn:  # one transaction: one commit every INTERVAL
             heartbeats.beat(conn, self.name, len(self.inflight), self.sent_count, self.failed_count)
-            mailqueue.fold_status_counts(conn)
+            counts.fold_status_counts(conn)
             heartbeats.forget_stale(conn, heartbeats.STALE_AFTER)
         self.last_beat = time.monotonic()
 
@@ -469,7 +469,7 @@ class Worker:
             seconds = self.breakers.seconds_to_next_change()
         else:
             with self.engine.connect() as conn:
-                seconds = mailqueue.seconds_until_due(conn)
+                seconds = lease.seconds_until_due(conn)
         timeout = self.poll_interval
         if seconds is not None:
             timeout = min(max(seconds, 0.05), self.poll_interval)
@@ -500,7 +500,7 @@ class Worker:
             try:
                 self._flush()
                 with self.engine.begin() as conn:
-                    mailqueue.release(conn, self.name, ids)
+                    lease.release(conn, self.name, ids)
                 return
             except SQLAlchemyError as err:
                 log.error("cannot record results (%s); retrying in %.1fs", describe(err), delay)

@@ -15,45 +15,13 @@ across the edge of a window: at the provider, ``margin()`` allows ``DISPATCH_SEC
 
 import math
 
-from sqlalchemy import text
+from mailer.queue import rates
 
 BURST_SECONDS = 0.2  # the bucket holds this many seconds of the rate (the margin over a cap)
 # A token is taken when a batch is claimed, and its send reaches the provider after the batch
 # waits for a send thread and the request crosses the network: measured at the provider, a
 # one-second window can also hold the sends of up to this many seconds' tokens from before it.
 DISPATCH_SECONDS = 0.1
-
-TAKE = text("""
-    WITH cur AS (
-        SELECT name, clock_timestamp() AS moment, granted, "window",
-               LEAST(:burst, tokens + :rate * extract(epoch FROM clock_timestamp() - refilled_at))
-                   AS available
-        FROM provider_rate WHERE name = :name FOR UPDATE
-    ), taken AS (
-        SELECT *, LEAST(:wanted, floor(available))::int AS n,
-               date_trunc('second', moment) AS second FROM cur
-    )
-    UPDATE provider_rate AS p SET
-        tokens = t.available - t.n,
-        refilled_at = t.moment,
-        "window" = t.second,
-        last_granted = CASE WHEN t."window" = t.second THEN p.last_granted
-                            WHEN t."window" = t.second - interval '1 second' THEN p.granted
-                            ELSE 0 END,
-        granted = CASE WHEN t."window" = t.second THEN p.granted + t.n ELSE t.n END
-    FROM taken AS t WHERE p.name = t.name
-    RETURNING t.n, t.available
-""")
-ENSURE = text(
-    "INSERT INTO provider_rate (name, tokens) VALUES (:name, :burst) ON CONFLICT (name) DO NOTHING"
-)
-RATES = text("""
-    SELECT name,
-           CASE WHEN "window" = date_trunc('second', now()) THEN last_granted
-                WHEN "window" = date_trunc('second', now()) - interval '1 second' THEN granted
-                ELSE 0 END AS rate
-    FROM provider_rate
-""")
 
 
 def burst(rate):
@@ -64,14 +32,12 @@ def burst(rate):
 def ensure_rows(conn, caps):
     """Create the bucket of each capped provider that has none yet (full)."""
     for name, rate in caps.items():
-        conn.execute(ENSURE, {"name": name, "burst": burst(rate)})
+        rates.ensure(conn, name, burst(rate))
 
 
 def take(conn, name, rate, wanted):
     """Take up to ``wanted`` tokens of ``name``'s bucket: (how many, seconds to the next one)."""
-    row = conn.execute(
-        TAKE, {"name": name, "rate": rate, "burst": burst(rate), "wanted": wanted}
-    ).first()
+    row = rates.take(conn, name, rate, burst(rate), wanted)
     if row is None:  # no bucket yet (another worker's start): nothing taken this time
         return 0, 0.05
     taken, available = row
@@ -81,7 +47,7 @@ def take(conn, name, rate, wanted):
 
 def current_rates(conn):
     """Each capped provider's sends per second over the last whole second, by name."""
-    return {name: rate for name, rate in conn.execute(RATES)}
+    return rates.current_rates(conn)
 
 
 def margin(rate):

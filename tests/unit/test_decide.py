@@ -25,7 +25,7 @@ ANSWER = {"provider": "mailgun", "outcome": "transient", "error": "HTTP 503"}
 
 
 def row(attempts=0, budget_used=None, age=5.0):
-    """A claimed row as ``mailqueue.claim`` returns it."""
+    """A claimed row as ``lease.claim`` returns it."""
     used = attempts if budget_used is None else budget_used
     return {"id": "m1", "attempts": attempts, "budget_used": used, "age": age}
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailer.api.resources import accepted_mail, stamp_mail
-from mailer.queue import mailqueue
-from mailer.queue.mailqueue import AttachmentRow
+from mailer.queue import submit
+from mailer.queue.reads import AttachmentRow
 from mailer.shapes.mail import Mail
 from mailer.validation.mail import validate_mail
 
@@ -36,7 +36,7 @@ REQUESTS = [
 
 def stored(request, status):
     """The row ``enqueue_many`` returns for ``request``, as the database would stamp it."""
-    row = mailqueue.new_mail_row(validate_mail(dict(request), **LIMITS), mailqueue.new_ids(1)[0])
+    row = submit.new_mail_row(validate_mail(dict(request), **LIMITS), submit.new_ids(1)[0])
     row.update(
         {
             "created_at": NOW,
@@ -49,7 +49,7 @@ def stored(request, status):
 
 
 def as_read_back(row):
-    """``mailqueue.mail_detail``'s dict of the stored mail: nothing delivered yet."""
+    """``reads.mail_detail``'s dict of the stored mail: nothing delivered yet."""
     return {
         **row,
         "result": None,

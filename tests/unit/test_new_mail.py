@@ -1,13 +1,13 @@
-"""A new mail's row: its id (``mailqueue.new_ids``: random version 4 UUIDs, written as
-``str(uuid.uuid4())`` writes them) and its recipients (``mailqueue.recipients_of``)."""
+"""A new mail's row: its id (``submit.new_ids``: random version 4 UUIDs, written as
+``str(uuid.uuid4())`` writes them) and its recipients (``submit.recipients_of``)."""
 
 import uuid
 
-from mailer.queue import mailqueue
+from mailer.queue import submit
 
 
 def test_new_ids_are_distinct_version_4_uuids_as_text():
-    ids = mailqueue.new_ids(5000)
+    ids = submit.new_ids(5000)
     assert len(set(ids)) == 5000
     for mail_id in ids:
         parsed = uuid.UUID(mail_id)
@@ -19,14 +19,14 @@ def test_new_ids_are_distinct_version_4_uuids_as_text():
 
 
 def test_no_mail_no_ids():
-    assert mailqueue.new_ids(0) == []
+    assert submit.new_ids(0) == []
 
 
 def test_recipients_are_bare_addresses_once_each_in_to_cc_bcc_order():
-    assert mailqueue.recipients_of(["Ann <ann@Example.COM>"], [], []) == ["ann@example.com"]
-    assert mailqueue.recipients_of(
+    assert submit.recipients_of(["Ann <ann@Example.COM>"], [], []) == ["ann@example.com"]
+    assert submit.recipients_of(
         ["b@example.com", "Ann <ann@example.com>"],
         ["ANN@example.com", "ann@EXAMPLE.com"],
         ["b@example.com", "c@example.com"],
     ) == ["b@example.com", "ann@example.com", "ANN@example.com", "c@example.com"]
-    assert mailqueue.recipients_of(["a@example.com"], [], ["a@example.com"]) == ["a@example.com"]
+    assert submit.recipients_of(["a@example.com"], [], ["a@example.com"]) == ["a@example.com"]
