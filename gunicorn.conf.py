@@ -2,6 +2,14 @@
 #     gunicorn -c gunicorn.conf.py wsgi:app   (wsgi.py also checks the database schema)
 # Override with environment variables: BIND, WEB_CONCURRENCY (processes),
 # GUNICORN_WORKER_CONNECTIONS, GUNICORN_LOG_LEVEL, GUNICORN_CONTROL_SOCKET (see below).
+
+# gevent patches the standard library before anything imports it: the hooks below import the
+# app's modules in the master, whose imports (ssl among them) the workers inherit when forked,
+# and a module patched after its import may misbehave (gevent's MonkeyPatchWarning).
+from gevent import monkey
+
+monkey.patch_all()
+
 import os
 import shutil
 import sys
