@@ -484,8 +484,12 @@ def validate_suppression(data):
     errors = [{"field": name, "message": "Unknown field"} for name in unknown]
     if not isinstance(reason, str) or reason not in suppressions.REASONS:
         errors.append({"field": "reason", "message": f"One of {', '.join(suppressions.REASONS)}"})
-    if detail is not None and (not isinstance(detail, str) or len(detail) > 1000):
-        errors.append({"field": "detail", "message": "A string of at most 1000 characters"})
+    if detail is not None and (
+        not isinstance(detail, str) or len(detail) > 1000 or "\x00" in detail
+    ):
+        errors.append(
+            {"field": "detail", "message": "A string of at most 1000 characters, without NUL"}
+        )
     try:
         address = validate_address(data.get("address"))
     except ValidationError as err:
