@@ -1,9 +1,11 @@
-"""Helpers for tests: a sample mail request, queue many mails at once, read rows, wait."""
+"""Helpers for tests: sample requests, queue many mails at once, read rows, wait."""
 
+import bisect
 import threading
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine, func, insert, select, text
 
@@ -21,6 +23,26 @@ def sample_mail(**fields):
         "text": "Plain body",
         **fields,
     }
+
+
+def sg_payload(**overrides):
+    """A valid SendGrid v3 payload."""
+    payload = {
+        "personalizations": [{"to": [{"email": "bob@example.com", "name": "Bob"}]}],
+        "from": {"email": "shop@example.com", "name": "Shop"},
+        "subject": "Hello",
+        "content": [
+            {"type": "text/plain", "value": "Hi Bob"},
+            {"type": "text/html", "value": "<p>Hi Bob</p>"},
+        ],
+    }
+    payload.update(overrides)
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def later(seconds):
+    """An ISO 8601 time ``seconds`` from now, with its zone."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 def queue_mails(database_url, count, **fields):
@@ -131,6 +153,21 @@ def leases_expired(database_url):
         row["locked_until"] < now
         for row in mail_rows(database_url).values()
         if row["status"] == SENDING
+    )
+
+
+def arrival_times(sandbox, provider):
+    """When the sandbox received each of ``provider``'s mails, in seconds, sorted."""
+    return sorted(
+        datetime.fromisoformat(m["received_at"]).timestamp() for m in sandbox.messages(provider)
+    )
+
+
+def busiest_second(times):
+    """The most mails in any one-second window (sliding)."""
+    return max(
+        (bisect.bisect_left(times, start + 1.0) - index for index, start in enumerate(times)),
+        default=0,
     )
 
 

@@ -9,6 +9,14 @@ from datetime import UTC
 import pytest
 from helpers import sample_mail
 
+from integration.admin.pages import (
+    csrf_token,
+    details,
+    listed_subjects,
+    post_mail,
+    provider_row,
+    text_of,
+)
 from models import STATUSES
 from providers import REGISTRY
 
@@ -22,24 +30,6 @@ FORM = {
     "text": "Body",
     "html": "",
 }
-
-
-def post_mail(client, **fields):
-    """Submit a mail through the API; returns its id."""
-    response = client.post("/mail", json=sample_mail(**fields))
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()["id"]
-
-
-def csrf_token(client, path):
-    """The CSRF token of the form rendered at ``path``."""
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-
-
-def text_of(markup):
-    """The text a browser shows for an HTML fragment, whitespace collapsed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
 def list_rows(client, query=""):
@@ -56,42 +46,12 @@ def list_rows(client, query=""):
     return rows
 
 
-def details(client, mail_id):
-    """The detail page of a mail as {label: text}."""
-    page = client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
-    return {
-        text_of(label): text_of(value)
-        for label, value in re.findall(
-            r"<tr>\s*<td>\s*<b>(.*?)</b>\s*</td>\s*<td>(.*?)</td>\s*</tr>", page, re.S
-        )
-    }
-
-
-def listed_subjects(client, query=""):
-    """The subjects shown by the mail list (with ``query`` string)."""
-    page = client.get(f"/admin/email/{query}")
-    assert page.status_code == 200
-    cells = re.findall(
-        r'<td class="col-subject">\s*(.*?)\s*</td>', page.get_data(as_text=True), re.S
-    )
-    return sorted(html.unescape(cell) for cell in cells)
-
-
 # --- Dashboard ------------------------------------------------------------------------------
 
 
 def dashboard_counts(page):
     """The dashboard's count of each status, as shown."""
     return dict(re.findall(r'data-count="(\w+)"[^>]*>(\d+)</td>', page))
-
-
-def provider_row(page, name):
-    """The dashboard's row of provider ``name`` as {field: text}."""
-    row = re.search(rf'<tr data-provider="{name}">(.*?)</tr>', page, re.S).group(1)
-    return {
-        field: text_of(value)
-        for field, value in re.findall(r'<td[^>]*data-field="(\w+)"[^>]*>(.*?)</td>', row, re.S)
-    }
 
 
 def test_dashboard_shows_counts_and_provider_health(client, sql):

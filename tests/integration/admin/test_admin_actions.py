@@ -12,25 +12,23 @@ import re
 import uuid
 
 import pytest
-from test_admin import csrf_token, details, listed_subjects, post_mail
 
+from integration.admin.pages import (
+    OPERATOR,
+    csrf_token,
+    details,
+    listed_subjects,
+    log_in,
+    post_mail,
+)
 from mailer.admin import views as admin
 from mailer.queue import heartbeats
 
-OPERATOR = "admin:ops"  # what admin.operator() records for the logged-in user below
 ATTACHMENT = {
     "filename": "terms.pdf",
     "content_type": "application/pdf",
     "content": base64.b64encode(b"%PDF-1.4 terms").decode(),
 }
-
-
-def log_in(app, client):
-    """Require the admin login on ``app`` and log ``client`` in as user ``ops`` (HTTP Basic)."""
-    app.config.update(ADMIN_USERNAME="ops", ADMIN_PASSWORD="s3cret")
-    token = base64.b64encode(b"ops:s3cret").decode()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Basic {token}"
-    return client
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ suppression list (add, remove) and the client webhooks with their attempts."""
 import re
 
 from signed import mailgun_body
-from test_admin import csrf_token, post_mail
+
+from integration.admin.pages import csrf_token, post_mail
 
 ANN, BOB = "ann@example.com", "bob@example.com"
 

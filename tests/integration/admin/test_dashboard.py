@@ -7,9 +7,8 @@ import re
 import uuid
 
 import pytest
-from test_admin import csrf_token, post_mail, provider_row
-from test_admin_actions import OPERATOR, log_in
 
+from integration.admin.pages import OPERATOR, csrf_token, log_in, post_mail, provider_row
 from mailer.queue import heartbeats
 from models import STATUSES
 

@@ -5,13 +5,10 @@ for every kind of mail, every page and filter."""
 import base64
 import json
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.api import listing
-
-NOW = datetime(2026, 11, 29, 4, 0, 0, 123456, tzinfo=UTC)
 ODD = 'Grüße ☃ 😀 "quoted" back\\slash tab\t nl\n del\x7f bell\x07 </script>'
 PDF = base64.b64encode(b"%PDF-1.4 terms").decode()
 MAILS = {
@@ -121,81 +118,3 @@ def test_every_page_of_a_walk_is_the_same_bytes(app, client, stored):
         if cursor is None:
             break
     assert pages == 3  # 6 mails, 2 a page
-
-
-def row(**values):
-    """A listed mail's row (``mailqueue.PAGE_COLUMNS``) with ``values`` replaced."""
-    base = {
-        "id": str(uuid.uuid4()),
-        "status": "queued",
-        "from_address": "a@example.com",
-        "to_address": ["b@example.com"],
-        "cc": [],
-        "bcc": [],
-        "reply_to": None,
-        "subject": "Hi",
-        "text": "Hello",
-        "html": None,
-        "result": None,
-        "provider": None,
-        "provider_message_id": None,
-        "attempts": 0,
-        "last_error": None,
-        "next_attempt_at": NOW,
-        "send_at": None,
-        "headers": None,
-        "metadata": None,
-        "tags": [],
-        "created_at": NOW,
-        "updated_at": NOW,
-        "sent_at": None,
-        **values,
-    }
-    return tuple(base[name] for name in listing.PAGE_COLUMNS)
-
-
-ROWS = [
-    row(),
-    row(
-        status="sent",
-        next_attempt_at=NOW.replace(microsecond=0),
-        sent_at=NOW,
-        cc=None,
-        bcc=None,
-        tags=None,
-        headers={},
-        metadata={},
-    ),
-    row(
-        subject=ODD,
-        text=ODD,
-        html=ODD,
-        reply_to=ODD,
-        to_address=[ODD, "c@example.com"],
-        cc=[ODD, None],
-        tags=[ODD],
-        headers={ODD: ODD},
-        metadata={"x": 1.5, "y": [1, None]},
-        result=[{"id": ODD, "n": 10**30, "f": 0.1}],
-        provider="mailgun",
-        provider_message_id=ODD,
-        attempts=12,
-        last_error=ODD,
-    ),
-    row(
-        status="scheduled",
-        send_at=NOW + timedelta(days=1),
-        created_at=NOW.astimezone(timezone(timedelta(hours=5, minutes=30))),
-        next_attempt_at=NOW.replace(microsecond=0, tzinfo=timezone(-timedelta(hours=3))),
-    ),
-    row(status="failed", result="a JSON string", id=uuid.uuid4()),
-]
-
-
-@pytest.mark.parametrize("count", range(len(ROWS) + 1))
-@pytest.mark.parametrize("more", [False, True])
-def test_page_json_is_json_dumps_of_page_body(count, more):
-    rows = ROWS[:count]
-    if more and not rows:
-        return  # a page with more after it has a last mail
-    assert listing.page_json(rows, more) == json.dumps(listing.page_body(rows, more)) + "\n"

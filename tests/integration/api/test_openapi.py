@@ -5,22 +5,18 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
 
 import models
 from app import create_app
+from integration.api.schemas import assert_matches, validator
 from mailer import vocabulary
 from mailer.api import openapi
 from mailer.api.resources import MAX_BATCH
 from mailer.config import DEFAULTS
 from mailer.validation.headers import FORBIDDEN_IN_HEADERS
 from mailer.worker import circuit
-from providers import base
 
-SPEC_URI = "urn:mail-service:openapi"
 MAIL = {
     "from": "Sender <sender@example.com>",
     "to": "rcpt@example.com",
@@ -37,28 +33,6 @@ def spec(client):
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     return response.get_json()
-
-
-def validator(spec, name):
-    """An OpenAPI 3.0 validator of the component schema ``name``, resolving ``$ref``s in spec."""
-    registry = Registry().with_resource(
-        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT4)
-    )
-    return OAS30Validator(
-        {"$ref": f"{SPEC_URI}#/components/schemas/{name}"},
-        registry=registry,
-        format_checker=oas30_format_checker,
-    )
-
-
-def assert_matches(spec, name, body):
-    """``body`` validates against the schema ``name``, with no key the schema does not list."""
-    errors = [
-        f"{list(error.absolute_path)}: {error.message}"
-        for error in validator(spec, name).iter_errors(body)
-    ]
-    assert errors == [], errors
-    assert set(body) == set(spec["components"]["schemas"][name]["properties"])
 
 
 def openapi_path(rule):
@@ -158,27 +132,6 @@ def test_enums_and_limits_come_from_the_code(spec):
     ]
     batch = spec["paths"]["/mail/batch"]["post"]["requestBody"]["content"]["application/json"]
     assert batch["schema"]["maxItems"] == MAX_BATCH
-
-
-def error_classes(cls):
-    """``cls`` and every subclass of it that is loaded, wherever it is defined."""
-    return [cls, *(sub for child in cls.__subclasses__() for sub in error_classes(child))]
-
-
-def test_outcomes_cover_every_provider_error():
-    outcomes = {cls.outcome for cls in error_classes(base.ProviderError)}
-    assert outcomes | {"sent"} == set(vocabulary.ANSWER_OUTCOMES)
-    assert len(vocabulary.ANSWER_OUTCOMES) == len(set(vocabulary.ANSWER_OUTCOMES))
-    assert vocabulary.ATTEMPT_OUTCOMES == [
-        *vocabulary.ANSWER_OUTCOMES,
-        "lease_expired",
-        "retried",
-        "cancelled",
-        "released",
-        "send_now",
-        "resent",
-        "resent_from",
-    ]
 
 
 # Real answers against the document ------------------------------------------------------------

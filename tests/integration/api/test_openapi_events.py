@@ -3,8 +3,8 @@ recipients and timeline, checked against what the API really answers."""
 
 import pytest
 from signed import mailgun_body
-from test_openapi import assert_matches, validator
 
+from integration.api.schemas import assert_matches, validator
 from mailer.events import provider as provider_events
 from mailer.queue import suppressions
 from models import RECIPIENT_STATUSES

@@ -5,13 +5,12 @@ kind of change: inserts, claims, sends and failures, cancels, retries, purges, a
 claims from several connections at once.
 """
 
-import signal
 import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from conftest import migrated_to, start_worker_process
+from conftest import migrated_to
 from flask_migrate import downgrade, upgrade
 from helpers import queue_mails, statuses, wait_for
 from sqlalchemy import create_engine, text
@@ -211,36 +210,6 @@ def test_a_running_worker_beats_and_forgets_its_row_when_it_stops(app, settings,
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM worker_heartbeat")) == 0
     engine.dispose()
-
-
-def test_a_worker_process_beats_until_sigterm_and_a_killed_one_stops_beating(app, settings):
-    engine = create_engine(settings["DATABASE_URL"])
-
-    def rows():
-        with engine.connect() as conn:
-            return {row["pid"]: row for row in heartbeats.alive(conn, within_seconds=600)}
-
-    stopped, killed = (start_worker_process(settings) for _ in range(2))
-    try:
-        wait_for(lambda: {stopped.pid, killed.pid} <= set(rows()), 20, message="two heartbeats")
-        stopped.send_signal(signal.SIGTERM)
-        assert stopped.wait(20) == 0
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(20)
-        assert set(rows()) == {killed.pid}  # gone on a clean stop; a killed one's row stays
-        # ... and stops moving: older than a live worker's ever gets between two beats.
-        wait_for(
-            lambda: rows()[killed.pid]["age"] > heartbeats.INTERVAL + 2,
-            20,
-            message="the killed worker's heartbeat to age",
-        )
-    finally:
-        for process in (stopped, killed):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            process.stdout.close()
-        engine.dispose()
 
 
 def test_a_worker_not_seen_lately_is_not_alive(app, settings):

@@ -2,40 +2,19 @@
 queue read from the database) and a worker's own, values that move when mail is sent or fails,
 who may read them, and the sum over gunicorn's processes."""
 
-import json
-import os
-import re
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 
 import pytest
 import requests
-from conftest import ROOT
 from helpers import queue_mails, sample_mail, wait_for
-from prometheus_client.parser import text_string_to_metric_families
-from test_client_webhooks import SECRET, Receiver
-from test_gunicorn import Gunicorn, gunicorn_env
+from scrape import parse, value
+
+from integration.receiver import SECRET, Receiver
 
 pytestmark = pytest.mark.committed  # the scrape reads the queue on a connection of its own
 
 TOKEN = "metrics-token-for-tests"
-
-
-def parse(text):
-    """Every sample of a scrape: {(name, frozenset of label pairs): value}."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples, name, **labels):
-    """One sample's value, 0 if the scrape does not have it."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def scrape(client, **headers):
@@ -261,124 +240,4 @@ def test_worker_metrics_ask_for_the_token(run_worker):
 # gunicorn: several processes, one sum ----------------------------------------------------------
 
 
-@pytest.fixture
-def gunicorn_server(tmp_path, database_url):
-    """gunicorn with three single-threaded processes; stopped at the end."""
-    env = gunicorn_env(
-        tmp_path,
-        database_url,
-        WEB_CONCURRENCY="3",
-        GUNICORN_THREADS="1",
-        PROMETHEUS_MULTIPROC_DIR=None,
-    )
-    server = Gunicorn(env)
-    yield server
-    server.stop()
-
-
-def test_gunicorn_sums_the_counts_of_every_process(app, gunicorn_server):
-    base = f"http://127.0.0.1:{gunicorn_server.port()}"
-    wait_for(lambda: _ready(base), 60, message="gunicorn's processes to serve")
-    directory = wait_for(lambda: _metrics_dir(gunicorn_server.output), 5, message="the dir")
-    posted = 0
-    # Rounds of six new connections at once, until two processes or more have served some
-    # (a process still loading the app takes none): each process counts in files of its own.
-    for _ in range(20):
-        posted += post_concurrently(base + "/mail", connections=6, each=5)
-        if len(_pids(directory)) >= 2:
-            break
-    assert len(_pids(directory)) >= 2, "the requests were served by more than one process"
-    samples = parse(requests.get(base + "/metrics", timeout=10).text)
-    assert value(samples, "mail_api_mails_accepted_total") == posted
-    assert (
-        value(samples, "mail_api_requests_total", endpoint="/mail", method="POST", code="202")
-        == posted
-    )
-    assert value(samples, "mail_queue_mails", status="queued") == posted
-    gunicorn_server.stop()
-    assert not os.path.exists(directory)  # the directory it made is removed on exit
-
-
-def post_concurrently(url, connections, each):
-    """POST ``each`` mails on each of ``connections`` new connections at once; how many."""
-    failures = []
-
-    def post():
-        with requests.Session() as session:
-            for _ in range(each):
-                status = session.post(url, json=sample_mail(), timeout=10).status_code
-                if status != 202:
-                    failures.append(status)
-
-    threads = [threading.Thread(target=post) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not failures
-    return connections * each
-
-
-def _pids(directory):
-    """The processes that have written metrics in ``directory``."""
-    return {name.rsplit("_", 1)[1] for name in os.listdir(directory) if name.endswith(".db")}
-
-
-def _ready(base):
-    """Whether gunicorn answers ``/readyz`` with 200 (its processes may still be booting)."""
-    try:
-        return requests.get(base + "/readyz", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _metrics_dir(output):
-    """The metrics directory gunicorn's master announced, or None."""
-    for line in output.splitlines():
-        if "metrics of the worker processes in " in line:
-            return line.rsplit(" in ", 1)[1].strip()
-    return None
-
-
 # The Grafana dashboard ---------------------------------------------------------------------------
-
-
-def test_the_grafana_dashboard_reads_only_metrics_we_expose():
-    with open(os.path.join(ROOT, "docs", "grafana", "mail-service.json"), encoding="utf-8") as f:
-        dashboard = json.load(f)
-    assert dashboard["uid"] and dashboard["panels"]
-    variables = {item["name"]: item for item in dashboard["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource"
-    assert variables["datasource"]["query"] == "prometheus"
-    exposed = ""
-    for module in ("metrics.py", "metric_families.py", "worker_metrics.py"):
-        with open(os.path.join(ROOT, "mailer", module), encoding="utf-8") as f:
-            exposed += f.read()
-    used = set()
-    for panel in dashboard["panels"]:
-        if panel["type"] == "row":
-            continue
-        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
-        for target in panel["targets"]:
-            used |= set(re.findall(r"\bmail_[a-z_]+", target["expr"]))
-    bare = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
-
-    def defined(name):  # a counter family may be named without its _total
-        return f'"{name}"' in exposed or f'"{name.removesuffix("_total")}"' in exposed
-
-    assert bare and all(defined(name) for name in bare), sorted(
-        name for name in bare if not defined(name)
-    )
-
-
-def test_gunicorn_removes_the_metrics_dir_of_a_killed_master(tmp_path, database_url):
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()  # its pid names no running process now
-    orphan = tempfile.mkdtemp(prefix=f"mail-service-metrics-{finished.pid}-")
-    open(os.path.join(orphan, "counter_1.db"), "wb").close()
-    server = Gunicorn(gunicorn_env(tmp_path, database_url, PROMETHEUS_MULTIPROC_DIR=None))
-    try:
-        wait_for(lambda: _metrics_dir(server.output), 30, message="gunicorn's metrics dir")
-        assert not os.path.exists(orphan)
-    finally:
-        server.stop()

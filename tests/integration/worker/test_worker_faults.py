@@ -5,7 +5,6 @@ import threading
 import time
 
 import pytest
-from conftest import start_worker_process
 from helpers import (
     attempts_of,
     circuit_mode,
@@ -33,28 +32,6 @@ def in_background(run_worker, **overrides):
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return holder, thread
-
-
-def test_open_circuit_lets_one_probe_per_cooldown_and_survives_restart(
-    settings, sandbox, run_worker, app
-):
-    url = settings["DATABASE_URL"]
-    sandbox.configure("mailgun", status=503)
-    queue_mails(url, 20)
-    # One send at a time, so that no request is already in flight when the circuit opens.
-    run_worker(CIRCUIT_FAILURE_THRESHOLD=5, CIRCUIT_COOLDOWN=30, WORKER_CONCURRENCY=1)
-    assert len(sandbox.requests("mailgun")) == 5  # the threshold, then Mailgun is skipped
-    assert provider_state(url, "mailgun")["state"] == "open"
-    assert statuses(url) == {"sent": 20}
-    assert len(sandbox.messages("sendgrid")) == 20
-
-    # A new worker process reads the open circuit from the database and skips Mailgun at once.
-    queue_mails(url, 10)
-    worker = start_worker_process(settings, "--burst", CIRCUIT_COOLDOWN=30)
-    assert worker.wait(timeout=60) == 0
-    worker.communicate()
-    assert len(sandbox.requests("mailgun")) == 5
-    assert statuses(url) == {"sent": 30}
 
 
 def test_probe_after_cooldown_and_failback(settings, sandbox, run_worker, app):

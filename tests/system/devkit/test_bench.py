@@ -8,12 +8,12 @@ import re
 import subprocess
 
 import pytest
+from conftest import ROOT
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "scripts", "bench")  # runs python -m devkit.bench
 TIMEOUT = 240  # seconds; the quick run takes about a minute
 

@@ -19,10 +19,10 @@ import urllib.request
 
 import psycopg2
 import pytest
+from conftest import ROOT
 
 from devkit.embedded_db import EmbeddedPostgres
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 90  # seconds for the whole smoke run
 
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 from conftest import MAILGUN_KEY, ROOT, SENDGRID_KEY, start_worker_process, worker_env
 from helpers import attempts_of, mail_rows, queue_mails, wait_for
-from test_gunicorn import Gunicorn, gunicorn_env
+
+from system.gunicorn_server import Gunicorn, gunicorn_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.committed]
 

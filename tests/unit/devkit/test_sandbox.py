@@ -1,23 +1,19 @@
-"""Tests for devkit/sandbox: real HTTP against a running Sandbox, no mocks."""
+"""Tests for devkit/sandbox: real HTTP against a Sandbox running on threads of this process,
+no mocks. (Its command line, a process of its own, is tested in tests/system/devkit.)"""
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
+from helpers import sg_payload
 
 from devkit.sandbox import Sandbox
 
 MG_KEY = "mg-test-key"
 SG_KEY = "SG.test-key"
 DOMAIN = "mg.example.com"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +50,6 @@ def mg_data(**overrides):
     data["text"] = "Hello"
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
-
-
-def sg_payload(**overrides):
-    """A valid SendGrid v3 payload."""
-    payload = {
-        "personalizations": [{"to": [{"email": "bob@example.com", "name": "Bob"}]}],
-        "from": {"email": "shop@example.com", "name": "Shop"},
-        "subject": "Hello",
-        "content": [
-            {"type": "text/plain", "value": "Hi Bob"},
-            {"type": "text/html", "value": "<p>Hi Bob</p>"},
-        ],
-    }
-    payload.update(overrides)
-    return {k: v for k, v in payload.items() if v is not None}
 
 
 def sg_post(http, sb, payload=None, key=SG_KEY, **kwargs):
@@ -415,42 +396,3 @@ def test_concurrent_clients(sb):
     assert errors == []
     assert len(sb.messages()) == 400
     assert len({m["id"] for m in sb.messages()}) == 400
-
-
-# --- CLI --------------------------------------------------------------------------------------
-
-
-def test_cli_serves_and_exits_cleanly_on_sigterm():
-    env = {**os.environ, "SANDBOX_SENDGRID_API_KEY": "from-env"}
-    cmd = [sys.executable, "-m", "devkit.sandbox", "--port", "0"]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as proc:
-        try:
-            line = proc.stdout.readline()
-            match = re.fullmatch(
-                r"sandbox listening on (http://127\.0\.0\.1:\d+) "
-                r"\(watch mail at http://127\.0\.0\.1:\d+/_sandbox/\)\n",
-                line,
-            )
-            assert match, line
-            url = match.group(1)
-            assert requests.get(f"{url}/_sandbox/health", timeout=5).json() == {"ok": True}
-            auth = {"Authorization": "Bearer wrong"}
-            r = requests.post(f"{url}/v3/mail/send", json=sg_payload(), headers=auth, timeout=5)
-            assert r.status_code == 401  # the key came from SANDBOX_SENDGRID_API_KEY
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=5) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-
-
-def test_cli_refuses_remote_host():
-    # Through the command a developer types: scripts/sandbox runs python -m devkit.sandbox.
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "sandbox"), "--host", "0.0.0.0"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    assert proc.returncode != 0
-    assert "--allow-remote" in proc.stderr
