@@ -15,8 +15,8 @@ def test_the_grafana_dashboard_reads_only_metrics_we_expose():
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     exposed = ""
-    for module in ("metrics.py", "metric_families.py", "worker_metrics.py"):
-        with open(os.path.join(ROOT, "mailer", module), encoding="utf-8") as f:
+    for module in ("metrics.py", "families.py", "worker.py"):
+        with open(os.path.join(ROOT, "mailer", "telemetry", module), encoding="utf-8") as f:
             exposed += f.read()
     used = set()
     for panel in dashboard["panels"]:
