@@ -1,6 +1,7 @@
 """Helpers for tests: sample requests, queue many mails at once, read rows, wait."""
 
 import bisect
+import contextlib
 import threading
 import time
 import uuid
@@ -8,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine, func, insert, select, text
+from werkzeug.serving import make_server
 
 from mailer.queue.notify import CHANNEL
 from mailer.worker.circuit import mode_of
@@ -174,6 +176,23 @@ def busiest_second(times):
 def received_counts(sandbox, provider=None):
     """How many times the sandbox received each mail id (from the ``mail_id`` custom var)."""
     return Counter(message["custom"].get("mail_id") for message in sandbox.messages(provider))
+
+
+@contextlib.contextmanager
+def serving(application, **options):
+    """``application`` on a threaded HTTP server on a free loopback port, for the block: its URL.
+
+    The server looks for the request to stop every 50 ms, so that stopping it takes no longer.
+    """
+    httpd = make_server("127.0.0.1", 0, application, threaded=True, **options)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()
 
 
 def wait_for(condition, timeout, interval=0.05, message="condition"):

@@ -1,10 +1,10 @@
 """Issue 8: hostile bodies get a clear 4xx and store nothing, over a real HTTP connection."""
 
 import http.client
-import threading
+from urllib.parse import urlsplit
 
 import pytest
-from werkzeug.serving import make_server
+from helpers import serving
 
 from app import create_app
 
@@ -17,11 +17,8 @@ LIMIT = 10_000  # bytes: MAX_CONTENT_LENGTH of the server under test
 def server(settings, app, sql):
     """The app on a real loopback HTTP server (Werkzeug's), with a small body limit."""
     application = create_app({**settings, "MAX_CONTENT_LENGTH": LIMIT})
-    httpd = make_server("127.0.0.1", 0, application, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd.server_port
-    httpd.shutdown()
+    with serving(application) as url:
+        yield urlsplit(url).port
 
 
 def chunked_post(port, path, body, content_type):

@@ -3,7 +3,6 @@
 import base64
 import contextlib
 import io
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -11,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 import pytest
 import requests
-from helpers import later, mail_rows
+from helpers import later, mail_rows, serving
 from sqlalchemy.exc import DBAPIError
-from werkzeug.serving import make_server
 
 from app import create_app
 from mailer.api import idempotency
@@ -28,10 +26,8 @@ pytestmark = pytest.mark.committed
 def live(settings, app):
     """The app on a real loopback HTTP server with an API key; its base URL and headers."""
     application = create_app({**settings, "API_KEYS": "key-one,key-two"})
-    httpd = make_server("127.0.0.1", 0, application, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}", {"Authorization": "Bearer key-one"}
-    httpd.shutdown()
+    with serving(application) as url:
+        yield url, {"Authorization": "Bearer key-one"}
 
 
 # --- A lost answer ------------------------------------------------------------------------------

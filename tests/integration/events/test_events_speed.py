@@ -3,15 +3,14 @@ moves every mail. Prints its rate beside the raw insert of the same rows; the ra
 not asserted (a shared machine is noisy): ``scripts/bench --only events`` holds the target."""
 
 import json
-import threading
 import time
 
 import psycopg2
 import pytest
 import requests
+from helpers import serving
 from psycopg2.extras import Json, execute_values
 from signed import sendgrid_event, sendgrid_request
-from werkzeug.serving import make_server
 
 from app import create_app
 
@@ -75,11 +74,8 @@ def raw_insert_seconds(database_url, events, ids):
 
 
 def test_a_batch_of_1000_signed_events_is_stored_whole(settings, app, sql):
-    application = create_app(settings)
-    httpd = make_server("127.0.0.1", 0, application, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_port}/webhooks/sendgrid"
-    try:
+    with serving(create_app(settings)) as base:
+        url = f"{base}/webhooks/sendgrid"
         ids = sent_mails(sql, EVENTS // 2)
         timings = []
         for _ in range(3):  # the best of three, as the benchmarks do
@@ -93,8 +89,6 @@ def test_a_batch_of_1000_signed_events_is_stored_whole(settings, app, sql):
             assert answer.status_code == 200 and answer.json()["new"] == EVENTS
         assert sql("SELECT count(*) AS n FROM email WHERE status = 'delivered'")[0]["n"] == len(ids)
         baseline = raw_insert_seconds(settings["DATABASE_URL"], json.loads(raw), ids)
-    finally:
-        httpd.shutdown()
     rate = EVENTS / min(timings)
     print(
         f"\nSendGrid batch of {EVENTS} signed events: {rate:,.0f} events/s "

@@ -1,12 +1,9 @@
 """Issue 10 end to end: the sandbox posts signed events back for what it took, over real HTTP,
 and the service moves each mail to delivered, bounced or complained, and suppresses."""
 
-import threading
-
 import pytest
-from helpers import wait_for
+from helpers import serving, wait_for
 from signed import MAILGUN_SIGNING_KEY, SENDGRID_PRIVATE_KEY
-from werkzeug.serving import make_server
 
 from app import create_app
 
@@ -17,16 +14,14 @@ pytestmark = pytest.mark.committed
 def live(settings, app, sandbox):
     """The app on a real loopback HTTP server, and the sandbox posting its events to it."""
     application = create_app(settings)
-    httpd = make_server("127.0.0.1", 0, application, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    sandbox.configure_events(
-        url=f"http://127.0.0.1:{httpd.server_port}",
-        mailgun_key=MAILGUN_SIGNING_KEY,
-        sendgrid_key=SENDGRID_PRIVATE_KEY,
-        delay=0.0,
-    )
-    yield application.test_client()
-    httpd.shutdown()
+    with serving(application) as url:
+        sandbox.configure_events(
+            url=url,
+            mailgun_key=MAILGUN_SIGNING_KEY,
+            sendgrid_key=SENDGRID_PRIVATE_KEY,
+            delay=0.0,
+        )
+        yield application.test_client()
 
 
 def status_becomes(client, mail_id, wanted, timeout=10):

@@ -9,12 +9,12 @@ headers, content type, body) must be one the document describes.
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
+from helpers import serving
+from werkzeug.serving import WSGIRequestHandler
 
 from app import create_app
 
@@ -50,12 +50,8 @@ def server(settings, app):
             "AUTH_FAILURE_LIMIT": 1_000_000,
         }
     )
-    httpd = make_server("127.0.0.1", 0, application, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join()
+    with serving(application, request_handler=QuietHandler) as url:
+        yield url
 
 
 def schemathesis_command(base_url):
