@@ -12,23 +12,33 @@ from mailer.events.signatures import new_webhook_secret
 SECRET = new_webhook_secret()
 
 
+HOLD_LIMIT = 120  # seconds a held request waits at most, should a test never let it go
+
+
 class Receiver:
-    """A client's webhook endpoint on loopback: records what it gets, fails or hangs on demand."""
+    """A client's webhook endpoint on loopback: records what it gets, fails or holds on demand."""
 
     def __init__(self):
         self.received = []  # (headers, body) of each request answered 2xx
         self.calls = 0
         self.failing_until = 0.0  # answer 503 until this time.monotonic()
-        self.hang = 0.0  # seconds to wait before answering
+        self.answering = threading.Event()  # cleared: each request waits until it is set again
+        self.answering.set()
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self):
+        """Answer every held request, then stop serving."""
+        self.answering.set()
+        self.server.shutdown()
+        self.server.server_close()
 
     @Request.application
     def app(self, request):
         """Answer one webhook."""
         self.calls += 1
-        time.sleep(self.hang)
+        self.answering.wait(HOLD_LIMIT)
         if time.monotonic() < self.failing_until:
             return Response("down for maintenance", 503)
         self.received.append((dict(request.headers), request.get_data()))

@@ -194,7 +194,7 @@ def test_client_webhooks_are_counted(run_worker, settings):
             message="a failed webhook counted",
         )
     finally:
-        receiver.server.shutdown()
+        receiver.stop()
 
 
 # Who may read them ------------------------------------------------------------------------------
