@@ -2,6 +2,7 @@
 
 import bisect
 import contextlib
+import itertools
 import threading
 import time
 import uuid
@@ -165,12 +166,63 @@ def arrival_times(sandbox, provider):
     )
 
 
-def busiest_second(times):
-    """The most mails in any one-second window (sliding)."""
+def busiest_second(moments):
+    """The most counted in any one-second window (sliding) of ``moments``: (seconds, count)s."""
+    moments = sorted(moments)
+    times = [seconds for seconds, _ in moments]
+    totals = list(itertools.accumulate((count for _, count in moments), initial=0))
     return max(
-        (bisect.bisect_left(times, start + 1.0) - index for index, start in enumerate(times)),
+        (
+            totals[bisect.bisect_left(times, start + 1.0)] - totals[index]
+            for index, start in enumerate(times)
+        ),
         default=0,
     )
+
+
+TAKES_LOGGED = """
+    CREATE TABLE test_rate_take (name text, at timestamptz, tokens integer);
+    CREATE FUNCTION test_log_rate_take() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO test_rate_take VALUES (NEW.name, NEW.refilled_at, NEW.granted
+            - CASE WHEN NEW."window" = OLD."window" THEN OLD.granted ELSE 0 END);
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER test_log_rate_take AFTER UPDATE ON provider_rate
+        FOR EACH ROW EXECUTE FUNCTION test_log_rate_take();
+"""
+TAKES_UNLOGGED = """
+    DROP TRIGGER test_log_rate_take ON provider_rate;
+    DROP FUNCTION test_log_rate_take();
+    DROP TABLE test_rate_take;
+"""
+
+
+@contextlib.contextmanager
+def rate_takes(database_url):
+    """Log each draw from the rate caps' buckets (``ratecap.take``) during the block.
+
+    Yields a function that reads the log: each provider's draws as (seconds, tokens), stamped
+    by the database's clock when they were taken. A trigger of the test's own on
+    ``provider_rate`` writes the log; it and its table are dropped after the block.
+    """
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(TAKES_LOGGED)
+
+    def read():
+        draws = {}
+        with engine.connect() as conn:
+            for row in conn.execute(text("SELECT name, at, tokens FROM test_rate_take")):
+                draws.setdefault(row.name, []).append((row.at.timestamp(), row.tokens))
+        return draws
+
+    try:
+        yield read
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(TAKES_UNLOGGED)
+        engine.dispose()
 
 
 def received_counts(sandbox, provider=None):
