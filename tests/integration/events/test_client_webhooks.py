@@ -33,7 +33,7 @@ def in_background(run_worker, **overrides):
     """Start a worker on a thread; return it once it exists."""
     thread = threading.Thread(target=run_worker, kwargs={"burst": False, **overrides}, daemon=True)
     thread.start()
-    return wait_for(lambda: run_worker.workers and run_worker.workers[-1], timeout=5)
+    return wait_for(lambda: run_worker.workers and run_worker.workers[-1], timeout=30)
 
 
 def test_webhooks_verify_with_the_standard_webhooks_library(client, mail, run_worker, receiver):

@@ -195,7 +195,7 @@ def test_a_running_worker_beats_and_forgets_its_row_when_it_stops(app, settings,
 
     thread = threading.Thread(target=run_worker, kwargs={"burst": False}, daemon=True)
     thread.start()
-    worker = wait_for(lambda: run_worker.workers and run_worker.workers[-1], 5, message="worker")
+    worker = wait_for(lambda: run_worker.workers and run_worker.workers[-1], 30, message="worker")
     rows = wait_for(alive, 10, message="a heartbeat")
     assert [row["name"] for row in rows] == [worker.name]
     assert rows[0]["pid"] > 0 and rows[0]["host"] and rows[0]["age"] < 15

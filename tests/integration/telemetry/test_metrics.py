@@ -35,7 +35,7 @@ def free_port():
 def worker_in_background(run_worker, **overrides):
     """Start a worker on a thread; return it once it exists."""
     threading.Thread(target=run_worker, kwargs={"burst": False, **overrides}, daemon=True).start()
-    return wait_for(lambda: run_worker.workers and run_worker.workers[-1], 5, message="worker")
+    return wait_for(lambda: run_worker.workers and run_worker.workers[-1], 30, message="worker")
 
 
 def scrape_worker(port, token=None):

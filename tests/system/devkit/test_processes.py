@@ -61,7 +61,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period():
     wait_for(lambda: "ready" in stubborn.output(), timeout=10, message="the child to start")
     started = time.monotonic()
     supervisor.stop(stubborn)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # the child would sleep for 60 s
     assert stubborn.poll() == -signal.SIGKILL
     assert "stubborn did not stop within 0.5s: killing it" in out.getvalue()
 
