@@ -13,13 +13,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 import psycopg2
 import pytest
 from conftest import ROOT
+from helpers import wait_for
 
 from devkit.embedded_db import EmbeddedPostgres
 
@@ -87,17 +87,6 @@ def test_quick_start_smoke(pgdata):
     assert not os.path.exists(os.path.join(pgdata, "data", "postmaster.pid")), "still running"
 
 
-def wait_until(condition, timeout, what):
-    """Poll ``condition`` until it is true, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
 def fetch(method, url, body=None):
     """A JSON request to a local server; (status, parsed answer) or (None, None) if down."""
     data = json.dumps(body).encode() if body is not None else None
@@ -145,14 +134,17 @@ def test_ctrl_c_under_load_stops_the_sandbox_last(pgdata):
     )
     api, sandbox = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sandbox_port}"
     try:
-        wait_until(lambda: fetch("GET", f"{api}/health")[0] == 200, 60, "the API")
+        wait_for(
+            lambda: fetch("GET", f"{api}/health")[0] == 200, 60, interval=0.1, message="the API"
+        )
         assert fetch("PUT", f"{sandbox}/_sandbox/behaviour/mailgun", {"latency_ms": 1500})[0]
         mail = {"from": "a@example.com", "to": "b@example.com", "subject": "Hi", "text": "x"}
         ids = [fetch("POST", f"{api}/mail", mail)[1]["id"] for _ in range(10)]
-        wait_until(
+        wait_for(
             lambda: fetch("GET", f"{api}/mail/{ids[0]}")[1]["status"] == "sending",
             30,
-            "sends in flight",
+            interval=0.1,
+            message="sends in flight",
         )
         os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
         output, _ = process.communicate(timeout=TIMEOUT)
