@@ -232,7 +232,9 @@ def test_details_show_the_attempts(client, sandbox, run_worker):
     assert "&lt;b&gt;bold&lt;/b&gt;" in page  # the html body is shown as source
 
 
-@pytest.mark.parametrize("mail_id", ["not-a-uuid", str(uuid.uuid4())])
+@pytest.mark.parametrize(
+    "mail_id", ["not-a-uuid", str(uuid.uuid4())], ids=["not-a-uuid", "unknown"]
+)
 def test_details_of_an_unknown_mail(client, mail_id):
     response = client.get(f"/admin/email/details/?id={mail_id}", follow_redirects=True)
     assert response.status_code == 200

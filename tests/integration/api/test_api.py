@@ -439,7 +439,9 @@ def offline_client(settings):
 
 
 @pytest.mark.parametrize(
-    "method, path", [("POST", "/mail"), ("GET", f"/mail/{uuid.uuid4()}"), ("GET", "/health")]
+    "method, path",
+    [("POST", "/mail"), ("GET", f"/mail/{uuid.uuid4()}"), ("GET", "/health")],
+    ids=["POST /mail", "GET /mail/<id>", "GET /health"],
 )
 def test_database_down_is_503_with_retry_after(offline_client, method, path, mail):
     started = time.monotonic()

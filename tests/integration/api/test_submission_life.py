@@ -176,6 +176,7 @@ def test_an_expired_key_is_taken_anew(client, mail, sql, app):
         ("tomorrow", "ISO 8601"),
         ((datetime.now(UTC) + timedelta(days=31)).isoformat(), "MAX_SCHEDULE_DAYS"),
     ],
+    ids=["without a zone", "not a time", "31 days ahead"],
 )
 def test_bad_send_at_is_400(client, mail, send_at, message):
     response = client.post("/mail", json={**mail, "send_at": send_at})
