@@ -261,7 +261,8 @@ class Email(db.Model):
         ``to_dict`` shows them (the rows have the attributes those read).
 
         The ORM's object and its four relationships cost five statements and most of the
-        request's CPU. tests/test_mail_detail.py holds it to ``to_dict``.
+        request's CPU. tests/integration/queue/test_mail_detail.py holds it to
+        ``to_dict``.
         """
         data = Email.mail_dict(mail)
         data["attachments"] = [Attachment.to_dict(row) for row in mail["attachments"]]

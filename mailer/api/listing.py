@@ -146,7 +146,8 @@ def parse_suppression_query():
 # ``page_body`` is the answer as a dict, each mail ``Email.mail_dict``, which Flask-RESTful
 # encodes (``json.dumps``, then a newline). ``page_json`` writes the same bytes straight from the
 # rows: building 50 dicts of 23 fields and encoding them was half of the page's Python.
-# tests/test_listing_json.py holds the two together.
+# tests/unit/api/test_listing_json.py and tests/integration/api/test_listing_json.py hold the two
+# together.
 
 _string = encode_basestring_ascii  # json.dumps's own encoder of a str (ensure_ascii)
 MAIL_JSON = (
