@@ -145,7 +145,7 @@ def pytest_report_header(config):
         return f"database: TEST_DATABASE_URL {make_url(given).render_as_string()}"
     if _local_server_answers():
         return "database: a fresh database on the PostgreSQL at 127.0.0.1:5432"
-    return "database: an embedded PostgreSQL (nothing answers on 127.0.0.1:5432)"
+    return "database: an embedded PostgreSQL, if a test needs one (none answers on 127.0.0.1:5432)"
 
 
 def throwaway_postgres():
