@@ -68,7 +68,9 @@ class Exploding(Mailgun):
 def test_an_unexpected_exception_is_retried_not_failed(settings, app, caplog):
     url = settings["DATABASE_URL"]
     [mail_id] = queue_mails(url, 1)
-    config = load_config(overrides={**settings, "PROVIDERS": "mailgun"}, environ={})
+    # A backoff of 1-2 s: the burst run ends before the retry falls due, however busy the machine.
+    retry_later = {"RETRY_BASE": 2.0, "RETRY_CAP": 2.0}
+    config = load_config(overrides={**settings, **retry_later, "PROVIDERS": "mailgun"}, environ={})
     engine = make_engine(config, pool_size=12, worker=True)
     worker = Worker(engine, config, [Exploding(config)])
     with caplog.at_level(logging.ERROR, logger="mail_service.worker"):
@@ -95,9 +97,14 @@ def test_a_send_that_raises_before_any_provider_call_is_retried(
         return real(row)
 
     monkeypatch.setattr(worker_module, "message_from_row", breaks_on_the_first)
-    config = load_config(
-        overrides={**settings, "PROVIDERS": "mailgun", "WORKER_CONCURRENCY": 1}, environ={}
-    )
+    # A backoff of 1-2 s: the burst run ends before the retry falls due, however busy the machine.
+    overrides = {
+        "PROVIDERS": "mailgun",
+        "WORKER_CONCURRENCY": 1,
+        "RETRY_BASE": 2.0,
+        "RETRY_CAP": 2.0,
+    }
+    config = load_config(overrides={**settings, **overrides}, environ={})
     engine = make_engine(config, pool_size=8, worker=True)
     Worker(engine, config, build_providers(config)).run(burst=True)
     engine.dispose()
