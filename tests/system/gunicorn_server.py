@@ -50,7 +50,7 @@ class Gunicorn:
         """The port gunicorn bound (BIND asks for any free one)."""
         found = wait_for(
             lambda: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", self.output),
-            30,
+            60,
             message="gunicorn to listen",
         )
         return int(found.group(1))
@@ -58,10 +58,10 @@ class Gunicorn:
     def url(self, path=""):
         """The URL of ``path`` on this server, once it answers /health."""
         base = f"http://127.0.0.1:{self.port()}"
-        wait_for(lambda: _answers(base + "/health"), 30, message="gunicorn to serve")
+        wait_for(lambda: _answers(base + "/health"), 60, message="gunicorn to serve")
         return base + path
 
-    def exit_code(self, timeout=30):
+    def exit_code(self, timeout=60):
         """Wait for gunicorn to stop on its own; its exit code."""
         try:
             return self.process.wait(timeout)

@@ -55,7 +55,7 @@ def test_database_restart_under_load(private_postgres, settings, sandbox):
         acknowledged += post_accepted(client, 30)
         wait_for(
             lambda: _all_sent(url, acknowledged),
-            timeout=30,
+            timeout=60,
             message="the worker to be up and sending",
         )
         private_postgres.stop()
@@ -65,17 +65,17 @@ def test_database_restart_under_load(private_postgres, settings, sandbox):
         # The server comes back only after the worker noticed it gone and began to back off.
         wait_for(
             lambda: "database unavailable" in output,
-            timeout=30,
+            timeout=60,
             message="the worker to notice the outage",
         )
         private_postgres.start()
         # The API recovers by itself: the pool drops the dead connections and reconnects.
-        code, mail_id, _ = wait_for(lambda: _accepted(client), timeout=20, message="API back")
+        code, mail_id, _ = wait_for(lambda: _accepted(client), timeout=60, message="API back")
         acknowledged.append(mail_id)
         acknowledged += post_accepted(client, 30)
         wait_for(
             lambda: _all_sent(url, acknowledged),
-            timeout=60,
+            timeout=120,
             message="the worker to send every acknowledged mail",
         )
     finally:

@@ -54,11 +54,11 @@ def start_api(supervisor, tmp_path, name, database_url):
     child = supervisor.start(name, GUNICORN, env, log_path=tmp_path / f"{name}.log")
     found = wait_for(
         lambda: re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", child.output()),
-        30,
+        60,
         message=f"{name} to listen",
     )
     url = f"http://127.0.0.1:{found.group(1)}"
-    wait_for(lambda: answers(url + "/health"), 30, message=f"{name} to serve")
+    wait_for(lambda: answers(url + "/health"), 60, message=f"{name} to serve")
     return child, url
 
 
@@ -154,7 +154,7 @@ def test_two_apis_three_workers_survive_losing_one_of_each(
     victim = workers[0]
     wait_for(
         lambda: all("starting" in worker.output() for worker in workers),
-        30,
+        60,
         message="the three workers to start",
     )
 
@@ -162,7 +162,7 @@ def test_two_apis_three_workers_survive_losing_one_of_each(
     try:
         wait_for(
             lambda: len(clients.acknowledged) >= BEFORE_KILL and claimed_by(url, victim.pid),
-            30,
+            60,
             message="mail acknowledged and some of it in the victim worker's hands",
         )
         victim.signal(signal.SIGKILL)
@@ -174,7 +174,7 @@ def test_two_apis_three_workers_survive_losing_one_of_each(
         killed_at = len(clients.acknowledged)
         wait_for(
             lambda: len(clients.acknowledged) >= killed_at + AFTER_KILL,
-            30,
+            60,
             message="mail acknowledged by the surviving API",
         )
     finally:
@@ -184,7 +184,7 @@ def test_two_apis_three_workers_survive_losing_one_of_each(
     # Every stored mail ends sent: the victim's by the lease reaper and the other workers.
     wait_for(
         lambda: all(row["status"] == "sent" for row in mail_rows(url).values()),
-        30,
+        60,
         interval=0.2,
         message="every stored mail to be sent",
     )

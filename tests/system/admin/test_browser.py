@@ -53,8 +53,8 @@ LOCAL_SCHEMES = ("data", "about")
 ARTIFACTS = os.path.join(
     os.environ.get("TEST_ARTIFACTS", os.path.join(ROOT, "test-artifacts")), "browser"
 )
-START_TIMEOUT = 30.0  # seconds for the sandbox and the API to answer their health checks
-STATUS_TIMEOUT = 20.0  # seconds for a mail to reach the status the test waits for
+START_TIMEOUT = 120.0  # seconds for the sandbox and the API to answer their health checks
+STATUS_TIMEOUT = 60.0  # seconds for a mail to reach the status the test waits for
 RELOAD_AFTER_MS = 500  # how long a page is watched for a status before it is reloaded
 # The sandbox posts the delivery event this long after it takes a mail, so that the list shows
 # the mail as "sent" for a while before it becomes "delivered".

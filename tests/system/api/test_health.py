@@ -32,7 +32,7 @@ def test_readyz_is_503_while_the_database_is_down_and_healthz_stays_200(settings
         server.start()
         wait_for(
             lambda: client.get("/readyz").status_code == 200,
-            30,
+            60,
             message="readiness after the database returned",
         )
         with app.app_context():

@@ -18,7 +18,7 @@ def test_scheduled_mail_is_held_then_sent_on_time(client, mail, sandbox, setting
     try:
         wait_for(
             lambda: listening_and_quiet(settings["DATABASE_URL"]),
-            timeout=30,
+            timeout=60,
             message="the worker to listen and go idle",
         )
         response = client.post("/mail", json={**mail, "send_at": later(1.5)})
@@ -26,7 +26,7 @@ def test_scheduled_mail_is_held_then_sent_on_time(client, mail, sandbox, setting
         assert response.status_code == 202 and body["status"] == "scheduled"
         wait_for(
             lambda: client.get(f"/mail/{body['id']}").get_json()["status"] == "sent",
-            timeout=10,
+            timeout=30,
             message="the scheduled mail to be sent",
         )
         send_at = datetime.fromisoformat(body["send_at"])
@@ -54,7 +54,7 @@ def test_a_cancel_that_races_a_claim_never_ends_both(client, mail, sandbox, sett
                 client.get(f"/mail/{i}").get_json()["status"] in ("sent", "cancelled")
                 for i, _ in results
             ),
-            timeout=30,
+            timeout=60,
             message="every mail to settle",
         )
     finally:

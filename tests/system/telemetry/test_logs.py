@@ -69,9 +69,9 @@ def test_json_lines_carry_mail_worker_and_provider(settings, sandbox, app):
     worker = start_worker(settings, LOG_FORMAT="json", CIRCUIT_FAILURE_THRESHOLD=1)
     try:
         [retried] = queue_mails(url, 1)
-        wait_for(lambda: sent(url, retried), 20, message="the retried mail to be sent")
+        wait_for(lambda: sent(url, retried), 60, message="the retried mail to be sent")
         [direct] = queue_mails(url, 1)
-        wait_for(lambda: sent(url, direct), 20, message="the second mail to be sent")
+        wait_for(lambda: sent(url, direct), 60, message="the second mail to be sent")
     finally:
         stdout, stderr = stopped(worker)
     assert stdout == ""
@@ -113,7 +113,7 @@ def test_the_default_format_is_readable_text(settings, sandbox, app):
     worker = start_worker(settings)
     try:
         [mail_id] = queue_mails(url, 1)
-        wait_for(lambda: sent(url, mail_id), 20, message="the mail to be sent")
+        wait_for(lambda: sent(url, mail_id), 60, message="the mail to be sent")
     finally:
         _, stderr = stopped(worker)
     lines = stderr.splitlines()

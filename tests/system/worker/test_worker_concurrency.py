@@ -45,7 +45,7 @@ def test_sigkilled_worker_loses_nothing(app, settings, sandbox):
     sandbox.configure("mailgun", latency_ms=50)
     concurrency = 8
     victim = start_worker_process(settings, WORKER_CONCURRENCY=concurrency, LEASE_SECONDS=2)
-    wait_for(lambda: len(sandbox.messages()) >= 50, timeout=30, message="the first sends")
+    wait_for(lambda: len(sandbox.messages()) >= 50, timeout=60, message="the first sends")
     victim.send_signal(signal.SIGKILL)
     finish(victim, timeout=10)
     held = {
@@ -62,7 +62,7 @@ def test_sigkilled_worker_loses_nothing(app, settings, sandbox):
         # The survivor may have finished before the leases expired: run once more after them.
         wait_for(
             lambda: leases_expired(settings["DATABASE_URL"]),
-            timeout=10,
+            timeout=30,
             message="the leases of the killed worker to expire",
         )
         code, output = finish(start_worker_process(settings, "--burst", LEASE_SECONDS=2))
@@ -85,9 +85,9 @@ def test_a_stop_signal_finishes_in_flight_and_leaves_nothing_sending(
     queue_mails(settings["DATABASE_URL"], 400)
     sandbox.configure("mailgun", latency_ms=100)
     worker = start_worker_process(settings, WORKER_CONCURRENCY=8)
-    wait_for(lambda: len(sandbox.messages()) >= 20, timeout=30, message="the first sends")
+    wait_for(lambda: len(sandbox.messages()) >= 20, timeout=60, message="the first sends")
     worker.send_signal(signum)
-    code, output = finish(worker, timeout=30)
+    code, output = finish(worker, timeout=60)
     assert code == 0, output
     counts = statuses(settings["DATABASE_URL"])
     assert counts.get("sending", 0) == 0
@@ -107,9 +107,9 @@ def test_idle_worker_wakes_on_notify_not_on_poll(app, client, settings, sandbox,
     try:
         # Queue the mail only once the worker waits: a claim of its start-up (or the one right
         # after its LISTEN) would send it without any notification.
-        wait_for(idle, timeout=30, message="the worker to listen and go idle")
+        wait_for(idle, timeout=60, message="the worker to listen and go idle")
         assert client.post("/mail", json=mail).status_code == 202
-        wait_for(lambda: sandbox.messages(), timeout=20, message="the mail to be sent")
+        wait_for(lambda: sandbox.messages(), timeout=30, message="the mail to be sent")
     finally:
         worker.send_signal(signal.SIGTERM)
         code, output = finish(worker)
