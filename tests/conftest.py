@@ -109,8 +109,10 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_collection_modifyitems(config, items):
     """Mark each test with its layer, and refuse a test that is in none.
 
-    In a parallel run, the modules that start processes go first and the longest of them
-    (``slow``) before the others, so that no worker begins one when the rest are nearly done.
+    In a parallel run (``scripts/test``: a module at a time to each process, in this order) the
+    modules that start processes go first, those with a ``slow`` test before the others, so that
+    the long ones start at once on processes of their own and none begins when the rest are
+    nearly done.
     """
     outside = []
     for item in items:
