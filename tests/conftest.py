@@ -134,7 +134,7 @@ def pytest_collection_modifyitems(config, items):
 def _layer(item):
     """The layer a test is in (the first folder under tests/), or None."""
     try:
-        folder = item.path.relative_to(HERE).parts[0]
+        folder = item.path.resolve().relative_to(HERE).parts[0]
     except ValueError:
         return None
     return folder if folder in LAYERS else None
