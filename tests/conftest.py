@@ -8,6 +8,16 @@ to head once. API and admin tests run inside a transaction that is rolled back a
 app's commits become savepoints), as warehouse does; tests that need committed rows visible to
 other connections (a worker, a subprocess) use ``run_worker`` or the ``committed`` marker, and
 the tables are emptied after.
+
+The tests come in three layers, a folder each, and inside each a folder per package of the
+code (tests/integration/api/ ...): tests/unit needs neither a database nor a process and runs
+without PostgreSQL (these fixtures start nothing until a test asks for one), tests/integration
+runs on the one database, and tests/system starts processes (workers, gunicorn, an embedded
+PostgreSQL, chromium, schemathesis). Each test is marked with its layer (``-m unit``).
+
+Run in parallel (pytest-xdist, as ``scripts/test`` does), each process has a database and a
+sandbox of its own, on the same server (or an embedded server each); ``TEST_DATABASE_URL``,
+one database, is for one process only.
 """
 
 import contextlib
@@ -17,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -39,17 +50,35 @@ from mailer.worker.loop import Worker
 from models import db
 from providers import build_providers
 
+HERE = Path(__file__).resolve().parent
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYERS = ("system", "integration", "unit")  # tests/<layer>; a parallel run starts from the left
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
+# Every table a test may fill, in an order to empty them in: a mail's rows go with it (ON DELETE
+# CASCADE), and deleting mail writes to the status counts, so those come last.
 TABLES = (
-    "delivery_attempt, attachment, mail_tag, email, provider_state, idempotency_key, "
-    "recipient, delivery_event, suppression, webhook_outbox, webhook_attempt, "
-    "provider_rate, email_status_count, worker_heartbeat, provider_action, webhook_token, "
-    "auth_failure"
+    "email",
+    "delivery_attempt",
+    "attachment",
+    "mail_tag",
+    "recipient",
+    "delivery_event",
+    "suppression",
+    "webhook_attempt",
+    "webhook_outbox",
+    "idempotency_key",
+    "provider_state",
+    "provider_rate",
+    "provider_action",
+    "worker_heartbeat",
+    "webhook_token",
+    "auth_failure",
+    "email_status_count",
 )
+ANY_ROW = text("SELECT " + " OR ".join(f"EXISTS (SELECT FROM {table})" for table in TABLES))
 
 
 @functools.cache
@@ -62,6 +91,57 @@ def _local_server_answers():
     return True
 
 
+def pytest_configure(config):
+    """Refuse to share ``TEST_DATABASE_URL``, one database, between parallel test processes."""
+    if os.environ.get("TEST_DATABASE_URL") and (config.getoption("numprocesses", 0) or 0) > 1:
+        raise pytest.UsageError("TEST_DATABASE_URL is one database: run the tests in one process")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: twice the cores (the tests wait on timers and other processes as often as
+    they compute), one with ``TEST_DATABASE_URL``; PYTEST_XDIST_AUTO_NUM_WORKERS overrides."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    if os.environ.get("TEST_DATABASE_URL"):
+        return 1
+    return 2 * len(os.sched_getaffinity(0))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its layer, and refuse a test that is in none.
+
+    In a parallel run (``scripts/test``: a module at a time to each process, in this order) the
+    modules that start processes go first, those with a ``slow`` test before the others, so that
+    the long ones start at once on processes of their own and none begins when the rest are
+    nearly done.
+    """
+    outside = []
+    for item in items:
+        layer = _layer(item)
+        if layer is None:
+            outside.append(item.nodeid)
+        else:
+            item.add_marker(layer)
+    if outside:
+        raise pytest.UsageError(
+            "these tests are in no layer; move them to tests/unit, tests/integration or "
+            "tests/system: " + ", ".join(outside)
+        )
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: its order is the schedule's
+        slow = {item.module for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: (LAYERS.index(_layer(item)), item.module not in slow))
+
+
+def _layer(item):
+    """The layer a test is in (the first folder under tests/), or None."""
+    try:
+        folder = item.path.resolve().relative_to(HERE).parts[0]
+    except ValueError:
+        return None
+    return folder if folder in LAYERS else None
+
+
 def pytest_report_header(config):
     """Say which PostgreSQL the run uses."""
     given = os.environ.get("TEST_DATABASE_URL")
@@ -69,7 +149,7 @@ def pytest_report_header(config):
         return f"database: TEST_DATABASE_URL {make_url(given).render_as_string()}"
     if _local_server_answers():
         return "database: a fresh database on the PostgreSQL at 127.0.0.1:5432"
-    return "database: an embedded PostgreSQL (nothing answers on 127.0.0.1:5432)"
+    return "database: an embedded PostgreSQL, if a test needs one (none answers on 127.0.0.1:5432)"
 
 
 def throwaway_postgres():
@@ -185,16 +265,22 @@ def settings(database_url, sandbox):
 def _empty_tables(application, tries=5):
     """Delete every row of the test database, for tests whose rows are committed.
 
-    A process the test started may still be finishing a transaction (a worker's last
-    heartbeat, a webhook thread); if PostgreSQL picks the TRUNCATE as a deadlock's victim, it
-    is tried again rather than failing a test that passed.
+    Usually the test before left nothing, and one look says so. Otherwise the rows go by DELETE
+    (a few rows: much cheaper than TRUNCATE, which makes new files for every table and index)
+    in a transaction whose commit does not wait for the disk: a test database need not
+    survive a crash. A process the test started may still be finishing a transaction (a
+    worker's last heartbeat, a webhook thread); if PostgreSQL picks the cleanup as a
+    deadlock's victim, it is tried again rather than failing a test that passed.
     """
     with application.app_context():
         db.session.remove()
         for attempt in range(tries):
             try:
                 with db.engine.begin() as conn:
-                    conn.execute(text(f"TRUNCATE {TABLES}"))
+                    if conn.execute(ANY_ROW).scalar():
+                        conn.execute(text("SET LOCAL synchronous_commit = off"))
+                        for table in TABLES:
+                            conn.execute(text(f"DELETE FROM {table}"))
                 break
             except DBAPIError as err:
                 if getattr(err.orig, "pgcode", None) != DEADLOCK or attempt == tries - 1:

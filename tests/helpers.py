@@ -1,11 +1,16 @@
-"""Helpers for tests: a sample mail request, queue many mails at once, read rows, wait."""
+"""Helpers for tests: sample requests, queue many mails at once, read rows, wait."""
 
+import bisect
+import contextlib
+import itertools
 import threading
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine, func, insert, select, text
+from werkzeug.serving import make_server
 
 from mailer.queue.notify import CHANNEL
 from mailer.worker.circuit import mode_of
@@ -21,6 +26,26 @@ def sample_mail(**fields):
         "text": "Plain body",
         **fields,
     }
+
+
+def sg_payload(**overrides):
+    """A valid SendGrid v3 payload."""
+    payload = {
+        "personalizations": [{"to": [{"email": "bob@example.com", "name": "Bob"}]}],
+        "from": {"email": "shop@example.com", "name": "Shop"},
+        "subject": "Hello",
+        "content": [
+            {"type": "text/plain", "value": "Hi Bob"},
+            {"type": "text/html", "value": "<p>Hi Bob</p>"},
+        ],
+    }
+    payload.update(overrides)
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def later(seconds):
+    """An ISO 8601 time ``seconds`` from now, with its zone."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 def queue_mails(database_url, count, **fields):
@@ -134,9 +159,92 @@ def leases_expired(database_url):
     )
 
 
+def arrival_times(sandbox, provider):
+    """When the sandbox received each of ``provider``'s mails, in seconds, sorted."""
+    return sorted(
+        datetime.fromisoformat(m["received_at"]).timestamp() for m in sandbox.messages(provider)
+    )
+
+
+def busiest_second(moments):
+    """The most counted in any one-second window (sliding) of ``moments``: (seconds, count)s."""
+    moments = sorted(moments)
+    times = [seconds for seconds, _ in moments]
+    totals = list(itertools.accumulate((count for _, count in moments), initial=0))
+    return max(
+        (
+            totals[bisect.bisect_left(times, start + 1.0)] - totals[index]
+            for index, start in enumerate(times)
+        ),
+        default=0,
+    )
+
+
+TAKES_LOGGED = """
+    CREATE TABLE test_rate_take (name text, at timestamptz, tokens integer);
+    CREATE FUNCTION test_log_rate_take() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO test_rate_take VALUES (NEW.name, NEW.refilled_at, NEW.granted
+            - CASE WHEN NEW."window" = OLD."window" THEN OLD.granted ELSE 0 END);
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER test_log_rate_take AFTER UPDATE ON provider_rate
+        FOR EACH ROW EXECUTE FUNCTION test_log_rate_take();
+"""
+TAKES_UNLOGGED = """
+    DROP TRIGGER test_log_rate_take ON provider_rate;
+    DROP FUNCTION test_log_rate_take();
+    DROP TABLE test_rate_take;
+"""
+
+
+@contextlib.contextmanager
+def rate_takes(database_url):
+    """Log each draw from the rate caps' buckets (``ratecap.take``) during the block.
+
+    Yields a function that reads the log: each provider's draws as (seconds, tokens), stamped
+    by the database's clock when they were taken. A trigger of the test's own on
+    ``provider_rate`` writes the log; it and its table are dropped after the block.
+    """
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(TAKES_LOGGED)
+
+    def read():
+        draws = {}
+        with engine.connect() as conn:
+            for row in conn.execute(text("SELECT name, at, tokens FROM test_rate_take")):
+                draws.setdefault(row.name, []).append((row.at.timestamp(), row.tokens))
+        return draws
+
+    try:
+        yield read
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(TAKES_UNLOGGED)
+        engine.dispose()
+
+
 def received_counts(sandbox, provider=None):
     """How many times the sandbox received each mail id (from the ``mail_id`` custom var)."""
     return Counter(message["custom"].get("mail_id") for message in sandbox.messages(provider))
+
+
+@contextlib.contextmanager
+def serving(application, **options):
+    """``application`` on a threaded HTTP server on a free loopback port, for the block: its URL.
+
+    The server looks for the request to stop every 50 ms, so that stopping it takes no longer.
+    """
+    httpd = make_server("127.0.0.1", 0, application, threaded=True, **options)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()
 
 
 def wait_for(condition, timeout, interval=0.05, message="condition"):

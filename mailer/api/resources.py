@@ -232,7 +232,7 @@ def accepted_mail(rows):
 def stamp_mail(body, stamps):
     """``accepted_mail``'s body with what the database set for the mail: ``stamps`` is its
     (created_at, status, next_attempt_at). The result is the ``Mail`` of the stored row, as
-    ``GET /mail/<id>`` shows it (tests/unit/test_mail_dict.py holds them together)."""
+    ``GET /mail/<id>`` shows it (tests/unit/api/test_mail_dict.py holds them together)."""
     created, status, due = stamps
     body.update(
         status=status,

@@ -6,7 +6,7 @@ import pytest
 
 HERE = Path(__file__).parent
 # The fixtures of ../conftest.py that need a server; every other such fixture builds on these.
-SERVER_FIXTURES = {"database_url", "sandbox"}
+SERVER_FIXTURES = {"database_url", "postgres_server", "sandbox"}
 
 
 def pytest_collection_modifyitems(items):
@@ -18,5 +18,6 @@ def pytest_collection_modifyitems(items):
     ]
     if offending:
         raise pytest.UsageError(
-            "unit tests run without a server; move these one folder up: " + ", ".join(offending)
+            "unit tests run without a server; move these to tests/integration: "
+            + ", ".join(offending)
         )

@@ -1,0 +1,66 @@
+"""Reading and driving the admin's pages through the test client: forms, lists, details."""
+
+import base64
+import html
+import re
+
+from helpers import sample_mail
+
+
+def post_mail(client, **fields):
+    """Submit a mail through the API; returns its id."""
+    response = client.post("/mail", json=sample_mail(**fields))
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["id"]
+
+
+def csrf_token(client, path):
+    """The CSRF token of the form rendered at ``path``."""
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
+def text_of(markup):
+    """The text a browser shows for an HTML fragment, whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+def details(client, mail_id):
+    """The detail page of a mail as {label: text}."""
+    page = client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
+    return {
+        text_of(label): text_of(value)
+        for label, value in re.findall(
+            r"<tr>\s*<td>\s*<b>(.*?)</b>\s*</td>\s*<td>(.*?)</td>\s*</tr>", page, re.S
+        )
+    }
+
+
+def listed_subjects(client, query=""):
+    """The subjects shown by the mail list (with ``query`` string)."""
+    page = client.get(f"/admin/email/{query}")
+    assert page.status_code == 200
+    cells = re.findall(
+        r'<td class="col-subject">\s*(.*?)\s*</td>', page.get_data(as_text=True), re.S
+    )
+    return sorted(html.unescape(cell) for cell in cells)
+
+
+def provider_row(page, name):
+    """The dashboard's row of provider ``name`` as {field: text}."""
+    row = re.search(rf'<tr data-provider="{name}">(.*?)</tr>', page, re.S).group(1)
+    return {
+        field: text_of(value)
+        for field, value in re.findall(r'<td[^>]*data-field="(\w+)"[^>]*>(.*?)</td>', row, re.S)
+    }
+
+
+OPERATOR = "admin:ops"  # what admin.operator() records for the logged-in user below
+
+
+def log_in(app, client):
+    """Require the admin login on ``app`` and log ``client`` in as user ``ops`` (HTTP Basic)."""
+    app.config.update(ADMIN_USERNAME="ops", ADMIN_PASSWORD="s3cret")
+    token = base64.b64encode(b"ops:s3cret").decode()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Basic {token}"
+    return client

@@ -1,0 +1,502 @@
+"""The admin in a real browser: Debian's chromium, driven by Playwright, on the real stack.
+
+The sandbox, the API (``app.py``: the admin behind HTTP Basic, the API behind a key) and a worker
+run as processes on the test database, on free loopback ports; the sandbox posts signed delivery
+events back, as in the quick start. Chromium then does what an operator does: logs in, creates a
+mail and watches it become ``sent`` in the list and ``delivered`` on its page, retries a mail the
+sandbox rejected, cancels a scheduled one, removes a suppression, sees the dashboard draw its
+chart and follow a new mail by itself, and opens Mailgun's breaker by hand. Throughout, the pages
+load nothing from outside this machine and log no console error (a Content-Security-Policy
+violation is one). Screenshots go to test-artifacts/browser/ (the path is printed).
+
+    ./scripts/test -m browser          # this test alone
+
+The browser is Debian's chromium (/usr/bin/chromium, or $CHROMIUM), never one Playwright
+downloads; scripts/test installs it when it may (scripts/setup-browser). Without it this test
+FAILS under CI (CI=true), where a skip would pass unseen, and is skipped elsewhere, so that a
+developer without root still runs the rest of the suite.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlsplit
+
+import pytest
+import requests
+from conftest import ROOT
+from helpers import wait_for
+from playwright.sync_api import expect, sync_playwright
+
+from devkit.devserver import event_keys
+from devkit.processes import Supervisor
+from mailer.config import DEFAULTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.committed]
+
+DEBIAN_CHROMIUM = "/usr/bin/chromium"
+# No sandbox (we run as root in CI), no GPU, and none of Chromium's own calls home.
+CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+LOCAL_SCHEMES = ("data", "about")
+ARTIFACTS = os.path.join(
+    os.environ.get("TEST_ARTIFACTS", os.path.join(ROOT, "test-artifacts")), "browser"
+)
+START_TIMEOUT = 120.0  # seconds for the sandbox and the API to answer their health checks
+STATUS_TIMEOUT = 60.0  # seconds for a mail to reach the status the test waits for
+RELOAD_AFTER_MS = 500  # how long a page is watched for a status before it is reloaded
+# The sandbox posts the delivery event this long after it takes a mail, so that the list shows
+# the mail as "sent" for a while before it becomes "delivered".
+EVENT_DELAY = 3.0  # seconds
+BREAKERS_SEEN_WITHIN = 1.0  # seconds: every worker has refreshed its breakers by then
+DASHBOARD_POLL_TIMEOUT_MS = 15_000  # the dashboard polls every 5 s
+VIEWPORT = {"width": 1280, "height": 900}
+REJECTED = "reject-me"  # the sandbox's Mailgun refuses (400) mail to an address containing this
+
+
+def is_local(url):
+    """Whether the browser may load ``url``: this machine, or a data: or about: URL."""
+    parts = urlsplit(url)
+    return parts.scheme in LOCAL_SCHEMES or parts.hostname in LOCAL_HOSTS
+
+
+def free_port():
+    """A loopback port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Stack:
+    """The sandbox, the API and a worker as processes on the test database, stopped together."""
+
+    def __init__(self, database_url, log_dir):
+        self.database_url = database_url
+        self.log_dir = log_dir
+        api_port = free_port()
+        sandbox_port = free_port()
+        while sandbox_port == api_port:
+            sandbox_port = free_port()
+        self.port, self.sandbox_port = api_port, sandbox_port
+        self.api = f"http://127.0.0.1:{api_port}"
+        self.admin = f"{self.api}/admin"
+        self.sandbox = f"http://127.0.0.1:{sandbox_port}"
+        self.user, self.password = "operator", secrets.token_urlsafe(16)
+        self.api_key = secrets.token_urlsafe(24)
+        self.supervisor = Supervisor(cwd=ROOT, own_groups=True, hide=(self.password, self.api_key))
+
+    def environments(self):
+        """The children's environments: (the API's, the sandbox's, the worker's).
+
+        Nothing of the caller's settings reaches them (a developer's provider keys least of
+        all); every key is made for this run.
+        """
+        base = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in DEFAULTS and name != "MAIL_SERVICE_CONFIG"
+        }
+        base["PYTHONUNBUFFERED"] = "1"
+        mailgun_key, sendgrid_key = secrets.token_urlsafe(24), "SG." + secrets.token_urlsafe(24)
+        api_events, sandbox_events = event_keys(self.api)
+        common = {
+            **base,
+            "DATABASE_URL": self.database_url,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "API_KEYS": self.api_key,
+            "ADMIN_USERNAME": self.user,
+            "ADMIN_PASSWORD": self.password,
+            "MAILGUN_BASE_URL": self.sandbox,
+            "SENDGRID_BASE_URL": self.sandbox,
+            "MAILGUN_DOMAIN": "sandbox.example.com",
+            "POLL_INTERVAL": "0.2",
+        }
+        sandbox = {
+            **base,
+            "SANDBOX_MAILGUN_API_KEY": mailgun_key,
+            "SANDBOX_SENDGRID_API_KEY": sendgrid_key,
+            **sandbox_events,
+        }
+        worker = {**common, "MAILGUN_API_KEY": mailgun_key, "SENDGRID_API_KEY": sendgrid_key}
+        return {**common, **api_events}, sandbox, worker
+
+    def start(self):
+        """Start the three processes and wait until the sandbox and the API answer."""
+        api_env, sandbox_env, worker_env = self.environments()
+        python = sys.executable
+        children = (
+            (
+                "sandbox",
+                [python, "-m", "devkit.sandbox", "--port", str(self.sandbox_port)],
+                sandbox_env,
+            ),
+            ("api", [python, "app.py", "--host", "127.0.0.1", "--port", str(self.port)], api_env),
+            ("worker", [python, "mail_service.py"], worker_env),
+        )
+        for name, argv, env in children:
+            self.supervisor.start(
+                name, argv, env, log_path=os.path.join(self.log_dir, f"{name}.log")
+            )
+        for url in (f"{self.sandbox}/_sandbox/health", f"{self.api}/health"):
+            wait_for(lambda url=url: self.answers(url), START_TIMEOUT, interval=0.1, message=url)
+        return self
+
+    def answers(self, url):
+        """Whether ``url`` answers 200; an AssertionError with its output if a child died."""
+        dead = self.supervisor.dead()
+        if dead is not None:
+            raise AssertionError(f"the {dead.name} exited ({dead.describe_exit()}):\n{dead.tail()}")
+        try:
+            return requests.get(url, timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def stop(self):
+        """The API and the worker first, so that sends in flight find the sandbox."""
+        self.supervisor.stop(
+            *[child for child in self.supervisor.children if child.name != "sandbox"]
+        )
+        self.supervisor.stop_all()
+
+    def output(self, name):
+        """What child ``name`` printed (secrets masked)."""
+        for child in self.supervisor.children:
+            if child.name == name:
+                return child.output()
+        with open(os.path.join(self.log_dir, f"{name}.log"), encoding="utf-8") as log:
+            return log.read()
+
+    def post_mail(self, **fields):
+        """POST /mail with the API key, as a client does; the new mail's id."""
+        mail = {
+            "from": "shop@example.com",
+            "to": "ann@example.com",
+            "subject": "Hello",
+            "text": "Hi!",
+            **fields,
+        }
+        answer = requests.post(
+            f"{self.api}/mail",
+            json=mail,
+            timeout=5,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
+        assert answer.status_code == 202, answer.text
+        return answer.json()["id"]
+
+    def tell_sandbox(self, path, settings):
+        """PUT ``settings`` to the sandbox's ``/_sandbox/<path>``."""
+        answer = requests.put(f"{self.sandbox}/_sandbox/{path}", json=settings, timeout=5)
+        assert answer.status_code == 200, answer.text
+
+
+class Browser:
+    """A chromium page in a fresh profile, recording what it fetched, complained of and asked."""
+
+    def __init__(self, context, shots):
+        self.context = context
+        self.page = context.pages[0] if context.pages else context.new_page()
+        self.shots = shots
+        self.urls, self.errors, self.dialogs = [], [], []
+        self.page.on("request", lambda request: self.urls.append(request.url))
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        self.page.on("dialog", self._confirm)
+
+    def _console(self, message):
+        """Keep console errors, with the page they came from."""
+        if message.type == "error":
+            source = message.location.get("url") or self.page.url
+            self.errors.append(f"{source}: {message.text}")
+
+    def _confirm(self, dialog):
+        """Say yes to a confirmation, as the operator would; keep what it asked."""
+        self.dialogs.append(dialog.message)
+        dialog.accept()
+
+    def screenshot(self, name):
+        """Save the whole page as ``<n>-<name>.png`` in the artifacts folder."""
+        path = os.path.join(self.shots, f"{len(os.listdir(self.shots)) + 1:02d}-{name}.png")
+        self.page.screenshot(path=path, full_page=True)
+        return path
+
+    def outside_requests(self):
+        """The URLs the page loaded from anywhere but this machine."""
+        return [url for url in self.urls if not is_local(url)]
+
+
+@pytest.fixture
+def chromium():
+    """The path of Debian's chromium; without it, fail under CI and skip elsewhere."""
+    path = os.environ.get("CHROMIUM", DEBIAN_CHROMIUM)
+    if os.access(path, os.X_OK):
+        return path
+    message = (
+        f"the browser test needs Debian's chromium at {path}: run scripts/setup-browser "
+        "(sudo apt-get install chromium) or set CHROMIUM to a Chromium binary"
+    )
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def stack(app, database_url, tmp_path):
+    """The real stack on the test database (``app`` empties its tables before and after)."""
+    running = Stack(database_url, tmp_path)
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+        for name in ("sandbox", "api", "worker"):
+            print(f"--- {name} ---\n{running.output(name)[-4000:]}")
+
+
+@pytest.fixture
+def artifacts(capsys):
+    """An empty test-artifacts/browser/ for this run's screenshots; its path is printed."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    os.makedirs(ARTIFACTS)
+    with capsys.disabled():
+        print(f"\nbrowser test screenshots: {ARTIFACTS}")
+    return ARTIFACTS
+
+
+@pytest.fixture
+def browser(chromium, stack, artifacts, tmp_path):
+    """Chromium in a fresh profile, with the admin's credentials for its login prompt."""
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=chromium,
+            headless=True,
+            args=list(CHROMIUM_FLAGS),
+            viewport=VIEWPORT,
+            http_credentials={"username": stack.user, "password": stack.password},
+        )
+        context.set_default_timeout(10_000)
+        try:
+            yield Browser(context, artifacts)
+        finally:
+            context.close()
+
+
+# --- What the operator does ------------------------------------------------------------------
+
+
+def log_in(browser, stack):
+    """Open the dashboard: the admin asks for credentials, and the browser gives them."""
+    refused = requests.get(f"{stack.admin}/", timeout=5)
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Basic")
+    answer = browser.page.goto(f"{stack.admin}/")
+    assert answer.status == 200
+    expect(browser.page.locator("#dash-counts")).to_be_visible()
+    expect(browser.page.locator("#dash-providers")).to_be_visible()
+
+
+def create_mail(browser, stack, subject):
+    """Fill in the admin's create form and save; the new mail's id (found by its subject)."""
+    page = browser.page
+    page.goto(f"{stack.admin}/email/new/")
+    page.fill("#from_address", "Shop <shop@example.com>")
+    page.fill("#to", "ann@example.com")
+    page.fill("#subject", subject)
+    page.fill("#text", "Your order is on its way.")
+    save(page)
+    open_list(browser, stack, subject)
+    checkboxes = page.locator("input.action-checkbox")
+    expect(checkboxes).to_have_count(1)
+    return checkboxes.get_attribute("value")
+
+
+def save(page):
+    """Save a create form; wait for the page it leads to, scripts and all, to have loaded.
+
+    The flash message shows before the scripts at the end of the page have run, and a click
+    then would miss the handlers they bind (a delete would not ask for confirmation).
+    """
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".alert-success")).to_contain_text("successfully created")
+    page.wait_for_load_state("load")
+
+
+def open_list(browser, stack, search):
+    """The mail list, searched for ``search``."""
+    browser.page.goto(f"{stack.admin}/email/?search={quote(search)}")
+
+
+def list_cell(page, mail_id, column):
+    """The ``column`` cell of mail ``mail_id``'s row in the list."""
+    row = page.locator("tr", has=page.locator(f"input.action-checkbox[value='{mail_id}']"))
+    return row.locator(f"td.col-{column}")
+
+
+def list_status(page, mail_id):
+    """The status cell of mail ``mail_id``'s row in the list."""
+    return list_cell(page, mail_id, "status")
+
+
+def detail_status(page):
+    """The status on a mail's page."""
+    label = page.locator("td", has=page.locator("b", has_text=re.compile(r"^\s*Status\s*$")))
+    return page.locator("tr", has=label).locator("td").nth(1)
+
+
+def reload_until(page, locator, text, timeout=STATUS_TIMEOUT):
+    """Watch ``locator`` for ``text``, reloading the page until it shows or time runs out.
+
+    The list and the mail's page do not refresh by themselves, so the operator reloads.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            expect(locator).to_have_text(text, timeout=RELOAD_AFTER_MS)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.reload()
+
+
+def act_on(browser, mail_id, action):
+    """Tick mail ``mail_id`` in the list and run ``action`` from "With selected", confirmed."""
+    page = browser.page
+    asked = len(browser.dialogs)
+    list_status(page, mail_id).locator("xpath=..").locator("input.action-checkbox").check()
+    page.get_by_role("button", name="With selected").click()
+    page.locator(f"a[data-action='{action}']").click()
+    expect(page.locator(".alert-success")).to_be_visible()
+    assert len(browser.dialogs) == asked + 1, "the action ran without asking for confirmation"
+
+
+def suppress_and_release(browser, stack, address):
+    """Add ``address`` to the suppression list in the admin, then delete it there, confirmed."""
+    page = browser.page
+    page.goto(f"{stack.admin}/suppression/new/")
+    page.fill("#address", address)
+    page.fill("#detail", "asked by phone")
+    save(page)
+    row = page.locator("tr", has=page.get_by_text(address, exact=True))
+    asked = len(browser.dialogs)
+    row.get_by_title("Delete Record").click()
+    expect(page.locator(".alert-success")).to_contain_text("successfully deleted")
+    assert len(browser.dialogs) == asked + 1, "deleted without asking for confirmation"
+    expect(page.get_by_text(address, exact=True)).to_have_count(0)
+
+
+def watch_dashboard(browser, stack):
+    """The dashboard shows its chart (an SVG the admin draws) and follows a new mail by itself.
+
+    No reload: its script polls dashboard.json, so the count of scheduled mail goes up alone.
+    """
+    page = browser.page
+    with page.expect_response(re.compile(r"/admin/dashboard/chart\.svg")) as chart:
+        page.goto(f"{stack.admin}/")
+    assert chart.value.status == 200
+    assert chart.value.headers["content-type"].startswith("image/svg+xml")
+    # The page's script reloads the chart at once (and on every refresh): wait until it shows.
+    chart_image = page.locator("img#dash-chart")
+    wait_for(
+        lambda: chart_image.evaluate("img => img.complete && img.naturalWidth > 0"),
+        10,
+        message="the chart to be drawn",
+    )
+    scheduled = page.locator("[data-count='scheduled']")
+    expect(scheduled).to_have_text("0")
+    send_at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    stack.post_mail(subject="Newsletter, tomorrow", send_at=send_at)
+    expect(scheduled).to_have_text("1", timeout=DASHBOARD_POLL_TIMEOUT_MS)
+
+
+def open_breaker_by_hand(browser, stack, provider, reason):
+    """Open ``provider``'s breaker from the dashboard, confirmed; it shows who opened it."""
+    page = browser.page
+    row = page.locator(f"#dash-providers tr[data-provider='{provider}']")
+    row.locator("input[name='reason']").fill(reason)
+    page.locator(f"#breaker-open-{provider}").click()
+    expect(page.locator(".alert-success")).to_contain_text(f"{provider} opened by hand")
+    expect(row.locator("[data-field='state']")).to_have_text("open")
+    expect(row.locator("[data-field='opened_by_hand']")).to_contain_text(f"by admin:{stack.user}")
+    expect(row.locator("[data-field='opened_by_hand']")).to_contain_text(reason)
+
+
+# --- The test ---------------------------------------------------------------------------------
+
+
+def test_an_operator_works_the_admin_in_chromium(browser, stack):
+    page = browser.page
+    stack.tell_sandbox("events", {"delay": EVENT_DELAY})
+    log_in(browser, stack)
+    browser.screenshot("dashboard-empty")
+
+    # A mail created in the admin goes out: sent in the list, then delivered on its page.
+    mail_id = create_mail(browser, stack, "Order 1001 shipped")
+    reload_until(page, list_status(page, mail_id), "sent")
+    browser.screenshot("list-sent")
+    page.goto(f"{stack.admin}/email/details/?id={mail_id}")
+    reload_until(page, detail_status(page), "delivered")
+    expect(page.locator("body")).to_contain_text("Order 1001 shipped")
+    browser.screenshot("details-delivered")
+
+    # A mail Mailgun refuses fails; once Mailgun takes it again, Retry sends it.
+    stack.tell_sandbox("behaviour/mailgun", {"reject_to": REJECTED})
+    failed_id = stack.post_mail(to=f"{REJECTED}@example.com", subject="Refused at first")
+    open_list(browser, stack, "Refused at first")
+    reload_until(page, list_status(page, failed_id), "failed")
+    stack.tell_sandbox("behaviour/mailgun", {})
+    act_on(browser, failed_id, "retry")
+    expect(page.locator(".alert-success")).to_contain_text("1 failed mail(s) queued again")
+    reload_until(page, list_status(page, failed_id), re.compile(r"^\s*(sent|delivered)\s*$"))
+    page.goto(f"{stack.admin}/email/details/?id={failed_id}")
+    expect(page.locator("body")).to_contain_text(f"admin:{stack.user}")  # who retried it
+    browser.screenshot("details-retried")
+
+    # A scheduled mail is cancelled before its time comes.
+    send_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    scheduled_id = stack.post_mail(subject="Reminder for tomorrow", send_at=send_at)
+    open_list(browser, stack, "Reminder for tomorrow")
+    expect(list_status(page, scheduled_id)).to_have_text("scheduled")
+    act_on(browser, scheduled_id, "cancel")
+    expect(page.locator(".alert-success")).to_contain_text("1 mail(s) cancelled")
+    expect(list_status(page, scheduled_id)).to_have_text("cancelled")
+    browser.screenshot("list-cancelled")
+
+    # An address suppressed by hand is taken off the list again, once the operator confirms.
+    suppress_and_release(browser, stack, "gone@example.com")
+
+    # The dashboard draws its chart and refreshes itself; a breaker opened by hand is obeyed.
+    watch_dashboard(browser, stack)
+    open_breaker_by_hand(browser, stack, "mailgun", "planned maintenance")
+    browser.screenshot("dashboard")
+    # Workers trust their copy of the breakers for half a second (circuit.py): a mail due after
+    # that finds every worker skipping Mailgun.
+    due = datetime.now(UTC) + timedelta(seconds=BREAKERS_SEEN_WITHIN)
+    rerouted_id = stack.post_mail(subject="While Mailgun rests", send_at=due.isoformat())
+    open_list(browser, stack, "While Mailgun rests")
+    reload_until(page, list_status(page, rerouted_id), re.compile(r"^\s*(sent|delivered)\s*$"))
+    expect(list_cell(page, rerouted_id, "provider")).to_have_text("sendgrid")
+
+    assert browser.dialogs == [
+        "Queue the selected failed mails for another delivery?",
+        "Cancel the selected queued or scheduled mails? They will not be sent.",
+        "Are you sure you want to delete this record?",
+        "Open mailgun's breaker by hand? Workers will skip mailgun until someone closes it by "
+        "hand.",
+    ]
+    assert browser.outside_requests() == [], "the admin loaded something from outside"
+    assert browser.errors == [], "the admin logged console errors"
+    assert any(url.endswith(".js") or ".js?" in url for url in browser.urls), "no script ran"
+    for name in ("api", "worker"):
+        assert "Traceback" not in stack.output(name), stack.output(name)
