@@ -32,6 +32,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # pool (5 connections + 5 overflow per process) bounds how many of them use the database at
 # once, the others waiting their turn for a connection.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Requests each process runs at once (mailer/green.py's ActiveLimit); the rest of its
+# connections wait, parked, for a turn.
+active_requests = int(os.environ.get("GUNICORN_ACTIVE_REQUESTS", "4"))
 
 # Seconds an idle keep-alive connection stays open (clients reuse them). In a gevent worker it
 # is also the header timeout: a request line and headers not received within it (slowloris,
@@ -161,6 +164,10 @@ def post_worker_init(worker):
     """
     import gc
 
+    if "gevent" in worker.cfg.worker_class_str:
+        from mailer.green import ActiveLimit
+
+        worker.wsgi = ActiveLimit(worker.wsgi, active_requests)
     gc.collect()
     gc.freeze()
 

@@ -55,3 +55,24 @@ def connect_deadline(conn):
     except (TypeError, ValueError):
         return None
     return time.monotonic() + seconds if seconds > 0 else None
+
+
+class ActiveLimit:
+    """WSGI middleware: at most ``limit`` requests of this process run the app at once; the
+    others wait their turn in the event loop.
+
+    A gevent worker takes every connection at once (slow clients park for free), but requests
+    that all run together share one core: each waits for the others' Python, and the tail of
+    the latencies grows with their number. A few at a time, as a few threads were, keeps a
+    core busy while some wait on PostgreSQL, and no more.
+    """
+
+    def __init__(self, app, limit):
+        from gevent.lock import BoundedSemaphore
+
+        self.app = app
+        self.slots = BoundedSemaphore(limit)
+
+    def __call__(self, environ, start_response):
+        with self.slots:
+            return self.app(environ, start_response)
