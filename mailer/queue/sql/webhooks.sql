@@ -6,7 +6,8 @@
 -- A webhook for each of %(items)s (a JSON array of mail id, event type, recipient and
 -- reason), its body built from the mail row as it is now: {"type", "timestamp", "data":
 -- {"mail_id", "status", "recipient", "reason", "metadata", "tags"}}, and a webhook-id of its
--- own ("msg_" and 32 hex digits), by which the client deduplicates.
+-- own ("msg_" and 32 hex digits), by which the client deduplicates; in the order of the items
+-- (a mail's "sent" before the status it then rolled up to).
 INSERT INTO webhook_outbox (message_id, event_type, email_id, payload)
 SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), item.type, mail.id,
        jsonb_build_object(
@@ -15,8 +16,11 @@ SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), item.type, mail.id,
            'data', jsonb_build_object(
                'mail_id', mail.id, 'status', mail.status, 'recipient', item.recipient,
                'reason', item.reason, 'metadata', mail.metadata, 'tags', to_jsonb(mail.tags)))
-  FROM json_to_recordset(%(items)s) AS item(id uuid, type text, recipient text, reason text)
-  JOIN email AS mail ON mail.id = item.id;
+  FROM ROWS FROM (json_to_recordset(%(items)s)
+                  AS (id uuid, type text, recipient text, reason text)) WITH ORDINALITY
+       AS item(id, type, recipient, reason, position)
+  JOIN email AS mail ON mail.id = item.id
+ ORDER BY item.position;
 
 -- name: claim
 -- Take up to %(limit)s due webhooks, the longest due first, under a lease of %(lease)s

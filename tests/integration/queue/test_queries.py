@@ -97,8 +97,10 @@ def test_a_listing_filter_is_dropped_while_its_parameter_is_null(client, mail, s
     assert "ix_email_created" in everything and "Filter" not in everything, everything
     one_status = plan(url, reads.SQL.page, status="queued")
     assert "ix_email_status_created" in one_status and "Sort" not in one_status, one_status
+    # With three rows the planner may walk either index; either way the recipient's filter
+    # applies and the other filters, their parameters NULL, are gone.
     recipient = plan(url, reads.SQL.page, to="rcpt@example.com")
-    assert "ix_email_recipients" in recipient, recipient
+    assert "recipients @>" in recipient and "status" not in recipient, recipient
 
 
 @pytest.mark.committed
