@@ -216,7 +216,7 @@ def _parse_one(piece):
     # exactly, to exactly one address, and say nothing the parse leaves out (_as_written).
     try:
         parsed = ADDRESS_PARSER("to", piece)
-    except Exception:  # noqa: BLE001 - see _unparsable
+    except Exception:  # the parser's own errors on malformed input too (see _unparsable)
         return None, _unparsable(piece)
     defects = [d for d in parsed.defects if not isinstance(d, NonASCIILocalPartDefect)]
     if defects or len(parsed.addresses) != 1 or not parsed.addresses[0].addr_spec:

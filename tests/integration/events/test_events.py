@@ -28,29 +28,6 @@ from mailer.events.signatures import (
 ANN, BOB = "ann@example.com", "bob@example.com"
 
 
-@pytest.fixture
-def sent(client, sql, mail):
-    """Make a mail as the worker leaves it once Mailgun took it; returns its id."""
-
-    def make(to=ANN, cc=(), provider="mailgun", message_id="<20260101.abc@mg.example.com>"):
-        body = client.post("/mail", json={**mail, "to": to, "cc": list(cc)}).get_json()
-        sql(
-            "UPDATE email SET status = 'sent', provider = :provider, provider_message_id = :mid "
-            "WHERE id = :id",
-            provider=provider,
-            mid=message_id,
-            id=body["id"],
-        )
-        sql(
-            "INSERT INTO recipient (email_id, address, status) "
-            "SELECT id, unnest(recipients), 'sent' FROM email WHERE id = :id",
-            id=body["id"],
-        )
-        return body["id"]
-
-    return make
-
-
 def mailgun(client, body):
     """Post a Mailgun event."""
     return client.post("/webhooks/mailgun", json=body)
