@@ -54,6 +54,10 @@ DEFAULTS = {
     "CIRCUIT_FAILURE_THRESHOLD": 5,  # consecutive transient failures that open a circuit
     "CIRCUIT_COOLDOWN": 30.0,  # seconds an open circuit waits before one probe
     "CIRCUIT_COOLDOWN_CAP": 600.0,  # seconds, longest cool-down while a provider keeps failing
+    # The guard: a provider whose mail to a recipient domain fails too often goes last for it.
+    "DELIVERABILITY_WINDOW": 3600.0,  # seconds of delivery outcomes looked at
+    "DELIVERABILITY_MIN_EVENTS": 50,  # outcomes in the window before a pair can be steered
+    "DELIVERABILITY_MAX_FAILURE_RATE": 0.2,  # share bounced+deferred+complained; 1 = guard off
     "DB_CONNECT_TIMEOUT": 3,  # seconds to wait for PostgreSQL before answering 503
     "DB_STATEMENT_TIMEOUT": 5000,  # milliseconds, API statements on PostgreSQL
     # Health and metrics: /metrics takes this bearer token (as well as an API key); empty:

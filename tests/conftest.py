@@ -76,6 +76,8 @@ TABLES = (
     "worker_heartbeat",
     "webhook_token",
     "auth_failure",
+    "deliverability",
+    "steering",
     "email_status_count",
 )
 ANY_ROW = text("SELECT " + " OR ".join(f"EXISTS (SELECT FROM {table})" for table in TABLES))

@@ -10,7 +10,8 @@ counts over the whole ``email`` table:
 - the oldest due mail, mail in backoff and expired leases go through the claim's and the
   reaper's partial indexes, and lists stop at ``LISTED``;
 - provider latency and recent failures read the last ``RECENT_ATTEMPTS`` attempt rows by their
-  primary key.
+  primary key;
+- the providers the guard steers away from are the workers' few shared ``steering`` rows.
 
 Every time is the database's (``now()``), as the workers see it. The statements are the queue's
 (``mailer/queue/sql/dashboard.sql``).
@@ -18,7 +19,7 @@ Every time is the database's (``now()``), as the workers see it. The statements 
 
 from datetime import UTC, timedelta
 
-from mailer.queue import counts, heartbeats, reads
+from mailer.queue import counts, heartbeats, reads, steering
 from mailer.queue import dashboard as panels
 from mailer.worker import circuit, dispatch, ratecap
 
@@ -97,6 +98,7 @@ def providers_panel(conn, config):
         "recent_attempts": RECENT_ATTEMPTS,
         "providers": providers,
         "hand_actions": [_hand_action(row) for row in circuit.hand_actions(conn, 10)],
+        "steered": [_steered(row) for row in steering.steered(conn)],
     }
 
 
@@ -134,6 +136,17 @@ def _mail(row):
         if data.get(key) is not None:
             data[key] = round(float(data[key]), 1)
     return data
+
+
+def _steered(row):
+    """A provider the guard puts last for a recipient domain, JSON-ready."""
+    return {
+        "provider": row["provider"],
+        "domain": row["domain"],
+        "failure_rate": row["failure_rate"],
+        "failed_of": f"{row['failed']} of {row['events']} ({100 * row['failure_rate']:.1f}%)",
+        "since": iso(row["since"]),
+    }
 
 
 def _hand_action(row):

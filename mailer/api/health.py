@@ -5,9 +5,10 @@
 - ``/readyz`` answers 200 when the database answers and its schema is at this code's Alembic
   head, else 503 (a load balancer then sends requests elsewhere). Its body also shows each
   provider's circuit, ``meltdown`` (by the one definition in ``circuit``), each provider's
-  weight, shared rate cap and current rate (``dispatch.plan``), and how many workers sent a
-  heartbeat lately. A meltdown does not make the API unready: it still stores mail, which
-  waits in the queue.
+  weight, shared rate cap and current rate (``dispatch.plan``), how many workers sent a
+  heartbeat lately, and the providers the guard steers away from for a recipient domain
+  (``steered``, the workers' shared ``steering`` rows). A meltdown does not make the API
+  unready: it still stores mail, which waits in the queue.
 
 Both are JSON, need no key and show no secret (no URL, host or user of the database).
 ``/health`` (in ``api``) stays as it was.
@@ -21,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.api.errors import DB_RETRY_AFTER
 from mailer.database import head_revision
-from mailer.queue import heartbeats
+from mailer.queue import heartbeats, steering
 from mailer.shapes.service import Liveness, Readiness
 from mailer.worker import circuit, dispatch, ratecap
 from models import db
@@ -76,6 +77,7 @@ def readiness(conn, config):
                 for name in names
             ],
             "workers_alive": len(heartbeats.alive(conn)),
+            "steered": steering.steered(conn),
         }
     )
 

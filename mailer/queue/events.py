@@ -3,7 +3,9 @@
 ``record_events`` stores a batch of events (sent, deferred, delivered, bounced, unsubscribed,
 complained, ...), moves each recipient forward and rolls its mail up from its recipients;
 permanent bounces, complaints and unsubscribes go on the suppression list; every recipient and
-mail that moved to a status the client hears of raises its webhook. The statements are in
+mail that moved to a status the client hears of raises its webhook; the new delivered,
+bounced, deferred and complained events are added to the per-minute counts of their provider
+and recipient domain that the guard reads (``mailer.queue.steering``). The statements are in
 ``sql/events.sql``.
 """
 
@@ -40,8 +42,9 @@ def record_events(conn, events, suppression_days, webhooks=None):
     moved when none of its recipients did (an unsubscribe settles a mail as delivered).
 
     A batch is two statements, whatever its size: lock its mails (``_lock_for_events``), then
-    insert its new events, move their recipients and roll their mails up in one
-    (``_store_and_move``); then, if any, suppressions and webhooks. Mail ids are handled as
+    insert its new events, move their recipients, roll their mails up and count their outcomes
+    per provider, domain and minute in one (``_store_and_move``); then, if any, suppressions
+    and webhooks. Mail ids are handled as
     text here, as the database writes them (``Event.mail_id`` is text already).
     """
     mails = _lock_for_events(conn, events)

@@ -1,6 +1,8 @@
 """Delete finished mail (sent, delivered, bounced, complained, suppressed, failed or cancelled)
 older than RETENTION_DAYS, with its attachments, attempts, recipients, events and webhooks;
-idempotency keys past IDEMPOTENCY_TTL; and bounce suppressions that expired; in small batches.
+idempotency keys past IDEMPOTENCY_TTL; bounce suppressions that expired; and the guard's
+per-minute delivery outcomes older than a day, or twice DELIVERABILITY_WINDOW if longer; in
+small batches.
 
     scripts/purge --config settings.cfg [--days 30] [--batch-size 5000] [--dry-run]
 
@@ -56,6 +58,19 @@ def purge_idempotency_keys(conn, ttl, batch_size):
     """Delete up to ``batch_size`` keys older than ``ttl`` seconds; how many went."""
     return conn.exec_driver_sql(
         SQL.purge_keys, {"ttl": float(ttl), "batch_size": batch_size}
+    ).rowcount
+
+
+def deliverability_kept(window):
+    """Seconds of the guard's per-minute outcomes kept: a day, or twice the window if longer."""
+    return max(86400.0, 2 * window)
+
+
+def purge_deliverability(conn, keep, batch_size):
+    """Delete up to ``batch_size`` per-minute outcomes older than ``keep`` seconds; how many
+    went."""
+    return conn.exec_driver_sql(
+        SQL.purge_deliverability, {"keep": float(keep), "batch_size": batch_size}
     ).rowcount
 
 
@@ -119,6 +134,13 @@ def main(argv=None):
         max(1, args.batch_size),
     )
     log.info("purged %d expired bounce suppressions", expired)
+    keep = deliverability_kept(config["DELIVERABILITY_WINDOW"])
+    minutes, _ = _in_batches(
+        engine,
+        lambda conn: purge_deliverability(conn, keep, max(1, args.batch_size)),
+        max(1, args.batch_size),
+    )
+    log.info("purged %d per-minute delivery outcomes older than %gs", minutes, keep)
     return 0
 
 

@@ -164,11 +164,26 @@ class ReadyProvider(ProviderHealth):
     )
 
 
+class SteeredPair(Shape):
+    """A provider the guard puts last for a recipient domain: too many of its outcomes there
+    bounced, deferred or complained in the last `DELIVERABILITY_WINDOW` seconds."""
+
+    provider: str = Field(description="The provider's name.")
+    domain: str = Field(description="The recipient domain (lower case).")
+    failure_rate: float = Field(
+        description="The share of its outcomes in the window that bounced, deferred or "
+        "complained, 0 to 1, at the workers' last look.",
+        ge=0,
+        le=1,
+    )
+    since: datetime = Field(description="When it was steered away from.")
+
+
 class Readiness(Shape):
     """Whether the API can serve, and the providers' state."""
 
     sometimes: ClassVar[frozenset] = frozenset(
-        {"meltdown", "strategy", "providers", "workers_alive"}
+        {"meltdown", "strategy", "providers", "workers_alive", "steered"}
     )
 
     status: Literal["ready", "unavailable"] = Field(description="`ready`, or `unavailable` (503).")
@@ -181,3 +196,7 @@ class Readiness(Shape):
     strategy: Literal[STRATEGIES] = Field(description="`PROVIDER_STRATEGY`.")
     providers: list[ReadyProvider]
     workers_alive: int = Field(description="Workers whose heartbeat is recent.", ge=0)
+    steered: list[SteeredPair] = Field(
+        description="The providers the guard puts last for a recipient domain (empty while "
+        "none is, or the guard is off)."
+    )

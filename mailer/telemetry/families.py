@@ -66,3 +66,14 @@ def plan_families(plan):
             if row["current_rate"] is not None
         ],
     )
+
+
+def steered_family(steered, seen):
+    """``mail_provider_steered``: 1 for each (provider, domain) the guard steers away from now
+    (``steered``), 0 for the others of ``seen``, those this process saw steered before."""
+    return gauge(
+        "mail_provider_steered",
+        "1 while the guard puts the provider last for the recipient domain",
+        ["provider", "domain"],
+        [(pair, 1 if pair in steered else 0) for pair in sorted(set(steered) | set(seen))],
+    )

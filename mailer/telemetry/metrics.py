@@ -17,7 +17,9 @@ Under gunicorn each worker process counts on its own, in prometheus-client's mul
 What is read from the database at each scrape (``database_metrics``), a few small indexed
 queries and no COUNT over the mail table: mail by status (the ledger of
 ``counts.status_counts``), the age of the oldest due mail, each provider's breaker state,
-weight, cap and current rate, meltdown, and the workers alive by their heartbeats.
+weight, cap and current rate, meltdown, the workers alive by their heartbeats, and the pairs
+the guard steers away from (``mail_provider_steered{provider, domain}``: 1 while steered, 0
+once back, for the pairs this process saw steered).
 
 ``/metrics`` is protected like the API: with ``METRICS_TOKEN`` set it takes that bearer token
 (or an API key), with ``API_KEYS`` set an API key, and with neither it serves local clients only
@@ -39,8 +41,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.api.auth import count_failure, matches_any, presented_api_key, require_api_key
 from mailer.api.errors import ApiError
-from mailer.queue import counts, heartbeats
-from mailer.telemetry.families import breaker_family, gauge, plan_families
+from mailer.queue import counts, heartbeats, steering
+from mailer.telemetry.families import breaker_family, gauge, plan_families, steered_family
 from mailer.worker import circuit, dispatch, ratecap
 from models import db
 
@@ -88,6 +90,7 @@ REJECTED = Counter(
 )
 
 blueprint = Blueprint("metrics", __name__)
+_steered_seen = set()  # (provider, domain) this process saw steered: shown as 0 once back
 _children = {}  # (endpoint, method, code) -> (request counter, latency histogram): no lookups
 
 
@@ -235,6 +238,9 @@ def database_metrics(conn, config):
         [((), 1 if health["status"] == "meltdown" else 0)],
     )
     yield from provider_families(health["providers"], plan)
+    steered = {(row["provider"], row["domain"]) for row in steering.steered(conn)}
+    _steered_seen.update(steered)
+    yield steered_family(steered, _steered_seen)
 
 
 def provider_families(providers, plan):

@@ -14,7 +14,9 @@ Read at scrape time (``WorkerStateCollector``), from what the worker already hol
 ``mail_worker_in_flight`` (sends under way), ``mail_provider_breaker_state{provider, state}``
 (its copy of the shared breakers, by ``circuit.provider_health``), ``mail_provider_weight``,
 ``mail_provider_rate_limit``, ``mail_provider_current_rate`` (one small query of the shared
-buckets) and ``mail_worker_webhook_deliveries_total{outcome}`` (client webhooks posted).
+buckets), ``mail_provider_steered{provider, domain}`` (its copy of the guard's steering: 1 while
+steered, 0 once back) and ``mail_worker_webhook_deliveries_total{outcome}`` (client webhooks
+posted).
 
 The server listens on ``WORKER_METRICS_ADDRESS`` (loopback by default). With ``METRICS_TOKEN``
 set it asks for that bearer token; an address other machines can reach needs the token.
@@ -31,7 +33,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from mailer.api.auth import matches_any
 from mailer.loopback import is_loopback_host
-from mailer.telemetry.families import breaker_family, gauge, plan_families
+from mailer.telemetry.families import breaker_family, gauge, plan_families, steered_family
 from mailer.worker import circuit, dispatch, ratecap
 
 log = logging.getLogger("mail_service.metrics")
@@ -189,11 +191,15 @@ class WorkerStateCollector:
         self.worker = worker
 
     def collect(self):
-        """In-flight sends, breakers, weights, caps and rates, client webhooks."""
+        """In-flight sends, breakers, weights, caps and rates, steering, client webhooks."""
         worker = self.worker
         yield gauge("mail_worker_in_flight", "Sends under way", [], [((), len(worker.inflight))])
         yield self._breakers()
         yield from self._plan()
+        steering = worker.steering
+        yield steered_family(
+            {(row["provider"], row["domain"]) for row in steering.rows}, steering.seen
+        )
         if worker.sender is not None:
             posted = CounterMetricFamily(
                 "mail_worker_webhook_deliveries",

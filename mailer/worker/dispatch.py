@@ -10,10 +10,13 @@ its cap no mail is claimed (none fails or spends an attempt) until a token is du
 
 A mail's order is its first provider, then the other usable ones in ``PROVIDERS`` order, so a
 transient failure still fails over; a failover to a capped provider takes a token of its own.
+Then the providers the guard steers away from for the mail's recipient domain go last
+(``Dispatcher.demote``, by the ``demoted`` hook: ``mailer.worker.steering``).
 """
 
 from collections import Counter
 
+from mailer.validation.addresses import bare_address
 from mailer.worker import ratecap
 from mailer.worker.circuit import PROBE, USE
 
@@ -51,11 +54,27 @@ def plan(config, names, rates):
     }
 
 
-class Dispatcher:
-    """Plans the first provider of each mail of a claim, and admits failovers under the caps."""
+def no_demotion(domain):
+    """The default ``demoted`` hook: no provider goes last for any domain."""
+    return frozenset()
 
-    def __init__(self, engine, providers, breakers, config):
+
+def recipient_domain(row):
+    """The lower-case domain of a claimed mail's first ``to`` address ('' if it has none)."""
+    to = row["to_address"] or ()
+    return bare_address(to[0]).rpartition("@")[2] if to else ""
+
+
+class Dispatcher:
+    """Plans the first provider of each mail of a claim, and admits failovers under the caps.
+
+    ``demoted(domain)`` names the providers to put last for mail to a recipient domain (the
+    guard's steering).
+    """
+
+    def __init__(self, engine, providers, breakers, config, demoted=no_demotion):
         self.engine = engine
+        self.demoted = demoted
         self.providers = list(providers)
         self.breakers = breakers
         self.strategy = config["PROVIDER_STRATEGY"]
@@ -96,6 +115,14 @@ class Dispatcher:
         ]
         rest = [p for p in self.providers if p is not first and p not in probes]
         return [*probes, first, *rest]
+
+    def demote(self, row, order):
+        """``order`` (a claimed mail's, by the strategy) with the providers ``demoted`` names
+        for the mail's recipient domain moved last, each part in its order."""
+        names = self.demoted(recipient_domain(row))
+        if not names:
+            return order
+        return [p for p in order if p.name not in names] + [p for p in order if p.name in names]
 
     def admit(self, provider):
         """Whether a failover may use ``provider`` now: a token if it is capped."""

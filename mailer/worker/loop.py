@@ -1,8 +1,10 @@
 """The worker loop: claim due mail in batches, send it concurrently, record what happened.
 
 Read ``Worker.run`` top to bottom: while not stopping, write its heartbeat row every few seconds
-(``heartbeats``), reap expired leases, claim what the send threads have room for (leaving out
-the addresses on the suppression list, looked up once per batch) and put it on ``todo``, take
+(``heartbeats``), reap expired leases, refresh its copy of the guard's steering every few
+seconds (``steering``: which providers go last for which recipient domains), claim what the
+send threads have room for (leaving out the addresses on the suppression list, looked up
+once per batch) and put it on ``todo``, take
 the sends that finished (each send thread puts its result on ``done``, so the loop never polls
 the sends in flight), and hand them to the recorder thread, which records them in one
 transaction while the loop goes on claiming: a commit never holds up the next claim, so the
@@ -63,6 +65,7 @@ from mailer.worker.delivery import (
 )
 from mailer.worker.dispatch import Dispatcher
 from mailer.worker.retry import RetryPolicy
+from mailer.worker.steering import Steering
 from models import FAILED, QUEUED, SENT
 
 log = logging.getLogger("mail_service.worker")
@@ -137,7 +140,10 @@ class Worker:
             cooldown_cap=config["CIRCUIT_COOLDOWN_CAP"],
             probe_window=2 * 2 * config["PROVIDER_TIMEOUT"] + 5,
         )
-        self.dispatcher = Dispatcher(engine, providers, self.breakers, config)
+        self.steering = Steering(engine, config, [provider.name for provider in providers])
+        self.dispatcher = Dispatcher(
+            engine, providers, self.breakers, config, demoted=self.steering.demoted
+        )
         self.probing = False
         self.sessions = Sessions()
         self.webhooks = outbox.subscription(config)  # None: no client webhooks
@@ -174,6 +180,7 @@ class Worker:
         )
         self._with_db(self.breakers.ensure_rows)
         self._with_db(self.dispatcher.ensure_rows)
+        self._with_db(self.steering.refresh)
         if not burst and QueueListener.supported(self.listen_engine):
             QueueListener(self.listen_engine, self.wake, self.stopping).start()
         if self.sender is not None:  # client webhooks, on a thread of their own
@@ -197,9 +204,11 @@ class Worker:
         log.info("worker %s stopped after sending %d mails", self.name, self.sent_count)
 
     def step(self, recorder, burst):
-        """One turn of the loop: say it is alive, reap, claim, wait for sends, record them."""
+        """One turn of the loop: say it is alive, reap, look at the steering, claim, wait for
+        sends, record them."""
         self._beat_if_due()
         self._reap_if_due()
+        self.steering.refresh_if_due()
         claimed = self._fill()
         if not claimed and not self.inflight and self.dispatcher.wait_hint is not None:
             # Due mail waits for a token: no claim until one is due, and not idle either.
@@ -266,7 +275,7 @@ class Worker:
                 lease.release(conn, self.name, [row["id"] for row in sendable[len(orders) :]])
         for row, order in zip(sendable, orders, strict=False):
             self.inflight[row["id"]] = row
-            self.todo.put((row, order))
+            self.todo.put((row, self.dispatcher.demote(row, order)))
         return len(rows) - (len(sendable) - len(orders))
 
     def _orders(self, count):

@@ -34,6 +34,10 @@ SELECT id::text AS mail_id, recipients, provider_message_id
 --   unsubscribed or suppressed; only ever forward. All parts see the same snapshot, so said
 --   reads the mail's recipients from moved and from the rows that did not move. A mail sent to
 --   one address has no row but the one that moved: the table is read only for the others;
+-- - counted: the new delivered, bounced, deferred and complained events added to the
+--   per-minute counts of their provider and recipient domain (deliverability), by the minute
+--   they occurred in (never later than now), in key order so that two batches never wait on
+--   each other's rows in a circle;
 -- - reported: what the client hears of (when %(report)s): each moved recipient that is now
 --   delivered, bounced or complained, in the order of its first new event; and each mail the
 --   roll-up moved with no recipient of its new status among those (the last of its recipients
@@ -99,6 +103,23 @@ WITH item AS (
        AND array_position(ARRAY['sent', 'delivered', 'bounced', 'complained'], email.status)
            < array_position(ARRAY['sent', 'delivered', 'bounced', 'complained'], said.status)
     RETURNING email.id, email.status
+), counted AS (
+    INSERT INTO deliverability AS d (minute, provider, domain, delivered, bounced, deferred,
+                                     complained)
+    SELECT date_trunc('minute', least(coalesce(occurred_at, now()), now())) AS minute,
+           provider, lower(substring(recipient FROM '[^@]*$')) AS domain,
+           count(*) FILTER (WHERE type = 'delivered'), count(*) FILTER (WHERE type = 'bounced'),
+           count(*) FILTER (WHERE type = 'deferred'), count(*) FILTER (WHERE type = 'complained')
+      FROM item
+     WHERE type IN ('delivered', 'bounced', 'deferred', 'complained')
+       AND strpos(recipient, '@') > 0
+       AND (provider, dedup_key) IN (SELECT provider, dedup_key FROM fresh)
+     GROUP BY 1, 2, 3
+     ORDER BY 1, 2, 3
+    ON CONFLICT (minute, provider, domain) DO UPDATE
+       SET delivered = d.delivered + excluded.delivered, bounced = d.bounced + excluded.bounced,
+           deferred = d.deferred + excluded.deferred,
+           complained = d.complained + excluded.complained
 ), reported AS (
     SELECT moved.email_id, moved.address, moved.status, moved.reason, moves.first,
            0 AS after_recipients

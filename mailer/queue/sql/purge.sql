@@ -28,3 +28,11 @@ DELETE FROM idempotency_key
  WHERE (scope, key) IN (SELECT scope, key FROM idempotency_key
                          WHERE created_at < now() - %(ttl)s * interval '1 second'
                          LIMIT %(batch_size)s);
+
+-- name: purge_deliverability
+-- Delete up to %(batch_size)s per-minute delivery outcomes (deliverability) older than
+-- %(keep)s seconds; the key leads with the minute, so they are one range of it.
+DELETE FROM deliverability
+ WHERE (minute, provider, domain) IN (SELECT minute, provider, domain FROM deliverability
+                                       WHERE minute < now() - %(keep)s * interval '1 second'
+                                       LIMIT %(batch_size)s);
