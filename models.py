@@ -7,8 +7,10 @@ authentications per client.
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
 it to SQLAlchemy. Tables that only hand-written SQL reads and writes have no class here:
 ``mail_tag`` (a tag's mail for ``GET /mail?tag=``, migration 0010), ``provider_rate`` (the shared
-rate caps, ``mailer.worker.ratecap``, migration 0006) and ``email_status_count`` (the ledger of
-mail counts by status, appended by triggers, migration 0007). Timestamps are stored in UTC with a
+rate caps, ``mailer.worker.ratecap``, migration 0006), ``email_status_count`` (the ledger of
+mail counts by status, appended by triggers, migration 0007), and ``deliverability`` and
+``steering`` (the guard's per-minute outcomes and the pairs it steers away from,
+``mailer.worker.steering``, migration 0013). Timestamps are stored in UTC with a
 time zone wherever the database has one.
 """
 

@@ -170,7 +170,7 @@ def refresh_together(copies):
         thread.join()
 
 
-def test_each_change_is_logged_once_however_many_workers_look(refreshers, sql, caplog):
+def test_each_change_is_logged_once_however_many_workers_look(refreshers, sql, caplog, client):
     caplog.set_level(logging.INFO, logger="mail_service.worker")
     first, second = refreshers()
     count_outcomes(sql, "mailgun", "outlook.example", delivered=9, deferred=3)
@@ -193,6 +193,14 @@ def test_each_change_is_logged_once_however_many_workers_look(refreshers, sql, c
     for copy in (first, second):
         assert copy.demoted("outlook.example") == {"mailgun"}
         assert copy.demoted("gmail.example") == frozenset()
+    [shown] = client.get("/admin/dashboard.json").get_json()["providers"]["steered"]
+    assert (shown["provider"], shown["domain"], shown["failed_of"]) == (
+        "mailgun",
+        "outlook.example",
+        "3 of 12 (25.0%)",
+    )
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "<td>outlook.example</td><td>3 of 12 (25.0%)</td>" in page
 
     # Good outcomes come in: the share falls to the threshold, and mailgun comes back.
     count_outcomes(sql, "mailgun", "outlook.example", delivered=3)
