@@ -13,12 +13,13 @@ header (``MessageRejected:http://internal.amazon.com/...``) and in the body's ``
 (botocore's service model of SES v2: only ``TooManyRequestsException`` is a 429 and
 ``NotFoundException`` a 404), so the type decides, not the status:
 
-| SES's error type                                    | ours                             |
-|-----------------------------------------------------|----------------------------------|
-| ``MessageRejected``, ``BadRequestException``        | rejected (the message is bad)    |
-| ``AccountSuspendedException``, ``SendingPausedException``, ``MailFromDomainNotVerifiedException``, ``NotFoundException`` (a configuration set that does not exist), any 401/403 (signature or credentials) | misconfigured: fail over |
-| ``TooManyRequestsException``, ``LimitExceededException``, ``ThrottlingException``, any 429 | rate limited |
-| any 5xx, a timeout                                  | transient                        |
+- rejected (the message is bad): ``MessageRejected``, ``BadRequestException``;
+- misconfigured (fail over): ``AccountSuspendedException``, ``SendingPausedException``,
+  ``MailFromDomainNotVerifiedException``, ``NotFoundException`` (a configuration set that does
+  not exist), and any 401 or 403 (a wrong signature or unknown credentials);
+- rate limited: ``TooManyRequestsException``, ``LimitExceededException``,
+  ``ThrottlingException``, any 429;
+- transient: any 5xx, a timeout.
 
 SES message tags take only ASCII letters, digits, ``_`` and ``-``, at most 256 of them
 ("MessageTagName"/"MessageTagValue" in the API reference). A mail's tags that fit go as
