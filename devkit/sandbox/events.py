@@ -194,9 +194,10 @@ class Poster(threading.Thread):
             return list(self.posted)
 
     def reset(self):
-        """Forget what was posted."""
+        """Forget what was posted, and the subscriptions confirmed."""
         with self.lock:
             self.posted = []
+        self.signer.forget()
 
 
 def recipients(record):

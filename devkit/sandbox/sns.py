@@ -99,6 +99,11 @@ class Signer:
         with self.lock:
             self.confirmed.append({"topic": topic, "token": token})
 
+    def forget(self):
+        """Forget the confirmations received (the key and certificate stay)."""
+        with self.lock:
+            self.confirmed = []
+
     def confirmations(self):
         """The confirmations received so far."""
         with self.lock:
