@@ -42,6 +42,11 @@ DEFAULTS = {
     "MAILGUN_BASE_URL": "https://api.mailgun.net",  # EU: https://api.eu.mailgun.net
     "SENDGRID_API_KEY": "",
     "SENDGRID_BASE_URL": "https://api.sendgrid.com",  # EU: https://api.eu.sendgrid.com
+    "SES_REGION": "",  # e.g. eu-west-1
+    "SES_ACCESS_KEY_ID": "",
+    "SES_SECRET_ACCESS_KEY": "",
+    "SES_BASE_URL": "",  # empty = https://email.{SES_REGION}.amazonaws.com
+    "SES_CONFIGURATION_SET": "",  # optional: the configuration set whose events go to SNS
     "PROVIDER_TIMEOUT": 10.0,  # seconds, per provider call
     "WORKER_CONCURRENCY": 16,  # sends in flight per worker process
     "WORKER_BATCH_SIZE": 100,  # most mails claimed by one query
@@ -75,6 +80,9 @@ DEFAULTS = {
     # Delivery events in: each provider's webhook endpoint answers 404 until its key is set.
     "MAILGUN_WEBHOOK_SIGNING_KEY": "",  # Mailgun: Sending > Webhooks > HTTP webhook signing key
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "",  # SendGrid: Mail Settings > Event Webhook > public key
+    "SES_SNS_TOPIC_ARNS": (),  # comma separated: the SNS topics whose SES events are taken
+    # Where an SNS message's signing certificate and subscription URL may be (regex).
+    "SNS_URL_PATTERN": r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/",
     "WEBHOOK_MAX_AGE": 86400.0,  # seconds: oldest signed provider event taken; client webhooks
     # retried this long
     "SUPPRESSION_DAYS": 30,  # days a bounced address stays suppressed

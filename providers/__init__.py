@@ -16,8 +16,9 @@ from providers.base import (
 )
 from providers.mailgun import Mailgun
 from providers.sendgrid import SendGrid
+from providers.ses import SES
 
-REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid)}
+REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid, SES)}
 
 __all__ = [
     "Message",

@@ -128,6 +128,11 @@ class Provider:
         """Whether the settings this provider needs are present."""
         return True
 
+    def missing_settings(self):
+        """The names of the settings this provider needs that are empty (none by default), so
+        that a start-up refusal can name them."""
+        return []
+
     @classmethod
     def tags_for(cls, tags):
         """The mail's tags that this provider takes, in order (all of them unless it limits

@@ -56,6 +56,7 @@ LAYERS = ("system", "integration", "unit")  # tests/<layer>; a parallel run star
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
+SES_KEY_ID, SES_SECRET = "AKIATESTSANDBOX", "test-ses-secret-access-key"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 # Every table a test may fill, in an order to empty them in: a mail's rows go with it (ON DELETE
 # CASCADE), and deleting mail writes to the status counts, so those come last.
@@ -231,8 +232,13 @@ def _migrate(url):
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """The Mailgun/SendGrid sandbox on a free loopback port, for the whole session."""
-    with Sandbox(mailgun_key=MAILGUN_KEY, sendgrid_key=SENDGRID_KEY).start() as server:
+    """The providers' sandbox on a free loopback port, for the whole session."""
+    with Sandbox(
+        mailgun_key=MAILGUN_KEY,
+        sendgrid_key=SENDGRID_KEY,
+        ses_access_key_id=SES_KEY_ID,
+        ses_secret_access_key=SES_SECRET,
+    ).start() as server:
         yield server
 
 
@@ -252,6 +258,10 @@ def settings(database_url, sandbox):
         "MAILGUN_BASE_URL": sandbox.url,
         "SENDGRID_API_KEY": SENDGRID_KEY,
         "SENDGRID_BASE_URL": sandbox.url,
+        "SES_REGION": "eu-west-1",
+        "SES_ACCESS_KEY_ID": SES_KEY_ID,
+        "SES_SECRET_ACCESS_KEY": SES_SECRET,
+        "SES_BASE_URL": sandbox.url,
         "PROVIDER_TIMEOUT": 2.0,
         "WORKER_CONCURRENCY": 8,
         "POLL_INTERVAL": 0.1,

@@ -1,11 +1,13 @@
 """Command line: serve the sandbox until SIGTERM or Ctrl-C.
 
     scripts/sandbox --port 8025 [--host 127.0.0.1] [--latency-ms 0] [--mailgun-key K]
-                    [--sendgrid-key K] [--events-url URL] [--allow-remote]
-                    [--allow-host NAME ...]
+                    [--sendgrid-key K] [--ses-access-key-id ID --ses-secret-access-key S]
+                    [--events-url URL] [--allow-remote] [--allow-host NAME ...]
 
-The keys default to $SANDBOX_MAILGUN_API_KEY and $SANDBOX_SENDGRID_API_KEY; unset, any
-non-empty key is accepted. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery
+The keys default to $SANDBOX_MAILGUN_API_KEY, $SANDBOX_SENDGRID_API_KEY,
+$SANDBOX_SES_ACCESS_KEY_ID and $SANDBOX_SES_SECRET_ACCESS_KEY; unset, any non-empty key (for
+SES, any SigV4 signature) is accepted. SES's events go to the SNS topic
+$SANDBOX_SES_TOPIC_ARN. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery
 events to that service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and
 $SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY (see events.py). It answers only requests whose Host is a
 loopback name or address, --host, or an --allow-host name (anything else is DNS rebinding).
@@ -42,6 +44,10 @@ def _parse_args(argv) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--mailgun-key", default=os.environ.get("SANDBOX_MAILGUN_API_KEY"))
     p.add_argument("--sendgrid-key", default=os.environ.get("SANDBOX_SENDGRID_API_KEY"))
+    p.add_argument("--ses-access-key-id", default=os.environ.get("SANDBOX_SES_ACCESS_KEY_ID"))
+    p.add_argument(
+        "--ses-secret-access-key", default=os.environ.get("SANDBOX_SES_SECRET_ACCESS_KEY")
+    )
     p.add_argument(
         "--events-url",
         default=os.environ.get("SANDBOX_EVENTS_URL"),
@@ -71,6 +77,7 @@ def main(argv=None) -> int:
         "url": args.events_url,
         "mailgun_key": os.environ.get("SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY"),
         "sendgrid_key": os.environ.get("SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY"),
+        "ses_topic_arn": os.environ.get("SANDBOX_SES_TOPIC_ARN"),
     }
     sb = Sandbox(
         args.host,
@@ -80,6 +87,8 @@ def main(argv=None) -> int:
         args.latency_ms,
         events,
         allowed_hosts=args.allow_host,
+        ses_access_key_id=args.ses_access_key_id,
+        ses_secret_access_key=args.ses_secret_access_key,
     )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

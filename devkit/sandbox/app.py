@@ -14,14 +14,16 @@ from werkzeug import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map
 
-from devkit.sandbox import control, mailgun, sendgrid
+from devkit.sandbox import control, mailgun, sendgrid, ses
 from devkit.sandbox.wire import Answer, json_answer, phrase
 from mailer.loopback import host_name, is_loopback_host
 
 MAX_BODY = 64 * 1024 * 1024  # refuse absurd uploads rather than buffer them
-PROVIDERS = {module.NAME: module for module in (mailgun, sendgrid)}
+PROVIDERS = {module.NAME: module for module in (mailgun, sendgrid, ses)}
 URLS = Map(
-    [*mailgun.RULES, *sendgrid.RULES, *control.RULES], strict_slashes=False, merge_slashes=False
+    [*mailgun.RULES, *sendgrid.RULES, *ses.RULES, *control.RULES],
+    strict_slashes=False,
+    merge_slashes=False,
 )
 
 
@@ -67,6 +69,8 @@ def _unreadable(request) -> Answer | None:
 def fault_answer(provider, fault) -> Answer:
     """The injected answer described by a behaviour snapshot."""
     status = fault["status"]
+    if "error" in fault and hasattr(provider, "error_fault"):  # SES's error types
+        return provider.error_fault(status, fault["error"], fault.get("retry_after"))
     headers = provider.fault_headers(status, fault.get("retry_after"))
     if "body" not in fault:
         body, ctype = provider.fault_body(status)

@@ -8,6 +8,8 @@ GET    /_sandbox/health                {"ok": true}
 GET|PUT /_sandbox/behaviour/<provider> read or replace a provider's behaviour (JSON object)
 GET|PUT /_sandbox/events               the event webhooks' settings (merged) and what was
                                        posted (see ``events``)
+GET    /_sandbox/sns/cert.pem          the certificate of the SNS messages' signatures (``sns``)
+GET    /_sandbox/sns/confirm           an SNS subscription's SubscribeURL: records the GET
 """
 
 import html
@@ -15,11 +17,13 @@ import json
 
 from werkzeug.routing import Rule
 
+from devkit.sandbox import sns
 from devkit.sandbox.events import shown
 from devkit.sandbox.store import PROVIDERS
 from devkit.sandbox.wire import HTML, Answer, json_answer
 
 PAGE_LIMIT = 200  # the browser page shows only the newest messages
+CONFIRMED = b"<ConfirmSubscriptionResponse/>"  # SNS answers its ConfirmSubscription in XML
 
 RULES = [
     Rule("/_sandbox/", endpoint="page", methods=["GET"]),
@@ -29,6 +33,8 @@ RULES = [
     Rule("/_sandbox/reset", endpoint="reset", methods=["POST"]),
     Rule("/_sandbox/behaviour/<provider>", endpoint="behaviour", methods=["GET", "PUT"]),
     Rule("/_sandbox/events", endpoint="events", methods=["GET", "PUT"]),
+    Rule(sns.CERT_PATH, endpoint="sns_cert", methods=["GET"]),
+    Rule(sns.CONFIRM_PATH, endpoint="sns_confirm", methods=["GET"]),
 ]
 
 
@@ -43,6 +49,11 @@ def serve(store, request, endpoint, values, poster) -> Answer:
         return Answer(status=204)
     if endpoint == "events":
         return _events(store, request, poster)
+    if endpoint == "sns_cert":
+        return Answer(poster.signer.certificate_pem, 200, content_type="application/x-pem-file")
+    if endpoint == "sns_confirm":
+        poster.signer.confirm(request.args.get("TopicArn"), request.args.get("Token"))
+        return Answer(CONFIRMED, 200, content_type="text/xml")
     if endpoint in ("messages", "requests"):
         return json_answer(200, {endpoint: store.snapshot(endpoint, provider)})
     if endpoint == "health":

@@ -2,14 +2,19 @@
 
 Off until a URL is set (``--events-url``, ``SANDBOX_EVENTS_URL`` or ``PUT /_sandbox/events``):
 then, ``delay`` seconds after each accepted send, the sandbox posts events for every recipient
-to ``<url>/webhooks/mailgun`` or ``<url>/webhooks/sendgrid``, signed as the provider signs them
-with the keys it was given (``mailgun_key``, Mailgun's HMAC signing key; ``sendgrid_key``,
-SendGrid's ECDSA private key as base64 DER). A provider without its key posts nothing.
+to ``<url>/webhooks/mailgun``, ``<url>/webhooks/sendgrid`` or ``<url>/webhooks/ses``, signed as
+the provider signs them with the keys it was given (``mailgun_key``, Mailgun's HMAC signing
+key; ``sendgrid_key``, SendGrid's ECDSA private key as base64 DER). A provider without its key
+posts nothing. SES's events go as SNS Notifications of the topic ``ses_topic_arn`` (none while
+it is unset), signed with the sandbox's own key (``sns``) in ``sns_signature_version`` 1 or 2:
+one per SES event, listing every recipient of that outcome.
 
 Each recipient is ``delivered`` unless ``outcomes`` names its address: ``bounce`` (Mailgun
 ``failed``/permanent, SendGrid ``bounce``), ``defer`` (``failed``/temporary, ``deferred``),
-``complain`` (delivered, then ``complained``/``spamreport``) or ``none``. SendGrid's batch is
-posted ``duplicates`` times, as SendGrid delivers the same events more than once.
+``complain`` (delivered, then ``complained``/``spamreport``) or ``none``; for SES,
+``Delivery``, a ``Permanent`` ``Bounce``, ``DeliveryDelay``, or ``Delivery`` then
+``Complaint``. SendGrid's batch is posted ``duplicates`` times, as SendGrid delivers the same
+events more than once.
 
     PUT /_sandbox/events  {"url": "http://127.0.0.1:5000", "mailgun_key": "...",
                            "sendgrid_key": "...", "outcomes": {"a@example.com": "bounce"},
@@ -25,6 +30,8 @@ import time
 
 import requests
 
+from devkit.sandbox.sns import SES_EVENTS, Signer, ses_event
+from mailer.events.ses import HASHES
 from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
     SENDGRID_TIMESTAMP,
@@ -38,6 +45,8 @@ DEFAULTS = {
     "url": None,
     "mailgun_key": None,
     "sendgrid_key": None,
+    "ses_topic_arn": None,
+    "sns_signature_version": "1",
     "outcomes": {},
     "duplicates": 1,
     "delay": 0.2,
@@ -65,6 +74,8 @@ def check_settings(settings):
         raise ValueError("duplicates must be a whole number from 1 to 50")
     if not isinstance(merged["delay"], int | float) or not 0 <= merged["delay"] <= 60:
         raise ValueError("delay must be 0 to 60 seconds")
+    if merged["sns_signature_version"] not in HASHES:
+        raise ValueError(f"sns_signature_version must be one of {sorted(HASHES)}")
     return merged
 
 
@@ -87,10 +98,13 @@ class Poster(threading.Thread):
         self.lock = threading.Lock()
         self.posted = []  # {"provider", "events", "status"} of each post, oldest first
         self.session = requests.Session()
+        self.signer = Signer()  # SNS's part: signs SES's events, serves its certificate
+        self.base_url = None  # the sandbox's own, where the certificate is (set at start)
 
     def submit(self, provider, records, settings):
         """Post the events of ``records`` (one send's accepted messages) after the delay."""
-        if settings["url"] and settings[f"{provider}_key"] and records:
+        key = settings["ses_topic_arn"] if provider == "ses" else settings[f"{provider}_key"]
+        if settings["url"] and key and records:
             self.queue.put((time.monotonic() + settings["delay"], provider, records, settings))
 
     def run(self):
@@ -112,6 +126,8 @@ class Poster(threading.Thread):
                             {"Content-Type": "application/json"},
                             [body["event-data"]],
                         )
+                elif provider == "ses":
+                    self._post_ses(record, settings)
                 else:
                     self._post_sendgrid(record, settings)
 
@@ -127,6 +143,30 @@ class Poster(threading.Thread):
                 SENDGRID_SIGNATURE: sendgrid_sign(settings["sendgrid_key"], timestamp, raw),
             }
             self._post("sendgrid", settings, raw, headers, events)
+
+    def _post_ses(self, record, settings):
+        """Post one message's SES events, each as a signed SNS Notification."""
+        for kind, recipients, event in ses_events(record, settings):
+            message = self.signer.notification(
+                self.base_url,
+                settings["ses_topic_arn"],
+                event,
+                settings["sns_signature_version"],
+            )
+            headers = sns_headers(message)
+            posted = [{"event": kind, "recipient": address} for address in recipients]
+            self._post("ses", settings, json.dumps(message).encode(), headers, posted)
+
+    def confirm_subscription(self, settings, topic_arn, **fields):
+        """Post a signed SubscriptionConfirmation of ``topic_arn`` now; the status answered.
+        ``fields`` replace the message's before it is signed (``subscribe_url``)."""
+        message = self.signer.confirmation(
+            self.base_url, topic_arn, settings["sns_signature_version"], **fields
+        )
+        url = f"{settings['url'].rstrip('/')}/webhooks/ses"
+        body = json.dumps(message).encode()
+        answer = self.session.post(url, data=body, headers=sns_headers(message), timeout=TIMEOUT)
+        return answer.status_code
 
     def _post(self, provider, settings, body, headers, events):
         """One post; its answer (or None if it got none) is kept in ``posted``."""
@@ -154,9 +194,10 @@ class Poster(threading.Thread):
             return list(self.posted)
 
     def reset(self):
-        """Forget what was posted."""
+        """Forget what was posted, and the subscriptions confirmed."""
         with self.lock:
             self.posted = []
+        self.signer.forget()
 
 
 def recipients(record):
@@ -238,3 +279,27 @@ def sendgrid_batch(record, settings):
                 }
             )
     return events
+
+
+def sns_headers(message):
+    """The headers SNS sends with a message (its body is JSON sent as text/plain)."""
+    return {
+        "Content-Type": "text/plain; charset=UTF-8",
+        "x-amz-sns-message-type": message["Type"],
+        "x-amz-sns-message-id": message["MessageId"],
+        "x-amz-sns-topic-arn": message["TopicArn"],
+    }
+
+
+def ses_events(record, settings):
+    """``(event type, recipients, SES event)`` of one accepted message: for each outcome, in
+    the order of ``SES_EVENTS``, one event listing every recipient of that outcome."""
+    everyone = recipients(record)
+    by_outcome = {}
+    for address in everyone:
+        by_outcome.setdefault(settings["outcomes"].get(address, "deliver"), []).append(address)
+    return [
+        (kind, addresses, ses_event(record, everyone, kind, addresses, extra))
+        for outcome, addresses in by_outcome.items()
+        for kind, extra in SES_EVENTS[outcome]
+    ]

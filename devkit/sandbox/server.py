@@ -112,7 +112,7 @@ class _Server(ThreadedWSGIServer):
 
 
 class Sandbox:
-    """A Mailgun + SendGrid look-alike served over HTTP on loopback."""
+    """A Mailgun + SendGrid + Amazon SES look-alike served over HTTP on loopback."""
 
     def __init__(
         self,
@@ -123,15 +123,22 @@ class Sandbox:
         latency_ms=0,
         events=None,
         allowed_hosts=(),
+        ses_access_key_id=None,
+        ses_secret_access_key=None,
     ):
         """Configure (but do not start) the sandbox; ``events``: see ``events.DEFAULTS``.
 
         Requests must name it in their ``Host``: by a loopback name or address, by ``host``,
-        or by one of ``allowed_hosts`` (for clients that reach it by another name)."""
+        or by one of ``allowed_hosts`` (for clients that reach it by another name). SES's
+        requests must be signed with ``ses_access_key_id`` and ``ses_secret_access_key`` (any
+        SigV4 signature without them)."""
         self.host, self.port = host, port
         self.allowed_hosts = (host, *allowed_hosts)
         self.mailgun_key = mailgun_key or None
         self.sendgrid_key = sendgrid_key or None
+        self.ses_credentials = None
+        if ses_access_key_id and ses_secret_access_key:
+            self.ses_credentials = (ses_access_key_id, ses_secret_access_key)
         self._store = Store(latency_ms, events)
         self._stopping = threading.Event()
         self._poster = Poster(self._stopping)
@@ -142,11 +149,16 @@ class Sandbox:
         """Bind and serve in a background daemon thread; return self."""
         if self._server is not None:
             raise RuntimeError("sandbox already started (a stopped one cannot restart)")
-        keys = {"mailgun": self.mailgun_key, "sendgrid": self.sendgrid_key}
+        keys = {
+            "mailgun": self.mailgun_key,
+            "sendgrid": self.sendgrid_key,
+            "ses": self.ses_credentials,
+        }
         app = App(self._store, keys, self._stopping, self._poster, self.allowed_hosts)
         self._server = _Server(self.host, self.port, app)
         self._poster.start()
         self.port = self._server.port
+        self._poster.base_url = self.url  # where the SNS certificate is served
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": POLL_INTERVAL},
@@ -212,6 +224,21 @@ class Sandbox:
     def posted_events(self) -> list[dict]:
         """Every event post so far: provider, status answered, (event, recipient) pairs."""
         return self._poster.snapshot()
+
+    def confirm_sns_subscription(self, topic_arn, **fields) -> int:
+        """Post a signed SNS SubscriptionConfirmation of ``topic_arn`` to the events URL now;
+        the status it answered (``fields``: ``subscribe_url`` replaces the sandbox's own)."""
+        return self._poster.confirm_subscription(self._store.event_settings(), topic_arn, **fields)
+
+    def sns_confirmations(self) -> list[dict]:
+        """The GETs of the sandbox's SubscribeURL so far: ``{"topic", "token"}``."""
+        return self._poster.signer.confirmations()
+
+    @property
+    def sns_signer(self):
+        """The sandbox's SNS signing key and certificate (``sns.Signer``), for tests that
+        build SNS messages of their own."""
+        return self._poster.signer
 
     def configure(self, provider, **behaviour) -> None:
         """Merge behaviour into a provider's (a None value removes that key)."""

@@ -2,17 +2,18 @@
 event webhooks (``events``), behind one lock.
 
 A behaviour is a dict per provider: ``status`` (+ optional ``body``/``content_type``,
-``retry_after``), ``hang`` and ``cut`` are the injected fault, limited to the next ``count``
-requests when ``count`` is set; ``latency_ms`` and ``reject_to`` apply to every request.
-``cut`` handles the request as usual (a valid mail is taken), then closes the connection
-without an answer, so the client cannot know whether it was sent.
+``retry_after``, and for SES ``error``, its error type), ``hang`` and ``cut`` are the injected
+fault, limited to the next ``count`` requests when ``count`` is set; ``latency_ms`` and
+``reject_to`` apply to every request. ``cut`` handles the request as usual (a valid mail is
+taken), then closes the connection without an answer, so the client cannot know whether it
+was sent.
 """
 
 import threading
 
 from devkit.sandbox.events import check_settings
 
-PROVIDERS = ("mailgun", "sendgrid")
+PROVIDERS = ("mailgun", "sendgrid", "ses")
 FAULTS = ("status", "hang", "cut")  # the keys that make a request fail (and spend one ``count``)
 
 
@@ -37,6 +38,7 @@ BEHAVIOUR_CHECKS = {
     "body": lambda v: isinstance(v, str | bytes),
     "content_type": lambda v: isinstance(v, str) and "\n" not in v and "\r" not in v,
     "reject_to": lambda v: isinstance(v, str) and v != "",
+    "error": lambda v: isinstance(v, str) and v.isidentifier(),  # SES's error type
 }
 
 
@@ -57,8 +59,9 @@ def validate_behaviour(behaviour: dict) -> dict:
         if not BEHAVIOUR_CHECKS[key](value):
             raise ValueError(f"invalid value for {key!r}: {value!r}")
         clean[key] = value
-    if "body" in clean and "status" not in clean:
-        raise ValueError("'body' is only sent with an injected 'status'")
+    for key in ("body", "error"):
+        if key in clean and "status" not in clean:
+            raise ValueError(f"'{key}' is only sent with an injected 'status'")
     return clean
 
 

@@ -462,6 +462,11 @@ def event_paths():
         "properties": {"signature": {"type": "object"}, "event-data": {"type": "object"}},
     }
     sendgrid = {"type": "array", "items": {"type": "object", "required": ["event", "sg_event_id"]}}
+    sns = {
+        "type": "object",
+        "required": ["Type", "MessageId", "TopicArn", "Signature", "SigningCertURL"],
+        "properties": {"Type": {"type": "string"}, "Message": {"type": "string"}},
+    }
     return {
         "/webhooks/mailgun": {
             "post": provider_webhook(
@@ -491,7 +496,30 @@ def event_paths():
                 [signature_header(SENDGRID_SIGNATURE), signature_header(SENDGRID_TIMESTAMP)],
             )
         },
+        "/webhooks/ses": {"post": ses_webhook(sns)},
     }
+
+
+def ses_webhook(body):
+    """``POST /webhooks/ses``: one SNS message (sent as text/plain), its origin checked."""
+    hook = provider_webhook(
+        "Amazon SES (through Amazon SNS)",
+        "receiveSesEvents",
+        "One SNS message. Its `TopicArn` must be one of `SES_SNS_TOPIC_ARNS` (else 403, "
+        "`TopicArn`); its `SigningCertURL` must match `SNS_URL_PATTERN` (else 401, nothing is "
+        "fetched); its `Signature` must be the RSA signature (SHA-1 for `SignatureVersion` 1, "
+        "SHA-256 for 2) of SNS's string to sign with that certificate's key (401); its "
+        "`Timestamp` must be within `WEBHOOK_MAX_AGE` (401). A `Notification` carries one SES "
+        "event (Delivery, Bounce, Complaint, Reject, DeliveryDelay, ...), recorded once per "
+        "recipient it names; a `SubscriptionConfirmation` is confirmed by a GET of its "
+        "`SubscribeURL` when that matches `SNS_URL_PATTERN` (502 if the GET fails). The "
+        "endpoint is off (404) while `SES_SNS_TOPIC_ARNS` is empty.",
+        body,
+    )
+    hook["responses"]["403"] = error_response("A topic not in SES_SNS_TOPIC_ARNS; nothing stored.")
+    hook["responses"]["502"] = error_response("The subscription could not be confirmed.")
+    hook["requestBody"]["content"]["text/plain"] = {"schema": body}
+    return hook
 
 
 def signature_header(name):

@@ -199,8 +199,11 @@ def malformed(message):
 
 
 def init_app(app):
-    """Register the two endpoints, and check a configured SendGrid key at start."""
+    """Register the endpoints, and check a configured SendGrid key at start."""
     if app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"]:
         sendgrid_public_key(app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"])  # BadKey says why
     app.add_url_rule("/webhooks/mailgun", "webhooks_mailgun", receive_mailgun, methods=["POST"])
     app.add_url_rule("/webhooks/sendgrid", "webhooks_sendgrid", receive_sendgrid, methods=["POST"])
+    from mailer.events import ses  # SES's endpoint builds on this module's answers
+
+    ses.init_app(app)
