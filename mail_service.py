@@ -37,16 +37,21 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def usable_providers(config):
-    """The configured providers in failover order; a provider missing its keys is left out."""
+def configured_providers(config):
+    """The providers of ``PROVIDERS`` in failover order; ValueError naming the settings of any
+    of them that are missing: a provider the operator named must be able to send, or the worker
+    does not start."""
     providers = build_providers(config)
-    usable = [provider for provider in providers if provider.is_configured()]
     for provider in providers:
-        if provider not in usable:
-            log.error(
-                "%s is in PROVIDERS but has no key/domain configured: skipping it", provider.name
+        missing = provider.missing_settings()
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            raise ValueError(
+                f"PROVIDERS names {provider.name}, but {', '.join(missing)} {verb} not set: "
+                f"set {'it' if len(missing) == 1 else 'them'}, or take {provider.name} out of "
+                "PROVIDERS"
             )
-    return usable
+    return providers
 
 
 def wait_for_schema(engine, worker):
@@ -71,17 +76,11 @@ def main(argv=None):
         config = load_config(args.config)
         logs.configure(config["LOG_FORMAT"], args.log_level)
         logs.skip_unshown_fields()  # a line per mail: only what the formats show
-        providers = usable_providers(config)
+        providers = configured_providers(config)
         outbox.subscription(config)  # WEBHOOK_* settings that cannot work stop us here
         worker_metrics.check_settings(config)
     except ValueError as err:
         log.error("%s", err)
-        return 2
-    if not providers:
-        log.error(
-            "no provider is configured: set MAILGUN_API_KEY and MAILGUN_DOMAIN "
-            "and/or SENDGRID_API_KEY"
-        )
         return 2
     pool_size = config["WORKER_CONCURRENCY"] + 4  # send threads write provider health
     engine = make_engine(config, pool_size=pool_size, worker=True)

@@ -112,6 +112,7 @@ class Provider:
     # must not hold one. Exact names, and prefixes of names; any case.
     control_headers = ()
     control_header_prefixes = ()
+    required_settings = ()  # the settings without which this provider cannot send
 
     @classmethod
     def reads_as_instruction(cls, header):
@@ -123,15 +124,16 @@ class Provider:
 
     def __init__(self, config):
         self.timeout = config["PROVIDER_TIMEOUT"]
+        self.missing = [name for name in self.required_settings if not config.get(name)]
 
     def is_configured(self):
         """Whether the settings this provider needs are present."""
-        return True
+        return not self.missing_settings()
 
     def missing_settings(self):
-        """The names of the settings this provider needs that are empty (none by default), so
-        that a start-up refusal can name them."""
-        return []
+        """The names of the settings in ``required_settings`` that are empty, so that the
+        worker's start-up refusal can name them."""
+        return list(self.missing)
 
     @classmethod
     def tags_for(cls, tags):

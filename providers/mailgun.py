@@ -40,6 +40,7 @@ class Mailgun(Provider):
     # variables as X-Mailgun-Variables and X-Mailgun-Recipient-Variables. A custom header goes
     # to Mailgun as a header (an ``h:`` field), where it may act on it.
     control_header_prefixes = ("X-Mailgun-",)
+    required_settings = ("MAILGUN_API_KEY", "MAILGUN_DOMAIN")
 
     def __init__(self, config):
         super().__init__(config)
@@ -48,10 +49,6 @@ class Mailgun(Provider):
         self.api_key = config["MAILGUN_API_KEY"]
         if "/" in self.domain:
             raise ValueError(f"MAILGUN_DOMAIN {self.domain!r} must be a domain, not a path")
-
-    def is_configured(self):
-        """Mailgun needs a key and a sending domain."""
-        return bool(self.api_key and self.domain)
 
     @classmethod
     def tags_for(cls, tags):

@@ -54,15 +54,12 @@ class SendGrid(Provider):
     # x-sg-eid, ..."), and the X-SG- prefix is SendGrid's own.
     control_headers = ("X-SMTPAPI",)
     control_header_prefixes = ("X-SG-",)
+    required_settings = ("SENDGRID_API_KEY",)
 
     def __init__(self, config):
         super().__init__(config)
         self.base_url = config["SENDGRID_BASE_URL"].rstrip("/")
         self.api_key = config["SENDGRID_API_KEY"]
-
-    def is_configured(self):
-        """SendGrid needs a key."""
-        return bool(self.api_key)
 
     @classmethod
     def tags_for(cls, tags):

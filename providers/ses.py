@@ -125,7 +125,7 @@ class SES(Provider):
     # sending: X-SES-CONFIGURATION-SET (where the events go), X-SES-MESSAGE-TAGS, and the
     # sending-authorization X-SES-SOURCE-ARN, X-SES-FROM-ARN and X-SES-RETURN-PATH-ARN.
     control_header_prefixes = ("X-SES-",)
-    SETTINGS = ("SES_REGION", "SES_ACCESS_KEY_ID", "SES_SECRET_ACCESS_KEY")
+    required_settings = ("SES_REGION", "SES_ACCESS_KEY_ID", "SES_SECRET_ACCESS_KEY")
 
     def __init__(self, config):
         super().__init__(config)
@@ -135,15 +135,6 @@ class SES(Provider):
         self.configuration_set = config["SES_CONFIGURATION_SET"]
         base = config["SES_BASE_URL"] or f"https://email.{self.region}.amazonaws.com"
         self.base_url = base.rstrip("/")
-        self.missing = [name for name in self.SETTINGS if not config[name]]
-
-    def missing_settings(self):
-        """The settings SES needs that are empty: the region and both halves of the key."""
-        return list(self.missing)
-
-    def is_configured(self):
-        """SES needs a region, an access key id and its secret."""
-        return not self.missing
 
     @classmethod
     def tags_for(cls, tags):

@@ -8,6 +8,7 @@ import pytest
 from helpers import attempts_of, mail_rows, queue_mails
 from sqlalchemy import create_engine, text
 
+import mail_service
 from mailer import clock
 from mailer.config import load_config
 from mailer.database import make_engine
@@ -131,3 +132,27 @@ def test_a_mailgun_domain_with_a_slash_is_refused_at_start(settings):
         build_providers(
             load_config(overrides={**settings, "MAILGUN_DOMAIN": "mg.example.com/x"}, environ={})
         )
+
+
+@pytest.mark.parametrize(
+    ("providers", "cleared", "named"),
+    [
+        ("mailgun,sendgrid", {"SENDGRID_API_KEY": ""}, "SENDGRID_API_KEY is not set"),
+        ("sendgrid,mailgun", {"MAILGUN_DOMAIN": ""}, "MAILGUN_DOMAIN is not set"),
+        (
+            "mailgun,ses",
+            {"SES_REGION": "", "SES_SECRET_ACCESS_KEY": ""},
+            "SES_REGION, SES_SECRET_ACCESS_KEY are not set",
+        ),
+    ],
+)
+def test_a_provider_missing_its_settings_stops_the_worker_naming_them(
+    settings, tmp_path, capfd, providers, cleared, named
+):
+    """The worker refuses to start (exit 2) rather than quietly sending through fewer
+    providers than the operator named."""
+    config = tmp_path / "settings.cfg"
+    values = {**settings, "PROVIDERS": providers, **cleared}
+    config.write_text("".join(f"{name} = {value!r}\n" for name, value in values.items()))
+    assert mail_service.main(["--config", str(config)]) == 2
+    assert named in capfd.readouterr().err
