@@ -16,8 +16,9 @@ from providers.base import (
 )
 from providers.mailgun import Mailgun
 from providers.sendgrid import SendGrid
+from providers.smtp import SMTPRelay
 
-REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid)}
+REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid, SMTPRelay)}
 
 __all__ = [
     "Message",

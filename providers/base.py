@@ -53,6 +53,9 @@ class Sent:
     message_id: str | None
     status_code: int
     response: object
+    # Recipients the provider refused while it took the mail for the others (an SMTP relay's
+    # 5xx to RCPT TO), by address, with its reply ("550 5.1.1 ..."): each one has bounced.
+    refused: dict = field(default_factory=dict)
 
 
 class ProviderError(Exception):
@@ -127,6 +130,10 @@ class Provider:
     def is_configured(self):
         """Whether the settings this provider needs are present."""
         return True
+
+    def missing_settings(self):
+        """The names of the settings this provider needs that are not set."""
+        return []
 
     @classmethod
     def tags_for(cls, tags):
