@@ -135,6 +135,9 @@ class Provider:
         """The names of the settings this provider needs that are not set."""
         return []
 
+    def close(self):
+        """Release what this provider keeps between sends (an SMTP relay's connections)."""
+
     @classmethod
     def tags_for(cls, tags):
         """The mail's tags that this provider takes, in order (all of them unless it limits

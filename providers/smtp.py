@@ -97,6 +97,8 @@ class SMTPRelay(Provider):
                 f"use starttls or tls"
             )
         self._local = threading.local()
+        self._open_connections = set()  # of every thread, for ``close``
+        self._lock = threading.Lock()
 
     def missing_settings(self):
         """The names of the settings this provider needs that are not set."""
@@ -259,8 +261,11 @@ class SMTPRelay(Provider):
             except (smtplib.SMTPException, OSError):
                 pass
         self._drop()
-        self._local.connection = self._open()
-        return self._local.connection
+        connection = self._open()
+        self._local.connection = connection
+        with self._lock:
+            self._open_connections.add(connection)
+        return connection
 
     def _open(self):
         """Connect, secure the connection as ``SMTP_SECURITY`` says, and log in."""
@@ -313,11 +318,20 @@ class SMTPRelay(Provider):
         system's bundle (``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` honoured)."""
         return ssl.create_default_context(cafile=self.ca_file or None)
 
+    def close(self):
+        """Close every thread's connection (the worker's send threads have ended)."""
+        with self._lock:
+            connections, self._open_connections = self._open_connections, set()
+        for connection in connections:
+            _close(connection)
+
     def _drop(self):
         """Close and forget this thread's connection, if any."""
         connection = getattr(self._local, "connection", None)
         self._local.connection = None
         if connection is not None:
+            with self._lock:
+                self._open_connections.discard(connection)
             _close(connection)
 
     def _drop_if_closed(self, connection):

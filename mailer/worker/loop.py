@@ -192,6 +192,8 @@ class Worker:
                 self._drain()
         finally:
             self._stop_send_threads(senders)
+            for provider in self.providers:
+                provider.close()
         if self.sender is not None:
             self.sender.stop()
         self._with_db(self._forget)
