@@ -96,6 +96,7 @@ class SMTPRelay(Provider):
                 f"only to a loopback SMTP_HOST (localhost, 127.0.0.1, ::1), not {self.host!r}; "
                 f"use starttls or tls"
             )
+        self._context = None if self.security == "none" else self._tls_context()
         self._local = threading.local()
         self._open_connections = set()  # of every thread, for ``close``
         self._lock = threading.Lock()
@@ -193,7 +194,7 @@ class SMTPRelay(Provider):
         try:
             code, reply = connection.mail(sender)
             if code != 250:
-                self._abort(connection, code, reply, stage)
+                raise self._refusal(connection, code, reply, stage)
             stage = RCPT_TO
             refused = self._recipients(connection, recipients)
             stage = DATA
@@ -201,26 +202,21 @@ class SMTPRelay(Provider):
         except smtplib.SMTPServerDisconnected as err:
             err.stage = stage  # a reused connection is retried only if no DATA went out
             raise
-        except smtplib.SMTPDataError as err:  # DATA itself answered with no 354
-            self._drop_if_closed(connection)
-            raise _judged(err.smtp_code, err.smtp_error, DATA) from err
-        except smtplib.SMTPResponseException as err:
-            self._drop_if_closed(connection)
-            raise _judged(err.smtp_code, err.smtp_error, stage) from err
+        except smtplib.SMTPResponseException as err:  # DATA itself answered with no 354
+            raise self._refusal(connection, err.smtp_code, err.smtp_error, stage) from err
         except (TimeoutError, OSError) as err:
             self._drop()
             if stage == DATA:
                 raise OutcomeUnknown(f"no answer to DATA within {self.timeout:g}s: {err}") from err
             raise ProviderUnavailable(f"{stage}: {err}") from err
         if code != 250:
-            self._drop_if_closed(connection)
-            raise _judged(code, reply, DATA)
+            raise self._refusal(connection, code, reply, DATA)
         return Sent(str(mime["Message-ID"]), code, reply_text(code, reply), refused=refused)
 
     def _recipients(self, connection, recipients):
         """RCPT TO each recipient; the refused ones by address with the relay's reply.
 
-        A 4xx for any of them, or a 5xx for all of them, ends the transaction (``RSET``).
+        A 4xx for any of them, or a 5xx for all of them, ends the transaction.
         """
         refused, transient = {}, None
         for address in recipients:
@@ -230,23 +226,22 @@ class SMTPRelay(Provider):
                 if 400 <= code < 500 and transient is None:
                     transient = (code, reply)
         if transient is not None:
-            self._abort(connection, *transient, RCPT_TO)
+            raise self._refusal(connection, *transient, RCPT_TO)
         if len(refused) == len(recipients):
-            _reset(connection)
             raise MessageRejected(
                 f"every recipient refused: {'; '.join(refused.values())}",
-                _first_code(refused),
+                int(next(iter(refused.values()))[:3]),
                 refused,
             )
         return refused
 
-    def _abort(self, connection, code, reply, stage):
-        """End the transaction with ``RSET`` and raise what the reply means."""
-        if code == 421:  # "Service not available, closing transmission channel"
+    def _refusal(self, connection, code, reply, stage):
+        """The error that a refusing reply means. The transaction is left as it is: the next
+        send's ``RSET`` ends it. After a 421 ("Service not available, closing transmission
+        channel") the relay closes the connection, so it is forgotten."""
+        if code == 421 or connection.sock is None:
             self._drop()
-        else:
-            _reset(connection)
-        raise _judged(code, reply, stage)
+        return _judged(code, reply, stage)
 
     # The connection ------------------------------------------------------------------------
 
@@ -272,7 +267,7 @@ class SMTPRelay(Provider):
         try:
             if self.security == "tls":
                 connection = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self.timeout, context=self._tls()
+                    self.host, self.port, timeout=self.timeout, context=self._context
                 )
             else:
                 connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
@@ -293,7 +288,7 @@ class SMTPRelay(Provider):
         """STARTTLS if asked for, then AUTH if a user name is set; errors classified."""
         try:
             if self.security == "starttls":
-                connection.starttls(context=self._tls())
+                connection.starttls(context=self._context)
             if self.username:
                 connection.login(self.username, self.password)
             else:
@@ -313,10 +308,16 @@ class SMTPRelay(Provider):
         except (TimeoutError, OSError) as err:
             raise ProviderUnavailable(f"connection to {self.host} lost: {err}") from err
 
-    def _tls(self):
-        """Verify the relay as for HTTPS, host name included: ``SMTP_CA_FILE``, else the
-        system's bundle (``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` honoured)."""
-        return ssl.create_default_context(cafile=self.ca_file or None)
+    def _tls_context(self):
+        """Verify the relay as for HTTPS, host name included: against ``SMTP_CA_FILE``, else
+        the system's bundle (``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` honoured). Made once, at
+        start, so that a CA file that cannot be read stops the worker there."""
+        try:
+            return ssl.create_default_context(cafile=self.ca_file or None)
+        except (OSError, ssl.SSLError) as err:
+            raise ValueError(
+                f"SMTP_CA_FILE {self.ca_file!r} is not a readable PEM bundle: {err}"
+            ) from err
 
     def close(self):
         """Close every thread's connection (the worker's send threads have ended)."""
@@ -333,11 +334,6 @@ class SMTPRelay(Provider):
             with self._lock:
                 self._open_connections.discard(connection)
             _close(connection)
-
-    def _drop_if_closed(self, connection):
-        """Forget the connection if smtplib closed it (it does after a 421)."""
-        if connection.sock is None:
-            self._drop()
 
 
 def _judged(code, reply, stage):
@@ -366,19 +362,6 @@ def _tls_failed(err):
     return ProviderMisconfigured(
         f"TLS with the relay failed ({err}): check SMTP_CA_FILE, SMTP_SECURITY and SMTP_PORT"
     )
-
-
-def _first_code(refused):
-    """The reply code of the first refused recipient."""
-    return int(next(iter(refused.values())).partition(" ")[0])
-
-
-def _reset(connection):
-    """RSET, ignoring a connection that is gone (the next send opens a new one)."""
-    try:
-        connection.rset()
-    except (smtplib.SMTPException, OSError):
-        pass
 
 
 def _close(connection):

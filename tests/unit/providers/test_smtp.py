@@ -126,8 +126,16 @@ def test_an_unknown_security_mode_is_refused_naming_the_setting():
 
 
 def test_the_certificate_and_its_host_name_are_verified():
-    context = relay()._tls()
+    context = relay()._context
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_ca_file_that_cannot_be_read_stops_the_start_naming_the_setting(tmp_path):
+    with pytest.raises(ValueError, match="SMTP_CA_FILE"):
+        relay(SMTP_CA_FILE=str(tmp_path / "missing.pem"))
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(ValueError, match="SMTP_CA_FILE"):
+        relay(SMTP_CA_FILE=str(tmp_path / "junk.pem"))
 
 
 def test_missing_settings_name_the_host_and_a_password_without_which_the_user_fails():
