@@ -48,6 +48,16 @@ DEFAULTS = {
     "SES_BASE_URL": "",  # empty = https://email.{SES_REGION}.amazonaws.com
     "SES_CONFIGURATION_SET": "",  # optional: the configuration set whose events go to SNS
     "PROVIDER_TIMEOUT": 10.0,  # seconds, per provider call
+    # Any SMTP relay (providers/smtp.py): STARTTLS on 587 by default; tls: TLS from the start
+    # (465); none: clear text, to a loopback host only.
+    "SMTP_HOST": "",
+    "SMTP_PORT": 587,
+    "SMTP_USERNAME": "",
+    "SMTP_PASSWORD": "",
+    "SMTP_SECURITY": "starttls",  # starttls, tls or none
+    "SMTP_TIMEOUT": 10.0,  # seconds, per SMTP command (the connection, each reply)
+    "SMTP_CA_FILE": "",  # a CA bundle for a relay's private certificate; empty: the system's
+    "SMTP_MESSAGE_ID_DOMAIN": "",  # the Message-ID's domain; empty: the sender's
     "WORKER_CONCURRENCY": 16,  # sends in flight per worker process
     "WORKER_BATCH_SIZE": 100,  # most mails claimed by one query
     "POLL_INTERVAL": 1.0,  # seconds between polls when the queue is empty

@@ -17,8 +17,9 @@ from providers.base import (
 from providers.mailgun import Mailgun
 from providers.sendgrid import SendGrid
 from providers.ses import SES
+from providers.smtp import SMTPRelay
 
-REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid, SES)}
+REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid, SES, SMTPRelay)}
 
 __all__ = [
     "Message",

@@ -53,6 +53,9 @@ class Sent:
     message_id: str | None
     status_code: int
     response: object
+    # Recipients the provider refused while it took the mail for the others (an SMTP relay's
+    # 5xx to RCPT TO), by address, with its reply ("550 5.1.1 ..."): each one has bounced.
+    refused: dict = field(default_factory=dict)
 
 
 class ProviderError(Exception):
@@ -134,6 +137,9 @@ class Provider:
         """The names of the settings in ``required_settings`` that are empty, so that the
         worker's start-up refusal can name them."""
         return list(self.missing)
+
+    def close(self):
+        """Release what this provider keeps between sends (an SMTP relay's connections)."""
 
     @classmethod
     def tags_for(cls, tags):

@@ -57,6 +57,7 @@ LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
 SES_KEY_ID, SES_SECRET = "AKIATESTSANDBOX", "test-ses-secret-access-key"
+SMTP_USERNAME, SMTP_PASSWORD = "relay-user", "relay-test-password"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 # Every table a test may fill, in an order to empty them in: a mail's rows go with it (ON DELETE
 # CASCADE), and deleting mail writes to the status counts, so those come last.
@@ -232,12 +233,15 @@ def _migrate(url):
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """The providers' sandbox on a free loopback port, for the whole session."""
+    """The provider sandbox on free loopback ports, for the whole session."""
     with Sandbox(
         mailgun_key=MAILGUN_KEY,
         sendgrid_key=SENDGRID_KEY,
         ses_access_key_id=SES_KEY_ID,
         ses_secret_access_key=SES_SECRET,
+        smtp=True,
+        smtp_username=SMTP_USERNAME,
+        smtp_password=SMTP_PASSWORD,
     ).start() as server:
         yield server
 
@@ -262,6 +266,12 @@ def settings(database_url, sandbox):
         "SES_ACCESS_KEY_ID": SES_KEY_ID,
         "SES_SECRET_ACCESS_KEY": SES_SECRET,
         "SES_BASE_URL": sandbox.url,
+        "SMTP_HOST": "localhost",
+        "SMTP_PORT": sandbox.smtp_port,
+        "SMTP_USERNAME": SMTP_USERNAME,
+        "SMTP_PASSWORD": SMTP_PASSWORD,
+        "SMTP_CA_FILE": sandbox.smtp_ca_file,
+        "SMTP_TIMEOUT": 2.0,
         "PROVIDER_TIMEOUT": 2.0,
         "WORKER_CONCURRENCY": 8,
         "POLL_INTERVAL": 0.1,

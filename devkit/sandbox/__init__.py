@@ -13,7 +13,8 @@ Faults are injected per provider with ``Sandbox.configure`` or
 
 Modules: ``server`` (the Sandbox and its Werkzeug server), ``app`` (the WSGI app and the
 faults), ``store`` (what was received, the behaviours), ``control`` (``/_sandbox/``), and one
-module per provider's wire format, as in ``providers/``: ``mailgun``, ``sendgrid``.
+module per provider's wire format, as in ``providers/``: ``mailgun``, ``sendgrid``, and
+``smtp``, an SMTP relay (aiosmtpd) served beside the HTTP ones with ``Sandbox(smtp=True)``.
 """
 
 from devkit.sandbox.server import Sandbox

@@ -3,6 +3,7 @@
     scripts/sandbox --port 8025 [--host 127.0.0.1] [--latency-ms 0] [--mailgun-key K]
                     [--sendgrid-key K] [--ses-access-key-id ID --ses-secret-access-key S]
                     [--events-url URL] [--allow-remote] [--allow-host NAME ...]
+                    [--smtp-port 2525]
 
 The keys default to $SANDBOX_MAILGUN_API_KEY, $SANDBOX_SENDGRID_API_KEY,
 $SANDBOX_SES_ACCESS_KEY_ID and $SANDBOX_SES_SECRET_ACCESS_KEY; unset, any non-empty key (for
@@ -11,6 +12,9 @@ $SANDBOX_SES_TOPIC_ARN. With --events-url (or $SANDBOX_EVENTS_URL) it posts sign
 events to that service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and
 $SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY (see events.py). It answers only requests whose Host is a
 loopback name or address, --host, or an --allow-host name (anything else is DNS rebinding).
+With --smtp-port it also serves an SMTP relay with STARTTLS and AUTH (devkit/sandbox/smtp.py),
+taking only $SANDBOX_SMTP_USERNAME and $SANDBOX_SMTP_PASSWORD if set; it prints the CA file to
+give the mail service as SMTP_CA_FILE.
 """
 
 import argparse
@@ -63,6 +67,12 @@ def _parse_args(argv) -> argparse.Namespace:
         metavar="NAME",
         help="a Host name to answer besides loopback and --host (repeatable)",
     )
+    p.add_argument(
+        "--smtp-port",
+        type=int,
+        default=None,
+        help="also serve an SMTP relay (STARTTLS, AUTH) on this port; 0 picks a free port",
+    )
     return p.parse_args(argv)
 
 
@@ -89,6 +99,10 @@ def main(argv=None) -> int:
         allowed_hosts=args.allow_host,
         ses_access_key_id=args.ses_access_key_id,
         ses_secret_access_key=args.ses_secret_access_key,
+        smtp=args.smtp_port is not None,
+        smtp_port=args.smtp_port or 0,
+        smtp_username=os.environ.get("SANDBOX_SMTP_USERNAME"),
+        smtp_password=os.environ.get("SANDBOX_SMTP_PASSWORD"),
     )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,6 +113,11 @@ def main(argv=None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     print(f"sandbox listening on {sb.url} (watch mail at {sb.url}/_sandbox/)", flush=True)
+    if args.smtp_port is not None:
+        print(
+            f"SMTP relay on {args.host}:{sb.smtp_port} (STARTTLS; SMTP_CA_FILE={sb.smtp_ca_file})",
+            flush=True,
+        )
     while not done.wait(1.0):  # a timed wait keeps signal delivery prompt everywhere
         pass
     sb.stop()

@@ -16,6 +16,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, select_addr
 
 from devkit.sandbox.app import App
 from devkit.sandbox.events import Poster
+from devkit.sandbox.smtp import Relay
 from devkit.sandbox.store import Store, check_provider, copy_record
 
 POLL_INTERVAL = 0.05  # seconds: how quickly serve_forever notices stop()
@@ -112,7 +113,8 @@ class _Server(ThreadedWSGIServer):
 
 
 class Sandbox:
-    """A Mailgun + SendGrid + Amazon SES look-alike served over HTTP on loopback."""
+    """A Mailgun + SendGrid + Amazon SES look-alike served over HTTP on loopback (and an SMTP
+    relay)."""
 
     def __init__(
         self,
@@ -125,13 +127,19 @@ class Sandbox:
         allowed_hosts=(),
         ses_access_key_id=None,
         ses_secret_access_key=None,
+        smtp=False,
+        smtp_port=0,
+        smtp_username=None,
+        smtp_password=None,
     ):
         """Configure (but do not start) the sandbox; ``events``: see ``events.DEFAULTS``.
 
         Requests must name it in their ``Host``: by a loopback name or address, by ``host``,
         or by one of ``allowed_hosts`` (for clients that reach it by another name). SES's
         requests must be signed with ``ses_access_key_id`` and ``ses_secret_access_key`` (any
-        SigV4 signature without them)."""
+        SigV4 signature without them). With ``smtp`` it also serves an SMTP relay on
+        ``smtp_port`` (see ``smtp``), taking only ``smtp_username`` and ``smtp_password`` if they
+        are set."""
         self.host, self.port = host, port
         self.allowed_hosts = (host, *allowed_hosts)
         self.mailgun_key = mailgun_key or None
@@ -144,6 +152,8 @@ class Sandbox:
         self._poster = Poster(self._stopping)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._relay = Relay(self._store, host, smtp_port, smtp_username, smtp_password)
+        self._relay_wanted = smtp
 
     def start(self) -> Sandbox:
         """Bind and serve in a background daemon thread; return self."""
@@ -166,6 +176,8 @@ class Sandbox:
             daemon=True,
         )
         self._thread.start()
+        if self._relay_wanted:
+            self._relay.start()
         return self
 
     def stop(self) -> None:
@@ -178,6 +190,7 @@ class Sandbox:
         server.server_close()
         server.close_connections()
         self._thread.join(timeout=5)
+        self._relay.stop()
 
     def __enter__(self) -> Sandbox:
         """Start if needed; return self."""
@@ -194,6 +207,21 @@ class Sandbox:
             raise RuntimeError("sandbox not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def smtp_port(self) -> int:
+        """The SMTP relay's port (``smtp=True``)."""
+        return self._relay.port
+
+    @property
+    def smtp_ca_file(self) -> str | None:
+        """The PEM file of the CA that signed the SMTP relay's certificate (``SMTP_CA_FILE``)."""
+        return self._relay.ca_file
+
+    @property
+    def smtp_connections(self) -> int:
+        """How many connections the SMTP relay has accepted (connection reuse checks)."""
+        return self._relay.connections_accepted
 
     @property
     def connections_accepted(self) -> int:

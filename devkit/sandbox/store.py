@@ -6,14 +6,15 @@ A behaviour is a dict per provider: ``status`` (+ optional ``body``/``content_ty
 fault, limited to the next ``count`` requests when ``count`` is set; ``latency_ms`` and
 ``reject_to`` apply to every request. ``cut`` handles the request as usual (a valid mail is
 taken), then closes the connection without an answer, so the client cannot know whether it
-was sent.
+was sent. The SMTP relay reads them in its own words, with ``stage`` and ``refuse_auth``
+besides (see ``smtp``).
 """
 
 import threading
 
 from devkit.sandbox.events import check_settings
 
-PROVIDERS = ("mailgun", "sendgrid", "ses")
+PROVIDERS = ("mailgun", "sendgrid", "ses", "smtp")
 FAULTS = ("status", "hang", "cut")  # the keys that make a request fail (and spend one ``count``)
 
 
@@ -39,6 +40,9 @@ BEHAVIOUR_CHECKS = {
     "content_type": lambda v: isinstance(v, str) and "\n" not in v and "\r" not in v,
     "reject_to": lambda v: isinstance(v, str) and v != "",
     "error": lambda v: isinstance(v, str) and v.isidentifier(),  # SES's error type
+    # The SMTP relay's (see ``smtp``): where ``status`` is answered, and a refused login.
+    "stage": lambda v: v in ("mail", "rcpt", "data"),
+    "refuse_auth": lambda v: isinstance(v, bool),
 }
 
 

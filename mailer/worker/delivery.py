@@ -6,11 +6,13 @@ sent, failed, or queued again with exponential backoff and jitter. Failover is t
 not something hidden inside a provider.
 """
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailer.events.provider import BOUNCED, PERMANENT, Event
 from mailer.validation.addresses import bare_address
 from mailer.worker.circuit import PROBE, SKIP, safely
 from models import FAILED, QUEUED, SENT, SUPPRESSED
@@ -38,6 +40,7 @@ class Outcome:
     provider: str | None = None
     message_id: str | None = None
     reason: str | None = None
+    refused: dict = field(default_factory=dict)  # address -> reply, of a mail that went
 
 
 def message_from_row(row):
@@ -114,7 +117,7 @@ def deliver(message, providers, breakers, sessions, admit=None):
                 message_id=sent.message_id,
             )
         )
-        return Outcome(DELIVERED, answers, provider.name, sent.message_id)
+        return Outcome(DELIVERED, answers, provider.name, sent.message_id, refused=sent.refused)
     return _no_delivery(answers)
 
 
@@ -182,6 +185,7 @@ class Decision:
     last_error: str | None = None
     retry_in: float = 0.0  # seconds from now (the database's) until it is due again
     suppressed: tuple = ()  # (address, reason) of each recipient the mail did not go to
+    refused: tuple = ()  # (address, reply) of each recipient the provider refused (bounced)
 
 
 def decide(row, outcome, policy, wait_for=None):
@@ -204,6 +208,7 @@ def decide(row, outcome, policy, wait_for=None):
         last_error=last_error,
         retry_in=retry_in,
         suppressed=tuple(row.get("suppressed", ())),
+        refused=tuple(outcome.refused.items()),
     )
 
 
@@ -297,3 +302,28 @@ def crashed(err):
     A bad deploy must not fail every mail it touches; the attempt budget still bounds it.
     """
     return Outcome(RETRY, [], reason=f"internal error: {err.__class__.__name__}: {err}")
+
+
+def refusal_events(decisions):
+    """The ``bounced`` events of the recipients that a provider refused while it took their
+    mail for the others (an SMTP relay's 5xx to RCPT TO): recorded as a provider's events are
+    (``mailer.queue.events``), so the recipient, the suppression list and the client's
+    webhooks follow the same rules."""
+    return [
+        Event(
+            provider=decision.provider,
+            key=f"{decision.id}:refused:{address}",
+            type=BOUNCED,
+            provider_event="rcpt_refused",
+            recipient=bare_address(address),
+            mail_id=str(decision.id),
+            message_id=decision.message_id,
+            severity=PERMANENT,
+            reason=reply,
+            occurred_at=datetime.fromisoformat(decision.result[-1]["at"]),
+            payload=json.dumps({"recipient": address, "reply": reply}, ensure_ascii=False),
+        )
+        for decision in decisions
+        if decision.status == SENT
+        for address, reply in decision.refused
+    ]

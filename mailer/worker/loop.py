@@ -45,7 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailer.database import describe
 from mailer.events import outbox
 from mailer.events.sender import WebhookSender
-from mailer.queue import counts, heartbeats, lease, suppressions
+from mailer.queue import counts, events, heartbeats, lease, suppressions
 from mailer.queue.notify import QueueListener, listen_engine
 from mailer.telemetry import logs
 from mailer.telemetry.worker import WorkerMetrics
@@ -61,6 +61,7 @@ from mailer.worker.delivery import (
     message_from_row,
     nobody_left,
     poisoned,
+    refusal_events,
     without_suppressed,
 )
 from mailer.worker.dispatch import Dispatcher
@@ -147,6 +148,7 @@ class Worker:
         self.probing = False
         self.sessions = Sessions()
         self.webhooks = outbox.subscription(config)  # None: no client webhooks
+        self.suppression_days = config["SUPPRESSION_DAYS"]
         self.sender = WebhookSender(engine, config) if self.webhooks else None
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
@@ -197,6 +199,8 @@ class Worker:
                 self._drain()
         finally:
             self._stop_send_threads(senders)
+            for provider in self.providers:
+                provider.close()
         if self.sender is not None:
             self.sender.stop()
         self._with_db(self._forget)
@@ -429,8 +433,11 @@ class Worker:
             return
         decisions = [decision for decision, _ in batch]
         attempts = [row for _, rows in batch for row in rows]
+        refused = refusal_events(decisions)
         with self.engine.begin() as conn:
             lease.finish(conn, self.name, decisions, attempts, self.webhooks)
+            if refused:  # recipients a provider refused while it took the mail: bounced
+                events.record_events(conn, refused, self.suppression_days, self.webhooks)
         for decision, rows in batch:  # counted once recorded
             self.metrics.observe(decision.status, rows)
 

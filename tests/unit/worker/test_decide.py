@@ -15,6 +15,7 @@ from mailer.worker.delivery import (
     crashed,
     decide,
     poisoned,
+    refusal_events,
 )
 from mailer.worker.retry import RetryPolicy
 from models import FAILED, QUEUED, SENT
@@ -42,6 +43,26 @@ def test_delivered_is_sent_with_the_provider_and_its_id():
         result=[ANSWER],
         last_error=None,
     )
+
+
+def test_recipients_refused_while_the_mail_went_become_bounced_events():
+    answer = {**ANSWER, "outcome": "sent", "at": "2026-01-02T03:04:05+00:00"}
+    reply = "550 5.1.1 <gone@Example.com>: Recipient address rejected"
+    outcome = Outcome(
+        DELIVERED, [answer], "smtp", "<m1@example.com>", refused={"gone@Example.com": reply}
+    )
+    decision = decide(row(), outcome, POLICY)
+    assert decision.status == SENT and decision.refused == (("gone@Example.com", reply),)
+    [event] = refusal_events([decision])
+    assert (event.provider, event.type, event.recipient, event.mail_id) == (
+        "smtp",
+        "bounced",
+        "gone@example.com",
+        "m1",
+    )
+    assert event.reason == reply and event.severity == "permanent"
+    assert event.occurred_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert refusal_events([decide(row(), Outcome(DELIVERED, [answer], "smtp"), POLICY)]) == []
 
 
 def test_rejected_fails_at_once():
