@@ -42,6 +42,9 @@ DEFAULTS = {
     "MAILGUN_BASE_URL": "https://api.mailgun.net",  # EU: https://api.eu.mailgun.net
     "SENDGRID_API_KEY": "",
     "SENDGRID_BASE_URL": "https://api.sendgrid.com",  # EU: https://api.eu.sendgrid.com
+    "POSTMARK_SERVER_TOKEN": "",
+    "POSTMARK_BASE_URL": "https://api.postmarkapp.com",
+    "POSTMARK_MESSAGE_STREAM": "outbound",  # the server's transactional stream by default
     "PROVIDER_TIMEOUT": 10.0,  # seconds, per provider call
     "WORKER_CONCURRENCY": 16,  # sends in flight per worker process
     "WORKER_BATCH_SIZE": 100,  # most mails claimed by one query
@@ -71,6 +74,8 @@ DEFAULTS = {
     # Delivery events in: each provider's webhook endpoint answers 404 until its key is set.
     "MAILGUN_WEBHOOK_SIGNING_KEY": "",  # Mailgun: Sending > Webhooks > HTTP webhook signing key
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "",  # SendGrid: Mail Settings > Event Webhook > public key
+    "POSTMARK_WEBHOOK_USERNAME": "",  # Postmark: the basic auth in the webhook's URL ...
+    "POSTMARK_WEBHOOK_PASSWORD": "",  # ... both needed, or /webhooks/postmark is off
     "WEBHOOK_MAX_AGE": 86400.0,  # seconds: oldest signed provider event taken; client webhooks
     # retried this long
     "SUPPRESSION_DAYS": 30,  # days a bounced address stays suppressed

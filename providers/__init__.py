@@ -15,9 +15,10 @@ from providers.base import (
     Sent,
 )
 from providers.mailgun import Mailgun
+from providers.postmark import Postmark
 from providers.sendgrid import SendGrid
 
-REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid)}
+REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid, Postmark)}
 
 __all__ = [
     "Message",

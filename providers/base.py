@@ -128,6 +128,10 @@ class Provider:
         """Whether the settings this provider needs are present."""
         return True
 
+    def missing_settings(self):
+        """The names of the settings this provider needs that are not set."""
+        return []
+
     @classmethod
     def tags_for(cls, tags):
         """The mail's tags that this provider takes, in order (all of them unless it limits
