@@ -7,20 +7,22 @@ message isn't quite right ... the response body contains JSON {ErrorCode: 405, M
 "details"} with an API error code"), 429 when we send too fast and 500 for Postmark's own
 faults. The ErrorCode, not the HTTP status, says what went wrong, so it is read first:
 
-| ErrorCode | Postmark's name                                         | ours               |
-|-----------|---------------------------------------------------------|--------------------|
-| 300       | Invalid email request (a bad address, no body, ...)     | rejected           |
-| 406       | Inactive recipient (a hard bounce or spam complaint)    | rejected           |
-| 411       | Forbidden attachment type                               | rejected           |
-| 10        | Bad or missing API token                                | misconfigured      |
-| 400, 401  | Sender signature not found / not confirmed              | misconfigured      |
-| 402, 403, 409 | Invalid JSON / Incompatible JSON / JSON required    | misconfigured      |
-| 405       | Not allowed to send (out of credits)                    | misconfigured      |
-| 412, 413  | Account is pending / Account may not send               | misconfigured      |
-| 1221, 1235, 1236 | the MessageStream is of the wrong type / does not exist / cannot send | misconfigured |
-| 100       | Maintenance                                             | transient          |
-| 429       | Rate limit exceeded (also HTTP 429)                     | rate limited       |
-| any other | by the HTTP status, as every provider (5xx transient, other 4xx rejected) |  |
+| ErrorCode     | Postmark's name                                          | ours          |
+|---------------|----------------------------------------------------------|---------------|
+| 300           | Invalid email request (a bad address, no body, ...)      | rejected      |
+| 406           | Inactive recipient (a hard bounce or a spam complaint)   | rejected      |
+| 411           | Forbidden attachment type                                | rejected      |
+| 10            | Bad or missing API token                                 | misconfigured |
+| 400, 401      | Sender signature not found / not confirmed               | misconfigured |
+| 402, 403, 409 | Invalid JSON / Incompatible JSON / JSON required         | misconfigured |
+| 405           | Not allowed to send (out of credits)                     | misconfigured |
+| 412, 413      | Account is pending / Account may not send                | misconfigured |
+| 1221, 1235,   | the MessageStream is not one that sends / does not exist | misconfigured |
+| 1236          | on this server / sending is not supported on it          |               |
+| 100           | Maintenance                                              | transient     |
+| 429           | Rate limit exceeded (or HTTP 429 whatever the code)      | rate limited  |
+| any other     | by the HTTP status, as every provider: 5xx transient,    |               |
+|               | 401/403 misconfigured, other 4xx rejected                |               |
 
 What Postmark accepts of a message beyond its addresses and bodies, from its documentation:
 one ``Tag`` per message, of at most 1000 characters ("Tags are limited though in that only one

@@ -1,14 +1,16 @@
 """Command line: serve the sandbox until SIGTERM or Ctrl-C.
 
     scripts/sandbox --port 8025 [--host 127.0.0.1] [--latency-ms 0] [--mailgun-key K]
-                    [--sendgrid-key K] [--events-url URL] [--allow-remote]
-                    [--allow-host NAME ...]
+                    [--sendgrid-key K] [--postmark-token T] [--events-url URL]
+                    [--allow-remote] [--allow-host NAME ...]
 
-The keys default to $SANDBOX_MAILGUN_API_KEY and $SANDBOX_SENDGRID_API_KEY; unset, any
-non-empty key is accepted. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery
-events to that service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and
-$SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY (see events.py). It answers only requests whose Host is a
-loopback name or address, --host, or an --allow-host name (anything else is DNS rebinding).
+The keys default to $SANDBOX_MAILGUN_API_KEY, $SANDBOX_SENDGRID_API_KEY and
+$SANDBOX_POSTMARK_SERVER_TOKEN; unset, any non-empty key is accepted. With --events-url (or
+$SANDBOX_EVENTS_URL) it posts signed delivery events to that service, with
+$SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and $SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY, and Postmark's
+with the basic auth $SANDBOX_POSTMARK_WEBHOOK_USERNAME and $SANDBOX_POSTMARK_WEBHOOK_PASSWORD
+(see events.py). It answers only requests whose Host is a loopback name or address, --host, or
+an --allow-host name (anything else is DNS rebinding).
 """
 
 import argparse
@@ -35,13 +37,15 @@ def _is_loopback(host: str) -> bool:
 def _parse_args(argv) -> argparse.Namespace:
     """Command-line options (keys default to the SANDBOX_*_API_KEY variables)."""
     p = argparse.ArgumentParser(
-        prog="scripts/sandbox", description="Local Mailgun + SendGrid sandbox for tests."
+        prog="scripts/sandbox",
+        description="Local Mailgun, SendGrid and Postmark sandbox for tests.",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8025, help="0 picks a free port")
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--mailgun-key", default=os.environ.get("SANDBOX_MAILGUN_API_KEY"))
     p.add_argument("--sendgrid-key", default=os.environ.get("SANDBOX_SENDGRID_API_KEY"))
+    p.add_argument("--postmark-token", default=os.environ.get("SANDBOX_POSTMARK_SERVER_TOKEN"))
     p.add_argument(
         "--events-url",
         default=os.environ.get("SANDBOX_EVENTS_URL"),
@@ -71,6 +75,8 @@ def main(argv=None) -> int:
         "url": args.events_url,
         "mailgun_key": os.environ.get("SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY"),
         "sendgrid_key": os.environ.get("SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY"),
+        "postmark_username": os.environ.get("SANDBOX_POSTMARK_WEBHOOK_USERNAME"),
+        "postmark_password": os.environ.get("SANDBOX_POSTMARK_WEBHOOK_PASSWORD"),
     }
     sb = Sandbox(
         args.host,
@@ -80,6 +86,7 @@ def main(argv=None) -> int:
         args.latency_ms,
         events,
         allowed_hosts=args.allow_host,
+        postmark_token=args.postmark_token,
     )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

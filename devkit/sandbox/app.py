@@ -14,14 +14,16 @@ from werkzeug import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map
 
-from devkit.sandbox import control, mailgun, sendgrid
+from devkit.sandbox import control, mailgun, postmark, sendgrid
 from devkit.sandbox.wire import Answer, json_answer, phrase
 from mailer.loopback import host_name, is_loopback_host
 
 MAX_BODY = 64 * 1024 * 1024  # refuse absurd uploads rather than buffer them
-PROVIDERS = {module.NAME: module for module in (mailgun, sendgrid)}
+PROVIDERS = {module.NAME: module for module in (mailgun, sendgrid, postmark)}
 URLS = Map(
-    [*mailgun.RULES, *sendgrid.RULES, *control.RULES], strict_slashes=False, merge_slashes=False
+    [*mailgun.RULES, *sendgrid.RULES, *postmark.RULES, *control.RULES],
+    strict_slashes=False,
+    merge_slashes=False,
 )
 
 

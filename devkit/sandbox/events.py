@@ -2,14 +2,17 @@
 
 Off until a URL is set (``--events-url``, ``SANDBOX_EVENTS_URL`` or ``PUT /_sandbox/events``):
 then, ``delay`` seconds after each accepted send, the sandbox posts events for every recipient
-to ``<url>/webhooks/mailgun`` or ``<url>/webhooks/sendgrid``, signed as the provider signs them
-with the keys it was given (``mailgun_key``, Mailgun's HMAC signing key; ``sendgrid_key``,
-SendGrid's ECDSA private key as base64 DER). A provider without its key posts nothing.
+to ``<url>/webhooks/<provider>``, signed as the provider signs them with the keys it was given
+(``mailgun_key``, Mailgun's HMAC signing key; ``sendgrid_key``, SendGrid's ECDSA private key as
+base64 DER), or for Postmark, which signs nothing, with the basic auth of its webhook URL
+(``postmark_username`` and ``postmark_password``). A provider without them posts nothing.
 
 Each recipient is ``delivered`` unless ``outcomes`` names its address: ``bounce`` (Mailgun
-``failed``/permanent, SendGrid ``bounce``), ``defer`` (``failed``/temporary, ``deferred``),
-``complain`` (delivered, then ``complained``/``spamreport``) or ``none``. SendGrid's batch is
-posted ``duplicates`` times, as SendGrid delivers the same events more than once.
+``failed``/permanent, SendGrid ``bounce``, Postmark ``Bounce``/``HardBounce``), ``defer``
+(``failed``/temporary, ``deferred``, ``Bounce``/``SoftBounce``), ``complain`` (delivered, then
+``complained``/``spamreport``/``SpamComplaint``) or ``none``. SendGrid's batch, and each of
+Postmark's events, is posted ``duplicates`` times, as they deliver the same events more than
+once.
 
     PUT /_sandbox/events  {"url": "http://127.0.0.1:5000", "mailgun_key": "...",
                            "sendgrid_key": "...", "outcomes": {"a@example.com": "bounce"},
@@ -25,6 +28,7 @@ import time
 
 import requests
 
+from devkit.sandbox.wire import now_iso
 from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
     SENDGRID_TIMESTAMP,
@@ -38,6 +42,8 @@ DEFAULTS = {
     "url": None,
     "mailgun_key": None,
     "sendgrid_key": None,
+    "postmark_username": None,
+    "postmark_password": None,
     "outcomes": {},
     "duplicates": 1,
     "delay": 0.2,
@@ -49,6 +55,12 @@ BOUNCE_REASON = {
     "description": "mailbox unavailable",
 }
 DEFER_REASON = {"code": 421, "message": "4.7.0 Try again later", "description": "greylisted"}
+# The settings a provider's posts need: without them it posts nothing.
+CREDENTIALS = {
+    "mailgun": ("mailgun_key",),
+    "sendgrid": ("sendgrid_key",),
+    "postmark": ("postmark_username", "postmark_password"),
+}
 
 
 def check_settings(settings):
@@ -74,6 +86,7 @@ def shown(settings):
         **settings,
         "mailgun_key": bool(settings["mailgun_key"]),
         "sendgrid_key": bool(settings["sendgrid_key"]),
+        "postmark_password": bool(settings["postmark_password"]),
     }
 
 
@@ -90,7 +103,8 @@ class Poster(threading.Thread):
 
     def submit(self, provider, records, settings):
         """Post the events of ``records`` (one send's accepted messages) after the delay."""
-        if settings["url"] and settings[f"{provider}_key"] and records:
+        needed = CREDENTIALS[provider]
+        if settings["url"] and records and all(settings[name] for name in needed):
             self.queue.put((time.monotonic() + settings["delay"], provider, records, settings))
 
     def run(self):
@@ -112,6 +126,8 @@ class Poster(threading.Thread):
                             {"Content-Type": "application/json"},
                             [body["event-data"]],
                         )
+                elif provider == "postmark":
+                    self._post_postmark(record, settings)
                 else:
                     self._post_sendgrid(record, settings)
 
@@ -128,11 +144,21 @@ class Poster(threading.Thread):
             }
             self._post("sendgrid", settings, raw, headers, events)
 
-    def _post(self, provider, settings, body, headers, events):
+    def _post_postmark(self, record, settings):
+        """Post one message's events, one a request, each ``duplicates`` times, with the basic
+        auth of Postmark's webhook URL."""
+        auth = (settings["postmark_username"], settings["postmark_password"])
+        headers = {"Content-Type": "application/json"}
+        for event in postmark_events(record, settings):
+            shown = {"event": event["RecordType"], "recipient": postmark_recipient(event)}
+            for _ in range(settings["duplicates"]):
+                self._post("postmark", settings, json.dumps(event).encode(), headers, [shown], auth)
+
+    def _post(self, provider, settings, body, headers, events, auth=None):
         """One post; its answer (or None if it got none) is kept in ``posted``."""
         url = f"{settings['url'].rstrip('/')}/webhooks/{provider}"
         try:
-            status = self.session.post(url, data=body, headers=headers, timeout=TIMEOUT)
+            status = self.session.post(url, data=body, headers=headers, timeout=TIMEOUT, auth=auth)
             status = status.status_code
         except requests.RequestException:
             status = None
@@ -238,3 +264,86 @@ def sendgrid_batch(record, settings):
                 }
             )
     return events
+
+
+POSTMARK_BOUNCES = {
+    "bounce": {
+        "Type": "HardBounce",
+        "TypeCode": 1,
+        "Name": "Hard bounce",
+        "Description": "The server was unable to deliver your message (ex: unknown user, "
+        "mailbox not found).",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
+        "Inactive": True,
+    },
+    "defer": {
+        "Type": "SoftBounce",
+        "TypeCode": 4096,
+        "Name": "Soft bounce/Undeliverable",
+        "Description": "Unable to temporarily deliver this email.",
+        "Details": "smtp;421 4.7.0 Try again later",
+        "Inactive": False,
+    },
+}
+POSTMARK_EVENTS = {
+    "deliver": ["Delivery"],
+    "bounce": ["bounce"],
+    "defer": ["defer"],
+    "complain": ["Delivery", "SpamComplaint"],
+    "none": [],
+}
+
+
+def postmark_recipient(event):
+    """The address of a Postmark event: ``Email`` in bounces and complaints, else ``Recipient``."""
+    return event.get("Email") or event.get("Recipient")
+
+
+def postmark_events(record, settings):
+    """Postmark's webhook bodies for one accepted message, one event each."""
+    events = []
+    for address in recipients(record):
+        for kind in POSTMARK_EVENTS[settings["outcomes"].get(address, "deliver")]:
+            events.append(_postmark_event(kind, address, record))
+    return events
+
+
+def _postmark_event(kind, address, record):
+    """One Postmark event: a Delivery, a SpamComplaint, or a Bounce of ``POSTMARK_BOUNCES``."""
+    common = {
+        "MessageID": record["id"],
+        "MessageStream": record.get("message_stream", "outbound"),
+        "ServerID": 1,
+        "Tag": record.get("tag") or "",
+        "Metadata": dict(record["custom"]),
+    }
+    at = now_iso()
+    if kind == "Delivery":
+        details = "smtp;250 2.0.0 OK"
+        return {
+            "RecordType": "Delivery",
+            **common,
+            "Recipient": address,
+            "DeliveredAt": at,
+            "Details": details,
+        }
+    bounce = POSTMARK_BOUNCES.get(kind) or {
+        "Type": "SpamComplaint",
+        "TypeCode": 512,
+        "Name": "Spam complaint",
+        "Description": "The subscriber explicitly marked this email as spam.",
+        "Details": "Test spam complaint details",
+        "Inactive": True,
+    }
+    return {
+        "RecordType": "SpamComplaint" if kind == "SpamComplaint" else "Bounce",
+        **common,
+        "ID": secrets.randbits(52),
+        **bounce,
+        "Email": address,
+        "From": record["from"],
+        "BouncedAt": at,
+        "DumpAvailable": False,
+        "CanActivate": True,
+        "Subject": record["subject"],
+    }

@@ -112,7 +112,7 @@ class _Server(ThreadedWSGIServer):
 
 
 class Sandbox:
-    """A Mailgun + SendGrid look-alike served over HTTP on loopback."""
+    """A Mailgun, SendGrid and Postmark look-alike served over HTTP on loopback."""
 
     def __init__(
         self,
@@ -123,6 +123,7 @@ class Sandbox:
         latency_ms=0,
         events=None,
         allowed_hosts=(),
+        postmark_token=None,
     ):
         """Configure (but do not start) the sandbox; ``events``: see ``events.DEFAULTS``.
 
@@ -132,6 +133,7 @@ class Sandbox:
         self.allowed_hosts = (host, *allowed_hosts)
         self.mailgun_key = mailgun_key or None
         self.sendgrid_key = sendgrid_key or None
+        self.postmark_token = postmark_token or None
         self._store = Store(latency_ms, events)
         self._stopping = threading.Event()
         self._poster = Poster(self._stopping)
@@ -142,7 +144,11 @@ class Sandbox:
         """Bind and serve in a background daemon thread; return self."""
         if self._server is not None:
             raise RuntimeError("sandbox already started (a stopped one cannot restart)")
-        keys = {"mailgun": self.mailgun_key, "sendgrid": self.sendgrid_key}
+        keys = {
+            "mailgun": self.mailgun_key,
+            "sendgrid": self.sendgrid_key,
+            "postmark": self.postmark_token,
+        }
         app = App(self._store, keys, self._stopping, self._poster, self.allowed_hosts)
         self._server = _Server(self.host, self.port, app)
         self._poster.start()

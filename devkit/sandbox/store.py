@@ -12,7 +12,7 @@ import threading
 
 from devkit.sandbox.events import check_settings
 
-PROVIDERS = ("mailgun", "sendgrid")
+PROVIDERS = ("mailgun", "sendgrid", "postmark")
 FAULTS = ("status", "hang", "cut")  # the keys that make a request fail (and spend one ``count``)
 
 
