@@ -1,15 +1,18 @@
-"""Delivery events in: ``POST /webhooks/mailgun`` and ``POST /webhooks/sendgrid``.
+"""Delivery events in: ``POST /webhooks/<provider>``, for Mailgun, SendGrid and Postmark.
 
-They need no API key: the provider's signature is the authentication, so they work in every
-mode, protected mode included (``auth``'s protected-mode check guards the ``/mail`` resources,
-the suppression list and the admin, not these). Answers:
+They need no API key: the provider's signature is the authentication (for Postmark, which signs
+nothing, the basic auth of its webhook URL), so they work in every mode, protected mode included
+(``auth``'s protected-mode check guards the ``/mail`` resources, the suppression list and the
+admin, not these). Answers:
 
-- 404 while the endpoint's key (``MAILGUN_WEBHOOK_SIGNING_KEY``, ``SENDGRID_WEBHOOK_PUBLIC_KEY``)
-  is not set: the endpoint is off;
+- 404 while the endpoint's key (``MAILGUN_WEBHOOK_SIGNING_KEY``, ``SENDGRID_WEBHOOK_PUBLIC_KEY``,
+  both ``POSTMARK_WEBHOOK_USERNAME`` and ``POSTMARK_WEBHOOK_PASSWORD``) is not set: the endpoint
+  is off;
 - 401 for a missing or wrong signature, a timestamp (Mailgun's or SendGrid's) older than
   ``WEBHOOK_MAX_AGE`` or more than ``FUTURE_SKEW`` ahead or not a number (a replay of an old
   event), or a Mailgun token already used for another event (a replay of its signature with
-  other event data); nothing is stored;
+  other event data), or Postmark's missing or wrong basic auth (a wrong one counts towards the
+  failed-authentication brake, as a wrong API key does); nothing is stored;
 - 400 for a body that is not what the provider sends; nothing is stored;
 - 200 otherwise: also for a repeat (the provider's key was seen before: nothing changes) and for
   an event of a mail we do not know (logged), so the provider stops retrying.
@@ -29,9 +32,11 @@ import time
 
 from flask import current_app, jsonify, request
 
+from mailer.api.auth import count_failure
 from mailer.api.bodies import parsed_json
 from mailer.api.errors import ApiError
 from mailer.database import transaction
+from mailer.events import postmark
 from mailer.events.provider import Malformed, mailgun_event, sendgrid_events
 from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
@@ -92,6 +97,29 @@ def receive_sendgrid():
     except Malformed as err:
         raise malformed(str(err)) from None
     return record(events)
+
+
+def receive_postmark():
+    """``POST /webhooks/postmark``: one event, authenticated by its URL's basic auth."""
+    username = current_app.config["POSTMARK_WEBHOOK_USERNAME"]
+    password = current_app.config["POSTMARK_WEBHOOK_PASSWORD"]
+    if not (username and password):
+        raise not_configured("POSTMARK_WEBHOOK_USERNAME or POSTMARK_WEBHOOK_PASSWORD")
+    problem = postmark.credentials_problem(request.authorization, username, password)
+    if problem:
+        if request.authorization is not None:
+            count_failure()  # a guess: 429 once its client has guessed too often
+        raise ApiError(
+            401,
+            "The event's basic auth does not hold; nothing was stored",
+            [{"field": "Authorization", "message": problem}],
+            headers={"WWW-Authenticate": 'Basic realm="postmark"'},
+        )
+    try:
+        event = postmark.postmark_event(parsed_body(dict))
+    except Malformed as err:
+        raise malformed(str(err)) from None
+    return record([event])
 
 
 def token_keeper(token, timestamp, event_data):
@@ -199,8 +227,9 @@ def malformed(message):
 
 
 def init_app(app):
-    """Register the two endpoints, and check a configured SendGrid key at start."""
+    """Register the endpoints, and check a configured SendGrid key at start."""
     if app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"]:
         sendgrid_public_key(app.config["SENDGRID_WEBHOOK_PUBLIC_KEY"])  # BadKey says why
     app.add_url_rule("/webhooks/mailgun", "webhooks_mailgun", receive_mailgun, methods=["POST"])
     app.add_url_rule("/webhooks/sendgrid", "webhooks_sendgrid", receive_sendgrid, methods=["POST"])
+    app.add_url_rule("/webhooks/postmark", "webhooks_postmark", receive_postmark, methods=["POST"])
