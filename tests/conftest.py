@@ -35,7 +35,12 @@ from flask.globals import app_ctx
 from flask_migrate import upgrade
 from helpers import sample_mail
 from pytest_postgresql.janitor import DatabaseJanitor
-from signed import MAILGUN_SIGNING_KEY, SENDGRID_PUBLIC_KEY
+from signed import (
+    MAILGUN_SIGNING_KEY,
+    POSTMARK_WEBHOOK_PASSWORD,
+    POSTMARK_WEBHOOK_USERNAME,
+    SENDGRID_PUBLIC_KEY,
+)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -56,6 +61,7 @@ LAYERS = ("system", "integration", "unit")  # tests/<layer>; a parallel run star
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
+POSTMARK_TOKEN = "pm-test-server-token"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 # Every table a test may fill, in an order to empty them in: a mail's rows go with it (ON DELETE
 # CASCADE), and deleting mail writes to the status counts, so those come last.
@@ -229,8 +235,10 @@ def _migrate(url):
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """The Mailgun/SendGrid sandbox on a free loopback port, for the whole session."""
-    with Sandbox(mailgun_key=MAILGUN_KEY, sendgrid_key=SENDGRID_KEY).start() as server:
+    """The providers' sandbox on a free loopback port, for the whole session."""
+    with Sandbox(
+        mailgun_key=MAILGUN_KEY, sendgrid_key=SENDGRID_KEY, postmark_token=POSTMARK_TOKEN
+    ).start() as server:
         yield server
 
 
@@ -250,6 +258,8 @@ def settings(database_url, sandbox):
         "MAILGUN_BASE_URL": sandbox.url,
         "SENDGRID_API_KEY": SENDGRID_KEY,
         "SENDGRID_BASE_URL": sandbox.url,
+        "POSTMARK_SERVER_TOKEN": POSTMARK_TOKEN,
+        "POSTMARK_BASE_URL": sandbox.url,
         "PROVIDER_TIMEOUT": 2.0,
         "WORKER_CONCURRENCY": 8,
         "POLL_INTERVAL": 0.1,
@@ -259,6 +269,8 @@ def settings(database_url, sandbox):
         "CIRCUIT_COOLDOWN_CAP": 4.0,
         "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY,
         "SENDGRID_WEBHOOK_PUBLIC_KEY": SENDGRID_PUBLIC_KEY,
+        "POSTMARK_WEBHOOK_USERNAME": POSTMARK_WEBHOOK_USERNAME,
+        "POSTMARK_WEBHOOK_PASSWORD": POSTMARK_WEBHOOK_PASSWORD,
     }
 
 
