@@ -52,6 +52,7 @@ from mailer.shapes.service import EventsReceived
 log = logging.getLogger("mail_service.events")
 
 FUTURE_SKEW = 300  # seconds a provider's timestamp may be ahead of our clock
+POSTMARK_CREDENTIALS = ("POSTMARK_WEBHOOK_USERNAME", "POSTMARK_WEBHOOK_PASSWORD")
 # What a Mailgun body must be: its current webhooks post JSON; its legacy ones posted form fields.
 MAILGUN_BODY = (
     "The body must be a JSON object, as Mailgun's current webhooks post it "
@@ -101,10 +102,10 @@ def receive_sendgrid():
 
 def receive_postmark():
     """``POST /webhooks/postmark``: one event, authenticated by its URL's basic auth."""
-    username = current_app.config["POSTMARK_WEBHOOK_USERNAME"]
-    password = current_app.config["POSTMARK_WEBHOOK_PASSWORD"]
-    if not (username and password):
-        raise not_configured("POSTMARK_WEBHOOK_USERNAME or POSTMARK_WEBHOOK_PASSWORD")
+    username, password = (current_app.config[name] for name in POSTMARK_CREDENTIALS)
+    missing = [name for name in POSTMARK_CREDENTIALS if not current_app.config[name]]
+    if missing:
+        raise not_configured(" and ".join(missing))
     problem = postmark.credentials_problem(request.authorization, username, password)
     if problem:
         if request.authorization is not None:
