@@ -133,3 +133,12 @@ def test_the_endpoint_is_off_until_both_credentials_are_set(settings, unset):
         name for name in ("POSTMARK_WEBHOOK_USERNAME", "POSTMARK_WEBHOOK_PASSWORD") if name != unset
     )
     assert other not in answer.get_json()["errors"][0]["message"]
+
+
+def test_a_client_that_keeps_guessing_gets_429(settings, app, sql):
+    guessed = create_app({**settings, "AUTH_FAILURE_LIMIT": 2}).test_client()
+    wrong = postmark_headers(("postmark", "guess"))
+    body = postmark_event("Delivery", ANN, mail_id=new_id())
+    codes = [postmark(guessed, body, wrong).status_code for _ in range(3)]
+    assert codes == [401, 401, 429]
+    assert postmark(guessed, body).status_code == 200  # the right credentials still pass
