@@ -266,30 +266,48 @@ def sendgrid_batch(record, settings):
     return events
 
 
+# Postmark's bounce and complaint records of each outcome: the RecordType, and its own fields.
 POSTMARK_BOUNCES = {
-    "bounce": {
-        "Type": "HardBounce",
-        "TypeCode": 1,
-        "Name": "Hard bounce",
-        "Description": "The server was unable to deliver your message (ex: unknown user, "
-        "mailbox not found).",
-        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
-        "Inactive": True,
-    },
-    "defer": {
-        "Type": "SoftBounce",
-        "TypeCode": 4096,
-        "Name": "Soft bounce/Undeliverable",
-        "Description": "Unable to temporarily deliver this email.",
-        "Details": "smtp;421 4.7.0 Try again later",
-        "Inactive": False,
-    },
+    "bounce": (
+        "Bounce",
+        {
+            "Type": "HardBounce",
+            "TypeCode": 1,
+            "Name": "Hard bounce",
+            "Description": "The server was unable to deliver your message (ex: unknown user, "
+            "mailbox not found).",
+            "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
+            "Inactive": True,
+        },
+    ),
+    "defer": (
+        "Bounce",
+        {
+            "Type": "SoftBounce",
+            "TypeCode": 4096,
+            "Name": "Soft bounce/Undeliverable",
+            "Description": "Unable to temporarily deliver this email.",
+            "Details": "smtp;421 4.7.0 Try again later",
+            "Inactive": False,
+        },
+    ),
+    "complain": (
+        "SpamComplaint",
+        {
+            "Type": "SpamComplaint",
+            "TypeCode": 512,
+            "Name": "Spam complaint",
+            "Description": "The subscriber explicitly marked this email as spam.",
+            "Details": "Test spam complaint details",
+            "Inactive": True,
+        },
+    ),
 }
 POSTMARK_EVENTS = {
     "deliver": ["Delivery"],
     "bounce": ["bounce"],
     "defer": ["defer"],
-    "complain": ["Delivery", "SpamComplaint"],
+    "complain": ["Delivery", "complain"],
     "none": [],
 }
 
@@ -309,7 +327,7 @@ def postmark_events(record, settings):
 
 
 def _postmark_event(kind, address, record):
-    """One Postmark event: a Delivery, a SpamComplaint, or a Bounce of ``POSTMARK_BOUNCES``."""
+    """One Postmark event: a Delivery, or a record of ``POSTMARK_BOUNCES``."""
     common = {
         "MessageID": record["id"],
         "MessageStream": record.get("message_stream", "outbound"),
@@ -317,32 +335,18 @@ def _postmark_event(kind, address, record):
         "Tag": record.get("tag") or "",
         "Metadata": dict(record["custom"]),
     }
-    at = now_iso()
     if kind == "Delivery":
-        details = "smtp;250 2.0.0 OK"
-        return {
-            "RecordType": "Delivery",
-            **common,
-            "Recipient": address,
-            "DeliveredAt": at,
-            "Details": details,
-        }
-    bounce = POSTMARK_BOUNCES.get(kind) or {
-        "Type": "SpamComplaint",
-        "TypeCode": 512,
-        "Name": "Spam complaint",
-        "Description": "The subscriber explicitly marked this email as spam.",
-        "Details": "Test spam complaint details",
-        "Inactive": True,
-    }
+        delivered = {"Recipient": address, "DeliveredAt": now_iso(), "Details": "smtp;250 OK"}
+        return {"RecordType": "Delivery", **common, **delivered}
+    record_type, fields = POSTMARK_BOUNCES[kind]
     return {
-        "RecordType": "SpamComplaint" if kind == "SpamComplaint" else "Bounce",
+        "RecordType": record_type,
         **common,
         "ID": secrets.randbits(52),
-        **bounce,
+        **fields,
         "Email": address,
         "From": record["from"],
-        "BouncedAt": at,
+        "BouncedAt": now_iso(),
         "DumpAvailable": False,
         "CanActivate": True,
         "Subject": record["subject"],
