@@ -47,6 +47,9 @@ DEFAULTS = {
     "SES_SECRET_ACCESS_KEY": "",
     "SES_BASE_URL": "",  # empty = https://email.{SES_REGION}.amazonaws.com
     "SES_CONFIGURATION_SET": "",  # optional: the configuration set whose events go to SNS
+    "POSTMARK_SERVER_TOKEN": "",
+    "POSTMARK_BASE_URL": "https://api.postmarkapp.com",
+    "POSTMARK_MESSAGE_STREAM": "outbound",  # the server's transactional stream by default
     "PROVIDER_TIMEOUT": 10.0,  # seconds, per provider call
     # Any SMTP relay (providers/smtp.py): STARTTLS on 587 by default; tls: TLS from the start
     # (465); none: clear text, to a loopback host only.
@@ -93,6 +96,8 @@ DEFAULTS = {
     "SES_SNS_TOPIC_ARNS": (),  # comma separated: the SNS topics whose SES events are taken
     # Where an SNS message's signing certificate and subscription URL may be (regex).
     "SNS_URL_PATTERN": r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/",
+    "POSTMARK_WEBHOOK_USERNAME": "",  # Postmark: the basic auth in the webhook's URL ...
+    "POSTMARK_WEBHOOK_PASSWORD": "",  # ... both needed, or /webhooks/postmark is off
     "WEBHOOK_MAX_AGE": 86400.0,  # seconds: oldest signed provider event taken; client webhooks
     # retried this long
     "SUPPRESSION_DAYS": 30,  # days a bounced address stays suppressed

@@ -15,11 +15,12 @@ from providers.base import (
     Sent,
 )
 from providers.mailgun import Mailgun
+from providers.postmark import Postmark
 from providers.sendgrid import SendGrid
 from providers.ses import SES
 from providers.smtp import SMTPRelay
 
-REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid, SES, SMTPRelay)}
+REGISTRY = {cls.name: cls for cls in (Mailgun, SendGrid, SES, Postmark, SMTPRelay)}
 
 __all__ = [
     "Message",

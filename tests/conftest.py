@@ -35,7 +35,12 @@ from flask.globals import app_ctx
 from flask_migrate import upgrade
 from helpers import sample_mail
 from pytest_postgresql.janitor import DatabaseJanitor
-from signed import MAILGUN_SIGNING_KEY, SENDGRID_PUBLIC_KEY
+from signed import (
+    MAILGUN_SIGNING_KEY,
+    POSTMARK_WEBHOOK_PASSWORD,
+    POSTMARK_WEBHOOK_USERNAME,
+    SENDGRID_PUBLIC_KEY,
+)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -58,6 +63,7 @@ MAILGUN_KEY = "key-test-mailgun"
 SENDGRID_KEY = "SG.test-sendgrid"
 SES_KEY_ID, SES_SECRET = "AKIATESTSANDBOX", "test-ses-secret-access-key"
 SMTP_USERNAME, SMTP_PASSWORD = "relay-user", "relay-test-password"
+POSTMARK_TOKEN = "pm-test-server-token"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 # Every table a test may fill, in an order to empty them in: a mail's rows go with it (ON DELETE
 # CASCADE), and deleting mail writes to the status counts, so those come last.
@@ -239,6 +245,7 @@ def sandbox():
         sendgrid_key=SENDGRID_KEY,
         ses_access_key_id=SES_KEY_ID,
         ses_secret_access_key=SES_SECRET,
+        postmark_token=POSTMARK_TOKEN,
         smtp=True,
         smtp_username=SMTP_USERNAME,
         smtp_password=SMTP_PASSWORD,
@@ -272,6 +279,8 @@ def settings(database_url, sandbox):
         "SMTP_PASSWORD": SMTP_PASSWORD,
         "SMTP_CA_FILE": sandbox.smtp_ca_file,
         "SMTP_TIMEOUT": 2.0,
+        "POSTMARK_SERVER_TOKEN": POSTMARK_TOKEN,
+        "POSTMARK_BASE_URL": sandbox.url,
         "PROVIDER_TIMEOUT": 2.0,
         "WORKER_CONCURRENCY": 8,
         "POLL_INTERVAL": 0.1,
@@ -281,6 +290,8 @@ def settings(database_url, sandbox):
         "CIRCUIT_COOLDOWN_CAP": 4.0,
         "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY,
         "SENDGRID_WEBHOOK_PUBLIC_KEY": SENDGRID_PUBLIC_KEY,
+        "POSTMARK_WEBHOOK_USERNAME": POSTMARK_WEBHOOK_USERNAME,
+        "POSTMARK_WEBHOOK_PASSWORD": POSTMARK_WEBHOOK_PASSWORD,
     }
 
 

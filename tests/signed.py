@@ -1,10 +1,13 @@
 """Signed provider events for tests, with keys generated for this run (an HMAC key for Mailgun,
-an ECDSA P-256 key pair for SendGrid), as the providers would post them."""
+an ECDSA P-256 key pair for SendGrid, the basic auth of Postmark's webhook URL), as the
+providers would post them."""
 
+import base64
 import json
 import secrets
 import time
 import uuid
+from datetime import UTC, datetime
 
 from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
@@ -16,6 +19,9 @@ from mailer.events.signatures import (
 
 MAILGUN_SIGNING_KEY = secrets.token_hex(32)
 SENDGRID_PRIVATE_KEY, SENDGRID_PUBLIC_KEY = new_sendgrid_keys()
+POSTMARK_WEBHOOK_USERNAME = "postmark"
+POSTMARK_WEBHOOK_PASSWORD = secrets.token_urlsafe(24)
+POSTMARK_AUTH = (POSTMARK_WEBHOOK_USERNAME, POSTMARK_WEBHOOK_PASSWORD)
 
 
 def mailgun_body(
@@ -82,6 +88,27 @@ def sendgrid_request(events, private_key=SENDGRID_PRIVATE_KEY):
         SENDGRID_SIGNATURE: sendgrid_sign(private_key, timestamp, raw),
         "Content-Type": "application/json",
     }
+
+
+def postmark_event(record_type, recipient, mail_id=None, message_id=None, **extra):
+    """One Postmark webhook body: a Delivery, a Bounce (give ``Type``), a SpamComplaint, ..."""
+    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    body = {"RecordType": record_type, "MessageStream": "outbound", "ServerID": 1}
+    if record_type in ("Bounce", "SpamComplaint"):
+        body.update({"ID": secrets.randbits(52), "Email": recipient, "BouncedAt": at})
+    else:
+        body.update({"Recipient": recipient, "DeliveredAt": at})
+    if mail_id:
+        body["Metadata"] = {"mail_id": str(mail_id)}
+    if message_id:
+        body["MessageID"] = message_id
+    return {**body, **extra}
+
+
+def postmark_headers(auth=POSTMARK_AUTH):
+    """The Authorization header of Postmark's webhook URL with ``auth`` (user, password)."""
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def new_id():

@@ -1,4 +1,4 @@
-"""A local stand-in for the Mailgun and SendGrid send APIs, for tests, benchmarks and dev runs.
+"""A local stand-in for the Mailgun, SendGrid and Postmark send APIs, for tests and benchmarks.
 
 The network reaches no real provider, so the mail service is pointed at this server on loopback
 instead. It is a test tool: never expose it beyond localhost. Run it with ``scripts/sandbox
@@ -13,8 +13,9 @@ Faults are injected per provider with ``Sandbox.configure`` or
 
 Modules: ``server`` (the Sandbox and its Werkzeug server), ``app`` (the WSGI app and the
 faults), ``store`` (what was received, the behaviours), ``control`` (``/_sandbox/``), and one
-module per provider's wire format, as in ``providers/``: ``mailgun``, ``sendgrid``, and
-``smtp``, an SMTP relay (aiosmtpd) served beside the HTTP ones with ``Sandbox(smtp=True)``.
+module per provider's wire format, as in ``providers/``: ``mailgun``, ``sendgrid``, ``ses``,
+``postmark``, and ``smtp``, an SMTP relay (aiosmtpd) served beside the HTTP ones with
+``Sandbox(smtp=True)``.
 """
 
 from devkit.sandbox.server import Sandbox

@@ -2,19 +2,20 @@
 
     scripts/sandbox --port 8025 [--host 127.0.0.1] [--latency-ms 0] [--mailgun-key K]
                     [--sendgrid-key K] [--ses-access-key-id ID --ses-secret-access-key S]
-                    [--events-url URL] [--allow-remote] [--allow-host NAME ...]
-                    [--smtp-port 2525]
+                    [--postmark-token T] [--events-url URL] [--allow-remote]
+                    [--allow-host NAME ...] [--smtp-port 2525]
 
 The keys default to $SANDBOX_MAILGUN_API_KEY, $SANDBOX_SENDGRID_API_KEY,
-$SANDBOX_SES_ACCESS_KEY_ID and $SANDBOX_SES_SECRET_ACCESS_KEY; unset, any non-empty key (for
-SES, any SigV4 signature) is accepted. SES's events go to the SNS topic
-$SANDBOX_SES_TOPIC_ARN. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery
-events to that service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and
-$SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY (see events.py). It answers only requests whose Host is a
-loopback name or address, --host, or an --allow-host name (anything else is DNS rebinding).
-With --smtp-port it also serves an SMTP relay with STARTTLS and AUTH (devkit/sandbox/smtp.py),
-taking only $SANDBOX_SMTP_USERNAME and $SANDBOX_SMTP_PASSWORD if set; it prints the CA file to
-give the mail service as SMTP_CA_FILE.
+$SANDBOX_SES_ACCESS_KEY_ID and $SANDBOX_SES_SECRET_ACCESS_KEY, and
+$SANDBOX_POSTMARK_SERVER_TOKEN; unset, any non-empty key (for SES, any SigV4 signature) is
+accepted. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery events to that
+service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and $SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY,
+SES's to the SNS topic $SANDBOX_SES_TOPIC_ARN, and Postmark's with the basic auth
+$SANDBOX_POSTMARK_WEBHOOK_USERNAME and $SANDBOX_POSTMARK_WEBHOOK_PASSWORD (see events.py). It
+answers only requests whose Host is a loopback name or address, --host, or an --allow-host name
+(anything else is DNS rebinding). With --smtp-port it also serves an SMTP relay with STARTTLS
+and AUTH (devkit/sandbox/smtp.py), taking only $SANDBOX_SMTP_USERNAME and
+$SANDBOX_SMTP_PASSWORD if set; it prints the CA file to give the mail service as SMTP_CA_FILE.
 """
 
 import argparse
@@ -41,7 +42,8 @@ def _is_loopback(host: str) -> bool:
 def _parse_args(argv) -> argparse.Namespace:
     """Command-line options (keys default to the SANDBOX_*_API_KEY variables)."""
     p = argparse.ArgumentParser(
-        prog="scripts/sandbox", description="Local Mailgun + SendGrid sandbox for tests."
+        prog="scripts/sandbox",
+        description="Local Mailgun, SendGrid and Postmark sandbox for tests.",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8025, help="0 picks a free port")
@@ -52,6 +54,7 @@ def _parse_args(argv) -> argparse.Namespace:
     p.add_argument(
         "--ses-secret-access-key", default=os.environ.get("SANDBOX_SES_SECRET_ACCESS_KEY")
     )
+    p.add_argument("--postmark-token", default=os.environ.get("SANDBOX_POSTMARK_SERVER_TOKEN"))
     p.add_argument(
         "--events-url",
         default=os.environ.get("SANDBOX_EVENTS_URL"),
@@ -88,6 +91,8 @@ def main(argv=None) -> int:
         "mailgun_key": os.environ.get("SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY"),
         "sendgrid_key": os.environ.get("SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY"),
         "ses_topic_arn": os.environ.get("SANDBOX_SES_TOPIC_ARN"),
+        "postmark_username": os.environ.get("SANDBOX_POSTMARK_WEBHOOK_USERNAME"),
+        "postmark_password": os.environ.get("SANDBOX_POSTMARK_WEBHOOK_PASSWORD"),
     }
     sb = Sandbox(
         args.host,
@@ -103,6 +108,7 @@ def main(argv=None) -> int:
         smtp_port=args.smtp_port or 0,
         smtp_username=os.environ.get("SANDBOX_SMTP_USERNAME"),
         smtp_password=os.environ.get("SANDBOX_SMTP_PASSWORD"),
+        postmark_token=args.postmark_token,
     )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,14 +14,14 @@ from werkzeug import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map
 
-from devkit.sandbox import control, mailgun, sendgrid, ses
+from devkit.sandbox import control, mailgun, postmark, sendgrid, ses
 from devkit.sandbox.wire import Answer, json_answer, phrase
 from mailer.loopback import host_name, is_loopback_host
 
 MAX_BODY = 64 * 1024 * 1024  # refuse absurd uploads rather than buffer them
-PROVIDERS = {module.NAME: module for module in (mailgun, sendgrid, ses)}
+PROVIDERS = {module.NAME: module for module in (mailgun, sendgrid, ses, postmark)}
 URLS = Map(
-    [*mailgun.RULES, *sendgrid.RULES, *ses.RULES, *control.RULES],
+    [*mailgun.RULES, *sendgrid.RULES, *ses.RULES, *postmark.RULES, *control.RULES],
     strict_slashes=False,
     merge_slashes=False,
 )

@@ -2,19 +2,21 @@
 
 Off until a URL is set (``--events-url``, ``SANDBOX_EVENTS_URL`` or ``PUT /_sandbox/events``):
 then, ``delay`` seconds after each accepted send, the sandbox posts events for every recipient
-to ``<url>/webhooks/mailgun``, ``<url>/webhooks/sendgrid`` or ``<url>/webhooks/ses``, signed as
-the provider signs them with the keys it was given (``mailgun_key``, Mailgun's HMAC signing
-key; ``sendgrid_key``, SendGrid's ECDSA private key as base64 DER). A provider without its key
-posts nothing. SES's events go as SNS Notifications of the topic ``ses_topic_arn`` (none while
-it is unset), signed with the sandbox's own key (``sns``) in ``sns_signature_version`` 1 or 2:
-one per SES event, listing every recipient of that outcome.
+to ``<url>/webhooks/<provider>``, signed as the provider signs them with the keys it was given
+(``mailgun_key``, Mailgun's HMAC signing key; ``sendgrid_key``, SendGrid's ECDSA private key as
+base64 DER), or for Postmark, which signs nothing, with the basic auth of its webhook URL
+(``postmark_username`` and ``postmark_password``). SES's events go as SNS Notifications of the
+topic ``ses_topic_arn``, signed with the sandbox's own key (``sns``) in
+``sns_signature_version`` 1 or 2: one per SES event, listing every recipient of that outcome. A
+provider without its credentials (``CREDENTIALS``) posts nothing; the SMTP relay has no events.
 
 Each recipient is ``delivered`` unless ``outcomes`` names its address: ``bounce`` (Mailgun
-``failed``/permanent, SendGrid ``bounce``), ``defer`` (``failed``/temporary, ``deferred``),
-``complain`` (delivered, then ``complained``/``spamreport``) or ``none``; for SES,
-``Delivery``, a ``Permanent`` ``Bounce``, ``DeliveryDelay``, or ``Delivery`` then
-``Complaint``. SendGrid's batch is posted ``duplicates`` times, as SendGrid delivers the same
-events more than once.
+``failed``/permanent, SendGrid ``bounce``, Postmark ``Bounce``/``HardBounce``, SES a
+``Permanent`` ``Bounce``), ``defer`` (``failed``/temporary, ``deferred``,
+``Bounce``/``SoftBounce``, ``DeliveryDelay``), ``complain`` (delivered, then
+``complained``/``spamreport``/``SpamComplaint``/``Complaint``) or ``none``. SendGrid's batch,
+and each of Postmark's events, is posted ``duplicates`` times, as they deliver the same events
+more than once.
 
     PUT /_sandbox/events  {"url": "http://127.0.0.1:5000", "mailgun_key": "...",
                            "sendgrid_key": "...", "outcomes": {"a@example.com": "bounce"},
@@ -31,6 +33,7 @@ import time
 import requests
 
 from devkit.sandbox.sns import SES_EVENTS, Signer, ses_event
+from devkit.sandbox.wire import now_iso
 from mailer.events.ses import HASHES
 from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
@@ -47,6 +50,8 @@ DEFAULTS = {
     "sendgrid_key": None,
     "ses_topic_arn": None,
     "sns_signature_version": "1",
+    "postmark_username": None,
+    "postmark_password": None,
     "outcomes": {},
     "duplicates": 1,
     "delay": 0.2,
@@ -58,6 +63,13 @@ BOUNCE_REASON = {
     "description": "mailbox unavailable",
 }
 DEFER_REASON = {"code": 421, "message": "4.7.0 Try again later", "description": "greylisted"}
+# The settings a provider's posts need: without them it posts nothing.
+CREDENTIALS = {
+    "mailgun": ("mailgun_key",),
+    "sendgrid": ("sendgrid_key",),
+    "postmark": ("postmark_username", "postmark_password"),
+    "ses": ("ses_topic_arn",),
+}
 
 
 def check_settings(settings):
@@ -85,6 +97,7 @@ def shown(settings):
         **settings,
         "mailgun_key": bool(settings["mailgun_key"]),
         "sendgrid_key": bool(settings["sendgrid_key"]),
+        "postmark_password": bool(settings["postmark_password"]),
     }
 
 
@@ -103,8 +116,8 @@ class Poster(threading.Thread):
 
     def submit(self, provider, records, settings):
         """Post the events of ``records`` (one send's accepted messages) after the delay."""
-        key = settings["ses_topic_arn"] if provider == "ses" else settings[f"{provider}_key"]
-        if settings["url"] and key and records:
+        needed = CREDENTIALS.get(provider)
+        if settings["url"] and records and needed and all(settings[name] for name in needed):
             self.queue.put((time.monotonic() + settings["delay"], provider, records, settings))
 
     def run(self):
@@ -128,6 +141,8 @@ class Poster(threading.Thread):
                         )
                 elif provider == "ses":
                     self._post_ses(record, settings)
+                elif provider == "postmark":
+                    self._post_postmark(record, settings)
                 else:
                     self._post_sendgrid(record, settings)
 
@@ -168,11 +183,21 @@ class Poster(threading.Thread):
         answer = self.session.post(url, data=body, headers=sns_headers(message), timeout=TIMEOUT)
         return answer.status_code
 
-    def _post(self, provider, settings, body, headers, events):
+    def _post_postmark(self, record, settings):
+        """Post one message's events, one a request, each ``duplicates`` times, with the basic
+        auth of Postmark's webhook URL."""
+        auth = (settings["postmark_username"], settings["postmark_password"])
+        headers = {"Content-Type": "application/json"}
+        for event in postmark_events(record, settings):
+            shown = {"event": event["RecordType"], "recipient": postmark_recipient(event)}
+            for _ in range(settings["duplicates"]):
+                self._post("postmark", settings, json.dumps(event).encode(), headers, [shown], auth)
+
+    def _post(self, provider, settings, body, headers, events, auth=None):
         """One post; its answer (or None if it got none) is kept in ``posted``."""
         url = f"{settings['url'].rstrip('/')}/webhooks/{provider}"
         try:
-            status = self.session.post(url, data=body, headers=headers, timeout=TIMEOUT)
+            status = self.session.post(url, data=body, headers=headers, timeout=TIMEOUT, auth=auth)
             status = status.status_code
         except requests.RequestException:
             status = None
@@ -303,3 +328,90 @@ def ses_events(record, settings):
         for outcome, addresses in by_outcome.items()
         for kind, extra in SES_EVENTS[outcome]
     ]
+
+
+# Postmark's bounce and complaint records of each outcome: the RecordType, and its own fields.
+POSTMARK_BOUNCES = {
+    "bounce": (
+        "Bounce",
+        {
+            "Type": "HardBounce",
+            "TypeCode": 1,
+            "Name": "Hard bounce",
+            "Description": "The server was unable to deliver your message (ex: unknown user, "
+            "mailbox not found).",
+            "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist",
+            "Inactive": True,
+        },
+    ),
+    "defer": (
+        "Bounce",
+        {
+            "Type": "SoftBounce",
+            "TypeCode": 4096,
+            "Name": "Soft bounce/Undeliverable",
+            "Description": "Unable to temporarily deliver this email.",
+            "Details": "smtp;421 4.7.0 Try again later",
+            "Inactive": False,
+        },
+    ),
+    "complain": (
+        "SpamComplaint",
+        {
+            "Type": "SpamComplaint",
+            "TypeCode": 512,
+            "Name": "Spam complaint",
+            "Description": "The subscriber explicitly marked this email as spam.",
+            "Details": "Test spam complaint details",
+            "Inactive": True,
+        },
+    ),
+}
+POSTMARK_EVENTS = {
+    "deliver": ["Delivery"],
+    "bounce": ["bounce"],
+    "defer": ["defer"],
+    "complain": ["Delivery", "complain"],
+    "none": [],
+}
+
+
+def postmark_recipient(event):
+    """The address of a Postmark event: ``Email`` in bounces and complaints, else ``Recipient``."""
+    return event.get("Email") or event.get("Recipient")
+
+
+def postmark_events(record, settings):
+    """Postmark's webhook bodies for one accepted message, one event each."""
+    events = []
+    for address in recipients(record):
+        for kind in POSTMARK_EVENTS[settings["outcomes"].get(address, "deliver")]:
+            events.append(_postmark_event(kind, address, record))
+    return events
+
+
+def _postmark_event(kind, address, record):
+    """One Postmark event: a Delivery, or a record of ``POSTMARK_BOUNCES``."""
+    common = {
+        "MessageID": record["id"],
+        "MessageStream": record.get("message_stream", "outbound"),
+        "ServerID": 1,
+        "Tag": record.get("tag") or "",
+        "Metadata": dict(record["custom"]),
+    }
+    if kind == "Delivery":
+        delivered = {"Recipient": address, "DeliveredAt": now_iso(), "Details": "smtp;250 OK"}
+        return {"RecordType": "Delivery", **common, **delivered}
+    record_type, fields = POSTMARK_BOUNCES[kind]
+    return {
+        "RecordType": record_type,
+        **common,
+        "ID": secrets.randbits(52),
+        **fields,
+        "Email": address,
+        "From": record["from"],
+        "BouncedAt": now_iso(),
+        "DumpAvailable": False,
+        "CanActivate": True,
+        "Subject": record["subject"],
+    }

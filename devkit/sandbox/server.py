@@ -113,8 +113,8 @@ class _Server(ThreadedWSGIServer):
 
 
 class Sandbox:
-    """A Mailgun + SendGrid + Amazon SES look-alike served over HTTP on loopback (and an SMTP
-    relay)."""
+    """A Mailgun, SendGrid, Amazon SES and Postmark look-alike served over HTTP on loopback (and
+    an SMTP relay)."""
 
     def __init__(
         self,
@@ -131,6 +131,7 @@ class Sandbox:
         smtp_port=0,
         smtp_username=None,
         smtp_password=None,
+        postmark_token=None,
     ):
         """Configure (but do not start) the sandbox; ``events``: see ``events.DEFAULTS``.
 
@@ -147,6 +148,7 @@ class Sandbox:
         self.ses_credentials = None
         if ses_access_key_id and ses_secret_access_key:
             self.ses_credentials = (ses_access_key_id, ses_secret_access_key)
+        self.postmark_token = postmark_token or None
         self._store = Store(latency_ms, events)
         self._stopping = threading.Event()
         self._poster = Poster(self._stopping)
@@ -163,6 +165,7 @@ class Sandbox:
             "mailgun": self.mailgun_key,
             "sendgrid": self.sendgrid_key,
             "ses": self.ses_credentials,
+            "postmark": self.postmark_token,
         }
         app = App(self._store, keys, self._stopping, self._poster, self.allowed_hosts)
         self._server = _Server(self.host, self.port, app)

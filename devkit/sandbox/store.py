@@ -14,7 +14,7 @@ import threading
 
 from devkit.sandbox.events import check_settings
 
-PROVIDERS = ("mailgun", "sendgrid", "ses", "smtp")
+PROVIDERS = ("mailgun", "sendgrid", "ses", "postmark", "smtp")
 FAULTS = ("status", "hang", "cut")  # the keys that make a request fail (and spend one ``count``)
 
 

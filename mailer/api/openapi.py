@@ -455,7 +455,7 @@ def batch_paths():
 
 
 def event_paths():
-    """The providers' signed event webhooks."""
+    """The providers' signed (or, for Postmark, authenticated) event webhooks."""
     mailgun = {
         "type": "object",
         "required": ["signature", "event-data"],
@@ -467,6 +467,7 @@ def event_paths():
         "required": ["Type", "MessageId", "TopicArn", "Signature", "SigningCertURL"],
         "properties": {"Type": {"type": "string"}, "Message": {"type": "string"}},
     }
+    postmark = {"type": "object", "required": ["RecordType"]}
     return {
         "/webhooks/mailgun": {
             "post": provider_webhook(
@@ -497,6 +498,30 @@ def event_paths():
             )
         },
         "/webhooks/ses": {"post": ses_webhook(sns)},
+        "/webhooks/postmark": {
+            "post": provider_webhook(
+                "Postmark",
+                "receivePostmarkEvent",
+                "One event, a JSON object with its `RecordType`. Postmark signs nothing: the "
+                "webhook URL carries HTTP basic auth, `https://user:password@host/webhooks/"
+                "postmark`, checked against `POSTMARK_WEBHOOK_USERNAME` and "
+                "`POSTMARK_WEBHOOK_PASSWORD` (the endpoint is off, 404, until both are set); "
+                "missing or wrong credentials are refused (401, `Authorization`), and a client "
+                "that keeps guessing gets 429. `Delivery` is a delivery, `Bounce` a bounce "
+                "(`HardBounce` and the other permanent types) or a deferral (`SoftBounce`, "
+                "`Transient`, ...) by its `Type`, `SpamComplaint` a complaint, "
+                "`SubscriptionChange` with `SuppressSending` an unsubscribe.",
+                postmark,
+                authentication="the basic auth of its URL",
+                extra={
+                    "401": error_response(
+                        "Missing or wrong basic auth; nothing stored.", "WWW-Authenticate"
+                    ),
+                    **error_refs("429"),
+                },
+                security=[{"postmarkWebhookAuth": []}],
+            )
+        },
     }
 
 
@@ -527,8 +552,18 @@ def signature_header(name):
     return {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
 
 
-def provider_webhook(provider, operation_id, description, body, parameters=()):
-    """``POST /webhooks/<provider>``: signed events, no API key."""
+def provider_webhook(
+    provider,
+    operation_id,
+    description,
+    body,
+    parameters=(),
+    authentication="the signature",
+    extra=None,
+    security=(),
+):
+    """``POST /webhooks/<provider>``: signed events, no API key; ``extra`` answers replace or
+    add to the usual ones."""
     return operation(
         "events",
         operation_id,
@@ -539,11 +574,12 @@ def provider_webhook(provider, operation_id, description, body, parameters=()):
             "401": error_response("Missing, wrong or stale signature; nothing stored."),
             "404": error_response("The endpoint's key is not set: it is off."),
             **error_refs("503"),
+            **(extra or {}),
         },
-        description + " No API key: the signature is the authentication, in every mode. A "
+        description + f" No API key: {authentication} is the authentication, in every mode. A "
         "repeat of a stored event (same key) and an event of an unknown mail answer 200 and "
         "change nothing.",
-        security=[],
+        security=list(security),
         parameters=list(parameters),
         requestBody={"required": True, "content": {"application/json": {"schema": body}}},
     )
@@ -806,7 +842,8 @@ def headers():
 
 
 def security_schemes():
-    """The two ways to present an API key; either one is enough."""
+    """The two ways to present an API key (either one is enough), and Postmark's webhook
+    credentials."""
     return {
         "bearerAuth": {
             "type": "http",
@@ -820,6 +857,12 @@ def security_schemes():
             "name": "X-API-Key",
             "description": "`X-API-Key: <key>`, read when no bearer token is sent. "
             + PROTECTED_MODE,
+        },
+        "postmarkWebhookAuth": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Postmark's webhooks only: the basic auth of the webhook URL, "
+            "`POSTMARK_WEBHOOK_USERNAME` and `POSTMARK_WEBHOOK_PASSWORD`.",
         },
     }
 

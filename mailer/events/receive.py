@@ -1,15 +1,18 @@
-"""Delivery events in: ``POST /webhooks/mailgun`` and ``POST /webhooks/sendgrid``.
+"""Delivery events in: ``POST /webhooks/<provider>``, for Mailgun, SendGrid and Postmark.
 
-They need no API key: the provider's signature is the authentication, so they work in every
-mode, protected mode included (``auth``'s protected-mode check guards the ``/mail`` resources,
-the suppression list and the admin, not these). Answers:
+They need no API key: the provider's signature is the authentication (for Postmark, which signs
+nothing, the basic auth of its webhook URL), so they work in every mode, protected mode included
+(``auth``'s protected-mode check guards the ``/mail`` resources, the suppression list and the
+admin, not these). Answers:
 
-- 404 while the endpoint's key (``MAILGUN_WEBHOOK_SIGNING_KEY``, ``SENDGRID_WEBHOOK_PUBLIC_KEY``)
-  is not set: the endpoint is off;
+- 404 while the endpoint's key (``MAILGUN_WEBHOOK_SIGNING_KEY``, ``SENDGRID_WEBHOOK_PUBLIC_KEY``,
+  both ``POSTMARK_WEBHOOK_USERNAME`` and ``POSTMARK_WEBHOOK_PASSWORD``) is not set: the endpoint
+  is off;
 - 401 for a missing or wrong signature, a timestamp (Mailgun's or SendGrid's) older than
   ``WEBHOOK_MAX_AGE`` or more than ``FUTURE_SKEW`` ahead or not a number (a replay of an old
   event), or a Mailgun token already used for another event (a replay of its signature with
-  other event data); nothing is stored;
+  other event data), or Postmark's missing or wrong basic auth (a wrong one counts towards the
+  failed-authentication brake, as a wrong API key does); nothing is stored;
 - 400 for a body that is not what the provider sends; nothing is stored;
 - 200 otherwise: also for a repeat (the provider's key was seen before: nothing changes) and for
   an event of a mail we do not know (logged), so the provider stops retrying.
@@ -29,9 +32,11 @@ import time
 
 from flask import current_app, jsonify, request
 
+from mailer.api.auth import count_failure
 from mailer.api.bodies import parsed_json
 from mailer.api.errors import ApiError
 from mailer.database import transaction
+from mailer.events import postmark
 from mailer.events.provider import Malformed, mailgun_event, sendgrid_events
 from mailer.events.signatures import (
     SENDGRID_SIGNATURE,
@@ -47,6 +52,7 @@ from mailer.shapes.service import EventsReceived
 log = logging.getLogger("mail_service.events")
 
 FUTURE_SKEW = 300  # seconds a provider's timestamp may be ahead of our clock
+POSTMARK_CREDENTIALS = ("POSTMARK_WEBHOOK_USERNAME", "POSTMARK_WEBHOOK_PASSWORD")
 # What a Mailgun body must be: its current webhooks post JSON; its legacy ones posted form fields.
 MAILGUN_BODY = (
     "The body must be a JSON object, as Mailgun's current webhooks post it "
@@ -92,6 +98,29 @@ def receive_sendgrid():
     except Malformed as err:
         raise malformed(str(err)) from None
     return record(events)
+
+
+def receive_postmark():
+    """``POST /webhooks/postmark``: one event, authenticated by its URL's basic auth."""
+    username, password = (current_app.config[name] for name in POSTMARK_CREDENTIALS)
+    missing = [name for name in POSTMARK_CREDENTIALS if not current_app.config[name]]
+    if missing:
+        raise not_configured(" and ".join(missing))
+    problem = postmark.credentials_problem(request.authorization, username, password)
+    if problem:
+        if request.authorization is not None:
+            count_failure()  # a guess: 429 once its client has guessed too often
+        raise ApiError(
+            401,
+            "The event's basic auth does not hold; nothing was stored",
+            [{"field": "Authorization", "message": problem}],
+            headers={"WWW-Authenticate": 'Basic realm="postmark"'},
+        )
+    try:
+        event = postmark.postmark_event(parsed_body(dict))
+    except Malformed as err:
+        raise malformed(str(err)) from None
+    return record([event])
 
 
 def token_keeper(token, timestamp, event_data):
@@ -207,3 +236,4 @@ def init_app(app):
     from mailer.events import ses  # SES's endpoint builds on this module's answers
 
     ses.init_app(app)
+    app.add_url_rule("/webhooks/postmark", "webhooks_postmark", receive_postmark, methods=["POST"])

@@ -308,7 +308,7 @@ def test_configure_rejects_unknown_behaviour(sb):
     with pytest.raises(ValueError):
         sb.configure("mailgun", statuss=500)
     with pytest.raises(ValueError):
-        sb.configure("postmark", status=500)
+        sb.configure("sparkpost", status=500)
     with pytest.raises(ValueError):
         sb.configure("mailgun", body="<html/>")  # a body needs a status
 
