@@ -203,8 +203,9 @@ class Worker:
         """One turn of the loop: say it is alive, reap, claim, wait for sends, record them."""
         self._beat_if_due()
         self._reap_if_due()
+        claimed_at = time.monotonic()  # a claim from here on sees mail due by then
         claimed = self._fill()
-        if not claimed and not self.inflight and time.monotonic() < self.capped_until:
+        if not claimed and not self.inflight and claimed_at < self.capped_until:
             # Mail the caps held back waits for a token: wait until it falls due, not idle.
             self._idle_wait()
             return True
