@@ -8,9 +8,7 @@ from mailer.worker.routes import DEFAULT, Lane, Routes
 
 def routes(setting, providers="mailgun,sendgrid", usable=None):
     """The routes of ``setting`` with ``PROVIDERS`` ``providers``."""
-    config = load_config(
-        overrides={"PROVIDER_ROUTES": setting, "PROVIDERS": providers}, environ={}
-    )
+    config = load_config(overrides={"PROVIDER_ROUTES": setting, "PROVIDERS": providers}, environ={})
     return Routes.from_config(config, usable)
 
 
