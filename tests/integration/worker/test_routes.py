@@ -2,8 +2,8 @@
 
 Mail for a routed domain goes through the route's providers only, other mail through
 ``PROVIDERS``; the strategy, weights and rate caps apply within the route; the mail shows its
-route (``GET /mail/<id>``, the worker's log line). Two worker processes, and a worker refusing a
-route that cannot work, are in tests/system/worker/test_routes.py.
+route (``GET /mail/<id>``, the admin's mail page, the worker's log line). Two worker processes,
+and a worker refusing a route that cannot work, are in tests/system/worker/test_routes.py.
 """
 
 import logging
@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 from helpers import arrival_times, busiest_second, mail_rows, queue_mails, rate_takes
 
+from integration.admin.pages import details
 from mailer.validation.addresses import bare_address
 from mailer.worker import ratecap
 
@@ -53,6 +54,7 @@ def test_routed_mail_takes_its_route_other_mail_providers_and_the_mail_says_whic
     assert (shown[routed]["route"], shown[routed]["provider"]) == ("hotmail.com", "sendgrid")
     assert (shown[other]["route"], shown[other]["provider"]) == ("default", "mailgun")
     assert client.get(f"/mail/{copied}").get_json()["route"] == "default"
+    assert details(client, routed)["Route"] == "hotmail.com"
     assert f"mail {routed} sent via sendgrid" in caplog.text
     assert "route hotmail.com (sendgrid, mailgun)" in caplog.text
     assert "route default (mailgun, sendgrid)" in caplog.text
