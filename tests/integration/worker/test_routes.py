@@ -10,11 +10,21 @@ import logging
 from collections import Counter
 
 import pytest
-from helpers import arrival_times, busiest_second, mail_rows, queue_mails, rate_takes
+from helpers import (
+    arrival_times,
+    busiest_second,
+    is_due,
+    mail_rows,
+    queue_mails,
+    rate_takes,
+    wait_for,
+)
+from sqlalchemy import create_engine
 
 from integration.admin.pages import details
 from mailer.validation.addresses import bare_address
 from mailer.worker import ratecap
+from mailer.worker.circuit import close_by_hand, open_by_hand
 
 pytestmark = [pytest.mark.slow, pytest.mark.committed]
 
@@ -113,3 +123,36 @@ def test_a_capped_route_holds_its_mail_without_attempts_and_other_mail_goes_on(
     last = max(arrival_times(sandbox, "mailgun"))
     routed = arrival_times(sandbox, "sendgrid")
     assert len([moment for moment in routed if moment < last]) <= 6, routed
+
+
+def by_hand(url, action, name):
+    """An operator opens or closes ``name``'s breaker by hand (``open_by_hand``...)."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        action(conn, name, "admin:test")
+    engine.dispose()
+
+
+def test_a_route_whose_providers_are_all_open_waits_without_attempts_and_other_mail_goes(
+    settings, sandbox, run_worker, app
+):
+    url = settings["DATABASE_URL"]
+    held = queue_mails(url, 3, to_address=["bob@gmail.com"])
+    other = queue_mails(url, 5)
+    by_hand(url, open_by_hand, "sendgrid")
+    run_worker(PROVIDER_ROUTES="gmail.com=sendgrid")
+    rows = mail_rows(url)
+    assert {(rows[i]["status"], rows[i]["attempts"], rows[i]["route"]) for i in held} == {
+        ("queued", 0, None)
+    }
+    assert {(rows[i]["status"], rows[i]["route"]) for i in other} == {("sent", "default")}
+    assert not sandbox.messages("sendgrid")
+    # Closed again: the route's mail goes once it is due again (a few seconds at most).
+    by_hand(url, close_by_hand, "sendgrid")
+    wait_for(lambda: all(is_due(url, i) for i in held), 10, message="the held mail to be due")
+    run_worker(PROVIDER_ROUTES="gmail.com=sendgrid")
+    rows = mail_rows(url)
+    assert {(rows[i]["status"], rows[i]["attempts"], rows[i]["route"]) for i in held} == {
+        ("sent", 1, "gmail.com")
+    }
+    assert len(sandbox.messages("sendgrid")) == 3
