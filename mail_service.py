@@ -21,6 +21,7 @@ from mailer.events import outbox
 from mailer.telemetry import logs
 from mailer.telemetry import worker as worker_metrics
 from mailer.worker.loop import Worker
+from mailer.worker.routes import Routes
 from providers import build_providers
 
 log = logging.getLogger("mail_service")
@@ -77,6 +78,7 @@ def main(argv=None):
         logs.configure(config["LOG_FORMAT"], args.log_level)
         logs.skip_unshown_fields()  # a line per mail: only what the formats show
         providers = configured_providers(config)
+        Routes.from_config(config, [provider.name for provider in providers])  # PROVIDER_ROUTES
         outbox.subscription(config)  # WEBHOOK_* settings that cannot work stop us here
         worker_metrics.check_settings(config)
     except ValueError as err:

@@ -111,6 +111,9 @@ class Email(db.Model):
     result: Mapped[list | dict | None] = mapped_column(JSON)
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The route of the latest delivery (PROVIDER_ROUTES): the recipient domain that matched one,
+    # or "default" for PROVIDERS; None before the worker first planned one.
+    route: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     # Every timestamp comes from the database's clock (now()), never a worker's.

@@ -37,6 +37,9 @@ DEFAULTS = {
     "PROVIDER_STRATEGY": "failover",  # failover: PROVIDERS order; weighted: by PROVIDER_WEIGHTS
     "PROVIDER_WEIGHTS": {},  # e.g. "mailgun:3,sendgrid:1"; a provider not named weighs 1
     "PROVIDER_RATE_LIMITS": {},  # mails per second per provider, all workers together
+    # Providers of their own for some recipient domains (mailer/worker/routes.py), e.g.
+    # "outlook.com hotmail.com=postmark,ses; gmail.com=ses,mailgun"; empty = PROVIDERS for all.
+    "PROVIDER_ROUTES": "",
     "MAILGUN_API_KEY": "",
     "MAILGUN_DOMAIN": "",
     "MAILGUN_BASE_URL": "https://api.mailgun.net",  # EU: https://api.eu.mailgun.net

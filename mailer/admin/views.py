@@ -543,6 +543,7 @@ class MailView(Protected, ModelView):
         "send_at",
         "provider",
         "provider_message_id",
+        "route",
         "attempts",
         "last_error",
         "next_attempt_at",

@@ -185,6 +185,7 @@ UNDELIVERED = {
     "result": None,
     "provider": None,
     "provider_message_id": None,
+    "route": None,
     "last_error": None,
     "sent_at": None,
     "attempt_log": (),

@@ -5,7 +5,9 @@
 - ``finish``: record the decisions of a batch of sends and their attempts in one transaction,
   with the recipients of mail that went (or was suppressed: every recipient on the list), and
   the client's webhooks.
-- ``release``: hand claimed but unsent mail back (a graceful stop, a rate cap).
+- ``release``: hand claimed but unsent mail back (a graceful stop).
+- ``hold``: hand claimed mail back, due again later (no token under its rate cap, no provider
+  of its route usable now), without spending an attempt.
 - ``reap``: return mail whose lease expired (its worker died) to the queue.
 - ``seconds_until_due``: how long an idle worker may wait.
 
@@ -90,6 +92,7 @@ def _decision(d):
         "attempts": d.attempts,
         "last_error": d.last_error,
         "retry_in": float(d.retry_in),
+        "route": d.route,
     }
 
 
@@ -133,6 +136,14 @@ def release(conn, worker, ids):
     """Put claimed mails that were never sent back in the queue, due now."""
     if ids:
         conn.exec_driver_sql(SQL.release_claimed, {"ids": list(ids), "worker": worker})
+
+
+def hold(conn, worker, ids, seconds):
+    """Put claimed mails that must wait back in the queue, due again in ``seconds``."""
+    if ids:
+        conn.exec_driver_sql(
+            SQL.hold_claimed, {"ids": list(ids), "worker": worker, "seconds": float(seconds)}
+        )
 
 
 def reap(conn, max_attempts, worker=None):

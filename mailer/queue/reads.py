@@ -89,11 +89,11 @@ def page(
 
 
 def mail_detail(conn, mail_id, events_shown=None):
-    """The mail ``mail_id`` (a UUID) as a dict of its ``PAGE_COLUMNS`` and ``recipients``, with
-    its ``attachments``, ``attempt_log``, ``recipient_rows`` and ``events`` as lists of rows of
-    the same names as the ORM's (``AttemptRow``, ...), of ``events`` only the latest
-    ``events_shown`` (None: all) and their total in ``event_count``; None if there is no such
-    mail.
+    """The mail ``mail_id`` (a UUID) as a dict of its ``PAGE_COLUMNS``, ``recipients`` and
+    ``route``, with its ``attachments``, ``attempt_log``, ``recipient_rows`` and ``events`` as
+    lists of rows of the same names as the ORM's (``AttemptRow``, ...), of ``events`` only the
+    latest ``events_shown`` (None: all) and their total in ``event_count``; None if there is no
+    such mail.
 
     One statement and one round trip, where the ORM's relationships cost five; in READ
     COMMITTED every statement had its own snapshot anyway, so this one is at least as
@@ -103,7 +103,7 @@ def mail_detail(conn, mail_id, events_shown=None):
     if not found:
         return None
     row = found[0]
-    columns = (*PAGE_COLUMNS, "recipients")
+    columns = (*PAGE_COLUMNS, "recipients", "route")
     mail = dict(zip(columns, row, strict=False))
     arrays = iter(row[len(columns) :])
     for key, kind in DETAIL_CHILDREN:

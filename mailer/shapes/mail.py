@@ -169,6 +169,11 @@ class DeliveryEvent(Shape):
 class Mail(ListedMail):
     """A mail and its delivery so far."""
 
+    route: str | None = Field(
+        description="The route of the latest delivery (`PROVIDER_ROUTES`): the recipient domain "
+        "that matched a route, e.g. `hotmail.com`, or `default` for `PROVIDERS`; null before "
+        "the first."
+    )
     attachments: list[Attachment] = Field(description="Each attachment's name, type and size.")
     attempt_log: list[Attempt] = Field(
         description="Every provider call for this mail, oldest first."

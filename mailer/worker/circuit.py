@@ -93,12 +93,14 @@ class Breakers:
             return USE
         return mode_of(row, self.clock.now())
 
-    def seconds_to_next_change(self):
-        """Seconds until some skipped provider may be tried again, or None."""
+    def seconds_to_next_change(self, names=None):
+        """Seconds until some skipped provider (of ``names``, default all) may be tried again,
+        or None."""
         now = self.clock.now()
         moments = [
             moment
-            for row in self.snapshot().values()
+            for name, row in self.snapshot().items()
+            if names is None or name in names
             for moment in _change_times(row)
             if moment > now
         ]

@@ -1,9 +1,9 @@
 """One delivery of one mail: the failover loop over the providers, and what to do next.
 
-``deliver`` tries the providers in ``PROVIDERS`` order, skipping those whose breaker is open or
-paused, and returns an ``Outcome``. ``decide`` turns the outcome into the mail's next state:
-sent, failed, or queued again with exponential backoff and jitter. Failover is this plain loop,
-not something hidden inside a provider.
+``deliver`` tries the providers in the mail's order (its route's, see ``dispatch``), skipping
+those whose breaker is open or paused, and returns an ``Outcome``. ``decide`` turns the outcome
+into the mail's next state: sent, failed, or queued again with exponential backoff and jitter.
+Failover is this plain loop, not something hidden inside a provider.
 """
 
 import json
@@ -186,13 +186,15 @@ class Decision:
     retry_in: float = 0.0  # seconds from now (the database's) until it is due again
     suppressed: tuple = ()  # (address, reason) of each recipient the mail did not go to
     refused: tuple = ()  # (address, reply) of each recipient the provider refused (bounced)
+    route: str | None = None  # the name of the mail's route (``routes.Lane``), once it had one
 
 
 def decide(row, outcome, policy, wait_for=None):
     """The mail's next state after ``outcome``: sent, failed, or queued again after a delay.
 
-    ``row`` is the claimed row, with ``budget_used`` and ``age`` as the database measured them;
-    ``wait_for`` is how many seconds remain until a skipped provider may be tried again.
+    ``row`` is the claimed row, with ``budget_used`` and ``age`` as the database measured them
+    and the ``route`` (a ``routes.Lane``) the dispatcher chose; ``wait_for`` is how many seconds
+    remain until a skipped provider may be tried again.
     """
     counted = 0 if outcome.kind == DEFERRED else 1
     status, last_error, retry_in = _next_state(
@@ -209,7 +211,14 @@ def decide(row, outcome, policy, wait_for=None):
         retry_in=retry_in,
         suppressed=tuple(row.get("suppressed", ())),
         refused=tuple(outcome.refused.items()),
+        route=route_name(row),
     )
+
+
+def route_name(row):
+    """The name of the route a claimed row was given, or None."""
+    lane = row.get("route")
+    return None if lane is None else lane.name
 
 
 def _next_state(outcome, policy, used, age, wait_for):

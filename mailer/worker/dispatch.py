@@ -1,26 +1,34 @@
-"""Which provider each claimed mail goes to first: failover order, or spread by weight, under
-shared rate caps.
+"""Which provider each claimed mail goes to first: by its route, failover order or spread by
+weight, under shared rate caps.
 
-``PROVIDER_STRATEGY`` ``failover`` (the default) sends through the first usable provider in
-``PROVIDERS`` order; ``weighted`` spreads mail across the usable providers in proportion to
-``PROVIDER_WEIGHTS``, with a smooth weighted round robin (nginx's), so even a small batch
-follows the weights. Either way a provider at its ``PROVIDER_RATE_LIMITS`` cap counts as
-unavailable for the moment: its share overflows to the others, and when every provider is at
-its cap no mail is claimed (none fails or spends an attempt) until a token is due.
+Each claimed mail has a lane (``routes``): the providers of the route of its recipient domain,
+or ``PROVIDERS``. Within its lane, ``PROVIDER_STRATEGY`` ``failover`` (the default) sends
+through the first usable provider; ``weighted`` spreads mail across the usable providers in
+proportion to ``PROVIDER_WEIGHTS``, with a smooth weighted round robin (nginx's), so even a
+small batch follows the weights. Either way a provider at its ``PROVIDER_RATE_LIMITS`` cap
+counts as unavailable for the moment: its share overflows to the others, and mail whose lane
+has no token left goes back to the queue (none fails or spends an attempt) until one is due.
+The caps are the providers', whichever lanes draw on them.
 
-A mail's order is its first provider, then the other usable ones in ``PROVIDERS`` order, so a
-transient failure still fails over; a failover to a capped provider takes a token of its own.
-Then the providers the guard steers away from for the mail's recipient domain go last
-(``Dispatcher.demote``, by the ``demoted`` hook: ``mailer.worker.steering``).
+A mail's order is its first provider, then the other ones of its lane in order, so a transient
+failure still fails over; a failover to a capped provider takes a token of its own. The
+providers ``demoted`` for the mail's recipient domain (the deliverability guard's) go last,
+whatever the lane's order and strategy.
 """
 
 from collections import Counter
 
-from mailer.validation.addresses import bare_address
 from mailer.worker import ratecap
 from mailer.worker.circuit import PROBE, USE
+from mailer.worker.routes import Routes, domain_of, first_recipient
 
 STRATEGIES = ("failover", "weighted")
+RECHECK_SECONDS = 5.0  # a lane whose providers are all held open by hand: mail looked at again
+
+
+def nothing_demoted(domain):
+    """No provider goes last for any domain (the default of ``Dispatcher``'s ``demoted``)."""
+    return frozenset()
 
 
 def weights(config, names):
@@ -54,37 +62,29 @@ def plan(config, names, rates):
     }
 
 
-def no_demotion(domain):
-    """The default ``demoted`` hook: no provider goes last for any domain."""
-    return frozenset()
-
-
-def recipient_domain(row):
-    """The lower-case domain of a claimed mail's first ``to`` address ('' if it has none)."""
-    to = row["to_address"] or ()
-    return bare_address(to[0]).rpartition("@")[2] if to else ""
-
-
 class Dispatcher:
-    """Plans the first provider of each mail of a claim, and admits failovers under the caps.
+    """Orders the providers of each claimed mail by its lane, and admits failovers under the caps.
 
-    ``demoted(domain)`` names the providers to put last for mail to a recipient domain (the
-    guard's steering).
+    ``demoted(domain)`` is the set of provider names to put last for a recipient domain
+    (lower-case): the deliverability guard's hook, asked once per domain and claim; by default
+    nothing goes last.
     """
 
-    def __init__(self, engine, providers, breakers, config, demoted=no_demotion):
+    def __init__(self, engine, providers, breakers, config, demoted=nothing_demoted):
         self.engine = engine
-        self.demoted = demoted
         self.providers = list(providers)
         self.breakers = breakers
         self.strategy = config["PROVIDER_STRATEGY"]
         if self.strategy not in STRATEGIES:
             raise ValueError(f"PROVIDER_STRATEGY must be one of {', '.join(STRATEGIES)}")
         names = [provider.name for provider in self.providers]
+        self.routes = Routes.from_config(config, names)
+        self.demoted = demoted
         self.weights = weights(config, names)
         self.caps = caps(config, names)
-        self._current = dict.fromkeys(names, 0.0)  # the round robin's running weights
-        self.wait_hint = None  # seconds until a capped provider has a token again
+        self._by_name = {provider.name: provider for provider in self.providers}
+        self._current = {}  # each provider list's round robin's running weights, by its names
+        self.capped_for = None  # seconds until the mail the caps held back may all go
 
     def ensure_rows(self):
         """Create the shared buckets of the capped providers."""
@@ -92,37 +92,87 @@ class Dispatcher:
             with self.engine.begin() as conn:
                 ratecap.ensure_rows(conn, self.caps)
 
-    def plan(self, room):
-        """The provider order of up to ``room`` mails to claim now (fewer under the caps)."""
-        usable = [p for p in self.providers if self.breakers.mode(p.name) == USE]
-        if not usable or room <= 0:
-            return []
-        wanted = self._wanted(usable, room)
-        granted = self._reserve(usable, wanted, room)
-        return [self._order(first) for first in self._interleave(granted)]
+    def plan(self, rows, probing=False):
+        """The provider order of each claimed row, and the rows that must wait.
 
-    def _order(self, first):
-        """A mail's order: ``first``, then the others in ``PROVIDERS`` order.
+        Sets each row's ``route`` to its ``Lane``. Returns ``(jobs, held)``: ``jobs`` the
+        (row, order) to send now; ``held`` the (ids, seconds) of mail to hand back to the
+        queue, due again in that many seconds, because its lane has no token left (the caps)
+        or no provider to use (the breakers). ``capped_for`` is then the seconds until the lane
+        the caps held back last has a token again (None: the caps held nothing back). With
+        ``probing`` (no provider anywhere is usable, one may be probed) one mail goes, along
+        its whole lane.
+        """
+        self.capped_for = None
+        jobs, held = [], []
+        for (names, preferred), members in self._groups(rows).items():
+            orders, wait = self._plan_group(names, preferred, len(members), probing)
+            jobs.extend(zip(members, orders, strict=False))
+            if len(orders) < len(members):
+                held.append(([row["id"] for row in members[len(orders) :]], wait))
+        return jobs, held
 
-        A provider waiting for its probe (half-open) that ``PROVIDERS`` puts before ``first``
+    def _groups(self, rows):
+        """The rows by the provider names they go through (``_preference``), in claim order."""
+        groups, demoted = {}, {}
+        for row in rows:
+            address = first_recipient(row)
+            lane = row["route"] = self.routes.lane_of(address)
+            groups.setdefault(self._preference(lane, address, demoted), []).append(row)
+        return groups
+
+    def _preference(self, lane, address, demoted):
+        """The names of ``lane``'s providers, those demoted for ``address``'s domain last, and
+        how many are not demoted. ``demoted`` caches the hook's answer per domain."""
+        names = lane.providers
+        if len(names) < 2 or not address or self.demoted is nothing_demoted:
+            return names, len(names)
+        domain = domain_of(address)
+        if domain not in demoted:
+            demoted[domain] = self.demoted(domain)
+        down = demoted[domain]
+        if not down or not down.intersection(names):
+            return names, len(names)
+        kept = tuple(name for name in names if name not in down)
+        return kept + tuple(name for name in names if name in down), len(kept)
+
+    def _plan_group(self, names, preferred, count, probing):
+        """The orders of up to ``count`` mails through the providers ``names`` (the first
+        ``preferred`` of them not demoted), and the seconds the others must wait (or None)."""
+        providers = [self._by_name[name] for name in names]
+        usable = [p for p in providers if self.breakers.mode(p.name) == USE]
+        if probing or not usable:
+            return self._unplanned(providers, count)
+        firsts = [p for p in usable if p.name in names[:preferred]] or usable
+        wanted = self._wanted(names, firsts, count)
+        granted, wait = self._reserve(usable, wanted, count)
+        if wait is not None:
+            self.capped_for = max(wait, self.capped_for or 0.0)
+        firsts = self._interleave(granted)
+        return [self._order(providers, first) for first in firsts], wait
+
+    def _unplanned(self, providers, count):
+        """A lane with no provider to use now: one mail goes along it if one of its providers
+        may be probed, the others wait for the next change of its breakers."""
+        names = [p.name for p in providers]
+        probe = any(self.breakers.mode(name) == PROBE for name in names)
+        orders = [list(providers)] if probe and count else []
+        change = self.breakers.seconds_to_next_change(names)
+        wait = RECHECK_SECONDS if change is None else min(max(change, 0.05), RECHECK_SECONDS)
+        return orders, wait
+
+    def _order(self, providers, first):
+        """A mail's order: ``first``, then the others of ``providers`` in their order.
+
+        A provider waiting for its probe (half-open) that ``providers`` puts before ``first``
         goes before it: one mail wins the probe (``Breakers.try_probe``), so a recovered
         provider gets its traffic back; the others skip it.
         """
         probes = [
-            p
-            for p in self.providers[: self.providers.index(first)]
-            if self.breakers.mode(p.name) == PROBE
+            p for p in providers[: providers.index(first)] if self.breakers.mode(p.name) == PROBE
         ]
-        rest = [p for p in self.providers if p is not first and p not in probes]
+        rest = [p for p in providers if p is not first and p not in probes]
         return [*probes, first, *rest]
-
-    def demote(self, row, order):
-        """``order`` (a claimed mail's, by the strategy) with the providers ``demoted`` names
-        for the mail's recipient domain moved last, each part in its order."""
-        names = self.demoted(recipient_domain(row))
-        if not names:
-            return order
-        return [p for p in order if p.name not in names] + [p for p in order if p.name in names]
 
     def admit(self, provider):
         """Whether a failover may use ``provider`` now: a token if it is capped."""
@@ -132,37 +182,40 @@ class Dispatcher:
             taken, _ = ratecap.take(conn, provider.name, self.caps[provider.name], 1)
         return taken == 1
 
-    def _wanted(self, usable, room):
-        """How many of ``room`` mails each usable provider should take first, by strategy."""
+    def _wanted(self, names, firsts, count):
+        """How many of ``count`` mails each of ``firsts`` should take first, by strategy."""
         if self.strategy == "failover":
-            return Counter({usable[0].name: room})
-        return Counter(self._round_robin(usable, room))
+            return Counter({firsts[0].name: count})
+        current = self._current.setdefault(names, dict.fromkeys(names, 0.0))
+        return Counter(self._round_robin(current, firsts, count))
 
-    def _round_robin(self, usable, count):
-        """``count`` picks of a smooth weighted round robin over ``usable``."""
+    def _round_robin(self, current, usable, count):
+        """``count`` picks of a smooth weighted round robin over ``usable`` (running weights
+        ``current``)."""
         picks = []
         total = sum(self.weights[p.name] for p in usable)
         for _ in range(count):
             for provider in usable:
-                self._current[provider.name] += self.weights[provider.name]
-            best = max(usable, key=lambda p: self._current[p.name])
-            self._current[best.name] -= total
+                current[provider.name] += self.weights[provider.name]
+            best = max(usable, key=lambda p: current[p.name])
+            current[best.name] -= total
             picks.append(best.name)
         return picks
 
-    def _reserve(self, usable, wanted, room):
-        """Tokens for the wanted shares, then the shortfall from whoever has room; by name."""
+    def _reserve(self, usable, wanted, count):
+        """Tokens for the wanted shares, then the shortfall from whoever has room: by name, and
+        the seconds until a token is due if some of ``count`` got none (else None)."""
         granted, waits, exhausted = Counter(), [], set()
         for provider in usable:  # first each provider's own share
             self._grant(provider.name, wanted[provider.name], granted, waits, exhausted)
         for provider in usable:  # then what a capped one could not take overflows
-            short = room - sum(granted.values())
+            short = count - sum(granted.values())
             if short <= 0:
                 break
             if provider.name not in exhausted:
                 self._grant(provider.name, short, granted, waits, exhausted)
-        self.wait_hint = min(waits) if waits and not sum(granted.values()) else None
-        return granted
+        held = count - sum(granted.values()) > 0
+        return granted, min(waits) if held and waits else None
 
     def _grant(self, name, count, granted, waits, exhausted):
         """Add up to ``count`` first sends for ``name`` (all of them, if it is not capped)."""
@@ -180,12 +233,11 @@ class Dispatcher:
 
     def _interleave(self, granted):
         """The granted first providers mixed evenly, so a small claim is not all one provider."""
-        by_name = {p.name: p for p in self.providers}
         left = Counter({name: count for name, count in granted.items() if count > 0})
         firsts = []
         while left:
             for name in list(left):
-                firsts.append(by_name[name])
+                firsts.append(self._by_name[name])
                 left[name] -= 1
                 if left[name] == 0:
                     del left[name]

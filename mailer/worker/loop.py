@@ -161,6 +161,7 @@ class Worker:
         self.finished = []  # (Decision, attempt rows) waiting to be recorded
         self.recording = None  # (Future, batch): the recorder thread's transaction under way
         self.last_reap = 0.0
+        self.capped_until = 0.0  # (monotonic) when the mail the caps held back is all due
         self.meltdown = False
         self.sent_count = 0
         self.failed_count = 0
@@ -180,6 +181,8 @@ class Worker:
             self.lease,
             ",".join(provider.name for provider in self.providers),
         )
+        if self.dispatcher.routes:
+            log.info("routes: %s", "; ".join(map(str, self.dispatcher.routes.lanes())))
         self._with_db(self.breakers.ensure_rows)
         self._with_db(self.dispatcher.ensure_rows)
         self._with_db(self.steering.refresh)
@@ -213,10 +216,11 @@ class Worker:
         self._beat_if_due()
         self._reap_if_due()
         self.steering.refresh_if_due()
+        claimed_at = time.monotonic()  # a claim from here on sees mail due by then
         claimed = self._fill()
-        if not claimed and not self.inflight and self.dispatcher.wait_hint is not None:
-            # Due mail waits for a token: no claim until one is due, and not idle either.
-            self.stopping.wait(self.dispatcher.wait_hint)
+        if not claimed and not self.inflight and claimed_at < self.capped_until:
+            # Mail the caps held back waits for a token: wait until it falls due, not idle.
+            self._idle_wait()
             return True
         self._idle = not claimed and not self.inflight
         if self._idle and not self._unrecorded():
@@ -252,7 +256,6 @@ class Worker:
         limit = min(room, self.batch_size, self._provider_room())
         if limit <= 0:
             return 0
-        self.dispatcher.wait_hint = None  # set again only if the caps hold back claimed mail
         with self.engine.begin() as conn:
             rows = lease.claim(conn, self.name, limit, self.lease)
             # One look-up of the whole batch's recipients on the suppression list.
@@ -273,22 +276,25 @@ class Worker:
                 self.finished.append((all_suppressed(row), []))
             else:
                 sendable.append(row)
-        orders = self._orders(len(sendable))
-        if len(orders) < len(sendable):  # the rate caps leave no room for these: back they go
-            with self.engine.begin() as conn:
-                lease.release(conn, self.name, [row["id"] for row in sendable[len(orders) :]])
-        for row, order in zip(sendable, orders, strict=False):
+        jobs, held = self.dispatcher.plan(sendable, self.probing) if sendable else ([], [])
+        self._hold(held)
+        for row, order in jobs:
             self.inflight[row["id"]] = row
-            self.todo.put((row, self.dispatcher.demote(row, order)))
-        return len(rows) - (len(sendable) - len(orders))
+            self.todo.put((row, order))
+        return len(rows) - sum(len(ids) for ids, _ in held)
 
-    def _orders(self, count):
-        """The provider order of each of ``count`` claimed mails (a probe tries them all)."""
-        if count == 0:
-            return []
-        if self.probing:
-            return [self.providers] * count
-        return self.dispatcher.plan(count)
+    def _hold(self, held):
+        """Hand the claimed mail that must wait (``Dispatcher.plan``'s ``held``) back to the
+        queue, each due again when its lane may take it; no attempt is spent."""
+        if not held:
+            return
+        with self.engine.begin() as conn:
+            for ids, seconds in held:
+                lease.hold(conn, self.name, ids, seconds or 0.0)
+        if self.dispatcher.capped_for is not None:
+            self.capped_until = max(
+                self.capped_until, time.monotonic() + self.dispatcher.capped_for
+            )
 
     def _provider_room(self):
         """How many mails the providers can take now: none in a meltdown, one for a probe."""
@@ -349,7 +355,7 @@ class Worker:
         # Only a deferred mail waits for a provider's return: the breakers are asked only then.
         wait_for = self.breakers.seconds_to_next_change() if outcome.kind == DEFERRED else None
         decision = decide(row, outcome, self.policy, wait_for)
-        log_decision(decision)
+        log_decision(decision, row.get("route"))
         return decision, attempt_rows(decision, outcome, self.name)
 
     def _send(self, row, order):
@@ -546,25 +552,34 @@ class Worker:
             return False
 
 
-def log_decision(decision):
-    """One line per delivery, with the mail's id: sent, failed for good, or queued again."""
+def log_decision(decision, lane=None):
+    """One line per delivery, with the mail's id and its route (``lane``, a ``routes.Lane``):
+    sent, failed for good, or queued again."""
     extra = {"mail_id": str(decision.id), "provider": decision.provider}
     if decision.status == SENT:
         log.info(
-            "mail %s sent via %s (message id %s)",
+            "mail %s sent via %s (message id %s), route %s",
             decision.id,
             decision.provider,
             decision.message_id,
+            lane,
             extra=extra,
         )
     elif decision.status == FAILED:
-        log.info("mail %s failed for good: %s", decision.id, decision.last_error, extra=extra)
+        log.info(
+            "mail %s failed for good: %s, route %s",
+            decision.id,
+            decision.last_error,
+            lane,
+            extra=extra,
+        )
     elif decision.status == QUEUED:
         log.info(
-            "mail %s not sent (%s): due again in %.1fs",
+            "mail %s not sent (%s): due again in %.1fs, route %s",
             decision.id,
             decision.last_error,
             decision.retry_in,
+            lane,
             extra=extra,
         )
 

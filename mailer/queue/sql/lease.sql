@@ -37,7 +37,8 @@ SELECT email_id, filename, content_type, content
 -- attempt-log rows (%(attempts)s, a JSON array; a response of None is stored as JSON null);
 -- record each mail's decision (%(decisions)s, a JSON array). The last statement answers the mails still owned: a worker whose lease was
 -- taken over changes nothing of the newer owner's. A decision without a result (no provider
--- was called) keeps the result of the last call that was made.
+-- was called) keeps the result of the last call that was made, and one without a route (no
+-- route was chosen) keeps the route of the last delivery.
 SELECT id FROM email
  WHERE id = ANY(%(ids)s::uuid[]) AND locked_by = %(worker)s
  ORDER BY id
@@ -54,10 +55,11 @@ UPDATE email
        result = coalesce(d.result, email.result), attempts = d.attempts,
        last_error = d.last_error, next_attempt_at = now() + d.retry_in * interval '1 second',
        sent_at = CASE WHEN d.status = 'sent' THEN now() END,
+       route = coalesce(d.route, email.route),
        locked_by = NULL, locked_until = NULL, updated_at = now()
   FROM json_to_recordset(%(decisions)s)
        AS d(id uuid, status text, provider text, message_id text, result json, attempts int,
-            last_error text, retry_in float8)
+            last_error text, retry_in float8, route text)
  WHERE email.id = d.id AND email.locked_by = %(worker)s
 RETURNING email.id;
 
@@ -100,9 +102,18 @@ RETURNING email.id, email.status;
 
 -- name: release_claimed
 -- Hand the mails %(ids)s that %(worker)s claimed but did not send back to the queue, due now
--- (a graceful stop, or a rate cap with no room for them).
+-- (a graceful stop).
 UPDATE email
    SET status = 'queued', locked_by = NULL, locked_until = NULL, updated_at = now()
+ WHERE id = ANY(%(ids)s::uuid[]) AND locked_by = %(worker)s;
+
+-- name: hold_claimed
+-- Hand the mails %(ids)s that %(worker)s claimed but may not send yet back to the queue, due
+-- again in %(seconds)s seconds (their route's providers have no token under their rate caps, or
+-- are all open), so that the next claims take other mail first. No attempt is spent.
+UPDATE email
+   SET status = 'queued', locked_by = NULL, locked_until = NULL, updated_at = now(),
+       next_attempt_at = now() + %(seconds)s * interval '1 second'
  WHERE id = ANY(%(ids)s::uuid[]) AND locked_by = %(worker)s;
 
 -- name: reap_expired

@@ -51,7 +51,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
 
 -- name: mail_detail
 -- The mail %(id)s and everything its answer shows, in one statement: its columns as page
--- reads them, its recipients, and each list of its child rows as one array per column, in the
+-- reads them, its recipients and route, and each list of its child rows as one array per column, in the
 -- order the answer lists them (attachments by position, the attempt log by id, recipients by
 -- address, the events oldest first by the provider's clock); of the events only the latest
 -- %(events_shown)s (NULL: all), and how many there are.
@@ -60,7 +60,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.recipients,
+       email.updated_at, email.sent_at, email.recipients, email.route,
        attachments.*, attempts.*, recipients.*, events.*,
        (SELECT count(*) FROM delivery_event WHERE email_id = email.id)
   FROM email

@@ -1,7 +1,7 @@
 """``GET /mail`` writes its answer straight from the page's rows (``listing.page_json``): the
 bytes are those ``json.dumps`` (as Flask-RESTful calls it) makes of the page's dict, each mail
-as ``GET /mail/<id>`` shows it without its attachments, attempts, recipients and events, for
-every kind of mail, every page and filter."""
+as ``GET /mail/<id>`` shows it without its route, attachments, attempts, recipients and events,
+for every kind of mail, every page and filter."""
 
 import base64
 import json
@@ -33,7 +33,7 @@ MAILS = {
 }
 
 
-DETAIL_ONLY = ("attachments", "attempt_log", "recipients", "events", "event_count")
+DETAIL_ONLY = ("route", "attachments", "attempt_log", "recipients", "events", "event_count")
 
 
 def answers(client, path):

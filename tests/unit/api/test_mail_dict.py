@@ -55,6 +55,7 @@ def as_read_back(row):
         "result": None,
         "provider": None,
         "provider_message_id": None,
+        "route": None,
         "last_error": None,
         "sent_at": None,
         "attachments": [AttachmentRow(**item) for item in row["files"]],
