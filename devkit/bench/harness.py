@@ -170,6 +170,9 @@ class Bench:
         self.folder = tempfile.mkdtemp(prefix="mail-bench-")
         self.mailgun_key = "key-" + secrets.token_hex(16)
         self.sendgrid_key = "SG." + secrets.token_urlsafe(24)
+        self.ses_key = ("AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
+        self.postmark_token = secrets.token_hex(16)
+        self.smtp_port = None
         self.api_key = secrets.token_urlsafe(24)
         # Each child in a process group of its own (gunicorn's workers are stopped with it),
         # its output in a log file; our own messages on stderr, which keeps stdout for the table.
@@ -177,7 +180,13 @@ class Bench:
             cwd=ROOT,
             grace=STOP_GRACE,
             own_groups=True,
-            hide=[self.mailgun_key, self.sendgrid_key, self.api_key],
+            hide=[
+                self.mailgun_key,
+                self.sendgrid_key,
+                self.ses_key[1],
+                self.postmark_token,
+                self.api_key,
+            ],
             out=sys.stderr,
         )
         self._log_numbers = itertools.count()
@@ -235,12 +244,16 @@ class Bench:
         self.start_sandbox()
 
     def start_sandbox(self):
-        """The provider sandbox as a subprocess on a free port (keys in its environment)."""
-        port = free_port()
+        """The provider sandbox as a subprocess on a free port, with its SMTP relay on another
+        (keys in its environment; the relay takes any sender, without a login)."""
+        port, self.smtp_port = free_port(), free_port()
         env = {
             **self.base_env(),
             "SANDBOX_MAILGUN_API_KEY": self.mailgun_key,
             "SANDBOX_SENDGRID_API_KEY": self.sendgrid_key,
+            "SANDBOX_SES_ACCESS_KEY_ID": self.ses_key[0],
+            "SANDBOX_SES_SECRET_ACCESS_KEY": self.ses_key[1],
+            "SANDBOX_POSTMARK_SERVER_TOKEN": self.postmark_token,
         }
         child = self.start(
             "sandbox",
@@ -254,6 +267,8 @@ class Bench:
                 str(port),
                 "--latency-ms",
                 "0",
+                "--smtp-port",
+                str(self.smtp_port),
             ],
             env,
         )
@@ -308,6 +323,17 @@ class Bench:
             "MAILGUN_BASE_URL": self.sandbox_url or "",
             "SENDGRID_API_KEY": self.sendgrid_key,
             "SENDGRID_BASE_URL": self.sandbox_url or "",
+            "SES_REGION": "eu-west-1",
+            "SES_ACCESS_KEY_ID": self.ses_key[0],
+            "SES_SECRET_ACCESS_KEY": self.ses_key[1],
+            "SES_BASE_URL": self.sandbox_url or "",
+            "POSTMARK_SERVER_TOKEN": self.postmark_token,
+            "POSTMARK_BASE_URL": self.sandbox_url or "",
+            # The sandbox's relay on loopback, in clear text (allowed to loopback only): the
+            # bench measures sending, not the TLS handshake of a connection reused anyway.
+            "SMTP_HOST": HOST,
+            "SMTP_PORT": str(self.smtp_port or ""),
+            "SMTP_SECURITY": "none",
         }
         return {**self.base_env(), **settings, **{k: str(v) for k, v in overrides.items()}}
 
@@ -400,7 +426,7 @@ class Bench:
     def sandbox_reset(self, latency_ms):
         """Forget the sandbox's messages and requests; answer every send after ``latency_ms``."""
         http_json("POST", f"{self.sandbox_url}/_sandbox/reset")
-        for provider in ("mailgun", "sendgrid"):
+        for provider in ("mailgun", "sendgrid", "ses", "postmark", "smtp"):
             status, body = http_json(
                 "PUT",
                 f"{self.sandbox_url}/_sandbox/behaviour/{provider}",
