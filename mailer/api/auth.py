@@ -23,11 +23,12 @@ import hmac
 import ipaddress
 import logging
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from mailer.api.errors import ApiError
 from mailer.api.throttle import FailureThrottle
 from mailer.loopback import is_loopback_host
+from mailer.principals import LOCAL, authenticate
 
 log = logging.getLogger("mail_service.auth")
 
@@ -121,14 +122,6 @@ def is_local_request():
     return is_loopback_request() and is_loopback_host(request.host or "") and not is_cross_site()
 
 
-def matches_any(candidate, secrets):
-    """Constant-time comparison of ``candidate`` against each configured secret."""
-    found = False
-    for secret in secrets:
-        found |= hmac.compare_digest(candidate.encode(), secret.encode())
-    return found
-
-
 def presented_api_key():
     """The key a client sent, from ``Authorization: Bearer`` or ``X-API-Key``."""
     header = request.headers.get("Authorization", "")
@@ -138,12 +131,24 @@ def presented_api_key():
     return request.headers.get("X-API-Key", "").strip() or None
 
 
+def current_principal():
+    """Whom the current request acts for (``require_api_key`` decided it)."""
+    return g.principal
+
+
 def require_api_key():
-    """Raise a 401 ``ApiError`` unless the request may use the API."""
+    """The ``Principal`` of the request's API key (also kept as ``g.principal``); a 401
+    ``ApiError`` unless the request may use the API."""
+    principal = g.principal = authenticated_principal()
+    return principal
+
+
+def authenticated_principal():
+    """The request's principal: ``LOCAL`` in protected mode, else its key's; 401 otherwise."""
     keys = current_app.config["API_KEYS"]
     if not keys:
         if is_local_request():
-            return
+            return LOCAL
         raise ApiError(
             401,
             "API_KEYS is not set, so the API serves local clients only",
@@ -167,7 +172,8 @@ def require_api_key():
             ],
             headers={"WWW-Authenticate": 'Bearer realm="mail"'},
         )
-    if not matches_any(key, keys):
+    principal = authenticate(current_app.config, key)
+    if principal is None:
         count_failure()
         raise ApiError(
             401,
@@ -175,6 +181,7 @@ def require_api_key():
             [{"field": "Authorization", "message": "Unknown API key"}],
             headers={"WWW-Authenticate": 'Bearer realm="mail", error="invalid_token"'},
         )
+    return principal
 
 
 def admin_allowed():

@@ -39,8 +39,9 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer.api.auth import count_failure, matches_any, presented_api_key, require_api_key
+from mailer.api.auth import count_failure, presented_api_key, require_api_key
 from mailer.api.errors import ApiError
+from mailer.principals import matches_any
 from mailer.queue import counts, heartbeats, steering
 from mailer.telemetry.families import breaker_family, gauge, plan_families, steered_family
 from mailer.worker import circuit, dispatch, ratecap

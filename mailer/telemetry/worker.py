@@ -31,8 +31,8 @@ from prometheus_client.core import CounterMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from mailer.api.auth import matches_any
 from mailer.loopback import is_loopback_host
+from mailer.principals import matches_any
 from mailer.telemetry.families import breaker_family, gauge, plan_families, steered_family
 from mailer.worker import circuit, dispatch, ratecap
 
