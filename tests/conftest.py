@@ -77,6 +77,8 @@ TABLES = (
     "webhook_token",
     "auth_failure",
     "email_status_count",
+    "template_version",
+    "template",
 )
 ANY_ROW = text("SELECT " + " OR ".join(f"EXISTS (SELECT FROM {table})" for table in TABLES))
 
