@@ -14,7 +14,8 @@ Rendering is bounded, so that one request can neither hang a process nor fill it
 
 - ``range`` gives at most ``MAX_RANGE`` items, and every ``{% for %}`` of one render together at
   most ``MAX_LOOP_ITERATIONS`` (loops nest: three ranges of 10,000 would be 10^12 steps);
-- the output is produced piece by piece (``Template.generate``) and counted: past
+- the output is produced piece by piece (the template's render function is a generator) and
+  counted: past
   ``max_bytes`` the render stops;
 - the operations that make a large string out of small ones (``*``, ``**``, ``%``,
   ``str.format``, ``center``, ``replace``, ``join``, ...) are refused before they run when
@@ -36,6 +37,7 @@ from typing import NamedTuple
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.filters import do_center, do_format, do_indent, do_join, do_replace
+from jinja2.runtime import new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from jinja2.utils import Namespace
 
@@ -313,16 +315,36 @@ class Renderer:
         """The compiled template of one field's text (None for none)."""
         if source is None:
             return None
-        return self.environments[field in AUTOESCAPED].from_string(source)
+        template = self.environments[field in AUTOESCAPED].from_string(source)
+        return Compiled(template, dict(template.globals))
 
 
-def _render_field(field, template, variables, left, max_bytes):
+class Compiled(NamedTuple):
+    """A field's compiled template, and its globals as one plain dict: Jinja's own context
+    reads them through a ChainMap, copied for every render, which costs more than rendering a
+    short template."""
+
+    template: object
+    globals: dict
+
+
+def _context(compiled, variables):
+    """The context of one render: the variables over the globals, the loop guard over both (a
+    variable cannot take its place)."""
+    template = compiled.template
+    values = {**compiled.globals, **variables, LOOP_GUARD: _loop_guard}
+    return new_context(
+        template.environment, template.name, template.blocks, values, True, compiled.globals
+    )
+
+
+def _render_field(field, compiled, variables, left, max_bytes):
     """One field rendered (None for none), and the bytes still allowed after it."""
-    if template is None:
+    if compiled is None:
         return None, left
     pieces = []
     try:
-        for piece in template.generate(variables):
+        for piece in compiled.template.root_render_func(_context(compiled, variables)):
             left -= len(piece) if piece.isascii() else len(piece.encode("utf-8"))
             if left < 0:
                 raise RenderError(field, f"Renders to more than {max_bytes:,} bytes")

@@ -22,6 +22,8 @@ from mailer.validation.mail import TEXT_FIELDS, ValidationError, validate_mail
 TEMPLATE_FIELDS = ("template", "template_version", "variables")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}\Z")
 RENDERER = rendering.Renderer()
+# The variables as JSON, to measure them: one encoder, not one made per call of json.dumps.
+COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class Asked:
@@ -63,7 +65,7 @@ class Asked:
     def _variables(self, value, max_bytes):
         """The variables, a JSON object of at most ``max_bytes`` as JSON."""
         if isinstance(value, str):  # a form's field holds the object as JSON text
-            size = len(value.encode("utf-8"))
+            size = _utf8_size(value)
             try:
                 value = json.loads(value)
             except (ValueError, RecursionError):
@@ -71,7 +73,7 @@ class Asked:
                 self.errors.append({"field": "variables", "message": "Must be a JSON object"})
                 return {}
         elif value is not None:
-            size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+            size = _utf8_size(COMPACT.encode(value))
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -83,6 +85,11 @@ class Asked:
             )
             return {}
         return value
+
+
+def _utf8_size(text):
+    """The bytes of ``text`` in UTF-8."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def uses_template(data):
