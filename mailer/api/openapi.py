@@ -589,7 +589,7 @@ def template_paths():
                 "name": "version",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer", "minimum": 1},
+                "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
             },
         ],
     )

@@ -21,6 +21,7 @@ from mailer.validation.mail import TEXT_FIELDS, ValidationError, validate_mail
 
 TEMPLATE_FIELDS = ("template", "template_version", "variables")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}\Z")
+MAX_VERSION = 2**31 - 1  # the database's integer
 RENDERER = rendering.Renderer()
 # The variables as JSON, to measure them: one encoder, not one made per call of json.dumps.
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -57,8 +58,10 @@ class Asked:
             return None
         if isinstance(value, str) and value.isascii() and value.isdigit():  # a form's field
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            self.errors.append({"field": "template_version", "message": "A version number, from 1"})
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+            self.errors.append(
+                {"field": "template_version", "message": f"A version number, 1 to {MAX_VERSION}"}
+            )
             return None
         return value
 

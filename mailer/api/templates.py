@@ -262,5 +262,7 @@ def init_app(api):
     """Register the template resources on ``api`` (the mail API's ``JsonApi``)."""
     api.add_resource(TemplateList, "/templates")
     api.add_resource(TemplateItem, "/templates/<string:name>")
-    api.add_resource(TemplateVersionItem, "/templates/<string:name>/versions/<int:version>")
+    api.add_resource(
+        TemplateVersionItem, "/templates/<string:name>/versions/<int(max=2147483647):version>"
+    )
     api.add_resource(TemplateRender, "/templates/<string:name>/render")

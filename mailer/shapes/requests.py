@@ -297,7 +297,7 @@ class MailRequest(Request):
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
     )
     template_version: int | None = Field(
-        None, description="The template's version; default: its latest.", ge=1
+        None, description="The template's version; default: its latest.", ge=1, le=2**31 - 1
     )
     variables: dict[str, Any] | None = Field(
         None,

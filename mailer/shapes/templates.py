@@ -115,4 +115,6 @@ class RenderRequest(Request):
         description="The template's variables: a JSON object, at most `MAX_VARIABLES_BYTES` as "
         "JSON.",
     )
-    version: int | None = Field(None, description="The version; default: the latest.", ge=1)
+    version: int | None = Field(
+        None, description="The version; default: the latest.", ge=1, le=2**31 - 1
+    )

@@ -242,3 +242,13 @@ def test_templates_need_the_api_key(app, client):
     headers = {"Authorization": "Bearer secret-key"}
     response = client.get("/templates", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.9"})
     assert response.status_code == 200
+
+
+def test_a_version_past_the_database_s_integers_is_a_400_not_a_500(client):
+    create(client)
+    response = client.post("/mail", json=templated(template_version=2**85))
+    assert response.status_code == 400
+    assert response.get_json()["errors"][0]["field"] == "template_version"
+    assert client.get(f"/templates/receipt/versions/{2**40}").status_code == 404
+    preview = client.post("/templates/receipt/render", json={"version": 2**40})
+    assert preview.status_code == 400 and preview.get_json()["errors"][0]["field"] == "version"
