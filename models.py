@@ -135,6 +135,10 @@ class Email(db.Model):
     # ``attempts`` keeps counting so that the attempt log never repeats a number.
     retried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts_at_retry: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The template the mail was rendered from when it was submitted (migration 0014); the
+    # ``template`` and ``template_version`` tables are read and written by hand-written SQL.
+    template: Mapped[str | None] = mapped_column(Text)
+    template_version: Mapped[int | None] = mapped_column(Integer)
 
     attachments: Mapped[list["Attachment"]] = relationship(
         order_by="Attachment.position",

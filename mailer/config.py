@@ -93,6 +93,8 @@ DEFAULTS = {
     "MAX_SCHEDULE_DAYS": 30,  # how far ahead send_at may be
     "MAX_EVENTS_SHOWN": 100,  # a mail's latest events in GET /mail/<id> and the admin's page
     "IDEMPOTENCY_TTL": 86400.0,  # seconds an Idempotency-Key is kept
+    "MAX_VARIABLES_BYTES": 64 * 1024,  # a templated mail's variables, as JSON
+    "MAX_RENDERED_BYTES": 1024 * 1024,  # a template's rendering, its fields together (UTF-8)
     # Delivery events in: each provider's webhook endpoint answers 404 until its key is set.
     "MAILGUN_WEBHOOK_SIGNING_KEY": "",  # Mailgun: Sending > Webhooks > HTTP webhook signing key
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "",  # SendGrid: Mail Settings > Event Webhook > public key

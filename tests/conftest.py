@@ -87,6 +87,8 @@ TABLES = (
     "deliverability",
     "steering",
     "email_status_count",
+    "template_version",
+    "template",
 )
 ANY_ROW = text("SELECT " + " OR ".join(f"EXISTS (SELECT FROM {table})" for table in TABLES))
 

@@ -1,11 +1,12 @@
 """``GET /mail`` (and ``GET /suppressions``, ``GET /mail/<id>/events``): a client's record of
 what it sent, newest first, in stable pages.
 
-Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``,
-``created_after``, ``created_before``; ``limit`` (default 50, at most 500). Pages follow a
-keyset cursor, ``next_cursor`` in the answer: the position (created_at, id) of the page's last
-mail, so mail that arrives while a client walks the pages never shifts them, and each mail
-appears exactly once. The cursor is opaque to clients (base64 of that position).
+Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``, ``template``
+(the name a mail was rendered from), ``created_after``, ``created_before``; ``limit`` (default
+50, at most 500). Pages follow a keyset cursor, ``next_cursor`` in the answer: the position
+(created_at, id) of the page's last mail, so mail that arrives while a client walks the pages
+never shifts them, and each mail appears exactly once. The cursor is opaque to clients (base64
+of that position).
 
 The answer is written straight from the page's rows (``page_json``), by the writers of the
 shapes ``MailPage`` and ``ListedMail``.
@@ -27,7 +28,7 @@ from mailer.validation.headers import header_problem
 from models import STATUSES
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-FILTERS = ("status", "to", "tag", "created_after", "created_before", "limit", "cursor")
+FILTERS = ("status", "to", "tag", "template", "created_after", "created_before", "limit", "cursor")
 
 
 def bad(field, message):
@@ -49,9 +50,10 @@ def parse_query():
         "statuses": statuses,
         "to": _text(args.get("to"), "to"),
         "tag": _text(args.get("tag"), "tag"),
+        "template": _text(args.get("template"), "template"),
         "created_after": _time(args.get("created_after"), "created_after"),
         "created_before": _time(args.get("created_before"), "created_before"),
-        "limit": _limit(args.get("limit")),
+        "limit": parse_limit(args.get("limit")),
         "after": decode_cursor(args.get("cursor")),
     }
 
@@ -80,7 +82,7 @@ def _time(value, field):
     return moment
 
 
-def _limit(value):
+def parse_limit(value):
     """The page size, 1 to ``MAX_LIMIT``."""
     if value is None:
         return DEFAULT_LIMIT
@@ -139,7 +141,7 @@ def parse_events_query():
         if not (position[1].isascii() and position[1].isdigit()):
             raise bad("cursor", "Not a cursor from this API: pass next_cursor as given")
         position = position[0], int(position[1])
-    return _limit(args.get("limit")), position
+    return parse_limit(args.get("limit")), position
 
 
 def parse_suppression_query():
@@ -151,7 +153,7 @@ def parse_suppression_query():
     reason = args.get("reason")
     if reason is not None and reason not in REASONS:
         raise bad("reason", f"One of {', '.join(REASONS)}")
-    return reason, _limit(args.get("limit")), decode_position(args.get("cursor"))
+    return reason, parse_limit(args.get("limit")), decode_position(args.get("cursor"))
 
 
 # The answer of GET /mail ----------------------------------------------------------------------

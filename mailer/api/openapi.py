@@ -17,7 +17,7 @@ from mailer.api.listing import DEFAULT_LIMIT, MAX_LIMIT
 from mailer.api.resources import JSON_TYPES
 from mailer.events.signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
 from mailer.queue.suppressions import REASONS
-from mailer.shapes import mail, requests, service
+from mailer.shapes import mail, requests, service, templates
 from mailer.shapes.requests import HEADER_TEXT, MAX_BATCH
 from mailer.shapes.wire import openapi_schemas
 from mailer.vocabulary import MAIL_STATUSES
@@ -55,8 +55,19 @@ ANSWERS = (
     service.Health,
     service.Liveness,
     service.Readiness,
+    templates.Template,
+    templates.TemplateVersion,
+    templates.TemplatePage,
+    templates.RenderedTemplate,
 )
-REQUESTS = (requests.MailRequest, requests.SuppressionRequest)
+REQUESTS = (
+    requests.MailRequest,
+    requests.BatchRequest,
+    requests.SuppressionRequest,
+    templates.TemplateRequest,
+    templates.TemplateVersionRequest,
+    templates.RenderRequest,
+)
 # Members of a mail request that a form does not carry (they are JSON, or files).
 JSON_ONLY = ("headers", "metadata", "attachments")
 # Each status code's shared answer in components/responses.
@@ -187,12 +198,14 @@ def build_spec(config=None):
         "tags": [
             {"name": "mail", "description": "Submit mail and follow its delivery."},
             {"name": "events", "description": "The providers' delivery events, received."},
+            {"name": "templates", "description": "Stored templates, rendered into mail."},
             {"name": "suppressions", "description": "The addresses mail does not go to."},
             {"name": "service", "description": "The service's health and this documentation."},
         ],
         "paths": {
             **mail_paths(),
             **batch_paths(),
+            **template_paths(),
             **event_paths(),
             **suppression_paths(),
             **service_paths(),
@@ -220,6 +233,10 @@ def mail_form(mail_request):
     form = without_nulls(mail_request)
     for name in JSON_ONLY:
         form["properties"].pop(name)
+    form["properties"]["variables"] = {
+        "type": "string",
+        "description": "The template's variables: a JSON object, as JSON text.",
+    }
     form["description"] = (
         "A mail to send, as form fields (every value a string; repeat `to`, `cc` or `bcc` for "
         "several). Any other field, and any uploaded file, is rejected with 400."
@@ -329,6 +346,11 @@ def list_mail():
             "as given.",
         ),
         query("tag", {**header_text, "description": "A tag."}, "Mail carrying this tag."),
+        query(
+            "template",
+            {**header_text, "description": "A template's name."},
+            "Mail rendered from this template.",
+        ),
         query("created_after", moment, "Created after this moment."),
         query("created_before", moment, "Created before this moment."),
         limit_parameter(),
@@ -436,7 +458,12 @@ def batch_paths():
             "description": "The first mail of the batch; the others are read the same way.",
         }
     }
-    items = {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": ref("MailRequest")}
+    items = {
+        "oneOf": [
+            {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": ref("MailRequest")},
+            ref("BatchRequest"),
+        ]
+    }
     submit = operation(
         "mail",
         "submitMailBatch",
@@ -444,11 +471,148 @@ def batch_paths():
         submit_responses(accepted),
         "Validates every mail, then stores them all as `queued` in one transaction and answers "
         "202 with their ids in the order given. If any mail is invalid, none is stored and the "
-        "400 names each bad item by its index (`field` is like `[3].to`).",
+        "400 names each bad item by its index (`field` is like `[3].to`, or "
+        "`[17].variables.order_id` for a template's variable). The body is a list of mails, or "
+        '`{"defaults", "mails"}`: each item merged over the defaults.',
         parameters=[IDEMPOTENCY_KEY],
         requestBody={"required": True, "content": {"application/json": {"schema": items}}},
     )
     return {"/mail/batch": {"post": submit}}
+
+
+# Templates ------------------------------------------------------------------------------------
+
+
+def template_name_parameter():
+    """The ``{name}`` of a template's path."""
+    return {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "The template's name.",
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
+    }
+
+
+def template_body(name):
+    """A JSON request body of the schema ``name``."""
+    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
+
+
+def template_paths():
+    """Create, list, read, version, delete and preview templates."""
+    stored = answer(templates.Template, "Stored: the version, with every version's number.")
+    stored["headers"] = {"Location": ref("Location", "headers")}
+    name = template_name_parameter()
+    unknown = error_response("No live template with this name (or no such version).")
+    create = operation(
+        "templates",
+        "createTemplate",
+        "Create a template with its version 1",
+        {
+            "201": stored,
+            "409": error_response("A live template has this name: add a version with PUT."),
+            **error_refs("400", "401", "413", "415", "429", "500", "503"),
+        },
+        "Each field is compiled (Jinja2, in its sandbox): one that does not compile is a 400 "
+        "naming the field, with the line and the message.",
+        requestBody=template_body("TemplateRequest"),
+    )
+    listed = operation(
+        "templates",
+        "listTemplates",
+        "List the templates, newest first, in stable pages",
+        {
+            "200": answer(templates.TemplatePage, "A page of templates."),
+            **error_refs("400", "401", "429", "500", "503"),
+        },
+        parameters=[
+            query(
+                "search",
+                {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
+                "Templates whose name contains this, in any case.",
+            ),
+            limit_parameter(),
+            cursor_parameter(),
+        ],
+    )
+    read = operation(
+        "templates",
+        "getTemplate",
+        "Read a template's latest version",
+        {
+            "200": answer(templates.Template, "The latest version."),
+            "404": unknown,
+            **error_refs("401", "429", "500", "503"),
+        },
+        parameters=[name],
+    )
+    version = operation(
+        "templates",
+        "addTemplateVersion",
+        "Add the next version of a template",
+        {
+            "201": stored,
+            "404": unknown,
+            **error_refs("400", "401", "413", "415", "429", "500", "503"),
+        },
+        "Versions are never changed: this stores the next one, and mail that names no version "
+        "uses it from now on.",
+        parameters=[name],
+        requestBody=template_body("TemplateVersionRequest"),
+    )
+    delete = operation(
+        "templates",
+        "deleteTemplate",
+        "Delete a template",
+        {
+            "204": {"description": "Deleted."},
+            "404": unknown,
+            **error_refs("401", "429", "500", "503"),
+        },
+        "No new mail can use it; mail already rendered from it is unaffected. Its name may be "
+        "taken again.",
+        parameters=[name],
+    )
+    one = operation(
+        "templates",
+        "getTemplateVersion",
+        "Read one version of a template",
+        {
+            "200": answer(templates.TemplateVersion, "The version."),
+            "404": unknown,
+            **error_refs("401", "429", "500", "503"),
+        },
+        parameters=[
+            name,
+            {
+                "name": "version",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+            },
+        ],
+    )
+    preview = operation(
+        "templates",
+        "renderTemplate",
+        "Render a version with variables: a preview, nothing is stored",
+        {
+            "200": answer(templates.RenderedTemplate, "What a mail from it would hold."),
+            "404": unknown,
+            **error_refs("400", "401", "413", "415", "429", "500", "503"),
+        },
+        "A variable the template uses and the request does not give is a 400 naming it "
+        "(`variables.<name>`); so is a rendering over `MAX_RENDERED_BYTES`.",
+        parameters=[name],
+        requestBody=template_body("RenderRequest"),
+    )
+    return {
+        "/templates": {"get": listed, "post": create},
+        "/templates/{name}": {"get": read, "put": version, "delete": delete},
+        "/templates/{name}/versions/{version}": {"get": one},
+        "/templates/{name}/render": {"post": preview},
+    }
 
 
 # The providers' events ------------------------------------------------------------------------

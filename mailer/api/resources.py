@@ -14,7 +14,7 @@ from flask import Response, current_app, request
 from flask_restful import Api, Resource
 from werkzeug.routing import BaseConverter
 
-from mailer.api import idempotency, listing
+from mailer.api import idempotency, listing, templated
 from mailer.api.auth import require_api_key
 from mailer.api.bodies import form_fields, parsed_json
 from mailer.api.errors import ApiError, response_for
@@ -258,8 +258,15 @@ class MailList(Resource):
     method_decorators = [authenticated]
 
     def post(self):
-        """Validate, store as queued or scheduled, commit, answer 202 with the mail."""
-        clean = validate_mail(read_mail_request(), **limits())
+        """Validate (render its template first, if it names one), store as queued or
+        scheduled, commit, answer 202 with the mail."""
+        data = read_mail_request()
+        if not templated.uses_template(data):
+            clean = validate_mail(templated.without_template(data), **limits())
+            return store([clean], accepted_mail, stamp_mail)
+        [(_, clean, errors)] = templated.validate_all([data], limits())
+        if errors:
+            raise ValidationError(errors)
         return store([clean], accepted_mail, stamp_mail)
 
     def get(self):
@@ -276,46 +283,71 @@ class MailBatch(Resource):
     method_decorators = [authenticated]
 
     def post(self):
-        """Validate every item, then store them all in one transaction; 400 names bad items."""
+        """Validate every item (each rendered from its template, if it names one), then store
+        them all in one transaction; 400 names bad items."""
         items = read_batch_request()
-        bounds = limits()
         cleans, errors = [], []
-        for index, item in enumerate(items):
-            try:
-                if not isinstance(item, dict):
-                    raise ValidationError([{"field": "", "message": "Must be a JSON object"}])
-                cleans.append(validate_mail(item, **bounds))
-            except ValidationError as err:
-                errors += [
-                    {
-                        "field": f"[{index}]" + (f".{e['field']}" if e["field"] else ""),
-                        "index": index,
-                        "message": e["message"],
-                    }
-                    for e in err.errors
-                ]
+        for index, clean, problems in templated.validate_all(items, limits()):
+            if clean is not None:
+                cleans.append(clean)
+            errors += [
+                {
+                    "field": f"[{index}]" + (f".{e['field']}" if e["field"] else ""),
+                    "index": index,
+                    "message": e["message"],
+                }
+                for e in problems
+            ]
         if errors:
             bad = len({error["index"] for error in errors})
             raise ApiError(400, f"{bad} of {len(items)} mails are invalid; none was stored", errors)
         return store(cleans, accepted_batch)
 
 
+BATCH_MEMBERS = ("defaults", "mails")
+
+
 def read_batch_request():
-    """The submitted list of mails from a JSON body; 400/415 otherwise."""
+    """The submitted mails from a JSON body: a list, or ``{"defaults", "mails"}`` whose every
+    item is merged over the defaults (an item's field wins); 400/415 otherwise."""
     if not (request.mimetype in JSON_TYPES or request.mimetype.endswith("+json")):
         raise ApiError(
             415,
             f"Unsupported content type {request.mimetype or '(none)'!r}",
             [{"field": "Content-Type", "message": "Use application/json"}],
         )
-    items = parsed_json(request.get_data(cache=True))
+    body = parsed_json(request.get_data(cache=True))
+    items = body
+    if isinstance(body, dict):
+        items = body.get("mails")
+        unknown = sorted(set(body) - set(BATCH_MEMBERS))
+        if unknown:
+            raise ApiError(
+                400,
+                "Invalid batch",
+                [{"field": name, "message": "Unknown field"} for name in unknown],
+            )
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise ApiError(
             400,
-            f"The body must be a JSON list of 1 to {MAX_BATCH} mails",
+            f"The body must be a JSON list of 1 to {MAX_BATCH} mails, or an object whose "
+            "`mails` is one",
             [{"field": "body", "message": f"Expected a list of 1 to {MAX_BATCH} mail objects"}],
         )
+    if isinstance(body, dict):
+        return merged(body.get("defaults"), items)
     return items
+
+
+def merged(defaults, items):
+    """Each item merged over ``defaults`` (None: none); 400 if they are not an object."""
+    if defaults is None:
+        return items
+    if not isinstance(defaults, dict):
+        raise ApiError(
+            400, "Invalid batch", [{"field": "defaults", "message": "Must be a JSON object"}]
+        )
+    return [{**defaults, **item} if isinstance(item, dict) else item for item in items]
 
 
 class MailItem(Resource):

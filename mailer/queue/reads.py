@@ -34,6 +34,8 @@ PAGE_COLUMNS = (
     "created_at",
     "updated_at",
     "sent_at",
+    "template",
+    "template_version",
 )
 # The child rows of ``GET /mail/<id>``, each list read as one array per column, in this order,
 # with the attributes their ``to_dict`` reads (as the ORM relationships of ``Email`` would).
@@ -59,6 +61,7 @@ def page(
     statuses=(),
     to=None,
     tag=None,
+    template=None,
     created_after=None,
     created_before=None,
     limit=50,
@@ -78,6 +81,7 @@ def page(
         "statuses": list(statuses) if len(statuses) > 1 else None,
         "to": bare_address(to) if to else None,
         "tag": tag,
+        "template": template,
         "created_after": created_after,
         "created_before": created_before,
         "after_created": after[0] if after else None,

@@ -94,6 +94,8 @@ def new_mail_row(clean, mail_id):
         "tags": clean["tags"],
         "recipients": recipients_of(to, cc, bcc),
         "send_at": clean["send_at"],
+        "template": clean.get("template"),
+        "template_version": clean.get("template_version"),
         "files": [
             {
                 "filename": item["filename"],

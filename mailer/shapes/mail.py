@@ -99,6 +99,11 @@ class ListedMail(Shape):
     created_at: datetime = Field(description="When the mail was accepted.")
     updated_at: datetime = Field(description="When the mail last changed.")
     sent_at: datetime | None = Field(description="When a provider accepted the mail.")
+    template: str | None = Field(
+        description="The template the mail was rendered from when it was submitted; null if "
+        "the client rendered it."
+    )
+    template_version: int | None = Field(description="That template's version.", ge=1)
 
 
 class Attachment(Shape):

@@ -221,13 +221,20 @@ class AttachmentRequest(Request):
 class MailRequest(Request):
     """A mail to send. Any field not listed here is refused with 400."""
 
-    # OpenAPI 3.0 has no "one of these two is required", but anyOf of two required ones says
-    # it; each branch also asks for a non-empty string, as null and "" mean "no body".
+    # OpenAPI 3.0 has no "one of these is required", but anyOf of required ones says it: a
+    # subject with a body (text, html or both: each a non-empty string, as null and "" mean
+    # "no body"), or a template.
     model_config = ConfigDict(
         json_schema_extra={
             "anyOf": [
-                {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
-                for name in ("text", "html")
+                *(
+                    {
+                        "required": ["subject", name],
+                        "properties": {name: {"type": "string", "minLength": 1}},
+                    }
+                    for name in ("text", "html")
+                ),
+                {"required": ["template"]},
             ]
         }
     )
@@ -243,8 +250,10 @@ class MailRequest(Request):
         None
     )
     reply_to: Annotated[Any, Addresses("At most one address for replies.", 1)] = None
-    subject: str = Field(
-        description="The subject: one line, without line breaks or control characters.",
+    subject: str | None = Field(
+        None,
+        description="The subject: one line, without line breaks or control characters. "
+        "Required unless `template` is given.",
         min_length=1,
         max_length=MAX_SUBJECT,
         pattern=HEADER_TEXT,
@@ -279,6 +288,37 @@ class MailRequest(Request):
         description="Hold the mail until then (`scheduled`): ISO 8601 with a zone, at most "
         "`MAX_SCHEDULE_DAYS` ahead; a time in the past means now. Empty (or null in JSON) means "
         "now.",
+    )
+    template: str | None = Field(
+        None,
+        description="A stored template's name, in place of `subject`, `text` and `html` (giving "
+        "both is a 400): the mail is rendered from it when it is submitted, and stored "
+        "rendered.",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+    )
+    template_version: int | None = Field(
+        None, description="The template's version; default: its latest.", ge=1, le=2**31 - 1
+    )
+    variables: dict[str, Any] | None = Field(
+        None,
+        description="The template's variables: a JSON object of at most `MAX_VARIABLES_BYTES` "
+        "as JSON (in a form: the object as JSON text). A variable the template uses and this "
+        "does not give is a 400 naming it (`variables.<name>`).",
+    )
+
+
+class BatchRequest(Request):
+    """Mails with shared fields: each item of `mails` is merged over `defaults` (an item's
+    field wins), so one template, sender and tags are given once and each item carries only
+    its `to` and `variables`."""
+
+    defaults: dict[str, Any] | None = Field(
+        None, description="Fields of a MailRequest shared by every item."
+    )
+    mails: list[dict[str, Any]] = Field(
+        description="The mails: each, merged over `defaults`, a MailRequest.",
+        min_length=1,
+        max_length=MAX_BATCH,
     )
 
 

@@ -45,7 +45,7 @@ def test_batch_with_bad_items_stores_nothing_and_names_each(client, settings):
 
 
 def test_batch_size_and_shape_limits(client, settings):
-    for payload in ([], batch(1001), {"mails": batch(2)}):
+    for payload in ([], batch(1001), {"mails": "not a list"}, {"defaults": {}}):
         response = client.post("/mail/batch", json=payload)
         assert response.status_code == 400
         assert response.get_json()["errors"][0]["field"] == "body"

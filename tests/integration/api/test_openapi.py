@@ -131,7 +131,11 @@ def test_enums_and_limits_come_from_the_code(spec):
         circuit.PAUSED,
     ]
     batch = spec["paths"]["/mail/batch"]["post"]["requestBody"]["content"]["application/json"]
-    assert batch["schema"]["maxItems"] == MAX_BATCH
+    listed, wrapped = batch["schema"]["oneOf"]
+    assert listed["maxItems"] == MAX_BATCH
+    assert (
+        schemas[wrapped["$ref"].rsplit("/", 1)[1]]["properties"]["mails"]["maxItems"] == MAX_BATCH
+    )
 
 
 # Real answers against the document ------------------------------------------------------------
@@ -283,6 +287,23 @@ EXPECTED_CODES = {
     ("/metrics", "get"): {"200", "401", "429", "500"},
     ("/api/spec", "get"): {"200"},
     ("/api/docs", "get"): {"200"},
+    ("/templates", "get"): {"200", "400", "401", "429", "500", "503"},
+    ("/templates", "post"): {"201", "400", "401", "409", "413", "415", "429", "500", "503"},
+    ("/templates/{name}", "get"): {"200", "401", "404", "429", "500", "503"},
+    ("/templates/{name}", "put"): {"201", "400", "401", "404", "413", "415", "429", "500", "503"},
+    ("/templates/{name}", "delete"): {"204", "401", "404", "429", "500", "503"},
+    ("/templates/{name}/versions/{version}", "get"): {"200", "401", "404", "429", "500", "503"},
+    ("/templates/{name}/render", "post"): {
+        "200",
+        "400",
+        "401",
+        "404",
+        "413",
+        "415",
+        "429",
+        "500",
+        "503",
+    },
 }
 
 

@@ -75,7 +75,16 @@ def test_the_statements_name_what_the_code_defines(filename, name, written):
 def plan(database_url, statement, **params):
     """PostgreSQL's plan of ``statement`` with ``params`` (the others NULL), scans discouraged."""
     nulls = dict.fromkeys(
-        ("status", "statuses", "to", "tag", "created_after", "created_before", "after_created")
+        (
+            "status",
+            "statuses",
+            "to",
+            "tag",
+            "template",
+            "created_after",
+            "created_before",
+            "after_created",
+        )
     )
     engine = create_engine(database_url)
     with engine.connect() as conn:
@@ -104,6 +113,8 @@ def test_a_listing_filter_is_dropped_while_its_parameter_is_null(client, mail, s
     # applies and the other filters, their parameters NULL, are gone.
     recipient = plan(url, reads.SQL.page, to="rcpt@example.com")
     assert "recipients @>" in recipient and "status" not in recipient, recipient
+    template = plan(url, reads.SQL.page, template="receipt")
+    assert "ix_email_template" in template and "Sort" not in template, template
 
 
 @pytest.mark.committed

@@ -40,6 +40,8 @@ def row(**values):
         "created_at": NOW,
         "updated_at": NOW,
         "sent_at": None,
+        "template": None,
+        "template_version": None,
         **values,
     }
     return tuple(base[name] for name in listing.PAGE_COLUMNS)
@@ -72,6 +74,8 @@ ROWS = [
         provider_message_id=ODD,
         attempts=12,
         last_error=ODD,
+        template=ODD,
+        template_version=3,
     ),
     row(
         status="scheduled",

@@ -1,0 +1,180 @@
+"""Mail from a stored template: ``POST /mail`` and each item of ``POST /mail/batch`` may give
+``template`` (a name), ``template_version`` (default: the latest) and ``variables`` in place of
+``subject``, ``text`` and ``html``.
+
+The mail is rendered here, when it is submitted, and stored rendered: what the recipient gets
+is fixed at the 202, the same through every provider and every failover. The versions a
+request asks for are read in one statement (``templates.resolve``), however many items name
+them, and each version is compiled once (``rendering.Renderer``'s cache), so a batch of a
+thousand personal mails costs a look-up, a compilation and a thousand renders.
+"""
+
+import json
+import re
+
+from flask import current_app
+
+from mailer import rendering
+from mailer.database import transaction
+from mailer.queue import templates
+from mailer.validation.mail import TEXT_FIELDS, ValidationError, validate_mail
+
+TEMPLATE_FIELDS = ("template", "template_version", "variables")
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}\Z")
+MAX_VERSION = 2**31 - 1  # the database's integer
+RENDERER = rendering.Renderer()
+# The variables as JSON, to measure them: one encoder, not one made per call of json.dumps.
+COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class Asked:
+    """What one request asks of a template: the version (``pair``), its ``variables``, and
+    the errors of these fields (then ``pair`` is None)."""
+
+    def __init__(self, data, max_variables_bytes):
+        self.errors = []
+        self.name = self._name(data.get("template"))
+        self.version = self._version(data.get("template_version"))
+        self.variables = self._variables(data.get("variables"), max_variables_bytes)
+        given = [field for field in TEXT_FIELDS if data.get(field) not in (None, "")]
+        self.errors += [
+            {"field": field, "message": "Give either a template or subject, text and html"}
+            for field in given
+        ]
+        self.pair = None if self.errors else (self.name, self.version)
+
+    def _name(self, value):
+        """The template's name, checked."""
+        if not isinstance(value, str) or not NAME.match(value):
+            self.errors.append(
+                {"field": "template", "message": "A name of 1-100 letters, digits, _ . or -"}
+            )
+            return None
+        return value
+
+    def _version(self, value):
+        """The version asked for (None: the latest)."""
+        if value is None or value == "":
+            return None
+        if isinstance(value, str) and value.isascii() and value.isdigit():  # a form's field
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+            self.errors.append(
+                {"field": "template_version", "message": f"A version number, 1 to {MAX_VERSION}"}
+            )
+            return None
+        return value
+
+    def _variables(self, value, max_bytes):
+        """The variables, a JSON object of at most ``max_bytes`` as JSON."""
+        if isinstance(value, str):  # a form's field holds the object as JSON text
+            size = _utf8_size(value)
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError):
+                value = None
+                self.errors.append({"field": "variables", "message": "Must be a JSON object"})
+                return {}
+        elif value is not None:
+            size = _utf8_size(COMPACT.encode(value))
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.errors.append({"field": "variables", "message": "Must be a JSON object"})
+            return {}
+        if size > max_bytes:
+            self.errors.append(
+                {"field": "variables", "message": f"At most {max_bytes:,} bytes as JSON"}
+            )
+            return {}
+        return value
+
+
+def _utf8_size(text):
+    """The bytes of ``text`` in UTF-8."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def uses_template(data):
+    """Whether a request (a dict) names a template or gives its fields (null and "" are
+    "none", as for every optional field)."""
+    return any(data.get(field) not in (None, "") for field in TEMPLATE_FIELDS)
+
+
+def without_template(data):
+    """A request that uses no template without its template fields (each null or "")."""
+    if not any(field in data for field in TEMPLATE_FIELDS):
+        return data
+    return {key: value for key, value in data.items() if key not in TEMPLATE_FIELDS}
+
+
+def validate_all(items, bounds):
+    """Each request of ``items`` (dicts, or what a batch holds instead) validated, templated
+    ones rendered first: ``[(index, clean or None, errors)]`` in order, ``errors`` as
+    ``validate_mail`` lists them (a template's with the field at fault)."""
+    config = current_app.config
+    asked = {
+        index: Asked(item, config["MAX_VARIABLES_BYTES"])
+        for index, item in enumerate(items)
+        if isinstance(item, dict) and uses_template(item)
+    }
+    wanted = {ask.pair for ask in asked.values() if ask.pair is not None}
+    found = {}
+    if wanted:
+        with transaction(single_statement=True) as conn:
+            found = templates.resolve(conn, wanted)
+    return [
+        (index, *_validated(item, asked.get(index), found, bounds, config))
+        for index, item in enumerate(items)
+    ]
+
+
+def _validated(item, ask, found, bounds, config):
+    """One request's (clean, errors): rendered from its template if it names one."""
+    if not isinstance(item, dict):
+        return None, [{"field": "", "message": "Must be a JSON object"}]
+    if ask is None:
+        try:
+            return validate_mail(without_template(item), **bounds), []
+        except ValidationError as err:
+            return None, err.errors
+    errors, rendered, source = list(ask.errors), {}, None
+    if ask.pair is not None:
+        source = found.get(ask.pair)
+        if source is None:
+            errors.append({"field": _missing_field(ask), "message": _missing(ask)})
+        else:
+            rendered, problem = _render(source, ask.variables, config["MAX_RENDERED_BYTES"])
+            errors += problem
+    data = {key: value for key, value in item.items() if key not in TEMPLATE_FIELDS}
+    data.update({field: value for field, value in rendered.items() if value is not None})
+    try:
+        clean = validate_mail(data, **bounds)
+    except ValidationError as err:
+        # Without a rendering there are no subject and body to find missing.
+        shown = err.errors if rendered else [e for e in err.errors if e["field"] not in TEXT_FIELDS]
+        return None, errors + shown
+    if errors:
+        return None, errors
+    clean["template"], clean["template_version"] = ask.name, source.version
+    return clean, []
+
+
+def _render(source, variables, max_bytes):
+    """({field: text}, []) of a version rendered, or ({}, [its error])."""
+    try:
+        return RENDERER.render(source.key, source.sources(), variables, max_bytes)._asdict(), []
+    except rendering.RenderError as err:
+        return {}, [err.as_error()]
+
+
+def _missing_field(ask):
+    """The field that names what was not found."""
+    return "template" if ask.version is None else "template_version"
+
+
+def _missing(ask):
+    """Why the version asked for was not found."""
+    if ask.version is None:
+        return f"No template named {ask.name!r}"
+    return f"No version {ask.version} of a template named {ask.name!r}"

@@ -1,0 +1,95 @@
+"""Stored templates: create one, add a version, read, list, delete, and resolve the versions
+that mail asks for (``sql/templates.sql``).
+
+A template is a name and its versions, numbered from 1; a version is never changed, only
+followed by the next. Deleting a template hides it from everything here (no new mail can use
+it) and keeps its rows, so the name may be taken again by a new template. Rendering is not done
+here: ``mailer.rendering`` compiles and renders what ``resolve`` returns.
+"""
+
+from typing import NamedTuple
+
+from mailer.queue.queries import as_json, load
+
+SQL = load("templates.sql")
+
+
+class Source(NamedTuple):
+    """A version to render: its template's ``id``, its ``version`` and the template texts."""
+
+    id: int
+    version: int
+    subject: str
+    text: str | None
+    html: str | None
+
+    @property
+    def key(self):
+        """What identifies the version's compiled code: (template id, version)."""
+        return (self.id, self.version)
+
+    def sources(self):
+        """The texts by field, as ``rendering`` takes them."""
+        return {"subject": self.subject, "text": self.text, "html": self.html}
+
+
+def _fields(name, fields, created_by):
+    """The parameters of a new version."""
+    return {
+        "name": name,
+        "subject": fields["subject"],
+        "text": fields.get("text"),
+        "html": fields.get("html"),
+        "description": fields.get("description"),
+        "created_by": created_by,
+    }
+
+
+def create(conn, name, fields, created_by):
+    """A new template ``name`` with ``fields`` as its version 1: the version as a dict (with
+    ``versions``), or None if a live template has that name."""
+    row = conn.exec_driver_sql(SQL.create, _fields(name, fields, created_by)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def add_version(conn, name, fields, created_by):
+    """The next version of the template ``name``, as a dict, or None if there is none."""
+    params = _fields(name, fields, created_by)
+    row = conn.exec_driver_sql(SQL.add_version, params).mappings().first()
+    return None if row is None else dict(row)
+
+
+def version(conn, name, number=None):
+    """The template ``name``'s version ``number`` (None: its latest) as a dict with
+    ``versions`` (every number), or None."""
+    row = conn.exec_driver_sql(SQL.version, {"name": name, "version": number}).mappings().first()
+    return None if row is None else dict(row)
+
+
+def page(conn, limit=50, after=None, search=None):
+    """A page of live templates, newest first, and whether more follow: ``(rows, more)``.
+    ``after``: the (created_at, name) of the previous page's last."""
+    created, name = after or (None, None)
+    params = {
+        "search": search or None,
+        "after_created": created,
+        "after_name": name,
+        "limit": limit + 1,
+    }
+    rows = [dict(row) for row in conn.exec_driver_sql(SQL.page, params).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
+def delete(conn, name):
+    """Delete the template ``name``; whether there was one."""
+    return conn.exec_driver_sql(SQL.delete, {"name": name}).first() is not None
+
+
+def resolve(conn, wanted):
+    """The versions asked for: ``wanted`` is a set of (name, version or None for the latest);
+    the answer maps each pair found to its ``Source`` (a pair missing was not found)."""
+    if not wanted:
+        return {}
+    pairs = [{"name": name, "version": number} for name, number in sorted(wanted, key=str)]
+    rows = conn.exec_driver_sql(SQL.resolve, {"wanted": as_json(pairs)})
+    return {(row.name, row.asked): Source(*row[2:]) for row in rows}
