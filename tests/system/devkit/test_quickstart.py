@@ -134,9 +134,11 @@ def test_ctrl_c_under_load_stops_the_sandbox_last(pgdata):
     )
     api, sandbox = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sandbox_port}"
     try:
-        wait_for(
-            lambda: fetch("GET", f"{api}/health")[0] == 200, 60, interval=0.1, message="the API"
-        )
+        for name, health in (
+            ("the API", f"{api}/health"),
+            ("the sandbox", f"{sandbox}/_sandbox/health"),
+        ):
+            wait_for(lambda url=health: fetch("GET", url)[0] == 200, 60, interval=0.1, message=name)
         assert fetch("PUT", f"{sandbox}/_sandbox/behaviour/mailgun", {"latency_ms": 1500})[0]
         mail = {"from": "a@example.com", "to": "b@example.com", "subject": "Hi", "text": "x"}
         ids = [fetch("POST", f"{api}/mail", mail)[1]["id"] for _ in range(10)]
