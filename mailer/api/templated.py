@@ -110,8 +110,9 @@ def without_template(data):
 
 def validate_all(items, bounds):
     """Each request of ``items`` (dicts, or what a batch holds instead) validated, templated
-    ones rendered first: ``[(index, clean or None, errors)]`` in order, ``errors`` as
-    ``validate_mail`` lists them (a template's with the field at fault)."""
+    ones rendered first: ``[(index, clean or None, errors, status)]`` in order, ``errors`` as
+    ``validate_mail`` lists them (a template's with the field at fault) and ``status`` the one
+    ``validate_mail`` gives them (413 when the attachments are too large, else 400)."""
     config = current_app.config
     asked = {
         index: Asked(item, config["MAX_VARIABLES_BYTES"])
@@ -130,14 +131,14 @@ def validate_all(items, bounds):
 
 
 def _validated(item, ask, found, bounds, config):
-    """One request's (clean, errors): rendered from its template if it names one."""
+    """One request's (clean, errors, status): rendered from its template if it names one."""
     if not isinstance(item, dict):
-        return None, [{"field": "", "message": "Must be a JSON object"}]
+        return None, [{"field": "", "message": "Must be a JSON object"}], 400
     if ask is None:
         try:
-            return validate_mail(without_template(item), **bounds), []
+            return validate_mail(without_template(item), **bounds), [], 400
         except ValidationError as err:
-            return None, err.errors
+            return None, err.errors, err.status
     errors, rendered, source = list(ask.errors), {}, None
     if ask.pair is not None:
         source = found.get(ask.pair)
@@ -153,11 +154,11 @@ def _validated(item, ask, found, bounds, config):
     except ValidationError as err:
         # Without a rendering there are no subject and body to find missing.
         shown = err.errors if rendered else [e for e in err.errors if e["field"] not in TEXT_FIELDS]
-        return None, errors + shown
+        return None, errors + shown, err.status
     if errors:
-        return None, errors
+        return None, errors, 400
     clean["template"], clean["template_version"] = ask.name, source.version
-    return clean, []
+    return clean, [], 400
 
 
 def _render(source, variables, max_bytes):
