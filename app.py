@@ -12,6 +12,7 @@ from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 
+from mailer.admin import templates as admin_templates
 from mailer.admin import views as admin_views
 from mailer.api import auth, bodies, errors, health, openapi, resources, templates
 from mailer.config import ensure_secret_key, load_config, load_settings
@@ -44,7 +45,7 @@ def create_app(test_config=None, config_path=None):
     receive.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
-    admin_views.init_app(app)
+    admin_templates.init_app(admin_views.init_app(app))
     auth.init_app(app)
     return app
 

@@ -296,20 +296,14 @@ class Renderer:
                 self._compiled.popitem(last=False)
         return found
 
+    def version(self, key, sources):
+        """The version ``key`` whose texts are ``sources``, ready to render as often as asked:
+        a batch's mails look it up once."""
+        return Version(self.compiled(key, sources))
+
     def render(self, key, sources, variables, max_bytes=DEFAULT_MAX_BYTES):
-        """The version ``key`` rendered with ``variables``: a ``Rendered``, or RenderError
-        naming what is at fault. The fields together make at most ``max_bytes`` of UTF-8."""
-        templates = self.compiled(key, sources)
-        budget = _Budget(max_bytes)
-        token = _budget.set(budget)
-        try:
-            left, texts = max_bytes, []
-            for field, template in zip(FIELDS, templates, strict=True):
-                text, left = _render_field(field, template, variables, left, max_bytes)
-                texts.append(text)
-            return Rendered(*texts)
-        finally:
-            _budget.reset(token)
+        """The version ``key`` rendered once with ``variables`` (``Version.render``)."""
+        return self.version(key, sources).render(variables, max_bytes)
 
     def _compile(self, field, source):
         """The compiled template of one field's text (None for none)."""
@@ -328,23 +322,52 @@ class Compiled(NamedTuple):
     globals: dict
 
 
-def _context(compiled, variables):
-    """The context of one render: the variables over the globals, the loop guard over both (a
-    variable cannot take its place)."""
+class Version:
+    """A version's compiled fields, rendered with one mail's variables at a time.
+
+    The fields it has are listed once, so a field the version lacks costs nothing per mail,
+    and each render builds the values its fields read once: the variables over the globals
+    (the same in both environments), the loop guard over both (a variable cannot take its
+    place). Every field's context reads that one dict and writes its own ``{% set %}``s to its
+    own ``vars``, as Jinja's contexts do.
+    """
+
+    def __init__(self, compiled):
+        self.fields = [
+            (index, field, found)
+            for index, (field, found) in enumerate(zip(FIELDS, compiled, strict=True))
+            if found is not None
+        ]
+        self.globals = self.fields[0][2].globals if self.fields else {}
+
+    def render(self, variables, max_bytes=DEFAULT_MAX_BYTES):
+        """The fields rendered with ``variables``: a ``Rendered``, or RenderError naming what
+        is at fault. The fields together make at most ``max_bytes`` of UTF-8."""
+        values = {**self.globals, **variables, LOOP_GUARD: _loop_guard}
+        texts = [None] * len(FIELDS)
+        token = _budget.set(_Budget(max_bytes))
+        try:
+            left = max_bytes
+            for index, field, compiled in self.fields:
+                texts[index], left = _render_field(field, compiled, values, left, max_bytes)
+        finally:
+            _budget.reset(token)
+        return Rendered(*texts)
+
+
+def _context(compiled, values):
+    """The context of one field's render: it reads ``values`` and never changes them."""
     template = compiled.template
-    values = {**compiled.globals, **variables, LOOP_GUARD: _loop_guard}
     return new_context(
         template.environment, template.name, template.blocks, values, True, compiled.globals
     )
 
 
-def _render_field(field, compiled, variables, left, max_bytes):
-    """One field rendered (None for none), and the bytes still allowed after it."""
-    if compiled is None:
-        return None, left
+def _render_field(field, compiled, values, left, max_bytes):
+    """One field rendered, and the bytes still allowed after it."""
     pieces = []
     try:
-        for piece in compiled.template.root_render_func(_context(compiled, variables)):
+        for piece in compiled.template.root_render_func(_context(compiled, values)):
             left -= len(piece) if piece.isascii() else len(piece.encode("utf-8"))
             if left < 0:
                 raise RenderError(field, f"Renders to more than {max_bytes:,} bytes")

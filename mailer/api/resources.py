@@ -264,9 +264,9 @@ class MailList(Resource):
         if not templated.uses_template(data):
             clean = validate_mail(templated.without_template(data), **limits())
             return store([clean], accepted_mail, stamp_mail)
-        [(_, clean, errors)] = templated.validate_all([data], limits())
+        [(_, clean, errors, status)] = templated.validate_all([data], limits())
         if errors:
-            raise ValidationError(errors)
+            raise ValidationError(errors, status=status)
         return store([clean], accepted_mail, stamp_mail)
 
     def get(self):
@@ -287,7 +287,7 @@ class MailBatch(Resource):
         them all in one transaction; 400 names bad items."""
         items = read_batch_request()
         cleans, errors = [], []
-        for index, clean, problems in templated.validate_all(items, limits()):
+        for index, clean, problems, _status in templated.validate_all(items, limits()):
             if clean is not None:
                 cleans.append(clean)
             errors += [

@@ -22,6 +22,7 @@ from mailer.validation.mail import TEXT_FIELDS, ValidationError, validate_mail
 TEMPLATE_FIELDS = ("template", "template_version", "variables")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}\Z")
 MAX_VERSION = 2**31 - 1  # the database's integer
+EMPTY = (None, "")  # what an optional field holds when it is not given
 RENDERER = rendering.Renderer()
 # The variables as JSON, to measure them: one encoder, not one made per call of json.dumps.
 COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -32,15 +33,17 @@ class Asked:
     the errors of these fields (then ``pair`` is None)."""
 
     def __init__(self, data, max_variables_bytes):
+        """``max_variables_bytes``: the variables' bound, or None when they were measured
+        already (``fit``)."""
         self.errors = []
         self.name = self._name(data.get("template"))
         self.version = self._version(data.get("template_version"))
         self.variables = self._variables(data.get("variables"), max_variables_bytes)
-        given = [field for field in TEXT_FIELDS if data.get(field) not in (None, "")]
-        self.errors += [
-            {"field": field, "message": "Give either a template or subject, text and html"}
-            for field in given
-        ]
+        for field in TEXT_FIELDS:
+            if data.get(field) not in EMPTY:
+                self.errors.append(
+                    {"field": field, "message": "Give either a template or subject, text and html"}
+                )
         self.pair = None if self.errors else (self.name, self.version)
 
     def _name(self, value):
@@ -66,23 +69,20 @@ class Asked:
         return value
 
     def _variables(self, value, max_bytes):
-        """The variables, a JSON object of at most ``max_bytes`` as JSON."""
-        if isinstance(value, str):  # a form's field holds the object as JSON text
-            size = _utf8_size(value)
+        """The variables, a JSON object of at most ``max_bytes`` as JSON (None: measured
+        already, with the batch's others)."""
+        text = value if isinstance(value, str) else None  # a form's field: the object as JSON
+        if text is not None:
             try:
-                value = json.loads(value)
+                value = json.loads(text)
             except (ValueError, RecursionError):
-                value = None
-                self.errors.append({"field": "variables", "message": "Must be a JSON object"})
-                return {}
-        elif value is not None:
-            size = _utf8_size(COMPACT.encode(value))
+                value = []
         if value is None:
             return {}
         if not isinstance(value, dict):
             self.errors.append({"field": "variables", "message": "Must be a JSON object"})
             return {}
-        if size > max_bytes:
+        if max_bytes is not None and _utf8_size(text or COMPACT.encode(value)) > max_bytes:
             self.errors.append(
                 {"field": "variables", "message": f"At most {max_bytes:,} bytes as JSON"}
             )
@@ -98,7 +98,17 @@ def _utf8_size(text):
 def uses_template(data):
     """Whether a request (a dict) names a template or gives its fields (null and "" are
     "none", as for every optional field)."""
-    return any(data.get(field) not in (None, "") for field in TEMPLATE_FIELDS)
+    get = data.get
+    return not (
+        get("template") in EMPTY and get("template_version") in EMPTY and get("variables") in EMPTY
+    )
+
+
+def fit(requests, max_bytes):
+    """Whether every request's variables fit in ``max_bytes`` as JSON, measured at once: each
+    one's JSON is a part of their list's. False means each must be measured on its own."""
+    values = [data.get("variables") for data in requests]
+    return _utf8_size(COMPACT.encode(values)) <= max_bytes
 
 
 def without_template(data):
@@ -110,62 +120,74 @@ def without_template(data):
 
 def validate_all(items, bounds):
     """Each request of ``items`` (dicts, or what a batch holds instead) validated, templated
-    ones rendered first: ``[(index, clean or None, errors)]`` in order, ``errors`` as
-    ``validate_mail`` lists them (a template's with the field at fault)."""
+    ones rendered first: ``[(index, clean or None, errors, status)]`` in order, ``errors`` as
+    ``validate_mail`` lists them (a template's with the field at fault) and ``status`` the one
+    ``validate_mail`` gives them (413 when the attachments are too large, else 400)."""
     config = current_app.config
-    asked = {
-        index: Asked(item, config["MAX_VARIABLES_BYTES"])
+    templated = {
+        index: item
         for index, item in enumerate(items)
         if isinstance(item, dict) and uses_template(item)
     }
-    wanted = {ask.pair for ask in asked.values() if ask.pair is not None}
-    found = {}
-    if wanted:
-        with transaction(single_statement=True) as conn:
-            found = templates.resolve(conn, wanted)
+    limit = config["MAX_VARIABLES_BYTES"]
+    measured = None if len(templated) > 1 and fit(templated.values(), limit) else limit
+    asked = {index: Asked(item, measured) for index, item in templated.items()}
+    versions = _versions({ask.pair for ask in asked.values() if ask.pair is not None})
+    max_bytes = config["MAX_RENDERED_BYTES"]
     return [
-        (index, *_validated(item, asked.get(index), found, bounds, config))
+        (index, *_validated(item, asked.get(index), versions, bounds, max_bytes))
         for index, item in enumerate(items)
     ]
 
 
-def _validated(item, ask, found, bounds, config):
-    """One request's (clean, errors): rendered from its template if it names one."""
+def _versions(wanted):
+    """The versions asked for, read in one statement and each compiled once:
+    ``{(name, version or None): (Source, rendering.Version)}`` (a pair missing was not
+    found)."""
+    if not wanted:
+        return {}
+    with transaction(single_statement=True) as conn:
+        found = templates.resolve(conn, wanted)
+    return {
+        pair: (source, RENDERER.version(source.key, source.sources()))
+        for pair, source in found.items()
+    }
+
+
+def _validated(item, ask, versions, bounds, max_bytes):
+    """One request's (clean, errors, status): rendered from its template if it names one."""
     if not isinstance(item, dict):
-        return None, [{"field": "", "message": "Must be a JSON object"}]
+        return None, [{"field": "", "message": "Must be a JSON object"}], 400
     if ask is None:
         try:
-            return validate_mail(without_template(item), **bounds), []
+            return validate_mail(without_template(item), **bounds), [], 400
         except ValidationError as err:
-            return None, err.errors
-    errors, rendered, source = list(ask.errors), {}, None
+            return None, err.errors, err.status
+    errors, rendered, source = list(ask.errors), None, None
     if ask.pair is not None:
-        source = found.get(ask.pair)
+        source, version = versions.get(ask.pair, (None, None))
         if source is None:
             errors.append({"field": _missing_field(ask), "message": _missing(ask)})
         else:
-            rendered, problem = _render(source, ask.variables, config["MAX_RENDERED_BYTES"])
-            errors += problem
-    data = {key: value for key, value in item.items() if key not in TEMPLATE_FIELDS}
-    data.update({field: value for field, value in rendered.items() if value is not None})
+            try:
+                rendered = version.render(ask.variables, max_bytes)
+            except rendering.RenderError as err:
+                errors.append(err.as_error())
+    data = dict(item)
+    for field in TEMPLATE_FIELDS:
+        data.pop(field, None)
+    if rendered is not None:
+        data.update(zip(rendering.FIELDS, rendered, strict=True))
     try:
         clean = validate_mail(data, **bounds)
     except ValidationError as err:
         # Without a rendering there are no subject and body to find missing.
         shown = err.errors if rendered else [e for e in err.errors if e["field"] not in TEXT_FIELDS]
-        return None, errors + shown
+        return None, errors + shown, err.status
     if errors:
-        return None, errors
+        return None, errors, 400
     clean["template"], clean["template_version"] = ask.name, source.version
-    return clean, []
-
-
-def _render(source, variables, max_bytes):
-    """({field: text}, []) of a version rendered, or ({}, [its error])."""
-    try:
-        return RENDERER.render(source.key, source.sources(), variables, max_bytes)._asdict(), []
-    except rendering.RenderError as err:
-        return {}, [err.as_error()]
+    return clean, [], 400
 
 
 def _missing_field(ask):

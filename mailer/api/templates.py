@@ -223,13 +223,18 @@ class TemplateRender(Resource):
             )
         if found is None:
             raise unknown_template(name, ask.version)
-        try:
-            rendered = RENDERER.render(
-                found.key, found.sources(), ask.variables, current_app.config["MAX_RENDERED_BYTES"]
-            )
-        except RenderError as err:
-            raise ApiError(400, "The template does not render", [err.as_error()]) from None
-        return RenderedTemplate.dump(rendered._asdict())
+        return RenderedTemplate.dump(preview(found, ask.variables)._asdict())
+
+
+def preview(source, variables):
+    """``source`` (a ``templates.Source``) rendered with ``variables``, a ``Rendered``; 400
+    names what the template needs and did not get, or what it may not do."""
+    try:
+        return RENDERER.render(
+            source.key, source.sources(), variables, current_app.config["MAX_RENDERED_BYTES"]
+        )
+    except RenderError as err:
+        raise ApiError(400, "The template does not render", [err.as_error()]) from None
 
 
 def templated_ask(data):

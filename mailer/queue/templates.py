@@ -52,9 +52,11 @@ def create(conn, name, fields, created_by):
     return None if row is None else dict(row)
 
 
-def add_version(conn, name, fields, created_by):
-    """The next version of the template ``name``, as a dict, or None if there is none."""
-    params = _fields(name, fields, created_by)
+def add_version(conn, name, fields, created_by, template_id=None):
+    """The next version of the template ``name``, as a dict, or None if there is none. With
+    ``template_id``, only if the template of that name is still that one (the admin's page
+    names a template by id: a deleted one's name may have been taken since)."""
+    params = {**_fields(name, fields, created_by), "id": template_id}
     row = conn.exec_driver_sql(SQL.add_version, params).mappings().first()
     return None if row is None else dict(row)
 
@@ -78,6 +80,33 @@ def page(conn, limit=50, after=None, search=None):
     }
     rows = [dict(row) for row in conn.exec_driver_sql(SQL.page, params).mappings()]
     return rows[:limit], len(rows) > limit
+
+
+def admin_page(conn, limit=50, before=None, search=None):
+    """The admin's list: a page of every template, deleted ones too, newest first, and whether
+    more follow: ``(rows, more)``. ``before``: the id of the previous page's last."""
+    params = {"search": search or None, "before": before, "limit": limit + 1}
+    rows = [dict(row) for row in conn.exec_driver_sql(SQL.admin_page, params).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
+def history(conn, template_id, limit=100):
+    """The template ``template_id`` (deleted or not) as a dict with ``version_count`` and
+    ``versions``, its latest ``limit`` versions newest first (every field); or None."""
+    row = conn.exec_driver_sql(SQL.template_by_id, {"id": template_id}).mappings().first()
+    if row is None:
+        return None
+    params = {"id": template_id, "limit": limit}
+    versions = [dict(v) for v in conn.exec_driver_sql(SQL.versions_by_id, params).mappings()]
+    return {**row, "versions": versions}
+
+
+def source_by_id(conn, template_id, number=None):
+    """The ``Source`` of the template ``template_id``'s version ``number`` (None: its latest),
+    deleted or not; or None."""
+    params = {"id": template_id, "version": number}
+    row = conn.exec_driver_sql(SQL.source_by_id, params).first()
+    return None if row is None else Source(*row)
 
 
 def delete(conn, name):

@@ -18,11 +18,16 @@ SELECT made.name, version.*, ARRAY[1] AS versions FROM made, version;
 
 -- name: add_version
 -- The next version of the live template %(name)s (fields as create's); no row if there is no
--- such template. The first statement locks the template, so that two versions added at once
--- are numbered one after the other: the second reads the number after the first committed.
-SELECT id FROM template WHERE name = %(name)s AND deleted_at IS NULL FOR UPDATE;
+-- such template, or if %(id)s is not NULL and the live template of that name has another id
+-- (a template deleted since, whose name a new one took). The first statement locks the
+-- template, so that two versions added at once are numbered one after the other: the second
+-- reads the number after the first committed.
+SELECT id FROM template
+ WHERE name = %(name)s AND deleted_at IS NULL AND (%(id)s::bigint IS NULL OR id = %(id)s)
+   FOR UPDATE;
 WITH target AS (
-    SELECT id, name FROM template WHERE name = %(name)s AND deleted_at IS NULL
+    SELECT id, name FROM template
+     WHERE name = %(name)s AND deleted_at IS NULL AND (%(id)s::bigint IS NULL OR id = %(id)s)
 ), version AS (
     INSERT INTO template_version (template_id, version, subject, text, html, description,
                                   created_by)
@@ -91,3 +96,42 @@ SELECT wanted.name, wanted.version AS asked, template.id, shown.version, shown.s
         WHERE template_id = template.id
           AND (wanted.version IS NULL OR version = wanted.version)
         ORDER BY version DESC LIMIT 1) AS shown ON true;
+
+-- name: admin_page
+-- The admin's list: a page of every template, the deleted ones too, newest first, keyset-paged
+-- by id: the first %(limit)s whose id is below %(before)s (NULL: from the newest), whose name
+-- contains %(search)s in any case (NULL: every name). Each with its latest version.
+SELECT template.id, template.name, template.created_at, template.deleted_at, latest.version,
+       latest.description, latest.created_at AS updated_at
+  FROM template
+  JOIN LATERAL (
+       SELECT version, description, created_at FROM template_version
+        WHERE template_id = template.id ORDER BY version DESC LIMIT 1) AS latest ON true
+ WHERE (%(search)s::text IS NULL OR strpos(lower(template.name), lower(%(search)s)) > 0)
+   AND (%(before)s::bigint IS NULL OR template.id < %(before)s)
+ ORDER BY template.id DESC
+ LIMIT %(limit)s;
+
+-- name: template_by_id
+-- The template %(id)s, deleted or not, with how many versions it has; no row if there is none.
+SELECT id, name, created_at, deleted_at,
+       (SELECT count(*) FROM template_version WHERE template_id = template.id) AS version_count
+  FROM template
+ WHERE id = %(id)s;
+
+-- name: versions_by_id
+-- The template %(id)s's latest %(limit)s versions, newest first, every field.
+SELECT version, subject, text, html, description, created_by, created_at
+  FROM template_version
+ WHERE template_id = %(id)s
+ ORDER BY version DESC
+ LIMIT %(limit)s;
+
+-- name: source_by_id
+-- The template %(id)s's version %(version)s (NULL: its latest), deleted or not, as resolve
+-- gives it: the template's id, the version's number and its fields. No row if there is none.
+SELECT template_id, version, subject, text, html
+  FROM template_version
+ WHERE template_id = %(id)s AND (%(version)s::int IS NULL OR version = %(version)s)
+ ORDER BY version DESC
+ LIMIT 1;

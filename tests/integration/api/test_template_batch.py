@@ -73,6 +73,25 @@ def test_bad_items_are_named_by_index_and_nothing_is_stored(client, settings):
     assert mail_rows(settings["DATABASE_URL"]) == {}
 
 
+@pytest.mark.parametrize("count", [2, 30])
+def test_each_item_s_variables_are_bounded_whether_or_not_the_batch_s_fit_together(
+    app, client, settings, count
+):
+    app.config["MAX_VARIABLES_BYTES"] = 1000
+    client.post("/templates", json=RECEIPT)
+    mails = personal(count)
+    for mail in mails:
+        # 400 bytes of UTF-8: two fit in 1,000 together, thirty do not
+        mail["variables"]["note"] = "é" * 200
+    assert (
+        client.post("/mail/batch", json={"defaults": DEFAULTS, "mails": mails}).status_code == 202
+    )
+    mails[1]["variables"]["note"] = "é" * 500
+    response = client.post("/mail/batch", json={"defaults": DEFAULTS, "mails": mails})
+    assert response.status_code == 400
+    assert [e["field"] for e in response.get_json()["errors"]] == ["[1].variables"]
+
+
 def test_the_batch_object_is_checked(client):
     for body in (
         {"defaults": DEFAULTS, "mails": []},

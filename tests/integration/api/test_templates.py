@@ -1,6 +1,7 @@
 """Templates: stored in versions, read, listed, deleted, previewed; mail rendered from them when
 it is submitted (``POST /mail``, ``POST /mail/batch``)."""
 
+import base64
 import time
 
 import pytest
@@ -217,6 +218,16 @@ def test_a_bad_templated_mail_is_400_naming_the_field(client, fields, field, sql
     response = client.post("/mail", json=templated(**fields))
     assert response.status_code == 400, response.get_json()
     assert field in [error["field"] for error in response.get_json()["errors"]]
+    assert sql("SELECT count(*) AS n FROM email")[0]["n"] == 0
+
+
+def test_a_templated_mail_with_attachments_too_large_is_413_like_a_plain_one(app, client, sql):
+    create(client)
+    app.config["MAX_ATTACHMENT_BYTES"] = 1000
+    big = {"filename": "big.bin", "content": base64.b64encode(b"x" * 1001).decode()}
+    response = client.post("/mail", json=templated(attachments=[big]))
+    assert response.status_code == 413, response.get_json()
+    assert response.get_json()["errors"][0]["field"] == "attachments"
     assert sql("SELECT count(*) AS n FROM email")[0]["n"] == 0
 
 
