@@ -108,10 +108,10 @@ def without_template(data):
     return {key: value for key, value in data.items() if key not in TEMPLATE_FIELDS}
 
 
-def validate_all(items, bounds):
+def validate_all(items, bounds, tenant=templates.DEFAULT_TENANT):
     """Each request of ``items`` (dicts, or what a batch holds instead) validated, templated
-    ones rendered first: ``[(index, clean or None, errors)]`` in order, ``errors`` as
-    ``validate_mail`` lists them (a template's with the field at fault)."""
+    ones rendered first (from ``tenant``'s templates): ``[(index, clean or None, errors)]`` in
+    order, ``errors`` as ``validate_mail`` lists them (a template's with the field at fault)."""
     config = current_app.config
     asked = {
         index: Asked(item, config["MAX_VARIABLES_BYTES"])
@@ -122,7 +122,7 @@ def validate_all(items, bounds):
     found = {}
     if wanted:
         with transaction(single_statement=True) as conn:
-            found = templates.resolve(conn, wanted)
+            found = templates.resolve(conn, wanted, tenant)
     return [
         (index, *_validated(item, asked.get(index), found, bounds, config))
         for index, item in enumerate(items)

@@ -38,8 +38,9 @@ def record_events(conn, events, suppression_days, webhooks=None):
     stored event (the same provider's key) changes nothing. A recipient's status only moves
     forward (``models.RECIPIENT_ORDER``), so events may come in any order. A permanent bounce,
     a complaint or an unsubscribe suppresses the address for the mail's tenant; a recipient
-    that moved to delivered, bounced or complained raises the client's webhook, and so does a mail that the roll-up
-    moved when none of its recipients did (an unsubscribe settles a mail as delivered).
+    that moved to delivered, bounced or complained raises the client's webhook, and so does a
+    mail that the roll-up moved when none of its recipients did (an unsubscribe settles a mail
+    as delivered).
 
     A batch is two statements, whatever its size: lock its mails (``_lock_for_events``), then
     insert its new events, move their recipients, roll their mails up and count their outcomes
