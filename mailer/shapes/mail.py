@@ -179,6 +179,14 @@ class Mail(ListedMail):
         "that matched a route, e.g. `hotmail.com`, or `default` for `PROVIDERS`; null before "
         "the first."
     )
+    tenant: str = Field(
+        description="The tenant (application) whose mail it is: the submitting key's; "
+        "`default` for `API_KEYS`."
+    )
+    api_key_id: UUID | None = Field(
+        description="The id of the stored key that submitted it; null for `API_KEYS`, "
+        "protected mode and the admin."
+    )
     attachments: list[Attachment] = Field(description="Each attachment's name, type and size.")
     attempt_log: list[Attempt] = Field(
         description="Every provider call for this mail, oldest first."
