@@ -159,10 +159,7 @@ def stored_key_exists(config):
     own (a process about to fork must not keep one); False if it cannot be asked."""
     engine = database.make_engine(config, pool_size=1)
     try:
-        with engine.connect() as conn:
-            return bool(stored_keys.any_live(conn))
-    except Exception:  # noqa: BLE001 - no database yet: no key either
-        return False
+        return bool(stored_keys.any_live_if_known(engine.connect))
     finally:
         engine.dispose()
 

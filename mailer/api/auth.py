@@ -162,12 +162,18 @@ def require_scope(scope):
 
 def stored_keys_live():
     """Whether any stored key is live (protected mode ends with the first one); asked of the
-    database at most once a second per app, and anew after this app made or revoked a key."""
+    database at most once a second per app, and anew after this app made or revoked a key.
+
+    While the database cannot be asked, the answer is no: without it a request can neither
+    read nor store anything, and validation still answers as it always did.
+    """
     checked = current_app.extensions.setdefault(STORED_KEYS_CHECKED, [False, 0.0])
     now = time.monotonic()
     if checked[1] <= now:
-        with connection(current_app.config) as conn:
-            checked[:] = [stored_keys.any_live(conn), now + 1.0]
+        live = stored_keys.any_live_if_known(lambda: connection(current_app.config))
+        if live is None:
+            return False
+        checked[:] = [live, now + 1.0]
     return checked[0]
 
 

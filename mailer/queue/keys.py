@@ -9,6 +9,8 @@ processes serve the API.
 import math
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError
+
 from mailer.queue.queries import load
 
 SQL = load("keys.sql")
@@ -44,6 +46,16 @@ def lookup(conn, key_hash):
 def any_live(conn):
     """Whether any stored key is live."""
     return conn.exec_driver_sql(SQL.any_live).scalar()
+
+
+def any_live_if_known(begin):
+    """Whether any stored key is live, on a connection of ``begin()``; None when the database
+    cannot be asked (down, or not migrated yet)."""
+    try:
+        with begin() as conn:
+            return bool(any_live(conn))
+    except DBAPIError:
+        return None
 
 
 def page(conn, tenant=None, limit=50, after=None):

@@ -36,6 +36,8 @@ PAGE_COLUMNS = (
     "sent_at",
     "template",
     "template_version",
+    "tenant",
+    "api_key_id",
 )
 # The child rows of ``GET /mail/<id>``, each list read as one array per column, in this order,
 # with the attributes their ``to_dict`` reads (as the ORM relationships of ``Email`` would).
@@ -96,8 +98,8 @@ def page(
 
 
 def mail_detail(conn, mail_id, events_shown=None, tenant=None):
-    """The mail ``mail_id`` (a UUID) as a dict of its ``PAGE_COLUMNS``, ``recipients``,
-    ``route``, ``tenant`` and ``api_key_id``, with its ``attachments``, ``attempt_log``,
+    """The mail ``mail_id`` (a UUID) as a dict of its ``PAGE_COLUMNS``, ``recipients`` and
+    ``route``, with its ``attachments``, ``attempt_log``,
     ``recipient_rows`` and ``events`` as lists of rows of the same names as the ORM's
     (``AttemptRow``, ...), of ``events`` only the
     latest ``events_shown`` (None: all) and their total in ``event_count``; None if there is no
@@ -112,7 +114,7 @@ def mail_detail(conn, mail_id, events_shown=None, tenant=None):
     if not found:
         return None
     row = found[0]
-    columns = (*PAGE_COLUMNS, "recipients", "route", "tenant", "api_key_id")
+    columns = (*PAGE_COLUMNS, "recipients", "route")
     mail = dict(zip(columns, row, strict=False))
     arrays = iter(row[len(columns) :])
     for key, kind in DETAIL_CHILDREN:

@@ -17,7 +17,8 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version
+       email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
+       email.api_key_id::text
   FROM email
  WHERE (%(status)s::text IS NULL OR email.status = %(status)s)
    AND (%(statuses)s::text[] IS NULL OR email.status = ANY(%(statuses)s::text[]))
@@ -39,7 +40,8 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version
+       email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
+       email.api_key_id::text
   FROM mail_tag
   JOIN email ON email.id = mail_tag.email_id
  WHERE mail_tag.tag = %(tag)s
@@ -57,7 +59,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
 
 -- name: mail_detail
 -- The mail %(id)s (of %(tenant)s, unless it is NULL) and everything its answer shows, in one
--- statement: its columns as page reads them, its recipients, route, tenant and key, and each list of its child rows as one array per column, in the
+-- statement: its columns as page reads them, its recipients and route, and each list of its child rows as one array per column, in the
 -- order the answer lists them (attachments by position, the attempt log by id, recipients by
 -- address, the events oldest first by the provider's clock); of the events only the latest
 -- %(events_shown)s (NULL: all), and how many there are.
@@ -66,8 +68,8 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version, email.recipients,
-       email.route, email.tenant, email.api_key_id,
+       email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
+       email.api_key_id::text, email.recipients, email.route,
        attachments.*, attempts.*, recipients.*, events.*,
        (SELECT count(*) FROM delivery_event WHERE email_id = email.id)
   FROM email
@@ -101,7 +103,8 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
 -- name: events_page
 -- A page of the mail %(id)s's events, oldest first by the providers' clocks, after the
 -- position (%(after_at)s, %(after_id)s); a mail without events has one row of NULLs, an unknown
--- mail (or one of another tenant than %(tenant)s, unless it is NULL) none. The ix_delivery_event_email index serves every page.
+-- mail (or one of another tenant than %(tenant)s, unless it is NULL) none. The
+-- ix_delivery_event_email index serves every page.
 SELECT shown.id, shown.type, shown.provider, shown.provider_event, shown.recipient,
        shown.severity, shown.reason, shown.occurred_at, shown.received_at
   FROM email
