@@ -81,6 +81,7 @@ def plan(database_url, statement, **params):
             "to",
             "tag",
             "template",
+            "tenant",
             "created_after",
             "created_before",
             "after_created",
