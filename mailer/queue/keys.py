@@ -50,11 +50,14 @@ def any_live(conn):
 
 def any_live_if_known(begin):
     """Whether any stored key is live, on a connection of ``begin()``; None when the database
-    cannot be asked (down, or not migrated yet)."""
+    cannot be asked (down). A pooled connection that died raises, as any statement's does: the
+    request answers 503 and SQLAlchemy replaces the pool's connections."""
     try:
         with begin() as conn:
             return bool(any_live(conn))
-    except DBAPIError:
+    except DBAPIError as err:
+        if err.connection_invalidated:
+            raise
         return None
 
 
