@@ -212,6 +212,12 @@ class NewKey:
     row: dict
 
 
+def tenant_of(fields, creator):
+    """The tenant a new key is asked for: its ``tenant``, or its creator's."""
+    tenant = fields.get("tenant")
+    return creator.tenant if tenant is None else tenant
+
+
 def key_problems(fields, creator):
     """What is wrong with a request for a new key (``fields``: name, tenant, scopes,
     allowed_from_domains, rate_limit, daily_quota, test), made by ``creator`` (a Principal):
@@ -227,7 +233,7 @@ def key_problems(fields, creator):
         "test",
     }
     errors = [{"field": f, "message": "Unknown field"} for f in sorted(set(fields) - known)]
-    name, tenant = fields.get("name"), fields.get("tenant", creator.tenant)
+    name, tenant = fields.get("name"), tenant_of(fields, creator)
     if not isinstance(name, str) or not KEY_NAME.match(name):
         errors.append({"field": "name", "message": "1-100 characters, no control characters"})
     if not isinstance(tenant, str) or not TENANT_NAME.match(tenant):
@@ -272,7 +278,7 @@ def issue(conn, fields, creator, created_by):
         conn,
         {
             "id": uuid.uuid4(),
-            "tenant": fields.get("tenant", creator.tenant),
+            "tenant": tenant_of(fields, creator),
             "name": fields["name"],
             "prefix": key[:start],
             "last4": key[-4:],

@@ -66,13 +66,13 @@ def parse_query(principal):
         "template": _text(args.get("template"), "template"),
         "created_after": _time(args.get("created_after"), "created_after"),
         "created_before": _time(args.get("created_before"), "created_before"),
-        "tenant": _tenant(args.get("tenant"), principal),
+        "tenant": listed_tenant(args.get("tenant"), principal),
         "limit": parse_limit(args.get("limit")),
         "after": decode_cursor(args.get("cursor")),
     }
 
 
-def _tenant(value, principal):
+def listed_tenant(value, principal):
     """The tenant listed: the one asked for (``admin`` only) or the key's own; None for every
     tenant's (``admin`` asking for none). Another key naming another tenant is a 403."""
     if value is None:
@@ -82,7 +82,7 @@ def _tenant(value, principal):
     if not principal.sees_all and value != principal.tenant:
         raise ApiError(
             403,
-            "This key lists its own tenant's mail only",
+            "This key lists its own tenant's only",
             [{"field": "tenant", "message": f"Only {principal.tenant}, or leave it out"}],
         )
     return value
