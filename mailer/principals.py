@@ -256,9 +256,9 @@ def key_problems(fields, creator):
         )
     rate = fields.get("rate_limit")
     if rate is not None and (
-        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1e6
+        isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.001 <= rate <= 1e6
     ):
-        errors.append({"field": "rate_limit", "message": "Mails a second: more than 0, or null"})
+        errors.append({"field": "rate_limit", "message": "Mails a second, from 0.001, or null"})
     quota = fields.get("daily_quota")
     if quota is not None and (
         isinstance(quota, bool) or not isinstance(quota, int) or not 1 <= quota <= 2**31 - 1

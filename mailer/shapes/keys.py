@@ -84,7 +84,7 @@ class ApiKeyRequest(Request):
         [], description="Sender domains it may send from; empty: any.", max_length=MAX_DOMAINS
     )
     rate_limit: float | None = Field(
-        None, description="Mails a second, across every API process.", gt=0, le=1e6
+        None, description="Mails a second, across every API process.", ge=0.001, le=1e6
     )
     daily_quota: int | None = Field(
         None, description="Mails a UTC day, across every API process.", ge=1, le=2**31 - 1
