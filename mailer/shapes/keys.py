@@ -6,7 +6,7 @@ OpenAPI 3.0, as far as it can.
 """
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -16,6 +16,14 @@ from mailer.shapes.requests import Request
 from mailer.shapes.wire import Shape
 
 TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+Domain = Annotated[
+    str,
+    Field(
+        description="A domain name, e.g. `shop.example`.",
+        max_length=253,
+        pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
+    ),
+]
 Scope = Literal[SCOPES]
 
 
@@ -80,7 +88,7 @@ class ApiKeyRequest(Request):
     scopes: list[Scope] = Field(
         description="What it may do (`admin` only from a key with `admin`).", min_length=1
     )
-    allowed_from_domains: list[str] = Field(
+    allowed_from_domains: list[Domain] = Field(
         [], description="Sender domains it may send from; empty: any.", max_length=MAX_DOMAINS
     )
     rate_limit: float | None = Field(
