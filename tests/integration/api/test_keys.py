@@ -110,6 +110,9 @@ def test_two_tenants_each_see_and_act_on_their_own_mail_only(client):
     forbidden = shop("GET", "/mail?tenant=billing")
     assert forbidden.status_code == 403 and error_fields(forbidden) == ["tenant"]
     assert root("GET", f"/mail/{shop_mail['id']}").get_json()["tenant"] == "shop"
+    metrics = root("GET", "/metrics").get_data(as_text=True)
+    assert 'mail_submitted_total{tenant="shop"}' in metrics
+    assert 'mail_submitted_total{tenant="billing"}' in metrics
 
 
 def test_each_tenant_has_its_own_suppressions_and_templates(client, app, sql):
