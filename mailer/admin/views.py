@@ -1117,4 +1117,7 @@ def init_app(app):
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
     admin.add_view(SuppressionView(Suppression, db, name="Suppressions", endpoint="suppression"))
     admin.add_view(WebhookView(WebhookMessage, db, name="Webhooks", endpoint="webhook"))
+    from mailer.admin import keys as admin_keys  # it builds on this module's views
+
+    admin_keys.init_app(admin)
     return admin
