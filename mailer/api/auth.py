@@ -31,7 +31,14 @@ from flask import current_app, g, request
 from mailer.api.errors import ApiError
 from mailer.api.throttle import FailureThrottle
 from mailer.loopback import is_loopback_host
-from mailer.principals import KEYS, LOCAL, authenticate, connection, stored_key_exists
+from mailer.principals import (
+    KEYS,
+    LOCAL,
+    PREFIXES,
+    authenticate,
+    connection,
+    stored_key_exists,
+)
 from mailer.queue import keys as stored_keys
 
 log = logging.getLogger("mail_service.auth")
@@ -189,8 +196,11 @@ def in_protected_mode_now():
 
 
 def authenticated_principal():
-    """The request's principal: ``LOCAL`` in protected mode, else its key's; 401 otherwise."""
-    if in_protected_mode_now():
+    """The request's principal: ``LOCAL`` in protected mode, else its key's; 401 otherwise. A
+    stored key (``mk_live_``, ``mk_test_``) is its own even in protected mode (which may last a
+    second after another process made the first one)."""
+    key = presented_api_key()
+    if not (key and key.startswith(PREFIXES)) and in_protected_mode_now():
         if is_local_request():
             return LOCAL
         raise ApiError(
@@ -203,7 +213,6 @@ def authenticated_principal():
                 }
             ],
         )
-    key = presented_api_key()
     if key is None:
         raise ApiError(
             401,
