@@ -10,7 +10,8 @@ it to SQLAlchemy. Tables that only hand-written SQL reads and writes have no cla
 rate caps, ``mailer.worker.ratecap``, migration 0006), ``email_status_count`` (the ledger of
 mail counts by status, appended by triggers, migration 0007), and ``deliverability`` and
 ``steering`` (the guard's per-minute outcomes and the pairs it steers away from,
-``mailer.worker.steering``, migration 0013). Timestamps are stored in UTC with a
+``mailer.worker.steering``, migration 0013), and ``key_usage`` (each stored key's rate and
+daily counts, ``mailer.queue.keys``, migration 0015). Timestamps are stored in UTC with a
 time zone wherever the database has one.
 """
 
@@ -21,6 +22,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -139,6 +141,11 @@ class Email(db.Model):
     # ``template`` and ``template_version`` tables are read and written by hand-written SQL.
     template: Mapped[str | None] = mapped_column(Text)
     template_version: Mapped[int | None] = mapped_column(Integer)
+    # Whose mail it is, and the stored key that submitted it (None: ``API_KEYS``, protected
+    # mode, the admin); a test key's mail is never sent (migration 0015).
+    tenant: Mapped[str] = mapped_column(Text, server_default="default")
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    test: Mapped[bool] = mapped_column(Boolean, server_default=sql_text("false"))
 
     attachments: Mapped[list["Attachment"]] = relationship(
         order_by="Attachment.position",
@@ -181,6 +188,17 @@ class Email(db.Model):
         Index("ix_email_tags", "tags", postgresql_using="gin"),
         # The dashboard's mails sent per minute over the last hour.
         Index("ix_email_sent_at", "sent_at", postgresql_where=sql_text("sent_at IS NOT NULL")),
+        # A tenant's listing, as the two above, with the tenant first.
+        Index(
+            "ix_email_tenant_created", "tenant", sql_text("created_at DESC"), sql_text("id DESC")
+        ),
+        Index(
+            "ix_email_tenant_status_created",
+            "tenant",
+            "status",
+            sql_text("created_at DESC"),
+            sql_text("id DESC"),
+        ),
     )
 
     def __str__(self):
@@ -210,6 +228,7 @@ class IdempotencyKey(db.Model):
 
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # whose key: a hash
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tenant: Mapped[str] = mapped_column(Text, server_default="default")
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the parsed request
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict] = mapped_column(JSONB)  # without what the database set (below)
@@ -294,6 +313,8 @@ class Suppression(db.Model):
 
     __tablename__ = "suppression"
 
+    # The tenant whose mail it holds back, or ``*``: every tenant's (an operator's entry).
+    tenant: Mapped[str] = mapped_column(Text, primary_key=True, server_default="default")
     address: Mapped[str] = mapped_column(Text, primary_key=True)  # bare (addresses.bare_address)
     reason: Mapped[str] = mapped_column(String(16))  # mailer.queue.suppressions.REASONS
     detail: Mapped[str | None] = mapped_column(Text)  # the provider's words, or an operator's
@@ -306,6 +327,7 @@ class Suppression(db.Model):
     __table_args__ = (
         Index("ix_suppression_created", sql_text("created_at DESC"), "address"),
         Index("ix_suppression_expires", "expires_at"),
+        Index("ix_suppression_tenant_created", "tenant", sql_text("created_at DESC"), "address"),
     )
 
 
@@ -443,3 +465,26 @@ class AuthFailure(db.Model):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the later of both
 
     __table_args__ = (Index("ix_auth_failure_expires", "expires_at"),)
+
+
+class ApiKey(db.Model):
+    """A stored API key (``mailer.queue.keys``, migration 0015): its SHA-256 only, never the
+    key; the readable ``prefix`` and ``last4`` that lists show to tell keys apart."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    prefix: Mapped[str] = mapped_column(Text)
+    last4: Mapped[str] = mapped_column(Text)
+    key_hash: Mapped[str] = mapped_column(Text, unique=True)  # sha256, hex
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    allowed_from_domains: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    rate_limit: Mapped[float | None] = mapped_column(Float)  # mails per second
+    daily_quota: Mapped[int | None] = mapped_column(Integer)  # mails per UTC day
+    test: Mapped[bool] = mapped_column(Boolean, server_default=sql_text("false"))
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -89,6 +89,8 @@ TABLES = (
     "email_status_count",
     "template_version",
     "template",
+    "key_usage",
+    "api_key",
 )
 ANY_ROW = text("SELECT " + " OR ".join(f"EXISTS (SELECT FROM {table})" for table in TABLES))
 

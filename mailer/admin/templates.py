@@ -103,7 +103,7 @@ class TemplateView(Protected, BaseView):
         with transaction() as conn:
             found = templates.history(conn, template_id, limit=0)
             row = found and templates.add_version(
-                conn, found["name"], fields, operator(), template_id
+                conn, found["name"], fields, operator(), found["tenant"], template_id
             )
         if found is None:
             abort(404)

@@ -52,6 +52,7 @@ from flask_admin.form import SecureForm
 from flask_admin.model import typefmt
 from flask_admin.model.template import DeleteRowAction, TemplateLinkRowAction
 from flask_admin.theme import Bootstrap4Theme
+from flask_admin.tools import iterdecode
 from markupsafe import Markup
 from sqlalchemy import func, or_, tuple_
 from wtforms import SelectField, StringField, TextAreaField
@@ -60,6 +61,7 @@ from mailer.admin import chart, dashboard
 from mailer.api.auth import admin_allowed
 from mailer.database import transaction
 from mailer.events import outbox
+from mailer.principals import TENANT_NAME
 from mailer.queue import actions, reads, submit, suppressions
 from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
@@ -503,8 +505,10 @@ class MailView(Protected, ModelView):
         "locked_until",
         "last_error",
         "updated_at",
+        "tenant",
     )
     column_labels = {
+        "api_key_id": "API Key",
         "next_attempt_at": "Next Attempt",
         "locked_by": "Lease Owner",
         "locked_until": "Lease Until",
@@ -523,12 +527,15 @@ class MailView(Protected, ModelView):
         *choice_filters(Email.provider, "Provider", REGISTRY),
         FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
         TagFilter(Email.tags, "Tag"),
+        FilterEqual(Email.tenant, "Tenant"),
         "created_at",
         "send_at",
     )
     # The text and HTML bodies are shown above the table, side by side.
     column_details_list = (
         "id",
+        "tenant",
+        "api_key_id",
         "status",
         "from_address",
         "to_address",
@@ -876,6 +883,11 @@ class SuppressionForm(SecureForm):
     address = StringField("Address")
     reason = SelectField("Reason", choices=list(suppressions.REASONS), default=suppressions.MANUAL)
     detail = StringField("Detail", description="Why, for the next operator")
+    tenant = StringField(
+        "Tenant",
+        default=suppressions.ALL_TENANTS,
+        description="Whose mail it holds back: a tenant's name, or * for every tenant's",
+    )
 
 
 class SuppressionView(Protected, ModelView):
@@ -887,12 +899,23 @@ class SuppressionView(Protected, ModelView):
     list_template = "admin/mail_list.html"  # the menu bar that keeps to the CSP
     form = SuppressionForm
     form_base_class = SecureForm
-    column_list = ("address", "reason", "detail", "email_id", "created_at", "expires_at")
+    column_list = (
+        "tenant",
+        "address",
+        "reason",
+        "detail",
+        "email_id",
+        "created_at",
+        "expires_at",
+    )
     column_labels = {"email_id": "Caused By Mail", "expires_at": "Expires"}
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
     column_default_sort = ("created_at", True)
     column_searchable_list = ("address",)
-    column_filters = (*choice_filters(Suppression.reason, "Reason", suppressions.REASONS),)
+    column_filters = (
+        *choice_filters(Suppression.reason, "Reason", suppressions.REASONS),
+        FilterEqual(Suppression.tenant, "Tenant"),
+    )
 
     def get_list_row_actions(self):
         """Flask-Admin's row actions, with a delete button that keeps to the CSP.
@@ -924,21 +947,36 @@ class SuppressionView(Protected, ModelView):
             form.address.errors = [*form.address.errors, err.errors[0]["message"]]
             flash(f"address: {err.errors[0]['message']}", "error")
             return False
+        tenant = (form.tenant.data or suppressions.ALL_TENANTS).strip()
+        if tenant != suppressions.ALL_TENANTS and not TENANT_NAME.match(tenant):
+            form.tenant.errors = [*form.tenant.errors, "A tenant's name, or *"]
+            flash("tenant: a tenant's name (letters, digits, _ . -), or *", "error")
+            return False
         row, added = suppressions.add(
             db.session.connection(),
             address,
             form.reason.data,
             form.detail.data or None,
             current_app.config["SUPPRESSION_DAYS"],
+            tenant,
         )
         db.session.commit()
         if not added:
             flash(f"{row['address']} was already suppressed ({row['reason']}).", "info")
-        return db.session.get(Suppression, row["address"])
+        return db.session.get(Suppression, (row["tenant"], row["address"]))
+
+    def get_one(self, id):
+        """The entry of an id: ``tenant.address`` as Flask-Admin writes a two-column key, or an
+        address alone (links written before entries had a tenant): its first entry."""
+        parts = iterdecode(id)
+        if len(parts) == 2:
+            return db.session.get(Suppression, parts)
+        query = db.session.query(Suppression).filter(Suppression.address == parts[0])
+        return query.order_by(Suppression.tenant).first()
 
     def delete_model(self, model):
-        """Take the address off the list (``suppressions.remove``)."""
-        suppressions.remove(db.session.connection(), model.address)
+        """Take the address off its tenant's list (``suppressions.remove``)."""
+        suppressions.remove(db.session.connection(), model.address, model.tenant)
         db.session.commit()
         return True
 
@@ -1079,4 +1117,7 @@ def init_app(app):
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
     admin.add_view(SuppressionView(Suppression, db, name="Suppressions", endpoint="suppression"))
     admin.add_view(WebhookView(WebhookMessage, db, name="Webhooks", endpoint="webhook"))
+    from mailer.admin import keys as admin_keys  # it builds on this module's views
+
+    admin_keys.init_app(admin)
     return admin

@@ -4,8 +4,10 @@ An endpoint that sends mail without authentication is an open relay, and an open
 every message, so both are closed by default:
 
 - The API requires ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``) with a key from
-  ``API_KEYS``. With no keys configured it runs in *protected mode*, like Redis: it serves
-  only a client on this machine that talks to it directly (see ``is_local_request``).
+  ``API_KEYS`` or a stored key (``mailer.principals``). With neither configured it runs in
+  *protected mode*, like Redis: it serves only a client on this machine that talks to it
+  directly (see ``is_local_request``). The first stored key ends protected mode.
+- Each endpoint needs a scope of the key (``require_scope``): 403 naming it otherwise.
 - The admin requires HTTP Basic with ``ADMIN_USERNAME``/``ADMIN_PASSWORD``; with no password
   configured it serves the same local clients only.
 
@@ -22,19 +24,29 @@ peer's address or, when the peer is one of ``TRUSTED_PROXIES``, the address that
 import hmac
 import ipaddress
 import logging
+import time
 
 from flask import current_app, g, request
 
 from mailer.api.errors import ApiError
 from mailer.api.throttle import FailureThrottle
 from mailer.loopback import is_loopback_host
-from mailer.principals import LOCAL, authenticate
+from mailer.principals import (
+    KEYS,
+    LOCAL,
+    PREFIXES,
+    authenticate,
+    connection,
+    stored_key_exists,
+)
+from mailer.queue import keys as stored_keys
 
 log = logging.getLogger("mail_service.auth")
 
 # Sec-Fetch-Site values of a request the user made on this very site (or typed in).
 SAME_SITE_FETCHES = ("same-origin", "none")
 
+STORED_KEYS_CHECKED = "stored_keys_live"  # app.extensions: [any live stored key, until when]
 MAX_CLIENT = 100  # characters of a client's address kept (an address has at most 45)
 ADMIN_DECIDED = "mail_service.admin_allowed"  # the request's answer of ``admin_allowed``
 
@@ -143,10 +155,52 @@ def require_api_key():
     return principal
 
 
+def require_scope(scope):
+    """The request's principal, which must hold ``scope``; a 403 naming it otherwise."""
+    principal = current_principal()
+    if not principal.may(scope):
+        raise ApiError(
+            403,
+            f"This key may not do this: it needs the scope {scope}",
+            [{"field": "scope", "message": f"needs {scope}"}],
+        )
+    return principal
+
+
+def stored_keys_live():
+    """Whether any stored key is live (protected mode ends with the first one); asked of the
+    database at most once a second per app, and anew after this app made or revoked a key.
+
+    While the database cannot be asked, the answer is no: without it a request can neither
+    read nor store anything, and validation still answers as it always did.
+    """
+    checked = current_app.extensions.setdefault(STORED_KEYS_CHECKED, [False, 0.0])
+    now = time.monotonic()
+    if checked[1] <= now:
+        live = stored_keys.any_live_if_known(lambda: connection(current_app.config))
+        if live is None:
+            return False
+        checked[:] = [live, now + 1.0]
+    return checked[0]
+
+
+def keys_changed():
+    """This process made or revoked a key: ask the database again, not the caches."""
+    current_app.extensions.pop(STORED_KEYS_CHECKED, None)
+    KEYS.forget()
+
+
+def in_protected_mode_now():
+    """Whether the API serves local clients without a key: no ``API_KEYS``, no stored key."""
+    return not current_app.config["API_KEYS"] and not stored_keys_live()
+
+
 def authenticated_principal():
-    """The request's principal: ``LOCAL`` in protected mode, else its key's; 401 otherwise."""
-    keys = current_app.config["API_KEYS"]
-    if not keys:
+    """The request's principal: ``LOCAL`` in protected mode, else its key's; 401 otherwise. A
+    stored key (``mk_live_``, ``mk_test_``) is its own even in protected mode (which may last a
+    second after another process made the first one)."""
+    key = presented_api_key()
+    if not (key and key.startswith(PREFIXES)) and in_protected_mode_now():
         if is_local_request():
             return LOCAL
         raise ApiError(
@@ -159,7 +213,6 @@ def authenticated_principal():
                 }
             ],
         )
-    key = presented_api_key()
     if key is None:
         raise ApiError(
             401,
@@ -240,9 +293,10 @@ def init_app(app):
     warn_about_open_modes(app)
 
 
-def in_protected_mode(config):
-    """Whether the API or the admin runs without credentials (local clients only)."""
-    return not config["API_KEYS"] or not config.get("ADMIN_PASSWORD")
+def in_protected_mode(config, stored_keys=False):
+    """Whether the API or the admin runs without credentials (local clients only):
+    ``stored_keys`` says whether the database holds a live stored key."""
+    return (not config["API_KEYS"] and not stored_keys) or not config.get("ADMIN_PASSWORD")
 
 
 def warn_about_open_modes(app):
@@ -270,8 +324,10 @@ def check_bind(config, host):
     Behind a proxy every request comes from loopback, so no test of the client's address can
     keep protected mode safe there; only credentials can.
     """
-    if in_protected_mode(config) and not is_loopback_host(host):
+    if is_loopback_host(host) or not in_protected_mode(config):
+        return
+    if in_protected_mode(config, stored_key_exists(config)):
         raise ValueError(
-            f"refusing to listen on {host} in protected mode: set API_KEYS and "
-            "ADMIN_PASSWORD, or listen on 127.0.0.1"
+            f"refusing to listen on {host} in protected mode: set API_KEYS (or create a key "
+            "with 'flask keys create') and ADMIN_PASSWORD, or listen on 127.0.0.1"
         )

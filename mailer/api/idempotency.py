@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from mailer.api.auth import presented_api_key
 from mailer.api.errors import ApiError
@@ -41,7 +41,12 @@ def requested(clean):
 
 
 def scope():
-    """Whose key it is: a digest of the API key (never the key itself), or protected mode's."""
+    """Whose key it is: a stored key's id, a digest of an ``API_KEYS`` key (never the key
+    itself), or protected mode's."""
+    principal = g.get("principal")  # None outside an authenticated request
+    key_id = principal and principal.key_id
+    if key_id is not None:
+        return f"key-{key_id}"
     api_key = presented_api_key() if current_app.config["API_KEYS"] else None
     if api_key is None:
         return LOCAL_SCOPE

@@ -2,11 +2,12 @@
 what it sent, newest first, in stable pages.
 
 Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``, ``template``
-(the name a mail was rendered from), ``created_after``, ``created_before``; ``limit`` (default
-50, at most 500). Pages follow a keyset cursor, ``next_cursor`` in the answer: the position
-(created_at, id) of the page's last mail, so mail that arrives while a client walks the pages
-never shifts them, and each mail appears exactly once. The cursor is opaque to clients (base64
-of that position).
+(the name a mail was rendered from), ``created_after``, ``created_before``, ``tenant`` (a key
+with ``admin`` lists every tenant's mail unless it names one; any other key lists its own
+tenant's only); ``limit`` (default 50, at most 500). Pages follow a keyset cursor,
+``next_cursor`` in the answer: the position (created_at, id) of the page's last mail, so mail
+that arrives while a client walks the pages never shifts them, and each mail appears exactly
+once. The cursor is opaque to clients (base64 of that position).
 
 The answer is written straight from the page's rows (``page_json``), by the writers of the
 shapes ``MailPage`` and ``ListedMail``.
@@ -20,6 +21,7 @@ from datetime import datetime
 from flask import request
 
 from mailer.api.errors import ApiError
+from mailer.principals import TENANT_NAME
 from mailer.queue.reads import PAGE_COLUMNS
 from mailer.queue.suppressions import REASONS
 from mailer.shapes.mail import ListedMail, MailPage
@@ -28,7 +30,17 @@ from mailer.validation.headers import header_problem
 from models import STATUSES
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-FILTERS = ("status", "to", "tag", "template", "created_after", "created_before", "limit", "cursor")
+FILTERS = (
+    "status",
+    "to",
+    "tag",
+    "template",
+    "created_after",
+    "created_before",
+    "tenant",
+    "limit",
+    "cursor",
+)
 
 
 def bad(field, message):
@@ -36,8 +48,9 @@ def bad(field, message):
     return ApiError(400, "Invalid query", [{"field": field, "message": message}])
 
 
-def parse_query():
-    """The listing's filters from the query string, checked; 400 names a bad parameter."""
+def parse_query(principal):
+    """The listing's filters from the query string, checked, for ``principal`` (whose tenant
+    it lists); 400 names a bad parameter."""
     args = request.args
     unknown = sorted(set(args) - set(FILTERS))
     if unknown:
@@ -53,9 +66,26 @@ def parse_query():
         "template": _text(args.get("template"), "template"),
         "created_after": _time(args.get("created_after"), "created_after"),
         "created_before": _time(args.get("created_before"), "created_before"),
+        "tenant": listed_tenant(args.get("tenant"), principal),
         "limit": parse_limit(args.get("limit")),
         "after": decode_cursor(args.get("cursor")),
     }
+
+
+def listed_tenant(value, principal):
+    """The tenant listed: the one asked for (``admin`` only) or the key's own; None for every
+    tenant's (``admin`` asking for none). Another key naming another tenant is a 403."""
+    if value is None:
+        return principal.tenant_filter
+    if not TENANT_NAME.match(value):
+        raise bad("tenant", "1-64 letters, digits, _ . or -")
+    if not principal.sees_all and value != principal.tenant:
+        raise ApiError(
+            403,
+            "This key lists its own tenant's only",
+            [{"field": "tenant", "message": f"Only {principal.tenant}, or leave it out"}],
+        )
+    return value
 
 
 def _text(value, field):

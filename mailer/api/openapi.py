@@ -17,7 +17,7 @@ from mailer.api.listing import DEFAULT_LIMIT, MAX_LIMIT
 from mailer.api.resources import JSON_TYPES
 from mailer.events.signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
 from mailer.queue.suppressions import REASONS
-from mailer.shapes import mail, requests, service, templates
+from mailer.shapes import keys, mail, requests, service, templates
 from mailer.shapes.requests import HEADER_TEXT, MAX_BATCH
 from mailer.shapes.wire import openapi_schemas
 from mailer.vocabulary import MAIL_STATUSES
@@ -41,6 +41,7 @@ MAIL_CONTENT_TYPES = (
     "multipart/form-data",
 )
 SECURITY = [{"bearerAuth": []}, {"apiKeyHeader": []}]
+TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 # The shapes whose schemas the document holds; the ones they hold come along.
 ANSWERS = (
     mail.Mail,
@@ -59,6 +60,8 @@ ANSWERS = (
     templates.TemplateVersion,
     templates.TemplatePage,
     templates.RenderedTemplate,
+    keys.NewApiKey,
+    keys.ApiKeyPage,
 )
 REQUESTS = (
     requests.MailRequest,
@@ -67,6 +70,7 @@ REQUESTS = (
     templates.TemplateRequest,
     templates.TemplateVersionRequest,
     templates.RenderRequest,
+    keys.ApiKeyRequest,
 )
 # Members of a mail request that a form does not carry (they are JSON, or files).
 JSON_ONLY = ("headers", "metadata", "attachments")
@@ -74,6 +78,7 @@ JSON_ONLY = ("headers", "metadata", "attachments")
 ERROR_RESPONSES = {
     "400": "BadRequest",
     "401": "Unauthorized",
+    "403": "Forbidden",
     "404": "NotFound",
     "405": "MethodNotAllowed",
     "413": "PayloadTooLarge",
@@ -179,6 +184,9 @@ def operation(tag, operation_id, summary, responses, description=None, security=
     item = {"tags": [tag], "operationId": operation_id, "summary": summary}
     if description:
         item["description"] = description
+    # A key without the scope it needs (every keyed operation but the metrics').
+    if security == SECURITY and tag != "service" and "403" not in responses:
+        responses = {**responses, **error_refs("403")}
     return {**item, "security": security, **more, "responses": responses}
 
 
@@ -200,6 +208,7 @@ def build_spec(config=None):
             {"name": "events", "description": "The providers' delivery events, received."},
             {"name": "templates", "description": "Stored templates, rendered into mail."},
             {"name": "suppressions", "description": "The addresses mail does not go to."},
+            {"name": "keys", "description": "API keys: each acts for one tenant, with scopes."},
             {"name": "service", "description": "The service's health and this documentation."},
         ],
         "paths": {
@@ -208,6 +217,7 @@ def build_spec(config=None):
             **template_paths(),
             **event_paths(),
             **suppression_paths(),
+            **key_paths(),
             **service_paths(),
         },
         "components": {
@@ -353,6 +363,12 @@ def list_mail():
         ),
         query("created_after", moment, "Created after this moment."),
         query("created_before", moment, "Created before this moment."),
+        query(
+            "tenant",
+            {"type": "string", "pattern": TENANT_PATTERN},
+            "Mail of this tenant: any for a key with `admin` (which lists every tenant's "
+            "without it); another key lists its own tenant's only (another is a 403).",
+        ),
         limit_parameter(),
         cursor_parameter(),
     ]
@@ -613,6 +629,63 @@ def template_paths():
         "/templates/{name}/versions/{version}": {"get": one},
         "/templates/{name}/render": {"post": preview},
     }
+
+
+def key_paths():
+    """Make, list and revoke API keys."""
+    made = answer(keys.NewApiKey, "The new key, shown this once.")
+    made["headers"] = {"Location": ref("Location", "headers")}
+    create = operation(
+        "keys",
+        "createKey",
+        "Make an API key (scope `keys:manage`)",
+        {"201": made, **error_refs("400", "401", "413", "415", "429", "500", "503")},
+        "The answer holds the key itself, once: it is stored as its SHA-256 only. A key with "
+        "`keys:manage` makes keys of its own tenant, never with `admin`; a key with `admin` "
+        "makes any.",
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": ref("ApiKeyRequest")}},
+        },
+    )
+    listed = operation(
+        "keys",
+        "listKeys",
+        "List API keys, newest first, in stable pages (scope `keys:manage`)",
+        {
+            "200": answer(keys.ApiKeyPage, "A page of keys: never a key, only its prefix."),
+            **error_refs("400", "401", "429", "500", "503"),
+        },
+        parameters=[
+            query(
+                "tenant",
+                {"type": "string", "pattern": TENANT_PATTERN},
+                "Keys of this tenant (a key with `admin` lists every tenant's without it).",
+            ),
+            limit_parameter(),
+            cursor_parameter(),
+        ],
+    )
+    revoke = operation(
+        "keys",
+        "revokeKey",
+        "Revoke an API key (scope `keys:manage`)",
+        {
+            "204": {"description": "Revoked: every API process refuses it within a second."},
+            "404": error_response("No key with this id (of the caller's tenant)."),
+            **error_refs("401", "429", "500", "503"),
+        },
+        parameters=[
+            {
+                "name": "key_id",
+                "in": "path",
+                "required": True,
+                "description": "The key's id.",
+                "schema": {"type": "string", "format": "uuid"},
+            }
+        ],
+    )
+    return {"/keys": {"get": listed, "post": create}, "/keys/{key_id}": {"delete": revoke}}
 
 
 # The providers' events ------------------------------------------------------------------------
@@ -945,7 +1018,15 @@ def error_responses(max_bytes):
             "configured.",
             "WWW-Authenticate",
         ),
-        "NotFound": error_response("No mail with this id (or the id is not a UUID)."),
+        "Forbidden": error_response(
+            'The key lacks the scope this operation needs (`errors` names it: `{"field": '
+            '"scope", "message": "needs mail:send"}`), the sender\'s domain is not '
+            "one of the key's `allowed_from_domains` (field `from`), or the request names "
+            "another tenant."
+        ),
+        "NotFound": error_response(
+            "No mail with this id (or the id is not a UUID, or names another tenant's mail)."
+        ),
         "MethodNotAllowed": error_response(
             "The path does not take this method (as `GET /mail`); `Allow` lists the methods it "
             "takes.",
@@ -964,7 +1045,9 @@ def error_responses(max_bytes):
             "within `AUTH_FAILURE_WINDOW` seconds): its wrong keys are refused so for "
             "`Retry-After` seconds; a valid key is still served. Behind a proxy listed in "
             "`TRUSTED_PROXIES`, the client is the address the proxy names in "
-            "`X-Forwarded-For`.",
+            "`X-Forwarded-For`. Or, submitting mail, the key's `rate_limit` or `daily_quota` "
+            "is spent (`errors` names which; for the quota, `Retry-After` is the seconds until "
+            "the next UTC day).",
             "Retry-After",
         ),
         "InternalError": error_response(

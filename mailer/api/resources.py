@@ -5,8 +5,15 @@ list; the health.
 answers 202, so an acknowledged mail is never lost; the worker sends it later. Clients poll
 ``GET /mail/<id>`` and list ``GET /mail``. Every read and change goes through the queue
 (``mailer.queue``), on a connection of ``database.transaction``.
+
+Each endpoint needs a scope of the request's key (``needs``), and sees only the key's tenant's
+mail and suppressions (``tenant_filter``; a key with ``admin`` sees every tenant's): another
+tenant's mail id answers 404 exactly as an unknown id does. A stored key's
+``allowed_from_domains``, ``rate_limit`` and ``daily_quota`` are checked before its mail is
+stored (``admit``).
 """
 
+import functools
 import json
 import uuid
 
@@ -15,16 +22,17 @@ from flask_restful import Api, Resource
 from werkzeug.routing import BaseConverter
 
 from mailer.api import idempotency, listing, templated
-from mailer.api.auth import require_api_key
+from mailer.api.auth import current_principal, require_api_key, require_scope
 from mailer.api.bodies import form_fields, parsed_json
 from mailer.api.errors import ApiError, response_for
 from mailer.database import transaction
-from mailer.queue import actions, reads, submit, suppressions
+from mailer.queue import actions, keys, reads, submit, suppressions
 from mailer.queue.reads import AttachmentRow
 from mailer.shapes import service
 from mailer.shapes.mail import BatchAccepted, EventPage, Mail
 from mailer.shapes.requests import MAX_BATCH
 from mailer.shapes.wire import iso
+from mailer.validation.addresses import bare_address
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
 from models import WAITING
@@ -62,6 +70,66 @@ def authenticated(method):
         return method(*args, **kwargs)
 
     return checked
+
+
+def needs(scope):
+    """Method decorator: the key must hold ``scope`` (403 naming it otherwise); runs after
+    ``authenticated``, which a resource's ``method_decorators`` put around it."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def checked(*args, **kwargs):
+            require_scope(scope)
+            return method(*args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
+def tenant_filter():
+    """The tenant the request's reads and actions are limited to (None: every tenant's, for a
+    key with ``admin``)."""
+    return current_principal().tenant_filter
+
+
+def owner():
+    """Whose mail the request submits (``submit.Owner``): its key's tenant, id and mode."""
+    principal = current_principal()
+    return submit.Owner(principal.tenant, principal.key_id, principal.test)
+
+
+def admit(cleans):
+    """Check validated mail against the key's ``allowed_from_domains`` (403 naming the domain)
+    and count it against its ``rate_limit`` and ``daily_quota`` (429 with ``Retry-After``);
+    a key without limits costs nothing here. A batch counts each mail."""
+    principal = current_principal()
+    if principal.allowed_from_domains:
+        errors = [
+            {
+                "field": f"[{index}].from" if len(cleans) > 1 else "from",
+                "message": f"{domain} is not one of this key's allowed_from_domains",
+            }
+            for index, clean in enumerate(cleans)
+            for domain in [bare_address(clean["from_address"]).rpartition("@")[2]]
+            if domain not in principal.allowed_from_domains
+        ]
+        if errors:
+            raise ApiError(403, f"This key may not send from {errors[0]['message']}", errors)
+    if not principal.limited:
+        return
+    with transaction() as conn:
+        refusal = keys.take(
+            conn, principal.key_id, len(cleans), principal.rate_limit, principal.daily_quota
+        )
+    if refusal is not None:
+        what = "rate limit" if refusal.field == "rate_limit" else "daily quota"
+        raise ApiError(
+            429,
+            f"This key's {what} is spent",
+            [{"field": refusal.field, "message": f"Try again in {refusal.retry_after}s"}],
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
 
 
 def read_mail_request():
@@ -150,8 +218,9 @@ def store(cleans, answer, stamp=None):
         built[:] = [answer(rows)]
         return built[0][1], encoded(built[0][0])
 
+    admit(cleans)
     try:
-        result = submit.enqueue_many(transaction, cleans, key, keep if key else None)
+        result = submit.enqueue_many(transaction, cleans, key, keep if key else None, owner())
     except submit.IdempotencyConflict as err:
         raise idempotency.conflict(str(err)) from None
     if isinstance(result, submit.Replay):
@@ -257,6 +326,7 @@ class MailList(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("mail:send")
     def post(self):
         """Validate (render its template first, if it names one), store as queued or
         scheduled, commit, answer 202 with the mail."""
@@ -264,14 +334,17 @@ class MailList(Resource):
         if not templated.uses_template(data):
             clean = validate_mail(templated.without_template(data), **limits())
             return store([clean], accepted_mail, stamp_mail)
-        [(_, clean, errors, status)] = templated.validate_all([data], limits())
+        [(_, clean, errors, status)] = templated.validate_all(
+            [data], limits(), current_principal().tenant
+        )
         if errors:
             raise ValidationError(errors, status=status)
         return store([clean], accepted_mail, stamp_mail)
 
+    @needs("mail:read")
     def get(self):
         """A page of mail, newest first, with the cursor of the next page (or null)."""
-        query = listing.parse_query()
+        query = listing.parse_query(current_principal())
         with transaction(single_statement=True) as conn:
             rows, more = reads.page(conn, **query)
         return json_response(listing.page_json(rows, more), 200, {})
@@ -282,12 +355,14 @@ class MailBatch(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("mail:send")
     def post(self):
         """Validate every item (each rendered from its template, if it names one), then store
         them all in one transaction; 400 names bad items."""
         items = read_batch_request()
         cleans, errors = [], []
-        for index, clean, problems, _status in templated.validate_all(items, limits()):
+        tenant = current_principal().tenant
+        for index, clean, problems, _status in templated.validate_all(items, limits(), tenant):
             if clean is not None:
                 cleans.append(clean)
             errors += [
@@ -355,8 +430,10 @@ class MailItem(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("mail:read")
     def get(self, mail_id):
-        """The mail object (one statement: ``reads.mail_detail``); 404 for an unknown id."""
+        """The mail object (one statement: ``reads.mail_detail``); 404 for an unknown id (or
+        another tenant's)."""
         mail = shown(known_key(mail_id))
         if mail is None:
             raise unknown_mail()
@@ -364,15 +441,16 @@ class MailItem(Resource):
 
 
 def shown(key, conn=None):
-    """The mail with the UUID ``key`` as ``GET /mail/<id>`` shows it, or None: one statement
-    (``reads.mail_detail``), read as it is now, with its latest ``MAX_EVENTS_SHOWN`` events;
-    on ``conn`` (a Connection, an action's) if given, else in a statement of its own."""
-    events_shown = current_app.config["MAX_EVENTS_SHOWN"]
+    """The mail with the UUID ``key`` as ``GET /mail/<id>`` shows it, or None (also for
+    another tenant's): one statement (``reads.mail_detail``), read as it is now, with its latest
+    ``MAX_EVENTS_SHOWN`` events; on ``conn`` (a Connection, an action's) if given, else in a
+    statement of its own."""
+    events_shown, tenant = current_app.config["MAX_EVENTS_SHOWN"], tenant_filter()
     if conn is None:
         with transaction(single_statement=True) as conn:
-            mail = reads.mail_detail(conn, key, events_shown)
+            mail = reads.mail_detail(conn, key, events_shown, tenant)
     else:
-        mail = reads.mail_detail(conn, key, events_shown)
+        mail = reads.mail_detail(conn, key, events_shown, tenant)
     return None if mail is None else Mail.dump(mail)
 
 
@@ -381,12 +459,13 @@ class MailEvents(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("mail:read")
     def get(self, mail_id):
         """A page of the mail's events (``?limit=``, ``?cursor=``); 404 for an unknown id."""
         limit, after = listing.parse_events_query()
         key = known_key(mail_id)
         with transaction(single_statement=True) as conn:
-            found = reads.events_page(conn, key, limit, after)
+            found = reads.events_page(conn, key, limit, after, tenant_filter())
         if found is None:
             raise unknown_mail()
         rows, more = found
@@ -428,11 +507,14 @@ class MailCancel(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("mail:manage")
     def post(self, mail_id):
         """200 with the cancelled mail; 409 with its status once it is being sent or later."""
         key = known_key(mail_id)
         with transaction() as conn:
-            cancelled = actions.cancel(conn, [key], actor(), current_app.extensions["webhooks"])
+            cancelled = actions.cancel(
+                conn, [key], actor(), current_app.extensions["webhooks"], tenant_filter()
+            )
             mail = shown(key, conn)
         if mail is None:
             raise unknown_mail()
@@ -446,11 +528,12 @@ class MailRetry(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("mail:manage")
     def post(self, mail_id):
         """202 with the queued mail; 409 with its status if it is not failed or cancelled."""
         key = known_key(mail_id)
         with transaction() as conn:
-            retried = actions.retry(conn, [key], actor())
+            retried = actions.retry(conn, [key], actor(), tenant_filter())
             mail = shown(key, conn)
         if mail is None:
             raise unknown_mail()
@@ -464,11 +547,13 @@ class SuppressionList(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("suppressions:read")
     def get(self):
-        """A page of entries in force, newest first (``?reason=``, ``?limit=``, ``?cursor=``)."""
+        """A page of entries in force, newest first (``?reason=``, ``?limit=``, ``?cursor=``):
+        the key's tenant's (every tenant's for ``admin``)."""
         reason, limit, after = listing.parse_suppression_query()
         with transaction(single_statement=True) as conn:
-            rows, more = suppressions.page(conn, reason, limit, after)
+            rows, more = suppressions.page(conn, reason, limit, after, tenant_filter())
         last = rows[-1] if more else None
         return service.SuppressionPage.dump(
             {
@@ -479,12 +564,19 @@ class SuppressionList(Resource):
             }
         )
 
+    @needs("suppressions:write")
     def post(self):
-        """Add an address (``{"address", "reason"?, "detail"?}``); 201, or 200 if it was on."""
+        """Add an address (``{"address", "reason"?, "detail"?}``) to the key's tenant's list;
+        201, or 200 if it was on."""
         address, reason, detail = validate_suppression(read_mail_request())
         with transaction() as conn:
             row, added = suppressions.add(
-                conn, address, reason, detail, current_app.config["SUPPRESSION_DAYS"]
+                conn,
+                address,
+                reason,
+                detail,
+                current_app.config["SUPPRESSION_DAYS"],
+                current_principal().tenant,
             )
         body = service.SuppressionAdded.dump(row)
         return body, 201 if added else 200, {"Location": f"/suppressions/{row['address']}"}
@@ -495,10 +587,12 @@ class SuppressionItem(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("suppressions:write")
     def delete(self, address):
-        """204 once it is off; 404 if it was not on the list."""
+        """204 once it is off the key's tenant's list (off every list for ``admin``); 404 if
+        it was not on it."""
         with transaction(single_statement=True) as conn:
-            removed = suppressions.remove(conn, address)
+            removed = suppressions.remove(conn, address, tenant_filter())
         if not removed:
             raise ApiError(
                 404,
@@ -546,7 +640,11 @@ def too_late(mail, verb, rule):
 
 
 def actor():
-    """Who acted through the API: a digest of the API key (never the key), or ``api:local``."""
+    """Who acted through the API: a stored key's id, a digest of an ``API_KEYS`` key (never the
+    key), or ``api:local``."""
+    principal = current_principal()
+    if principal.key_id is not None:
+        return f"api:key-{principal.key_id}"
     scope = idempotency.scope()
     return "api:local" if scope == idempotency.LOCAL_SCOPE else f"api:key-{scope[:8]}"
 

@@ -118,11 +118,12 @@ def without_template(data):
     return {key: value for key, value in data.items() if key not in TEMPLATE_FIELDS}
 
 
-def validate_all(items, bounds):
+def validate_all(items, bounds, tenant=templates.DEFAULT_TENANT):
     """Each request of ``items`` (dicts, or what a batch holds instead) validated, templated
-    ones rendered first: ``[(index, clean or None, errors, status)]`` in order, ``errors`` as
-    ``validate_mail`` lists them (a template's with the field at fault) and ``status`` the one
-    ``validate_mail`` gives them (413 when the attachments are too large, else 400)."""
+    ones rendered first (from ``tenant``'s templates): ``[(index, clean or None, errors,
+    status)]`` in order, ``errors`` as ``validate_mail`` lists them (a template's with the field
+    at fault) and ``status`` the one ``validate_mail`` gives them (413 when the attachments are
+    too large, else 400)."""
     config = current_app.config
     templated = {
         index: item
@@ -132,7 +133,7 @@ def validate_all(items, bounds):
     limit = config["MAX_VARIABLES_BYTES"]
     measured = None if len(templated) > 1 and fit(templated.values(), limit) else limit
     asked = {index: Asked(item, measured) for index, item in templated.items()}
-    versions = _versions({ask.pair for ask in asked.values() if ask.pair is not None})
+    versions = _versions({ask.pair for ask in asked.values() if ask.pair is not None}, tenant)
     max_bytes = config["MAX_RENDERED_BYTES"]
     return [
         (index, *_validated(item, asked.get(index), versions, bounds, max_bytes))
@@ -140,14 +141,15 @@ def validate_all(items, bounds):
     ]
 
 
-def _versions(wanted):
-    """The versions asked for, read in one statement and each compiled once:
+def _versions(wanted, tenant):
+    """The versions asked for, of ``tenant``'s templates, read in one statement and each
+    compiled once:
     ``{(name, version or None): (Source, rendering.Version)}`` (a pair missing was not
     found)."""
     if not wanted:
         return {}
     with transaction(single_statement=True) as conn:
-        found = templates.resolve(conn, wanted)
+        found = templates.resolve(conn, wanted, tenant)
     return {
         pair: (source, RENDERER.version(source.key, source.sources()))
         for pair, source in found.items()

@@ -5,14 +5,18 @@ latest version, add one, delete), ``/templates/<name>/versions/<n>`` and
 A template's fields are compiled when a version is stored, so one that does not compile is
 refused then, with its line and Jinja's message, not when mail is sent. Versions are never
 changed: ``PUT`` adds the next one. Every read and change goes through ``mailer.queue``.
+
+Templates belong to the key's tenant (each tenant has names of its own); reading and
+previewing need ``templates:read``, changing ``templates:write``.
 """
 
 from flask import current_app, request
 from flask_restful import Resource
 
 from mailer.api import listing
+from mailer.api.auth import current_principal
 from mailer.api.errors import ApiError
-from mailer.api.resources import actor, authenticated, read_mail_request
+from mailer.api.resources import actor, authenticated, needs, read_mail_request
 from mailer.api.templated import NAME, RENDERER, Asked
 from mailer.database import transaction
 from mailer.queue import templates
@@ -93,6 +97,11 @@ def _text(value, field, errors):
     return value
 
 
+def tenant():
+    """The tenant whose templates the request acts on: its key's."""
+    return current_principal().tenant
+
+
 def created(row):
     """The 201 of a stored version, with its Location."""
     location = f"/templates/{row['name']}/versions/{row['version']}"
@@ -104,12 +113,13 @@ class TemplateList(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("templates:write")
     def post(self):
         """201 with version 1 of a new template; 409 if a live template has the name."""
         data = read_mail_request()
         fields = validate_version(data, named=True)
         with transaction() as conn:
-            row = templates.create(conn, data["name"], fields, actor())
+            row = templates.create(conn, data["name"], fields, actor(), tenant())
         if row is None:
             raise ApiError(
                 409,
@@ -118,11 +128,12 @@ class TemplateList(Resource):
             )
         return created(row)
 
+    @needs("templates:read")
     def get(self):
         """A page of templates, newest first (``?search=``, ``?limit=``, ``?cursor=``)."""
         search, limit, after = parse_template_query()
         with transaction(single_statement=True) as conn:
-            rows, more = templates.page(conn, limit, after, search)
+            rows, more = templates.page(conn, limit, after, search, tenant())
         last = rows[-1] if more else None
         return TemplatePage.dump(
             {
@@ -154,14 +165,16 @@ class TemplateItem(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("templates:read")
     def get(self, name):
         """The latest version, with ``versions``; 404 for an unknown name."""
         with transaction(single_statement=True) as conn:
-            row = templates.version(conn, known_name(name))
+            row = templates.version(conn, known_name(name), tenant=tenant())
         if row is None:
             raise unknown_template(name)
         return Template.dump(row)
 
+    @needs("templates:write")
     def put(self, name):
         """201 with the next version; the old ones stay. 404 for an unknown name."""
         data = read_mail_request()
@@ -172,15 +185,16 @@ class TemplateItem(Resource):
         data.pop("name", None)
         fields = validate_version(data, named=False)
         with transaction() as conn:
-            row = templates.add_version(conn, known_name(name), fields, actor())
+            row = templates.add_version(conn, known_name(name), fields, actor(), tenant())
         if row is None:
             raise unknown_template(name)
         return created(row)
 
+    @needs("templates:write")
     def delete(self, name):
         """204 once deleted: no new mail can use it; mail rendered from it stays."""
         with transaction(single_statement=True) as conn:
-            deleted = templates.delete(conn, known_name(name))
+            deleted = templates.delete(conn, known_name(name), tenant())
         if not deleted:
             raise unknown_template(name)
         return "", 204
@@ -191,10 +205,11 @@ class TemplateVersionItem(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("templates:read")
     def get(self, name, version):
         """The version; 404 for an unknown name or number."""
         with transaction(single_statement=True) as conn:
-            row = templates.version(conn, known_name(name), version)
+            row = templates.version(conn, known_name(name), version, tenant())
         if row is None:
             raise unknown_template(name, version)
         return TemplateVersion.dump(row)
@@ -205,6 +220,7 @@ class TemplateRender(Resource):
 
     method_decorators = [authenticated]
 
+    @needs("templates:read")
     def post(self, name):
         """200 with the version (``version``, default the latest) rendered with
         ``variables``; 400 names what the template needs and did not get."""
@@ -218,7 +234,7 @@ class TemplateRender(Resource):
             )
         ask = templated_ask(data)
         with transaction(single_statement=True) as conn:
-            found = templates.resolve(conn, {(known_name(name), ask.version)}).get(
+            found = templates.resolve(conn, {(known_name(name), ask.version)}, tenant()).get(
                 (name, ask.version)
             )
         if found is None:

@@ -26,16 +26,19 @@ RESENT_OUTCOME, RESENT_FROM_OUTCOME = "resent", "resent_from"
 RELEASED = "released by an operator: its worker stopped; the provider may have the mail"
 
 
-def retry(conn, ids, actor):
-    """Queue failed or cancelled mails again, due now, with a fresh budget; how many were."""
+def retry(conn, ids, actor, tenant=None):
+    """Queue failed or cancelled mails (of ``tenant``; None: any) again, due now, with a fresh
+    budget; how many were."""
     retried = conn.exec_driver_sql(
-        SQL.retry, {"ids": list(ids), "actor": actor, "outcome": RETRIED_OUTCOME}
+        SQL.retry,
+        {"ids": list(ids), "actor": actor, "outcome": RETRIED_OUTCOME, "tenant": tenant},
     )
     return len(retried.all())
 
 
-def cancel(conn, ids, actor, webhooks=None):
-    """Cancel mails that no worker has taken yet (queued or scheduled); the ids cancelled.
+def cancel(conn, ids, actor, webhooks=None, tenant=None):
+    """Cancel mails (of ``tenant``; None: any) that no worker has taken yet (queued or
+    scheduled); the ids cancelled.
 
     The client's ``mail.cancelled`` webhooks (``webhooks``, an ``outbox.Subscription``) are
     written with it.
@@ -43,7 +46,8 @@ def cancel(conn, ids, actor, webhooks=None):
     cancelled = [
         mail_id
         for (mail_id,) in conn.exec_driver_sql(
-            SQL.cancel, {"ids": list(ids), "actor": actor, "outcome": CANCELLED_OUTCOME}
+            SQL.cancel,
+            {"ids": list(ids), "actor": actor, "outcome": CANCELLED_OUTCOME, "tenant": tenant},
         )
     ]
     outbox.write(conn, webhooks, [(mail_id, outbox.CANCELLED, None, None) for mail_id in cancelled])

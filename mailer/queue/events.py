@@ -37,9 +37,10 @@ def record_events(conn, events, suppression_days, webhooks=None):
     id, else by the provider's message id; one that finds none is not stored. A repeat of a
     stored event (the same provider's key) changes nothing. A recipient's status only moves
     forward (``models.RECIPIENT_ORDER``), so events may come in any order. A permanent bounce,
-    a complaint or an unsubscribe suppresses the address; a recipient that moved to delivered,
-    bounced or complained raises the client's webhook, and so does a mail that the roll-up
-    moved when none of its recipients did (an unsubscribe settles a mail as delivered).
+    a complaint or an unsubscribe suppresses the address for the mail's tenant; a recipient
+    that moved to delivered, bounced or complained raises the client's webhook, and so does a
+    mail that the roll-up moved when none of its recipients did (an unsubscribe settles a mail
+    as delivered).
 
     A batch is two statements, whatever its size: lock its mails (``_lock_for_events``), then
     insert its new events, move their recipients, roll their mails up and count their outcomes
@@ -54,6 +55,7 @@ def record_events(conn, events, suppression_days, webhooks=None):
         conn,
         [
             {
+                "tenant": mails[mail_id].tenant,
                 "address": event.recipient,
                 "reason": provider_events.SUPPRESSES[event.type],
                 "detail": event.reason,
@@ -79,6 +81,7 @@ class _MailOfEvents(NamedTuple):
 
     recipients: frozenset  # bare addresses
     message_id: str | None  # the provider's, as the send answered
+    tenant: str  # whose suppression list its bounces and complaints go on
 
 
 def _lock_for_events(conn, events):
@@ -89,8 +92,8 @@ def _lock_for_events(conn, events):
         return {}
     rows = conn.exec_driver_sql(SQL.lock_for_events, {"ids": ids, "message_ids": message_ids})
     return {
-        mail_id: _MailOfEvents(frozenset(recipients or ()), message_id)
-        for mail_id, recipients, message_id in rows
+        mail_id: _MailOfEvents(frozenset(recipients or ()), message_id, tenant)
+        for mail_id, recipients, message_id, tenant in rows
     }
 
 

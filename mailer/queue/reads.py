@@ -36,6 +36,8 @@ PAGE_COLUMNS = (
     "sent_at",
     "template",
     "template_version",
+    "tenant",
+    "api_key_id",
 )
 # The child rows of ``GET /mail/<id>``, each list read as one array per column, in this order,
 # with the attributes their ``to_dict`` reads (as the ORM relationships of ``Email`` would).
@@ -66,6 +68,7 @@ def page(
     created_before=None,
     limit=50,
     after=None,
+    tenant=None,
 ):
     """A page of mail, newest first, and whether more follow: ``(rows, more)``, each row its
     ``PAGE_COLUMNS`` (``listing.page_json`` writes the answer straight from them). The page is
@@ -73,8 +76,9 @@ def page(
 
     Keyset pagination on (created_at, id): ``after`` is the position of the last mail of the
     previous page. Each filter has its index (status and created_at; recipients by GIN; a tag
-    by mail_tag's, in the page's order), so a page costs the same with a million rows as with
-    a thousand.
+    by mail_tag's, in the page's order; a tenant's, with or without a status, by the
+    tenant-leading ones), so a page costs the same with a million rows as with a thousand.
+    ``tenant`` None lists every tenant's mail.
     """
     params = {
         "status": statuses[0] if len(statuses) == 1 else None,
@@ -82,6 +86,7 @@ def page(
         "to": bare_address(to) if to else None,
         "tag": tag,
         "template": template,
+        "tenant": tenant,
         "created_after": created_after,
         "created_before": created_before,
         "after_created": after[0] if after else None,
@@ -92,18 +97,20 @@ def page(
     return rows[:limit], len(rows) > limit
 
 
-def mail_detail(conn, mail_id, events_shown=None):
+def mail_detail(conn, mail_id, events_shown=None, tenant=None):
     """The mail ``mail_id`` (a UUID) as a dict of its ``PAGE_COLUMNS``, ``recipients`` and
-    ``route``, with its ``attachments``, ``attempt_log``, ``recipient_rows`` and ``events`` as
-    lists of rows of the same names as the ORM's (``AttemptRow``, ...), of ``events`` only the
+    ``route``, with its ``attachments``, ``attempt_log``,
+    ``recipient_rows`` and ``events`` as lists of rows of the same names as the ORM's
+    (``AttemptRow``, ...), of ``events`` only the
     latest ``events_shown`` (None: all) and their total in ``event_count``; None if there is no
-    such mail.
+    such mail (of ``tenant``, unless it is None).
 
     One statement and one round trip, where the ORM's relationships cost five; in READ
     COMMITTED every statement had its own snapshot anyway, so this one is at least as
     consistent. Read on the connection's DB-API cursor (``queries.fetch_all``).
     """
-    found = fetch_all(conn, SQL.mail_detail, {"id": mail_id, "events_shown": events_shown})
+    params = {"id": mail_id, "events_shown": events_shown, "tenant": tenant}
+    found = fetch_all(conn, SQL.mail_detail, params)
     if not found:
         return None
     row = found[0]
@@ -119,14 +126,21 @@ def mail_detail(conn, mail_id, events_shown=None):
     return mail
 
 
-def events_page(conn, mail_id, limit=50, after=None):
+def events_page(conn, mail_id, limit=50, after=None, tenant=None):
     """A page of the mail ``mail_id``'s events, oldest first (by the providers' clocks), after
     the position ``after`` (occurred_at, id) of the previous page's last: ``(rows, more)``,
-    each row (id, ``EventRow``); None if there is no such mail. Keyset-paged, as ``page``:
+    each row (id, ``EventRow``); None if there is no such mail (of ``tenant``, unless it is
+    None). Keyset-paged, as ``page``:
     events that arrive during a walk never shift it.
     """
     after_at, after_id = after or FIRST
-    params = {"id": mail_id, "after_at": after_at, "after_id": after_id, "limit": limit + 1}
+    params = {
+        "id": mail_id,
+        "after_at": after_at,
+        "after_id": after_id,
+        "limit": limit + 1,
+        "tenant": tenant,
+    }
     rows = conn.exec_driver_sql(SQL.events_page, params).all()
     if not rows:
         return None

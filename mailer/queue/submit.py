@@ -74,9 +74,23 @@ def new_ids(count):
     ]
 
 
-def new_mail_row(clean, mail_id):
+@dataclass(frozen=True)
+class Owner:
+    """Whose new mail is: its tenant, the stored key that sent it (its id as text; None for
+    ``API_KEYS``, protected mode and the admin) and whether that is a test key."""
+
+    tenant: str = "default"
+    api_key_id: str | None = None
+    test: bool = False
+
+
+OPERATOR = Owner()  # the admin's mail, and API_KEYS': the default tenant's, of no stored key
+
+
+def new_mail_row(clean, mail_id, owner=OPERATOR):
     """The column values of a new mail from a request that ``validate_mail`` cleaned (its lists
-    and dicts shared, not copied); ``mail_id``: its id, as text (``new_ids``)."""
+    and dicts shared, not copied); ``mail_id``: its id, as text (``new_ids``); ``owner``: whose
+    it is."""
     to, cc, bcc = clean["to"], clean["cc"], clean["bcc"]
     return {
         "id": mail_id,
@@ -96,6 +110,9 @@ def new_mail_row(clean, mail_id):
         "send_at": clean["send_at"],
         "template": clean.get("template"),
         "template_version": clean.get("template_version"),
+        "tenant": owner.tenant,
+        "api_key_id": owner.api_key_id,
+        "test": owner.test,
         "files": [
             {
                 "filename": item["filename"],
@@ -121,7 +138,7 @@ def as_email(row):
     return Email(**values, id=uuid.UUID(row["id"]), meta=row["metadata"])
 
 
-def enqueue_many(begin, cleans, idempotency=None, answer=None):
+def enqueue_many(begin, cleans, idempotency=None, answer=None, owner=OPERATOR):
     """Store validated requests in one statement: all or none. Returns their rows (ids as text).
 
     Each row also holds ``created_at``, ``status`` and ``next_attempt_at`` as the database set
@@ -130,10 +147,11 @@ def enqueue_many(begin, cleans, idempotency=None, answer=None):
     round trip, where BEGIN, INSERT and COMMIT took three), or one in a test's savepoint. With
     ``idempotency``, the same statement stores the key with ``answer(rows)`` (status, JSON
     text of the body without what the database sets); a key already used returns a ``Replay``
-    instead of rows (or raises ``IdempotencyConflict`` for a different request).
+    instead of rows (or raises ``IdempotencyConflict`` for a different request). ``owner``:
+    whose mail it is (``Owner``).
     """
     ids = new_ids(len(cleans))
-    rows = [new_mail_row(clean, mail_id) for clean, mail_id in zip(cleans, ids, strict=True)]
+    rows = [new_mail_row(clean, mail_id, owner) for clean, mail_id in zip(cleans, ids, strict=True)]
     statement, params = _submission(rows, cleans, idempotency, answer)
     for _ in range(2):
         try:
@@ -165,6 +183,7 @@ def _submission(rows, cleans, idempotency, answer):
             "mails": as_json(rows),
             **_attachment_params(rows, cleans),
             **(key or NO_KEY),
+            "tenant": rows[0]["tenant"],
         }
     params = _row_params(rows[0])
     if rows[0]["tags"]:

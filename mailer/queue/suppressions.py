@@ -9,6 +9,8 @@
   hand never expire on their own. A stronger entry replaces an expiring one; nothing replaces a
   permanent one (remove it first).
 - The worker asks ``active`` once per claimed batch which of its recipients are suppressed.
+- Each entry holds back one tenant's mail (a bounce suppresses for the tenant whose mail
+  bounced), or every tenant's: ``ALL_TENANTS``, an operator's entry from the admin.
 
 Addresses are bare (``addresses.bare_address``): the domain compares case-insensitively, the
 local part as given. The statements of the list are in ``sql/suppressions.sql``.
@@ -18,6 +20,8 @@ from mailer.queue.queries import as_json, load
 from mailer.validation.addresses import bare_address
 
 SQL = load("suppressions.sql")
+ALL_TENANTS = "*"
+DEFAULT_TENANT = "default"
 BOUNCE, COMPLAINT, UNSUBSCRIBE, MANUAL = "bounce", "complaint", "unsubscribe", "manual"
 REASONS = (BOUNCE, COMPLAINT, UNSUBSCRIBE, MANUAL)
 EXPIRING = (BOUNCE,)
@@ -25,12 +29,24 @@ EXPIRING = (BOUNCE,)
 STRENGTH = {BOUNCE: 0, MANUAL: 1, UNSUBSCRIBE: 2, COMPLAINT: 3}
 
 
-def active(conn, addresses):
-    """Which of ``addresses`` (bare) are suppressed now: {address: a reason for people}."""
+def active(conn, addresses, tenants=(DEFAULT_TENANT,)):
+    """Which of ``addresses`` (bare) are suppressed now for one of ``tenants``: {(tenant,
+    address): a reason for people}, the tenant ``ALL_TENANTS`` for an entry of every tenant
+    (``for_tenant`` reads one tenant's view of it)."""
     if not addresses:
         return {}
-    rows = conn.exec_driver_sql(SQL.active, {"addresses": sorted(set(addresses))})
-    return {address: describe(reason, detail) for address, reason, detail in rows}
+    params = {"addresses": sorted(set(addresses)), "tenants": sorted(set(tenants))}
+    rows = conn.exec_driver_sql(SQL.active, params)
+    return {(tenant, address): describe(reason, detail) for tenant, address, reason, detail in rows}
+
+
+def for_tenant(blocked, tenant):
+    """``active``'s answer as one tenant sees it: {address: reason}."""
+    return {
+        address: reason
+        for (owner, address), reason in blocked.items()
+        if owner in (tenant, ALL_TENANTS)
+    }
 
 
 def describe(reason, detail):
@@ -39,16 +55,18 @@ def describe(reason, detail):
 
 
 def add_many(conn, entries, days):
-    """Add or renew entries ``{address, reason, detail, email_id}``; the rows that changed.
+    """Add or renew entries ``{tenant, address, reason, detail, email_id}``; the rows that
+    changed.
 
     One statement. An expiring (bounce) entry gives way to any new entry, so a new bounce
     renews it and a complaint makes it permanent; a permanent entry stays as it is.
     """
     strongest = {}
     for entry in entries:
-        held = strongest.get(entry["address"])
+        slot = (entry.get("tenant", DEFAULT_TENANT), entry["address"])
+        held = strongest.get(slot)
         if held is None or STRENGTH[entry["reason"]] >= STRENGTH[held["reason"]]:
-            strongest[entry["address"]] = entry
+            strongest[slot] = {**entry, "tenant": slot[0]}
     if not strongest:
         return []
     rows = conn.exec_driver_sql(
@@ -57,25 +75,34 @@ def add_many(conn, entries, days):
     return [dict(row) for row in rows.mappings()]
 
 
-def add(conn, address, reason=MANUAL, detail=None, days=30):
-    """Add one address by hand; its entry as it now stands and whether it was added."""
+def add(conn, address, reason=MANUAL, detail=None, days=30, tenant=DEFAULT_TENANT):
+    """Add one address by hand for ``tenant`` (``ALL_TENANTS``: every one); its entry as it
+    now stands and whether it was added."""
     address = bare_address(address)
-    added = add_many(
-        conn, [{"address": address, "reason": reason, "detail": detail, "email_id": None}], days
-    )
+    entry = {
+        "tenant": tenant,
+        "address": address,
+        "reason": reason,
+        "detail": detail,
+        "email_id": None,
+    }
+    added = add_many(conn, [entry], days)
     if added:
         return added[0], True
-    entry = conn.exec_driver_sql(SQL.entry, {"address": address}).mappings().one()
-    return dict(entry), False
+    entry = conn.exec_driver_sql(SQL.entry, {"address": address, "tenant": tenant})
+    return dict(entry.mappings().one()), False
 
 
-def remove(conn, address):
-    """Take an address off the list; whether it was on it."""
-    return conn.exec_driver_sql(SQL.remove, {"address": bare_address(address)}).rowcount > 0
+def remove(conn, address, tenant=None):
+    """Take an address off the list of ``tenant`` (None: of every tenant); whether it was on
+    it."""
+    params = {"address": bare_address(address), "tenant": tenant}
+    return conn.exec_driver_sql(SQL.remove, params).rowcount > 0
 
 
-def page(conn, reason=None, limit=50, after=None):
-    """A page of entries in force, newest first, and whether more follow: ``(rows, more)``.
+def page(conn, reason=None, limit=50, after=None, tenant=None):
+    """A page of entries in force (of ``tenant``; None: every tenant's), newest first, and
+    whether more follow: ``(rows, more)``.
 
     Keyset pagination on (created_at, address): ``after`` is the position of the previous
     page's last entry.
@@ -85,6 +112,7 @@ def page(conn, reason=None, limit=50, after=None):
         SQL.page,
         {
             "reason": reason or None,
+            "tenant": tenant,
             "after_created": created,
             "after_address": address,
             "limit": limit + 1,

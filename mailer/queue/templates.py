@@ -4,7 +4,8 @@ that mail asks for (``sql/templates.sql``).
 A template is a name and its versions, numbered from 1; a version is never changed, only
 followed by the next. Deleting a template hides it from everything here (no new mail can use
 it) and keeps its rows, so the name may be taken again by a new template. Rendering is not done
-here: ``mailer.rendering`` compiles and renders what ``resolve`` returns.
+here: ``mailer.rendering`` compiles and renders what ``resolve`` returns. Each tenant has
+templates of its own (``tenant``: the ``default`` tenant's unless said).
 """
 
 from typing import NamedTuple
@@ -12,6 +13,7 @@ from typing import NamedTuple
 from mailer.queue.queries import as_json, load
 
 SQL = load("templates.sql")
+DEFAULT_TENANT = "default"
 
 
 class Source(NamedTuple):
@@ -33,9 +35,10 @@ class Source(NamedTuple):
         return {"subject": self.subject, "text": self.text, "html": self.html}
 
 
-def _fields(name, fields, created_by):
+def _fields(name, fields, created_by, tenant):
     """The parameters of a new version."""
     return {
+        "tenant": tenant,
         "name": name,
         "subject": fields["subject"],
         "text": fields.get("text"),
@@ -45,35 +48,38 @@ def _fields(name, fields, created_by):
     }
 
 
-def create(conn, name, fields, created_by):
+def create(conn, name, fields, created_by, tenant=DEFAULT_TENANT):
     """A new template ``name`` with ``fields`` as its version 1: the version as a dict (with
     ``versions``), or None if a live template has that name."""
-    row = conn.exec_driver_sql(SQL.create, _fields(name, fields, created_by)).mappings().first()
+    params = _fields(name, fields, created_by, tenant)
+    row = conn.exec_driver_sql(SQL.create, params).mappings().first()
     return None if row is None else dict(row)
 
 
-def add_version(conn, name, fields, created_by, template_id=None):
-    """The next version of the template ``name``, as a dict, or None if there is none. With
-    ``template_id``, only if the template of that name is still that one (the admin's page
+def add_version(conn, name, fields, created_by, tenant=DEFAULT_TENANT, template_id=None):
+    """The next version of ``tenant``'s template ``name``, as a dict, or None if there is none.
+    With ``template_id``, only if the template of that name is still that one (the admin's page
     names a template by id: a deleted one's name may have been taken since)."""
-    params = {**_fields(name, fields, created_by), "id": template_id}
+    params = {**_fields(name, fields, created_by, tenant), "id": template_id}
     row = conn.exec_driver_sql(SQL.add_version, params).mappings().first()
     return None if row is None else dict(row)
 
 
-def version(conn, name, number=None):
+def version(conn, name, number=None, tenant=DEFAULT_TENANT):
     """The template ``name``'s version ``number`` (None: its latest) as a dict with
     ``versions`` (every number), or None."""
-    row = conn.exec_driver_sql(SQL.version, {"name": name, "version": number}).mappings().first()
+    params = {"name": name, "version": number, "tenant": tenant}
+    row = conn.exec_driver_sql(SQL.version, params).mappings().first()
     return None if row is None else dict(row)
 
 
-def page(conn, limit=50, after=None, search=None):
+def page(conn, limit=50, after=None, search=None, tenant=DEFAULT_TENANT):
     """A page of live templates, newest first, and whether more follow: ``(rows, more)``.
     ``after``: the (created_at, name) of the previous page's last."""
     created, name = after or (None, None)
     params = {
         "search": search or None,
+        "tenant": tenant,
         "after_created": created,
         "after_name": name,
         "limit": limit + 1,
@@ -109,16 +115,16 @@ def source_by_id(conn, template_id, number=None):
     return None if row is None else Source(*row)
 
 
-def delete(conn, name):
+def delete(conn, name, tenant=DEFAULT_TENANT):
     """Delete the template ``name``; whether there was one."""
-    return conn.exec_driver_sql(SQL.delete, {"name": name}).first() is not None
+    return conn.exec_driver_sql(SQL.delete, {"name": name, "tenant": tenant}).first() is not None
 
 
-def resolve(conn, wanted):
+def resolve(conn, wanted, tenant=DEFAULT_TENANT):
     """The versions asked for: ``wanted`` is a set of (name, version or None for the latest);
     the answer maps each pair found to its ``Source`` (a pair missing was not found)."""
     if not wanted:
         return {}
     pairs = [{"name": name, "version": number} for name, number in sorted(wanted, key=str)]
-    rows = conn.exec_driver_sql(SQL.resolve, {"wanted": as_json(pairs)})
+    rows = conn.exec_driver_sql(SQL.resolve, {"wanted": as_json(pairs), "tenant": tenant})
     return {(row.name, row.asked): Source(*row[2:]) for row in rows}

@@ -104,6 +104,14 @@ class ListedMail(Shape):
         "the client rendered it."
     )
     template_version: int | None = Field(description="That template's version.", ge=1)
+    tenant: str = Field(
+        description="The tenant (application) whose mail it is: the submitting key's; "
+        "`default` for `API_KEYS`."
+    )
+    api_key_id: UUID | None = Field(
+        description="The id of the stored key that submitted it; null for `API_KEYS`, "
+        "protected mode and the admin."
+    )
 
 
 class Attachment(Shape):

@@ -47,6 +47,10 @@ class Succeeded(Shape):
 class Suppression(Shape):
     """An address mail does not go to."""
 
+    tenant: str = Field(
+        description="Whose mail it holds back: a tenant's, or `*` for every tenant's (an "
+        "operator's entry)."
+    )
     address: str = Field(description="The bare address.")
     reason: Literal[REASONS] = Field(
         description="Bounces expire after `SUPPRESSION_DAYS`; the rest never."

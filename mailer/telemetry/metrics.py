@@ -83,6 +83,13 @@ ACCEPTED = Counter(
     "Mails stored by POST /mail and POST /mail/batch",
     registry=REGISTRY,
 )
+SUBMITTED = Counter(
+    "mail_submitted_total",
+    "Mails stored by POST /mail and POST /mail/batch, by tenant (tenants are made by "
+    "operators, with their keys: a bounded set)",
+    ["tenant"],
+    registry=REGISTRY,
+)
 REJECTED = Counter(
     "mail_api_mails_rejected_total",
     "Mail submissions refused, by reason",
@@ -121,9 +128,13 @@ def count_submission(response):
     code = response.status_code
     if code == 202 and "Idempotent-Replayed" not in response.headers:
         if request.path == "/mail":
-            ACCEPTED.inc()
+            stored = 1
         else:  # a batch's answer says how many it stored
-            ACCEPTED.inc((response.get_json(silent=True) or {}).get("count", 0))
+            stored = (response.get_json(silent=True) or {}).get("count", 0)
+        ACCEPTED.inc(stored)
+        principal = g.get("principal")
+        if principal is not None:
+            SUBMITTED.labels(principal.tenant).inc(stored)
     elif code >= 400:
         REJECTED.labels(REJECTION_REASONS.get(code, f"http_{code}")).inc()
 

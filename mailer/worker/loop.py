@@ -258,7 +258,7 @@ class Worker:
             return 0
         with self.engine.begin() as conn:
             rows = lease.claim(conn, self.name, limit, self.lease)
-            # One look-up of the whole batch's recipients on the suppression list.
+            # One look-up of the whole batch's recipients on its tenants' suppression lists.
             blocked = suppressions.active(
                 conn,
                 {
@@ -267,11 +267,13 @@ class Worker:
                     for column in ("to_address", "cc", "bcc")
                     for entry in row[column] or ()
                 },
+                {tenant_of(row) for row in rows},
             )
         self.metrics.observe_claim(len(rows))
         sendable = []
         for row in rows:
-            row = without_suppressed(row, blocked)
+            if blocked:
+                row = without_suppressed(row, suppressions.for_tenant(blocked, tenant_of(row)))
             if nobody_left(row):  # finished at once: no provider is called
                 self.finished.append((all_suppressed(row), []))
             else:
@@ -550,6 +552,11 @@ class Worker:
             log.error("database unavailable (%s): retrying in %.1fs", describe(err), delay)
             self.stopping.wait(delay)
             return False
+
+
+def tenant_of(row):
+    """The tenant of a claimed mail (whose suppression list holds its recipients back)."""
+    return row.get("tenant", suppressions.DEFAULT_TENANT)
 
 
 def log_decision(decision, lane=None):

@@ -1,7 +1,8 @@
 -- Operators' and clients' actions on mail. Each changes only the mails its rule allows, in one
 -- statement that re-checks the status (a worker may have moved the mail since the page was
 -- drawn), and logs an attempt-log row per mail changed with who did it (%(actor)s) and what
--- (%(outcome)s): the mail's page shows who did what, and when.
+-- (%(outcome)s): the mail's page shows who did what, and when. A client's retry and cancel
+-- change only its own tenant's mail (%(tenant)s; NULL: any tenant's).
 
 -- name: retry
 -- Queue the failed or cancelled mails %(ids)s again, due now, with a fresh budget: attempts
@@ -12,6 +13,7 @@ WITH retried AS (
        SET status = 'queued', next_attempt_at = now(), last_error = NULL, retried_at = now(),
            attempts_at_retry = attempts, updated_at = now()
      WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('failed', 'cancelled')
+       AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
     RETURNING id, attempts
 ), logged AS (
     INSERT INTO delivery_attempt (email_id, number, outcome, actor)
@@ -28,6 +30,7 @@ WITH cancelled AS (
     UPDATE email
        SET status = 'cancelled', updated_at = now(), next_attempt_at = now()
      WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'scheduled')
+       AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
     RETURNING id, attempts
 ), logged AS (
     INSERT INTO delivery_attempt (email_id, number, outcome, actor)
@@ -80,14 +83,16 @@ SELECT id FROM hurried;
 -- recipients, body, headers, tags, metadata and attachments, queued now with a fresh budget.
 -- The original keeps its history. Each side's log names the other mail (%(resent)s on the
 -- original, %(resent_from)s on the copy). The copies' tags go into mail_tag, as a
--- submission's do. Answers the copies made.
+-- submission's do; a copy belongs to the original's tenant and key. Answers the copies made.
 WITH pair AS (
     SELECT * FROM unnest(%(old)s::uuid[], %(new)s::uuid[]) AS pair(old_id, new_id)
 ), copied AS (
     INSERT INTO email (id, status, attempts, next_attempt_at, from_address, to_address, cc, bcc,
-                       reply_to, subject, text, html, headers, metadata, tags, recipients)
+                       reply_to, subject, text, html, headers, metadata, tags, recipients,
+                       tenant, api_key_id, test)
     SELECT pair.new_id, 'queued', 0, now(), e.from_address, e.to_address, e.cc, e.bcc,
-           e.reply_to, e.subject, e.text, e.html, e.headers, e.metadata, e.tags, e.recipients
+           e.reply_to, e.subject, e.text, e.html, e.headers, e.metadata, e.tags, e.recipients,
+           e.tenant, e.api_key_id, e.test
       FROM email AS e
       JOIN pair ON e.id = pair.old_id
      WHERE e.status IN ('sent', 'delivered', 'bounced', 'complained')

@@ -8,8 +8,8 @@
 -- The mails of a batch of events, found by our id (%(ids)s) or by the provider's message id
 -- (%(message_ids)s), locked in id order: an event waits while a worker records the send of its
 -- mail, so that the roll-up never sees half of a mail's recipients. Each with the recipients it
--- was sent to.
-SELECT id::text AS mail_id, recipients, provider_message_id
+-- was sent to, and its tenant (whose suppression list its bounces go on).
+SELECT id::text AS mail_id, recipients, provider_message_id, tenant
   FROM email
  WHERE id = ANY(%(ids)s::uuid[]) OR provider_message_id = ANY(%(message_ids)s::text[])
  ORDER BY id

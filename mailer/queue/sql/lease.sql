@@ -8,7 +8,8 @@
 -- SELECT skips rows another worker has locked, so two claims never wait for each other nor take
 -- the same mail. With each mail come what the retry policy needs, measured by the database: the
 -- attempts spent since the last operator's retry and the seconds since the mail was created or
--- retried; and whether it has attachments (most mail has none: no query for them).
+-- retried; and whether it has attachments (most mail has none: no query for them); and its
+-- tenant, whose suppression list holds its recipients back.
 UPDATE email
    SET status = 'sending', locked_by = %(worker)s, updated_at = now(),
        locked_until = now() + %(lease)s * interval '1 second'
@@ -17,7 +18,7 @@ UPDATE email
                ORDER BY next_attempt_at LIMIT %(limit)s
                  FOR UPDATE SKIP LOCKED)
 RETURNING id, from_address, to_address, cc, bcc, reply_to, subject, text, html, attempts,
-          headers, tags, metadata,
+          headers, tags, metadata, tenant,
           attempts - attempts_at_retry AS budget_used,
           extract(epoch FROM now() - coalesce(retried_at, created_at)) AS age,
           EXISTS (SELECT 1 FROM attachment WHERE attachment.email_id = email.id)

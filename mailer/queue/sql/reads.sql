@@ -10,17 +10,20 @@
 -- statement, so the planner drops the clause): one status (%(status)s: an equality, which the
 -- (status, created_at, id) index serves in the page's order), or several (%(statuses)s); a
 -- recipient (%(to)s, by the GIN index of recipients); the template it was rendered from
--- (%(template)s, by ix_email_template in the page's order); created after or before a time.
+-- (%(template)s, by ix_email_template in the page's order); created after or before a time;
+-- one tenant's (%(tenant)s: the tenant-leading indexes serve it, with or without one status).
 SELECT email.id::text, email.status, email.from_address, email.to_address, email.cc, email.bcc,
        email.reply_to, email.subject, email.text, email.html, email.result, email.provider,
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version
+       email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
+       email.api_key_id::text
   FROM email
  WHERE (%(status)s::text IS NULL OR email.status = %(status)s)
    AND (%(statuses)s::text[] IS NULL OR email.status = ANY(%(statuses)s::text[]))
    AND (%(to)s::text IS NULL OR email.recipients @> ARRAY[%(to)s::text])
+   AND (%(tenant)s::text IS NULL OR email.tenant = %(tenant)s)
    AND (%(template)s::text IS NULL OR email.template = %(template)s)
    AND (%(created_after)s::timestamptz IS NULL OR email.created_at > %(created_after)s)
    AND (%(created_before)s::timestamptz IS NULL OR email.created_at < %(created_before)s)
@@ -37,13 +40,15 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version
+       email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
+       email.api_key_id::text
   FROM mail_tag
   JOIN email ON email.id = mail_tag.email_id
  WHERE mail_tag.tag = %(tag)s
    AND (%(status)s::text IS NULL OR email.status = %(status)s)
    AND (%(statuses)s::text[] IS NULL OR email.status = ANY(%(statuses)s::text[]))
    AND (%(to)s::text IS NULL OR email.recipients @> ARRAY[%(to)s::text])
+   AND (%(tenant)s::text IS NULL OR email.tenant = %(tenant)s)
    AND (%(template)s::text IS NULL OR email.template = %(template)s)
    AND (%(created_after)s::timestamptz IS NULL OR mail_tag.created_at > %(created_after)s)
    AND (%(created_before)s::timestamptz IS NULL OR mail_tag.created_at < %(created_before)s)
@@ -53,8 +58,8 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
  LIMIT %(limit)s;
 
 -- name: mail_detail
--- The mail %(id)s and everything its answer shows, in one statement: its columns as page
--- reads them, its recipients and route, and each list of its child rows as one array per column, in the
+-- The mail %(id)s (of %(tenant)s, unless it is NULL) and everything its answer shows, in one
+-- statement: its columns as page reads them, its recipients and route, and each list of its child rows as one array per column, in the
 -- order the answer lists them (attachments by position, the attempt log by id, recipients by
 -- address, the events oldest first by the provider's clock); of the events only the latest
 -- %(events_shown)s (NULL: all), and how many there are.
@@ -63,8 +68,8 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version, email.recipients,
-       email.route,
+       email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
+       email.api_key_id::text, email.recipients, email.route,
        attachments.*, attempts.*, recipients.*, events.*,
        (SELECT count(*) FROM delivery_event WHERE email_id = email.id)
   FROM email
@@ -93,12 +98,13 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
               array_agg(received_at ORDER BY occurred_at, id)
          FROM (SELECT * FROM delivery_event WHERE email_id = email.id
                 ORDER BY occurred_at DESC, id DESC LIMIT %(events_shown)s) AS shown) AS events
- WHERE email.id = %(id)s;
+ WHERE email.id = %(id)s AND (%(tenant)s::text IS NULL OR email.tenant = %(tenant)s);
 
 -- name: events_page
 -- A page of the mail %(id)s's events, oldest first by the providers' clocks, after the
 -- position (%(after_at)s, %(after_id)s); a mail without events has one row of NULLs, an unknown
--- mail none. The ix_delivery_event_email index serves every page.
+-- mail (or one of another tenant than %(tenant)s, unless it is NULL) none. The
+-- ix_delivery_event_email index serves every page.
 SELECT shown.id, shown.type, shown.provider, shown.provider_event, shown.recipient,
        shown.severity, shown.reason, shown.occurred_at, shown.received_at
   FROM email
@@ -106,7 +112,7 @@ SELECT shown.id, shown.type, shown.provider, shown.provider_event, shown.recipie
        SELECT * FROM delivery_event
         WHERE email_id = email.id AND (occurred_at, id) > (%(after_at)s, %(after_id)s)
         ORDER BY occurred_at, id LIMIT %(limit)s) AS shown ON true
- WHERE email.id = %(id)s
+ WHERE email.id = %(id)s AND (%(tenant)s::text IS NULL OR email.tenant = %(tenant)s)
  ORDER BY shown.occurred_at, shown.id;
 
 -- name: database_now

@@ -2,16 +2,19 @@
 -- when send_at is later than the database's now() (a time in the past means now), each
 -- statement all or nothing. The ids are made by the caller, so that a statement whose answer
 -- was lost can run again without storing a second mail. The ids come back as text, as they
--- were sent.
+-- were sent. Each mail records its %(tenant)s, the stored key that sent it (%(api_key_id)s,
+-- NULL for API_KEYS and the admin) and whether that is a %(test)s key; an Idempotency-Key
+-- records the tenant too.
 
 -- name: insert_mail
 -- One mail without attachments or tags: the API's POST /mail.
 INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                    attempts, headers, metadata, tags, recipients, send_at, template,
-                   template_version, status, next_attempt_at)
+                   template_version, tenant, api_key_id, test, status, next_attempt_at)
 VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s, %(subject)s,
         %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s, %(recipients)s,
-        %(send_at)s, %(template)s, %(template_version)s,
+        %(send_at)s, %(template)s, %(template_version)s, %(tenant)s, %(api_key_id)s::uuid,
+        %(test)s,
         CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
         GREATEST(%(send_at)s::timestamptz, now()))
 RETURNING id::text, created_at, status, next_attempt_at;
@@ -25,18 +28,19 @@ RETURNING id::text, created_at, status, next_attempt_at;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, status, next_attempt_at)
+                       template_version, tenant, api_key_id, test, status, next_attempt_at)
     VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s,
             %(subject)s, %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s,
-            %(recipients)s, %(send_at)s, %(template)s, %(template_version)s,
+            %(recipients)s, %(send_at)s, %(template)s, %(template_version)s, %(tenant)s,
+            %(api_key_id)s::uuid, %(test)s,
             CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
             GREATEST(%(send_at)s::timestamptz, now()))
     RETURNING id::text, created_at, status, next_attempt_at
 ), kept AS (
     INSERT INTO idempotency_key (scope, key, fingerprint, status_code, response,
-                                 mail_created_at, mail_status, mail_next_attempt_at)
+                                 mail_created_at, mail_status, mail_next_attempt_at, tenant)
     SELECT %(scope)s, %(key)s, %(fingerprint)s, %(status_code)s, %(response)s::jsonb,
-           created_at, status, next_attempt_at
+           created_at, status, next_attempt_at, %(tenant)s
       FROM mail
 )
 SELECT id, created_at, status, next_attempt_at FROM mail;
@@ -48,10 +52,11 @@ SELECT id, created_at, status, next_attempt_at FROM mail;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, status, next_attempt_at)
+                       template_version, tenant, api_key_id, test, status, next_attempt_at)
     VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s,
             %(subject)s, %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s,
-            %(recipients)s, %(send_at)s, %(template)s, %(template_version)s,
+            %(recipients)s, %(send_at)s, %(template)s, %(template_version)s, %(tenant)s,
+            %(api_key_id)s::uuid, %(test)s,
             CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
             GREATEST(%(send_at)s::timestamptz, now()))
     RETURNING id, created_at, status, next_attempt_at, tags
@@ -60,9 +65,9 @@ WITH mail AS (
     SELECT DISTINCT id, unnest(tags), created_at FROM mail
 ), kept AS (
     INSERT INTO idempotency_key (scope, key, fingerprint, status_code, response,
-                                 mail_created_at, mail_status, mail_next_attempt_at)
+                                 mail_created_at, mail_status, mail_next_attempt_at, tenant)
     SELECT %(scope)s, %(key)s, %(fingerprint)s, %(status_code)s, %(response)s::jsonb,
-           created_at, status, next_attempt_at
+           created_at, status, next_attempt_at, %(tenant)s
       FROM mail
      WHERE %(key)s::text IS NOT NULL
 )
@@ -78,17 +83,18 @@ SELECT id::text, created_at, status, next_attempt_at FROM mail;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, status, next_attempt_at)
+                       template_version, tenant, api_key_id, test, status, next_attempt_at)
     SELECT m.id, m.from_address, m.to_address, m.cc, m.bcc, m.reply_to, m.subject, m.text,
            m.html, 0, m.headers, m.metadata, m.tags, m.recipients, m.send_at, m.template,
-           m.template_version,
+           m.template_version, m.tenant, m.api_key_id, m.test,
            CASE WHEN m.send_at > now() THEN 'scheduled' ELSE 'queued' END,
            GREATEST(m.send_at, now())
       FROM json_to_recordset(%(mails)s)
            AS m(id uuid, from_address text, to_address text[], cc text[], bcc text[],
                 reply_to text, subject text, text text, html text, headers jsonb,
                 metadata jsonb, tags text[], recipients text[], send_at timestamptz,
-                template text, template_version int)
+                template text, template_version int, tenant text, api_key_id uuid,
+                test boolean)
     RETURNING id, created_at, status, next_attempt_at, tags
 ), files AS (
     INSERT INTO attachment (email_id, position, filename, content_type, size, content)
@@ -99,9 +105,9 @@ WITH mail AS (
     SELECT DISTINCT id, unnest(tags), created_at FROM mail
 ), kept AS (
     INSERT INTO idempotency_key (scope, key, fingerprint, status_code, response,
-                                 mail_created_at, mail_status, mail_next_attempt_at)
+                                 mail_created_at, mail_status, mail_next_attempt_at, tenant)
     SELECT %(scope)s, %(key)s, %(fingerprint)s, %(status_code)s, %(response)s::jsonb,
-           created_at, status, next_attempt_at
+           created_at, status, next_attempt_at, %(tenant)s
       FROM mail
      WHERE %(key)s::text IS NOT NULL
      LIMIT 1

@@ -1,12 +1,13 @@
--- Templates: a name (unique among the live ones: deleted_at IS NULL) and its versions, numbered
--- from 1, never changed once stored.
+-- Templates: a tenant's name (unique among the tenant's live ones: deleted_at IS NULL) and its
+-- versions, numbered from 1, never changed once stored. Every statement acts on the templates
+-- of one %(tenant)s.
 
 -- name: create
 -- A new template %(name)s with its version 1 (%(subject)s, %(text)s, %(html)s,
 -- %(description)s, made by %(created_by)s); no row if a live template has the name already.
 WITH made AS (
-    INSERT INTO template (name) VALUES (%(name)s)
-    ON CONFLICT (name) WHERE deleted_at IS NULL DO NOTHING
+    INSERT INTO template (tenant, name) VALUES (%(tenant)s, %(name)s)
+    ON CONFLICT (tenant, name) WHERE deleted_at IS NULL DO NOTHING
     RETURNING id, name, created_at
 ), version AS (
     INSERT INTO template_version (template_id, version, subject, text, html, description,
@@ -23,11 +24,13 @@ SELECT made.name, version.*, ARRAY[1] AS versions FROM made, version;
 -- template, so that two versions added at once are numbered one after the other: the second
 -- reads the number after the first committed.
 SELECT id FROM template
- WHERE name = %(name)s AND deleted_at IS NULL AND (%(id)s::bigint IS NULL OR id = %(id)s)
+ WHERE tenant = %(tenant)s AND name = %(name)s AND deleted_at IS NULL
+   AND (%(id)s::bigint IS NULL OR id = %(id)s)
    FOR UPDATE;
 WITH target AS (
     SELECT id, name FROM template
-     WHERE name = %(name)s AND deleted_at IS NULL AND (%(id)s::bigint IS NULL OR id = %(id)s)
+     WHERE tenant = %(tenant)s AND name = %(name)s AND deleted_at IS NULL
+       AND (%(id)s::bigint IS NULL OR id = %(id)s)
 ), version AS (
     INSERT INTO template_version (template_id, version, subject, text, html, description,
                                   created_by)
@@ -56,7 +59,8 @@ SELECT template.name, shown.version, shown.subject, shown.text, shown.html, show
         WHERE template_id = template.id
           AND (%(version)s::int IS NULL OR version = %(version)s)
         ORDER BY version DESC LIMIT 1) AS shown ON true
- WHERE template.name = %(name)s AND template.deleted_at IS NULL;
+ WHERE template.tenant = %(tenant)s AND template.name = %(name)s
+   AND template.deleted_at IS NULL;
 
 -- name: page
 -- A page of the live templates, newest first, keyset-paged by (created_at, name): the first
@@ -68,7 +72,7 @@ SELECT template.name, latest.version, latest.description, template.created_at,
   JOIN LATERAL (
        SELECT version, description, created_at FROM template_version
         WHERE template_id = template.id ORDER BY version DESC LIMIT 1) AS latest ON true
- WHERE template.deleted_at IS NULL
+ WHERE template.tenant = %(tenant)s AND template.deleted_at IS NULL
    AND (%(search)s::text IS NULL OR strpos(lower(template.name), lower(%(search)s)) > 0)
    AND (%(after_created)s::timestamptz IS NULL
         OR template.created_at < %(after_created)s
@@ -80,7 +84,7 @@ SELECT template.name, latest.version, latest.description, template.created_at,
 -- Delete the live template %(name)s: no new mail can use it; its rows stay for the mail
 -- rendered from it. No row if there was none.
 UPDATE template SET deleted_at = now()
- WHERE name = %(name)s AND deleted_at IS NULL
+ WHERE tenant = %(tenant)s AND name = %(name)s AND deleted_at IS NULL
 RETURNING id;
 
 -- name: resolve
@@ -90,7 +94,8 @@ RETURNING id;
 SELECT wanted.name, wanted.version AS asked, template.id, shown.version, shown.subject,
        shown.text, shown.html
   FROM json_to_recordset(%(wanted)s) AS wanted(name text, version int)
-  JOIN template ON template.name = wanted.name AND template.deleted_at IS NULL
+  JOIN template ON template.tenant = %(tenant)s AND template.name = wanted.name
+                AND template.deleted_at IS NULL
   JOIN LATERAL (
        SELECT version, subject, text, html FROM template_version
         WHERE template_id = template.id
@@ -101,7 +106,8 @@ SELECT wanted.name, wanted.version AS asked, template.id, shown.version, shown.s
 -- The admin's list: a page of every template, the deleted ones too, newest first, keyset-paged
 -- by id: the first %(limit)s whose id is below %(before)s (NULL: from the newest), whose name
 -- contains %(search)s in any case (NULL: every name). Each with its latest version.
-SELECT template.id, template.name, template.created_at, template.deleted_at, latest.version,
+SELECT template.id, template.tenant, template.name, template.created_at, template.deleted_at,
+       latest.version,
        latest.description, latest.created_at AS updated_at
   FROM template
   JOIN LATERAL (
@@ -114,7 +120,7 @@ SELECT template.id, template.name, template.created_at, template.deleted_at, lat
 
 -- name: template_by_id
 -- The template %(id)s, deleted or not, with how many versions it has; no row if there is none.
-SELECT id, name, created_at, deleted_at,
+SELECT id, tenant, name, created_at, deleted_at,
        (SELECT count(*) FROM template_version WHERE template_id = template.id) AS version_count
   FROM template
  WHERE id = %(id)s;

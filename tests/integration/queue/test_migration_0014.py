@@ -1,5 +1,5 @@
 """Migration 0014 (``template``, ``template_version``, ``email.template``) goes up, down and up
-again. Down is one step (``-1``), whichever revision comes before it."""
+again (down to 0013, the revision before it)."""
 
 from conftest import migrated_to
 from flask_migrate import downgrade, upgrade
@@ -31,7 +31,7 @@ def test_0014_up_down_and_up(postgres_server):
             "index": True,
         }
         assert schema(url) == expected
-        downgrade(directory=migrations, revision="-1")
+        downgrade(directory=migrations, revision="0013")
         assert schema(url) == {"tables": [], "columns": [], "index": False}
         upgrade(directory=migrations)
         assert schema(url) == expected

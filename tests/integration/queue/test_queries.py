@@ -81,6 +81,7 @@ def plan(database_url, statement, **params):
             "to",
             "tag",
             "template",
+            "tenant",
             "created_after",
             "created_before",
             "after_created",
@@ -115,6 +116,11 @@ def test_a_listing_filter_is_dropped_while_its_parameter_is_null(client, mail, s
     assert "recipients @>" in recipient and "status" not in recipient, recipient
     template = plan(url, reads.SQL.page, template="receipt")
     assert "ix_email_template" in template and "Sort" not in template, template
+    tenant = plan(url, reads.SQL.page, tenant="shop")
+    assert "ix_email_tenant_created" in tenant and "Sort" not in tenant, tenant
+    tenant_status = plan(url, reads.SQL.page, tenant="shop", status="queued")
+    assert "ix_email_tenant_status_created" in tenant_status, tenant_status
+    assert "Sort" not in tenant_status, tenant_status
 
 
 @pytest.mark.committed

@@ -42,6 +42,8 @@ def row(**values):
         "sent_at": None,
         "template": None,
         "template_version": None,
+        "tenant": "default",
+        "api_key_id": None,
         **values,
     }
     return tuple(base[name] for name in listing.PAGE_COLUMNS)
@@ -49,6 +51,7 @@ def row(**values):
 
 ROWS = [
     row(),
+    row(tenant="shop.eu-1", api_key_id=str(uuid.uuid4())),
     row(
         status="sent",
         next_attempt_at=NOW.replace(microsecond=0),
