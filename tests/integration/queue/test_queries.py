@@ -118,9 +118,10 @@ def test_a_listing_filter_is_dropped_while_its_parameter_is_null(client, mail, s
     assert "ix_email_template" in template and "Sort" not in template, template
     tenant = plan(url, reads.SQL.page, tenant="shop")
     assert "ix_email_tenant_created" in tenant and "Sort" not in tenant, tenant
+    # A tenant and a status: with three rows the planner may take the tenant's index and filter
+    # the status, or the index of both; either way a keyset walk of the tenant, never a sort.
     tenant_status = plan(url, reads.SQL.page, tenant="shop", status="queued")
-    assert "ix_email_tenant_status_created" in tenant_status, tenant_status
-    assert "Sort" not in tenant_status, tenant_status
+    assert "ix_email_tenant_" in tenant_status and "Sort" not in tenant_status, tenant_status
 
 
 @pytest.mark.committed
