@@ -22,6 +22,7 @@ from flask_restful import Api, Resource
 from werkzeug.routing import BaseConverter
 
 from mailer.api import idempotency, listing, templated
+from mailer.api.auditing import audited
 from mailer.api.auth import current_principal, require_api_key, require_scope
 from mailer.api.bodies import form_fields, parsed_json
 from mailer.api.errors import ApiError, response_for
@@ -576,6 +577,14 @@ class SuppressionList(Resource):
                 current_app.config["SUPPRESSION_DAYS"],
                 current_principal().tenant,
             )
+            if added:
+                audited(
+                    conn,
+                    "suppression.add",
+                    row["address"],
+                    {"reason": row["reason"], "detail": row["detail"]},
+                    row["tenant"],
+                )
         body = service.SuppressionAdded.dump(row)
         return body, 201 if added else 200, {"Location": f"/suppressions/{row['address']}"}
 
@@ -589,8 +598,11 @@ class SuppressionItem(Resource):
     def delete(self, address):
         """204 once it is off the key's tenant's list (off every list for ``admin``); 404 if
         it was not on it."""
-        with transaction(single_statement=True) as conn:
-            removed = suppressions.remove(conn, address, tenant_filter())
+        tenant = tenant_filter()
+        with transaction() as conn:
+            removed = suppressions.remove(conn, address, tenant)
+            if removed:
+                audited(conn, "suppression.remove", bare_address(address), {}, tenant)
         if not removed:
             raise ApiError(
                 404,

@@ -7,7 +7,7 @@ commits has its row, one that rolls back has none. A new management action needs
 
     audit.record(conn, who, tenant, action, target, summary, address)
 
-``who`` is an ``Actor`` (``operator(name)``, or ``key(id, name)`` of the request's key), the
+``who`` is an ``Actor`` (``operator(name)`` in the admin, ``key(id, name)`` for an API key), the
 ``action`` a dotted name (``key.create``, ``suppression.remove``, ...), the ``target`` what it
 acted on (a key's id, an address, a template's name), ``summary`` a dict of what changed, and
 ``address`` the client's (``mailer.api.auth.client_address``).
@@ -39,8 +39,8 @@ class Actor(NamedTuple):
 
 
 def operator(name):
-    """An operator of the admin, by the name they signed in with."""
-    return Actor(f"operator:{name}")
+    """An operator of the admin, by the name the admin knows them by (``admin:<user>``)."""
+    return Actor(name)
 
 
 def key(key_id, name):
@@ -101,6 +101,4 @@ def page(conn, tenant=None, action=None, target=None, limit=50, after=None):
 
 def purge(conn, days, batch_size):
     """Delete up to ``batch_size`` rows older than ``days`` days; how many went."""
-    return conn.exec_driver_sql(
-        SQL.purge, {"days": float(days), "batch_size": batch_size}
-    ).rowcount
+    return conn.exec_driver_sql(SQL.purge, {"days": float(days), "batch_size": batch_size}).rowcount
