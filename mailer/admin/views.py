@@ -511,6 +511,7 @@ class MailView(Protected, ModelView):
         "last_error",
         "updated_at",
         "tenant",
+        "test",
     )
     column_labels = {
         "api_key_id": "API Key",
@@ -533,6 +534,7 @@ class MailView(Protected, ModelView):
         FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
         TagFilter(Email.tags, "Tag"),
         FilterEqual(Email.tenant, "Tenant"),
+        "test",
         "created_at",
         "send_at",
     )
@@ -541,6 +543,7 @@ class MailView(Protected, ModelView):
         "id",
         "tenant",
         "api_key_id",
+        "test",
         "status",
         "from_address",
         "to_address",

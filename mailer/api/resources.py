@@ -94,6 +94,15 @@ def tenant_filter():
     return current_principal().tenant_filter
 
 
+def suppression_view():
+    """Whose suppression list the request reads and changes (None: every one, for ``admin``):
+    its key's tenant's, or for a ``mk_test_`` key the tenant's test view
+    (``suppressions.view``), where test mail's bounces and complaints go."""
+    principal = current_principal()
+    tenant = principal.tenant_filter
+    return None if tenant is None else suppressions.view(tenant, principal.test)
+
+
 def owner():
     """Whose mail the request submits (``submit.Owner``): its key's tenant, id and mode."""
     principal = current_principal()
@@ -552,7 +561,7 @@ class SuppressionList(Resource):
         the key's tenant's (every tenant's for ``admin``)."""
         reason, limit, after = listing.parse_suppression_query()
         with transaction(single_statement=True) as conn:
-            rows, more = suppressions.page(conn, reason, limit, after, tenant_filter())
+            rows, more = suppressions.page(conn, reason, limit, after, suppression_view())
         last = rows[-1] if more else None
         return service.SuppressionPage.dump(
             {
@@ -575,7 +584,7 @@ class SuppressionList(Resource):
                 reason,
                 detail,
                 current_app.config["SUPPRESSION_DAYS"],
-                current_principal().tenant,
+                suppressions.view(current_principal().tenant, current_principal().test),
             )
             if added:
                 audited(
@@ -598,7 +607,7 @@ class SuppressionItem(Resource):
     def delete(self, address):
         """204 once it is off the key's tenant's list (off every list for ``admin``); 404 if
         it was not on it."""
-        tenant = tenant_filter()
+        tenant = suppression_view()
         with transaction() as conn:
             removed = suppressions.remove(conn, address, tenant)
             if removed:
