@@ -42,6 +42,9 @@ def row(**values):
         "sent_at": None,
         "template": None,
         "template_version": None,
+        "tenant": "default",
+        "api_key_id": None,
+        "test": False,
         **values,
     }
     return tuple(base[name] for name in listing.PAGE_COLUMNS)
