@@ -26,6 +26,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -488,3 +489,26 @@ class ApiKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditLog(db.Model):
+    """One change an operator or a managing key made (``mailer.queue.audit``, migration
+    0017): appended, never updated (a trigger refuses it), purged past
+    ``AUDIT_RETENTION_DAYS``."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(Text)  # admin:<user>, or key:<name>
+    key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # the key's; None for an operator
+    tenant: Mapped[str | None] = mapped_column(Text)  # None: every tenant's, or none
+    action: Mapped[str] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict] = mapped_column(JSONB, server_default=sql_text("'{}'::jsonb"))
+    client: Mapped[str | None] = mapped_column(Text)  # the client's address
+
+    __table_args__ = (
+        Index("ix_audit_log_at", sql_text("at DESC"), sql_text("id DESC")),
+        Index("ix_audit_log_tenant_at", "tenant", sql_text("at DESC"), sql_text("id DESC")),
+    )

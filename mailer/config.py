@@ -87,6 +87,7 @@ DEFAULTS = {
     "WORKER_METRICS_PORT": 0,
     "WORKER_METRICS_ADDRESS": "127.0.0.1",  # another address needs METRICS_TOKEN
     "RETENTION_DAYS": 30,  # finished mail older than this is purged by scripts/purge
+    "AUDIT_RETENTION_DAYS": 365,  # audit log rows older than this are purged by scripts/purge
     "LOG_FORMAT": "text",  # text (human-readable) or json (one object per line; telemetry/logs.py)
     "MAX_ATTACHMENT_BYTES": 10 * 1024 * 1024,  # decoded attachments per mail
     "MAX_ATTACHMENTS": 100,  # files per mail

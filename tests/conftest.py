@@ -91,6 +91,7 @@ TABLES = (
     "template",
     "key_usage",
     "api_key",
+    "audit_log",
 )
 ANY_ROW = text("SELECT " + " OR ".join(f"EXISTS (SELECT FROM {table})" for table in TABLES))
 

@@ -3,7 +3,9 @@ itself
 from ``/admin/dashboard.json``), every mail with its recipients and timeline and the actions on
 it (retry, cancel, resend, release, send now: single on its page, bulk on the list, each with a
 confirmation and recorded with who did it), a provider's breaker opened and closed by hand, the
-list's CSV export (streamed), the suppression list, and the client webhooks with their attempts.
+list's CSV export (streamed), the suppression list, the client webhooks with their attempts,
+and the audit log. Every change an operator makes here is appended to the audit log
+(``audited``) in the transaction of the change.
 
 Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
 when no password is set; forms carry a CSRF token; pages carry a Content-Security-Policy and may
@@ -58,11 +60,11 @@ from sqlalchemy import func, or_, tuple_
 from wtforms import SelectField, StringField, TextAreaField
 
 from mailer.admin import chart, dashboard
-from mailer.api.auth import admin_allowed
+from mailer.api.auth import admin_allowed, client_address
 from mailer.database import transaction
 from mailer.events import outbox
 from mailer.principals import TENANT_NAME
-from mailer.queue import actions, reads, submit, suppressions
+from mailer.queue import actions, audit, reads, submit, suppressions
 from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
@@ -72,6 +74,7 @@ from models import (
     SENDING,
     STATUSES,
     WAITING,
+    AuditLog,
     Email,
     Suppression,
     WebhookMessage,
@@ -193,10 +196,12 @@ class DashboardView(Protected, AdminIndexView):
         conn = db.session.connection()
         if action == circuit.OPEN_BY_HAND:
             circuit.open_by_hand(conn, provider, operator(), reason)
+            audited(conn, "breaker.open", provider, {"reason": reason})
             flash(
                 f"{provider} opened by hand: workers skip it until it is closed by hand.", "success"
             )
         elif circuit.close_by_hand(conn, provider, operator(), reason):
+            audited(conn, "breaker.close", provider, {"reason": reason})
             flash(f"{provider} closed by hand: workers send through it again.", "success")
         else:
             flash(
@@ -506,6 +511,7 @@ class MailView(Protected, ModelView):
         "last_error",
         "updated_at",
         "tenant",
+        "test",
     )
     column_labels = {
         "api_key_id": "API Key",
@@ -528,6 +534,7 @@ class MailView(Protected, ModelView):
         FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
         TagFilter(Email.tags, "Tag"),
         FilterEqual(Email.tenant, "Tenant"),
+        "test",
         "created_at",
         "send_at",
     )
@@ -536,6 +543,7 @@ class MailView(Protected, ModelView):
         "id",
         "tenant",
         "api_key_id",
+        "test",
         "status",
         "from_address",
         "to_address",
@@ -632,7 +640,10 @@ class MailView(Protected, ModelView):
                     field.errors = [*field.errors, error["message"]]
                 flash(f"{error['field']}: {error['message']}", "error")
             return False
-        return submit.as_email(submit.enqueue_many(transaction, [clean])[0])
+        row = submit.enqueue_many(transaction, [clean])[0]
+        audited(db.session.connection(), "mail.create", row["id"], {"subject": row["subject"]})
+        db.session.commit()
+        return submit.as_email(row)
 
     def render(self, template, **kwargs):
         """Every page of the view; the details page also gets its actions and HTML preview."""
@@ -682,18 +693,22 @@ class MailView(Protected, ModelView):
     @action("retry", "Retry", "Queue the selected failed mails for another delivery?")
     def action_retry(self, ids):
         """Put failed mails back in the queue, due now, with a fresh budget; log who did it."""
-        count = actions.retry(db.session.connection(), _uuids(ids), operator())
+        conn = db.session.connection()
+        retried = actions.retry(conn, _uuids(ids), operator())
+        audited_mails(conn, "mail.retry", retried)
         db.session.commit()
-        flash(f"{count} failed mail(s) queued again.", "success")
+        flash(f"{len(retried)} failed mail(s) queued again.", "success")
 
     @action(
         "cancel", "Cancel", "Cancel the selected queued or scheduled mails? They will not be sent."
     )
     def action_cancel(self, ids):
         """Cancel mail no worker has taken yet; log who did it. Others are left as they are."""
+        conn = db.session.connection()
         cancelled = actions.cancel(
-            db.session.connection(), _uuids(ids), operator(), current_app.extensions["webhooks"]
+            conn, _uuids(ids), operator(), current_app.extensions["webhooks"]
         )
+        audited_mails(conn, "mail.cancel", cancelled)
         db.session.commit()
         skipped = len(ids) - len(cancelled)
         note = f"; {skipped} already sending or finished were left alone" if skipped else ""
@@ -706,7 +721,9 @@ class MailView(Protected, ModelView):
     )
     def action_send_now(self, ids):
         """Make mail waiting for its backoff or its schedule due now; log who did it."""
-        hurried = actions.send_now(db.session.connection(), _uuids(ids), operator())
+        conn = db.session.connection()
+        hurried = actions.send_now(conn, _uuids(ids), operator())
+        audited_mails(conn, "mail.send_now", hurried)
         db.session.commit()
         flash(
             _counted(len(hurried), len(ids), "made due now", "not waiting for a later time"),
@@ -721,7 +738,10 @@ class MailView(Protected, ModelView):
     )
     def action_resend(self, ids):
         """Copy mail a provider took into new queued mail; both logs name the other."""
-        pairs = actions.resend(db.session.connection(), _uuids(ids), operator())
+        conn = db.session.connection()
+        pairs = actions.resend(conn, _uuids(ids), operator())
+        for old, new in pairs.items():
+            audited(conn, "mail.resend", old, {"resent_as": new})
         db.session.commit()
         flash(_counted(len(pairs), len(ids), "resent as new mail", "not sent yet"), "success")
         if len(pairs) == 1 and request.form.get("single"):
@@ -738,13 +758,15 @@ class MailView(Protected, ModelView):
     )
     def action_release(self, ids):
         """Return mail whose lease expired or whose worker is gone to the queue; log who."""
+        conn = db.session.connection()
         released = actions.release_stuck(
-            db.session.connection(),
+            conn,
             _uuids(ids),
             operator(),
             self.alive_workers(),
             current_app.config["MAX_ATTEMPTS"],
         )
+        audited_mails(conn, "mail.release", released)
         db.session.commit()
         flash(
             _counted(
@@ -952,14 +974,18 @@ class SuppressionView(Protected, ModelView):
             form.tenant.errors = [*form.tenant.errors, "A tenant's name, or *"]
             flash("tenant: a tenant's name (letters, digits, _ . -), or *", "error")
             return False
+        conn = db.session.connection()
         row, added = suppressions.add(
-            db.session.connection(),
+            conn,
             address,
             form.reason.data,
             form.detail.data or None,
             current_app.config["SUPPRESSION_DAYS"],
             tenant,
         )
+        if added:
+            summary = {"reason": row["reason"], "detail": row["detail"]}
+            audited(conn, "suppression.add", row["address"], summary, row["tenant"])
         db.session.commit()
         if not added:
             flash(f"{row['address']} was already suppressed ({row['reason']}).", "info")
@@ -976,7 +1002,9 @@ class SuppressionView(Protected, ModelView):
 
     def delete_model(self, model):
         """Take the address off its tenant's list (``suppressions.remove``)."""
-        suppressions.remove(db.session.connection(), model.address, model.tenant)
+        conn = db.session.connection()
+        if suppressions.remove(conn, model.address, model.tenant):
+            audited(conn, "suppression.remove", model.address, {}, model.tenant)
         db.session.commit()
         return True
 
@@ -1027,12 +1055,57 @@ class WebhookView(Protected, ModelView):
     column_formatters_detail = {"payload": _pretty_json, "attempt_log": _webhook_attempts}
 
 
+class AuditView(Protected, ModelView):
+    """The audit log: every change an operator or a managing key made, newest first; read
+    only (rows are appended by ``audit.record`` and never changed)."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    page_size = 50
+    list_template = "admin/mail_list.html"
+    column_list = ("at", "actor", "tenant", "action", "target", "summary", "client")
+    column_labels = {"at": "When", "key_id": "Key"}
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
+    column_default_sort = [("at", True), ("id", True)]
+    column_filters = (
+        FilterEqual(AuditLog.tenant, "Tenant"),
+        FilterEqual(AuditLog.action, "Action"),
+        FilterEqual(AuditLog.target, "Target"),
+        FilterEqual(AuditLog.actor, "Actor"),
+        "at",
+    )
+    named_filter_urls = True  # ?flt0_tenant_equals=shop
+    column_formatters = {"summary": lambda _v, _c, model, _n: json.dumps(model.summary)}
+    column_formatters_detail = {"summary": _pretty_json}
+
+    def get_list(self, page, *args, **kwargs):
+        """A page of the log: a negative ?page= shows the first (as ``MailView``'s)."""
+        size = kwargs.get("page_size") or self.page_size
+        return super().get_list(min(max(page or 0, 0), MAX_OFFSET // size), *args, **kwargs)
+
+
 def operator():
     """Who is acting in the admin: the HTTP Basic user, or the loopback client's address."""
     auth = request.authorization
     if auth is not None and auth.username:
         return f"admin:{auth.username}"
     return f"admin@{request.remote_addr}"
+
+
+def audited(conn, action, target, summary=None, tenant=None):
+    """Append an operator's change to the audit log (``audit.record``), in the transaction
+    of the change (the admin's session, committed with it)."""
+    who = audit.operator(operator())
+    audit.record(conn, who, tenant, action, target, summary, client_address())
+
+
+def audited_mails(conn, action, ids):
+    """One audit row per mail an action changed (``ids``)."""
+    for mail_id in ids:
+        audited(conn, action, mail_id)
 
 
 def _uuids(values):
@@ -1117,6 +1190,7 @@ def init_app(app):
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
     admin.add_view(SuppressionView(Suppression, db, name="Suppressions", endpoint="suppression"))
     admin.add_view(WebhookView(WebhookMessage, db, name="Webhooks", endpoint="webhook"))
+    admin.add_view(AuditView(AuditLog, db, name="Audit log", endpoint="audit"))
     from mailer.admin import keys as admin_keys  # it builds on this module's views
 
     admin_keys.init_app(admin)

@@ -4,7 +4,9 @@ what it sent, newest first, in stable pages.
 Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``, ``template``
 (the name a mail was rendered from), ``created_after``, ``created_before``, ``tenant`` (a key
 with ``admin`` lists every tenant's mail unless it names one; any other key lists its own
-tenant's only); ``limit`` (default 50, at most 500). Pages follow a keyset cursor,
+tenant's only); ``test`` (``true``: test mail only, ``false``: live mail only; by default
+the key's own kind: a ``mk_test_`` key lists test mail, any other live mail, so the two never
+mix unless asked); ``limit`` (default 50, at most 500). Pages follow a keyset cursor,
 ``next_cursor`` in the answer: the position (created_at, id) of the page's last mail, so mail
 that arrives while a client walks the pages never shifts them, and each mail appears exactly
 once. The cursor is opaque to clients (base64 of that position).
@@ -38,6 +40,7 @@ FILTERS = (
     "created_after",
     "created_before",
     "tenant",
+    "test",
     "limit",
     "cursor",
 )
@@ -67,6 +70,7 @@ def parse_query(principal):
         "created_after": _time(args.get("created_after"), "created_after"),
         "created_before": _time(args.get("created_before"), "created_before"),
         "tenant": listed_tenant(args.get("tenant"), principal),
+        "test": _test(args.get("test"), principal),
         "limit": parse_limit(args.get("limit")),
         "after": decode_cursor(args.get("cursor")),
     }
@@ -86,6 +90,16 @@ def listed_tenant(value, principal):
             [{"field": "tenant", "message": f"Only {principal.tenant}, or leave it out"}],
         )
     return value
+
+
+def _test(value, principal):
+    """Whether test mail is listed, or live mail: as asked (``true``/``false``), else the
+    key's own kind (a ``mk_test_`` key lists its test mail, any other key live mail)."""
+    if value is None:
+        return principal.test
+    if value not in ("true", "false"):
+        raise bad("test", "true or false")
+    return value == "true"
 
 
 def _text(value, field):

@@ -17,7 +17,7 @@ from mailer.api.listing import DEFAULT_LIMIT, MAX_LIMIT
 from mailer.api.resources import JSON_TYPES
 from mailer.events.signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
 from mailer.queue.suppressions import REASONS
-from mailer.shapes import keys, mail, requests, service, templates
+from mailer.shapes import audit, keys, mail, requests, service, templates
 from mailer.shapes.requests import HEADER_TEXT, MAX_BATCH
 from mailer.shapes.wire import openapi_schemas
 from mailer.vocabulary import MAIL_STATUSES
@@ -62,6 +62,7 @@ ANSWERS = (
     templates.RenderedTemplate,
     keys.NewApiKey,
     keys.ApiKeyPage,
+    audit.AuditPage,
 )
 REQUESTS = (
     requests.MailRequest,
@@ -209,6 +210,7 @@ def build_spec(config=None):
             {"name": "templates", "description": "Stored templates, rendered into mail."},
             {"name": "suppressions", "description": "The addresses mail does not go to."},
             {"name": "keys", "description": "API keys: each acts for one tenant, with scopes."},
+            {"name": "audit", "description": "Who changed what: the audit log."},
             {"name": "service", "description": "The service's health and this documentation."},
         ],
         "paths": {
@@ -218,6 +220,7 @@ def build_spec(config=None):
             **event_paths(),
             **suppression_paths(),
             **key_paths(),
+            **audit_paths(),
             **service_paths(),
         },
         "components": {
@@ -893,6 +896,50 @@ def suppression_paths():
         "/suppressions": {"get": listed, "post": added},
         "/suppressions/{address}": {"delete": removed},
     }
+
+
+# The audit log --------------------------------------------------------------------------------
+
+
+def audit_paths():
+    """Read the audit log."""
+    listed = operation(
+        "audit",
+        "listAudit",
+        "The audit log, newest first, in stable pages",
+        {
+            "200": answer(audit.AuditPage, "A page of the log."),
+            "403": error_response(
+                "The key lacks `keys:manage` (field `scope`), or names another tenant without "
+                "`admin` (field `tenant`)."
+            ),
+            **error_refs("400", "401", "429", "500", "503"),
+        },
+        "Every change an operator made in the admin, or a key made to keys, client webhook "
+        "endpoints, templates or suppressions. A key with `admin` reads every tenant's rows "
+        "(`tenant` narrows them to one); a key with `keys:manage` its own tenant's. Keyset "
+        "pagination: rows appended during a walk never shift the pages.",
+        parameters=[
+            query(
+                "tenant",
+                {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                "Only this tenant's rows (another tenant's: `admin` only).",
+            ),
+            query(
+                "action",
+                {"type": "string", "minLength": 1, "maxLength": 500},
+                "Only this action, e.g. `key.create`.",
+            ),
+            query(
+                "target",
+                {"type": "string", "minLength": 1, "maxLength": 500},
+                "Only rows about this target (a key's id, an address, a template's name).",
+            ),
+            limit_parameter(),
+            cursor_parameter(),
+        ],
+    )
+    return {"/audit": {"get": listed}}
 
 
 # The service ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from flask_restful import Api, Resource
 from werkzeug.routing import BaseConverter
 
 from mailer.api import idempotency, listing, templated
+from mailer.api.auditing import audited
 from mailer.api.auth import current_principal, require_api_key, require_scope
 from mailer.api.bodies import form_fields, parsed_json
 from mailer.api.errors import ApiError, response_for
@@ -91,6 +92,15 @@ def tenant_filter():
     """The tenant the request's reads and actions are limited to (None: every tenant's, for a
     key with ``admin``)."""
     return current_principal().tenant_filter
+
+
+def suppression_view():
+    """Whose suppression list the request reads and changes (None: every one, for ``admin``):
+    its key's tenant's, or for a ``mk_test_`` key the tenant's test view
+    (``suppressions.view``), where test mail's bounces and complaints go."""
+    principal = current_principal()
+    tenant = principal.tenant_filter
+    return None if tenant is None else suppressions.view(tenant, principal.test)
 
 
 def owner():
@@ -553,7 +563,7 @@ class SuppressionList(Resource):
         the key's tenant's (every tenant's for ``admin``)."""
         reason, limit, after = listing.parse_suppression_query()
         with transaction(single_statement=True) as conn:
-            rows, more = suppressions.page(conn, reason, limit, after, tenant_filter())
+            rows, more = suppressions.page(conn, reason, limit, after, suppression_view())
         last = rows[-1] if more else None
         return service.SuppressionPage.dump(
             {
@@ -576,8 +586,16 @@ class SuppressionList(Resource):
                 reason,
                 detail,
                 current_app.config["SUPPRESSION_DAYS"],
-                current_principal().tenant,
+                suppressions.view(current_principal().tenant, current_principal().test),
             )
+            if added:
+                audited(
+                    conn,
+                    "suppression.add",
+                    row["address"],
+                    {"reason": row["reason"], "detail": row["detail"]},
+                    row["tenant"],
+                )
         body = service.SuppressionAdded.dump(row)
         return body, 201 if added else 200, {"Location": f"/suppressions/{row['address']}"}
 
@@ -591,8 +609,11 @@ class SuppressionItem(Resource):
     def delete(self, address):
         """204 once it is off the key's tenant's list (off every list for ``admin``); 404 if
         it was not on it."""
-        with transaction(single_statement=True) as conn:
-            removed = suppressions.remove(conn, address, tenant_filter())
+        tenant = suppression_view()
+        with transaction() as conn:
+            removed = suppressions.remove(conn, address, tenant)
+            if removed:
+                audited(conn, "suppression.remove", bare_address(address), {}, tenant)
         if not removed:
             raise ApiError(
                 404,

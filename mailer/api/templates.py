@@ -14,6 +14,7 @@ from flask import current_app, request
 from flask_restful import Resource
 
 from mailer.api import listing
+from mailer.api.auditing import audited
 from mailer.api.auth import current_principal
 from mailer.api.errors import ApiError
 from mailer.api.resources import actor, authenticated, needs, read_mail_request
@@ -102,6 +103,12 @@ def tenant():
     return current_principal().tenant
 
 
+def version_summary(row):
+    """What the audit log keeps of a stored version: its number and description (the
+    templates' texts are in the version itself)."""
+    return {"version": row["version"], "description": row["description"]}
+
+
 def created(row):
     """The 201 of a stored version, with its Location."""
     location = f"/templates/{row['name']}/versions/{row['version']}"
@@ -120,6 +127,8 @@ class TemplateList(Resource):
         fields = validate_version(data, named=True)
         with transaction() as conn:
             row = templates.create(conn, data["name"], fields, actor(), tenant())
+            if row is not None:
+                audited(conn, "template.create", row["name"], version_summary(row))
         if row is None:
             raise ApiError(
                 409,
@@ -186,6 +195,8 @@ class TemplateItem(Resource):
         fields = validate_version(data, named=False)
         with transaction() as conn:
             row = templates.add_version(conn, known_name(name), fields, actor(), tenant())
+            if row is not None:
+                audited(conn, "template.version", row["name"], version_summary(row))
         if row is None:
             raise unknown_template(name)
         return created(row)
@@ -193,8 +204,10 @@ class TemplateItem(Resource):
     @needs("templates:write")
     def delete(self, name):
         """204 once deleted: no new mail can use it; mail rendered from it stays."""
-        with transaction(single_statement=True) as conn:
+        with transaction() as conn:
             deleted = templates.delete(conn, known_name(name), tenant())
+            if deleted:
+                audited(conn, "template.delete", name)
         if not deleted:
             raise unknown_template(name)
         return "", 204

@@ -28,12 +28,12 @@ RELEASED = "released by an operator: its worker stopped; the provider may have t
 
 def retry(conn, ids, actor, tenant=None):
     """Queue failed or cancelled mails (of ``tenant``; None: any) again, due now, with a fresh
-    budget; how many were."""
+    budget; the ids queued."""
     retried = conn.exec_driver_sql(
         SQL.retry,
         {"ids": list(ids), "actor": actor, "outcome": RETRIED_OUTCOME, "tenant": tenant},
     )
-    return len(retried.all())
+    return [mail_id for (mail_id,) in retried]
 
 
 def cancel(conn, ids, actor, webhooks=None, tenant=None):

@@ -37,7 +37,8 @@ def record_events(conn, events, suppression_days, webhooks=None):
     id, else by the provider's message id; one that finds none is not stored. A repeat of a
     stored event (the same provider's key) changes nothing. A recipient's status only moves
     forward (``models.RECIPIENT_ORDER``), so events may come in any order. A permanent bounce,
-    a complaint or an unsubscribe suppresses the address for the mail's tenant; a recipient
+    a complaint or an unsubscribe suppresses the address for the mail's tenant (test mail's: for
+    its test view, ``suppressions.view``); a recipient
     that moved to delivered, bounced or complained raises the client's webhook, and so does a
     mail that the roll-up moved when none of its recipients did (an unsubscribe settles a mail
     as delivered).
@@ -55,7 +56,7 @@ def record_events(conn, events, suppression_days, webhooks=None):
         conn,
         [
             {
-                "tenant": mails[mail_id].tenant,
+                "tenant": suppressions.view(mails[mail_id].tenant, mails[mail_id].test),
                 "address": event.recipient,
                 "reason": provider_events.SUPPRESSES[event.type],
                 "detail": event.reason,
@@ -82,6 +83,7 @@ class _MailOfEvents(NamedTuple):
     recipients: frozenset  # bare addresses
     message_id: str | None  # the provider's, as the send answered
     tenant: str  # whose suppression list its bounces and complaints go on
+    test: bool  # a test key's mail: its tenant's test view, and counted nowhere live
 
 
 def _lock_for_events(conn, events):
@@ -92,8 +94,8 @@ def _lock_for_events(conn, events):
         return {}
     rows = conn.exec_driver_sql(SQL.lock_for_events, {"ids": ids, "message_ids": message_ids})
     return {
-        mail_id: _MailOfEvents(frozenset(recipients or ()), message_id, tenant)
-        for mail_id, recipients, message_id, tenant in rows
+        mail_id: _MailOfEvents(frozenset(recipients or ()), message_id, tenant, test)
+        for mail_id, recipients, message_id, tenant, test in rows
     }
 
 
@@ -138,6 +140,7 @@ def _store_and_move(conn, matched, mails, report):
             "occurred_at": event.occurred_at,
             "moves_to": _moves_to(event, mails[mail_id]),
             "fanout": len(mails[mail_id].recipients),
+            "live": not mails[mail_id].test,
         }
         for n, ((provider, key), (mail_id, event)) in enumerate(unique.items(), start=1)
     ]

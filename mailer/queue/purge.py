@@ -1,7 +1,8 @@
 """Delete finished mail (sent, delivered, bounced, complained, suppressed, failed or cancelled)
 older than RETENTION_DAYS, with its attachments, attempts, recipients, events and webhooks;
 idempotency keys past IDEMPOTENCY_TTL; bounce suppressions that expired; and the guard's
-per-minute delivery outcomes older than a day, or twice DELIVERABILITY_WINDOW if longer; in
+per-minute delivery outcomes older than a day, or twice DELIVERABILITY_WINDOW if longer; and
+the rows of the audit log older than AUDIT_RETENTION_DAYS (the only deletion of the log); in
 small batches.
 
     scripts/purge --config settings.cfg [--days 30] [--batch-size 5000] [--dry-run]
@@ -18,7 +19,7 @@ import time
 
 from mailer.config import load_config
 from mailer.database import check_schema, make_engine
-from mailer.queue import suppressions
+from mailer.queue import audit, suppressions
 from mailer.queue.queries import load
 
 SQL = load("purge.sql")
@@ -86,6 +87,11 @@ def purge_keys(engine, ttl, batch_size):
     )
 
 
+def purge_audit(engine, days, batch_size):
+    """Delete the audit log's rows older than ``days`` days; returns (rows deleted, longest)."""
+    return _in_batches(engine, lambda conn: audit.purge(conn, days, batch_size), batch_size)
+
+
 def _in_batches(engine, delete_batch, batch_size, pause=0.0):
     """Run ``delete_batch`` in its own transaction until a batch comes back short."""
     total, longest = 0, 0.0
@@ -141,6 +147,8 @@ def main(argv=None):
         max(1, args.batch_size),
     )
     log.info("purged %d per-minute delivery outcomes older than %gs", minutes, keep)
+    logged, _ = purge_audit(engine, config["AUDIT_RETENTION_DAYS"], max(1, args.batch_size))
+    log.info("purged %d audit log rows older than AUDIT_RETENTION_DAYS", logged)
     return 0
 
 

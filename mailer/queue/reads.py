@@ -38,6 +38,7 @@ PAGE_COLUMNS = (
     "template_version",
     "tenant",
     "api_key_id",
+    "test",
 )
 # The child rows of ``GET /mail/<id>``, each list read as one array per column, in this order,
 # with the attributes their ``to_dict`` reads (as the ORM relationships of ``Email`` would).
@@ -69,6 +70,7 @@ def page(
     limit=50,
     after=None,
     tenant=None,
+    test=None,
 ):
     """A page of mail, newest first, and whether more follow: ``(rows, more)``, each row its
     ``PAGE_COLUMNS`` (``listing.page_json`` writes the answer straight from them). The page is
@@ -78,7 +80,8 @@ def page(
     previous page. Each filter has its index (status and created_at; recipients by GIN; a tag
     by mail_tag's, in the page's order; a tenant's, with or without a status, by the
     tenant-leading ones), so a page costs the same with a million rows as with a thousand.
-    ``tenant`` None lists every tenant's mail.
+    ``tenant`` None lists every tenant's mail; ``test`` True lists test mail only, False live
+    mail only, None both.
     """
     params = {
         "status": statuses[0] if len(statuses) == 1 else None,
@@ -87,6 +90,7 @@ def page(
         "tag": tag,
         "template": template,
         "tenant": tenant,
+        "test": test,
         "created_after": created_after,
         "created_before": created_before,
         "after_created": after[0] if after else None,

@@ -10,7 +10,8 @@
   permanent one (remove it first).
 - The worker asks ``active`` once per claimed batch which of its recipients are suppressed.
 - Each entry holds back one tenant's mail (a bounce suppresses for the tenant whose mail
-  bounced), or every tenant's: ``ALL_TENANTS``, an operator's entry from the admin.
+  bounced), or every tenant's: ``ALL_TENANTS``, an operator's entry from the admin. Test mail
+  has a list of its own per tenant, the tenant's test view (``view``).
 
 Addresses are bare (``addresses.bare_address``): the domain compares case-insensitively, the
 local part as given. The statements of the list are in ``sql/suppressions.sql``.
@@ -21,12 +22,22 @@ from mailer.validation.addresses import bare_address
 
 SQL = load("suppressions.sql")
 ALL_TENANTS = "*"
+TEST_VIEW = ":test"  # the suffix of a tenant's test view (``view``)
 DEFAULT_TENANT = "default"
 BOUNCE, COMPLAINT, UNSUBSCRIBE, MANUAL = "bounce", "complaint", "unsubscribe", "manual"
 REASONS = (BOUNCE, COMPLAINT, UNSUBSCRIBE, MANUAL)
 EXPIRING = (BOUNCE,)
 # The reason that wins when one batch of events suppresses an address twice.
 STRENGTH = {BOUNCE: 0, MANUAL: 1, UNSUBSCRIBE: 2, COMPLAINT: 3}
+
+
+def view(tenant, test=False):
+    """Whose entries hold back a mail of ``tenant``, and receive its bounces and complaints:
+    the tenant's own, or for test mail (a ``mk_test_`` key's) the tenant's test view,
+    ``<tenant>:test``, a name no tenant can have (``:`` is not allowed in one). Test mail's
+    suppressions therefore never hold back live mail, and live ones not test mail (only an
+    operator's entry for every tenant holds back both)."""
+    return f"{tenant}{TEST_VIEW}" if test else tenant
 
 
 def active(conn, addresses, tenants=(DEFAULT_TENANT,)):

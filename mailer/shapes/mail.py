@@ -112,6 +112,10 @@ class ListedMail(Shape):
         description="The id of the stored key that submitted it; null for `API_KEYS`, "
         "protected mode and the admin."
     )
+    test: bool = Field(
+        description="Test mail, submitted with a `mk_test_` key: stored, rendered and tracked "
+        "like any other, but never sent to a provider (the simulator decides its outcome)."
+    )
 
 
 class Attachment(Shape):

@@ -48,8 +48,8 @@ class Suppression(Shape):
     """An address mail does not go to."""
 
     tenant: str = Field(
-        description="Whose mail it holds back: a tenant's, or `*` for every tenant's (an "
-        "operator's entry)."
+        description="Whose mail it holds back: a tenant's, `<tenant>:test` for a tenant's test "
+        "mail (a `mk_test_` key's), or `*` for every tenant's (an operator's entry)."
     )
     address: str = Field(description="The bare address.")
     reason: Literal[REASONS] = Field(

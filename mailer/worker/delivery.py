@@ -1,7 +1,8 @@
 """One delivery of one mail: the failover loop over the providers, and what to do next.
 
 ``deliver`` tries the providers in the mail's order (its route's, see ``dispatch``), skipping
-those whose breaker is open or paused, and returns an ``Outcome``. ``decide`` turns the outcome
+those whose breaker is open or paused, and returns an ``Outcome``; ``simulate`` hands a test
+key's mail to the simulator instead, and returns the same. ``decide`` turns the outcome
 into the mail's next state: sent, failed, or queued again with exponential backoff and jitter.
 Failover is this plain loop, not something hidden inside a provider.
 """
@@ -121,6 +122,36 @@ def deliver(message, providers, breakers, sessions, admit=None):
     return _no_delivery(answers)
 
 
+def simulate(message, simulator, clock):
+    """Deliver test mail to the ``simulator`` (``mailer.worker.simulator``) instead of any
+    provider: no breaker, cap or failover; an ``Outcome`` as ``deliver``'s, with its one
+    answer."""
+    called_at, started = clock.now(), time.monotonic()
+    try:
+        sent = simulator.send(None, message)
+    except ProviderError as err:
+        answer = _answer(
+            simulator.name,
+            err.outcome,
+            called_at,
+            started,
+            err.status_code,
+            err.response,
+            err.reason,
+        )
+        return Outcome(REJECTED, [answer], simulator.name, reason=err.reason)
+    answer = _answer(
+        simulator.name,
+        "sent",
+        called_at,
+        started,
+        sent.status_code,
+        sent.response,
+        message_id=sent.message_id,
+    )
+    return Outcome(DELIVERED, [answer], simulator.name, sent.message_id)
+
+
 def _settles(provider, breakers, err):
     """Update the provider's health after an error; True if the error ends the delivery."""
     if isinstance(err, RateLimited):
@@ -187,6 +218,8 @@ class Decision:
     suppressed: tuple = ()  # (address, reason) of each recipient the mail did not go to
     refused: tuple = ()  # (address, reply) of each recipient the provider refused (bounced)
     route: str | None = None  # the name of the mail's route (``routes.Lane``), once it had one
+    test: bool = False  # a test key's mail: the simulator took it, and it counts nowhere live
+    reports: tuple = ()  # the events the simulator reports for it (``simulator.events_of``)
 
 
 def decide(row, outcome, policy, wait_for=None):
@@ -212,6 +245,7 @@ def decide(row, outcome, policy, wait_for=None):
         suppressed=tuple(row.get("suppressed", ())),
         refused=tuple(outcome.refused.items()),
         route=route_name(row),
+        test=row.get("test", False),
     )
 
 

@@ -11,7 +11,9 @@ transaction while the loop goes on claiming: a commit never holds up the next cl
 send threads always have mail waiting. The loop wakes (``ready``) once enough sends finished
 to make a claim worth it, or every send in flight did, or the recorder is free: not once per
 mail.
-With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
+A test key's mail (``email.test``) goes to the simulator (``simulator``) instead of any
+provider, without route, cap or breaker; what it reports is recorded as a provider's events
+are. With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
@@ -38,6 +40,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import requests
 from sqlalchemy.exc import SQLAlchemyError
@@ -50,6 +53,7 @@ from mailer.queue.notify import QueueListener, listen_engine
 from mailer.telemetry import logs
 from mailer.telemetry.worker import WorkerMetrics
 from mailer.validation.addresses import bare_address
+from mailer.worker import simulator
 from mailer.worker.circuit import PROBE, USE, Breakers, is_meltdown
 from mailer.worker.delivery import (
     DEFERRED,
@@ -62,6 +66,7 @@ from mailer.worker.delivery import (
     nobody_left,
     poisoned,
     refusal_events,
+    simulate,
     without_suppressed,
 )
 from mailer.worker.dispatch import Dispatcher
@@ -146,6 +151,7 @@ class Worker:
             engine, providers, self.breakers, config, demoted=self.steering.demoted
         )
         self.probing = False
+        self.simulator = simulator.Simulator()  # test mail's, instead of any provider
         self.sessions = Sessions()
         self.webhooks = outbox.subscription(config)  # None: no client webhooks
         self.suppression_days = config["SUPPRESSION_DAYS"]
@@ -270,15 +276,16 @@ class Worker:
                 {tenant_of(row) for row in rows},
             )
         self.metrics.observe_claim(len(rows))
-        sendable = []
+        sendable, simulated = [], []
         for row in rows:
             if blocked:
                 row = without_suppressed(row, suppressions.for_tenant(blocked, tenant_of(row)))
             if nobody_left(row):  # finished at once: no provider is called
                 self.finished.append((all_suppressed(row), []))
             else:
-                sendable.append(row)
+                (simulated if row.get("test") else sendable).append(row)
         jobs, held = self.dispatcher.plan(sendable, self.probing) if sendable else ([], [])
+        jobs = [*jobs, *((row, None) for row in simulated)]  # test mail: no route, cap, breaker
         self._hold(held)
         for row, order in jobs:
             self.inflight[row["id"]] = row
@@ -357,6 +364,9 @@ class Worker:
         # Only a deferred mail waits for a provider's return: the breakers are asked only then.
         wait_for = self.breakers.seconds_to_next_change() if outcome.kind == DEFERRED else None
         decision = decide(row, outcome, self.policy, wait_for)
+        if decision.test:  # what the simulator reports of it, recorded with the send
+            addresses = [*row["to_address"], *(row["cc"] or ()), *(row["bcc"] or ())]
+            decision = replace(decision, reports=simulator.events_of(decision, addresses))
         log_decision(decision, row.get("route"))
         return decision, attempt_rows(decision, outcome, self.name)
 
@@ -375,6 +385,8 @@ class Worker:
             message = message_from_row(row)
         except (ValueError, TypeError, AttributeError) as err:
             return poisoned(err)
+        if row.get("test"):  # a test key's mail never reaches a provider
+            return simulate(message, self.simulator, self.breakers.clock)
         return deliver(message, order, self.breakers, self.sessions, self.dispatcher.admit)
 
     def _collect(self):
@@ -392,8 +404,9 @@ class Worker:
             if decision is None:  # see _send_loop
                 continue
             self.finished.append((decision, attempts))
-            self.sent_count += decision.status == SENT
-            self.failed_count += decision.status == FAILED
+            if not decision.test:  # test mail counts nowhere live
+                self.sent_count += decision.status == SENT
+                self.failed_count += decision.status == FAILED
         self._wake_if_worth_it()  # a send that finished meanwhile saw the old ``inflight``
 
     def _record(self, recorder):
@@ -441,13 +454,16 @@ class Worker:
             return
         decisions = [decision for decision, _ in batch]
         attempts = [row for _, rows in batch for row in rows]
-        refused = refusal_events(decisions)
+        # Recipients a provider refused while it took the mail (bounced), and the simulator's
+        # reports of test mail: recorded as a provider's events are.
+        reported = refusal_events(decisions) + [e for d in decisions for e in d.reports]
         with self.engine.begin() as conn:
             lease.finish(conn, self.name, decisions, attempts, self.webhooks)
-            if refused:  # recipients a provider refused while it took the mail: bounced
-                events.record_events(conn, refused, self.suppression_days, self.webhooks)
-        for decision, rows in batch:  # counted once recorded
-            self.metrics.observe(decision.status, rows)
+            if reported:
+                events.record_events(conn, reported, self.suppression_days, self.webhooks)
+        for decision, rows in batch:  # counted once recorded; test mail counts nowhere live
+            if not decision.test:
+                self.metrics.observe(decision.status, rows)
 
     def _reap_if_due(self):
         """Every ``reap_interval``, return mail with expired leases to the queue."""
@@ -555,8 +571,9 @@ class Worker:
 
 
 def tenant_of(row):
-    """The tenant of a claimed mail (whose suppression list holds its recipients back)."""
-    return row.get("tenant", suppressions.DEFAULT_TENANT)
+    """Whose suppression list holds a claimed mail's recipients back: its tenant's, or for test
+    mail the tenant's test view (``suppressions.view``)."""
+    return suppressions.view(row.get("tenant", suppressions.DEFAULT_TENANT), row.get("test"))
 
 
 def log_decision(decision, lane=None):

@@ -5,7 +5,8 @@
 -- Mails sent, failed and bounced per minute over the last %(minutes)s minutes, oldest first,
 -- one indexed range scan each (ix_email_sent_at, ix_email_status_updated). "sent" is when a
 -- provider took the mail (it may have been delivered or bounced since); "failed" and "bounced"
--- are mails whose status is that now and changed in the minute.
+-- are mails whose status is that now and changed in the minute. Live mail only: test mail
+-- (email.test) never reached a provider.
 WITH minutes AS (
     SELECT generate_series(date_trunc('minute', now()) - (%(minutes)s - 1) * interval '1 minute',
                            date_trunc('minute', now()), interval '1 minute') AS minute
@@ -13,12 +14,14 @@ WITH minutes AS (
     SELECT date_trunc('minute', sent_at) AS minute, count(*) AS n
       FROM email
      WHERE sent_at >= date_trunc('minute', now()) - (%(minutes)s - 1) * interval '1 minute'
+       AND NOT test
      GROUP BY 1
 ), changed AS (
     SELECT status, date_trunc('minute', updated_at) AS minute, count(*) AS n
       FROM email
      WHERE status IN ('failed', 'bounced')
        AND updated_at >= date_trunc('minute', now()) - (%(minutes)s - 1) * interval '1 minute'
+       AND NOT test
      GROUP BY 1, 2
 )
 SELECT m.minute,
@@ -61,12 +64,13 @@ SELECT id, subject, locked_by, locked_until, attempts,
 -- name: provider_stats
 -- Each provider's calls, failures and latency (mean and 95th percentile) over the last
 -- %(window)s attempt rows (read by their primary key), and its latest %(failures)s failures.
+-- The simulator, which takes test mail instead of a provider, is none.
 WITH recent AS (
     SELECT provider, outcome, status_code, error, duration_ms, created_at,
            row_number() OVER (PARTITION BY provider, outcome = 'sent' ORDER BY id DESC) AS nth
       FROM delivery_attempt
      WHERE id > (SELECT coalesce(max(id), 0) FROM delivery_attempt) - %(window)s
-       AND provider IS NOT NULL
+       AND provider IS NOT NULL AND provider <> 'simulator'
 )
 SELECT provider,
        count(*) AS calls,

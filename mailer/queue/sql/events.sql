@@ -8,8 +8,9 @@
 -- The mails of a batch of events, found by our id (%(ids)s) or by the provider's message id
 -- (%(message_ids)s), locked in id order: an event waits while a worker records the send of its
 -- mail, so that the roll-up never sees half of a mail's recipients. Each with the recipients it
--- was sent to, and its tenant (whose suppression list its bounces go on).
-SELECT id::text AS mail_id, recipients, provider_message_id, tenant
+-- was sent to, its tenant (whose suppression list its bounces go on) and whether it is test
+-- mail.
+SELECT id::text AS mail_id, recipients, provider_message_id, tenant, test
   FROM email
  WHERE id = ANY(%(ids)s::uuid[]) OR provider_message_id = ANY(%(message_ids)s::text[])
  ORDER BY id
@@ -22,7 +23,7 @@ SELECT id::text AS mail_id, recipients, provider_message_id, tenant
 -- its snapshot then sees every recipient a worker's send committed before. Its parts:
 -- - item: the events; moves_to is the status an event moves its recipient to (NULL: none: an
 --   open, or an address the mail was not sent to), fanout the number of addresses its mail
---   was sent to;
+--   was sent to, live whether the mail is live (not test mail);
 -- - fresh: the events not stored before (a repeat meets the dedup index and is skipped), in
 --   the batch's order (the ids, the timeline's tie-break, follow it); news: those that move a
 --   recipient;
@@ -35,7 +36,8 @@ SELECT id::text AS mail_id, recipients, provider_message_id, tenant
 --   reads the mail's recipients from moved and from the rows that did not move. A mail sent to
 --   one address has no row but the one that moved: the table is read only for the others;
 -- - counted: the new delivered, bounced, deferred and complained events added to the
---   per-minute counts of their provider and recipient domain (deliverability), by the minute
+--   per-minute counts of their provider and recipient domain (deliverability; of live mail
+--   only: test mail's never steer the guard), by the minute
 --   they occurred in (never later than now), in key order so that two batches never wait on
 --   each other's rows in a circle;
 -- - reported: what the client hears of (when %(report)s): each moved recipient that is now
@@ -50,7 +52,7 @@ WITH item AS (
       FROM json_to_recordset(%(events)s)
            AS item(n int, email_id uuid, provider text, dedup_key text, type text,
                    provider_event text, recipient text, severity text, reason text,
-                   occurred_at timestamptz, moves_to text, fanout int)
+                   occurred_at timestamptz, moves_to text, fanout int, live boolean)
 ), fresh AS (
     INSERT INTO delivery_event (email_id, provider, dedup_key, type, provider_event, recipient,
                                 severity, reason, occurred_at, payload)
@@ -112,6 +114,7 @@ WITH item AS (
            count(*) FILTER (WHERE type = 'deferred'), count(*) FILTER (WHERE type = 'complained')
       FROM item
      WHERE type IN ('delivered', 'bounced', 'deferred', 'complained')
+       AND live
        AND strpos(recipient, '@') > 0
        AND (provider, dedup_key) IN (SELECT provider, dedup_key FROM fresh)
      GROUP BY 1, 2, 3

@@ -9,7 +9,8 @@
 -- the same mail. With each mail come what the retry policy needs, measured by the database: the
 -- attempts spent since the last operator's retry and the seconds since the mail was created or
 -- retried; and whether it has attachments (most mail has none: no query for them); and its
--- tenant, whose suppression list holds its recipients back.
+-- tenant, whose suppression list holds its recipients back; and whether it is test mail, which
+-- the simulator takes instead of a provider.
 UPDATE email
    SET status = 'sending', locked_by = %(worker)s, updated_at = now(),
        locked_until = now() + %(lease)s * interval '1 second'
@@ -18,7 +19,7 @@ UPDATE email
                ORDER BY next_attempt_at LIMIT %(limit)s
                  FOR UPDATE SKIP LOCKED)
 RETURNING id, from_address, to_address, cc, bcc, reply_to, subject, text, html, attempts,
-          headers, tags, metadata, tenant,
+          headers, tags, metadata, tenant, test,
           attempts - attempts_at_retry AS budget_used,
           extract(epoch FROM now() - coalesce(retried_at, created_at)) AS age,
           EXISTS (SELECT 1 FROM attachment WHERE attachment.email_id = email.id)

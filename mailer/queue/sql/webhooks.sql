@@ -5,7 +5,8 @@
 -- name: insert
 -- A webhook for each of %(items)s (a JSON array of mail id, event type, recipient and
 -- reason), its body built from the mail row as it is now: {"type", "timestamp", "data":
--- {"mail_id", "status", "recipient", "reason", "metadata", "tags"}}, and a webhook-id of its
+-- {"mail_id", "status", "recipient", "reason", "metadata", "tags"}, and "test": true for test
+-- mail}, and a webhook-id of its
 -- own ("msg_" and 32 hex digits), by which the client deduplicates; in the order of the items
 -- (a mail's "sent" before the status it then rolled up to).
 INSERT INTO webhook_outbox (message_id, event_type, email_id, payload)
@@ -15,7 +16,9 @@ SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), item.type, mail.id,
            'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
            'data', jsonb_build_object(
                'mail_id', mail.id, 'status', mail.status, 'recipient', item.recipient,
-               'reason', item.reason, 'metadata', mail.metadata, 'tags', to_jsonb(mail.tags)))
+               'reason', item.reason, 'metadata', mail.metadata, 'tags', to_jsonb(mail.tags))
+           || CASE WHEN mail.test THEN jsonb_build_object('test', true)
+                   ELSE jsonb_build_object() END)
   FROM ROWS FROM (json_to_recordset(%(items)s)
                   AS (id uuid, type text, recipient text, reason text)) WITH ORDINALITY
        AS item(id, type, recipient, reason, position)

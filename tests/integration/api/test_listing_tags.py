@@ -187,6 +187,7 @@ def test_a_tag_s_page_is_read_from_its_index(app, client, mail, sql):
             "to",
             "template",
             "tenant",
+            "test",
             "created_after",
             "created_before",
             "after_created",

@@ -82,6 +82,7 @@ def plan(database_url, statement, **params):
             "tag",
             "template",
             "tenant",
+            "test",
             "created_after",
             "created_before",
             "after_created",

@@ -44,6 +44,7 @@ def row(**values):
         "template_version": None,
         "tenant": "default",
         "api_key_id": None,
+        "test": False,
         **values,
     }
     return tuple(base[name] for name in listing.PAGE_COLUMNS)
