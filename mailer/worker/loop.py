@@ -11,7 +11,8 @@ transaction while the loop goes on claiming: a commit never holds up the next cl
 send threads always have mail waiting. The loop wakes (``ready``) once enough sends finished
 to make a claim worth it, or every send in flight did, or the recorder is free: not once per
 mail.
-With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
+A thread of its own posts the client webhooks, to ``WEBHOOK_URL`` and the tenants' endpoints
+(``webhook_sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
@@ -147,9 +148,9 @@ class Worker:
         )
         self.probing = False
         self.sessions = Sessions()
-        self.webhooks = outbox.subscription(config)  # None: no client webhooks
+        self.webhooks = outbox.subscription(config)
         self.suppression_days = config["SUPPRESSION_DAYS"]
-        self.sender = WebhookSender(engine, config) if self.webhooks else None
+        self.sender = WebhookSender(engine, config)
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
         self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine
