@@ -13,7 +13,7 @@ from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 
 from mailer.admin import views as admin_views
-from mailer.api import auth, bodies, errors, health, openapi, resources, templates
+from mailer.api import auth, bodies, endpoints, errors, health, openapi, resources, templates
 from mailer.config import ensure_secret_key, load_config, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
 from mailer.events import outbox, receive
@@ -40,7 +40,9 @@ def create_app(test_config=None, config_path=None):
     errors.init_app(app)
     metrics.init_app(app)  # first, so that it times everything after it
     bodies.init_app(app)
-    templates.init_app(resources.init_app(app))
+    api = resources.init_app(app)
+    templates.init_app(api)
+    endpoints.init_app(api)
     receive.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
