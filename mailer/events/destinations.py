@@ -17,6 +17,7 @@ The settings' ``WEBHOOK_URL`` is the operator's own and is not checked here.
 """
 
 import ipaddress
+import os
 import socket
 import threading
 from dataclasses import dataclass
@@ -204,7 +205,8 @@ class PinnedPoster:
 
     def _new_pool(self, where):
         """A pool to the checked address; for https, SNI and the certificate's check use the
-        URL's host name, against the CA bundle requests uses."""
+        URL's host name, against the CA bundle requests uses (``REQUESTS_CA_BUNDLE``, else
+        certifi's). No proxy: a proxy would resolve the name again."""
         if where.scheme == "http":
             return urllib3.HTTPConnectionPool(where.address, where.port, timeout=self.timeout)
         return urllib3.HTTPSConnectionPool(
@@ -212,7 +214,7 @@ class PinnedPoster:
             where.port,
             timeout=self.timeout,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
+            ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where(),
             server_hostname=where.hostname,
             assert_hostname=where.hostname,
         )
