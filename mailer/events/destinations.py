@@ -82,8 +82,8 @@ def address_problem(text):
         ("a loopback", ip.is_loopback),
         ("a link-local", ip.is_link_local),
         ("a multicast", ip.is_multicast),
-        ("a private", ip.is_private),
         ("a reserved", ip.is_reserved),
+        ("a private", ip.is_private),
         ("a non-public", not ip.is_global),
     ):
         if flag:
