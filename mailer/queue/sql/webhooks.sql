@@ -11,7 +11,9 @@
 -- "timestamp", "data": {"mail_id", "status", "recipient", "reason", "metadata", "tags"}};
 -- each row has a webhook-id of its own ("msg_" and 32 hex digits), by which the client
 -- deduplicates. In the order of the items (a mail's "sent" before the status it then rolled
--- up to), the settings' endpoint first, then the endpoints oldest first.
+-- up to), the settings' endpoint first, then the endpoints oldest first. The items find their
+-- mails by id first (reported); with no endpoint at all (no WEBHOOK_URL, no tenant's
+-- endpoint) nothing else is read (a one-time filter).
 WITH target AS (
     SELECT NULL::uuid AS id, 'default'::text AS tenant, %(settings_events)s::text[] AS events,
            NULL::timestamptz AS created_at
@@ -20,23 +22,29 @@ WITH target AS (
     SELECT id, tenant, events, created_at
       FROM webhook_endpoint
      WHERE deleted_at IS NULL AND NOT disabled
+), reported AS MATERIALIZED (
+    SELECT item.position, item.type, item.recipient, item.reason, mail.id, mail.tenant,
+           mail.status, mail.metadata, mail.tags
+      FROM ROWS FROM (json_to_recordset(%(items)s)
+                      AS (id uuid, type text, recipient text, reason text)) WITH ORDINALITY
+           AS item(id, type, recipient, reason, position)
+      JOIN email AS mail ON mail.id = item.id
+     WHERE EXISTS (SELECT FROM target)
 )
 INSERT INTO webhook_outbox (message_id, event_type, email_id, payload, endpoint_id, tenant)
-SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), item.type, mail.id,
+SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), reported.type, reported.id,
        jsonb_build_object(
-           'type', item.type,
+           'type', reported.type,
            'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
            'data', jsonb_build_object(
-               'mail_id', mail.id, 'status', mail.status, 'recipient', item.recipient,
-               'reason', item.reason, 'metadata', mail.metadata, 'tags', to_jsonb(mail.tags))),
-       target.id, mail.tenant
-  FROM ROWS FROM (json_to_recordset(%(items)s)
-                  AS (id uuid, type text, recipient text, reason text)) WITH ORDINALITY
-       AS item(id, type, recipient, reason, position)
-  JOIN email AS mail ON mail.id = item.id
-  JOIN target ON target.tenant = mail.tenant
-             AND (target.events = '{}' OR item.type = ANY(target.events))
- ORDER BY item.position, target.created_at NULLS FIRST, target.id;
+               'mail_id', reported.id, 'status', reported.status,
+               'recipient', reported.recipient, 'reason', reported.reason,
+               'metadata', reported.metadata, 'tags', to_jsonb(reported.tags))),
+       target.id, reported.tenant
+  FROM reported
+  JOIN target ON target.tenant = reported.tenant
+             AND (target.events = '{}' OR reported.type = ANY(target.events))
+ ORDER BY reported.position, target.created_at NULLS FIRST, target.id;
 
 -- name: claim
 -- Take up to %(limit)s due webhooks, the longest due first, under a lease of %(lease)s
