@@ -15,7 +15,18 @@ from sqlalchemy.exc import OperationalError
 from mailer import cli
 from mailer.admin import templates as admin_templates
 from mailer.admin import views as admin_views
-from mailer.api import audit, auth, bodies, errors, health, keys, openapi, resources, templates
+from mailer.api import (
+    audit,
+    auth,
+    bodies,
+    endpoints,
+    errors,
+    health,
+    keys,
+    openapi,
+    resources,
+    templates,
+)
 from mailer.config import ensure_secret_key, load_config, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
 from mailer.events import outbox, receive
@@ -46,6 +57,7 @@ def create_app(test_config=None, config_path=None):
     templates.init_app(api)
     keys.init_app(api)
     audit.init_app(api)
+    endpoints.init_app(api)
     receive.init_app(app)
     health.init_app(app)
     openapi.init_app(app)

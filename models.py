@@ -356,16 +356,27 @@ class WebhookMessage(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("webhook_endpoint.id")
+    )  # None: the settings' WEBHOOK_URL (the default tenant's endpoint)
+    tenant: Mapped[str] = mapped_column(Text, server_default=sql_text("'default'"))
 
     attempt_log: Mapped[list["WebhookAttempt"]] = relationship(
         order_by="WebhookAttempt.id", viewonly=True
     )
+    endpoint: Mapped["WebhookEndpoint | None"] = relationship(viewonly=True)
 
     __table_args__ = (
         Index(
             "ix_webhook_outbox_due",
             "next_attempt_at",
             postgresql_where=sql_text("status = 'pending'"),
+        ),
+        Index(
+            "ix_webhook_outbox_endpoint",
+            "endpoint_id",
+            sql_text("id DESC"),
+            postgresql_where=sql_text("endpoint_id IS NOT NULL"),
         ),
     )
 
@@ -512,3 +523,35 @@ class AuditLog(db.Model):
         Index("ix_audit_log_at", sql_text("at DESC"), sql_text("id DESC")),
         Index("ix_audit_log_tenant_at", "tenant", sql_text("at DESC"), sql_text("id DESC")),
     )
+
+
+class WebhookEndpoint(db.Model):
+    """A tenant's client webhook endpoint (``mailer.queue.webhook_endpoints``, migration 0018):
+    its URL, the event types it takes (empty: all) and the secret that signs them."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    secret: Mapped[str] = mapped_column(Text)  # whsec_...: signs; never shown after creation
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=sql_text("false"))
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_endpoint_listing",
+            "tenant",
+            sql_text("created_at DESC"),
+            sql_text("id DESC"),
+            postgresql_where=sql_text("deleted_at IS NULL"),
+        ),
+    )
+
+    def __str__(self):
+        """How the admin names it: its URL and tenant (never its secret)."""
+        return f"{self.url} ({self.tenant})"

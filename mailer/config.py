@@ -112,6 +112,8 @@ DEFAULTS = {
     "WEBHOOK_EVENTS": (),  # comma separated, e.g. mail.delivered,mail.bounced; empty = all
     "WEBHOOK_SECRET": "",  # whsec_ + base64 of the key (docs/events.md: how to make one)
     "WEBHOOK_TIMEOUT": 5.0,  # seconds per client webhook call (connect, and again for the answer)
+    "WEBHOOK_ALLOW_HTTP": False,  # tenants' webhook endpoints may be http (development only)
+    "WEBHOOK_ALLOW_PRIVATE": False,  # ... and on loopback, link-local or private addresses
     "AUTH_FAILURE_LIMIT": 10,  # wrong API keys or admin passwords from one address ...
     "AUTH_FAILURE_WINDOW": 60.0,  # ... within this many seconds ...
     "AUTH_BLOCK_SECONDS": 300.0,  # ... get 429s for this many seconds

@@ -77,6 +77,7 @@ TABLES = (
     "suppression",
     "webhook_attempt",
     "webhook_outbox",
+    "webhook_endpoint",
     "idempotency_key",
     "provider_state",
     "provider_rate",

@@ -56,7 +56,7 @@ from flask_admin.model.template import DeleteRowAction, TemplateLinkRowAction
 from flask_admin.theme import Bootstrap4Theme
 from flask_admin.tools import iterdecode
 from markupsafe import Markup
-from sqlalchemy import func, or_, tuple_
+from sqlalchemy import false, func, or_, tuple_
 from wtforms import SelectField, StringField, TextAreaField
 
 from mailer.admin import chart, dashboard
@@ -77,6 +77,7 @@ from models import (
     AuditLog,
     Email,
     Suppression,
+    WebhookEndpoint,
     WebhookMessage,
     db,
 )
@@ -434,6 +435,22 @@ class TagFilter(BaseSQLAFilter):
     def operation(self):
         """The filter's label in the admin."""
         return "has"
+
+
+class UUIDEqual(BaseSQLAFilter):
+    """Equals a UUID; text that is none finds nothing (a stale or forged link, not a 500)."""
+
+    def apply(self, query, value, alias=None):
+        """Keep the rows whose column is ``value``."""
+        try:
+            wanted = uuid.UUID(value.strip())
+        except ValueError:
+            return query.filter(false())
+        return query.filter(self.get_column(alias) == wanted)
+
+    def operation(self):
+        """The filter's label in the admin."""
+        return "equals"
 
 
 class UTCDateTime:
@@ -1009,8 +1026,26 @@ class SuppressionView(Protected, ModelView):
         return True
 
 
+def _endpoint(_view, _context, model, _name):
+    """A webhook's endpoint: a link to the tenant's endpoint, or the settings' WEBHOOK_URL."""
+    if model.endpoint_id is None:
+        return "WEBHOOK_URL"
+    return Markup('<a href="{}">{}</a>').format(
+        url_for("webhook_endpoint.details_view", id=model.endpoint_id),
+        model.endpoint.url if model.endpoint is not None else model.endpoint_id,
+    )
+
+
+def _deliveries(_view, _context, model, _name):
+    """A link to an endpoint's webhooks in the outbox."""
+    return Markup('<a href="{}">deliveries</a>').format(
+        url_for("webhook.index_view", flt0_endpoint_equals=model.id)
+    )
+
+
 class WebhookView(Protected, ModelView):
-    """The client webhooks: each one's delivery, with every attempt in its details."""
+    """The client webhooks: each one's delivery to its endpoint, with every attempt in its
+    details; filtered by tenant or endpoint."""
 
     can_create = False
     can_edit = False
@@ -1018,9 +1053,12 @@ class WebhookView(Protected, ModelView):
     can_view_details = True
     page_size = 50
     list_template = "admin/mail_list.html"
+    named_filter_urls = True  # ?flt0_endpoint_equals=<id>, the endpoints' links
     column_list = (
         "created_at",
         "event_type",
+        "tenant",
+        "endpoint",
         "email_id",
         "status",
         "attempts",
@@ -1037,10 +1075,14 @@ class WebhookView(Protected, ModelView):
             WebhookMessage.status, "Status", (outbox.PENDING, outbox.DONE, outbox.GAVE_UP)
         ),
         *choice_filters(WebhookMessage.event_type, "Event", outbox.EVENTS),
+        FilterEqual(WebhookMessage.tenant, "Tenant"),
+        UUIDEqual(WebhookMessage.endpoint_id, "Endpoint"),
     )
     column_details_list = (
         "message_id",
         "event_type",
+        "tenant",
+        "endpoint",
         "email_id",
         "status",
         "attempts",
@@ -1051,8 +1093,50 @@ class WebhookView(Protected, ModelView):
         "payload",
         "attempt_log",
     )
-    column_formatters = {"last_error": _short_error}
-    column_formatters_detail = {"payload": _pretty_json, "attempt_log": _webhook_attempts}
+    column_formatters = {"last_error": _short_error, "endpoint": _endpoint}
+    column_formatters_detail = {
+        "payload": _pretty_json,
+        "attempt_log": _webhook_attempts,
+        "endpoint": _endpoint,
+    }
+
+
+class WebhookEndpointView(Protected, ModelView):
+    """The tenants' webhook endpoints (made through ``/webhook-endpoints``), each with a link
+    to its deliveries; never their secrets."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    page_size = 50
+    column_list = (
+        "created_at",
+        "tenant",
+        "url",
+        "events",
+        "disabled",
+        "deleted_at",
+        "deliveries",
+    )
+    column_details_list = (
+        "id",
+        "tenant",
+        "url",
+        "events",
+        "disabled",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "deliveries",
+    )
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
+    column_default_sort = ("created_at", True)
+    column_filters = (FilterEqual(WebhookEndpoint.tenant, "Tenant"),)
+    column_formatters = {"deliveries": _deliveries}
+    column_formatters_detail = {"deliveries": _deliveries}
 
 
 class AuditView(Protected, ModelView):
@@ -1190,6 +1274,11 @@ def init_app(app):
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
     admin.add_view(SuppressionView(Suppression, db, name="Suppressions", endpoint="suppression"))
     admin.add_view(WebhookView(WebhookMessage, db, name="Webhooks", endpoint="webhook"))
+    admin.add_view(
+        WebhookEndpointView(
+            WebhookEndpoint, db, name="Webhook endpoints", endpoint="webhook_endpoint"
+        )
+    )
     admin.add_view(AuditView(AuditLog, db, name="Audit log", endpoint="audit"))
     from mailer.admin import keys as admin_keys  # it builds on this module's views
 

@@ -17,7 +17,7 @@ from mailer.api.listing import DEFAULT_LIMIT, MAX_LIMIT
 from mailer.api.resources import JSON_TYPES
 from mailer.events.signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
 from mailer.queue.suppressions import REASONS
-from mailer.shapes import audit, keys, mail, requests, service, templates
+from mailer.shapes import audit, endpoints, keys, mail, requests, service, templates
 from mailer.shapes.requests import HEADER_TEXT, MAX_BATCH
 from mailer.shapes.wire import openapi_schemas
 from mailer.vocabulary import MAIL_STATUSES
@@ -63,6 +63,9 @@ ANSWERS = (
     keys.NewApiKey,
     keys.ApiKeyPage,
     audit.AuditPage,
+    endpoints.WebhookEndpoint,
+    endpoints.CreatedWebhookEndpoint,
+    endpoints.WebhookEndpointPage,
 )
 REQUESTS = (
     requests.MailRequest,
@@ -72,6 +75,8 @@ REQUESTS = (
     templates.TemplateVersionRequest,
     templates.RenderRequest,
     keys.ApiKeyRequest,
+    endpoints.WebhookEndpointRequest,
+    endpoints.WebhookEndpointChange,
 )
 # Members of a mail request that a form does not carry (they are JSON, or files).
 JSON_ONLY = ("headers", "metadata", "attachments")
@@ -208,6 +213,10 @@ def build_spec(config=None):
             {"name": "mail", "description": "Submit mail and follow its delivery."},
             {"name": "events", "description": "The providers' delivery events, received."},
             {"name": "templates", "description": "Stored templates, rendered into mail."},
+            {
+                "name": "webhooks",
+                "description": "The tenant's endpoints that receive its mail's webhooks.",
+            },
             {"name": "suppressions", "description": "The addresses mail does not go to."},
             {"name": "keys", "description": "API keys: each acts for one tenant, with scopes."},
             {"name": "audit", "description": "Who changed what: the audit log."},
@@ -217,6 +226,7 @@ def build_spec(config=None):
             **mail_paths(),
             **batch_paths(),
             **template_paths(),
+            **endpoint_paths(),
             **event_paths(),
             **suppression_paths(),
             **key_paths(),
@@ -689,6 +699,99 @@ def key_paths():
         ],
     )
     return {"/keys": {"get": listed, "post": create}, "/keys/{key_id}": {"delete": revoke}}
+
+
+# Client webhook endpoints ---------------------------------------------------------------------
+
+
+def endpoint_paths():
+    """Create, list, read, change and delete the tenant's webhook endpoints."""
+    endpoint_id = {
+        "name": "endpoint_id",
+        "in": "path",
+        "required": True,
+        "description": "The endpoint's id.",
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    unknown = error_response("No endpoint of the key's tenant has this id.")
+    forbidden = error_response("The key lacks the scope `webhooks:manage`.")
+    created = answer(
+        endpoints.CreatedWebhookEndpoint, "Created: the endpoint, with its secret shown once."
+    )
+    created["headers"] = {"Location": ref("Location", "headers")}
+    refused_url = (
+        "A URL that is not `https` (without `WEBHOOK_ALLOW_HTTP`), or whose host resolves to a "
+        "loopback, link-local, private or other non-public address (without "
+        "`WEBHOOK_ALLOW_PRIVATE`), is a 400 naming `url`. The same check runs again before "
+        "every delivery."
+    )
+    create = operation(
+        "webhooks",
+        "createWebhookEndpoint",
+        "Create a webhook endpoint for the key's tenant",
+        {
+            "201": created,
+            "403": forbidden,
+            **error_refs("400", "401", "413", "415", "429", "500", "503"),
+        },
+        "The tenant's mail's webhooks (of `events`, or every type) are posted to `url`, each "
+        "signed with the endpoint's own `secret` by the Standard Webhooks scheme. " + refused_url,
+        requestBody=template_body("WebhookEndpointRequest"),
+    )
+    listed = operation(
+        "webhooks",
+        "listWebhookEndpoints",
+        "List the tenant's webhook endpoints, newest first, in stable pages",
+        {
+            "200": answer(endpoints.WebhookEndpointPage, "A page of endpoints."),
+            "403": forbidden,
+            **error_refs("400", "401", "429", "500", "503"),
+        },
+        parameters=[limit_parameter(), cursor_parameter()],
+    )
+    read = operation(
+        "webhooks",
+        "getWebhookEndpoint",
+        "Read a webhook endpoint (never its secret)",
+        {
+            "200": answer(endpoints.WebhookEndpoint, "The endpoint."),
+            "403": forbidden,
+            "404": unknown,
+            **error_refs("401", "429", "500", "503"),
+        },
+        parameters=[endpoint_id],
+    )
+    change = operation(
+        "webhooks",
+        "changeWebhookEndpoint",
+        "Change a webhook endpoint's url, events or disabled",
+        {
+            "200": answer(endpoints.WebhookEndpoint, "The endpoint as it now is."),
+            "403": forbidden,
+            "404": unknown,
+            **error_refs("400", "401", "413", "415", "429", "500", "503"),
+        },
+        refused_url,
+        parameters=[endpoint_id],
+        requestBody=template_body("WebhookEndpointChange"),
+    )
+    delete = operation(
+        "webhooks",
+        "deleteWebhookEndpoint",
+        "Delete a webhook endpoint",
+        {
+            "204": {"description": "Deleted: nothing more is sent to it."},
+            "403": forbidden,
+            "404": unknown,
+            **error_refs("401", "429", "500", "503"),
+        },
+        "Its webhooks not delivered yet are given up.",
+        parameters=[endpoint_id],
+    )
+    return {
+        "/webhook-endpoints": {"get": listed, "post": create},
+        "/webhook-endpoints/{endpoint_id}": {"get": read, "patch": change, "delete": delete},
+    }
 
 
 # The providers' events ------------------------------------------------------------------------

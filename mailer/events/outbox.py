@@ -2,7 +2,10 @@
 
 The queue calls ``write`` in the very transaction that changes a mail's status, so a change
 that commits always has its webhook and one that rolls back never does (the transactional
-outbox); ``write`` keeps what the client subscribed to (``Subscription``). The worker's
+outbox). Each webhook is written once per endpoint that takes it, so that each endpoint's
+delivery is tracked and retried on its own: the settings' ``WEBHOOK_URL`` (the ``default``
+tenant's endpoint, taking ``WEBHOOK_EVENTS``: ``Subscription``) and each tenant's own
+endpoints (``/webhook-endpoints``), a tenant's mail going to its own endpoints only. The worker's
 ``WebhookSender`` (``sender.py``) then takes due rows (``mailer.queue.webhooks.claim``,
 ``FOR UPDATE SKIP LOCKED`` under a lease, so several workers never post the same row at once),
 posts them, and records every attempt (``webhooks.record``): delivered, or due again after a
@@ -35,23 +38,27 @@ PENDING, DONE, GAVE_UP = "pending", "delivered", "failed"  # the states of an ou
 
 @dataclass(frozen=True)
 class Subscription:
-    """Which client webhooks to write: ``WEBHOOK_EVENTS``, or every one of ``EVENTS``."""
+    """Which client webhooks to write. ``events``: what the settings' endpoint (``WEBHOOK_URL``,
+    the ``default`` tenant's) takes, ``WEBHOOK_EVENTS`` or every one of ``EVENTS``; None while
+    ``WEBHOOK_URL`` is not set. Each tenant's own endpoints (``webhook_endpoint``) say what
+    they take themselves; the outbox's statement reads them."""
 
-    events: frozenset
+    events: frozenset | None
 
     def wants(self, event_type):
-        """Whether the client asked for webhooks of ``event_type``."""
-        return event_type in self.events
+        """Whether the settings' endpoint takes webhooks of ``event_type``."""
+        return self.events is not None and event_type in self.events
 
 
 def subscription(config):
-    """The client's subscription, or None while WEBHOOK_URL is not set (no webhooks at all).
+    """What the client webhooks go to: the settings' endpoint, if WEBHOOK_URL is set, and the
+    tenants' endpoints.
 
     Raises ValueError for a URL without a usable WEBHOOK_SECRET or unknown WEBHOOK_EVENTS:
     unsigned webhooks would let anyone who finds the URL forge them.
     """
     if not config["WEBHOOK_URL"]:
-        return None
+        return Subscription(None)
     if not config["WEBHOOK_SECRET"]:
         raise ValueError(
             "WEBHOOK_URL is set but WEBHOOK_SECRET is not: client webhooks must "
@@ -67,10 +74,12 @@ def subscription(config):
 
 
 def write(conn, wanted, items):
-    """Write a webhook for each ``(mail id, event type, recipient, reason)`` the client wants.
+    """Write a webhook for each ``(mail id, event type, recipient, reason)`` and each endpoint
+    of its mail's tenant that takes it (``wanted``, a ``Subscription``; None: none at all).
 
-    Called by the queue only, in the transaction of the status change. One statement.
+    Called by the queue only, in the transaction of the status change. One statement, which
+    fans each item out to the endpoints.
     """
     if wanted is None:
         return
-    webhooks.insert(conn, [item for item in items if wanted.wants(item[1])])
+    webhooks.insert(conn, items, wanted.events)

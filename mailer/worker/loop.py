@@ -13,7 +13,8 @@ to make a claim worth it, or every send in flight did, or the recorder is free: 
 mail.
 A test key's mail (``email.test``) goes to the simulator (``simulator``) instead of any
 provider, without route, cap or breaker; what it reports is recorded as a provider's events
-are. With ``WEBHOOK_URL`` set, a thread of its own posts the client's webhooks (``webhook_sender``);
+are. A thread of its own posts the client webhooks, to ``WEBHOOK_URL`` and the tenants'
+endpoints (``webhook_sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
@@ -153,9 +154,9 @@ class Worker:
         self.probing = False
         self.simulator = simulator.Simulator()  # test mail's, instead of any provider
         self.sessions = Sessions()
-        self.webhooks = outbox.subscription(config)  # None: no client webhooks
+        self.webhooks = outbox.subscription(config)
         self.suppression_days = config["SUPPRESSION_DAYS"]
-        self.sender = WebhookSender(engine, config) if self.webhooks else None
+        self.sender = WebhookSender(engine, config)
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set by new mail (LISTEN/NOTIFY) and by stop()
         self.listen_engine = listen_engine(engine, config)  # LISTEN_DATABASE_URL, or engine

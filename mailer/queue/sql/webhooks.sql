@@ -4,39 +4,71 @@
 
 -- name: insert
 -- A webhook for each of %(items)s (a JSON array of mail id, event type, recipient and
--- reason), its body built from the mail row as it is now: {"type", "timestamp", "data":
--- {"mail_id", "status", "recipient", "reason", "metadata", "tags"}, and "test": true for test
--- mail}, and a webhook-id of its
--- own ("msg_" and 32 hex digits), by which the client deduplicates; in the order of the items
--- (a mail's "sent" before the status it then rolled up to).
-INSERT INTO webhook_outbox (message_id, event_type, email_id, payload)
-SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), item.type, mail.id,
+-- reason) and each endpoint of its mail's tenant that takes its type: the settings' endpoint
+-- (WEBHOOK_URL: endpoint_id NULL) for the default tenant's mail when %(settings_events)s (its
+-- event types) is not NULL, and each live, enabled endpoint of the tenant whose events are
+-- empty (every type) or name it. Its body is built from the mail row as it is now: {"type",
+-- "timestamp", "data": {"mail_id", "status", "recipient", "reason", "metadata", "tags"}, and
+-- "test": true for test mail}; each row has a webhook-id of its own ("msg_" and 32 hex
+-- digits), by which the client deduplicates. In the order of the items (a mail's "sent"
+-- before the status it then rolled up to), the settings' endpoint first, then the endpoints
+-- oldest first. The items find their mails by id first (reported); with no endpoint at all
+-- (no WEBHOOK_URL, no tenant's endpoint) nothing else is read (a one-time filter).
+WITH target AS (
+    SELECT NULL::uuid AS id, 'default'::text AS tenant, %(settings_events)s::text[] AS events,
+           NULL::timestamptz AS created_at
+     WHERE %(settings_events)s::text[] IS NOT NULL
+    UNION ALL
+    SELECT id, tenant, events, created_at
+      FROM webhook_endpoint
+     WHERE deleted_at IS NULL AND NOT disabled
+), reported AS MATERIALIZED (
+    SELECT item.position, item.type, item.recipient, item.reason, mail.id, mail.tenant,
+           mail.status, mail.metadata, mail.tags, mail.test
+      FROM ROWS FROM (json_to_recordset(%(items)s)
+                      AS (id uuid, type text, recipient text, reason text)) WITH ORDINALITY
+           AS item(id, type, recipient, reason, position)
+      JOIN email AS mail ON mail.id = item.id
+     WHERE EXISTS (SELECT FROM target)
+)
+INSERT INTO webhook_outbox (message_id, event_type, email_id, payload, endpoint_id, tenant)
+SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), reported.type, reported.id,
        jsonb_build_object(
-           'type', item.type,
+           'type', reported.type,
            'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
            'data', jsonb_build_object(
-               'mail_id', mail.id, 'status', mail.status, 'recipient', item.recipient,
-               'reason', item.reason, 'metadata', mail.metadata, 'tags', to_jsonb(mail.tags))
-           || CASE WHEN mail.test THEN jsonb_build_object('test', true)
-                   ELSE jsonb_build_object() END)
-  FROM ROWS FROM (json_to_recordset(%(items)s)
-                  AS (id uuid, type text, recipient text, reason text)) WITH ORDINALITY
-       AS item(id, type, recipient, reason, position)
-  JOIN email AS mail ON mail.id = item.id
- ORDER BY item.position;
+               'mail_id', reported.id, 'status', reported.status,
+               'recipient', reported.recipient, 'reason', reported.reason,
+               'metadata', reported.metadata, 'tags', to_jsonb(reported.tags))
+           || CASE WHEN reported.test THEN jsonb_build_object('test', true)
+                   ELSE jsonb_build_object() END),
+       target.id, reported.tenant
+  FROM reported
+  JOIN target ON target.tenant = reported.tenant
+             AND (target.events = '{}' OR reported.type = ANY(target.events))
+ ORDER BY reported.position, target.created_at NULLS FIRST, target.id;
 
 -- name: claim
 -- Take up to %(limit)s due webhooks, the longest due first, under a lease of %(lease)s
--- seconds (FOR UPDATE SKIP LOCKED: several workers never post the same one at once).
-UPDATE webhook_outbox
+-- seconds (FOR UPDATE SKIP LOCKED: several workers never post the same one at once): those
+-- of the settings' endpoint if %(settings)s, those of the tenants' endpoints if
+-- %(endpoints)s, but none of a disabled (or deleted) endpoint. Each with its endpoint's URL
+-- and secret (NULL for the settings' endpoint).
+UPDATE webhook_outbox AS webhook
    SET locked_until = now() + %(lease)s * interval '1 second'
- WHERE id IN (SELECT id FROM webhook_outbox
-               WHERE status = 'pending' AND next_attempt_at <= now()
-                 AND (locked_until IS NULL OR locked_until < now())
-               ORDER BY next_attempt_at, id
-               LIMIT %(limit)s
-                 FOR UPDATE SKIP LOCKED)
-RETURNING id, message_id, payload, attempts;
+  FROM (SELECT outbox.id, endpoint.url, endpoint.secret
+          FROM webhook_outbox AS outbox
+          LEFT JOIN webhook_endpoint AS endpoint ON endpoint.id = outbox.endpoint_id
+         WHERE outbox.status = 'pending' AND outbox.next_attempt_at <= now()
+           AND (outbox.locked_until IS NULL OR outbox.locked_until < now())
+           AND CASE WHEN outbox.endpoint_id IS NULL THEN %(settings)s
+                    ELSE %(endpoints)s AND NOT endpoint.disabled END
+         ORDER BY outbox.next_attempt_at, outbox.id
+         LIMIT %(limit)s
+           FOR UPDATE OF outbox SKIP LOCKED) AS due
+ WHERE webhook.id = due.id
+RETURNING webhook.id, webhook.message_id, webhook.payload, webhook.attempts,
+          webhook.endpoint_id, due.url, due.secret;
 
 -- name: record
 -- Record a batch of posts (%(results)s, a JSON array of id, ok, status_code, error,
@@ -64,6 +96,12 @@ UPDATE webhook_outbox AS webhook
  WHERE webhook.id = result.id;
 
 -- name: release
--- Hand back the claimed webhooks %(ids)s that were not posted (their receiver is paused):
--- due now.
-UPDATE webhook_outbox SET locked_until = NULL WHERE id = ANY(%(ids)s::bigint[]);
+-- Hand back claimed webhooks that were not posted (%(items)s, a JSON array of id and delay):
+-- due again after delay seconds (0: now; their receiver is paused, or it failed a moment ago
+-- in the same batch).
+UPDATE webhook_outbox AS webhook
+   SET locked_until = NULL,
+       next_attempt_at = greatest(webhook.next_attempt_at,
+                                  now() + item.delay * interval '1 second')
+  FROM json_to_recordset(%(items)s) AS item(id bigint, delay float8)
+ WHERE webhook.id = item.id;

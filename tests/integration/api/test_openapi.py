@@ -360,10 +360,48 @@ EXPECTED_CODES = {
         "500",
         "503",
     },
+    ("/webhook-endpoints", "get"): {"200", "400", "401", "403", "429", "500", "503"},
+    ("/webhook-endpoints", "post"): {"201", "400", "401", "403", "413", "415", "429", "500", "503"},
+    ("/webhook-endpoints/{endpoint_id}", "get"): {"200", "401", "403", "404", "429", "500", "503"},
+    ("/webhook-endpoints/{endpoint_id}", "patch"): {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "413",
+        "415",
+        "429",
+        "500",
+        "503",
+    },
     ("/keys", "get"): {"200", "400", "401", "403", "429", "500", "503"},
     ("/keys", "post"): {"201", "400", "401", "403", "413", "415", "429", "500", "503"},
     ("/keys/{key_id}", "delete"): {"204", "401", "403", "404", "429", "500", "503"},
+    ("/webhook-endpoints/{endpoint_id}", "delete"): {
+        "204",
+        "401",
+        "403",
+        "404",
+        "429",
+        "500",
+        "503",
+    },
 }
+
+
+def test_webhook_endpoint_answers_match_the_spec(client, spec):
+    created = client.post("/webhook-endpoints", json={"url": "https://hooks.example.com/h"})
+    assert created.status_code == 201
+    assert_matches(spec, "CreatedWebhookEndpoint", created.get_json())
+    endpoint = created.get_json()["id"]
+    assert_matches(spec, "WebhookEndpoint", client.get(f"/webhook-endpoints/{endpoint}").get_json())
+    changed = client.patch(f"/webhook-endpoints/{endpoint}", json={"events": ["mail.sent"]})
+    assert_matches(spec, "WebhookEndpoint", changed.get_json())
+    assert_matches(spec, "WebhookEndpointPage", client.get("/webhook-endpoints").get_json())
+    refused = client.post("/webhook-endpoints", json={"url": "https://127.0.0.1/h"})
+    assert refused.status_code == 400
+    assert_matches(spec, "Error", refused.get_json())
 
 
 def test_every_operation_documents_each_code_it_can_answer(spec):
