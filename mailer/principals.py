@@ -269,6 +269,13 @@ def key_problems(fields, creator):
     return errors
 
 
+def key_summary(row):
+    """What the audit log keeps of a new key: its name, tenant, scopes and limits (never the
+    key, its hash or its prefix)."""
+    kept = ("name", "tenant", "scopes", "allowed_from_domains", "rate_limit", "daily_quota", "test")
+    return {name: row.get(name) for name in kept}
+
+
 def issue(conn, fields, creator, created_by):
     """Make and store a key from checked ``fields`` (``key_problems``); a ``NewKey``."""
     test = fields.get("test", False)

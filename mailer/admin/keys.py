@@ -15,7 +15,7 @@ from flask_admin.model import typefmt
 from wtforms import BooleanField, SelectMultipleField, StringField
 
 from mailer import principals
-from mailer.admin.views import Protected, _utc, operator
+from mailer.admin.views import Protected, _utc, audited, operator
 from mailer.database import transaction
 from mailer.queue import keys as stored_keys
 from models import ApiKey, db
@@ -112,6 +112,14 @@ class KeyView(Protected, ModelView):
             if not errors:
                 with transaction() as conn:
                     made = principals.issue(conn, fields, OPERATOR, operator())
+                    row = made.row
+                    audited(
+                        conn,
+                        "key.create",
+                        str(row["id"]),
+                        principals.key_summary(row),
+                        row["tenant"],
+                    )
                 forget_cached_keys()
         return self.render(
             self.create_template, form=form, made=made, errors=errors, return_url=self.url
@@ -122,7 +130,10 @@ class KeyView(Protected, ModelView):
         """Revoke keys: every API process refuses them within a second."""
         found = [uuid.UUID(value) for value in ids if _is_uuid(value)]
         with transaction() as conn:
-            revoked = sum(stored_keys.revoke(conn, key_id) for key_id in found)
+            gone = [key_id for key_id in found if stored_keys.revoke(conn, key_id)]
+            for key_id in gone:
+                audited(conn, "key.revoke", str(key_id))
+        revoked = len(gone)
         forget_cached_keys()
         flash(f"{revoked} key(s) revoked.", "success")
 

@@ -15,6 +15,7 @@ from flask import current_app, request
 from flask_restful import Resource
 
 from mailer.api import listing
+from mailer.api.auditing import audited
 from mailer.api.auth import current_principal
 from mailer.api.errors import ApiError
 from mailer.api.resources import actor, authenticated, needs, read_mail_request, tenant_filter
@@ -100,6 +101,12 @@ class EndpointList(Resource):
                     "created_by": actor(),
                 },
             )
+            audited(
+                conn,
+                "webhook_endpoint.create",
+                str(row["id"]),
+                {"url": row["url"], "events": row["events"]},
+            )
         location = f"/webhook-endpoints/{row['id']}"
         return CreatedWebhookEndpoint.dump(row), 201, {"Location": location}
 
@@ -149,6 +156,8 @@ class EndpointItem(Resource):
         fields = validate(read_mail_request(), CHANGE_FIELDS)
         with transaction() as conn:
             row = webhook_endpoints.update(conn, key, fields, tenant_filter())
+            if row is not None:
+                audited(conn, "webhook_endpoint.update", str(key), fields, tenant=row["tenant"])
         if row is None:
             raise unknown_endpoint()
         return WebhookEndpoint.dump(row)
@@ -158,6 +167,8 @@ class EndpointItem(Resource):
         """204 once deleted: nothing more is sent to it, and what waited is given up."""
         with transaction() as conn:
             deleted = webhook_endpoints.delete(conn, known_id(endpoint_id), tenant_filter())
+            if deleted:
+                audited(conn, "webhook_endpoint.delete", endpoint_id)
         if not deleted:
             raise unknown_endpoint()
         return "", 204

@@ -13,6 +13,7 @@ from flask_restful import Resource
 
 from mailer import principals
 from mailer.api import listing
+from mailer.api.auditing import audited
 from mailer.api.auth import current_principal, keys_changed
 from mailer.api.bodies import parsed_json
 from mailer.api.errors import ApiError
@@ -60,6 +61,13 @@ class KeyList(Resource):
             raise ApiError(400, "Invalid key", errors)
         with transaction() as conn:
             made = principals.issue(conn, data, creator, actor())
+            audited(
+                conn,
+                "key.create",
+                str(made.row["id"]),
+                principals.key_summary(made.row),
+                tenant=made.row["tenant"],
+            )
         keys_changed()
         body = NewApiKey.dump({**made.row, "key": made.key})
         return body, 201, {"Location": f"/keys/{made.row['id']}", "Cache-Control": "no-store"}
@@ -111,6 +119,8 @@ class KeyItem(Resource):
             raise unknown_key() from None
         with transaction() as conn:
             revoked = keys.revoke(conn, found, current_principal().tenant_filter)
+            if revoked:
+                audited(conn, "key.revoke", str(found))
         if not revoked:
             raise unknown_key()
         keys_changed()

@@ -175,3 +175,33 @@ def test_rows_are_never_updated_and_purged_past_retention(app, client, sql):
     with app.app_context(), transaction() as conn:
         assert audit.purge(conn, app.config["AUDIT_RETENTION_DAYS"], 100) == 1
     assert [row["target"] for row in rows(sql)] == ["new@example.com"]
+
+
+def test_keys_and_webhook_endpoints_are_audited_once_each_without_their_secrets(app, client, sql):
+    headers, manager = make_key(app, "shop", ["keys:manage", "webhooks:manage"], name="ops")
+    made = client.post("/keys", json={"name": "checkout", "scopes": ["mail:send"]}, headers=headers)
+    assert made.status_code == 201, made.get_json()
+    key, key_id = made.get_json()["key"], made.get_json()["id"]
+    assert client.delete(f"/keys/{key_id}", headers=headers).status_code == 204
+    endpoints = "/webhook-endpoints"
+    created = client.post(endpoints, json={"url": "https://hooks.example.com/h"}, headers=headers)
+    assert created.status_code == 201, created.get_json()
+    endpoint, secret = created.get_json()["id"], created.get_json()["secret"]
+    changed = client.patch(f"{endpoints}/{endpoint}", json={"disabled": True}, headers=headers)
+    assert changed.status_code == 200
+    assert client.delete(f"{endpoints}/{endpoint}", headers=headers).status_code == 204
+    logged = rows(sql)
+    assert [(row["action"], row["target"]) for row in logged] == [
+        ("key.create", key_id),
+        ("key.revoke", key_id),
+        ("webhook_endpoint.create", endpoint),
+        ("webhook_endpoint.update", endpoint),
+        ("webhook_endpoint.delete", endpoint),
+    ]
+    assert {(row["actor"], row["key_id"], row["tenant"]) for row in logged} == {
+        ("key:ops", manager, "shop")
+    }
+    everything = json.dumps([row["summary"] for row in logged])
+    assert key not in everything and key[-12:] not in everything and secret not in everything
+    assert logged[0]["summary"]["scopes"] == ["mail:send"]
+    assert logged[3]["summary"] == {"disabled": True}
