@@ -139,6 +139,8 @@ class Email(db.Model):
     # ``template`` and ``template_version`` tables are read and written by hand-written SQL.
     template: Mapped[str | None] = mapped_column(Text)
     template_version: Mapped[int | None] = mapped_column(Integer)
+    # The way the mail came in (migration 0016): ``api`` or ``smtp`` (``SOURCES``).
+    source: Mapped[str] = mapped_column(Text, server_default="api")
 
     attachments: Mapped[list["Attachment"]] = relationship(
         order_by="Attachment.position",

@@ -523,6 +523,7 @@ class MailView(Protected, ModelView):
         *choice_filters(Email.provider, "Provider", REGISTRY),
         FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
         TagFilter(Email.tags, "Tag"),
+        *choice_filters(Email.source, "Source", submit.SOURCES),
         "created_at",
         "send_at",
     )
@@ -544,6 +545,7 @@ class MailView(Protected, ModelView):
         "provider",
         "provider_message_id",
         "route",
+        "source",
         "attempts",
         "last_error",
         "next_attempt_at",

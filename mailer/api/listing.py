@@ -2,7 +2,8 @@
 what it sent, newest first, in stable pages.
 
 Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``, ``template``
-(the name a mail was rendered from), ``created_after``, ``created_before``; ``limit`` (default
+(the name a mail was rendered from), ``source`` (``api`` or ``smtp``), ``created_after``,
+``created_before``; ``limit`` (default
 50, at most 500). Pages follow a keyset cursor, ``next_cursor`` in the answer: the position
 (created_at, id) of the page's last mail, so mail that arrives while a client walks the pages
 never shifts them, and each mail appears exactly once. The cursor is opaque to clients (base64
@@ -21,6 +22,7 @@ from flask import request
 
 from mailer.api.errors import ApiError
 from mailer.queue.reads import PAGE_COLUMNS
+from mailer.queue.submit import SOURCES
 from mailer.queue.suppressions import REASONS
 from mailer.shapes.mail import ListedMail, MailPage
 from mailer.validation.extras import MAX_UTC_OFFSET
@@ -28,7 +30,17 @@ from mailer.validation.headers import header_problem
 from models import STATUSES
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-FILTERS = ("status", "to", "tag", "template", "created_after", "created_before", "limit", "cursor")
+FILTERS = (
+    "status",
+    "to",
+    "tag",
+    "template",
+    "source",
+    "created_after",
+    "created_before",
+    "limit",
+    "cursor",
+)
 
 
 def bad(field, message):
@@ -51,11 +63,21 @@ def parse_query():
         "to": _text(args.get("to"), "to"),
         "tag": _text(args.get("tag"), "tag"),
         "template": _text(args.get("template"), "template"),
+        "source": _source(args.get("source")),
         "created_after": _time(args.get("created_after"), "created_after"),
         "created_before": _time(args.get("created_before"), "created_before"),
         "limit": parse_limit(args.get("limit")),
         "after": decode_cursor(args.get("cursor")),
     }
+
+
+def _source(value):
+    """The ``source`` filter (``api`` or ``smtp``), or None."""
+    if value is None:
+        return None
+    if value not in SOURCES:
+        raise bad("source", f"One of {', '.join(SOURCES)}")
+    return value
 
 
 def _text(value, field):

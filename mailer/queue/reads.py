@@ -36,6 +36,7 @@ PAGE_COLUMNS = (
     "sent_at",
     "template",
     "template_version",
+    "source",
 )
 # The child rows of ``GET /mail/<id>``, each list read as one array per column, in this order,
 # with the attributes their ``to_dict`` reads (as the ORM relationships of ``Email`` would).
@@ -62,6 +63,7 @@ def page(
     to=None,
     tag=None,
     template=None,
+    source=None,
     created_after=None,
     created_before=None,
     limit=50,
@@ -82,6 +84,7 @@ def page(
         "to": bare_address(to) if to else None,
         "tag": tag,
         "template": template,
+        "source": source,
         "created_after": created_after,
         "created_before": created_before,
         "after_created": after[0] if after else None,

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from mailer.events.provider import EVENT_TYPES
 from mailer.queue.reads import RecipientRow
+from mailer.queue.submit import SOURCES
 from mailer.shapes.wire import AsIs, Shape, Source
 from mailer.vocabulary import ANSWER_OUTCOMES, ATTEMPT_OUTCOMES, MAIL_STATUSES
 from models import RECIPIENT_STATUSES, WAITING
@@ -104,6 +105,10 @@ class ListedMail(Shape):
         "the client rendered it."
     )
     template_version: int | None = Field(description="That template's version.", ge=1)
+    source: Literal[SOURCES] = Field(
+        description="The way the mail came in: `api` (`POST /mail`, the admin) or `smtp` (the "
+        "SMTP door)."
+    )
 
 
 class Attachment(Shape):

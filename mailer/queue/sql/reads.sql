@@ -10,18 +10,20 @@
 -- statement, so the planner drops the clause): one status (%(status)s: an equality, which the
 -- (status, created_at, id) index serves in the page's order), or several (%(statuses)s); a
 -- recipient (%(to)s, by the GIN index of recipients); the template it was rendered from
--- (%(template)s, by ix_email_template in the page's order); created after or before a time.
+-- (%(template)s, by ix_email_template in the page's order); the way it came in (%(source)s,
+-- by ix_email_source for smtp); created after or before a time.
 SELECT email.id::text, email.status, email.from_address, email.to_address, email.cc, email.bcc,
        email.reply_to, email.subject, email.text, email.html, email.result, email.provider,
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version
+       email.updated_at, email.sent_at, email.template, email.template_version, email.source
   FROM email
  WHERE (%(status)s::text IS NULL OR email.status = %(status)s)
    AND (%(statuses)s::text[] IS NULL OR email.status = ANY(%(statuses)s::text[]))
    AND (%(to)s::text IS NULL OR email.recipients @> ARRAY[%(to)s::text])
    AND (%(template)s::text IS NULL OR email.template = %(template)s)
+   AND (%(source)s::text IS NULL OR email.source = %(source)s)
    AND (%(created_after)s::timestamptz IS NULL OR email.created_at > %(created_after)s)
    AND (%(created_before)s::timestamptz IS NULL OR email.created_at < %(created_before)s)
    AND (%(after_created)s::timestamptz IS NULL
@@ -37,7 +39,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version
+       email.updated_at, email.sent_at, email.template, email.template_version, email.source
   FROM mail_tag
   JOIN email ON email.id = mail_tag.email_id
  WHERE mail_tag.tag = %(tag)s
@@ -45,6 +47,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
    AND (%(statuses)s::text[] IS NULL OR email.status = ANY(%(statuses)s::text[]))
    AND (%(to)s::text IS NULL OR email.recipients @> ARRAY[%(to)s::text])
    AND (%(template)s::text IS NULL OR email.template = %(template)s)
+   AND (%(source)s::text IS NULL OR email.source = %(source)s)
    AND (%(created_after)s::timestamptz IS NULL OR mail_tag.created_at > %(created_after)s)
    AND (%(created_before)s::timestamptz IS NULL OR mail_tag.created_at < %(created_before)s)
    AND (%(after_created)s::timestamptz IS NULL
@@ -63,7 +66,8 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
-       email.updated_at, email.sent_at, email.template, email.template_version, email.recipients,
+       email.updated_at, email.sent_at, email.template, email.template_version, email.source,
+       email.recipients,
        email.route,
        attachments.*, attempts.*, recipients.*, events.*,
        (SELECT count(*) FROM delivery_event WHERE email_id = email.id)

@@ -8,10 +8,10 @@
 -- One mail without attachments or tags: the API's POST /mail.
 INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                    attempts, headers, metadata, tags, recipients, send_at, template,
-                   template_version, status, next_attempt_at)
+                   template_version, source, status, next_attempt_at)
 VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s, %(subject)s,
         %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s, %(recipients)s,
-        %(send_at)s, %(template)s, %(template_version)s,
+        %(send_at)s, %(template)s, %(template_version)s, %(source)s,
         CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
         GREATEST(%(send_at)s::timestamptz, now()))
 RETURNING id::text, created_at, status, next_attempt_at;
@@ -25,10 +25,10 @@ RETURNING id::text, created_at, status, next_attempt_at;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, status, next_attempt_at)
+                       template_version, source, status, next_attempt_at)
     VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s,
             %(subject)s, %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s,
-            %(recipients)s, %(send_at)s, %(template)s, %(template_version)s,
+            %(recipients)s, %(send_at)s, %(template)s, %(template_version)s, %(source)s,
             CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
             GREATEST(%(send_at)s::timestamptz, now()))
     RETURNING id::text, created_at, status, next_attempt_at
@@ -48,10 +48,10 @@ SELECT id, created_at, status, next_attempt_at FROM mail;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, status, next_attempt_at)
+                       template_version, source, status, next_attempt_at)
     VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s,
             %(subject)s, %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s,
-            %(recipients)s, %(send_at)s, %(template)s, %(template_version)s,
+            %(recipients)s, %(send_at)s, %(template)s, %(template_version)s, %(source)s,
             CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
             GREATEST(%(send_at)s::timestamptz, now()))
     RETURNING id, created_at, status, next_attempt_at, tags
@@ -78,17 +78,17 @@ SELECT id::text, created_at, status, next_attempt_at FROM mail;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, status, next_attempt_at)
+                       template_version, source, status, next_attempt_at)
     SELECT m.id, m.from_address, m.to_address, m.cc, m.bcc, m.reply_to, m.subject, m.text,
            m.html, 0, m.headers, m.metadata, m.tags, m.recipients, m.send_at, m.template,
-           m.template_version,
+           m.template_version, m.source,
            CASE WHEN m.send_at > now() THEN 'scheduled' ELSE 'queued' END,
            GREATEST(m.send_at, now())
       FROM json_to_recordset(%(mails)s)
            AS m(id uuid, from_address text, to_address text[], cc text[], bcc text[],
                 reply_to text, subject text, text text, html text, headers jsonb,
                 metadata jsonb, tags text[], recipients text[], send_at timestamptz,
-                template text, template_version int)
+                template text, template_version int, source text)
     RETURNING id, created_at, status, next_attempt_at, tags
 ), files AS (
     INSERT INTO attachment (email_id, position, filename, content_type, size, content)

@@ -42,6 +42,7 @@ def row(**values):
         "sent_at": None,
         "template": None,
         "template_version": None,
+        "source": "api",
         **values,
     }
     return tuple(base[name] for name in listing.PAGE_COLUMNS)
