@@ -5,6 +5,7 @@ API key after STARTTLS; retries that store one mail."""
 import smtplib
 
 import pytest
+
 from integration.smtp.door import (
     API_KEY,
     RECIPIENTS,
@@ -89,7 +90,8 @@ def test_a_template_renders_the_message(app, client, settings, sandbox, run_work
         mail_id = queued_id(send_data(smtp, message))
 
     mail = client.get(f"/mail/{mail_id}").get_json()
-    assert (mail["subject"], mail["mail"], mail["template"]) == ("Hi Ann", "Welcome, Ann!", "welcome")
+    rendered = (mail["subject"], mail["mail"], mail["template"])
+    assert rendered == ("Hi Ann", "Welcome, Ann!", "welcome")
 
 
 def test_a_retried_message_id_stores_one_mail(app, client, settings):
@@ -113,9 +115,7 @@ def test_an_idempotency_key_works_as_over_http(app, client, settings):
     assert b"Idempotency-Key was used with a different message" in text
 
 
-def test_a_suppressed_recipient_is_accepted_and_ends_suppressed(
-    app, client, settings, run_worker
-):
+def test_a_suppressed_recipient_is_accepted_and_ends_suppressed(app, client, settings, run_worker):
     assert client.post("/suppressions", json={"address": "ann@example.com"}).status_code == 201
     with running_door(settings) as door, connect(door) as smtp:
         mail_id = queued_id(send_data(smtp, sample_message(), recipients=["ann@example.com"]))
@@ -124,9 +124,11 @@ def test_a_suppressed_recipient_is_accepted_and_ends_suppressed(
 
 
 def test_auth_after_starttls_with_an_api_key(app, client, settings):
-    with certificates() as (ca, cert, key), running_door(
-        settings, API_KEYS=API_KEY, SMTP_TLS_CERT=cert, SMTP_TLS_KEY=key
-    ) as door, connect(door) as smtp:
+    with (
+        certificates() as (ca, cert, key),
+        running_door(settings, API_KEYS=API_KEY, SMTP_TLS_CERT=cert, SMTP_TLS_KEY=key) as door,
+        connect(door) as smtp,
+    ):
         assert smtp.has_extn("starttls") and not smtp.has_extn("auth")
         assert smtp.mail("shop@example.com")[0] == 530
         smtp.starttls(context=client_tls(ca))
@@ -140,9 +142,11 @@ def test_auth_after_starttls_with_an_api_key(app, client, settings):
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 def test_a_wrong_key_is_535(app, settings, mechanism):
-    with certificates() as (ca, cert, key), running_door(
-        settings, API_KEYS=API_KEY, SMTP_TLS_CERT=cert, SMTP_TLS_KEY=key
-    ) as door, connect(door) as smtp:
+    with (
+        certificates() as (ca, cert, key),
+        running_door(settings, API_KEYS=API_KEY, SMTP_TLS_CERT=cert, SMTP_TLS_KEY=key) as door,
+        connect(door) as smtp,
+    ):
         smtp.starttls(context=client_tls(ca))
         smtp.ehlo("client.example.com")
         smtp.user, smtp.password = "any-user", "not-the-key"
@@ -154,13 +158,16 @@ def test_a_wrong_key_is_535(app, settings, mechanism):
 
 
 def test_too_many_wrong_keys_are_421_and_the_connection_closes(app, settings):
-    with certificates() as (ca, cert, key), running_door(
-        settings,
-        API_KEYS=API_KEY,
-        SMTP_TLS_CERT=cert,
-        SMTP_TLS_KEY=key,
-        AUTH_FAILURE_LIMIT=2,
-    ) as door:
+    with (
+        certificates() as (ca, cert, key),
+        running_door(
+            settings,
+            API_KEYS=API_KEY,
+            SMTP_TLS_CERT=cert,
+            SMTP_TLS_KEY=key,
+            AUTH_FAILURE_LIMIT=2,
+        ) as door,
+    ):
         codes = []
         for _ in range(3):
             with connect(door) as smtp:
