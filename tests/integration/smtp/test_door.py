@@ -6,6 +6,7 @@ import smtplib
 
 import pytest
 
+from integration.admin.pages import listed_subjects
 from integration.smtp.door import (
     API_KEY,
     RECIPIENTS,
@@ -19,6 +20,7 @@ from integration.smtp.door import (
 )
 
 pytestmark = pytest.mark.committed
+API_MAIL = {"from": "a@example.com", "to": "b@example.com", "subject": "Over HTTP", "text": "Hi"}
 
 
 def test_a_message_arrives_as_it_was_sent(app, client, settings, sandbox, run_worker):
@@ -183,3 +185,13 @@ def test_too_many_wrong_keys_are_421_and_the_connection_closes(app, settings):
             smtp.starttls(context=client_tls(ca))
             smtp.ehlo("client.example.com")
             assert smtp.login("any-user", API_KEY)[0] == 235
+
+
+def test_the_admin_shows_and_filters_the_source(app, client, settings):
+    with running_door(settings) as door, connect(door) as smtp:
+        mail_id = queued_id(send_data(smtp, sample_message()))
+    page = client.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
+    assert "Source" in page and ">smtp<" in page.replace(" ", "").replace("\n", "")
+    assert client.post("/mail", json=API_MAIL).status_code == 202
+    assert listed_subjects(client, "?flt0_source_equals=smtp") == ["Your order"]
+    assert listed_subjects(client, "?flt0_source_equals=api") == ["Over HTTP"]
