@@ -147,6 +147,8 @@ class Email(db.Model):
     tenant: Mapped[str] = mapped_column(Text, server_default="default")
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     test: Mapped[bool] = mapped_column(Boolean, server_default=sql_text("false"))
+    # The way the mail came in (migration 0019): ``api`` or ``smtp`` (``SOURCES``).
+    source: Mapped[str] = mapped_column(Text, server_default="api")
 
     attachments: Mapped[list["Attachment"]] = relationship(
         order_by="Attachment.position",

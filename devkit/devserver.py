@@ -7,7 +7,8 @@
 The runner behind ./scripts/dev. Unless DATABASE_URL is set, it starts an embedded PostgreSQL
 (devkit/embedded_db.py) whose data stays in instance/pgdata from run to run (--pgdata to use
 another folder), creates its database ``mail``, and stops it at exit. It migrates the database,
-then runs the provider sandbox, the API and the worker with their output prefixed by name. With
+then runs the provider sandbox, the API, the worker and the SMTP door (smtp_service.py, on
+127.0.0.1:2525: loopback clients send without a login) with their output prefixed by name. With
 --smoke it sends one mail end to end and exits 0 once it is delivered (used by tests and CI).
 
 Settings for the local run (environment variables, which override settings.cfg and the
@@ -64,6 +65,7 @@ def parse_args(argv):
     parser.add_argument(
         "--sandbox-port", type=int, default=8025, help="provider sandbox port (default 8025)"
     )
+    parser.add_argument("--smtp-port", type=int, default=2525, help="SMTP door port (default 2525)")
     parser.add_argument(
         "--pgdata",
         default=PGDATA,
@@ -358,6 +360,11 @@ def run_on(args, database_url, database):
         ("api", [python, "app.py", "--host", HOST, "--port", str(args.port)], env),
         ("worker", [python, "mail_service.py"], worker_env),
     ]
+    if env["API_KEYS"] and not env.get("SMTP_TLS_CERT"):
+        say("devserver: API_KEYS is set without SMTP_TLS_CERT: the SMTP door is not started")
+    else:
+        smtp_env = {**env, "SMTP_LISTEN": f"{HOST}:{args.smtp_port}"}
+        specs.append(("smtp", [python, "smtp_service.py"], smtp_env))
     return serve(args, env, specs, database)
 
 
@@ -369,15 +376,16 @@ def preflight(args):
             "with ./scripts/dev (which sets up .venv), or .venv/bin/python -m "
             "devkit.devserver."
         )
-    for port, option in ((args.port, "--port"), (args.sandbox_port, "--sandbox-port")):
+    ports = ((args.port, "--port"), (args.sandbox_port, "--sandbox-port"))
+    for port, option in (*ports, (args.smtp_port, "--smtp-port")):
         problem = port_problem(port)
         if problem:
             return (
                 f"cannot listen on {HOST}:{port} ({problem}). Is another ./scripts/dev or "
                 f"something else using it? Stop it, or pick another port with {option}."
             )
-    if args.port == args.sandbox_port:
-        return "--port and --sandbox-port must differ"
+    if len({args.port, args.sandbox_port, args.smtp_port}) < 3:
+        return "--port, --sandbox-port and --smtp-port must differ"
     return None
 
 

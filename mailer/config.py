@@ -64,6 +64,13 @@ DEFAULTS = {
     "SMTP_TIMEOUT": 10.0,  # seconds, per SMTP command (the connection, each reply)
     "SMTP_CA_FILE": "",  # a CA bundle for a relay's private certificate; empty: the system's
     "SMTP_MESSAGE_ID_DOMAIN": "",  # the Message-ID's domain; empty: the sender's
+    # The SMTP door (smtp_service.py): applications submit mail over SMTP with an API key.
+    "SMTP_LISTEN": "127.0.0.1:2525",  # host:port of the SMTP submission server
+    "SMTP_TLS_CERT": "",  # PEM certificate (chain) for STARTTLS; needed beyond protected mode
+    "SMTP_TLS_KEY": "",  # PEM private key of SMTP_TLS_CERT
+    "SMTP_MAX_MESSAGE_BYTES": 25 * 1024 * 1024,  # bytes, announced in EHLO SIZE
+    "SMTP_MAX_RECIPIENTS": 50,  # envelope recipients per message
+    "SMTP_HEALTH_PORT": 0,  # the SMTP process's /readyz and /metrics (0 = off), on loopback
     "WORKER_CONCURRENCY": 16,  # sends in flight per worker process
     "WORKER_BATCH_SIZE": 100,  # most mails claimed by one query
     "POLL_INTERVAL": 1.0,  # seconds between polls when the queue is empty

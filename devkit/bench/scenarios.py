@@ -27,6 +27,7 @@ from devkit.bench.harness import (
     tree_cpu_seconds,
 )
 from devkit.bench.report import Row, fmt, percentile, ratio_of
+from devkit.bench.smtp_submit import scenario_smtp
 
 SCENARIOS = (
     "dispatch",
@@ -42,6 +43,7 @@ SCENARIOS = (
     "listing",
     "providers",
     "events",
+    "smtp",
 )
 
 # Sizes per scenario: the full run, and --quick (a smoke run that only checks it all works).
@@ -82,6 +84,7 @@ FULL = {
     "events_requests": 10,
     "events_rounds": 3,
     "events_clients": 2,
+    "smtp_messages": 2_000,
 }
 QUICK = {
     "dispatch": 200,
@@ -120,6 +123,7 @@ QUICK = {
     "events_requests": 2,
     "events_rounds": 1,
     "events_clients": 2,
+    "smtp_messages": 200,
 }
 
 
@@ -1745,4 +1749,5 @@ SCENARIO_FUNCTIONS = {
     "listing": scenario_listing,
     "providers": scenario_providers,
     "events": scenario_events,
+    "smtp": scenario_smtp,
 }

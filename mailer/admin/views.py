@@ -552,6 +552,7 @@ class MailView(Protected, ModelView):
         TagFilter(Email.tags, "Tag"),
         FilterEqual(Email.tenant, "Tenant"),
         "test",
+        *choice_filters(Email.source, "Source", submit.SOURCES),
         "created_at",
         "send_at",
     )
@@ -576,6 +577,7 @@ class MailView(Protected, ModelView):
         "provider",
         "provider_message_id",
         "route",
+        "source",
         "attempts",
         "last_error",
         "next_attempt_at",

@@ -8,22 +8,23 @@ statement that stores the mail (``submit.enqueue_many``): concurrent repeats wai
 first and replay it, and a request that fails validation takes no key.
 """
 
-import base64
-import functools
-import hashlib
-import json
-import re
-
 from flask import current_app, g, request
 
 from mailer.api.auth import presented_api_key
 from mailer.api.errors import ApiError
+from mailer.idempotency import (
+    HEADER,
+    INVALID_KEY,
+    VALID_KEY,
+    fingerprint_of,
+    key_scope,
+)
+from mailer.idempotency import (
+    LOCAL_SCOPE as LOCAL_SCOPE,  # re-exported: resources.actor reads it here
+)
 from mailer.queue.submit import Idempotency
 
-HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
-VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}\Z")  # printable ASCII, 1-255 characters
-LOCAL_SCOPE = "protected-mode"
 
 
 def requested(clean):
@@ -34,7 +35,7 @@ def requested(clean):
     if not VALID_KEY.match(key):
         raise ApiError(
             400,
-            f"{HEADER} must be 1 to 255 printable ASCII characters",
+            INVALID_KEY,
             [{"field": HEADER, "message": "1-255 printable ASCII characters"}],
         )
     return Idempotency(scope(), key, fingerprint(clean), current_app.config["IDEMPOTENCY_TTL"])
@@ -44,32 +45,13 @@ def scope():
     """Whose key it is: a stored key's id, a digest of an ``API_KEYS`` key (never the key
     itself), or protected mode's."""
     principal = g.get("principal")  # None outside an authenticated request
-    key_id = principal and principal.key_id
-    if key_id is not None:
-        return f"key-{key_id}"
     api_key = presented_api_key() if current_app.config["API_KEYS"] else None
-    if api_key is None:
-        return LOCAL_SCOPE
-    return _digest(api_key)
-
-
-@functools.lru_cache(maxsize=64)
-def _digest(api_key):
-    """The scope of an API key: computed once per key (only accepted keys reach here)."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+    return key_scope(principal and principal.key_id, api_key)
 
 
 def fingerprint(clean):
     """A digest of the parsed, validated request: the same mail however it was encoded."""
-    text = json.dumps([request.path, clean], sort_keys=True, default=_plain, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _plain(value):
-    """JSON for what ``json`` cannot write itself: bytes (attachments) and datetimes."""
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return value.isoformat()
+    return fingerprint_of(request.path, clean)
 
 
 def conflict(key):

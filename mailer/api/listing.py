@@ -2,14 +2,14 @@
 what it sent, newest first, in stable pages.
 
 Filters: ``status`` (repeatable), ``to`` (a recipient's address, exact), ``tag``, ``template``
-(the name a mail was rendered from), ``created_after``, ``created_before``, ``tenant`` (a key
-with ``admin`` lists every tenant's mail unless it names one; any other key lists its own
-tenant's only); ``test`` (``true``: test mail only, ``false``: live mail only; by default
-the key's own kind: a ``mk_test_`` key lists test mail, any other live mail, so the two never
-mix unless asked); ``limit`` (default 50, at most 500). Pages follow a keyset cursor,
-``next_cursor`` in the answer: the position (created_at, id) of the page's last mail, so mail
-that arrives while a client walks the pages never shifts them, and each mail appears exactly
-once. The cursor is opaque to clients (base64 of that position).
+(the name a mail was rendered from), ``source`` (``api`` or ``smtp``), ``created_after``,
+``created_before``, ``tenant`` (a key with ``admin`` lists every tenant's mail unless it names
+one; any other key lists its own tenant's only); ``test`` (``true``: test mail only, ``false``:
+live mail only; by default the key's own kind: a ``mk_test_`` key lists test mail, any other
+live mail, so the two never mix unless asked); ``limit`` (default 50, at most 500). Pages follow
+a keyset cursor, ``next_cursor`` in the answer: the position (created_at, id) of the page's last
+mail, so mail that arrives while a client walks the pages never shifts them, and each mail
+appears exactly once. The cursor is opaque to clients (base64 of that position).
 
 The answer is written straight from the page's rows (``page_json``), by the writers of the
 shapes ``MailPage`` and ``ListedMail``.
@@ -25,6 +25,7 @@ from flask import request
 from mailer.api.errors import ApiError
 from mailer.principals import TENANT_NAME
 from mailer.queue.reads import PAGE_COLUMNS
+from mailer.queue.submit import SOURCES
 from mailer.queue.suppressions import REASONS
 from mailer.shapes.mail import ListedMail, MailPage
 from mailer.validation.extras import MAX_UTC_OFFSET
@@ -37,6 +38,7 @@ FILTERS = (
     "to",
     "tag",
     "template",
+    "source",
     "created_after",
     "created_before",
     "tenant",
@@ -67,6 +69,7 @@ def parse_query(principal):
         "to": _text(args.get("to"), "to"),
         "tag": _text(args.get("tag"), "tag"),
         "template": _text(args.get("template"), "template"),
+        "source": _source(args.get("source")),
         "created_after": _time(args.get("created_after"), "created_after"),
         "created_before": _time(args.get("created_before"), "created_before"),
         "tenant": listed_tenant(args.get("tenant"), principal),
@@ -100,6 +103,15 @@ def _test(value, principal):
     if value not in ("true", "false"):
         raise bad("test", "true or false")
     return value == "true"
+
+
+def _source(value):
+    """The ``source`` filter (``api`` or ``smtp``), or None."""
+    if value is None:
+        return None
+    if value not in SOURCES:
+        raise bad("source", f"One of {', '.join(SOURCES)}")
+    return value
 
 
 def _text(value, field):

@@ -16,6 +16,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from mailer.api.listing import DEFAULT_LIMIT, MAX_LIMIT
 from mailer.api.resources import JSON_TYPES
 from mailer.events.signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
+from mailer.queue.submit import SOURCES
 from mailer.queue.suppressions import REASONS
 from mailer.shapes import audit, endpoints, keys, mail, requests, service, templates
 from mailer.shapes.requests import HEADER_TEXT, MAX_BATCH
@@ -373,6 +374,11 @@ def list_mail():
             "template",
             {**header_text, "description": "A template's name."},
             "Mail rendered from this template.",
+        ),
+        query(
+            "source",
+            {"type": "string", "enum": list(SOURCES)},
+            "Mail that came in this way: `api` or `smtp`.",
         ),
         query("created_after", moment, "Created after this moment."),
         query("created_before", moment, "Created before this moment."),

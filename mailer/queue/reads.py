@@ -39,6 +39,7 @@ PAGE_COLUMNS = (
     "tenant",
     "api_key_id",
     "test",
+    "source",
 )
 # The child rows of ``GET /mail/<id>``, each list read as one array per column, in this order,
 # with the attributes their ``to_dict`` reads (as the ORM relationships of ``Email`` would).
@@ -65,6 +66,7 @@ def page(
     to=None,
     tag=None,
     template=None,
+    source=None,
     created_after=None,
     created_before=None,
     limit=50,
@@ -91,6 +93,7 @@ def page(
         "template": template,
         "tenant": tenant,
         "test": test,
+        "source": source,
         "created_after": created_after,
         "created_before": created_before,
         "after_created": after[0] if after else None,

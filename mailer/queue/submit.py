@@ -23,6 +23,8 @@ from mailer.validation.addresses import bare_address
 from models import Email
 
 SQL = load("submit.sql")
+API, SMTP = "api", "smtp"  # the ways a mail comes in: the REST API (and the admin), the SMTP door
+SOURCES = (API, SMTP)
 KEY_CONSTRAINT = "idempotency_key_pkey"  # violated: the key was taken by another request
 MAIL_CONSTRAINT = "email_pkey"  # violated by a second run: the first one stored the mail
 # The parameters of insert_mails' Idempotency-Key part when the request has no key.
@@ -113,6 +115,7 @@ def new_mail_row(clean, mail_id, owner=OPERATOR):
         "tenant": owner.tenant,
         "api_key_id": owner.api_key_id,
         "test": owner.test,
+        "source": clean.get("source", API),
         "files": [
             {
                 "filename": item["filename"],

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from mailer.events.provider import EVENT_TYPES
 from mailer.queue.reads import RecipientRow
+from mailer.queue.submit import SOURCES
 from mailer.shapes.wire import AsIs, Shape, Source
 from mailer.vocabulary import ANSWER_OUTCOMES, ATTEMPT_OUTCOMES, MAIL_STATUSES
 from models import RECIPIENT_STATUSES, WAITING
@@ -115,6 +116,10 @@ class ListedMail(Shape):
     test: bool = Field(
         description="Test mail, submitted with a `mk_test_` key: stored, rendered and tracked "
         "like any other, but never sent to a provider (the simulator decides its outcome)."
+    )
+    source: Literal[SOURCES] = Field(
+        description="The way the mail came in: `api` (`POST /mail`, the admin) or `smtp` (the "
+        "SMTP door)."
     )
 
 

@@ -10,16 +10,17 @@
 -- statement, so the planner drops the clause): one status (%(status)s: an equality, which the
 -- (status, created_at, id) index serves in the page's order), or several (%(statuses)s); a
 -- recipient (%(to)s, by the GIN index of recipients); the template it was rendered from
--- (%(template)s, by ix_email_template in the page's order); created after or before a time;
--- one tenant's (%(tenant)s: the tenant-leading indexes serve it, with or without one status);
--- test mail or live mail only (%(test)s: a filter on the rows the index finds).
+-- (%(template)s, by ix_email_template in the page's order); the way it came in (%(source)s,
+-- by ix_email_source for smtp); created after or before a time; one tenant's (%(tenant)s: the
+-- tenant-leading indexes serve it, with or without one status); test mail or live mail only
+-- (%(test)s: a filter on the rows the index finds).
 SELECT email.id::text, email.status, email.from_address, email.to_address, email.cc, email.bcc,
        email.reply_to, email.subject, email.text, email.html, email.result, email.provider,
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
        email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
-       email.api_key_id::text, email.test
+       email.api_key_id::text, email.test, email.source
   FROM email
  WHERE (%(status)s::text IS NULL OR email.status = %(status)s)
    AND (%(statuses)s::text[] IS NULL OR email.status = ANY(%(statuses)s::text[]))
@@ -27,6 +28,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
    AND (%(tenant)s::text IS NULL OR email.tenant = %(tenant)s)
    AND (%(test)s::boolean IS NULL OR email.test = %(test)s)
    AND (%(template)s::text IS NULL OR email.template = %(template)s)
+   AND (%(source)s::text IS NULL OR email.source = %(source)s)
    AND (%(created_after)s::timestamptz IS NULL OR email.created_at > %(created_after)s)
    AND (%(created_before)s::timestamptz IS NULL OR email.created_at < %(created_before)s)
    AND (%(after_created)s::timestamptz IS NULL
@@ -43,7 +45,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
        email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
-       email.api_key_id::text, email.test
+       email.api_key_id::text, email.test, email.source
   FROM mail_tag
   JOIN email ON email.id = mail_tag.email_id
  WHERE mail_tag.tag = %(tag)s
@@ -53,6 +55,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
    AND (%(tenant)s::text IS NULL OR email.tenant = %(tenant)s)
    AND (%(test)s::boolean IS NULL OR email.test = %(test)s)
    AND (%(template)s::text IS NULL OR email.template = %(template)s)
+   AND (%(source)s::text IS NULL OR email.source = %(source)s)
    AND (%(created_after)s::timestamptz IS NULL OR mail_tag.created_at > %(created_after)s)
    AND (%(created_before)s::timestamptz IS NULL OR mail_tag.created_at < %(created_before)s)
    AND (%(after_created)s::timestamptz IS NULL
@@ -72,7 +75,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        email.send_at, NULLIF(email.headers, jsonb_build_object()),
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
        email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
-       email.api_key_id::text, email.test, email.recipients, email.route,
+       email.api_key_id::text, email.test, email.source, email.recipients, email.route,
        attachments.*, attempts.*, recipients.*, events.*,
        (SELECT count(*) FROM delivery_event WHERE email_id = email.id)
   FROM email

@@ -10,11 +10,12 @@
 -- One mail without attachments or tags: the API's POST /mail.
 INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                    attempts, headers, metadata, tags, recipients, send_at, template,
-                   template_version, tenant, api_key_id, test, status, next_attempt_at)
+                   template_version, tenant, api_key_id, test, source, status,
+                   next_attempt_at)
 VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s, %(subject)s,
         %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s, %(recipients)s,
         %(send_at)s, %(template)s, %(template_version)s, %(tenant)s, %(api_key_id)s::uuid,
-        %(test)s,
+        %(test)s, %(source)s,
         CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
         GREATEST(%(send_at)s::timestamptz, now()))
 RETURNING id::text, created_at, status, next_attempt_at;
@@ -28,11 +29,12 @@ RETURNING id::text, created_at, status, next_attempt_at;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, tenant, api_key_id, test, status, next_attempt_at)
+                       template_version, tenant, api_key_id, test, source, status,
+                       next_attempt_at)
     VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s,
             %(subject)s, %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s,
             %(recipients)s, %(send_at)s, %(template)s, %(template_version)s, %(tenant)s,
-            %(api_key_id)s::uuid, %(test)s,
+            %(api_key_id)s::uuid, %(test)s, %(source)s,
             CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
             GREATEST(%(send_at)s::timestamptz, now()))
     RETURNING id::text, created_at, status, next_attempt_at
@@ -52,11 +54,12 @@ SELECT id, created_at, status, next_attempt_at FROM mail;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, tenant, api_key_id, test, status, next_attempt_at)
+                       template_version, tenant, api_key_id, test, source, status,
+                       next_attempt_at)
     VALUES (%(id)s, %(from_address)s, %(to_address)s, %(cc)s, %(bcc)s, %(reply_to)s,
             %(subject)s, %(text)s, %(html)s, 0, %(headers)s, %(metadata)s, %(tags)s,
             %(recipients)s, %(send_at)s, %(template)s, %(template_version)s, %(tenant)s,
-            %(api_key_id)s::uuid, %(test)s,
+            %(api_key_id)s::uuid, %(test)s, %(source)s,
             CASE WHEN %(send_at)s::timestamptz > now() THEN 'scheduled' ELSE 'queued' END,
             GREATEST(%(send_at)s::timestamptz, now()))
     RETURNING id, created_at, status, next_attempt_at, tags
@@ -83,10 +86,11 @@ SELECT id::text, created_at, status, next_attempt_at FROM mail;
 WITH mail AS (
     INSERT INTO email (id, from_address, to_address, cc, bcc, reply_to, subject, text, html,
                        attempts, headers, metadata, tags, recipients, send_at, template,
-                       template_version, tenant, api_key_id, test, status, next_attempt_at)
+                       template_version, tenant, api_key_id, test, source, status,
+                       next_attempt_at)
     SELECT m.id, m.from_address, m.to_address, m.cc, m.bcc, m.reply_to, m.subject, m.text,
            m.html, 0, m.headers, m.metadata, m.tags, m.recipients, m.send_at, m.template,
-           m.template_version, m.tenant, m.api_key_id, m.test,
+           m.template_version, m.tenant, m.api_key_id, m.test, m.source,
            CASE WHEN m.send_at > now() THEN 'scheduled' ELSE 'queued' END,
            GREATEST(m.send_at, now())
       FROM json_to_recordset(%(mails)s)
@@ -94,7 +98,7 @@ WITH mail AS (
                 reply_to text, subject text, text text, html text, headers jsonb,
                 metadata jsonb, tags text[], recipients text[], send_at timestamptz,
                 template text, template_version int, tenant text, api_key_id uuid,
-                test boolean)
+                test boolean, source text)
     RETURNING id, created_at, status, next_attempt_at, tags
 ), files AS (
     INSERT INTO attachment (email_id, position, filename, content_type, size, content)

@@ -24,7 +24,7 @@ def schema(url):
 
 def test_0014_up_down_and_up(postgres_server):
     with migrated_to(postgres_server, "0011") as (url, migrations):
-        upgrade(directory=migrations)
+        upgrade(directory=migrations, revision="0014")
         expected = {
             "tables": ["template", "template_version"],
             "columns": ["template", "template_version"],
@@ -33,5 +33,5 @@ def test_0014_up_down_and_up(postgres_server):
         assert schema(url) == expected
         downgrade(directory=migrations, revision="0013")
         assert schema(url) == {"tables": [], "columns": [], "index": False}
-        upgrade(directory=migrations)
+        upgrade(directory=migrations, revision="0014")
         assert schema(url) == expected

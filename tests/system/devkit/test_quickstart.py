@@ -62,6 +62,8 @@ def test_quick_start_smoke(pgdata):
             str(api_port),
             "--sandbox-port",
             str(sandbox_port),
+            "--smtp-port",
+            str(free_port()),
             "--pgdata",
             pgdata,
         ],
@@ -83,6 +85,7 @@ def test_quick_start_smoke(pgdata):
     assert "starting PostgreSQL in" in output, output
     assert '"status": "delivered"' in output, output  # the sandbox's signed event came back
     assert "smoke: OK" in output, output
+    assert "SMTP door on 127.0.0.1:" in output, output  # ./scripts/dev starts it too
     assert 'HTTP/1.1" 202' not in output, "a line per request drowns what matters"
     assert not os.path.exists(os.path.join(pgdata, "data", "postmaster.pid")), "still running"
 
@@ -121,6 +124,8 @@ def test_ctrl_c_under_load_stops_the_sandbox_last(pgdata):
             str(api_port),
             "--sandbox-port",
             str(sandbox_port),
+            "--smtp-port",
+            str(free_port()),
             "--pgdata",
             pgdata,
         ],

@@ -45,6 +45,7 @@ def row(**values):
         "tenant": "default",
         "api_key_id": None,
         "test": False,
+        "source": "api",
         **values,
     }
     return tuple(base[name] for name in listing.PAGE_COLUMNS)

@@ -1,0 +1,190 @@
+"""A message received over SMTP as the request ``POST /mail`` takes.
+
+Parsed with the standard library's ``email`` package (policy ``default``): ``From``, ``To``,
+``Cc``, ``Reply-To`` and ``Subject``; the text and HTML bodies (of a ``multipart/alternative``,
+or the message itself); every other part as an attachment; the custom ``X-`` headers. The
+envelope decides who gets the mail: ``To`` and ``Cc`` keep the addresses the client also gave
+in ``RCPT``, and the envelope's other recipients become ``bcc``.
+
+The control headers ``X-Mail-Tags`` (comma separated), ``X-Mail-Metadata`` (a JSON object),
+``X-Mail-Template`` with ``X-Mail-Variables`` (a JSON object) and ``X-Mail-Send-At`` give what
+the API's fields of those names give, and are not sent on. With a template, the message's
+subject and bodies are left out: the template gives them.
+"""
+
+import json
+import mimetypes
+from dataclasses import dataclass
+from email import policy
+from email.parser import BytesParser
+
+from mailer.idempotency import HEADER as IDEMPOTENCY_HEADER
+from mailer.validation.mail import ValidationError
+
+# Control header -> the field of POST /mail it gives.
+CONTROL_HEADERS = {
+    "x-mail-tags": "tags",
+    "x-mail-metadata": "metadata",
+    "x-mail-template": "template",
+    "x-mail-variables": "variables",
+    "x-mail-send-at": "send_at",
+}
+PARSER = BytesParser(policy=policy.default)
+
+
+@dataclass(frozen=True)
+class Received:
+    """A parsed message: the request for ``validate_mail`` (or the template's rendering), and
+    what makes a retry the same mail (its ``Idempotency-Key``, its ``Message-ID``)."""
+
+    request: dict
+    idempotency_key: str | None
+    message_id: str | None
+
+
+def parse(content, mail_from, rcpt_tos):
+    """The ``Received`` of a message's bytes and its envelope (the sender of ``MAIL FROM`` and
+    the recipients of ``RCPT TO``); ValidationError for a control header that is not JSON."""
+    message = PARSER.parsebytes(content)
+    envelope = {address.lower(): address for address in rcpt_tos}
+    to = _in_envelope(message, "To", envelope)
+    cc = _in_envelope(message, "Cc", envelope)
+    named = {address.lower() for address in _bare(message, "To") + _bare(message, "Cc")}
+    request = {
+        "from": _addresses(message, "From") or mail_from,
+        "to": to,
+        "cc": cc,
+        "bcc": [address for key, address in envelope.items() if key not in named],
+        "reply_to": _addresses(message, "Reply-To"),
+        **_controls(message),
+    }
+    if "template" not in request:
+        request.update(_bodies(message))
+    request["attachments"] = _attachments(message)
+    request["headers"] = _custom_headers(message)
+    request = {key: value for key, value in request.items() if value not in (None, "", [], {})}
+    return Received(request, _header(message, IDEMPOTENCY_HEADER), _header(message, "Message-ID"))
+
+
+def _header(message, name):
+    """A header's value as text (encoded words decoded), or None."""
+    value = message.get(name)
+    return None if value is None else str(value).strip()
+
+
+def _address_list(message, name):
+    """The ``Address`` objects of every ``name`` header, or None if a header does not parse
+    (then validation sees its text and names the problem)."""
+    found = []
+    for header in message.get_all(name) or ():
+        addresses = getattr(header, "addresses", None)
+        if not addresses and str(header).strip():
+            return None
+        found += addresses or ()
+    return found
+
+
+def _addresses(message, name):
+    """A header's addresses as one string, ``Name <address>`` each, for validation."""
+    found = _address_list(message, name)
+    if found is None:
+        return ", ".join(str(header) for header in message.get_all(name))
+    return ", ".join(str(address) for address in found) or None
+
+
+def _bare(message, name):
+    """The bare addresses of a header (none if it does not parse)."""
+    return [address.addr_spec for address in _address_list(message, name) or ()]
+
+
+def _in_envelope(message, name, envelope):
+    """The addresses of ``To`` or ``Cc`` that the envelope also names; the header's text if
+    it does not parse (validation names the problem)."""
+    found = _address_list(message, name)
+    if found is None:
+        return ", ".join(str(header) for header in message.get_all(name))
+    return [str(address) for address in found if address.addr_spec.lower() in envelope]
+
+
+def _controls(message):
+    """The fields the control headers give."""
+    fields, errors = {}, []
+    for header, field in CONTROL_HEADERS.items():
+        value = _header(message, header)
+        if value is None:
+            continue
+        if field == "tags":
+            fields[field] = [tag.strip() for tag in value.split(",") if tag.strip()]
+        elif field == "metadata":
+            fields[field] = _json_object(value, field, header, errors)
+        else:
+            fields[field] = value  # variables: JSON text, as a form field gives it
+    if errors:
+        raise ValidationError(errors)
+    return fields
+
+
+def _json_object(text, field, header, errors):
+    """A control header's JSON object (checked further by validation); an error if not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        errors.append({"field": field, "message": f"Must be a JSON object ({header})"})
+        return None
+
+
+def _bodies(message):
+    """The subject and the text and HTML bodies."""
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    return {
+        "subject": _header(message, "Subject"),
+        "text": text.get_content() if text is not None else None,
+        "html": html.get_content() if html is not None else None,
+    }
+
+
+def _leaves(part):
+    """The parts that hold content, in order (a forwarded message is one part)."""
+    if part.get_content_maintype() == "multipart":
+        for child in part.iter_parts():
+            yield from _leaves(child)
+    else:
+        yield part
+
+
+def _attachments(message):
+    """Every part that is not the text or HTML body, as ``{filename, content_type, content}``
+    (content: bytes); a part without a file name gets one from its type."""
+    bodies = {
+        id(message.get_body(preferencelist=("plain",))),
+        id(message.get_body(preferencelist=("html",))),
+    }
+    files = []
+    for part in _leaves(message):
+        if id(part) in bodies:
+            continue
+        content_type = part.get_content_type()
+        if part.get_content_maintype() == "message":
+            content = b"".join(child.as_bytes() for child in part.iter_parts())
+        else:
+            content = part.get_payload(decode=True) or b""
+        name = part.get_filename() or _unnamed(len(files) + 1, content_type)
+        files.append({"filename": name, "content_type": content_type, "content": content})
+    return files
+
+
+def _unnamed(number, content_type):
+    """A name for the ``number``-th file, which came without one."""
+    extension = mimetypes.guess_extension(content_type) or ".bin"
+    return f"part-{number}{extension}"
+
+
+def _custom_headers(message):
+    """The ``X-`` headers but the control headers, each name once (its first value)."""
+    headers = {}
+    for name, value in message.items():
+        lower = name.lower()
+        if lower.startswith("x-") and lower not in CONTROL_HEADERS:
+            headers.setdefault(name, str(value))
+    return headers
