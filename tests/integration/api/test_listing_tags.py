@@ -188,6 +188,7 @@ def test_a_tag_s_page_is_read_from_its_index(app, client, mail, sql):
             "template",
             "tenant",
             "test",
+            "source",
             "created_after",
             "created_before",
             "after_created",

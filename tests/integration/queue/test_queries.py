@@ -83,6 +83,7 @@ def plan(database_url, statement, **params):
             "template",
             "tenant",
             "test",
+            "source",
             "created_after",
             "created_before",
             "after_created",
