@@ -89,6 +89,14 @@ def throttled(seconds):
     return Refusal(_line(421, "4.7.0", text), "throttled")
 
 
+def limit_spent(field, seconds):
+    """A key's ``rate_limit`` or ``daily_quota`` is spent (the API's 429): the client keeps the
+    mail and tries again later."""
+    what = "rate limit" if field == "rate_limit" else "daily quota"
+    text = f"This key's {what} is spent ({field}): try again in {seconds}s"
+    return Refusal(_line(451, "4.7.1", text), "limit_spent")
+
+
 def database_unavailable():
     """The mail could not be stored: the client keeps it and tries again (the API's 503)."""
     text = "The database is unavailable; try again shortly"

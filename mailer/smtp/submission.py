@@ -20,7 +20,7 @@ from mailer.api import templated
 from mailer.database import transaction
 from mailer.idempotency import HEADER, INVALID_KEY, VALID_KEY, fingerprint_of
 from mailer.principals import Principal
-from mailer.queue import submit
+from mailer.queue import keys, submit
 from mailer.smtp import message, replies
 from mailer.validation.mail import ValidationError, validate_mail
 
@@ -51,6 +51,7 @@ def store(login, mail_from, rcpt_tos, content):
     check_sender(login.principal, clean["from_address"])
     clean["source"] = submit.SMTP
     try:
+        charge(login.principal)
         owner = submit.Owner(login.principal.tenant, login.principal.key_id, login.principal.test)
         return enqueue(clean, idempotency(login, received, clean), owner)
     except (OperationalError, InterfaceError, TimeoutError) as err:
@@ -92,6 +93,17 @@ def refusal(err):
 def sender_domain(address):
     """The domain of a clean sender (``Name <local@domain>`` or ``local@domain``), lower-case."""
     return address.rstrip(">").rpartition("@")[2].lower()
+
+
+def charge(principal):
+    """Count the mail against its key's ``rate_limit`` and ``daily_quota`` (in the database, as
+    the API counts them); 451 4.7.1 once one is spent."""
+    if not principal.limited:
+        return
+    with transaction() as conn:
+        refused = keys.take(conn, principal.key_id, 1, principal.rate_limit, principal.daily_quota)
+    if refused is not None:
+        raise replies.limit_spent(refused.field, refused.retry_after)
 
 
 def check_sender(principal, address):

@@ -14,7 +14,7 @@ from integration.smtp.door import (
     sample_message,
     send_data,
 )
-from mailer import principals
+from mailer import database, principals
 
 pytestmark = pytest.mark.committed
 
@@ -150,3 +150,29 @@ def test_a_key_without_mail_send_is_550(app, client, settings, monkeypatch):
         550,
         b"5.7.1 This API key may not send mail: it lacks the scope mail:send",
     )
+
+
+def test_a_stored_keys_daily_quota_holds_over_smtp_and_its_mail_is_its_tenants(
+    app, client, settings, sql
+):
+    """A stored key's limits and tenant apply over SMTP exactly as over HTTP: its second mail
+    of the day is 451 4.7.1 (the client keeps it), and its first is the shop's."""
+    fields = {"name": "relay", "tenant": "shop", "scopes": ["mail:send"], "daily_quota": 1}
+    with app.app_context(), database.transaction() as conn:
+        made = principals.issue(conn, fields, principals.LOCAL, "tests")
+    with (
+        certificates() as (ca, cert, key),
+        running_door(
+            settings, API_KEYS="another-key", SMTP_TLS_CERT=cert, SMTP_TLS_KEY=key
+        ) as door,
+        connect(door) as smtp,
+    ):
+        smtp.starttls(context=client_tls(ca))
+        smtp.ehlo("client.example.com")
+        smtp.login("any", made.key)
+        first = queued_id(send_data(smtp, sample_message()))
+        smtp.rset()
+        code, text = send_data_unchecked(smtp, sample_message(), "shop@example.com")
+    assert code == 451 and text.startswith(b"4.7.1 This key's daily quota is spent"), text
+    rows = sql("SELECT id::text, tenant, api_key_id::text, source FROM email")
+    assert [tuple(row.values()) for row in rows] == [(first, "shop", str(made.row["id"]), "smtp")]
