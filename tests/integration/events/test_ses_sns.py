@@ -75,7 +75,8 @@ def test_signed_events_move_the_mail_to_delivered(live, mail, run_worker, sandbo
     body = status_becomes(live, mail_id, "delivered")
     assert {r["status"] for r in body["recipients"]} == {"delivered"}
     assert [e["type"] for e in body["events"]].count("delivered") == 2
-    posted = sandbox.posted_events()
+    # The sandbox notes its post once the answer is back, which may be just after the mail moved.
+    posted = wait_for(sandbox.posted_events, timeout=10, message="the sandbox's post")
     assert [post["status"] for post in posted] == [200]
     assert posted[0]["events"] == [
         ("Delivery", "rcpt@example.com"),

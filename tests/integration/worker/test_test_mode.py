@@ -5,6 +5,7 @@ the tenant's test view only), marked ``test``; the sandbox receives nothing, and
 counts nowhere live and lists apart from live mail."""
 
 import threading
+import uuid
 
 import pytest
 from helpers import wait_for
@@ -12,6 +13,8 @@ from standardwebhooks import Webhook
 
 from integration.keyring import make_key
 from integration.receiver import SECRET, Receiver
+from mailer import database
+from mailer.queue import webhook_endpoints
 
 pytestmark = pytest.mark.committed
 
@@ -34,17 +37,21 @@ def receiver():
 
 
 @pytest.fixture
-def settings(settings, receiver):
-    """Client webhooks on, to ``receiver``."""
-    return {**settings, "WEBHOOK_URL": receiver.url, "WEBHOOK_SECRET": SECRET}
+def settings(settings):
+    """Tenants' webhook endpoints may be the test's receiver, on loopback over http."""
+    return {**settings, "WEBHOOK_ALLOW_HTTP": True, "WEBHOOK_ALLOW_PRIVATE": True}
 
 
 @pytest.fixture
-def keys(app):
-    """A test key and a live key of tenant ``shop``."""
+def keys(app, receiver):
+    """A test key and a live key of tenant ``shop``, whose webhook endpoint is ``receiver``
+    (signing with the receiver's secret)."""
     scopes = ["mail:send", "mail:read", "suppressions:read"]
     test, _ = make_key(app, "shop", scopes, name="checkout-test", test=True)
     live, _ = make_key(app, "shop", scopes, name="checkout")
+    endpoint = {"id": uuid.uuid4(), "tenant": "shop", "url": receiver.url, "events": []}
+    with app.app_context(), database.transaction() as conn:
+        webhook_endpoints.create(conn, {**endpoint, "secret": SECRET, "created_by": "tests"})
     return {"test": test, "live": live}
 
 
