@@ -43,7 +43,7 @@ def listed_subjects(client, query=""):
     cells = re.findall(
         r'<td class="col-subject">\s*(.*?)\s*</td>', page.get_data(as_text=True), re.S
     )
-    return sorted(html.unescape(cell) for cell in cells)
+    return sorted(text_of(cell) for cell in cells)
 
 
 def provider_row(page, name):
@@ -64,3 +64,25 @@ def log_in(app, client):
     token = base64.b64encode(b"ops:s3cret").decode()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Basic {token}"
     return client
+
+
+TIMELINE_CELLS = ("at", "actor", "what", "provider", "recipient", "detail")
+
+
+def timeline(page):
+    """A mail page's timeline, oldest first, as dicts of its cells' text (and ``kind``)."""
+    table = re.search(r'<table[^>]*id="timeline">(.*?)</table>', page, re.S).group(1)
+    rows = []
+    for kind, row in re.findall(r'<tr data-kind="(\w+)"[^>]*>(.*?)</tr>', table, re.S):
+        cells = dict(re.findall(r'<td class="tl-(\w+)"[^>]*>(.*?)</td>', row, re.S))
+        rows.append({"kind": kind, **{name: text_of(cells[name]) for name in TIMELINE_CELLS}})
+    return rows
+
+
+def summary(page):
+    """A mail page's summary card as {label: text}."""
+    card = re.search(r'<section class="summary".*?</section>', page, re.S).group(0)
+    return {
+        text_of(label): text_of(value)
+        for label, value in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", card, re.S)
+    }
