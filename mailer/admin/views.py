@@ -61,7 +61,7 @@ from mailer.admin import chart, dashboard, ui
 from mailer.api.auth import admin_allowed
 from mailer.database import transaction
 from mailer.events import outbox
-from mailer.queue import actions, reads, submit, suppressions
+from mailer.queue import actions, heartbeats, reads, submit, suppressions
 from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
@@ -163,7 +163,11 @@ class DashboardView(Protected, AdminIndexView):
             data=data,
             statuses=STATUSES,
             poll_ms=self.POLL_SECONDS * 1000,
+            rate_minutes=dashboard.RATE_MINUTES,
+            alive_within=heartbeats.ALIVE_WITHIN,
+            tones=ui.TONES,
             breaker_form=BreakerForm(),
+            action_form=SecureForm(),
         )
 
     @expose("/dashboard.json")
@@ -178,6 +182,31 @@ class DashboardView(Protected, AdminIndexView):
         """Sent, failed and bounced per minute over the last hour, as an SVG image."""
         svg = chart.minute_chart(dashboard.series(db.session.connection()))
         return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    @expose("/workers/<path:worker>/release", methods=["POST"])
+    def release_worker(self, worker):
+        """Hand every mail worker ``worker`` holds back to the queue, if it is gone (no
+        heartbeat); recorded on each mail with the operator, as the list's Release is."""
+        if not SecureForm(request.form).validate():
+            flash("The form's CSRF token is missing or expired; nothing was changed.", "error")
+            return redirect(url_for(".index"))
+        conn = db.session.connection()
+        alive = {row["name"] for row in dashboard.alive_workers(conn)}
+        if worker in alive:
+            flash(f"{worker} is beating again: its mail was left with it.", "info")
+            return redirect(url_for(".index"))
+        released = actions.release_stuck(
+            conn,
+            dashboard.held_by(conn, worker),
+            operator(),
+            alive,
+            current_app.config["MAX_ATTEMPTS"],
+        )
+        db.session.commit()
+        flash(
+            f"{ui.plural(len(released), 'mail')} held by {worker} released to the queue.", "success"
+        )
+        return redirect(url_for(".index"))
 
     @expose("/providers/<provider>/<any(open, close):action>", methods=["POST"])
     def breaker(self, provider, action):
@@ -439,6 +468,19 @@ class ChoiceInList(FilterInList):
         return split_values(value)
 
 
+class BackoffFilter(BaseSQLAFilter):
+    """Queued mail waiting for its next attempt after a failure (not yet due): the dashboard's
+    "in backoff", through the claim's partial index."""
+
+    def apply(self, query, value, alias=None):
+        """Keep queued mail whose next attempt is later than now (any value)."""
+        return query.filter(Email.status == QUEUED, self.get_column(alias) > func.now())
+
+    def operation(self):
+        """The filter's label in the admin."""
+        return "in backoff"
+
+
 class TagFilter(BaseSQLAFilter):
     """Mail that carries a tag (exactly as given), through the tags' GIN index."""
 
@@ -547,6 +589,7 @@ class MailView(Protected, ModelView):
         *choice_filters(Email.provider, "Provider", REGISTRY),
         FilterEmpty(Email.provider, "Provider"),  # not yet sent by any provider
         TagFilter(Email.tags, "Tag"),
+        BackoffFilter(Email.next_attempt_at, "Next Attempt", options=[("yes", "yes")]),
         "created_at",
         "send_at",
     )

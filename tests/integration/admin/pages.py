@@ -3,6 +3,7 @@
 import base64
 import html
 import re
+from html.parser import HTMLParser
 
 from helpers import sample_mail
 
@@ -46,13 +47,40 @@ def listed_subjects(client, query=""):
     return sorted(text_of(cell) for cell in cells)
 
 
+class FieldTexts(HTMLParser):
+    """The text of each element with a ``data-field`` attribute, its inner elements' too."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields, self.open = {}, []  # open: [field, depth] of the fields being read
+
+    def handle_starttag(self, tag, attrs):
+        """Open a field, or go one level deeper in those open."""
+        for entry in self.open:
+            entry[1] += 1
+        field = dict(attrs).get("data-field")
+        if field:
+            self.fields[field] = ""
+            self.open.append([field, 0])
+
+    def handle_endtag(self, tag):
+        """Close the fields this tag ends."""
+        for entry in self.open:
+            entry[1] -= 1
+        self.open = [entry for entry in self.open if entry[1] >= 0]
+
+    def handle_data(self, data):
+        """Text belongs to every field open."""
+        for field, _depth in self.open:
+            self.fields[field] += data
+
+
 def provider_row(page, name):
     """The dashboard's row of provider ``name`` as {field: text}."""
     row = re.search(rf'<tr data-provider="{name}">(.*?)</tr>', page, re.S).group(1)
-    return {
-        field: text_of(value)
-        for field, value in re.findall(r'<td[^>]*data-field="(\w+)"[^>]*>(.*?)</td>', row, re.S)
-    }
+    parser = FieldTexts()
+    parser.feed(row)
+    return {field: " ".join(text.split()) for field, text in parser.fields.items()}
 
 
 OPERATOR = "admin:ops"  # what admin.operator() records for the logged-in user below

@@ -95,6 +95,10 @@ def test_dashboard_and_health_agree_with_the_worker_on_meltdown(client, sql):
     )
     page = client.get("/admin/").get_data(as_text=True)
     assert re.search(r'id="meltdown" >', page)
+    # The banner and the page's title say it first, and name each provider out.
+    assert re.search(r'id="dash-banner" role="alert" >', page)
+    assert "<title>⚠ Meltdown: no provider can take mail (+2) · Dashboard" in page
+    assert "<li>mailgun is open</li><li>sendgrid is paused</li>" in page
     assert provider_row(page, "sendgrid")["state"] == "paused"
     assert provider_row(page, "sendgrid")["usable"] == "no"
     health = client.get("/health").get_json()
@@ -110,6 +114,7 @@ def test_dashboard_and_health_agree_with_the_worker_on_meltdown(client, sql):
     assert client.get("/health").get_json()["status"] == "ok"
     page = client.get("/admin/").get_data(as_text=True)
     assert re.search(r'id="meltdown" hidden', page)
+    assert "<title>⚠ mailgun is open · Dashboard · Mail service</title>" in page
     assert provider_row(page, "sendgrid")["state"] == "closed"
     assert provider_row(page, "sendgrid")["usable"] == "yes"
 
@@ -227,9 +232,7 @@ def test_details_show_the_attempts(client, sandbox, run_worker):
     assert mail_id in page and "rcpt@example.com" in page
     [attempt] = timeline(page)
     assert (attempt["kind"], attempt["what"], attempt["provider"]) == ("attempt", "sent", "mailgun")
-    assert attempt["actor"] != "" and attempt["detail"].startswith(
-        "attempt 1, HTTP 200"
-    )
+    assert attempt["actor"] != "" and attempt["detail"].startswith("attempt 1, HTTP 200")
     assert "&lt;b&gt;bold&lt;/b&gt;" in page  # the html body is shown as source
 
 
