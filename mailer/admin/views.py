@@ -28,6 +28,7 @@ from flask import (
     jsonify,
     redirect,
     request,
+    session,
     stream_with_context,
     url_for,
 )
@@ -137,6 +138,31 @@ class Protected:
         ):
             abort(400, "The query string must not contain NUL characters.")
         return refused
+
+
+CREATED = "Record was successfully created."  # Flask-Admin's words after a create
+
+
+class Reworded:
+    """Mixin: after a record is created, say what was created, in place of Flask-Admin's
+    "Record was successfully created." (``created_message``)."""
+
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self):
+        """Flask-Admin's create view, its flash message reworded."""
+        response = super().create_view()
+        created = g.pop("created_record", None)
+        if created is not None:
+            message = self.created_message(created)
+            session["_flashes"] = [
+                (category, message if text == CREATED else text)
+                for category, text in session.get("_flashes", [])
+            ]
+        return response
+
+    def created_message(self, record):
+        """What the flash says of ``record``, just created."""
+        raise NotImplementedError
 
 
 class BreakerForm(SecureForm):
@@ -354,6 +380,16 @@ def _pretty_json(_view, _context, model, name):
     return Markup("<pre>{}</pre>").format(json.dumps(value, indent=2, default=str))
 
 
+def _webhook_delivery(_view, _context, model, _name):
+    """A webhook's delivery to the client as a badge: pending, done or gave_up."""
+    return ui.badge(model.status, title="the delivery of this webhook to the client")
+
+
+def _webhook_next_attempt(_view, _context, model, _name):
+    """When a webhook still being delivered is tried next; a finished one has none."""
+    return utc_text(model.next_attempt_at) if model.status == outbox.PENDING else ""
+
+
 def _webhook_attempts(_view, _context, model, _name):
     """Each call made to deliver a client webhook."""
     rows = [
@@ -544,7 +580,7 @@ def choice_filters(column, name, values):
 STATUS_IN_LIST = "flt0_status_in_list"  # the list's filter of several statuses
 
 
-class MailView(Protected, ModelView):
+class MailView(Protected, Reworded, ModelView):
     """The list, search, filters, details and create form of mail."""
 
     can_edit = False
@@ -697,7 +733,16 @@ class MailView(Protected, ModelView):
                     field.errors = [*field.errors, error["message"]]
                 flash(f"{error['field']}: {error['message']}", "error")
             return False
-        return submit.as_email(submit.enqueue_many(transaction, [clean])[0])
+        g.created_record = submit.as_email(submit.enqueue_many(transaction, [clean])[0])
+        return g.created_record
+
+    def created_message(self, record):
+        """The new mail, queued."""
+        return Markup('Mail <a href="{}" id="created-mail">{}</a> queued: {}.').format(
+            url_for(".details_view", id=str(record.id)),
+            record.subject,
+            ", ".join(record.to_address),
+        )
 
     def search_placeholder(self):
         """What the search box finds, in the operator's words."""
@@ -849,7 +894,7 @@ class MailView(Protected, ModelView):
         """Put failed mails back in the queue, due now, with a fresh budget; log who did it."""
         count = actions.retry(db.session.connection(), _uuids(ids), operator())
         db.session.commit()
-        flash(f"{count} failed mail(s) queued again.", "success")
+        flash(f"{ui.plural(count, 'failed mail')} queued again.", "success")
 
     @action(
         "cancel", "Cancel", "Cancel the selected queued or scheduled mails? They will not be sent."
@@ -860,9 +905,15 @@ class MailView(Protected, ModelView):
             db.session.connection(), _uuids(ids), operator(), current_app.extensions["webhooks"]
         )
         db.session.commit()
-        skipped = len(ids) - len(cancelled)
-        note = f"; {skipped} already sending or finished were left alone" if skipped else ""
-        flash(f"{len(cancelled)} mail(s) cancelled{note}.", "success")
+        flash(
+            _counted(
+                len(cancelled),
+                len(ids),
+                "cancelled",
+                "already sending or finished",
+            ),
+            "success",
+        )
 
     @action(
         "send_now",
@@ -973,7 +1024,7 @@ def csv_rows(query):
     """The CSV text of ``query``'s mail, newest first, a page at a time (keyset on
     (created_at, id), so each page is an index range, however deep)."""
     columns = [getattr(Email, name) for name in EXPORT_COLUMNS]
-    yield _csv_line(EXPORT_COLUMNS)
+    yield _csv_line((*EXPORT_COLUMNS, "recipient_reasons"))
     after = None
     while True:
         page = query.with_entities(*columns).order_by(Email.created_at.desc(), Email.id.desc())
@@ -982,11 +1033,20 @@ def csv_rows(query):
         rows = page.limit(EXPORT_PAGE).all()
         if not rows:
             return
-        yield "".join(_csv_line(_csv_values(row)) for row in rows)
+        reasons = reads.recipient_reasons(db.session.connection(), [row.id for row in rows])
+        yield "".join(
+            _csv_line([*_csv_values(row), _inert(_reasons_text(reasons.get(row.id, ())))])
+            for row in rows
+        )
         last = rows[-1]
         after = tuple_(last.created_at, last.id)
         if len(rows) < EXPORT_PAGE:
             return
+
+
+def _reasons_text(reasons):
+    """A mail's recipients' reasons as one cell: ``address (status): reason; ...``."""
+    return "; ".join(f"{address} ({status}): {reason}" for address, status, reason in reasons)
 
 
 def _csv_values(row):
@@ -1023,8 +1083,9 @@ def _csv_line(values):
 def _counted(done, asked, what, left_alone):
     """The flash message of a bulk action: how many were changed, how many left alone."""
     skipped = asked - done
-    note = f"; {skipped} {left_alone} were left alone" if skipped else ""
-    return f"{done} mail(s) {what}{note}."
+    verb = "was" if skipped == 1 else "were"
+    note = f"; {skipped} {left_alone} {verb} left alone" if skipped else ""
+    return f"{ui.plural(done, 'mail')} {what}{note}."
 
 
 HTML_PREVIEW_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -1067,7 +1128,7 @@ class SuppressionForm(SecureForm):
     detail = StringField("Detail", description="Why, for the next operator")
 
 
-class SuppressionView(Protected, ModelView):
+class SuppressionView(Protected, Reworded, ModelView):
     """The suppression list: entries in force, newest first; add and remove by hand."""
 
     can_edit = False
@@ -1082,6 +1143,11 @@ class SuppressionView(Protected, ModelView):
     column_default_sort = ("created_at", True)
     column_searchable_list = ("address",)
     column_filters = (*choice_filters(Suppression.reason, "Reason", suppressions.REASONS),)
+    column_formatters = {"email_id": _mail_id}
+
+    def search_placeholder(self):
+        """What the search box finds."""
+        return "address"
 
     def get_list_row_actions(self):
         """Flask-Admin's row actions, with a delete button that keeps to the CSP.
@@ -1123,7 +1189,12 @@ class SuppressionView(Protected, ModelView):
         db.session.commit()
         if not added:
             flash(f"{row['address']} was already suppressed ({row['reason']}).", "info")
-        return db.session.get(Suppression, row["address"])
+        g.created_record = db.session.get(Suppression, row["address"])
+        return g.created_record
+
+    def created_message(self, record):
+        """The address, now on the list."""
+        return f"{record.address} is on the suppression list ({record.reason})."
 
     def delete_model(self, model):
         """Take the address off the list (``suppressions.remove``)."""
@@ -1151,7 +1222,7 @@ class WebhookView(Protected, ModelView):
         "last_error",
         "delivered_at",
     )
-    column_labels = {"email_id": "Mail", "message_id": "Webhook Id"}
+    column_labels = {"email_id": "Mail", "message_id": "Webhook Id", "status": "Delivery"}
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
     column_default_sort = ("id", True)
@@ -1174,8 +1245,19 @@ class WebhookView(Protected, ModelView):
         "payload",
         "attempt_log",
     )
-    column_formatters = {"last_error": _short_error}
-    column_formatters_detail = {"payload": _pretty_json, "attempt_log": _webhook_attempts}
+    column_formatters = {
+        "last_error": _short_error,
+        "email_id": _mail_id,
+        "status": _webhook_delivery,
+        "next_attempt_at": _webhook_next_attempt,
+    }
+    column_formatters_detail = {
+        "payload": _pretty_json,
+        "attempt_log": _webhook_attempts,
+        "email_id": _mail_id,
+        "status": _webhook_delivery,
+        "next_attempt_at": _webhook_next_attempt,
+    }
 
 
 def operator():

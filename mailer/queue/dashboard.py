@@ -32,9 +32,7 @@ def gone_workers(conn, within_seconds, limit):
     """The workers holding mail in ``sending`` with no heartbeat in ``within_seconds``, by name,
     as dicts (``name``, ``last_seen``, ``silent_for``, ``held``, ``lease_until``, ``mail``: the
     first ``limit`` mails they hold, each ``{"id", "subject"}``)."""
-    rows = conn.exec_driver_sql(
-        SQL.gone_workers, {"within": float(within_seconds), "limit": limit}
-    )
+    rows = conn.exec_driver_sql(SQL.gone_workers, {"within": float(within_seconds), "limit": limit})
     return [dict(row) for row in rows.mappings()]
 
 

@@ -431,7 +431,7 @@ def test_retry_requeues_a_failed_mail(client, failed_mail, sql, sandbox, run_wor
     assert response.status_code == 302
     [row] = sql("SELECT status, attempts, last_error FROM email")
     assert dict(row) == {"status": "queued", "attempts": 1, "last_error": None}
-    assert "1 failed mail(s) queued again." in client.get("/admin/email/").get_data(as_text=True)
+    assert "1 failed mail queued again." in client.get("/admin/email/").get_data(as_text=True)
     run_worker()
     body = client.get(f"/mail/{failed_mail}").get_json()
     assert body["status"] == "sent" and body["attempts"] == 2
@@ -686,7 +686,7 @@ def test_cancel_action_cancels_waiting_mail_and_records_who(client, sql, mail):
     )
     assert response.status_code == 302
     page = client.get("/admin/email/").get_data(as_text=True)
-    assert "1 mail(s) cancelled; 1 already sending or finished were left alone." in page
+    assert "1 mail cancelled; 1 already sending or finished was left alone." in page
     statuses = {str(row["id"]): row["status"] for row in sql("SELECT id, status FROM email")}
     assert statuses == {scheduled: "cancelled", sent: "sent"}
     details = client.get(f"/admin/email/details/?id={scheduled}").get_data(as_text=True)
