@@ -112,5 +112,5 @@ def summary(page):
     card = re.search(r'<section class="summary".*?</section>', page, re.S).group(0)
     return {
         text_of(label): text_of(value)
-        for label, value in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", card, re.S)
+        for label, value in re.findall(r"<dt>(.*?)</dt><dd[^>]*>(.*?)</dd>", card, re.S)
     }
