@@ -164,7 +164,8 @@ def workers_panel(conn):
 
 
 def gone_workers_panel(conn):
-    """The workers that stopped beating while holding mail in ``sending``, with that mail:
+    """The workers that stopped beating (their heartbeat row left behind) while holding mail in
+    ``sending``, with that mail:
     shown as soon as their heartbeat is missed, long before their leases expire."""
     return [
         {

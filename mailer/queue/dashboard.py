@@ -23,13 +23,14 @@ def backoff_count(conn, cap):
 
 
 def scheduled(conn, limit):
-    """The first ``limit`` scheduled mails, soonest first, as dicts."""
+    """The latest ``limit`` scheduled mails, newest first, as dicts."""
     rows = conn.exec_driver_sql(SQL.scheduled, {"limit": limit})
     return [dict(row) for row in rows.mappings()]
 
 
 def gone_workers(conn, within_seconds, limit):
-    """The workers holding mail in ``sending`` with no heartbeat in ``within_seconds``, by name,
+    """The workers whose heartbeat row is ``within_seconds`` old or more holding mail in
+    ``sending``, by name,
     as dicts (``name``, ``last_seen``, ``silent_for``, ``held``, ``lease_until``, ``mail``: the
     first ``limit`` mails they hold, each ``{"id", "subject"}``)."""
     rows = conn.exec_driver_sql(SQL.gone_workers, {"within": float(within_seconds), "limit": limit})

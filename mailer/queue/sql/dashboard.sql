@@ -49,26 +49,31 @@ SELECT count(*)
          LIMIT %(cap)s) AS capped;
 
 -- name: scheduled
--- The first %(limit)s mails scheduled for later by their client (normal), the soonest first.
+-- The latest %(limit)s mails scheduled for later by their client (normal), newest first,
+-- through ix_email_status_created (ix_email_due would wade through the mail in backoff first).
 SELECT id, status, subject, attempts, next_attempt_at, last_error,
        extract(epoch FROM next_attempt_at - now()) AS due_in
   FROM email
  WHERE status = 'scheduled'
- ORDER BY next_attempt_at
+ ORDER BY created_at DESC, id DESC
  LIMIT %(limit)s;
 
 -- name: gone_workers
--- The workers that hold mail in sending but sent no heartbeat in the last %(within)s seconds
--- (or have no heartbeat row at all): each with its last beat, how many mails it holds, when
--- the first of their leases ends, and the first %(limit)s of them (id, subject). Reads only
--- the mail in sending (ix_email_lease), so a gone worker shows long before its leases expire.
-WITH held AS (
-    SELECT e.id, e.subject, e.locked_by, e.locked_until, h.last_seen,
+-- The workers whose heartbeat row went silent %(within)s seconds ago or more (a worker that
+-- stops cleanly deletes its row; one killed leaves it behind, until forget_stale) and that hold
+-- mail in sending: each with its last beat, how many mails it holds, when the first of their
+-- leases ends, and the first %(limit)s of them (id, subject). Starts from the few silent
+-- heartbeat rows, so a gone worker shows long before its leases expire, at no cost otherwise.
+WITH gone AS (
+    SELECT name, last_seen
+      FROM worker_heartbeat
+     WHERE last_seen < now() - %(within)s * interval '1 second'
+), held AS (
+    SELECT e.id, e.subject, e.locked_by, e.locked_until, g.last_seen,
            row_number() OVER (PARTITION BY e.locked_by ORDER BY e.locked_until, e.id) AS nth
-      FROM email AS e
-      LEFT JOIN worker_heartbeat AS h ON h.name = e.locked_by
-     WHERE e.status = 'sending' AND e.locked_until IS NOT NULL
-       AND (h.name IS NULL OR h.last_seen < now() - %(within)s * interval '1 second')
+      FROM gone AS g
+      JOIN email AS e ON e.locked_by = g.name AND e.status = 'sending'
+     WHERE e.locked_until IS NOT NULL
 )
 SELECT locked_by AS name, max(last_seen) AS last_seen,
        extract(epoch FROM now() - max(last_seen)) AS silent_for,
