@@ -7,10 +7,10 @@ counts over the whole ``email`` table:
 - counts by status come from the maintained counts (``counts.status_counts``);
 - the per-minute series read only the last hour, each through an index (``ix_email_sent_at``,
   ``ix_email_status_updated``);
-- the oldest due mail, mail in backoff and expired leases go through the claim's and the
-  reaper's partial indexes, and lists stop at ``LISTED``;
-- provider latency and recent failures read the last ``RECENT_ATTEMPTS`` attempt rows by their
-  primary key;
+- the oldest due mail, mail in backoff, scheduled mail, expired leases and the mail of workers
+  gone go through the claim's and the reaper's partial indexes, and lists stop at ``LISTED``;
+- provider latency and the failures, grouped by provider, outcome and reason, read the last
+  ``RECENT_ATTEMPTS`` attempt rows by their primary key;
 - the providers the guard steers away from are the workers' few shared ``steering`` rows.
 
 Every time is the database's (``now()``), as the workers see it. The statements are the queue's
@@ -19,12 +19,15 @@ Every time is the database's (``now()``), as the workers see it. The statements 
 
 from datetime import UTC, timedelta
 
-from mailer.queue import counts, heartbeats, reads, steering
+from mailer.queue import breakers, counts, heartbeats, reads, steering
 from mailer.queue import dashboard as panels
 from mailer.worker import circuit, dispatch, ratecap
 
 SERIES_MINUTES = 60  # the chart's span
-LISTED = 20  # rows in each list of the dashboard
+RATE_MINUTES = 5  # the rates per minute are the mean of the last whole minutes
+LISTED = 10  # rows in each list of the dashboard (each links to the whole list)
+HELD_LISTED = 10  # mails listed per worker gone
+FAILURE_GROUPS = 10  # groups of recent failures listed
 COUNT_CAP = 10_000  # "10000+": lists are counted only this far
 RECENT_ATTEMPTS = 5_000  # the attempt rows provider latency and failures are read from
 RECENT_FAILURES = 5  # shown per provider
@@ -32,16 +35,21 @@ SERIES = ("sent", "failed", "bounced")
 
 
 def snapshot(conn, config):
-    """Every panel of the dashboard, JSON-ready, by the database's clock."""
+    """Every panel of the dashboard, JSON-ready, by the database's clock, with ``alerts``: what
+    is wrong now, in words, for the banner and the page's title."""
     now = reads.database_now(conn)
-    return {
+    data = {
         "now": iso(now),
         "counts": counts.status_counts(conn),
         "series": series(conn),
         "queue": queue_panel(conn),
         "providers": providers_panel(conn, config),
         "workers": workers_panel(conn),
+        "gone_workers": gone_workers_panel(conn),
     }
+    data["rates"] = rates(data["series"])
+    data["alerts"] = alerts(data)
+    return data
 
 
 def series(conn):
@@ -53,17 +61,45 @@ def series(conn):
     }
 
 
+def rates(minute_series):
+    """Sent, failed and bounced per minute: the mean of the last ``RATE_MINUTES`` whole
+    minutes (the current minute is not over)."""
+    return {
+        name: round(sum(minute_series[name][-RATE_MINUTES - 1 : -1]) / RATE_MINUTES, 1)
+        for name in SERIES
+    }
+
+
 def queue_panel(conn):
-    """The oldest due mail's age, mail waiting for a later time, and mail with expired leases."""
-    waiting = [_mail(row) for row in panels.waiting(conn, LISTED)]
-    stuck = [_mail(row) for row in panels.expired_leases(conn, LISTED)]
+    """The oldest due mail's age; mail in backoff after a failure (trouble) apart from mail
+    scheduled by its client (normal), each with how many; and mail with expired leases."""
     return {
         "oldest_due_age": counts.oldest_due_age(conn),
-        "waiting_count": panels.waiting_count(conn, COUNT_CAP),
-        "waiting_count_capped": COUNT_CAP,
-        "waiting": waiting,
-        "expired_leases": stuck,
+        "backoff_count": panels.backoff_count(conn, COUNT_CAP),
+        "backoff": [_mail(row) for row in panels.backoff(conn, LISTED)],
+        "scheduled": [_mail(row) for row in panels.scheduled(conn, LISTED)],
+        "count_cap": COUNT_CAP,
+        "expired_leases": [_mail(row) for row in panels.expired_leases(conn, LISTED)],
     }
+
+
+def alerts(data):
+    """What an operator must see first, in words: a meltdown, each provider open, held open,
+    half open or paused, each pair the guard steers away from, each worker gone with mail."""
+    found = []
+    providers = data["providers"]
+    if providers["status"] == "meltdown":
+        found.append("Meltdown: no provider can take mail")
+    for p in providers["providers"]:
+        if p["opened_by_hand"]:
+            found.append(f"{p['name']} is held open by {p['opened_by_hand']['by']}")
+        elif p["state"] != "closed":
+            found.append(f"{p['name']} is {p['state'].replace('_', ' ')}")
+    for s in providers["steered"]:
+        found.append(f"the guard steers away from {s['provider']} for {s['domain']}")
+    for w in data["gone_workers"]:
+        found.append(f"worker {w['name']} is gone holding {w['held']} mail")
+    return found
 
 
 def providers_panel(conn, config):
@@ -73,9 +109,14 @@ def providers_panel(conn, config):
     names = config["PROVIDERS"]
     health = circuit.health(conn, names)
     by_name = {p["name"]: p for p in health["providers"]}
+    # When each breaker last changed: the time of its last error while it has not recovered.
+    changed = {row["name"]: row["updated_at"] for row in breakers.breakers(conn, names)}
     stats = panels.provider_stats(conn, RECENT_ATTEMPTS, RECENT_FAILURES)
     plan = dispatch.plan(config, names, ratecap.current_rates(conn))  # as /readyz shows it
     providers = []
+    groups = [
+        _failure_group(row) for row in panels.failure_groups(conn, RECENT_ATTEMPTS, FAILURE_GROUPS)
+    ]
     for name in names:
         breaker = by_name.get(name) or circuit.never_reported(name)
         stat = stats.get(name, {})
@@ -88,6 +129,7 @@ def providers_panel(conn, config):
                 "latency_avg_ms": stat.get("latency_avg_ms"),
                 "latency_p95_ms": stat.get("latency_p95_ms"),
                 "recent_failures": stat.get("recent_failures", []),
+                **_last_error(breaker, changed.get(name)),
             }
         )
     # As circuit.is_meltdown, over every configured provider (one no worker wrote yet is usable).
@@ -97,6 +139,7 @@ def providers_panel(conn, config):
         "strategy": config["PROVIDER_STRATEGY"],
         "recent_attempts": RECENT_ATTEMPTS,
         "providers": providers,
+        "failure_groups": groups,
         "hand_actions": [_hand_action(row) for row in circuit.hand_actions(conn, 10)],
         "steered": [_steered(row) for row in steering.steered(conn)],
     }
@@ -120,6 +163,28 @@ def workers_panel(conn):
     ]
 
 
+def gone_workers_panel(conn):
+    """The workers that stopped beating (their heartbeat row left behind) while holding mail in
+    ``sending``, with that mail:
+    shown as soon as their heartbeat is missed, long before their leases expire."""
+    return [
+        {
+            "name": row["name"],
+            "last_seen": iso(row["last_seen"]),
+            "silent_for": None if row["silent_for"] is None else round(float(row["silent_for"])),
+            "held": row["held"],
+            "lease_until": iso(row["lease_until"]),
+            "mail": row["mail"] or [],
+        }
+        for row in panels.gone_workers(conn, heartbeats.ALIVE_WITHIN, HELD_LISTED)
+    ]
+
+
+def held_by(conn, name):
+    """The ids of the mails in ``sending`` worker ``name`` holds."""
+    return panels.held_by(conn, name)
+
+
 def alive_workers(conn):
     """The heartbeat rows of the workers alive now (``heartbeats.alive``)."""
     return heartbeats.alive(conn)
@@ -136,6 +201,27 @@ def _mail(row):
         if data.get(key) is not None:
             data[key] = round(float(data[key]), 1)
     return data
+
+
+def _last_error(breaker, changed_at):
+    """A breaker's last error and its time (when its row last changed) while it has not
+    recovered (open, half open, paused, or failing still); after a recovery, none."""
+    recovered = breaker["state"] == "closed" and not breaker["consecutive_failures"]
+    if recovered or not breaker.get("last_error"):
+        return {"last_error": None, "last_error_at": None}
+    return {"last_error": breaker["last_error"], "last_error_at": iso(changed_at)}
+
+
+def _failure_group(row):
+    """Failures of one provider, outcome and reason, JSON-ready."""
+    return {
+        "provider": row["provider"],
+        "outcome": row["outcome"],
+        "status_code": row["status_code"],
+        "error": row["error"],
+        "count": row["count"],
+        "latest": iso(row["latest"]),
+    }
 
 
 def _steered(row):

@@ -30,6 +30,7 @@ from flask import (
     jsonify,
     redirect,
     request,
+    session,
     stream_with_context,
     url_for,
 )
@@ -48,6 +49,7 @@ from flask_admin.contrib.sqla.filters import (
     FilterConverter,
     FilterEmpty,
     FilterEqual,
+    FilterInList,
     FilterNotEqual,
 )
 from flask_admin.form import SecureForm
@@ -59,12 +61,12 @@ from markupsafe import Markup
 from sqlalchemy import false, func, or_, tuple_
 from wtforms import SelectField, StringField, TextAreaField
 
-from mailer.admin import chart, dashboard
+from mailer.admin import chart, dashboard, ui
 from mailer.api.auth import admin_allowed, client_address
 from mailer.database import transaction
 from mailer.events import outbox
 from mailer.principals import TENANT_NAME
-from mailer.queue import actions, audit, reads, submit, suppressions
+from mailer.queue import actions, audit, heartbeats, reads, submit, suppressions
 from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
@@ -144,6 +146,31 @@ class Protected:
         return refused
 
 
+CREATED = "Record was successfully created."  # Flask-Admin's words after a create
+
+
+class Reworded:
+    """Mixin: after a record is created, say what was created, in place of Flask-Admin's
+    "Record was successfully created." (``created_message``)."""
+
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self):
+        """Flask-Admin's create view, its flash message reworded."""
+        response = super().create_view()
+        created = g.pop("created_record", None)
+        if created is not None:
+            message = self.created_message(created)
+            session["_flashes"] = [
+                (category, message if text == CREATED else text)
+                for category, text in session.get("_flashes", [])
+            ]
+        return response
+
+    def created_message(self, record):
+        """What the flash says of ``record``, just created."""
+        raise NotImplementedError
+
+
 class BreakerForm(SecureForm):
     """Open or close a provider's breaker by hand (CSRF-checked), with an optional reason."""
 
@@ -168,7 +195,11 @@ class DashboardView(Protected, AdminIndexView):
             data=data,
             statuses=STATUSES,
             poll_ms=self.POLL_SECONDS * 1000,
+            rate_minutes=dashboard.RATE_MINUTES,
+            alive_within=heartbeats.ALIVE_WITHIN,
+            tones=ui.TONES,
             breaker_form=BreakerForm(),
+            action_form=SecureForm(),
         )
 
     @expose("/dashboard.json")
@@ -183,6 +214,31 @@ class DashboardView(Protected, AdminIndexView):
         """Sent, failed and bounced per minute over the last hour, as an SVG image."""
         svg = chart.minute_chart(dashboard.series(db.session.connection()))
         return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    @expose("/workers/<path:worker>/release", methods=["POST"])
+    def release_worker(self, worker):
+        """Hand every mail worker ``worker`` holds back to the queue, if it is gone (no
+        heartbeat); recorded on each mail with the operator, as the list's Release is."""
+        if not SecureForm(request.form).validate():
+            flash("The form's CSRF token is missing or expired; nothing was changed.", "error")
+            return redirect(url_for(".index"))
+        conn = db.session.connection()
+        alive = {row["name"] for row in dashboard.alive_workers(conn)}
+        if worker in alive:
+            flash(f"{worker} is beating again: its mail was left with it.", "info")
+            return redirect(url_for(".index"))
+        released = actions.release_stuck(
+            conn,
+            dashboard.held_by(conn, worker),
+            operator(),
+            alive,
+            current_app.config["MAX_ATTEMPTS"],
+        )
+        db.session.commit()
+        flash(
+            f"{ui.plural(len(released), 'mail')} held by {worker} released to the queue.", "success"
+        )
+        return redirect(url_for(".index"))
 
     @expose("/providers/<provider>/<any(open, close):action>", methods=["POST"])
     def breaker(self, provider, action):
@@ -282,10 +338,32 @@ def _short_error(_view, _context, model, _name):
     """The last error cut to fit a list cell, all of it in the tooltip."""
     error = (model.last_error or "").strip()
     if len(error) <= LAST_ERROR_SHOWN:
-        return error
-    return Markup('<span title="{}">{}…</span>').format(
+        return ui.readable(error)
+    return Markup('<span class="readable" title="{}">{}…</span>').format(
         error, error[: LAST_ERROR_SHOWN - 1].rstrip()
     )
+
+
+def _status(view, _context, model, _name):
+    """The status as a coloured badge; mail in ``sending`` whose worker stopped beating is
+    marked (its lease may run for minutes yet)."""
+    shown = ui.badge(model.status)
+    if model.status == SENDING and view.worker_gone(model.locked_by):
+        return shown + Markup(" ") + ui.gone_mark(model.locked_by)
+    return shown
+
+
+def _readable(_view, _context, model, name):
+    """A long value wrapped in its cell, all of it in the tooltip."""
+    value = getattr(model, name)
+    if isinstance(value, list | tuple):
+        value = ", ".join(value)
+    return ui.readable(value)
+
+
+def _mail_id(_view, _context, model, name):
+    """A mail's id as a link to its page."""
+    return ui.mail_link(getattr(model, name))
 
 
 def _address_list(_view, _context, model, name):
@@ -305,56 +383,19 @@ def _attachment_list(_view, _context, model, _name):
 def _pretty_json(_view, _context, model, name):
     """Show a JSON column indented."""
     value = getattr(model, name)
-    if value is None:
+    if value is None or value == {} or value == []:
         return ""
     return Markup("<pre>{}</pre>").format(json.dumps(value, indent=2, default=str))
 
 
-def _recipient_table(_view, _context, model, _name):
-    """Each recipient with its status and reason."""
-    rows = [
-        Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
-            r.address, r.status, r.reason or "", utc_text(r.updated_at)
-        )
-        for r in recipients_shown(model.recipients, model.status, model.recipient_rows)
-    ]
-    head = Markup("<tr><th>address</th><th>status</th><th>reason</th><th>since</th></tr>")
-    return Markup('<table class="table table-sm" id="recipients">{}{}</table>').format(
-        head, Markup("").join(rows)
-    )
+def _webhook_delivery(_view, _context, model, _name):
+    """A webhook's delivery to the client as a badge: pending, done or gave_up."""
+    return ui.badge(model.status, title="the delivery of this webhook to the client")
 
 
-def _timeline(_view, _context, model, _name):
-    """The providers' latest ``MAX_EVENTS_SHOWN`` events, oldest first, and how many there are
-    in all (a mail may have thousands: the page would grow without bound)."""
-    with transaction(single_statement=True) as conn:
-        mail = reads.mail_detail(conn, model.id, current_app.config["MAX_EVENTS_SHOWN"])
-    events, total = mail["events"], mail["event_count"]
-    rows = [
-        Markup(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"
-        ).format(
-            utc_text(e.occurred_at),
-            e.provider,
-            e.type,
-            e.provider_event,
-            e.recipient or "",
-            e.reason or "",
-        )
-        for e in events
-    ]
-    head = Markup(
-        "<tr><th>at</th><th>provider</th><th>event</th><th>provider's name</th>"
-        "<th>recipient</th><th>reason</th></tr>"
-    )
-    count = Markup('<p id="event-count">{}</p>').format(
-        f"The last {len(events):,} of {total:,} events"
-        if total > len(events)
-        else f"{total:,} event{'' if total == 1 else 's'}"
-    )
-    return Markup('{}<table class="table table-sm" id="timeline">{}{}</table>').format(
-        count, head, Markup("").join(rows)
-    )
+def _webhook_next_attempt(_view, _context, model, _name):
+    """When a webhook still being delivered is tried next; a finished one has none."""
+    return utc_text(model.next_attempt_at) if model.status == outbox.PENDING else ""
 
 
 def _webhook_attempts(_view, _context, model, _name):
@@ -369,32 +410,64 @@ def _webhook_attempts(_view, _context, model, _name):
     return Markup('<table class="table table-sm">{}{}</table>').format(head, Markup("").join(rows))
 
 
-def _attempt_table(_view, _context, model, _name):
-    """The mail's log: every provider call and every operator's action, with who did it."""
-    rows = [
-        Markup(
-            '<tr data-outcome="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
-            "<td>{}</td><td>{}</td><td>{}</td></tr>"
-        ).format(
-            a.outcome,
-            a.number,
-            utc_text(a.created_at),
-            a.provider or a.actor or "",
-            a.outcome,
-            a.status_code or "",
-            a.duration_ms if a.duration_ms is not None else "",
-            _attempt_note(a),
-            a.actor or a.worker or "",
-        )
-        for a in model.attempt_log
-    ]
-    head = Markup(
-        "<tr><th>#</th><th>at</th><th>provider</th><th>outcome</th><th>HTTP</th>"
-        "<th>ms</th><th>error</th><th>by</th></tr>"
-    )
-    return Markup('<table class="table table-sm" id="attempt-log">{}{}</table>').format(
-        head, Markup("").join(rows)
-    )
+def timeline(attempt_log, events):
+    """A mail's one history, oldest first: its delivery attempts, its providers' events and its
+    operators' actions, each a dict with ``at``, ``kind`` (attempt, event, action), ``actor``
+    (the worker, the provider, the operator), ``what``, ``provider``, ``recipient`` and
+    ``detail``."""
+    entries = [_attempt_entry(entry) for entry in attempt_log]
+    entries += [_event_entry(event) for event in events]
+    entries.sort(key=lambda entry: entry["at"])
+    return entries
+
+
+def _attempt_entry(entry):
+    """A delivery attempt (by a worker) or an operator's action, as a timeline entry."""
+    details = []
+    if not entry.actor:
+        details.append(f"attempt {entry.number}")
+        if entry.status_code:
+            details.append(f"HTTP {entry.status_code}")
+        if entry.duration_ms is not None:
+            details.append(f"{entry.duration_ms} ms")
+    note = _attempt_note(entry)
+    text = Markup(", ").join(details)
+    return {
+        "at": entry.created_at,
+        "kind": "action" if entry.actor else "attempt",
+        "actor": entry.actor or entry.worker or "",
+        "what": entry.outcome,
+        "provider": entry.provider or "",
+        "recipient": "",
+        "detail": Markup("{}{}{}").format(text, Markup(": ") if text and note else "", note),
+    }
+
+
+def _event_entry(event):
+    """A provider's event about the mail, as a timeline entry."""
+    reason = event.reason or ""
+    return {
+        "at": event.occurred_at,
+        "kind": "event",
+        "actor": event.provider,
+        "what": event.type,
+        "provider": event.provider,
+        "recipient": event.recipient or "",
+        "detail": Markup("{}{}{}").format(event.provider_event, ": " if reason else "", reason),
+    }
+
+
+def mail_problem(model, recipients):
+    """What went wrong with a mail, for its summary: ``{"text", "at", "source"}``, or None.
+
+    A recipient's bounce or complaint is what the provider said after the hand-off, so it comes
+    before the mail's last sending error."""
+    for row in sorted(recipients, key=lambda r: r.updated_at or model.updated_at, reverse=True):
+        if row.status in ("bounced", "complained") and row.reason:
+            return {"text": row.reason, "at": row.updated_at, "source": row.address}
+    if model.last_error:
+        return {"text": model.last_error, "at": model.updated_at, "source": "last error"}
+    return None
 
 
 def _attempt_note(entry):
@@ -423,6 +496,33 @@ class ChoiceNotEqual(FilterNotEqual):
     def clean(self, value):
         """The value as stored."""
         return value.strip().lower()
+
+
+def split_values(value):
+    """Comma-separated values as stored (lower case), blanks dropped."""
+    return [part.strip().lower() for part in (value or "").split(",") if part.strip()]
+
+
+class ChoiceInList(FilterInList):
+    """Equals any of several lower-case values, comma-separated (``bounced,complained``), as
+    ``GET /mail?status=`` takes them; an unknown value matches nothing."""
+
+    def clean(self, value):
+        """The values as stored."""
+        return split_values(value)
+
+
+class BackoffFilter(BaseSQLAFilter):
+    """Queued mail waiting for its next attempt after a failure (not yet due): the dashboard's
+    "in backoff", through the claim's partial index."""
+
+    def apply(self, query, value, alias=None):
+        """Keep queued mail whose next attempt is later than now (any value)."""
+        return query.filter(Email.status == QUEUED, self.get_column(alias) > func.now())
+
+    def operation(self):
+        """The filter's label in the admin."""
+        return "in backoff"
 
 
 class TagFilter(BaseSQLAFilter):
@@ -492,15 +592,19 @@ class UTCFilterConverter(FilterConverter):
 
 
 def choice_filters(column, name, values):
-    """Equals and not-equal filters on ``column`` offering ``values`` as a drop-down."""
+    """Equals, not-equal and in-list filters on ``column`` offering ``values``."""
     options = [(value, value) for value in values]
     return (
         ChoiceEqual(column, name, options=options),
         ChoiceNotEqual(column, name, options=options),
+        ChoiceInList(column, name),
     )
 
 
-class MailView(Protected, ModelView):
+STATUS_IN_LIST = "flt0_status_in_list"  # the list's filter of several statuses
+
+
+class MailView(Protected, Reworded, ModelView):
     """The list, search, filters, details and create form of mail."""
 
     can_edit = False
@@ -537,8 +641,6 @@ class MailView(Protected, ModelView):
         "locked_until": "Lease Until",
         "send_at": "Send At",
         "meta": "Metadata",
-        "recipient_rows": "Recipients",
-        "events": "Timeline",
     }
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
@@ -553,6 +655,7 @@ class MailView(Protected, ModelView):
         FilterEqual(Email.tenant, "Tenant"),
         "test",
         *choice_filters(Email.source, "Source", submit.SOURCES),
+        BackoffFilter(Email.next_attempt_at, "Next Attempt", options=[("yes", "yes")]),
         "created_at",
         "send_at",
     )
@@ -586,13 +689,12 @@ class MailView(Protected, ModelView):
         "created_at",
         "updated_at",
         "sent_at",
-        "recipient_rows",
-        "events",
-        "result",
-        "attempt_log",
     )
     column_formatters = {
-        "to_address": _address_list,
+        "status": _status,
+        "from_address": _readable,
+        "to_address": _readable,
+        "subject": _readable,
         "cc": _address_list,
         "bcc": _address_list,
         "tags": _address_list,
@@ -600,20 +702,26 @@ class MailView(Protected, ModelView):
         "locked_until": _lease_end,
         "last_error": _short_error,
     }
+    # Columns shown only when a mail of the page has a value there (the lease is only mail
+    # being sent's, the next attempt only queued mail's): ``hidden_columns``.
+    optional_columns = (
+        "tags",
+        "provider",
+        "next_attempt_at",
+        "locked_by",
+        "locked_until",
+        "last_error",
+    )
     column_formatters_detail = {
         "to_address": _address_list,
         "cc": _address_list,
         "bcc": _address_list,
         "next_attempt_at": _next_attempt,
         "locked_until": _lease_end,
-        "result": _pretty_json,
         "headers": _pretty_json,
         "meta": _pretty_json,
         "tags": _address_list,
         "attachments": _attachment_list,
-        "attempt_log": _attempt_table,
-        "recipient_rows": _recipient_table,
-        "events": _timeline,
     }
     column_labels = {**column_labels, "attempt_log": "Log"}
 
@@ -662,20 +770,105 @@ class MailView(Protected, ModelView):
         row = submit.enqueue_many(transaction, [clean])[0]
         audited(db.session.connection(), "mail.create", row["id"], {"subject": row["subject"]})
         db.session.commit()
-        return submit.as_email(row)
+        g.created_record = submit.as_email(row)
+        return g.created_record
+
+    def created_message(self, record):
+        """The new mail, queued."""
+        return Markup('Mail <a href="{}" id="created-mail">{}</a> queued: {}.').format(
+            url_for(".details_view", id=str(record.id)),
+            record.subject,
+            ", ".join(record.to_address),
+        )
+
+    def search_placeholder(self):
+        """What the search box finds, in the operator's words."""
+        return "address or subject"
 
     def render(self, template, **kwargs):
-        """Every page of the view; the details page also gets its actions and HTML preview."""
-        if template == self.details_template and kwargs.get("model") is not None:
+        """Every page of the view; the list also gets the columns it hides and the status
+        chips, the details page its summary, timeline, actions and HTML preview."""
+        if template == self.list_template and "data" in kwargs:
             kwargs.update(
-                mail_actions=self.single_actions(kwargs["model"]),
-                html_preview=html_preview(kwargs["model"].html),
-                action_form=self.action_form(),
+                hidden_columns=self.hidden_columns(kwargs["data"]),
+                status_chips=self.status_chips(),
             )
+        if template == self.details_template and kwargs.get("model") is not None:
+            kwargs.update(self.details_context(kwargs["model"]))
+            kwargs["details_columns"] = [
+                (name, label)
+                for name, label in kwargs.get("details_columns", ())
+                if self.has_value(kwargs["model"], name)
+            ]
         return super().render(template, **kwargs)
 
-    def single_actions(self, model):
-        """The actions that apply to this mail now: (name, label, confirmation)."""
+    def has_value(self, model, name):
+        """Whether the field ``name`` of ``model`` shows anything (its page hides those that
+        do not: an empty Cc or Lease Owner is noise)."""
+        formatter = self.column_formatters_detail.get(name)
+        value = formatter(self, None, model, name) if formatter else getattr(model, name)
+        return value not in (None, "", [], {}, ())
+
+    def hidden_columns(self, rows):
+        """The ``optional_columns`` empty on every mail of this page: the list hides them."""
+        hidden = []
+        for name in self.optional_columns:
+            formatter = self.column_formatters.get(name)
+            if not any(
+                (formatter(self, None, row, name) if formatter else getattr(row, name))
+                for row in rows
+            ):
+                hidden.append(name)
+        return hidden
+
+    def status_chips(self):
+        """Each status as a link that adds it to, or takes it from, the list's status filter
+        (``flt0_status_in_list``): several statuses at once, without JavaScript."""
+        chosen = set(split_values(request.args.get(STATUS_IN_LIST)))
+        if not chosen and request.args.get("flt0_status_equals"):
+            chosen = {request.args["flt0_status_equals"].strip().lower()}
+        others = {
+            key: request.args.getlist(key)
+            for key in request.args
+            if key not in (STATUS_IN_LIST, "flt0_status_equals", "page")
+        }
+        chips = []
+        for status in STATUSES:
+            after = chosen ^ {status}
+            args = dict(others)
+            if after:
+                args[STATUS_IN_LIST] = ",".join(s for s in STATUSES if s in after)
+            chips.append((status, status in chosen, url_for(".index_view", **args)))
+        return chips
+
+    def details_context(self, model):
+        """What a mail's page shows above Flask-Admin's table of fields: the summary card,
+        the actions that apply, the one timeline, and where the HTML preview comes from."""
+        conn = db.session.connection()
+        suppressed = suppressions.active(conn, model.recipients or [])
+        recipients = recipients_shown(model.recipients, model.status, model.recipient_rows)
+        with transaction(single_statement=True) as read:
+            detail = reads.mail_detail(read, model.id, current_app.config["MAX_EVENTS_SHOWN"])
+        return {
+            "mail_actions": self.single_actions(model, suppressed),
+            "action_form": self.action_form(),
+            "html_preview_url": (
+                url_for(".html_body", mail_id=str(model.id)) if model.html else None
+            ),
+            "summary": {
+                "recipients": recipients,
+                "suppressed": suppressed,
+                "problem": mail_problem(model, recipients),
+                "worker_gone": model.status == SENDING and self.worker_gone(model.locked_by),
+            },
+            "timeline": timeline(model.attempt_log, detail["events"]),
+            "event_count": detail["event_count"],
+            "events_shown": len(detail["events"]),
+        }
+
+    def single_actions(self, model, suppressed=None):
+        """The actions that apply to this mail now: (name, label, confirmation, why not), the
+        last None unless the action is shown disabled (a resend to suppressed addresses)."""
         now = database_now()
         applies = {
             "retry": model.status in actions.RETRYABLE,
@@ -691,11 +884,35 @@ class MailView(Protected, ModelView):
                 or self.worker_gone(model.locked_by)
             ),
         }
+        blocked = {}
+        if suppressed and set(model.recipients or ()) <= set(suppressed):
+            blocked["resend"] = "Every recipient is on the suppression list: " + "; ".join(
+                f"{address} ({why})" for address, why in sorted(suppressed.items())
+            )
         return [
-            (name, text, self._actions_data[name][2])
+            (name, text, SINGLE_CONFIRMATIONS[name], blocked.get(name))
             for name, text in self._actions
             if applies.get(name)
         ]
+
+    @expose("/<uuid:mail_id>/body.html")
+    def html_body(self, mail_id):
+        """The HTML body alone, for the preview's frame on the mail's page: as sent, its own
+        styles applied, under a policy of its own that runs no script, submits no form and
+        loads nothing (``HTML_BODY_POLICY``)."""
+        mail = db.session.get(Email, mail_id)
+        if mail is None or not mail.html:
+            abort(404)
+        return Response(
+            mail.html,
+            mimetype="text/html",
+            headers={
+                "Content-Security-Policy": HTML_BODY_POLICY,
+                "X-Frame-Options": "SAMEORIGIN",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
+            },
+        )
 
     def alive_workers(self):
         """The names of the workers alive now (their heartbeats), read once per request."""
@@ -716,7 +933,7 @@ class MailView(Protected, ModelView):
         retried = actions.retry(conn, _uuids(ids), operator())
         audited_mails(conn, "mail.retry", retried)
         db.session.commit()
-        flash(f"{len(retried)} failed mail(s) queued again.", "success")
+        flash(f"{ui.plural(len(retried), 'failed mail')} queued again.", "success")
 
     @action(
         "cancel", "Cancel", "Cancel the selected queued or scheduled mails? They will not be sent."
@@ -729,9 +946,15 @@ class MailView(Protected, ModelView):
         )
         audited_mails(conn, "mail.cancel", cancelled)
         db.session.commit()
-        skipped = len(ids) - len(cancelled)
-        note = f"; {skipped} already sending or finished were left alone" if skipped else ""
-        flash(f"{len(cancelled)} mail(s) cancelled{note}.", "success")
+        flash(
+            _counted(
+                len(cancelled),
+                len(ids),
+                "cancelled",
+                "already sending or finished",
+            ),
+            "success",
+        )
 
     @action(
         "send_now",
@@ -849,7 +1072,7 @@ def csv_rows(query):
     """The CSV text of ``query``'s mail, newest first, a page at a time (keyset on
     (created_at, id), so each page is an index range, however deep)."""
     columns = [getattr(Email, name) for name in EXPORT_COLUMNS]
-    yield _csv_line(EXPORT_COLUMNS)
+    yield _csv_line((*EXPORT_COLUMNS, "recipient_reasons"))
     after = None
     while True:
         page = query.with_entities(*columns).order_by(Email.created_at.desc(), Email.id.desc())
@@ -858,11 +1081,20 @@ def csv_rows(query):
         rows = page.limit(EXPORT_PAGE).all()
         if not rows:
             return
-        yield "".join(_csv_line(_csv_values(row)) for row in rows)
+        reasons = reads.recipient_reasons(db.session.connection(), [row.id for row in rows])
+        yield "".join(
+            _csv_line([*_csv_values(row), _inert(_reasons_text(reasons.get(row.id, ())))])
+            for row in rows
+        )
         last = rows[-1]
         after = tuple_(last.created_at, last.id)
         if len(rows) < EXPORT_PAGE:
             return
+
+
+def _reasons_text(reasons):
+    """A mail's recipients' reasons as one cell: ``address (status): reason; ...``."""
+    return "; ".join(f"{address} ({status}): {reason}" for address, status, reason in reasons)
 
 
 def _csv_values(row):
@@ -899,11 +1131,29 @@ def _csv_line(values):
 def _counted(done, asked, what, left_alone):
     """The flash message of a bulk action: how many were changed, how many left alone."""
     skipped = asked - done
-    note = f"; {skipped} {left_alone} were left alone" if skipped else ""
-    return f"{done} mail(s) {what}{note}."
+    verb = "was" if skipped == 1 else "were"
+    note = f"; {skipped} {left_alone} {verb} left alone" if skipped else ""
+    return f"{ui.plural(done, 'mail')} {what}{note}."
 
 
 HTML_PREVIEW_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+# The policy of a mail's HTML body served to its preview frame: its inline styles and data:
+# images, nothing else; sandboxed even if opened on its own (no script, form or popup), and
+# framed only by the admin's own pages.
+HTML_BODY_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "form-action 'none'; base-uri 'none'; sandbox; frame-ancestors 'self'"
+)
+# A mail's page asks about the one mail (the list's bulk actions ask about "the selected").
+SINGLE_CONFIRMATIONS = {
+    "retry": "Queue this failed mail for another delivery?",
+    "cancel": "Cancel this mail? It will not be sent.",
+    "send_now": "Send this mail now, without waiting for its backoff or schedule?",
+    "resend": "Send this mail again as a NEW mail (a copy with its attachments)? "
+    "The recipients will get it twice.",
+    "release": "Hand this mail back to the queue? Its worker is gone; the provider may "
+    "already have it, so a recipient may get it twice.",
+}
 
 
 def html_preview(html):
@@ -931,7 +1181,7 @@ class SuppressionForm(SecureForm):
     )
 
 
-class SuppressionView(Protected, ModelView):
+class SuppressionView(Protected, Reworded, ModelView):
     """The suppression list: entries in force, newest first; add and remove by hand."""
 
     can_edit = False
@@ -957,6 +1207,11 @@ class SuppressionView(Protected, ModelView):
         *choice_filters(Suppression.reason, "Reason", suppressions.REASONS),
         FilterEqual(Suppression.tenant, "Tenant"),
     )
+    column_formatters = {"email_id": _mail_id}
+
+    def search_placeholder(self):
+        """What the search box finds."""
+        return "address"
 
     def get_list_row_actions(self):
         """Flask-Admin's row actions, with a delete button that keeps to the CSP.
@@ -1008,7 +1263,12 @@ class SuppressionView(Protected, ModelView):
         db.session.commit()
         if not added:
             flash(f"{row['address']} was already suppressed ({row['reason']}).", "info")
-        return db.session.get(Suppression, (row["tenant"], row["address"]))
+        g.created_record = db.session.get(Suppression, (row["tenant"], row["address"]))
+        return g.created_record
+
+    def created_message(self, record):
+        """The address, now on the list."""
+        return f"{record.address} is on the suppression list ({record.reason})."
 
     def get_one(self, id):
         """The entry of an id: ``tenant.address`` as Flask-Admin writes a two-column key, or an
@@ -1068,7 +1328,7 @@ class WebhookView(Protected, ModelView):
         "last_error",
         "delivered_at",
     )
-    column_labels = {"email_id": "Mail", "message_id": "Webhook Id"}
+    column_labels = {"email_id": "Mail", "message_id": "Webhook Id", "status": "Delivery"}
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc}
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc}
     column_default_sort = ("id", True)
@@ -1095,10 +1355,19 @@ class WebhookView(Protected, ModelView):
         "payload",
         "attempt_log",
     )
-    column_formatters = {"last_error": _short_error, "endpoint": _endpoint}
+    column_formatters = {
+        "last_error": _short_error,
+        "email_id": _mail_id,
+        "status": _webhook_delivery,
+        "next_attempt_at": _webhook_next_attempt,
+        "endpoint": _endpoint,
+    }
     column_formatters_detail = {
         "payload": _pretty_json,
         "attempt_log": _webhook_attempts,
+        "email_id": _mail_id,
+        "status": _webhook_delivery,
+        "next_attempt_at": _webhook_next_attempt,
         "endpoint": _endpoint,
     }
 
@@ -1265,11 +1534,12 @@ def init_app(app):
     app.after_request(harden)
     app.add_template_filter(utc_text, "utc")
     app.add_template_filter(age_text, "age")
+    app.jinja_env.globals.update(ui.GLOBALS)
     app.register_blueprint(ASSETS)
     admin = Admin(
         app,
         name="Mail service",
-        index_view=DashboardView(url=ADMIN_URL),
+        index_view=DashboardView(name="Dashboard", url=ADMIN_URL),
         theme=Bootstrap4Theme(fluid=True),  # the full width: the list has 12 columns
         csp_nonce_generator=csp_nonce,
     )

@@ -159,3 +159,15 @@ def database_now(conn):
     """The database's clock, which every lease and schedule is compared with (the admin's
     "expired" mark on a lease agrees with ``lease.reap``)."""
     return conn.exec_driver_sql(SQL.database_now).scalar()
+
+
+def recipient_reasons(conn, ids):
+    """``{mail id: [(address, status, reason), ...]}``: the recipients of the mails ``ids``
+    (UUIDs) that have a reason (a bounce's, a complaint's, a suppression's), by address."""
+    found = {}
+    if not ids:
+        return found
+    rows = conn.exec_driver_sql(SQL.recipient_reasons, {"ids": [str(i) for i in ids]})
+    for mail_id, address, status, reason in rows:
+        found.setdefault(mail_id, []).append((address, status, reason))
+    return found

@@ -1,12 +1,13 @@
 // The admin dashboard refreshes itself: every data-poll-ms it fetches dashboard.json and puts
 // each value where the page marks it (data-bind="path.in.json", data-format), rebuilds the
-// lists (data-list, data-columns), shows how each count changed since the previous refresh,
+// lists (data-list, data-columns; the workers gone with their Release forms), shows the banner
+// and the page's title for what is wrong now, shows each breaker's one button that applies,
 // and reloads the chart image. Text only (textContent): nothing from the JSON becomes markup.
 (function () {
     'use strict';
     var root = document.getElementById('dashboard');
     if (!root) { return; }
-    var previousCounts = null;
+    var tones = JSON.parse(root.getAttribute('data-tones') || '{}');
 
     function lookup(data, path) {
         return path.split('.').reduce(function (value, key) {
@@ -33,6 +34,14 @@
         return Math.floor(s / 86400) + 'd ' + pad(Math.floor(s % 86400 / 3600)) + 'h';
     }
 
+    function badge(value) {
+        var span = document.createElement('span');
+        span.className = 'badge st st-' + value + ' tone-' + (tones[value] || 'muted');
+        span.setAttribute('data-status', value);
+        span.textContent = value;
+        return span;
+    }
+
     var FORMATS = {
         utc: utc,
         age: age,
@@ -50,13 +59,19 @@
 
     function bindValues(data) {
         root.querySelectorAll('[data-bind]').forEach(function (element) {
-            element.textContent = show(lookup(data, element.getAttribute('data-bind')),
-                                       element.getAttribute('data-format'));
+            var value = lookup(data, element.getAttribute('data-bind'));
+            if (element.getAttribute('data-format') === 'badge') {
+                element.textContent = '';
+                if (value) { element.appendChild(badge(value)); }
+                return;
+            }
+            element.textContent = show(value, element.getAttribute('data-format'));
         });
     }
 
-    function cell(row, text, link) {
+    function cell(row, text, link, label) {
         var td = document.createElement('td');
+        if (label) { td.setAttribute('data-label', label); }
         if (link) {
             var a = document.createElement('a');
             a.href = link;
@@ -70,72 +85,129 @@
 
     function detailsUrl(id) { return root.getAttribute('data-details') + '?id=' + encodeURIComponent(id); }
 
+    function labels(body) {
+        var head = body.parentNode.querySelectorAll('thead th');
+        return Array.prototype.map.call(head, function (th) { return th.textContent.trim(); });
+    }
+
     function fillList(body, items) {
         var columns = body.getAttribute('data-columns').split(' ');
+        var names = labels(body);
         body.textContent = '';
         (items || []).forEach(function (item) {
             var row = document.createElement('tr');
             if (item.id) { row.setAttribute('data-mail', item.id); }
             if (item.name && item.host) { row.setAttribute('data-worker', item.name); }
-            columns.forEach(function (column) {
+            columns.forEach(function (column, index) {
                 var parts = column.split(':');
                 var value = item[parts[0]];
                 if (parts[1] === 'mail') {
-                    cell(row, show(value), detailsUrl(item.id));
+                    cell(row, show(value), detailsUrl(item.id), names[index]);
                 } else {
-                    cell(row, show(value, parts[1]));
+                    cell(row, show(value, parts[1]), null, names[index]);
                 }
             });
             body.appendChild(row);
         });
     }
 
-    function fillFailures(body, providers) {
-        body.textContent = '';
-        providers.forEach(function (provider) {
-            provider.recent_failures.forEach(function (failure) {
-                var row = document.createElement('tr');
-                row.setAttribute('data-provider', provider.name);
-                [provider.name, utc(failure.at), failure.outcome, show(failure.status_code),
-                 show(failure.error)].forEach(function (text) { cell(row, text); });
-                body.appendChild(row);
-            });
-        });
+    function releaseForm(worker) {
+        var form = document.createElement('form');
+        form.method = 'POST';
+        form.className = 'release-form';
+        form.action = root.getAttribute('data-release').replace('NAME', encodeURIComponent(worker.name));
+        form.setAttribute('data-confirm', 'Hand the ' + worker.held + ' mail ' + worker.name +
+            ' held back to the queue? The provider may already have some, so a recipient may get one twice.');
+        var token = document.createElement('input');
+        token.type = 'hidden';
+        token.name = 'csrf_token';
+        token.value = root.getAttribute('data-csrf');
+        var button = document.createElement('button');
+        button.type = 'submit';
+        button.className = 'btn btn-sm btn-danger';
+        button.setAttribute('data-release', worker.name);
+        button.textContent = 'Release ' + worker.held + ' mail';
+        form.appendChild(token);
+        form.appendChild(button);
+        return form;
     }
 
-    function showDeltas(counts) {
-        root.querySelectorAll('[data-delta]').forEach(function (element) {
-            var status = element.getAttribute('data-delta');
-            var change = previousCounts === null ? 0 : (counts[status] || 0) - (previousCounts[status] || 0);
-            element.textContent = change > 0 ? '+' + change : change < 0 ? '\u2212' + (-change) : '';
-            element.setAttribute('data-change', String(change));
+    function fillGone(body, workers) {
+        var names = labels(body);
+        body.textContent = '';
+        workers.forEach(function (worker) {
+            var row = document.createElement('tr');
+            row.setAttribute('data-gone-worker', worker.name);
+            cell(row, worker.name, null, names[0]);
+            cell(row, worker.last_seen ? utc(worker.last_seen) : 'none', null, names[1]);
+            cell(row, String(worker.held), null, names[2]);
+            cell(row, utc(worker.lease_until), null, names[3]);
+            var mail = document.createElement('td');
+            mail.setAttribute('data-label', names[4]);
+            worker.mail.forEach(function (item, index) {
+                if (index) { mail.appendChild(document.createTextNode(', ')); }
+                var a = document.createElement('a');
+                a.href = detailsUrl(item.id);
+                a.setAttribute('data-mail', item.id);
+                a.textContent = item.subject;
+                mail.appendChild(a);
+            });
+            if (worker.held > worker.mail.length) {
+                mail.appendChild(document.createTextNode(' and ' + (worker.held - worker.mail.length) + ' more'));
+            }
+            row.appendChild(mail);
+            var action = document.createElement('td');
+            action.appendChild(releaseForm(worker));
+            row.appendChild(action);
+            body.appendChild(row);
         });
-        previousCounts = counts;
+        document.getElementById('dash-gone-panel').hidden = workers.length === 0;
+    }
+
+    function showAlerts(data) {
+        var list = document.getElementById('dash-alerts');
+        list.textContent = '';
+        data.alerts.forEach(function (text) {
+            var item = document.createElement('li');
+            item.textContent = text;
+            list.appendChild(item);
+        });
+        document.getElementById('dash-banner').hidden = data.alerts.length === 0;
+        document.getElementById('meltdown').hidden = data.providers.status !== 'meltdown';
+        var title = root.getAttribute('data-title');
+        if (data.alerts.length) {
+            title = '\u26a0 ' + data.alerts[0] +
+                (data.alerts.length > 1 ? ' (+' + (data.alerts.length - 1) + ')' : '') + ' \u00b7 ' + title;
+        }
+        document.title = title;
     }
 
     function showBreakerButtons(providers) {
         providers.forEach(function (provider) {
-            root.querySelectorAll('form[data-hide-when-held][data-provider="' + provider.name + '"]')
-                .forEach(function (form) { form.hidden = !!provider.opened_by_hand; });
+            var closed = provider.state === 'closed' && !provider.opened_by_hand;
+            root.querySelectorAll('form[data-breaker-form][data-provider="' + provider.name + '"]')
+                .forEach(function (form) {
+                    var opens = form.getAttribute('data-breaker-form') === 'open';
+                    form.hidden = opens ? !closed : closed;
+                });
         });
     }
 
     function render(data) {
         bindValues(data);
-        showDeltas(data.counts);
         root.querySelectorAll('[data-list][data-columns]').forEach(function (body) {
             fillList(body, lookup(data, body.getAttribute('data-list')));
         });
-        root.querySelectorAll('[data-list="failures"]').forEach(function (body) {
-            fillFailures(body, data.providers.providers);
+        root.querySelectorAll('[data-list="gone_workers"]').forEach(function (body) {
+            fillGone(body, data.gone_workers);
         });
+        showAlerts(data);
         ['sent', 'failed', 'bounced'].forEach(function (name) {
             var total = data.series[name].reduce(function (a, b) { return a + b; }, 0);
             root.querySelectorAll('[data-total="' + name + '"]').forEach(function (element) {
                 element.textContent = String(total);
             });
         });
-        document.getElementById('meltdown').hidden = data.providers.status !== 'meltdown';
         showBreakerButtons(data.providers.providers);
         document.getElementById('dash-chart').src = root.getAttribute('data-chart') + '?t=' + Date.now();
         root.setAttribute('data-polls', String(Number(root.getAttribute('data-polls') || 0) + 1));

@@ -34,22 +34,62 @@ SELECT m.minute,
   LEFT JOIN changed AS b ON b.minute = m.minute AND b.status = 'bounced'
  ORDER BY m.minute;
 
--- name: waiting
--- The first %(limit)s mails that wait for a later time (a backoff after a failure, or a
--- schedule), the soonest due first, with the seconds until they are due.
+-- name: backoff
+-- The first %(limit)s queued mails in backoff after a failure (trouble: a provider refused them
+-- for now), the soonest due first, with the seconds until they are due; through ix_email_due.
 SELECT id, status, subject, attempts, next_attempt_at, last_error,
        extract(epoch FROM next_attempt_at - now()) AS due_in
   FROM email
- WHERE status IN ('queued', 'scheduled') AND next_attempt_at > now()
+ WHERE status = 'queued' AND next_attempt_at > now()
  ORDER BY next_attempt_at
  LIMIT %(limit)s;
 
--- name: waiting_count
--- How many mails wait for a later time, counted up to %(cap)s.
+-- name: backoff_count
+-- How many queued mails are in backoff, counted up to %(cap)s.
 SELECT count(*)
   FROM (SELECT 1 FROM email
-         WHERE status IN ('queued', 'scheduled') AND next_attempt_at > now()
+         WHERE status = 'queued' AND next_attempt_at > now()
          LIMIT %(cap)s) AS capped;
+
+-- name: scheduled
+-- The latest %(limit)s mails scheduled for later by their client (normal), newest first,
+-- through ix_email_status_created (ix_email_due would wade through the mail in backoff first).
+SELECT id, status, subject, attempts, next_attempt_at, last_error,
+       extract(epoch FROM next_attempt_at - now()) AS due_in
+  FROM email
+ WHERE status = 'scheduled'
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s;
+
+-- name: gone_workers
+-- The workers whose heartbeat row went silent %(within)s seconds ago or more (a worker that
+-- stops cleanly deletes its row; one killed leaves it behind, until forget_stale) and that hold
+-- mail in sending: each with its last beat, how many mails it holds, when the first of their
+-- leases ends, and the first %(limit)s of them (id, subject). Starts from the few silent
+-- heartbeat rows, so a gone worker shows long before its leases expire, at no cost otherwise.
+WITH gone AS (
+    SELECT name, last_seen
+      FROM worker_heartbeat
+     WHERE last_seen < now() - %(within)s * interval '1 second'
+), held AS (
+    SELECT e.id, e.subject, e.locked_by, e.locked_until, g.last_seen,
+           row_number() OVER (PARTITION BY e.locked_by ORDER BY e.locked_until, e.id) AS nth
+      FROM gone AS g
+      JOIN email AS e ON e.locked_by = g.name AND e.status = 'sending'
+     WHERE e.locked_until IS NOT NULL
+)
+SELECT locked_by AS name, max(last_seen) AS last_seen,
+       extract(epoch FROM now() - max(last_seen)) AS silent_for,
+       count(*) AS held, min(locked_until) AS lease_until,
+       jsonb_agg(jsonb_build_object('id', id, 'subject', subject) ORDER BY nth)
+           FILTER (WHERE nth <= %(limit)s) AS mail
+  FROM held
+ GROUP BY locked_by
+ ORDER BY locked_by;
+
+-- name: held_by
+-- The mails in sending that worker %(name)s holds (to release them when it is gone).
+SELECT id FROM email WHERE status = 'sending' AND locked_by = %(name)s AND locked_until IS NOT NULL;
 
 -- name: expired_leases
 -- The first %(limit)s mails in sending whose lease expired (the reaper's next), the longest
@@ -83,3 +123,15 @@ SELECT provider,
            FILTER (WHERE outcome <> 'sent' AND nth <= %(failures)s), '[]') AS recent_failures
   FROM recent
  GROUP BY provider;
+
+-- name: failure_groups
+-- The failures among the last %(window)s attempt rows (read by their primary key), grouped by
+-- provider, outcome and reason, with how many and the latest, the latest group first; at most
+-- %(limit)s groups.
+SELECT provider, outcome, status_code, error, count(*) AS count, max(created_at) AS latest
+  FROM delivery_attempt
+ WHERE id > (SELECT coalesce(max(id), 0) FROM delivery_attempt) - %(window)s
+   AND provider IS NOT NULL AND outcome <> 'sent'
+ GROUP BY provider, outcome, status_code, error
+ ORDER BY latest DESC
+ LIMIT %(limit)s;

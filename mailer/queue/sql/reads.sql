@@ -124,3 +124,11 @@ SELECT shown.id, shown.type, shown.provider, shown.provider_event, shown.recipie
 -- name: database_now
 -- The database's clock, which every lease and schedule is compared with.
 SELECT now();
+
+-- name: recipient_reasons
+-- Each recipient with a reason (a bounce, a complaint, a suppression) of the mails
+-- %(ids)s, by mail and address: the admin's CSV export shows them beside each mail.
+SELECT email_id, address, status, reason
+  FROM recipient
+ WHERE email_id = ANY(%(ids)s::uuid[]) AND reason IS NOT NULL
+ ORDER BY email_id, address;

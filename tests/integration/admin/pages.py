@@ -3,6 +3,7 @@
 import base64
 import html
 import re
+from html.parser import HTMLParser
 
 from helpers import sample_mail
 
@@ -43,16 +44,43 @@ def listed_subjects(client, query=""):
     cells = re.findall(
         r'<td class="col-subject">\s*(.*?)\s*</td>', page.get_data(as_text=True), re.S
     )
-    return sorted(html.unescape(cell) for cell in cells)
+    return sorted(text_of(cell) for cell in cells)
+
+
+class FieldTexts(HTMLParser):
+    """The text of each element with a ``data-field`` attribute, its inner elements' too."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields, self.open = {}, []  # open: [field, depth] of the fields being read
+
+    def handle_starttag(self, tag, attrs):
+        """Open a field, or go one level deeper in those open."""
+        for entry in self.open:
+            entry[1] += 1
+        field = dict(attrs).get("data-field")
+        if field:
+            self.fields[field] = ""
+            self.open.append([field, 0])
+
+    def handle_endtag(self, tag):
+        """Close the fields this tag ends."""
+        for entry in self.open:
+            entry[1] -= 1
+        self.open = [entry for entry in self.open if entry[1] >= 0]
+
+    def handle_data(self, data):
+        """Text belongs to every field open."""
+        for field, _depth in self.open:
+            self.fields[field] += data
 
 
 def provider_row(page, name):
     """The dashboard's row of provider ``name`` as {field: text}."""
     row = re.search(rf'<tr data-provider="{name}">(.*?)</tr>', page, re.S).group(1)
-    return {
-        field: text_of(value)
-        for field, value in re.findall(r'<td[^>]*data-field="(\w+)"[^>]*>(.*?)</td>', row, re.S)
-    }
+    parser = FieldTexts()
+    parser.feed(row)
+    return {field: " ".join(text.split()) for field, text in parser.fields.items()}
 
 
 OPERATOR = "admin:ops"  # what admin.operator() records for the logged-in user below
@@ -64,3 +92,25 @@ def log_in(app, client):
     token = base64.b64encode(b"ops:s3cret").decode()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Basic {token}"
     return client
+
+
+TIMELINE_CELLS = ("at", "actor", "what", "provider", "recipient", "detail")
+
+
+def timeline(page):
+    """A mail page's timeline, oldest first, as dicts of its cells' text (and ``kind``)."""
+    table = re.search(r'<table[^>]*id="timeline">(.*?)</table>', page, re.S).group(1)
+    rows = []
+    for kind, row in re.findall(r'<tr data-kind="(\w+)"[^>]*>(.*?)</tr>', table, re.S):
+        cells = dict(re.findall(r'<td class="tl-(\w+)"[^>]*>(.*?)</td>', row, re.S))
+        rows.append({"kind": kind, **{name: text_of(cells[name]) for name in TIMELINE_CELLS}})
+    return rows
+
+
+def summary(page):
+    """A mail page's summary card as {label: text}."""
+    card = re.search(r'<section class="summary".*?</section>', page, re.S).group(0)
+    return {
+        text_of(label): text_of(value)
+        for label, value in re.findall(r"<dt>(.*?)</dt><dd[^>]*>(.*?)</dd>", card, re.S)
+    }

@@ -8,7 +8,14 @@ import uuid
 
 import pytest
 
-from integration.admin.pages import OPERATOR, csrf_token, log_in, post_mail, provider_row
+from integration.admin.pages import (
+    OPERATOR,
+    csrf_token,
+    listed_subjects,
+    log_in,
+    post_mail,
+    provider_row,
+)
 from mailer.queue import heartbeats
 from models import STATUSES
 
@@ -29,13 +36,23 @@ def snapshot(client):
 
 def test_the_json_has_every_panel(ops):
     data = snapshot(ops)
-    assert set(data) == {"now", "counts", "series", "queue", "providers", "workers"}
+    assert set(data) == {
+        "now",
+        "counts",
+        "series",
+        "rates",
+        "queue",
+        "providers",
+        "workers",
+        "gone_workers",
+        "alerts",
+    }
     assert set(data["counts"]) == set(STATUSES)
     assert set(data["series"]) == {"minutes", "sent", "failed", "bounced"}
     assert len(data["series"]["minutes"]) == 60
-    assert set(data["queue"]) >= {"oldest_due_age", "waiting", "waiting_count", "expired_leases"}
+    assert set(data["queue"]) >= {"oldest_due_age", "backoff", "backoff_count", "scheduled"}
     assert [p["name"] for p in data["providers"]["providers"]] == ["mailgun", "sendgrid"]
-    assert data["workers"] == []
+    assert data["workers"] == data["gone_workers"] == data["alerts"] == []
 
 
 def test_counts_series_backoff_and_expired_leases(ops, sql):
@@ -64,6 +81,12 @@ def test_counts_series_backoff_and_expired_leases(ops, sql):
     sql(
         "UPDATE email SET next_attempt_at = now() - interval '42 seconds' WHERE id = :id", id=uid[6]
     )
+    scheduled = post_mail(ops, subject="tomorrow")
+    sql(
+        "UPDATE email SET status = 'scheduled', next_attempt_at = now() + interval '1 day' "
+        "WHERE id = :id",
+        id=uuid.UUID(scheduled),
+    )
     data = snapshot(ops)
     assert {k: v for k, v in data["counts"].items() if v} == {
         "sent": 2,
@@ -71,6 +94,7 @@ def test_counts_series_backoff_and_expired_leases(ops, sql):
         "bounced": 1,
         "queued": 2,
         "sending": 1,
+        "scheduled": 1,
     }
     series = data["series"]
     assert sum(series["sent"]) == 3 and sum(series["failed"]) == 1
@@ -78,15 +102,28 @@ def test_counts_series_backoff_and_expired_leases(ops, sql):
     assert series["sent"][-3] == 2 and series["sent"][-1] == 1  # two minutes ago, and now
     queue = data["queue"]
     assert 42 <= queue["oldest_due_age"] < 60
-    [waiting] = queue["waiting"]
-    assert (waiting["id"], waiting["attempts"], waiting["last_error"]) == (ids[4], 2, "HTTP 503")
-    assert 80 < waiting["due_in"] <= 90 and queue["waiting_count"] == 1
+    # Backoff (trouble) apart from mail scheduled by its client (normal).
+    [backoff] = queue["backoff"]
+    assert (backoff["id"], backoff["attempts"], backoff["last_error"]) == (ids[4], 2, "HTTP 503")
+    assert 80 < backoff["due_in"] <= 90 and queue["backoff_count"] == 1
+    assert [m["id"] for m in queue["scheduled"]] == [scheduled]
+    # Sent per minute: the mean of the last five whole minutes (two, two minutes ago).
+    assert data["rates"] == {"sent": 0.4, "failed": 0.0, "bounced": 0.0}
     [stuck] = queue["expired_leases"]
     assert (stuck["id"], stuck["locked_by"]) == (ids[5], "w-dead")
     assert stuck["expired_for"] >= 60
     page = ops.get("/admin/").get_data(as_text=True)
     assert re.search(rf'<tr data-mail="{ids[4]}">', page)  # the lists on the page as well
     assert re.search(rf'<tr data-mail="{ids[5]}">', page)
+    assert re.search(rf'<tr data-mail="{scheduled}">', page)
+    assert '<td class="num" data-rate="sent" data-bind="rates.sent">0.4</td>' in page
+    # Each list's "see all" is the mail list filtered alike.
+    see_all = re.search(r'id="dash-backoff-all" href="([^"]+)"', page).group(1)
+    assert listed_subjects(ops, see_all.replace("/admin/email/", "").replace("&amp;", "&")) == [
+        "mail 4"
+    ]
+    see_all = re.search(r'id="dash-scheduled-all" href="([^"]+)"', page).group(1)
+    assert listed_subjects(ops, see_all.replace("/admin/email/", "")) == ["tomorrow"]
 
 
 def test_providers_show_breaker_weight_cap_rate_latency_and_failures(app, ops, sql):
@@ -129,14 +166,34 @@ def test_providers_show_breaker_weight_cap_rate_latency_and_failures(app, ops, s
         503,
         "HTTP 503 from sendgrid",
     )
+    assert sendgrid["last_error"] == "HTTP 503 from sendgrid" and sendgrid["last_error_at"]
     page = ops.get("/admin/").get_data(as_text=True)
     shown = provider_row(page, "mailgun")
     assert (shown["weight"], shown["rate_limit"], shown["current_rate"]) == ("3.0", "50", "7")
-    assert re.search(
-        r'<tr data-provider="sendgrid"><td>sendgrid</td><td>[^<]+</td>'
-        r"<td>unavailable</td><td>503</td>",
-        page,
+    assert provider_row(page, "sendgrid")["last_error_at"].endswith(" UTC")
+
+
+def test_failures_are_grouped_by_provider_outcome_and_reason(ops, sql):
+    mail_id = uuid.UUID(post_mail(ops))
+    sql(
+        "INSERT INTO delivery_attempt (email_id, number, provider, outcome, status_code, "
+        "duration_ms, error, created_at) VALUES "
+        "(:id, 1, 'sendgrid', 'unavailable', 503, 50, 'HTTP 503', now() - interval '1 minute'),"
+        "(:id, 2, 'sendgrid', 'unavailable', 503, 50, 'HTTP 503', now()),"
+        "(:id, 3, 'sendgrid', 'unavailable', 503, 50, 'HTTP 503', now() - interval '2 minutes'),"
+        "(:id, 4, 'mailgun', 'rejected', 400, 50, 'to parameter is not a valid address', "
+        " now() - interval '5 minutes'),"
+        "(:id, 5, 'mailgun', 'sent', 200, 50, NULL, now())",
+        id=mail_id,
     )
+    groups = snapshot(ops)["providers"]["failure_groups"]
+    assert [(g["provider"], g["outcome"], g["error"], g["count"]) for g in groups] == [
+        ("sendgrid", "unavailable", "HTTP 503", 3),
+        ("mailgun", "rejected", "to parameter is not a valid address", 1),
+    ]
+    page = ops.get("/admin/").get_data(as_text=True)
+    table = re.search(r'id="dash-provider-failures">.*?</table>', page, re.S).group(0)
+    assert table.count('<tr data-provider="sendgrid">') == 1  # one row, not three
 
 
 def test_a_429_pause_shows_until_when(ops, sql):
@@ -242,7 +299,12 @@ def test_a_breaker_opened_by_hand_is_recorded_and_shown(ops, sql):
     page = ops.get("/admin/").get_data(as_text=True)
     assert "mailgun opened by hand" in page  # the flash
     assert provider_row(page, "mailgun")["opened_by_hand"].startswith(f"by {OPERATOR} at ")
-    assert re.search(r'data-breaker-form="open" data-provider="mailgun"[^>]*hidden', page)
+    # Only the button that applies: Close on the open breaker, Open (with its reason) on the
+    # closed one.
+    assert re.search(r'data-breaker-form="open" data-provider="mailgun"\s+hidden', page)
+    assert re.search(r'data-breaker-form="close" data-provider="mailgun"\s+data-confirm', page)
+    assert re.search(r'data-breaker-form="close" data-provider="sendgrid"\s+hidden', page)
+    assert "mailgun is held open by admin:ops" in page  # the banner
     health = ops.get("/health").get_json()
     assert [p["opened_by_hand"]["by"] for p in health["providers"] if p["name"] == "mailgun"] == [
         OPERATOR
@@ -290,3 +352,74 @@ def test_every_provider_opened_by_hand_is_a_meltdown_and_mail_waits(ops, sql, sa
 def test_the_breaker_forms_need_the_login(app, client, action):
     app.config.update(ADMIN_USERNAME="ops", ADMIN_PASSWORD="s3cret")
     assert client.post(f"/admin/providers/mailgun/{action}").status_code == 401
+
+
+def test_a_recovered_breaker_shows_no_last_error(ops, sql):
+    sql(
+        "INSERT INTO provider_state (name, state, consecutive_failures, cooldown, last_error, "
+        "updated_at) VALUES ('mailgun', 'closed', 0, 0, 'HTTP 503 from mailgun', now())"
+    )
+    [mailgun] = [p for p in snapshot(ops)["providers"]["providers"] if p["name"] == "mailgun"]
+    assert (mailgun["last_error"], mailgun["last_error_at"]) == (None, None)
+    assert provider_row(ops.get("/admin/").get_data(as_text=True), "mailgun")["last_error"] == ""
+
+
+# --- Workers gone while holding mail --------------------------------------------------------
+
+
+@pytest.fixture
+def gone_worker(app, ops, sql):
+    """Worker ``w-gone`` stopped beating a minute ago holding two mails whose leases run for
+    ten more minutes; ``w-live`` beats and holds one. Returns the mails' ids by holder."""
+    conn = app.extensions["test_connection"]
+    heartbeats.beat(conn, "w-gone", host="h", pid=1)
+    heartbeats.beat(conn, "w-live", host="h", pid=2)
+    sql("UPDATE worker_heartbeat SET last_seen = now() - interval '1 minute' WHERE name = 'w-gone'")
+    held = {"w-gone": [post_mail(ops, subject=f"held {n}") for n in range(2)]}
+    held["w-live"] = [post_mail(ops, subject="in flight")]
+    for worker, ids in held.items():
+        sql(
+            "UPDATE email SET status = 'sending', locked_by = :worker, "
+            "locked_until = now() + interval '10 minutes' WHERE id = ANY(:ids)",
+            worker=worker,
+            ids=[uuid.UUID(i) for i in ids],
+        )
+    return held
+
+
+def test_a_worker_gone_shows_with_its_mail_before_its_leases_expire(ops, gone_worker):
+    data = snapshot(ops)
+    [gone] = data["gone_workers"]
+    assert (gone["name"], gone["held"]) == ("w-gone", 2) and gone["silent_for"] >= 60
+    assert sorted(m["id"] for m in gone["mail"]) == sorted(gone_worker["w-gone"])
+    assert data["queue"]["expired_leases"] == []  # the leases run on
+    assert "worker w-gone is gone holding 2 mail" in data["alerts"]
+    page = ops.get("/admin/").get_data(as_text=True)
+    gone_table = re.search(r'id="dash-gone-workers">.*?</table>', page, re.S).group(0)
+    assert '<tr data-gone-worker="w-gone">' in gone_table and "w-live" not in gone_table
+    # The list marks its mail, and only its.
+    listing = ops.get("/admin/email/").get_data(as_text=True)
+    assert listing.count('data-worker-gone="w-gone"') == 2
+    assert 'data-worker-gone="w-live"' not in listing
+
+
+def test_one_click_releases_the_mail_of_a_worker_gone_recorded_with_the_operator(
+    ops, sql, gone_worker
+):
+    token = csrf_token(ops, "/admin/")
+    assert ops.post("/admin/workers/w-gone/release", data={}).status_code == 302  # no token
+    assert sql("SELECT count(*) AS n FROM email WHERE status = 'sending'")[0]["n"] == 3
+    answer = ops.post("/admin/workers/w-gone/release", data={"csrf_token": token})
+    assert answer.status_code == 302
+    rows = sql("SELECT id::text AS id, status FROM email ORDER BY subject")
+    assert {r["id"]: r["status"] for r in rows} == {
+        **{i: "queued" for i in gone_worker["w-gone"]},
+        gone_worker["w-live"][0]: "sending",
+    }
+    logged = sql("SELECT outcome, actor FROM delivery_attempt ORDER BY id")
+    assert [(r["outcome"], r["actor"]) for r in logged] == [("released", OPERATOR)] * 2
+    page = ops.get("/admin/").get_data(as_text=True)
+    assert "2 mails held by w-gone released to the queue." in page
+    # A live worker's mail is never released this way.
+    ops.post("/admin/workers/w-live/release", data={"csrf_token": token})
+    assert sql("SELECT count(*) AS n FROM email WHERE status = 'sending'")[0]["n"] == 1

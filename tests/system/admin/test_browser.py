@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -314,21 +315,22 @@ def create_mail(browser, stack, subject):
     page.fill("#to", "ann@example.com")
     page.fill("#subject", subject)
     page.fill("#text", "Your order is on its way.")
-    save(page)
+    save(page, f"Mail {subject} queued: ann@example.com.")
     open_list(browser, stack, subject)
     checkboxes = page.locator("input.action-checkbox")
     expect(checkboxes).to_have_count(1)
     return checkboxes.get_attribute("value")
 
 
-def save(page):
-    """Save a create form; wait for the page it leads to, scripts and all, to have loaded.
+def save(page, said):
+    """Save a create form; wait for the page it leads to, scripts and all, to have loaded, and
+    for its flash message to say ``said`` (what was created, in words).
 
     The flash message shows before the scripts at the end of the page have run, and a click
     then would miss the handlers they bind (a delete would not ask for confirmation).
     """
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator(".alert-success")).to_contain_text("successfully created")
+    expect(page.locator(".alert-success")).to_contain_text(said)
     page.wait_for_load_state("load")
 
 
@@ -387,7 +389,7 @@ def suppress_and_release(browser, stack, address):
     page.goto(f"{stack.admin}/suppression/new/")
     page.fill("#address", address)
     page.fill("#detail", "asked by phone")
-    save(page)
+    save(page, f"{address} is on the suppression list (manual).")
     row = page.locator("tr", has=page.get_by_text(address, exact=True))
     asked = len(browser.dialogs)
     row.get_by_title("Delete Record").click()
@@ -457,7 +459,7 @@ def test_an_operator_works_the_admin_in_chromium(browser, stack):
     reload_until(page, list_status(page, failed_id), "failed")
     stack.tell_sandbox("behaviour/mailgun", {})
     act_on(browser, failed_id, "retry")
-    expect(page.locator(".alert-success")).to_contain_text("1 failed mail(s) queued again")
+    expect(page.locator(".alert-success")).to_contain_text("1 failed mail queued again")
     reload_until(page, list_status(page, failed_id), re.compile(r"^\s*(sent|delivered)\s*$"))
     page.goto(f"{stack.admin}/email/details/?id={failed_id}")
     expect(page.locator("body")).to_contain_text(f"admin:{stack.user}")  # who retried it
@@ -469,7 +471,7 @@ def test_an_operator_works_the_admin_in_chromium(browser, stack):
     open_list(browser, stack, "Reminder for tomorrow")
     expect(list_status(page, scheduled_id)).to_have_text("scheduled")
     act_on(browser, scheduled_id, "cancel")
-    expect(page.locator(".alert-success")).to_contain_text("1 mail(s) cancelled")
+    expect(page.locator(".alert-success")).to_contain_text("1 mail cancelled")
     expect(list_status(page, scheduled_id)).to_have_text("cancelled")
     browser.screenshot("list-cancelled")
 
@@ -500,3 +502,191 @@ def test_an_operator_works_the_admin_in_chromium(browser, stack):
     assert any(url.endswith(".js") or ".js?" in url for url in browser.urls), "no script ran"
     for name in ("api", "worker"):
         assert "Traceback" not in stack.output(name), stack.output(name)
+
+
+# --- The answer first, at any width (issue 24) -------------------------------------------------
+
+WIDTHS = {"wide": {"width": 1400, "height": 900}, "narrow": {"width": 800, "height": 900}}
+DOCS = os.path.join(ROOT, "docs")
+HEARTBEAT_MISSED_TIMEOUT = 45.0  # seconds: a worker counts as gone 15 s after its last beat
+SLOW_PROVIDER_MS = 8_000  # the sandbox holds each send this long: the worker holds its mail
+BOUNCING = "bob@example.com"  # the sandbox's events bounce mail to this address
+STYLED_HTML = '<p id="styled" style="color: rgb(200, 0, 0)">Your order is on its way.</p>'
+# The elements wider than the viewport or reaching past its edges, and whether the page
+# scrolls sideways (Playwright evaluates this through the DevTools protocol, not in the page).
+TOO_WIDE = """() => {
+    const width = document.documentElement.clientWidth;
+    const wide = Array.from(document.querySelectorAll('body *')).filter(element => {
+        const box = element.getBoundingClientRect();
+        return box.width > 0 && box.height > 0 && (box.right > width + 1 || box.left < -1);
+    }).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                (typeof e.className === 'string' && e.className ? '.' + e.className : ''));
+    return {wide: wide.slice(0, 10), scrolls: document.documentElement.scrollWidth > width};
+}"""
+
+
+def fits(page):
+    """Assert that nothing on the page is wider than the viewport and it does not scroll
+    sideways."""
+    found = page.evaluate(TOO_WIDE)
+    assert found == {"wide": [], "scrolls": False}, f"{page.url}: {found}"
+
+
+def in_first_screen(page, selector):
+    """Assert that ``selector`` is visible without scrolling."""
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= page.viewport_size["height"], (
+        f"{selector} is below the first screen: {box}"
+    )
+
+
+def doc_shot(page, name, width):
+    """Save the page as docs/admin-<name>-<width>.png (docs/admin.md shows them)."""
+    page.screenshot(path=os.path.join(DOCS, f"admin-{name}-{width}.png"), full_page=True)
+
+
+def each_width(page, visit):
+    """Run ``visit(name, width)`` at the wide and then the narrow viewport."""
+    for name, size in WIDTHS.items():
+        page.set_viewport_size(size)
+        visit(name, size["width"])
+
+
+def test_the_answer_comes_first_at_any_width(browser, stack):
+    page = browser.page
+    stack.tell_sandbox("events", {"delay": 0.5, "outcomes": {BOUNCING: "bounce"}})
+    bounced = stack.post_mail(
+        to=["ann@example.com", BOUNCING], subject="Order 2002 shipped", html=STYLED_HTML
+    )
+    stack.tell_sandbox("behaviour/mailgun", {"reject_to": REJECTED})
+    failed = stack.post_mail(to=f"{REJECTED}@example.com", subject="Refused")
+    scheduled = stack.post_mail(
+        subject="Tomorrow's digest",
+        send_at=(datetime.now(UTC) + timedelta(hours=2)).isoformat(),
+    )
+    log_in(browser, stack)
+    page.goto(f"{stack.admin}/email/details/?id={bounced}")
+    reload_until(page, page.locator("#summary-status"), "bounced")
+    open_list(browser, stack, "Refused")
+    reload_until(page, list_status(page, failed), "failed")
+    stack.tell_sandbox("behaviour/mailgun", {})
+
+    def list_page(name, width):
+        """The list: coloured badges, readable cells with the whole value on hover, empty
+        columns hidden, several statuses at once."""
+        page.goto(f"{stack.admin}/email/?flt0_status_in_list=bounced,failed,scheduled")
+        expect(page.locator("table.model-list input.action-checkbox")).to_have_count(3)
+        badge = list_status(page, bounced).locator(".badge")
+        expect(badge).to_have_text("bounced")
+        assert "tone-bad" in badge.get_attribute("class")
+        subject = list_cell(page, failed, "subject").locator(".readable")
+        expect(subject).to_have_attribute("title", "Refused")
+        expect(page.locator("th.col-locked_by")).to_be_hidden()  # none of them is sending
+        expect(page.locator("#status-chips [data-chip='bounced']")).to_have_class(
+            re.compile("chosen")
+        )
+        if width < 1000:
+            expect(page.locator("th.col-from_address")).to_be_hidden()
+        fits(page)
+        doc_shot(page, "list", width)
+
+    def mail_page(name, width):
+        """A bounced mail's page: the status, each recipient's status and the bounce reason
+        in the first screen; the one timeline; the HTML as sent, its own styles applied."""
+        page.goto(f"{stack.admin}/email/details/?id={bounced}")
+        for selector in ("#summary-status", "#summary-recipients", "#summary-problem"):
+            in_first_screen(page, selector)
+        recipient = page.locator(f"#recipients li[data-address='{BOUNCING}']")
+        expect(recipient).to_contain_text("bounced")
+        expect(page.locator("#summary-problem")).to_contain_text(f"mailbox unavailable {BOUNCING}")
+        expect(recipient.locator("a.suppressed-link")).to_be_visible()  # to its suppression
+        expect(page.locator("#action-resend")).to_be_enabled()  # ann can still have it
+        kinds = page.locator("#timeline tbody tr").evaluate_all(
+            "rows => rows.map(r => r.getAttribute('data-kind'))"
+        )
+        assert kinds[0] == "attempt" and "event" in kinds
+        styled = page.frame_locator("iframe#mail-html").locator("#styled")
+        expect(styled).to_have_css("color", "rgb(200, 0, 0)")
+        fits(page)
+        doc_shot(page, "bounced-mail", width)
+
+    def dashboard_page(name, width):
+        """The dashboard: backoff apart from scheduled mail, each with its full list."""
+        page.goto(f"{stack.admin}/")
+        expect(page.locator(f"#dash-scheduled tr[data-mail='{scheduled}']")).to_be_visible()
+        expect(page.locator("#dash-scheduled-all")).to_have_attribute(
+            "href", re.compile("flt0_status_equals=scheduled")
+        )
+        expect(page.locator("#dash-banner")).to_be_hidden()
+        expect(page.locator("#breaker-close-mailgun")).to_be_hidden()  # closed: Open only
+        expect(page.locator("#breaker-open-mailgun")).to_be_visible()
+        fits(page)
+        doc_shot(page, "dashboard", width)
+
+    each_width(page, list_page)
+    each_width(page, mail_page)
+    each_width(page, dashboard_page)
+
+    # A meltdown: both breakers opened by hand. The banner and the title say so first.
+    page.set_viewport_size(WIDTHS["wide"])
+    page.goto(f"{stack.admin}/")
+    for provider in ("mailgun", "sendgrid"):
+        page.locator(f"#dash-providers tr[data-provider='{provider}'] input[name='reason']").fill(
+            "planned maintenance"
+        )
+        page.locator(f"#breaker-open-{provider}").click()
+        expect(page.locator(".alert-success")).to_contain_text(f"{provider} opened by hand")
+
+    def meltdown(name, width):
+        page.goto(f"{stack.admin}/")
+        expect(page.locator("#meltdown")).to_be_visible()
+        in_first_screen(page, "#dash-banner")
+        assert page.title().startswith("⚠ Meltdown")
+        expect(page.locator("#breaker-open-mailgun")).to_be_hidden()  # open: Close only
+        expect(page.locator("#breaker-close-mailgun")).to_be_visible()
+        fits(page)
+        doc_shot(page, "meltdown", width)
+
+    each_width(page, meltdown)
+    for provider in ("mailgun", "sendgrid"):
+        page.locator(f"#breaker-close-{provider}").click()
+        expect(page.locator(".alert-success")).to_contain_text(f"{provider} closed by hand")
+    expect(page.locator("#dash-banner")).to_be_hidden()
+
+    # A worker SIGKILLed while holding mail: marked in the list and on the dashboard as soon
+    # as its heartbeat is missed, long before its leases expire; one click releases the mail.
+    for provider in ("mailgun", "sendgrid"):
+        stack.tell_sandbox(f"behaviour/{provider}", {"latency_ms": SLOW_PROVIDER_MS})
+    held = [stack.post_mail(subject=f"Held {n}") for n in range(2)]
+    open_list(browser, stack, "Held")
+    for mail_id in held:
+        reload_until(page, list_status(page, mail_id).locator(".badge").first, "sending")
+    [worker] = [c for c in stack.supervisor.children if c.name == "worker"]
+    worker.signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    killed_at = time.monotonic()
+    deadline = killed_at + HEARTBEAT_MISSED_TIMEOUT
+    mark = page.locator("td.col-status:has(.worker-gone)")
+    while mark.count() < len(held):
+        assert time.monotonic() < deadline, "the list never marked the dead worker's mail"
+        page.wait_for_timeout(RELOAD_AFTER_MS)
+        page.reload()
+    lease_end = page.locator("td.col-locked_until").first.inner_text()
+    assert "expired" not in lease_end  # marked while the lease still runs
+    page.goto(f"{stack.admin}/")
+    gone = page.locator("#dash-gone-workers tr[data-gone-worker]")
+    expect(gone).to_have_count(1)
+    expect(gone.locator("a[data-mail]")).to_have_count(len(held))
+    expect(page.locator("#dash-alerts")).to_contain_text("is gone holding 2 mail")
+    assert page.locator("#dash-expired-leases tr[data-mail]").count() == 0
+    asked = len(browser.dialogs)
+    gone.locator("button[data-release]").click()
+    expect(page.locator(".alert-success")).to_contain_text("2 mails held by")
+    assert len(browser.dialogs) == asked + 1, "released without asking for confirmation"
+    expect(page.locator("#dash-gone-workers tr[data-gone-worker]")).to_have_count(0)
+    page.goto(f"{stack.admin}/email/details/?id={held[0]}")
+    expect(page.locator("#timeline tr[data-kind='action'] .tl-actor")).to_have_text(
+        f"admin:{stack.user}"
+    )
+    assert browser.outside_requests() == [], "the admin loaded something from outside"
+    assert browser.errors == [], "the admin logged console errors"
