@@ -845,7 +845,9 @@ class MailView(Protected, Reworded, ModelView):
         """What a mail's page shows above Flask-Admin's table of fields: the summary card,
         the actions that apply, the one timeline, and where the HTML preview comes from."""
         conn = db.session.connection()
-        suppressed = suppressions.active(conn, model.recipients or [])
+        seen_by = suppressions.view(model.tenant, model.test)  # whose entries hold it back
+        blocked = suppressions.active(conn, model.recipients or [], (seen_by,))
+        suppressed = suppressions.for_tenant(blocked, seen_by)
         recipients = recipients_shown(model.recipients, model.status, model.recipient_rows)
         with transaction(single_statement=True) as read:
             detail = reads.mail_detail(read, model.id, current_app.config["MAX_EVENTS_SHOWN"])
