@@ -234,6 +234,7 @@ class DashboardView(Protected, AdminIndexView):
             alive,
             current_app.config["MAX_ATTEMPTS"],
         )
+        audited_mails(conn, "mail.release", released)
         db.session.commit()
         flash(
             f"{ui.plural(len(released), 'mail')} held by {worker} released to the queue.", "success"

@@ -200,7 +200,10 @@ def test_each_change_is_logged_once_however_many_workers_look(refreshers, sql, c
         "3 of 12 (25.0%)",
     )
     page = client.get("/admin/").get_data(as_text=True)
-    assert "<td>outlook.example</td><td>3 of 12 (25.0%)</td>" in page
+    assert (
+        '<td data-label="domain">outlook.example</td><td data-label="failed">3 of 12 (25.0%)</td>'
+        in page
+    )
 
     # Good outcomes come in: the share falls to the threshold, and mailgun comes back.
     count_outcomes(sql, "mailgun", "outlook.example", delivered=3)
