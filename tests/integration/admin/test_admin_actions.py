@@ -258,6 +258,23 @@ def test_resend_copies_a_sent_mail_into_a_new_one_linked_both_ways(ops, sql, mai
     assert ops.get(f"/mail/{new['id']}").get_json()["attempt_log"][0]["outcome"] == ("resent_from")
 
 
+def test_resend_is_disabled_with_the_reason_when_every_recipient_is_suppressed(ops, sql):
+    mail_id = post_mail(ops, to="gone@example.com")
+    sql("UPDATE email SET status = 'bounced' WHERE id = :id", id=uuid.UUID(mail_id))
+
+    def page():
+        return ops.get(f"/admin/email/details/?id={mail_id}").get_data(as_text=True)
+
+    assert re.search(r'id="action-resend"\s+data-action="resend">', page())  # offered, enabled
+    added = ops.post("/suppressions", json={"address": "gone@example.com", "reason": "bounce"})
+    assert added.status_code == 201
+    shown = page()
+    button = re.search(r'id="action-resend"\s+data-action="resend" disabled title="([^"]+)"', shown)
+    assert button, shown
+    assert "gone@example.com" in button.group(1) and "suppression list" in button.group(1)
+    assert 'id="why-not-resend"' in shown  # the reason is written out, not only in a tooltip
+
+
 def test_resend_is_only_for_mail_a_provider_took(ops, sql):
     queued = post_mail(ops)
     failed = post_mail(ops)
