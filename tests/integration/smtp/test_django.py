@@ -1,14 +1,12 @@
 """Django's SMTP EmailBackend (``send_mail``, ``EmailMultiAlternatives`` with an attachment and
 an HTML alternative) pointed at the SMTP door: each mail arrives at the sandbox as Django wrote
-it. Needs Django (requirements-dev.txt); skipped, saying so, where it is not installed."""
+it. Django is a test requirement (requirements-dev.txt), as any other client the tests use."""
 
 import pytest
+from django.conf import settings as django_settings
+from django.core import mail as django_mail
 
 from integration.smtp.door import running_door
-
-django = pytest.importorskip("django", reason="Django is not installed (requirements-dev.txt)")
-from django.conf import settings as django_settings  # noqa: E402
-from django.core import mail as django_mail  # noqa: E402
 
 pytestmark = pytest.mark.committed
 BACKEND = "django.core.mail.backends.smtp.EmailBackend"

@@ -41,23 +41,22 @@ def pgdata():
     EmbeddedPostgres(folder).destroy()  # a server left behind by a killed run too
 
 
-def test_quick_start_smoke(pgdata):
-    api_port, sandbox_port = free_port(), free_port()
-    while sandbox_port == api_port:
-        sandbox_port = free_port()
+def start_devserver(api_port, sandbox_port, pgdata, *options):
+    """``./scripts/dev``'s runner on these ports and data folder (``options`` besides), with
+    the environment of a newcomer's shell (no settings file, keys or database URL), in a
+    session of its own so that on a timeout the runner and its children are killed together."""
     env = {
         name: value
         for name, value in os.environ.items()
         if name not in ("MAIL_SERVICE_CONFIG", "API_KEYS", "ADMIN_PASSWORD", "DATABASE_URL")
     }
     env["SECRET_KEY"] = "quickstart-test"  # else the runner keeps one in instance/
-    # Its own session, so that on a timeout the runner and its children are killed together.
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "devkit.devserver",
-            "--smoke",
+            *options,
             "--port",
             str(api_port),
             "--sandbox-port",
@@ -75,6 +74,13 @@ def test_quick_start_smoke(pgdata):
         text=True,
         start_new_session=True,
     )
+
+
+def test_quick_start_smoke(pgdata):
+    api_port, sandbox_port = free_port(), free_port()
+    while sandbox_port == api_port:
+        sandbox_port = free_port()
+    process = start_devserver(api_port, sandbox_port, pgdata, "--smoke")
     try:
         output, _ = process.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -109,34 +115,7 @@ def test_ctrl_c_under_load_stops_the_sandbox_last(pgdata):
     # A terminal's Ctrl-C signals the whole foreground process group. The sandbox must outlive
     # the worker's last sends, or they fail as "connection refused" and open both breakers.
     api_port, sandbox_port = free_port(), free_port()
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("MAIL_SERVICE_CONFIG", "API_KEYS", "ADMIN_PASSWORD", "DATABASE_URL")
-    }
-    env["SECRET_KEY"] = "quickstart-test"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devkit.devserver",
-            "--port",
-            str(api_port),
-            "--sandbox-port",
-            str(sandbox_port),
-            "--smtp-port",
-            str(free_port()),
-            "--pgdata",
-            pgdata,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_devserver(api_port, sandbox_port, pgdata)
     api, sandbox = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sandbox_port}"
     try:
         for name, health in (
