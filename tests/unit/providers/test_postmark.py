@@ -2,7 +2,6 @@
 ErrorCode, and what it takes of a mail's tags and metadata (issue 20, item 1)."""
 
 import base64
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -18,6 +17,7 @@ from providers import (
     Sent,
 )
 from providers.postmark import Postmark
+from unit.providers.wire import MAIL_ID, Answer, message
 
 CONFIG = {
     "PROVIDER_TIMEOUT": 10.0,
@@ -26,29 +26,7 @@ CONFIG = {
     "POSTMARK_MESSAGE_STREAM": "outbound",
 }
 POSTMARK = Postmark(CONFIG)
-MAIL_ID = "9f0b7c1e-4d0a-4d7e-9a51-0c2f3e8b6a11"
 MAIL = {"from": "a@example.com", "to": "b@example.com", "subject": "Hi", "text": "Hello"}
-
-
-@dataclass
-class Answer:
-    """The parts of an HTTP answer that ``read_response`` reads."""
-
-    status_code: int
-    headers: dict = field(default_factory=dict)
-
-
-def message(**fields):
-    """A message with only the required parts, plus ``fields``."""
-    return Message(
-        **{
-            "id": MAIL_ID,
-            "from_address": "shop@example.com",
-            "to": ["ann@example.com"],
-            "subject": "Your order",
-            **fields,
-        }
-    )
 
 
 def failure(status, body=None, headers=None):

@@ -5,12 +5,10 @@ tiny stand-in answer is enough; no HTTP and no ``requests`` internals are involv
 """
 
 import time
-from dataclasses import dataclass, field
 
 import pytest
 
 from providers import (
-    Message,
     MessageRejected,
     ProviderError,
     ProviderMisconfigured,
@@ -20,6 +18,7 @@ from providers import (
 )
 from providers.mailgun import Mailgun
 from providers.sendgrid import SendGrid
+from unit.providers.wire import MAIL_ID, Answer, message
 
 CONFIG = {
     "PROVIDER_TIMEOUT": 10.0,
@@ -31,28 +30,6 @@ CONFIG = {
 }
 MAILGUN = Mailgun(CONFIG)
 SENDGRID = SendGrid(CONFIG)
-MAIL_ID = "9f0b7c1e-4d0a-4d7e-9a51-0c2f3e8b6a11"
-
-
-@dataclass
-class Answer:
-    """The parts of an HTTP answer that ``read_response`` reads."""
-
-    status_code: int
-    headers: dict = field(default_factory=dict)
-
-
-def message(**fields):
-    """A message with only the required parts, plus ``fields``."""
-    return Message(
-        **{
-            "id": MAIL_ID,
-            "from_address": "shop@example.com",
-            "to": ["ann@example.com"],
-            "subject": "Your order",
-            **fields,
-        }
-    )
 
 
 def full_message():

@@ -3,7 +3,6 @@ classifies SES's answers (by the error type, since most of them are 400s)."""
 
 import base64
 import json
-from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 
 import pytest
@@ -19,6 +18,7 @@ from providers import (
 )
 from providers.base import Message, Provider
 from providers.ses import SES
+from unit.providers.wire import MAIL_ID, Answer
 
 CONFIG = {
     "PROVIDER_TIMEOUT": 10.0,
@@ -28,15 +28,6 @@ CONFIG = {
     "SES_BASE_URL": "",
     "SES_CONFIGURATION_SET": "",
 }
-MAIL_ID = "9f0b7c1e-4d0a-4d7e-9a51-0c2f3e8b6a11"
-
-
-@dataclass
-class Answer:
-    """The parts of an HTTP answer that ``read_response`` reads."""
-
-    status_code: int
-    headers: dict = field(default_factory=dict)
 
 
 def message(**fields):
