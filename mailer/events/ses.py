@@ -177,8 +177,13 @@ def _fetch_key(url):
     """Fetch a PEM certificate (TLS verified, at most ``MAX_CERTIFICATE`` bytes) and read its
     RSA public key; Refused (naming SigningCertURL) if that fails or it is not current."""
     try:
-        with requests.get(url, timeout=FETCH_TIMEOUT, stream=True) as response:
+        # No redirect is followed: only an address that matched SNS_URL_PATTERN is fetched.
+        with requests.get(
+            url, timeout=FETCH_TIMEOUT, stream=True, allow_redirects=False
+        ) as response:
             response.raise_for_status()
+            if response.is_redirect:
+                raise ValueError(f"redirected ({response.status_code}), not followed")
             data = response.raw.read(MAX_CERTIFICATE + 1, decode_content=True)
         if len(data) > MAX_CERTIFICATE:
             raise ValueError(f"larger than {MAX_CERTIFICATE} bytes")
@@ -352,7 +357,10 @@ def confirm(message, config):
             [{"field": "SubscribeURL", "message": "Does not match SNS_URL_PATTERN: not fetched"}],
         )
     try:
-        requests.get(url, timeout=FETCH_TIMEOUT).raise_for_status()
+        answer = requests.get(url, timeout=FETCH_TIMEOUT, allow_redirects=False)
+        answer.raise_for_status()
+        if answer.is_redirect:  # only an address that matched SNS_URL_PATTERN is fetched
+            raise requests.RequestException(f"redirected ({answer.status_code}), not followed")
     except requests.RequestException as err:
         raise ApiError(
             502,

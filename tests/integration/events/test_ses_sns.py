@@ -11,6 +11,7 @@ import requests
 from helpers import serving, wait_for
 
 from app import create_app
+from mailer.events import ses
 
 pytestmark = pytest.mark.committed
 
@@ -221,3 +222,19 @@ def test_a_subscribe_url_outside_the_pattern_is_not_fetched(live, sandbox):
     outside = f"{sandbox.url}/_elsewhere/confirm?Token=x"
     assert sandbox.confirm_sns_subscription(TOPIC, subscribe_url=outside) == 401
     assert sandbox.sns_confirmations() == []
+
+
+def test_a_certificate_url_that_redirects_is_not_followed(sandbox):
+    """A URL the pattern allows may answer with a redirect to one it would not: the certificate
+    is taken from the very address that was checked, or not at all."""
+    target = f"{sandbox.url}/_sandbox/sns/cert.pem"
+    assert ses.Certificates().key(target)  # the sandbox's certificate, fetched directly
+
+    def redirect(environ, start_response):
+        start_response("302 Found", [("Location", target), ("Content-Length", "0")])
+        return [b""]
+
+    with serving(redirect) as url:
+        with pytest.raises(ses.Refused) as refused:
+            ses.Certificates().key(f"{url}/cert.pem")
+    assert refused.value.field == "SigningCertURL" and "redirected (302)" in refused.value.message
