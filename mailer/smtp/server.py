@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
 
 from mailer import principals
 from mailer.api.throttle import FailureThrottle
@@ -260,11 +261,17 @@ class Door:
     def stored_keys_live(self):
         """Whether a stored key is live, which ends protected mode as it does for the API
         (``auth.stored_keys_live``): asked at most once a second; no while the database cannot
-        be asked."""
+        be asked, a connection found dead included (the API answers 503 for that; here it would
+        end the session with the driver's words)."""
         now = time.monotonic()
         if self._keys_checked[1] <= now:
-            live = stored_keys.any_live_if_known(lambda: principals.connection(self.config))
-            self._keys_checked = (bool(live), now + 1.0)
+            try:
+                live = stored_keys.any_live_if_known(lambda: principals.connection(self.config))
+            except DBAPIError:
+                live = None
+            if live is None:
+                return False
+            self._keys_checked = (live, now + 1.0)
         return self._keys_checked[0]
 
     def refused(self, refusal):

@@ -110,8 +110,11 @@ def test_a_listing_filter_is_dropped_while_its_parameter_is_null(client, mail, s
     url = settings["DATABASE_URL"]
     everything = plan(url, reads.SQL.page)
     assert "ix_email_created" in everything and "Filter" not in everything, everything
+    # One status: with three rows the planner may walk the status's index or the page's own and
+    # filter; either way a keyset walk, never a sort.
     one_status = plan(url, reads.SQL.page, status="queued")
-    assert "ix_email_status_created" in one_status and "Sort" not in one_status, one_status
+    assert "ix_email_status_created" in one_status or "ix_email_created" in one_status, one_status
+    assert "Sort" not in one_status, one_status
     # With three rows the planner may walk either index; either way the recipient's filter
     # applies and the other filters, their parameters NULL, are gone.
     recipient = plan(url, reads.SQL.page, to="rcpt@example.com")
