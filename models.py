@@ -227,6 +227,9 @@ class Attachment(db.Model):
     content_type: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)  # bytes, decoded
     content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # An inline part's Content-ID, without its angle brackets (the HTML's "cid:<id>"); None
+    # for an attached file.
+    content_id: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class IdempotencyKey(db.Model):

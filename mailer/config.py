@@ -54,6 +54,9 @@ DEFAULTS = {
     "POSTMARK_BASE_URL": "https://api.postmarkapp.com",
     "POSTMARK_MESSAGE_STREAM": "outbound",  # the server's transactional stream by default
     "PROVIDER_TIMEOUT": 10.0,  # seconds, per provider call
+    # The domain of the Message-ID every provider that lets us set it sends, <mail id@domain>,
+    # so that a reply's In-Reply-To finds its mail; empty: the sender's domain.
+    "MESSAGE_ID_DOMAIN": "",
     # Any SMTP relay (providers/smtp.py): STARTTLS on 587 by default; tls: TLS from the start
     # (465); none: clear text, to a loopback host only.
     "SMTP_HOST": "",
@@ -63,7 +66,7 @@ DEFAULTS = {
     "SMTP_SECURITY": "starttls",  # starttls, tls or none
     "SMTP_TIMEOUT": 10.0,  # seconds, per SMTP command (the connection, each reply)
     "SMTP_CA_FILE": "",  # a CA bundle for a relay's private certificate; empty: the system's
-    "SMTP_MESSAGE_ID_DOMAIN": "",  # the Message-ID's domain; empty: the sender's
+    "SMTP_MESSAGE_ID_DOMAIN": "",  # deprecated: MESSAGE_ID_DOMAIN, read when that is empty
     # The SMTP door (smtp_service.py): applications submit mail over SMTP with an API key.
     "SMTP_LISTEN": "127.0.0.1:2525",  # host:port of the SMTP submission server
     "SMTP_TLS_CERT": "",  # PEM certificate (chain) for STARTTLS; needed beyond protected mode

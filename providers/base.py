@@ -12,19 +12,31 @@ of three kinds (as django-anymail does):
 
 ``OutcomeUnknown`` is the subtle case: the request went out and no answer came back, so the
 provider may have accepted the mail.
+
+Every mail goes out with a Message-ID of ours, ``<{mail id}@{MESSAGE_ID_DOMAIN}>`` (the
+sender's domain when that is empty), wherever the provider lets us set it
+(``Provider.message_id_for``): a reply names it in In-Reply-To, so it finds its mail.
 """
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 
 import requests
 
 MAX_STORED_BODY = 2000  # characters of a provider's answer that we keep
 MAX_READ_BODY = 1024 * 1024  # bytes of an answer we read at all; a larger one is cut off
 MAX_RETRY_AFTER = 3600.0  # seconds: the longest pause a 429 can impose on us
+MAX_DOMAIN = 253  # characters of a domain name, the longest a Message-ID's domain can be
+# A domain name as a Message-ID's id-right may be one: dot-separated labels of letters, digits
+# and hyphens, at most MAX_DOMAIN characters in all.
+DOMAIN = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 
 
 @dataclass
@@ -43,7 +55,8 @@ class Message:
     headers: dict = field(default_factory=dict)  # custom headers, name -> value
     tags: list[str] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)  # flat, string values
-    attachments: list[dict] = field(default_factory=list)  # filename, content_type, content
+    # filename, content_type, content; an inline part also its content_id (no angle brackets)
+    attachments: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -128,6 +141,11 @@ class Provider:
     def __init__(self, config):
         self.timeout = config["PROVIDER_TIMEOUT"]
         self.missing = [name for name in self.required_settings if not config.get(name)]
+        self.message_id_domain = message_id_domain(config)
+
+    def message_id_for(self, message):
+        """The Message-ID we give ``message``: ``<{mail id}@{domain}>`` (``make_message_id``)."""
+        return make_message_id(message.id, message.from_address, self.message_id_domain)
 
     def is_configured(self):
         """Whether the settings this provider needs are present."""
@@ -226,6 +244,35 @@ class Provider:
                 body,
             )
         return Sent(message_id, response.status_code, body)
+
+
+def message_id_domain(config):
+    """``MESSAGE_ID_DOMAIN``, or the deprecated ``SMTP_MESSAGE_ID_DOMAIN`` when only that is set;
+    empty for the sender's domain. ValueError, naming the setting, for one that is not a
+    domain: it would make every mail's Message-ID malformed."""
+    for name in ("MESSAGE_ID_DOMAIN", "SMTP_MESSAGE_ID_DOMAIN"):
+        domain = config.get(name) or ""
+        if domain:
+            try:
+                ascii_domain = domain.encode("idna").decode("ascii")
+            except UnicodeError:
+                ascii_domain = ""
+            if not DOMAIN.fullmatch(ascii_domain):
+                raise ValueError(f"{name} {domain!r} must be a domain, e.g. mail.example.com")
+            return domain
+    return ""
+
+
+def make_message_id(mail_id, from_address, domain=""):
+    """The Message-ID of the mail ``mail_id``: ``<{mail id}@{domain}>``, ``domain`` being the
+    sender's when empty. The domain is written in ASCII (IDNA), lower case: a Message-ID's
+    msg-id is ASCII (RFC 5322, section 3.6.4), and a reply quotes it byte for byte."""
+    domain = domain or (parseaddr(from_address)[1] or from_address).rpartition("@")[2]
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        domain = domain.encode("ascii", "ignore").decode() or "localhost"
+    return f"<{mail_id}@{domain.lower()}>"
 
 
 def accepted_tags(tags, most, longest, key=None):

@@ -8,13 +8,18 @@ What Mailgun accepts of a message beyond its addresses and bodies, from its docu
 "A single message may be marked with up to 3 tags. Tags are case insensitive and should be
 ascii only. The maximum length of characters is 128." (Tagging), and "Send options (parameters
 starting with o:, h:, v:, or t:) are limited to 16KB total" (Messages API).
+
+Our Message-ID goes as the header field ``h:Message-Id``, which Mailgun delivers as it is (and
+answers as the message's ``id``). An inline part goes as an ``inline`` file, not an
+``attachment``: Mailgun makes the file's name its Content-ID, so the name we give it is the
+content id, the one the HTML's ``cid:`` refers to.
 """
 
 import json
 from dataclasses import replace
 from urllib.parse import quote
 
-from providers.base import Provider, ProviderMisconfigured, accepted_tags
+from providers.base import MAX_DOMAIN, Provider, ProviderMisconfigured, accepted_tags
 
 MAX_TAGS = 3  # o:tag fields per message
 MAX_TAG_LENGTH = 128  # characters, ASCII only
@@ -57,9 +62,13 @@ class Mailgun(Provider):
         return accepted_tags(tags, MAX_TAGS, MAX_TAG_LENGTH, key=str.lower)
 
     @classmethod
-    def options(cls, message):
-        """The message's sending options: ``h:`` headers, ``o:tag`` tags, ``v:`` variables."""
-        fields = [("h:Reply-To", message.reply_to)] if message.reply_to else []
+    def options(cls, message, message_id=None):
+        """The message's sending options: ``h:`` headers (our ``message_id`` first; None: the
+        longest one we could write, as the submission counts them), ``o:tag`` tags, ``v:``
+        variables."""
+        message_id = message_id or f"<{message.id}@{'x' * MAX_DOMAIN}>"
+        fields = [("h:Message-Id", message_id)]
+        fields += [("h:Reply-To", message.reply_to)] if message.reply_to else []
         fields += [(f"h:{name}", value) for name, value in message.headers.items()]
         fields += [("o:tag", tag) for tag in cls.tags_for(message.tags)]
         fields += [(f"v:{key}", value) for key, value in message.metadata.items()]
@@ -79,7 +88,7 @@ class Mailgun(Provider):
             f"Custom headers and metadata take {size - ours} bytes of Mailgun's sending "
             f"options, and this mail leaves them {MAX_OPTIONS_BYTES - ours}: Mailgun takes "
             f"{MAX_OPTIONS_BYTES} bytes of h:, o: and v: fields (names and values) in all, and "
-            f"the service adds {ours} for the mail id, the tags and reply_to"
+            f"the service adds {ours} for the mail id, the Message-ID, the tags and reply_to"
         )
 
     def build_request(self, message):
@@ -93,17 +102,14 @@ class Mailgun(Provider):
             fields.append(("text", message.text))
         if message.html:
             fields.append(("html", message.html))
-        fields += self.options(message)
+        fields += self.options(message, self.message_id_for(message))
         request = {
             "url": f"{self.base_url}/v3/{quote(self.domain, safe='')}/messages",
             "auth": ("api", self.api_key),
             "data": fields,
         }
-        if message.attachments:  # multipart/form-data, one "attachment" part per file
-            request["files"] = [
-                ("attachment", (item["filename"], item["content"], item["content_type"]))
-                for item in message.attachments
-            ]
+        if message.attachments:  # multipart/form-data, one part per file
+            request["files"] = [_file(item) for item in message.attachments]
         return request
 
     def message_id(self, response, body):
@@ -135,3 +141,11 @@ class Mailgun(Provider):
                 body,
             )
         return super().read_response(response, body)
+
+
+def _file(item):
+    """A file's multipart field: ``attachment`` with its name, or ``inline`` named by its
+    content id (Mailgun's Content-ID of an inline part is its file name)."""
+    if item.get("content_id"):
+        return "inline", (item["content_id"], item["content"], item["content_type"])
+    return "attachment", (item["filename"], item["content"], item["content_type"])

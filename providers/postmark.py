@@ -31,6 +31,10 @@ fields, names of at most 20 characters, values of at most 80, and no two names t
 only in case ("duplicate keys, including the same key with case differences, are not
 allowed"). The service sends the first tag and the metadata that fits (``metadata``), and keeps
 the rest with the mail.
+
+Our Message-ID goes in ``Headers``, where Postmark's API takes it in place of its own (over its
+SMTP service it would take ``X-PM-KeepID: true`` as well; the API needs none). An inline part
+is an attachment with a ``ContentID`` of ``cid:<id>``, as Postmark's examples write it.
 """
 
 import base64
@@ -77,6 +81,18 @@ def error_code(body):
     """Postmark's ``ErrorCode`` in an answer's parsed body, or None if it has none."""
     code = body.get("ErrorCode") if isinstance(body, dict) else None
     return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _attachment(item):
+    """Postmark's attachment object: a file, or an inline part with its ``ContentID``."""
+    attachment = {
+        "Name": item["filename"],
+        "Content": base64.b64encode(item["content"]).decode("ascii"),
+        "ContentType": item["content_type"],
+    }
+    if item.get("content_id"):
+        attachment["ContentID"] = f"cid:{item['content_id']}"
+    return attachment
 
 
 class Postmark(Provider):
@@ -138,20 +154,13 @@ class Postmark(Provider):
             body["HtmlBody"] = message.html
         if message.reply_to:
             body["ReplyTo"] = message.reply_to
-        if message.headers:
-            body["Headers"] = [{"Name": k, "Value": v} for k, v in message.headers.items()]
+        headers = {"Message-ID": self.message_id_for(message), **message.headers}
+        body["Headers"] = [{"Name": k, "Value": v} for k, v in headers.items()]
         tags = self.tags_for(message.tags)
         if tags:
             body["Tag"] = tags[0]
         if message.attachments:
-            body["Attachments"] = [
-                {
-                    "Name": item["filename"],
-                    "Content": base64.b64encode(item["content"]).decode("ascii"),
-                    "ContentType": item["content_type"],
-                }
-                for item in message.attachments
-            ]
+            body["Attachments"] = [_attachment(item) for item in message.attachments]
         return {
             "url": f"{self.base_url}/email",
             "headers": {"X-Postmark-Server-Token": self.token, "Accept": "application/json"},

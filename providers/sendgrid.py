@@ -9,6 +9,11 @@ What SendGrid accepts of a message beyond its addresses and bodies, from its mai
 reference: "categories" holds at most 10 unique names, "Each category name may not exceed 255
 characters", and "Categories must be in 7-bit encoding using the US-ASCII character set"
 (Working with Categories); "Total custom_args size may not exceed 10,000 bytes".
+
+Our Message-ID goes in ``headers``: it is not one of the headers SendGrid reserves ("x-sg-id,
+x-sg-eid, received, dkim-signature, Content-Type, Content-Transfer-Encoding, To, From,
+Subject, Reply-To, CC, BCC"), and SendGrid delivers it as given. An inline part is an
+attachment with ``"disposition": "inline"`` and its ``content_id``.
 """
 
 import base64
@@ -42,6 +47,19 @@ def _unique(addresses, seen):
             seen.add(email)
             kept.append(_address(value))
     return kept
+
+
+def _attachment(item):
+    """SendGrid's attachment object: a file, or an inline part with its ``content_id``."""
+    attachment = {
+        "content": base64.b64encode(item["content"]).decode("ascii"),
+        "filename": item["filename"],
+        "type": item["content_type"],
+        "disposition": "attachment",
+    }
+    if item.get("content_id"):
+        attachment.update(disposition="inline", content_id=item["content_id"])
+    return attachment
 
 
 class SendGrid(Provider):
@@ -106,21 +124,12 @@ class SendGrid(Provider):
         }
         if message.reply_to:
             body["reply_to"] = _address(message.reply_to)
-        if message.headers:
-            body["headers"] = dict(message.headers)
+        body["headers"] = {"Message-ID": self.message_id_for(message), **message.headers}
         categories = self.tags_for(message.tags)
         if categories:
             body["categories"] = categories
         if message.attachments:
-            body["attachments"] = [
-                {
-                    "content": base64.b64encode(item["content"]).decode("ascii"),
-                    "filename": item["filename"],
-                    "type": item["content_type"],
-                    "disposition": "attachment",
-                }
-                for item in message.attachments
-            ]
+            body["attachments"] = [_attachment(item) for item in message.attachments]
         return {
             "url": f"{self.base_url}/v3/mail/send",
             "headers": {"Authorization": f"Bearer {self.api_key}"},

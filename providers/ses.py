@@ -2,10 +2,17 @@
 
 The request is signed with AWS Signature Version 4 by botocore's ``SigV4Auth`` (service
 ``ses``, the region of ``SES_REGION``) and sent with ``requests`` on the caller's session.
-The mail goes as ``Content.Raw``: a MIME message built here with the standard library, so
-attachments, custom headers, Cc and Reply-To travel as the client gave them; every recipient
-(Bcc too, which has no header) is listed in ``Destination``. Our mail id goes as the message
-tag ``mail_id``, which SES echoes in every event it publishes (``mail.tags``).
+The mail goes as ``Content.Raw``: a MIME message built with the standard library
+(``providers.mime``), so attachments, inline parts, custom headers, Cc and Reply-To travel as
+the client gave them; every recipient (Bcc too, which has no header) is listed in
+``Destination``. Our mail id goes as the message tag ``mail_id``, which SES echoes in every
+event it publishes (``mail.tags``).
+
+The raw message carries our Message-ID, but SES does not deliver it: "If you provide a
+Message-ID header, Amazon SES overrides the header with its own value" (Amazon SES header
+fields). The mail arrives as ``<{MessageId}@{region}.amazonses.com>`` (``email.amazonses.com``
+in us-east-1), SES's ``MessageId`` being the id it answers, which we keep as the mail's
+provider message id.
 
 Success is ``200 {"MessageId": "..."}``. An error names its type in the ``x-amzn-ErrorType``
 header (``MessageRejected:http://internal.amazon.com/...``) and in the body's ``__type`` or
@@ -46,6 +53,7 @@ from providers.base import (
     RateLimited,
     retry_after_seconds,
 )
+from providers.mime import add_parts
 
 SIGNING_NAME = "ses"  # the service name in SES's SigV4 credential scope
 SEND_PATH = "/v2/email/outbound-emails"
@@ -79,8 +87,8 @@ def error_type(headers, body):
     return None
 
 
-def mime_message(message):
-    """The mail as a MIME message: text and HTML as alternatives, then the attachments.
+def mime_message(message, message_id):
+    """The mail as a MIME message (``providers.mime``), with ``message_id`` as its Message-ID.
 
     The bodies are quoted-printable, so no line is too long for SMTP and non-ASCII text
     arrives intact; there is no Bcc header (the recipients are in ``Destination``).
@@ -94,21 +102,10 @@ def mime_message(message):
         mime["Reply-To"] = message.reply_to
     mime["Subject"] = message.subject
     mime["Date"] = formatdate(usegmt=True)
+    mime["Message-ID"] = message_id
     for name, value in message.headers.items():
         mime[name] = value
-    if message.text is not None or message.html is None:
-        mime.set_content(message.text or "", cte="quoted-printable")
-        if message.html is not None:
-            mime.add_alternative(message.html, subtype="html", cte="quoted-printable")
-    else:
-        mime.set_content(message.html, subtype="html", cte="quoted-printable")
-    for item in message.attachments:
-        maintype, _, subtype = (item["content_type"] or "").partition("/")
-        if not (maintype and subtype):
-            maintype, subtype = "application", "octet-stream"
-        mime.add_attachment(
-            item["content"], maintype=maintype, subtype=subtype, filename=item["filename"]
-        )
+    add_parts(mime, message, cte="quoted-printable")
     return mime.as_bytes()
 
 
@@ -152,6 +149,10 @@ class SES(Provider):
         ]
         return tags
 
+    def raw(self, message):
+        """The raw MIME message of ``message``, with our Message-ID (which SES replaces)."""
+        return mime_message(message, self.message_id_for(message))
+
     def payload(self, message):
         """SendEmail's JSON body: the raw MIME message, every recipient, the tags."""
         destination = {"ToAddresses": _bare(message.to)}
@@ -162,7 +163,7 @@ class SES(Provider):
         body = {
             "FromEmailAddress": _bare([message.from_address])[0],
             "Destination": destination,
-            "Content": {"Raw": {"Data": base64.b64encode(mime_message(message)).decode()}},
+            "Content": {"Raw": {"Data": base64.b64encode(self.raw(message)).decode()}},
             "EmailTags": self.email_tags(message),
         }
         if self.configuration_set:

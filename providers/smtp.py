@@ -4,9 +4,10 @@ standard library's ``smtplib``.
 A send is one mail transaction on a connection that this send thread keeps open between sends:
 ``MAIL FROM``, a ``RCPT TO`` per recipient, then ``DATA`` with a MIME message built by
 ``email.message.EmailMessage``. Cc are a header and recipients; bcc are recipients only, never a
-header. We write the ``Message-ID`` (``<{mail id}@{SMTP_MESSAGE_ID_DOMAIN}>``, by default the
-sender's domain) and answer it as the provider's message id: a relay gives no id of its own
-that anything later would carry.
+header. We write the ``Message-ID`` (``<{mail id}@{MESSAGE_ID_DOMAIN}>``, by default the
+sender's domain: ``Provider.message_id_for``) and answer it as the provider's message id: a
+relay gives no id of its own that anything later would carry. Inline parts go beside the HTML
+in multipart/related, each with its Content-ID (``providers.mime``).
 
 Security (``SMTP_SECURITY``): ``starttls`` (the default, port 587) upgrades the connection
 before we log in; ``tls`` speaks TLS from the start (port 465); ``none`` sends in clear text and
@@ -48,6 +49,7 @@ from providers.base import (
     ProviderUnavailable,
     Sent,
 )
+from providers.mime import add_parts
 
 SECURITY_MODES = ("starttls", "tls", "none")
 # Replies that mean our login or our connection's security is wrong, not the message (RFC 4954).
@@ -86,7 +88,6 @@ class SMTPRelay(Provider):
         self.security = config["SMTP_SECURITY"]
         self.timeout = config["SMTP_TIMEOUT"]
         self.ca_file = config["SMTP_CA_FILE"]
-        self.message_id_domain = config["SMTP_MESSAGE_ID_DOMAIN"]
         if self.security not in SECURITY_MODES:
             raise ValueError(
                 f"SMTP_SECURITY {self.security!r} is not one of {', '.join(SECURITY_MODES)}"
@@ -116,17 +117,8 @@ class SMTPRelay(Provider):
 
     # The message ---------------------------------------------------------------------------
 
-    def message_id_for(self, message):
-        """``<{mail id}@{domain}>``: ``SMTP_MESSAGE_ID_DOMAIN``, or the sender's domain."""
-        domain = self.message_id_domain or bare(message.from_address).rpartition("@")[2]
-        try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
-            domain = domain.encode("ascii", "ignore").decode() or "localhost"
-        return f"<{message.id}@{domain.lower()}>"
-
     def build_message(self, message):
-        """The MIME message: headers, text and html as alternatives, then the attachments."""
+        """The MIME message: headers with our Message-ID, then the parts (``providers.mime``)."""
         mime = EmailMessage(policy=POLICY)
         mime["From"] = message.from_address
         mime["To"] = ", ".join(message.to)
@@ -139,21 +131,7 @@ class SMTPRelay(Provider):
         mime["Message-ID"] = self.message_id_for(message)
         for name, value in message.headers.items():
             mime[name] = value
-        if message.text is not None and message.html:
-            mime.set_content(message.text)
-            mime.add_alternative(message.html, subtype="html")
-        elif message.html:
-            mime.set_content(message.html, subtype="html")
-        else:
-            mime.set_content(message.text or "")
-        for item in message.attachments:
-            maintype, _, subtype = item["content_type"].partition("/")
-            mime.add_attachment(
-                bytes(item["content"]),
-                maintype=maintype,
-                subtype=subtype or "octet-stream",
-                filename=item["filename"],
-            )
+        add_parts(mime, message)
         return mime
 
     @staticmethod

@@ -44,15 +44,21 @@ def claim(conn, worker, limit, lease_seconds):
 
 
 def attachments_of(conn, ids):
-    """The attachments of the mails ``ids`` with their content, in order, by mail id."""
+    """The attachments of the mails ``ids`` with their content, in order, by mail id; an
+    inline part with its ``content_id`` (None for an attached file)."""
     if not ids:
         return {}
     found = {}
-    for mail_id, filename, content_type, content in conn.exec_driver_sql(
+    for mail_id, filename, content_type, content, content_id in conn.exec_driver_sql(
         SQL.attachments_of, {"ids": list(ids)}
     ):
         found.setdefault(mail_id, []).append(
-            {"filename": filename, "content_type": content_type, "content": bytes(content)}
+            {
+                "filename": filename,
+                "content_type": content_type,
+                "content": bytes(content),
+                "content_id": content_id,
+            }
         )
     return found
 

@@ -43,7 +43,7 @@ PAGE_COLUMNS = (
 )
 # The child rows of ``GET /mail/<id>``, each list read as one array per column, in this order,
 # with the attributes their ``to_dict`` reads (as the ORM relationships of ``Email`` would).
-AttachmentRow = namedtuple("AttachmentRow", "filename content_type size")
+AttachmentRow = namedtuple("AttachmentRow", "filename content_type size content_id")
 AttemptRow = namedtuple(
     "AttemptRow", "number provider outcome status_code response error duration_ms actor created_at"
 )

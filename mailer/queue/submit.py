@@ -121,6 +121,7 @@ def new_mail_row(clean, mail_id, owner=OPERATOR):
                 "filename": item["filename"],
                 "content_type": item["content_type"],
                 "size": len(item["content"]),
+                "content_id": item.get("content_id"),
             }
             for item in clean["attachments"]
         ],
@@ -234,6 +235,7 @@ def _attachment_params(rows, cleans):
         "content_types": [item["content_type"] for _, _, item in files],
         "sizes": [len(item["content"]) for _, _, item in files],
         "contents": [psycopg2.Binary(item["content"]) for _, _, item in files],
+        "content_ids": [item.get("content_id") for _, _, item in files],
     }
 
 

@@ -131,6 +131,10 @@ class Attachment(Shape):
     filename: str = Field(description="Its name.")
     content_type: str = Field(description="Its type.")
     size: int = Field(description="Bytes, decoded.", ge=0)
+    content_id: str | None = Field(
+        description="An inline part's Content-ID, without angle brackets: the HTML shows it "
+        "as `cid:<content_id>` (an inline image). Null for an attached file."
+    )
 
 
 class Attempt(Shape):
@@ -196,7 +200,9 @@ class Mail(ListedMail):
         "that matched a route, e.g. `hotmail.com`, or `default` for `PROVIDERS`; null before "
         "the first."
     )
-    attachments: list[Attachment] = Field(description="Each attachment's name, type and size.")
+    attachments: list[Attachment] = Field(
+        description="Each attachment's name, type, size and (of an inline part) Content-ID."
+    )
     attempt_log: list[Attempt] = Field(
         description="Every provider call for this mail, oldest first."
     )

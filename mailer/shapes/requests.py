@@ -216,6 +216,15 @@ class AttachmentRequest(Request):
     content: str = Field(
         description="The file, base64 (RFC 4648, padded).", json_schema_extra={"format": "byte"}
     )
+    content_id: Annotated[str | None, OrNothing()] = Field(
+        None,
+        description="Makes the file an inline part with this Content-ID, which the HTML shows "
+        'as `<img src="cid:logo@example.com">`: the id without angle brackets, 1 to '
+        f"{extras.MAX_CONTENT_ID} letters, digits and `{extras.CONTENT_ID_SYMBOLS}`, and no two "
+        "files of a mail with the same. Absent, empty or null: an attached file.",
+        max_length=extras.MAX_CONTENT_ID,
+        pattern=rf"^[{extras.CONTENT_ID_CHARACTERS}]+$",
+    )
 
 
 class MailRequest(Request):

@@ -10,7 +10,8 @@
   ``MAX_METADATA_BYTES`` as JSON; returned with the mail and in its delivery events.
 - ``attachments``: ``{filename, content_type, content}`` with base64 content (or multipart
   files), at most ``MAX_ATTACHMENTS`` of them; their decoded total is bounded by
-  ``MAX_ATTACHMENT_BYTES`` (413 past it).
+  ``MAX_ATTACHMENT_BYTES`` (413 past it). A ``content_id`` makes a file an inline part (an
+  image the HTML shows as ``cid:<id>``): the id without its angle brackets, once per mail.
 - ``send_at``: ISO 8601 with a zone; held until then, at most ``MAX_SCHEDULE_DAYS`` ahead.
 """
 
@@ -65,6 +66,14 @@ RESERVED_METADATA = frozenset({"mail_id"})  # ours: it carries the mail's id to 
 MAX_FILENAME = 255
 CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+ATTACHMENT_FIELDS = frozenset({"filename", "content_type", "content", "content_id"})
+# A Content-ID as the HTML's "cid:" names it: RFC 5322's atext with "." and "@" (an id is
+# often "logo@example.com"), without "/", which Mailgun would read as a path (its inline part's
+# file name is the id), and without "`".
+MAX_CONTENT_ID = 255
+CONTENT_ID_SYMBOLS = "!#$%&'*+=?^_{|}~.@-"
+CONTENT_ID_CHARACTERS = "A-Za-z0-9" + CONTENT_ID_SYMBOLS
+CONTENT_ID = re.compile(rf"[{CONTENT_ID_CHARACTERS}]+\Z")
 MAX_UTC_OFFSET = timedelta(hours=14)  # the widest real zone (Kiribati, UTC+14)
 
 
@@ -222,6 +231,7 @@ def _attachments(value, errors, max_bytes, max_count):
         _error(errors, "attachments", f"At most {max_count} attachments (MAX_ATTACHMENTS)")
         return [], False
     clean = [_attachment(item, f"attachments[{index}]", errors) for index, item in enumerate(value)]
+    _repeated_content_ids(clean, errors)
     clean = [item for item in clean if item is not None]
     total = sum(len(item["content"]) for item in clean)
     if total > max_bytes:
@@ -242,8 +252,8 @@ def _attachment(item, field, errors):
             "content_type": item.mimetype or None,
             "content": item.read(),
         }
-    elif not isinstance(item, dict) or set(item) - {"filename", "content_type", "content"}:
-        _error(errors, field, "Must be {filename, content_type, content}")
+    elif not isinstance(item, dict) or set(item) - ATTACHMENT_FIELDS:
+        _error(errors, field, "Must be {filename, content_type, content, content_id}")
         return None
     filename, content = item.get("filename"), item.get("content")
     problem = _filename_problem(filename)
@@ -254,11 +264,62 @@ def _attachment(item, field, errors):
     if not isinstance(content_type, str) or not CONTENT_TYPE.match(content_type):
         _error(errors, f"{field}.content_type", "Must be a MIME type such as application/pdf")
         return None
+    content_id = item.get("content_id")
+    problem = _content_id_problem(content_id)
+    if problem:
+        _error(errors, f"{field}.content_id", problem)
+        return None
     data = content if isinstance(content, bytes) else _base64(content)
     if data is None:
         _error(errors, f"{field}.content", "Must be base64 (RFC 4648, with padding)")
         return None
-    return {"filename": filename, "content_type": content_type.lower(), "content": data}
+    clean = {"filename": filename, "content_type": content_type.lower(), "content": data}
+    if content_id:
+        clean["content_id"] = content_id
+    return clean
+
+
+def _content_id_problem(content_id):
+    """Why ``content_id`` cannot be an inline part's Content-ID, or None (none is fine)."""
+    if content_id in (None, ""):
+        return None
+    if not isinstance(content_id, str):
+        return "Must be a string"
+    if content_id.startswith("<") and content_id.endswith(">"):
+        return (
+            "Give the id without angle brackets (logo@example.com, not <logo@example.com>): "
+            "the HTML refers to it as cid:logo@example.com"
+        )
+    if len(content_id) > MAX_CONTENT_ID:
+        return f"Must be at most {MAX_CONTENT_ID} characters"
+    problem = header_problem(content_id)
+    if problem:
+        return problem
+    if not CONTENT_ID.match(content_id):
+        return (
+            f"Letters, digits and {CONTENT_ID_SYMBOLS} only (no spaces, angle brackets or "
+            "slashes), e.g. logo@example.com"
+        )
+    return None
+
+
+def _repeated_content_ids(clean, errors):
+    """Record each file whose ``content_id`` an earlier file of the mail has: "cid:" would
+    name two parts. ``clean`` holds None where a file had a problem already."""
+    first = {}
+    for index, item in enumerate(clean):
+        content_id = (item or {}).get("content_id")
+        if content_id is None:
+            continue
+        if content_id in first:
+            _error(
+                errors,
+                f"attachments[{index}].content_id",
+                f"attachments[{first[content_id]}] has this content_id already: each inline "
+                "part needs an id of its own",
+            )
+        else:
+            first[content_id] = index
 
 
 def _filename_problem(filename):

@@ -80,7 +80,8 @@ SELECT id FROM hurried;
 -- name: resend
 -- Send the mails %(old)s a provider already took (sent, delivered, bounced or complained)
 -- again, each as a NEW mail, its id the one at the same place in %(new)s: the same sender,
--- recipients, body, headers, tags, metadata and attachments, queued now with a fresh budget.
+-- recipients, body, headers, tags, metadata and attachments (inline parts keep their
+-- Content-ID), queued now with a fresh budget.
 -- The original keeps its history. Each side's log names the other mail (%(resent)s on the
 -- original, %(resent_from)s on the copy). The copies' tags go into mail_tag, as a
 -- submission's do; a copy belongs to the original's tenant and key. Answers the copies made.
@@ -103,8 +104,9 @@ WITH pair AS (
     INSERT INTO mail_tag (email_id, tag, created_at)
     SELECT DISTINCT id, unnest(tags), created_at FROM copied
 ), files AS (
-    INSERT INTO attachment (email_id, position, filename, content_type, size, content)
-    SELECT made.new_id, a.position, a.filename, a.content_type, a.size, a.content
+    INSERT INTO attachment (email_id, position, filename, content_type, size, content,
+                            content_id)
+    SELECT made.new_id, a.position, a.filename, a.content_type, a.size, a.content, a.content_id
       FROM attachment AS a
       JOIN made ON a.email_id = made.old_id
 ), original_logged AS (

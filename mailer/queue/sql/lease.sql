@@ -26,8 +26,9 @@ RETURNING id, from_address, to_address, cc, bcc, reply_to, subject, text, html, 
               AS has_attachments;
 
 -- name: attachments_of
--- The attachments of the mails %(ids)s, with their content, in each mail's order.
-SELECT email_id, filename, content_type, content
+-- The attachments of the mails %(ids)s, with their content and (of an inline part) Content-ID,
+-- in each mail's order.
+SELECT email_id, filename, content_type, content, content_id
   FROM attachment
  WHERE email_id = ANY(%(ids)s::uuid[])
  ORDER BY email_id, position;

@@ -81,7 +81,7 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
   FROM email
  CROSS JOIN LATERAL (
        SELECT array_agg(filename ORDER BY position), array_agg(content_type ORDER BY position),
-              array_agg(size ORDER BY position)
+              array_agg(size ORDER BY position), array_agg(content_id ORDER BY position)
          FROM attachment WHERE email_id = email.id) AS attachments
  CROSS JOIN LATERAL (
        SELECT array_agg(number ORDER BY id), array_agg(provider ORDER BY id),

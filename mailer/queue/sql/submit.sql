@@ -79,7 +79,8 @@ SELECT id::text, created_at, status, next_attempt_at FROM mail;
 -- name: insert_mails
 -- Any number of mails (%(mails)s, a JSON array of their columns: POST /mail/batch, and any
 -- mail with attachments), with their attachments (one array per column, %(file_ids)s
--- naming each one's mail), each tag of each mail in mail_tag (the index GET /mail?tag= reads),
+-- naming each one's mail; %(content_ids)s NULL for an attached file, an inline part's
+-- Content-ID otherwise), each tag of each mail in mail_tag (the index GET /mail?tag= reads),
 -- and the Idempotency-Key when %(key)s is not NULL (as insert_mail_keyed, with what the
 -- database set for the first mail: a batch's answer shows none of it). Each part that has
 -- nothing to store stores nothing.
@@ -101,9 +102,11 @@ WITH mail AS (
                 test boolean, source text)
     RETURNING id, created_at, status, next_attempt_at, tags
 ), files AS (
-    INSERT INTO attachment (email_id, position, filename, content_type, size, content)
+    INSERT INTO attachment (email_id, position, filename, content_type, size, content,
+                            content_id)
     SELECT * FROM unnest(%(file_ids)s::uuid[], %(positions)s::int[], %(filenames)s::text[],
-                         %(content_types)s::text[], %(sizes)s::int[], %(contents)s::bytea[])
+                         %(content_types)s::text[], %(sizes)s::int[], %(contents)s::bytea[],
+                         %(content_ids)s::text[])
 ), tagged AS (
     INSERT INTO mail_tag (email_id, tag, created_at)
     SELECT DISTINCT id, unnest(tags), created_at FROM mail

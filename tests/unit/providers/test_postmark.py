@@ -63,7 +63,10 @@ def test_the_body_carries_every_part_of_the_mail():
         "TextBody": "Thanks!",
         "HtmlBody": "<p>Thanks!</p>",
         "ReplyTo": "Help <help@example.com>",
-        "Headers": [{"Name": "X-Campaign", "Value": "spring"}],
+        "Headers": [
+            {"Name": "Message-ID", "Value": f"<{MAIL_ID}@example.com>"},
+            {"Name": "X-Campaign", "Value": "spring"},
+        ],
         "Tag": "welcome",
         "Metadata": {"user": "42", "mail_id": MAIL_ID},
         "Attachments": [
@@ -79,7 +82,16 @@ def test_the_body_carries_every_part_of_the_mail():
 
 def test_parts_a_mail_does_not_have_are_left_out():
     body = POSTMARK.build_request(message(text="t"))["json"]
-    assert set(body) == {"From", "To", "Subject", "TextBody", "Metadata", "MessageStream"}
+    assert set(body) == {
+        "From",
+        "To",
+        "Subject",
+        "TextBody",
+        "Headers",
+        "Metadata",
+        "MessageStream",
+    }
+    assert body["Headers"] == [{"Name": "Message-ID", "Value": f"<{MAIL_ID}@example.com>"}]
 
 
 def test_the_message_stream_is_a_setting():

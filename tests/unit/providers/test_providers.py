@@ -69,6 +69,7 @@ def test_mailgun_posts_form_fields_to_the_domain_with_basic_auth():
             ("subject", "Your order"),
             ("text", "Thanks!"),
             ("html", "<p>Thanks!</p>"),
+            ("h:Message-Id", f"<{MAIL_ID}@example.com>"),
             ("h:Reply-To", "Help <help@example.com>"),
             ("v:mail_id", MAIL_ID),
         ],
@@ -77,9 +78,10 @@ def test_mailgun_posts_form_fields_to_the_domain_with_basic_auth():
 
 def test_mailgun_leaves_out_the_parts_a_message_does_not_have():
     fields = MAILGUN.build_request(message(html="<p>Hi</p>"))["data"]
-    assert [name for name, _ in fields] == ["from", "to", "subject", "html", "v:mail_id"]
+    ours = ["h:Message-Id", "v:mail_id"]
+    assert [name for name, _ in fields] == ["from", "to", "subject", "html", *ours]
     fields = MAILGUN.build_request(message(text="Hi"))["data"]
-    assert [name for name, _ in fields] == ["from", "to", "subject", "text", "v:mail_id"]
+    assert [name for name, _ in fields] == ["from", "to", "subject", "text", *ours]
 
 
 # --- Mailgun: the answer ----------------------------------------------------------------------
@@ -207,6 +209,7 @@ def test_sendgrid_posts_one_personalization_as_json_with_a_bearer_key():
                 {"type": "text/html", "value": "<p>Thanks!</p>"},
             ],
             "custom_args": {"mail_id": MAIL_ID},
+            "headers": {"Message-ID": f"<{MAIL_ID}@example.com>"},
             "reply_to": {"email": "help@example.com", "name": "Help"},
         },
     }

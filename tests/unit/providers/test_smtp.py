@@ -73,8 +73,12 @@ def test_the_message_carries_every_header_and_no_bcc():
 
 def test_the_message_id_is_the_mail_id_at_the_sender_domain_or_the_setting():
     assert parsed(relay(), message())["Message-ID"] == f"<{MAIL_ID}@example.com>"
-    chosen = relay(SMTP_MESSAGE_ID_DOMAIN="mail.example.org")
+    chosen = relay(MESSAGE_ID_DOMAIN="mail.example.org")
     assert parsed(chosen, message())["Message-ID"] == f"<{MAIL_ID}@mail.example.org>"
+    deprecated = relay(SMTP_MESSAGE_ID_DOMAIN="old.example.org")
+    assert parsed(deprecated, message())["Message-ID"] == f"<{MAIL_ID}@old.example.org>"
+    both = relay(MESSAGE_ID_DOMAIN="mail.example.org", SMTP_MESSAGE_ID_DOMAIN="old.example.org")
+    assert parsed(both, message())["Message-ID"] == f"<{MAIL_ID}@mail.example.org>"
     international = parsed(relay(), message(from_address="a@bücher.example"))
     assert international["Message-ID"] == f"<{MAIL_ID}@xn--bcher-kva.example>"
 

@@ -6,10 +6,14 @@ import pytest
 import providers
 from mailer.validation.mail import ValidationError, validate_mail
 from providers import Message, Provider
+from providers.base import MAX_DOMAIN
 from providers.mailgun import MAX_OPTIONS_BYTES, Mailgun
 from providers.sendgrid import MAX_CUSTOM_ARGS_BYTES, SendGrid
 
 MAIL = {"from": "a@example.com", "to": "b@example.com", "subject": "Hi", "text": "Hello"}
+# The Message-ID the submission counts among Mailgun's options: the longest the service could
+# write, whatever MESSAGE_ID_DOMAIN a worker has.
+LONGEST_MESSAGE_ID = f"<{'0' * 36}@{'x' * MAX_DOMAIN}>"
 
 
 def message(**fields):
@@ -41,6 +45,7 @@ def test_mailgun_counts_every_option_it_is_sent():
         message(reply_to="r@example.com", headers={"X-A": "1"}, tags=["t"] * 2, metadata={"k": "é"})
     )
     assert fields == [
+        ("h:Message-Id", LONGEST_MESSAGE_ID),
         ("h:Reply-To", "r@example.com"),
         ("h:X-A", "1"),
         ("o:tag", "t"),
@@ -49,8 +54,14 @@ def test_mailgun_counts_every_option_it_is_sent():
     ]
 
 
+def test_mailgun_counts_the_message_id_it_is_sent():
+    given = "<" + "0" * 36 + "@mail.example.org>"
+    assert Mailgun.options(message(), given)[0] == ("h:Message-Id", given)
+
+
 def test_headers_one_byte_beyond_mailgun_options_are_refused_naming_the_field():
-    room = MAX_OPTIONS_BYTES - len("v:mail_id") - 36 - len("h:X-Big")
+    ours = len("v:mail_id") + 36 + len("h:Message-Id") + len(LONGEST_MESSAGE_ID)
+    room = MAX_OPTIONS_BYTES - ours - len("h:X-Big")
     headers = {f"X-H{i:02d}": "x" * 990 for i in range(room // 996)}
     headers["X-Big"] = "x" * (room - sum(len(f"h:{n}") + len(v) for n, v in headers.items()))
     assert validate_mail({**MAIL, "headers": headers})["headers"] == headers
