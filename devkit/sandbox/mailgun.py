@@ -1,7 +1,11 @@
 """Mailgun's send API as the sandbox speaks it: ``POST /v3/<domain>/messages``.
 
-Form fields (url-encoded or multipart; file parts are attachments and skipped), HTTP Basic auth
-with user ``api``, a JSON ``{"id", "message"}`` on success and Mailgun's own error texts.
+Form fields (url-encoded or multipart), HTTP Basic auth with user ``api``, a JSON ``{"id",
+"message"}`` on success and Mailgun's own error texts. Files come as ``attachment`` parts, and
+as ``inline`` parts, whose file name Mailgun makes their Content-ID (the record shows it as the
+part's ``content_id``). The Message-ID a mail is delivered with is its ``h:Message-Id`` when
+the client gives one, else Mailgun's own; either is the ``id`` answered (the record's
+``message_id`` and ``id``).
 
 Mailgun's documented limits are enforced, so that a client which exceeds them finds out here:
 at most 3 ``o:tag`` fields of at most 128 characters (400), and 16 KB of sending options
@@ -10,7 +14,6 @@ answer text for these; the sandbox's says what was exceeded. Unicode in a tag is
 it, and a tag of nothing but Unicode is dropped, as Mailgun's tags reference says.
 """
 
-import hashlib
 import secrets
 from datetime import UTC, datetime
 
@@ -21,6 +24,8 @@ from devkit.sandbox.wire import (
     TEXT,
     Answer,
     dumps,
+    file_record,
+    header,
     json_answer,
     now_iso,
     phrase,
@@ -112,15 +117,18 @@ def _record(fields) -> tuple[dict, bool]:
     return rec, has_body
 
 
-def _file(upload) -> dict:
-    """What the sandbox keeps of an attached file: its name, type, size and a digest."""
-    content = upload.read()
-    return {
-        "filename": upload.filename,
-        "content_type": upload.mimetype,
-        "size": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-    }
+def _files(request) -> list[dict]:
+    """The files of the request as the record keeps them: the ``attachment`` parts, then the
+    ``inline`` ones, each with its file name as its Content-ID."""
+    files = [
+        file_record(upload.filename, upload.mimetype, upload.read())
+        for upload in request.files.getlist("attachment")
+    ]
+    files += [
+        file_record(upload.filename, upload.mimetype, upload.read(), "inline", upload.filename)
+        for upload in request.files.getlist("inline")
+    ]
+    return files
 
 
 def _options_error(fields) -> str | None:
@@ -177,11 +185,11 @@ def send(request, key, reject_to, domain) -> tuple[Answer, list[dict]]:
     # Like Mailgun, a body that is not a form simply has no fields.
     fields = list(request.form.items(multi=True))
     rec, has_body = _record(fields)
-    rec["attachments"] = [_file(upload) for upload in request.files.getlist("attachment")]
+    rec["attachments"] = _files(request)
     error = _error(rec, has_body, reject_to) or _options_error(fields)
     if error:
         return json_answer(400, {"message": error}), []
-    rec["id"] = _message_id(domain)
+    rec["id"] = rec["message_id"] = header(rec["headers_in"], "Message-Id") or _message_id(domain)
     rec["received_at"] = now_iso()
     return json_answer(200, {"id": rec["id"], "message": "Queued. Thank you."}), [rec]
 

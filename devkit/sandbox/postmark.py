@@ -12,11 +12,14 @@ ErrorCode is an injected fault: ``status`` 422 with a ``body`` such as ``{"Error
 Postmark's documented limits are enforced: one ``Tag`` (a string) of at most 1000 characters,
 at most 50 recipients, and metadata of at most 10 fields, names of 20 characters and values of
 80 (ErrorCode 300).
+
+An attachment with a ``ContentID`` (``cid:logo@example.com``) is an inline part. The Message-ID
+a mail is delivered with (the record's ``message_id``) is the ``Message-ID`` of its ``Headers``
+when the client gives one, else Postmark's, made from its ``MessageID``.
 """
 
 import base64
 import binascii
-import hashlib
 import json
 import secrets
 import uuid
@@ -24,7 +27,17 @@ import uuid
 from werkzeug.routing import Rule
 
 from devkit.sandbox.mailgun import split_addresses
-from devkit.sandbox.wire import ADDRESS, JSON, Answer, dumps, json_answer, now_iso, retry_after
+from devkit.sandbox.wire import (
+    ADDRESS,
+    JSON,
+    Answer,
+    dumps,
+    file_record,
+    header,
+    json_answer,
+    now_iso,
+    retry_after,
+)
 
 NAME = "postmark"
 RULES = [Rule("/email", endpoint=NAME, methods=["POST"])]
@@ -34,6 +47,7 @@ MAX_RECIPIENTS = 50  # To, Cc and Bcc together
 MAX_METADATA_FIELDS = 10
 MAX_METADATA_NAME = 20  # characters
 MAX_METADATA_VALUE = 80  # characters
+MESSAGE_ID_HOST = "mtasv.net"  # the host part of the Message-ID Postmark makes
 BAD_TOKEN = {
     "ErrorCode": 10,
     "Message": "The Server Token you provided in the X-Postmark-Server-Token request header "
@@ -153,18 +167,20 @@ def _inactive(payload, reject_to) -> str | None:
 
 
 def _file(item) -> dict:
-    """What the sandbox keeps of an attachment: its name, type, size and a digest."""
-    content = base64.b64decode(item.get("Content") or "")
-    return {
-        "filename": item.get("Name"),
-        "content_type": item.get("ContentType"),
-        "size": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-    }
+    """What the sandbox keeps of an attachment (``file_record``): inline with a ContentID."""
+    content_id = item.get("ContentID")
+    return file_record(
+        item.get("Name"),
+        item.get("ContentType"),
+        base64.b64decode(item.get("Content") or ""),
+        "inline" if content_id else "attachment",
+        content_id,
+    )
 
 
 def _record(payload, message_id) -> dict:
     """The message record of an accepted send."""
+    headers = {h["Name"]: h["Value"] for h in payload.get("Headers") or []}
     return {
         "provider": NAME,
         "id": message_id,
@@ -176,7 +192,8 @@ def _record(payload, message_id) -> dict:
         "text": payload.get("TextBody"),
         "html": payload.get("HtmlBody"),
         "custom": dict(payload.get("Metadata") or {}),
-        "headers_in": {h["Name"]: h["Value"] for h in payload.get("Headers") or []},
+        "headers_in": headers,
+        "message_id": header(headers, "Message-ID") or f"<{message_id}@{MESSAGE_ID_HOST}>",
         "tag": payload.get("Tag"),
         "message_stream": payload.get("MessageStream") or "outbound",
         "attachments": [_file(item) for item in payload.get("Attachments") or []],

@@ -5,11 +5,14 @@ A JSON body of personalizations, a Bearer API key, ``202`` with no body and an
 
 The mail/send reference's limits on ``categories`` are enforced (at most 10 unique strings of at
 most 255 characters: 400); SendGrid documents no answer text for them, so the sandbox's says
-what was exceeded.
+what was exceeded. So is its rule that an attachment of ``"disposition": "inline"`` has a
+``content_id`` (400).
+
+The Message-ID a mail is delivered with (the record's ``message_id``) is the ``Message-ID`` of
+its ``headers`` when the client gives one, else one SendGrid makes from its message id.
 """
 
 import base64
-import hashlib
 import json
 import math
 import secrets
@@ -22,6 +25,8 @@ from devkit.sandbox.wire import (
     JSON,
     Answer,
     dumps,
+    file_record,
+    header,
     json_answer,
     now_iso,
     phrase,
@@ -64,6 +69,8 @@ CONTENT_MISSING = (
     "blocks are included, but only one block is required."
 )
 BAD_ADDRESS = "Does not contain a valid address."
+INLINE_WITHOUT_ID = "The content_id parameter is required if your attachment is inline."
+MESSAGE_ID_HOST = "geopod-ismtpd-sandbox"  # the host part of a Message-ID SendGrid makes
 DUPLICATE = (
     "Each email address in the personalization block should be unique between to, cc, and "
     "bcc. We found the first duplicate instance of [{}] in the personalizations.{}.{} field."
@@ -178,7 +185,21 @@ def _errors(payload) -> list[dict]:
         )
     if payload.get("reply_to") is not None and not _email_ok(payload["reply_to"]):
         errors.append(_error(BAD_ADDRESS, "reply_to.email", "message.reply_to"))
-    return errors + _content_errors(payload) + _category_errors(payload.get("categories"))
+    errors += _content_errors(payload) + _category_errors(payload.get("categories"))
+    return errors + _attachment_errors(payload.get("attachments"))
+
+
+def _attachment_errors(attachments) -> list[dict]:
+    """Errors in the attachments array: an inline one needs its content_id."""
+    if not isinstance(attachments, list):
+        return [] if attachments is None else [_error("Invalid type.", "attachments")]
+    return [
+        _error(INLINE_WITHOUT_ID, f"attachments.{i}.content_id", "message.attachments")
+        for i, item in enumerate(attachments)
+        if isinstance(item, dict)
+        and item.get("disposition") == "inline"
+        and not item.get("content_id")
+    ]
 
 
 def _rejected(payload, reject_to) -> dict | None:
@@ -205,14 +226,15 @@ def _merged(payload, pers, key) -> dict:
 
 
 def _file(item) -> dict:
-    """What the sandbox keeps of an attachment: its name, type, size and a digest."""
-    content = base64.b64decode(item.get("content") or "")
-    return {
-        "filename": item.get("filename"),
-        "content_type": item.get("type"),
-        "size": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-    }
+    """What the sandbox keeps of an attachment (``file_record``), inline or not."""
+    inline = item.get("disposition") == "inline"
+    return file_record(
+        item.get("filename"),
+        item.get("type"),
+        base64.b64decode(item.get("content") or ""),
+        "inline" if inline else "attachment",
+        item.get("content_id") if inline else None,
+    )
 
 
 def _records(payload, msg_id) -> list[dict]:
@@ -235,6 +257,8 @@ def _records(payload, msg_id) -> list[dict]:
             "html": content.get("text/html"),
             "custom": _merged(payload, pers, "custom_args"),
             "headers_in": _merged(payload, pers, "headers"),
+            "message_id": header(_merged(payload, pers, "headers"), "Message-ID")
+            or f"<{msg_id}@{MESSAGE_ID_HOST}>",
             "categories": list(payload.get("categories") or []),
             "attachments": [_file(item) for item in payload.get("attachments") or []],
         }

@@ -14,11 +14,15 @@ the standard library into the message record) and ``Destination`` (who it goes t
 included). Success is ``200 {"MessageId"}``; a recipient containing ``reject_to`` is SES's
 ``MessageRejected`` 400. An injected fault with ``error`` (e.g. ``AccountSuspendedException``)
 answers that error type with the fault's status.
+
+"If you provide a Message-ID header, Amazon SES overrides the header with its own value"
+(Amazon SES header fields): the record's ``message_id``, the Message-ID the mail is delivered
+with, is SES's, ``<{MessageId}@{region}.amazonses.com>`` (``email.amazonses.com`` in
+us-east-1), whatever the raw message held (its ``headers_in`` shows what was sent).
 """
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import re
@@ -32,7 +36,16 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from werkzeug.routing import Rule
 
-from devkit.sandbox.wire import ADDRESS, JSON, Answer, dumps, now_iso, phrase, retry_after
+from devkit.sandbox.wire import (
+    ADDRESS,
+    JSON,
+    Answer,
+    dumps,
+    mime_files,
+    now_iso,
+    phrase,
+    retry_after,
+)
 
 NAME = "ses"
 RULES = [Rule("/v2/email/outbound-emails", endpoint=NAME, methods=["POST"])]
@@ -146,7 +159,7 @@ def _record(payload, mime) -> dict:
         },
         "to_header": str(mime.get("To", "")),
         "configuration_set": payload.get("ConfigurationSetName"),
-        "attachments": [_file(part) for part in mime.iter_attachments()],
+        "attachments": mime_files(mime),
     }
 
 
@@ -155,15 +168,13 @@ def _content(part) -> str | None:
     return None if part is None else part.get_content().replace("\r\n", "\n")
 
 
-def _file(part) -> dict:
-    """What the sandbox keeps of an attached file: its name, type, size and a digest."""
-    content = part.get_payload(decode=True) or b""
-    return {
-        "filename": part.get_filename(),
-        "content_type": part.get_content_type(),
-        "size": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-    }
+def _message_id(message_id, request) -> str:
+    """The Message-ID SES delivers a mail with: its own, in the region the request was signed
+    for (``email.amazonses.com`` in us-east-1)."""
+    found = AUTHORIZATION.match(request.headers.get("Authorization", ""))
+    region = found["region"] if found else "us-east-1"
+    host = "email" if region == "us-east-1" else region
+    return f"<{message_id}@{host}.amazonses.com>"
 
 
 def _parsed(body):
@@ -211,6 +222,7 @@ def send(request, credentials, reject_to) -> tuple[Answer, list[dict]]:
         return error_answer(400, *error), []
     record = _record(payload, mime)
     record["id"] = f"{secrets.token_hex(8)}-{secrets.token_hex(4)}-{secrets.token_hex(4)}-000000"
+    record["message_id"] = _message_id(record["id"], request)
     record["received_at"] = now_iso()
     return Answer(dumps({"MessageId": record["id"]}), 200, content_type=JSON), [record]
 

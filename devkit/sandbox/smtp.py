@@ -8,8 +8,9 @@ through ``ca_file``, as a company relay's private certificate is trusted through
 password pass, else any non-empty pair does.
 
 Each mail accepted becomes a message record in the sandbox's store (provider ``smtp``), parsed
-from the MIME it received: its headers, bodies, attachments, and the envelope (``bcc`` are the
-envelope's recipients that no header names). A relay has no event feed: nothing is posted.
+from the MIME it received: its headers, bodies, attachments and inline parts, its Message-ID
+(a relay delivers it as given), and the envelope (``bcc`` are the envelope's recipients that no
+header names). A relay has no event feed: nothing is posted.
 
 Its behaviour is set as the other providers' (``Sandbox.configure("smtp", ...)``, ``PUT
 /_sandbox/behaviour/smtp``), in its own words:
@@ -25,7 +26,6 @@ Its behaviour is set as the other providers' (``Sandbox.configure("smtp", ...)``
 
 import asyncio
 import datetime
-import hashlib
 import ipaddress
 import logging
 import secrets
@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from devkit.sandbox.wire import now_iso
+from devkit.sandbox.wire import mime_files, now_iso
 
 NAME = "smtp"
 STAGES = ("mail", "rcpt", "data")
@@ -170,6 +170,7 @@ def message_record(envelope):
     return {
         "provider": NAME,
         "id": message.get("Message-ID"),
+        "message_id": message.get("Message-ID"),
         "received_at": now_iso(),
         "from": str(message.get("From", "")),
         "to": to,
@@ -181,7 +182,7 @@ def message_record(envelope):
         "html": _body(message, "html"),
         "custom": {},
         "headers_in": {name: str(value) for name, value in message.items()},
-        "attachments": [_file(part) for part in message.iter_attachments()],
+        "attachments": mime_files(message),
         "envelope": {"mail_from": envelope.mail_from, "rcpt_to": list(envelope.rcpt_tos)},
         "size": len(envelope.content),
     }
@@ -205,17 +206,6 @@ def _body(message, subtype):
     """The text of the message's ``text/<subtype>`` body, or None."""
     part = message.get_body(preferencelist=(subtype,))
     return part.get_content().replace("\r\n", "\n") if part is not None else None
-
-
-def _file(part):
-    """An attachment as the other providers' records show one: name, type, size, digest."""
-    content = part.get_payload(decode=True) or b""
-    return {
-        "filename": part.get_filename(),
-        "content_type": part.get_content_type(),
-        "size": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-    }
 
 
 # The server ----------------------------------------------------------------------------------

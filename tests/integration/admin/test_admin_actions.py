@@ -295,6 +295,28 @@ def test_a_resent_mail_is_sent_with_its_attachment(ops, sql, sandbox, run_worker
     assert [m["attachments"][0]["filename"] for m in received] == ["terms.pdf"] * 2
 
 
+def test_a_resent_mail_keeps_its_inline_part_and_has_a_message_id_of_its_own(
+    ops, sql, sandbox, run_worker, mail
+):
+    logo = {**ATTACHMENT, "filename": "logo.png", "content_id": "logo@example.com"}
+    original = ops.post("/mail", json={**mail, "attachments": [logo]}).get_json()["id"]
+    run_worker(PROVIDERS="smtp")
+    act(ops, "resend", original)
+    run_worker(PROVIDERS="smtp")
+    [copy_id] = [row["id"] for row in sql("SELECT id::text FROM email") if row["id"] != original]
+    assert ops.get(f"/mail/{copy_id}").get_json()["attachments"][0]["content_id"] == (
+        "logo@example.com"
+    )
+    first, copy = sandbox.messages("smtp")
+    assert [(f["disposition"], f["content_id"]) for f in copy["attachments"]] == [
+        ("inline", "logo@example.com")
+    ]
+    assert (first["message_id"], copy["message_id"]) == (
+        f"<{original}@example.com>",
+        f"<{copy_id}@example.com>",
+    )
+
+
 # --- Release --------------------------------------------------------------------------------
 
 

@@ -54,6 +54,17 @@ MAIL_CASES = [
     ({"attachments": [{**FILE, "content_type": "pdf"}]}, False),
     ({"attachments": [{**FILE, "size": 2}]}, False),
     ({"attachments": ""}, False),
+    # content_id: a bare token makes an inline part; none ("", null) an attached file
+    ({"attachments": [{**FILE, "content_id": "logo@example.com"}]}, True),
+    ({"attachments": [{**FILE, "content_id": "image001.png@01D9C5A1.2B3C4D50"}]}, True),
+    ({"attachments": [{**FILE, "content_id": ""}]}, True),
+    ({"attachments": [{**FILE, "content_id": None}]}, True),
+    ({"attachments": [{**FILE, "content_id": "<logo@example.com>"}]}, False),
+    ({"attachments": [{**FILE, "content_id": "my logo"}]}, False),
+    ({"attachments": [{**FILE, "content_id": "images/logo"}]}, False),
+    ({"attachments": [{**FILE, "content_id": "logo\r\nBcc: x@example.com"}]}, False),
+    ({"attachments": [{**FILE, "content_id": "x" * 256}]}, False),
+    ({"attachments": [{**FILE, "content_id": 5}]}, False),
     # send_at: a time with a zone, or none ("", null)
     ({"send_at": ""}, True),
     ({"send_at": None}, True),

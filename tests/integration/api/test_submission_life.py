@@ -297,13 +297,27 @@ RICH = {
 }
 
 
+def test_a_content_id_in_angle_brackets_is_a_400_naming_the_field(client, mail):
+    logo = {"filename": "logo.png", "content": "UE5H", "content_id": "<logo@example.com>"}
+    answer = client.post("/mail", json={**mail, "attachments": [logo]})
+    assert answer.status_code == 400 and answer.mimetype == "application/json"
+    [error] = answer.get_json()["errors"]
+    assert error["field"] == "attachments[0].content_id"
+    assert "without angle brackets" in error["message"]
+
+
 @pytest.mark.parametrize("provider", ["mailgun", "sendgrid"])
 def test_headers_tags_metadata_and_attachments_reach_each_provider(
     client, mail, sandbox, run_worker, provider
 ):
     body = client.post("/mail", json={**mail, **RICH}).get_json()
     assert body["attachments"] == [
-        {"filename": "terms.pdf", "content_type": "application/pdf", "size": len(PDF)}
+        {
+            "filename": "terms.pdf",
+            "content_type": "application/pdf",
+            "size": len(PDF),
+            "content_id": None,
+        }
     ]
     run_worker(PROVIDERS=provider)
     [message] = sandbox.messages(provider)

@@ -34,11 +34,18 @@ def test_a_new_mail_is_shown_as_post_answered_it(app, client, mail):
             "tags": ["t1"],
             "metadata": {"k": "v"},
             "headers": {"X-Campaign": "spring"},
-            "attachments": [{"filename": "a.txt", "content": "aGk="}],
+            "attachments": [
+                {"filename": "a.txt", "content": "aGk="},
+                {"filename": "logo.png", "content": "aGk=", "content_id": "logo@example.com"},
+            ],
         },
     )
     assert answer.status_code == 202
     mail_id = answer.get_json()["id"]
+    assert [item["content_id"] for item in answer.get_json()["attachments"]] == [
+        None,
+        "logo@example.com",
+    ]
     with app.app_context():
         assert detail_dict(mail_id) == answer.get_json()
         assert detail_dict(mail_id)["attempt_log"] == []
@@ -89,7 +96,8 @@ def test_a_mail_with_attachments_attempts_recipients_and_events(app, client, mai
     with app.app_context():
         shown = detail_dict(mail_id)
     assert shown["attachments"] == [
-        {"filename": name, "content_type": "text/plain", "size": 3} for name in ("b", "a")
+        {"filename": name, "content_type": "text/plain", "size": 3, "content_id": None}
+        for name in ("b", "a")
     ]
     assert [attempt["number"] for attempt in shown["attempt_log"]] == [1, 2, 3]
     assert [attempt["response"] for attempt in shown["attempt_log"]] == [

@@ -50,7 +50,10 @@ def test_a_mail_arrives_at_postmark_intact(client, sandbox, run_worker):
         "Plain body",
         "<p>Hi</p>",
     )
-    assert received["headers_in"] == {"X-Campaign": "spring"}
+    assert received["headers_in"] == {
+        "Message-ID": f"<{mail_id}@example.com>",
+        "X-Campaign": "spring",
+    }
     assert received["tag"] == "welcome"
     assert received["custom"] == {"user": "42", "mail_id": mail_id}
     assert received["message_stream"] == "outbound"
@@ -60,6 +63,8 @@ def test_a_mail_arrives_at_postmark_intact(client, sandbox, run_worker):
             "content_type": "application/pdf",
             "size": len(PDF),
             "sha256": hashlib.sha256(PDF).hexdigest(),
+            "disposition": "attachment",
+            "content_id": None,
         }
     ]
 

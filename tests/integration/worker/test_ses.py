@@ -54,7 +54,12 @@ def test_a_mail_arrives_at_ses_whole(client, sandbox, run_worker):
     assert received["subject"] == "Your order ✓"
     assert received["text"].rstrip("\n") == "Thanks, Zoë!"
     assert received["html"].rstrip("\n") == "<p>Thanks!</p>"
-    assert received["headers_in"] == {"X-Campaign": "spring"}
+    # Sent with our Message-ID, which SES replaces with its own.
+    assert received["headers_in"] == {
+        "Message-ID": f"<{mail_id}@example.com>",
+        "X-Campaign": "spring",
+    }
+    assert received["message_id"] == f"<{received['id']}@eu-west-1.amazonses.com>"
     assert received["custom"] == {"mail_id": mail_id, "tag_0": "welcome"}
     assert received["attachments"] == [
         {
@@ -62,6 +67,8 @@ def test_a_mail_arrives_at_ses_whole(client, sandbox, run_worker):
             "content_type": "application/pdf",
             "size": len(PDF),
             "sha256": hashlib.sha256(PDF).hexdigest(),
+            "disposition": "attachment",
+            "content_id": None,
         }
     ]
 

@@ -68,6 +68,8 @@ def test_a_mail_arrives_intact(client, sandbox, run_worker):
             "content_type": "application/pdf",
             "size": len(PDF),
             "sha256": hashlib.sha256(PDF).hexdigest(),
+            "disposition": "attachment",
+            "content_id": None,
         }
     ]
 

@@ -1,6 +1,7 @@
 """Tests for devkit/sandbox: real HTTP against a Sandbox running on threads of this process,
 no mocks. (Its command line, a process of its own, is tested in tests/system/devkit.)"""
 
+import base64
 import re
 import threading
 import time
@@ -116,6 +117,29 @@ def test_mailgun_multipart_form(sb, http):
     assert msg["custom"] == {"order": "A-1"}
 
 
+def test_mailgun_records_inline_files_by_name_as_their_content_id(sb, http):
+    files = [
+        ("inline", ("logo@example.com", b"PNG", "image/png")),
+        ("attachment", ("bill.pdf", b"%PDF", "application/pdf")),
+    ]
+    r = mg_post(http, sb, mg_data(html='<img src="cid:logo@example.com">'), files=files)
+    assert r.status_code == 200, r.text
+    [msg] = sb.messages()
+    assert [(f["filename"], f["disposition"], f["content_id"]) for f in msg["attachments"]] == [
+        ("bill.pdf", "attachment", None),
+        ("logo@example.com", "inline", "logo@example.com"),
+    ]
+
+
+def test_mailgun_delivers_and_answers_the_message_id_it_is_given(sb, http):
+    r = mg_post(http, sb, mg_data(**{"h:Message-Id": "<m-1@shop.example>"}))
+    assert r.json()["id"] == "<m-1@shop.example>"
+    r = mg_post(http, sb, mg_data())
+    own = r.json()["id"]
+    assert own.endswith(f"@{DOMAIN}>")
+    assert [msg["message_id"] for msg in sb.messages()] == ["<m-1@shop.example>", own]
+
+
 @pytest.mark.parametrize(
     ("missing", "message"),
     [
@@ -179,6 +203,34 @@ def test_sendgrid_success_shape_and_recorded_fields(sb, http):
     assert (msg["text"], msg["html"]) == ("Hi Bob", "<p>Hi Bob</p>")
     assert msg["custom"] == {"user_id": "7", "kind": "welcome"}
     assert msg["headers_in"] == {"X-Order": "42"}
+
+
+def test_sendgrid_records_inline_attachments_and_the_message_id(sb, http):
+    logo = {
+        "content": base64.b64encode(b"PNG").decode(),
+        "filename": "logo.png",
+        "type": "image/png",
+        "disposition": "inline",
+        "content_id": "logo@example.com",
+    }
+    payload = sg_payload(attachments=[logo], headers={"Message-ID": "<m-1@shop.example>"})
+    assert sg_post(http, sb, payload).status_code == 202
+    r = sg_post(http, sb, sg_payload())
+    [given, own] = sb.messages("sendgrid")
+    assert [(f["disposition"], f["content_id"]) for f in given["attachments"]] == [
+        ("inline", "logo@example.com")
+    ]
+    assert given["message_id"] == "<m-1@shop.example>"
+    assert own["message_id"].startswith(f"<{r.headers['X-Message-Id']}@")
+
+
+def test_sendgrid_refuses_an_inline_attachment_without_a_content_id(sb, http):
+    logo = {"content": "UE5H", "filename": "logo.png", "type": "image/png"}
+    r = sg_post(http, sb, sg_payload(attachments=[{**logo, "disposition": "inline"}]))
+    assert r.status_code == 400
+    [error] = r.json()["errors"]
+    assert error["field"] == "attachments.0.content_id" and "content_id" in error["message"]
+    assert sb.messages() == []
 
 
 def test_sendgrid_validation_error_shape(sb, http):

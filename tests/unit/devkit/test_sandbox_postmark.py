@@ -77,6 +77,29 @@ def test_success_shape_and_recorded_fields(sb, http):
     assert record["attachments"][0]["size"] == 3
 
 
+def test_an_attachment_with_a_content_id_is_recorded_inline(sb, http):
+    logo = {"Name": "logo.png", "Content": base64.b64encode(b"PNG").decode()}
+    logo.update(ContentType="image/png", ContentID="cid:logo@example.com")
+    bill = {"Name": "bill.pdf", "Content": base64.b64encode(b"%PDF").decode()}
+    answer = post(http, sb, payload(Attachments=[logo, {**bill, "ContentType": "a/pdf"}]))
+    assert answer.status_code == 200
+    [record] = sb.messages("postmark")
+    assert [(f["disposition"], f["content_id"]) for f in record["attachments"]] == [
+        ("inline", "logo@example.com"),
+        ("attachment", None),
+    ]
+
+
+def test_the_message_id_is_the_one_given_in_headers_else_postmarks(sb, http):
+    given = payload(Headers=[{"Name": "Message-ID", "Value": "<m-1@shop.example>"}])
+    assert post(http, sb, given).status_code == 200
+    own = post(http, sb, payload()).json()["MessageID"]
+    assert [record["message_id"] for record in sb.messages("postmark")] == [
+        "<m-1@shop.example>",
+        f"<{own}@mtasv.net>",
+    ]
+
+
 @pytest.mark.parametrize("token", ["wrong", ""])
 def test_a_wrong_or_missing_token_is_401_error_code_10(sb, http, token):
     answer = post(http, sb, payload(), token=token)

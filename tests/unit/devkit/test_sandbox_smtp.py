@@ -196,6 +196,25 @@ def test_the_provider_sends_over_starttls_and_answers_our_message_id(sb):
     assert "Bcc" not in record["headers_in"]
 
 
+def test_an_inline_part_is_recorded_inline_with_its_content_id_and_the_message_id(sb):
+    logo = {"filename": "logo.png", "content_type": "image/png", "content": b"PNG"}
+    html = '<img src="cid:logo@example.com">'
+    files = [{**logo, "content_id": "logo@example.com"}]
+    sent = provider(sb, MESSAGE_ID_DOMAIN="replies.example.org").send(
+        None, mail(html=html, attachments=files)
+    )
+    [record] = sb.messages("smtp")
+    assert (
+        record["message_id"]
+        == sent.message_id
+        == ("<00000000-0000-0000-0000-000000000001@replies.example.org>")
+    )
+    assert record["html"].strip() == html
+    [received] = record["attachments"]
+    assert (received["filename"], received["size"]) == ("logo.png", 3)
+    assert (received["disposition"], received["content_id"]) == ("inline", "logo@example.com")
+
+
 def test_the_provider_reuses_its_connection_and_reopens_one_the_relay_closed(sb):
     relay = provider(sb)
     before = sb.smtp_connections
