@@ -9,10 +9,10 @@ What Mailgun accepts of a message beyond its addresses and bodies, from its docu
 ascii only. The maximum length of characters is 128." (Tagging), and "Send options (parameters
 starting with o:, h:, v:, or t:) are limited to 16KB total" (Messages API).
 
-Our Message-ID goes as the header field ``h:Message-Id``, which Mailgun delivers as it is (and
-answers as the message's ``id``). An inline part goes as an ``inline`` file, not an
-``attachment``: Mailgun makes the file's name its Content-ID, so the name we give it is the
-content id, the one the HTML's ``cid:`` refers to.
+Our Message-ID goes as the header field ``h:Message-Id``, which Mailgun delivers as it is
+(Mailgun's FAQ, "How do I track which email a recipient has replied to?"). An inline part goes
+as an ``inline`` file, not an ``attachment``: Mailgun makes the file's name its Content-ID, so
+the name we give it is the content id, the one the HTML's ``cid:`` refers to.
 """
 
 import json

@@ -2,7 +2,10 @@
 
 Parsed with the standard library's ``email`` package (policy ``default``): ``From``, ``To``,
 ``Cc``, ``Reply-To`` and ``Subject``; the text and HTML bodies (of a ``multipart/alternative``,
-or the message itself); every other part as an attachment; the custom ``X-`` headers. The
+or the message itself); every other part as an attachment, an inline part (one with a
+``Content-ID`` that is not ``Content-Disposition: attachment``, an image of a
+``multipart/related`` beside the HTML) with its ``content_id``, so that the HTML's ``cid:``
+still finds it; the custom ``X-`` headers. The
 envelope decides who gets the mail: ``To`` and ``Cc`` keep the addresses the client also gave
 in ``RCPT``, and the envelope's other recipients become ``bcc``.
 
@@ -155,7 +158,8 @@ def _leaves(part):
 
 def _attachments(message):
     """Every part that is not the text or HTML body, as ``{filename, content_type, content}``
-    (content: bytes); a part without a file name gets one from its type."""
+    (content: bytes), an inline part with its ``content_id`` too; a part without a file name
+    gets one from its type."""
     bodies = {
         id(message.get_body(preferencelist=("plain",))),
         id(message.get_body(preferencelist=("html",))),
@@ -171,7 +175,20 @@ def _attachments(message):
             content = part.get_payload(decode=True) or b""
         name = part.get_filename() or _unnamed(len(files) + 1, content_type)
         files.append({"filename": name, "content_type": content_type, "content": content})
+        content_id = _content_id(part)
+        if content_id:
+            files[-1]["content_id"] = content_id
     return files
+
+
+def _content_id(part):
+    """An inline part's Content-ID without its angle brackets (validation checks it), or None:
+    for a part without one, or one sent as an attachment (some clients give every part a
+    Content-ID; a file the client attached stays attached)."""
+    value = _header(part, "Content-ID")
+    if not value or part.get_content_disposition() == "attachment":
+        return None
+    return value.removeprefix("<").removesuffix(">").strip() or None
 
 
 def _unnamed(number, content_type):

@@ -3,6 +3,7 @@ worker with the same from, recipients, subject, parts, attachments and headers; 
 API key after STARTTLS; retries that store one mail."""
 
 import smtplib
+from email.message import EmailMessage
 
 import pytest
 
@@ -61,6 +62,60 @@ def test_a_message_arrives_as_it_was_sent(app, client, settings, sandbox, run_wo
         "application/pdf",
         len(b"%PDF-1.4 invoice"),
     )
+
+
+def related_message(logo_id="<logo@shop.example>"):
+    """A message as a mail client writes one with an inline image: the HTML and the image in
+    multipart/related, beside the text in multipart/alternative, and an attached file that
+    has a Content-ID too (some clients give every part one)."""
+    message = EmailMessage()
+    message["From"] = "Shop <shop@example.com>"
+    message["To"] = "Ann <ann@example.com>"
+    message["Subject"] = "Your order"
+    message.set_content("Thanks for your order.")
+    message.add_alternative('<p><img src="cid:logo@shop.example"> Thanks!</p>', subtype="html")
+    html = message.get_body(("html",))
+    html.add_related(b"PNG logo", maintype="image", subtype="png", cid=logo_id)
+    message.add_attachment(b"%PDF-1.4 bill", maintype="application", subtype="pdf")
+    bill = next(message.iter_attachments())
+    bill.replace_header("Content-Disposition", 'attachment; filename="bill.pdf"')
+    bill["Content-ID"] = "<bill@shop.example>"
+    return message
+
+
+def test_an_inline_part_keeps_its_content_id(app, client, settings, sandbox, run_worker):
+    message = related_message()
+    assert message.get_content_type() == "multipart/mixed"
+    with running_door(settings) as door, connect(door) as smtp:
+        mail_id = queued_id(send_data(smtp, message, recipients=["ann@example.com"]))
+
+    mail = client.get(f"/mail/{mail_id}").get_json()
+    assert mail["html"].strip() == '<p><img src="cid:logo@shop.example"> Thanks!</p>'
+    assert [(f["filename"], f["content_type"], f["content_id"]) for f in mail["attachments"]] == [
+        ("part-1.png", "image/png", "logo@shop.example"),
+        ("bill.pdf", "application/pdf", None),
+    ]
+
+    run_worker(PROVIDERS="smtp")
+
+    [received] = sandbox.messages("smtp")
+    files = {f["content_type"]: f for f in received["attachments"]}
+    assert (files["image/png"]["disposition"], files["image/png"]["content_id"]) == (
+        "inline",
+        "logo@shop.example",
+    )
+    assert (files["application/pdf"]["disposition"], files["application/pdf"]["content_id"]) == (
+        "attachment",
+        None,
+    )
+    assert received["message_id"] == f"<{mail_id}@example.com>"
+
+
+def test_a_content_id_the_api_would_refuse_is_refused_naming_the_part(app, settings):
+    with running_door(settings) as door, connect(door) as smtp:
+        code, text = send_data(smtp, related_message("<my logo>"), recipients=["ann@example.com"])
+    assert (code, text[:6]) == (554, b"5.6.0 ")
+    assert b"attachments[0].content_id" in text
 
 
 def test_control_headers_give_tags_metadata_and_send_at_and_are_not_sent(
