@@ -11,7 +11,8 @@ Two shapes of report:
 - RFC 3464's ``multipart/report; report-type=delivery-status`` (Postfix, Sendmail, Exchange and
   Office 365, Gmail today, most MTAs): its ``message/delivery-status`` part is a block of fields
   per recipient (``Final-Recipient``, ``Action``, ``Status``, ``Diagnostic-Code``), which the
-  ``email`` package parses as a list of header blocks.
+  ``email`` package parses as a list of header blocks. The same fields written into the body of
+  a mail that looks like a report (its MIME structure lost on the way) are read too.
 - Plain bodies in each MTA's own words (qmail's "Hi. This is the qmail-send program" with its
   ``<address>:`` blocks, Exim's "This message was created automatically by mail delivery
   software" with the address indented, old Sendmail's and Postfix's, Gmail's and Exchange's
@@ -98,19 +99,18 @@ class BounceReport:
 def read_report(inbound):
     """The ``BounceReport`` of ``inbound`` (an ``InboundMail``), or None if it is not one."""
     message = _message(inbound)
-    blocks = _recipient_blocks(message)
-    if blocks is None and _looks_like_bounce(inbound):
+    looks_like_one = _looks_like_bounce(inbound)
+    blocks = _recipient_blocks(message)  # None: no delivery-status part
+    if blocks is None and looks_like_one:
         blocks = _inline_blocks(_report_text(message)) or None
-    if blocks is not None:  # an RFC 3464 report (one that fails no one is a report too)
+    if blocks:  # RFC 3464's fields
         failures = _dedupe(filter(None, map(_block_failure, blocks)))
-        if not blocks:  # a status part we cannot read: what the text says
-            failures = _heuristic_failures(message)
-    elif _looks_like_bounce(inbound):
+    elif blocks is not None or looks_like_one:  # a status part without fields, or plain words
         failures = _heuristic_failures(message)
-        if not failures:
-            return None
     else:
         return None
+    if blocks is None and not failures:
+        return None  # it only looked like one
     return BounceReport(
         original_message_ids=_original_message_ids(inbound, message),
         failures=tuple(failures),
@@ -183,7 +183,8 @@ class _TextOfHtml(HTMLParser):
             self.pieces.append("\n")
 
     def handle_endtag(self, tag):
-        self.hidden -= tag in ("style", "script") and self.hidden > 0
+        if tag in ("style", "script"):
+            self.hidden = max(0, self.hidden - 1)
         if tag in self.BLOCKS:
             self.pieces.append("\n")
 
@@ -292,21 +293,18 @@ def _status_blocks(part):
     encoding = (_header(part, "Content-Transfer-Encoding") or "").lower()
     if isinstance(payload, list) and encoding not in ENCODINGS:
         return payload
-    data = _status_bytes(part, payload)
+    data = _status_bytes(part, payload, encoding)
     parser = BytesHeaderParser(policy=policy.default)
     blocks = re.split(rb"\r?\n(?:[ \t]*\r?\n)+", data.strip())
     return [parser.parsebytes(block + b"\n") for block in blocks if block.strip()]
 
 
-def _status_bytes(part, payload):
-    """The decoded bytes of a delivery-status part."""
+def _status_bytes(part, payload, encoding):
+    """The decoded bytes of a delivery-status part whose text is in ``encoding``."""
     if isinstance(payload, list):  # parsed as blocks of encoded text: join them back first
         text = "".join(block.as_string() for block in payload)
-        part = BytesParser(policy=policy.default).parsebytes(
-            f"Content-Transfer-Encoding: {part['content-transfer-encoding']}\n\n{text}".encode(
-                "utf-8", "surrogateescape"
-            )
-        )
+        data = f"Content-Transfer-Encoding: {encoding}\n\n{text}".encode("utf-8", "surrogateescape")
+        part = BytesParser(policy=policy.default).parsebytes(data)
     return part.get_payload(decode=True) or b""
 
 
@@ -417,8 +415,7 @@ def _heuristic_failures(message):
         temporary, permanent = all_failures(message)
     except Exception:  # noqa: BLE001 - a detector tripped on a malformed mail: it found no one
         return []
-    text = _report_text(message)
-    text = text[: QUOTED_HEADERS.search(text).start()] if QUOTED_HEADERS.search(text) else text
+    text = _report_words(message)
     addresses = {_decoded(a): FAILED for a in permanent}
     for raw in temporary:
         addresses.setdefault(_decoded(raw), DELAYED)
@@ -437,6 +434,14 @@ def _heuristic_failures(message):
             )
         )
     return failures
+
+
+def _report_words(message):
+    """The report's own words, up to a copy of the returned message (qmail, Exim and Gmail
+    copy it into the body)."""
+    text = _report_text(message)
+    copy = QUOTED_HEADERS.search(text)
+    return text[: copy.start()] if copy else text
 
 
 def _decoded(raw):

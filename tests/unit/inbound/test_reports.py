@@ -204,6 +204,28 @@ def test_rfc_3464_fields_in_their_odd_spellings(keep_raw):
     ]
 
 
+def test_rfc_3464_fields_in_the_body_of_a_report_that_lost_its_mime_parts():
+    data = f"""From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>
+Subject: Returned mail: see transcript for details
+
+   ----- The following addresses had permanent fatal errors -----
+<ann@example.com>
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: RFC822; ann@example.com
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: SMTP; 550 5.1.1 <ann@example.com>... User unknown
+
+Message-ID: {OURS}
+From: shop@mail.shop.example
+""".encode()
+    report = read_report(inbound_of(data))
+    assert failures(report) == [("ann@example.com", "failed", "5.1.1", True)]
+    assert report.original_message_ids == (OURS,)
+
+
 def test_a_delivery_status_part_in_base64_is_read():
     fields = "Final-Recipient: rfc822; ann@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n"
     data = dsn("=placeholder=").replace(
