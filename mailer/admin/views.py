@@ -367,6 +367,14 @@ def _mail_id(_view, _context, model, name):
     return ui.mail_link(getattr(model, name))
 
 
+def _webhook_about(_view, _context, model, _name):
+    """What a client webhook is about: its mail, or for ``mail.received`` the received
+    mail."""
+    if model.email_id is None and model.inbound_id is not None:
+        return ui.inbound_link(model.inbound_id)
+    return ui.mail_link(model.email_id)
+
+
 def _address_list(_view, _context, model, name):
     """Show a list of addresses as the comma-separated line people read."""
     return ", ".join(getattr(model, name) or ())
@@ -867,6 +875,8 @@ class MailView(Protected, Reworded, ModelView):
             "timeline": timeline(model.attempt_log, detail["events"]),
             "event_count": detail["event_count"],
             "events_shown": len(detail["events"]),
+            "replies": detail["replies"],
+            "reply_count": detail["reply_count"],
         }
 
     def single_actions(self, model, suppressed=None):
@@ -1360,7 +1370,7 @@ class WebhookView(Protected, ModelView):
     )
     column_formatters = {
         "last_error": _short_error,
-        "email_id": _mail_id,
+        "email_id": _webhook_about,
         "status": _webhook_delivery,
         "next_attempt_at": _webhook_next_attempt,
         "endpoint": _endpoint,
@@ -1368,7 +1378,7 @@ class WebhookView(Protected, ModelView):
     column_formatters_detail = {
         "payload": _pretty_json,
         "attempt_log": _webhook_attempts,
-        "email_id": _mail_id,
+        "email_id": _webhook_about,
         "status": _webhook_delivery,
         "next_attempt_at": _webhook_next_attempt,
         "endpoint": _endpoint,
@@ -1547,6 +1557,9 @@ def init_app(app):
         csp_nonce_generator=csp_nonce,
     )
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
+    from mailer.admin import inbound as admin_inbound  # it builds on this module's views
+
+    admin_inbound.init_app(admin)
     admin.add_view(SuppressionView(Suppression, db, name="Suppressions", endpoint="suppression"))
     admin.add_view(WebhookView(WebhookMessage, db, name="Webhooks", endpoint="webhook"))
     admin.add_view(
