@@ -2,7 +2,7 @@
 provider's shared health, and what follows the hand-off: recipients, the providers' events, the
 suppression list and the outbox of client webhooks with their attempts; for operators, a
 heartbeat row per worker; for security, the Mailgun signature tokens already used and the failed
-authentications per client.
+authentications per client; and the mail received (replies, inbound mail) with its attachments.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
 it to SQLAlchemy. Tables that only hand-written SQL reads and writes have no class here:

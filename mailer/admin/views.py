@@ -4,8 +4,8 @@ from ``/admin/dashboard.json``), every mail with its recipients and timeline and
 it (retry, cancel, resend, release, send now: single on its page, bulk on the list, each with a
 confirmation and recorded with who did it), a provider's breaker opened and closed by hand, the
 list's CSV export (streamed), the suppression list, the client webhooks with their attempts,
-and the audit log. Every change an operator makes here is appended to the audit log
-(``audited``) in the transaction of the change.
+the received mail (``mailer.admin.inbound``) and the audit log. Every change an operator makes
+here is appended to the audit log (``audited``) in the transaction of the change.
 
 Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
 when no password is set; forms carry a CSRF token; pages carry a Content-Security-Policy and may
