@@ -877,9 +877,7 @@ def inbound_paths():
             "200": {
                 "description": "The bytes, of the type they came with, as a download "
                 "(`Content-Disposition: attachment`).",
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-                },
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
             },
             "404": error_response(
                 "No received mail of the key's tenant has this id, or it "
