@@ -24,9 +24,10 @@ files and ``MAX_ATTACHMENT_BYTES`` bytes (decoded), as a submitted mail's must; 
 is recorded by name, type and size with ``dropped`` naming the limit, and the mail is stored all
 the same (refusing it would lose the reply: the provider retries, then gives up).
 
-Text that PostgreSQL cannot hold (a NUL, a lone surrogate) is cleaned, and a Message-ID or
-delivery id too long to be one is not used for replays, so that whatever a sender writes is
-stored rather than answered with an error.
+Text that PostgreSQL cannot hold (a NUL, a lone surrogate) is cleaned, and a Message-ID,
+delivery id or address too long to be one is not used for replays or look-ups (an index entry
+could not hold it), so that whatever a sender writes is stored rather than answered with an
+error.
 """
 
 import math
@@ -46,7 +47,9 @@ from mailer.validation.addresses import bare_address
 SQL = load("inbound.sql")
 
 STORED, REPLAYED, REPORT = "stored", "replayed", "report"  # what came of a received mail
-MAX_ID = 998  # characters of a Message-ID or delivery id kept: a header line's most
+# Bytes (UTF-8) of a Message-ID, delivery id or bare address that is looked up by an index: a
+# header line's most, and well within what an index entry holds.
+MAX_ID = 998
 MAX_CANDIDATES = 50  # the nearest ids of a mail's In-Reply-To and References looked up
 MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 MAIL_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -129,7 +132,7 @@ def bare(address):
         return None
     found = bare_address(address)
     local, _, domain = found.rpartition("@")
-    return found if local and domain else None
+    return found if local and domain and _fits(found) else None
 
 
 def _text(value):
@@ -147,7 +150,12 @@ def _texts(values):
 def _identifier(value):
     """A Message-ID or delivery id, or None if it is empty or too long to be one."""
     value = _text(value)
-    return value if value and len(value) <= MAX_ID else None
+    return value if value and _fits(value) else None
+
+
+def _fits(value):
+    """Whether ``value`` is short enough to be looked up by an index (``MAX_ID``)."""
+    return len(value) <= MAX_ID and len(value.encode("utf-8")) <= MAX_ID
 
 
 def _finite(value):

@@ -172,10 +172,14 @@ def test_text_postgresql_cannot_hold_is_cleaned_not_refused(app, sql):
         subject="Hi\x00there",
         text="bad \udcff byte",
         headers=(("X-Odd", "a\x00b"),),
-        message_id="<" + "x" * 2000 + "@example.org>",  # too long to be one: no replay key
+        message_id="<" + "☃" * 900 + "@example.org>",  # too long to be one: no replay key
+        from_address="x" * 3000 + "@example.org",  # no address an index could hold
+        to=("y" * 3000 + "@example.org", "ok@example.org"),
         spam_score=float("nan"),
     )
     row = stored(sql, take(app, mail).inbound_id)
+    assert row["sender"] == "ann@example.org"  # the envelope's: the From is none to look up
+    assert row["recipients"] == ["support@in.example.com", "ok@example.org"]
     assert (row["subject"], row["text"], row["headers"]) == (
         "Hithere",
         "bad ? byte",
