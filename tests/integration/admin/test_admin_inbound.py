@@ -86,6 +86,13 @@ def test_its_html_is_shown_in_the_mail_pages_sandbox(ops, reply):
     assert "<script>alert(1)</script>" not in page
 
 
+def test_a_mail_without_replies_says_so_in_a_line(ops):
+    page = ops.get(f"/admin/email/details/?id={post_mail(ops)}").get_data(as_text=True)
+    section = re.search(r'<section id="mail-replies">(.*?)</section>', page, re.S).group(1)
+    assert text_of(section).startswith("No replies.") and 'id="all-received"' in section
+    assert "<h2" not in section
+
+
 def test_a_mails_page_lists_its_replies_with_links(app, ops, reply, monkeypatch):
     mail_id, inbound_id = reply
     monkeypatch.setattr(reports, "is_auto_reply", lambda mail: True)
