@@ -70,7 +70,9 @@ class Received:
 
 def receive(conn, inbound, config, webhooks):
     """Take the received mail ``inbound`` (an ``InboundMail``) in the caller's transaction
-    (``conn``, a SQLAlchemy Connection): apply it if it is a bounce report, else store it once,
+    (``conn``, a SQLAlchemy Connection in a transaction: ``database.transaction()``, not a
+    single statement's, so that the record, its attachments and its webhook commit together):
+    apply it if it is a bounce report, else store it once,
     linked to the mail it answers, and write ``mail.received`` for ``webhooks`` (an
     ``outbox.Subscription``; None: none). ``config`` holds ``MAX_ATTACHMENTS`` and
     ``MAX_ATTACHMENT_BYTES`` (and what ``apply_report`` reads). Returns a ``Received``."""
@@ -88,11 +90,11 @@ def receive(conn, inbound, config, webhooks):
     if stored is None:
         before = conn.exec_driver_sql(SQL.stored_before, row).first()
         if before is not None:
-            return Received(REPLAYED, *before)
+            return Received(REPLAYED, before.id, before.in_reply_to_mail_id, before.auto_reply)
         stored = conn.exec_driver_sql(SQL.insert, row).one()  # the one it met is gone
     store_attachments(conn, stored.id, inbound.attachments, config)
     outbox.write_received(conn, webhooks, stored.id)
-    return Received(STORED, *stored)
+    return Received(STORED, stored.id, stored.in_reply_to_mail_id, stored.auto_reply)
 
 
 # The record ----------------------------------------------------------------------------------
