@@ -22,6 +22,7 @@ from mailer.api import (
     endpoints,
     errors,
     health,
+    inbound,
     keys,
     openapi,
     resources,
@@ -58,6 +59,7 @@ def create_app(test_config=None, config_path=None):
     keys.init_app(api)
     audit.init_app(api)
     endpoints.init_app(api)
+    inbound.init_app(api)
     receive.init_app(app)
     health.init_app(app)
     openapi.init_app(app)

@@ -2,7 +2,7 @@
 provider's shared health, and what follows the hand-off: recipients, the providers' events, the
 suppression list and the outbox of client webhooks with their attempts; for operators, a
 heartbeat row per worker; for security, the Mailgun signature tokens already used and the failed
-authentications per client.
+authentications per client; and the mail received (replies, inbound mail) with its attachments.
 
 The schema itself is owned by the Alembic migrations in ``migrations/``; these classes describe
 it to SQLAlchemy. Tables that only hand-written SQL reads and writes have no class here:
@@ -350,8 +350,12 @@ class WebhookMessage(db.Model):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(64), unique=True)  # the webhook-id header
     event_type: Mapped[str] = mapped_column(String(32))  # mail.sent, mail.delivered, ...
-    email_id: Mapped[uuid.UUID] = mapped_column(
+    # The mail it is about; None for ``mail.received``, which is about a received mail.
+    email_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("email.id", ondelete="CASCADE"), index=True
+    )
+    inbound_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("inbound.id", ondelete="CASCADE")
     )
     payload: Mapped[dict] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(
@@ -387,6 +391,11 @@ class WebhookMessage(db.Model):
             "endpoint_id",
             sql_text("id DESC"),
             postgresql_where=sql_text("endpoint_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_webhook_outbox_inbound",
+            "inbound_id",
+            postgresql_where=sql_text("inbound_id IS NOT NULL"),
         ),
     )
 
@@ -565,3 +574,89 @@ class WebhookEndpoint(db.Model):
     def __str__(self):
         """How the admin names it: its URL and tenant (never its secret)."""
         return f"{self.url} ({self.tenant})"
+
+
+class Inbound(db.Model):
+    """A mail received: a reply, or any mail sent to an inbound address
+    (``mailer.queue.inbound``, migration 0021); written once per delivery, never changed."""
+
+    __tablename__ = "inbound"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    source: Mapped[str] = mapped_column(Text)  # mailer.inbound.message.SOURCES
+    delivery_id: Mapped[str | None] = mapped_column(Text)  # the provider's id of the delivery
+    envelope_from: Mapped[str | None] = mapped_column(Text)
+    envelope_to: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
+    from_address: Mapped[str | None] = mapped_column(Text)
+    to_address: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
+    cc: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
+    subject: Mapped[str] = mapped_column(Text, server_default="")
+    text: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    stripped_text: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[list] = mapped_column(JSONB, server_default=sql_text("'[]'::jsonb"))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    reference_ids: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    spam_verdict: Mapped[str | None] = mapped_column(Text)
+    auto_reply: Mapped[bool] = mapped_column(Boolean, server_default=sql_text("false"))
+    in_reply_to_mail_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("email.id", ondelete="SET NULL")
+    )
+    tenant: Mapped[str] = mapped_column(Text, server_default="default")
+    recipients: Mapped[list[str]] = mapped_column(AddressList, server_default="{}")  # bare
+    sender: Mapped[str | None] = mapped_column(Text)  # bare
+
+    attachments: Mapped[list["InboundAttachment"]] = relationship(
+        order_by="InboundAttachment.position", viewonly=True
+    )
+
+    __table_args__ = (
+        Index("ix_inbound_delivery", "source", "delivery_id", unique=True),
+        Index(
+            "ix_inbound_message_id",
+            "message_id",
+            unique=True,
+            postgresql_where=sql_text("message_id IS NOT NULL"),
+        ),
+        Index("ix_inbound_received", sql_text("received_at DESC"), sql_text("id DESC")),
+        Index(
+            "ix_inbound_tenant_received",
+            "tenant",
+            sql_text("received_at DESC"),
+            sql_text("id DESC"),
+        ),
+        Index(
+            "ix_inbound_reply",
+            "in_reply_to_mail_id",
+            sql_text("received_at DESC"),
+            sql_text("id DESC"),
+            postgresql_where=sql_text("in_reply_to_mail_id IS NOT NULL"),
+        ),
+        Index("ix_inbound_sender", "sender", sql_text("received_at DESC"), sql_text("id DESC")),
+        Index("ix_inbound_recipients", "recipients", postgresql_using="gin"),
+    )
+
+    def __str__(self):
+        return f"{self.subject!r} from {self.from_address or self.envelope_from or '?'}"
+
+
+class InboundAttachment(db.Model):
+    """A file that came with a received mail; ``content`` None when it was ``dropped``."""
+
+    __tablename__ = "inbound_attachment"
+
+    inbound_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("inbound.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # from 0, as received
+    filename: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text)
+    content_id: Mapped[str | None] = mapped_column(Text)  # an inline part's, without <>
+    size: Mapped[int] = mapped_column(Integer)  # bytes, decoded, as received
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    dropped: Mapped[str | None] = mapped_column(Text)  # why its bytes were not kept

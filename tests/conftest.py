@@ -69,6 +69,8 @@ DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 # CASCADE), and deleting mail writes to the status counts, so those come last.
 TABLES = (
     "email",
+    "inbound",
+    "inbound_attachment",
     "delivery_attempt",
     "attachment",
     "mail_tag",

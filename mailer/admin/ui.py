@@ -89,6 +89,11 @@ def mail_link(mail_id):
     return link_to("email.details_view", mail_id)
 
 
+def inbound_link(inbound_id):
+    """A received mail's id as a link to its page."""
+    return link_to("inbound.details_view", inbound_id)
+
+
 def plural(count, one, many=None):
     """``1 mail``, ``2 mails``: a count with its noun (``many`` when not just ``one`` + s)."""
     return f"{count:,} {one if count == 1 else (many or one + 's')}"
@@ -100,5 +105,6 @@ GLOBALS = {
     "readable": readable,
     "link_to": link_to,
     "mail_link": mail_link,
+    "inbound_link": inbound_link,
     "plural": plural,
 }

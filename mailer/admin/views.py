@@ -4,8 +4,8 @@ from ``/admin/dashboard.json``), every mail with its recipients and timeline and
 it (retry, cancel, resend, release, send now: single on its page, bulk on the list, each with a
 confirmation and recorded with who did it), a provider's breaker opened and closed by hand, the
 list's CSV export (streamed), the suppression list, the client webhooks with their attempts,
-and the audit log. Every change an operator makes here is appended to the audit log
-(``audited``) in the transaction of the change.
+the received mail (``mailer.admin.inbound``) and the audit log. Every change an operator makes
+here is appended to the audit log (``audited``) in the transaction of the change.
 
 Every page requires HTTP Basic (``ADMIN_USERNAME``/``ADMIN_PASSWORD``), or a loopback client
 when no password is set; forms carry a CSRF token; pages carry a Content-Security-Policy and may
@@ -365,6 +365,14 @@ def _readable(_view, _context, model, name):
 def _mail_id(_view, _context, model, name):
     """A mail's id as a link to its page."""
     return ui.mail_link(getattr(model, name))
+
+
+def _webhook_about(_view, _context, model, _name):
+    """What a client webhook is about: its mail, or for ``mail.received`` the received
+    mail."""
+    if model.email_id is None and model.inbound_id is not None:
+        return ui.inbound_link(model.inbound_id)
+    return ui.mail_link(model.email_id)
 
 
 def _address_list(_view, _context, model, name):
@@ -867,6 +875,8 @@ class MailView(Protected, Reworded, ModelView):
             "timeline": timeline(model.attempt_log, detail["events"]),
             "event_count": detail["event_count"],
             "events_shown": len(detail["events"]),
+            "replies": detail["replies"],
+            "reply_count": detail["reply_count"],
         }
 
     def single_actions(self, model, suppressed=None):
@@ -1360,7 +1370,7 @@ class WebhookView(Protected, ModelView):
     )
     column_formatters = {
         "last_error": _short_error,
-        "email_id": _mail_id,
+        "email_id": _webhook_about,
         "status": _webhook_delivery,
         "next_attempt_at": _webhook_next_attempt,
         "endpoint": _endpoint,
@@ -1368,7 +1378,7 @@ class WebhookView(Protected, ModelView):
     column_formatters_detail = {
         "payload": _pretty_json,
         "attempt_log": _webhook_attempts,
-        "email_id": _mail_id,
+        "email_id": _webhook_about,
         "status": _webhook_delivery,
         "next_attempt_at": _webhook_next_attempt,
         "endpoint": _endpoint,
@@ -1547,6 +1557,9 @@ def init_app(app):
         csp_nonce_generator=csp_nonce,
     )
     admin.add_view(MailView(Email, db, name="Mail", endpoint="email"))
+    from mailer.admin import inbound as admin_inbound  # it builds on this module's views
+
+    admin_inbound.init_app(admin)
     admin.add_view(SuppressionView(Suppression, db, name="Suppressions", endpoint="suppression"))
     admin.add_view(WebhookView(WebhookMessage, db, name="Webhooks", endpoint="webhook"))
     admin.add_view(

@@ -66,9 +66,9 @@ def parse_query(principal):
             raise bad("status", f"One of {', '.join(STATUSES)}")
     return {
         "statuses": statuses,
-        "to": _text(args.get("to"), "to"),
-        "tag": _text(args.get("tag"), "tag"),
-        "template": _text(args.get("template"), "template"),
+        "to": text_filter(args.get("to"), "to"),
+        "tag": text_filter(args.get("tag"), "tag"),
+        "template": text_filter(args.get("template"), "template"),
         "source": _source(args.get("source")),
         "created_after": _time(args.get("created_after"), "created_after"),
         "created_before": _time(args.get("created_before"), "created_before"),
@@ -114,7 +114,7 @@ def _source(value):
     return value
 
 
-def _text(value, field):
+def text_filter(value, field):
     """A text filter, or None; no controls (they can match nothing and may break logs)."""
     if value is None:
         return None

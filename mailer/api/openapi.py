@@ -18,7 +18,7 @@ from mailer.api.resources import JSON_TYPES
 from mailer.events.signatures import SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP
 from mailer.queue.submit import SOURCES
 from mailer.queue.suppressions import REASONS
-from mailer.shapes import audit, endpoints, keys, mail, requests, service, templates
+from mailer.shapes import audit, endpoints, inbound, keys, mail, requests, service, templates
 from mailer.shapes.requests import HEADER_TEXT, MAX_BATCH
 from mailer.shapes.wire import openapi_schemas
 from mailer.vocabulary import MAIL_STATUSES
@@ -67,6 +67,8 @@ ANSWERS = (
     endpoints.WebhookEndpoint,
     endpoints.CreatedWebhookEndpoint,
     endpoints.WebhookEndpointPage,
+    inbound.Inbound,
+    inbound.InboundPage,
 )
 REQUESTS = (
     requests.MailRequest,
@@ -213,6 +215,7 @@ def build_spec(config=None):
         "tags": [
             {"name": "mail", "description": "Submit mail and follow its delivery."},
             {"name": "events", "description": "The providers' delivery events, received."},
+            {"name": "inbound", "description": "Received mail: replies, and mail to our domains."},
             {"name": "templates", "description": "Stored templates, rendered into mail."},
             {
                 "name": "webhooks",
@@ -228,6 +231,7 @@ def build_spec(config=None):
             **batch_paths(),
             **template_paths(),
             **endpoint_paths(),
+            **inbound_paths(),
             **event_paths(),
             **suppression_paths(),
             **key_paths(),
@@ -797,6 +801,109 @@ def endpoint_paths():
     return {
         "/webhook-endpoints": {"get": listed, "post": create},
         "/webhook-endpoints/{endpoint_id}": {"get": read, "patch": change, "delete": delete},
+    }
+
+
+# Received mail --------------------------------------------------------------------------------
+
+
+def inbound_paths():
+    """List received mail, read one, fetch an attachment's bytes."""
+    inbound_id = {
+        "name": "inbound_id",
+        "in": "path",
+        "required": True,
+        "description": "The received mail's id. An id that is not a UUID is answered like an "
+        "unknown one, with 404.",
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    unknown = error_response("No received mail of the key's tenant has this id.")
+    header_text = {"type": "string", "minLength": 1, "maxLength": 320, "pattern": HEADER_TEXT}
+    listed = operation(
+        "inbound",
+        "listInbound",
+        "List received mail, newest first, in stable pages",
+        {
+            "200": answer(inbound.InboundPage, "A page of received mail."),
+            **error_refs("400", "401", "429", "500", "503"),
+        },
+        "Keyset pagination: walking every page while mail keeps coming shows each received "
+        "mail exactly once. A key sees its own tenant's (the tenant of the mail a received "
+        "mail answers; `default` for one that answers none); a key with `admin` every "
+        "tenant's. An unknown parameter is a 400.",
+        parameters=[
+            query(
+                "to",
+                {**header_text, "description": "An address."},
+                "Received mail sent to this address (envelope, To or Cc): the domain in any "
+                "case, the local part as given.",
+            ),
+            query(
+                "from",
+                {**header_text, "description": "An address."},
+                "Received mail from this address (its From, else the envelope's sender).",
+            ),
+            query(
+                "in_reply_to",
+                {"type": "string", "format": "uuid", "description": "A mail's id."},
+                "The received mail that answers this mail of ours, automatic replies too.",
+            ),
+            query(
+                "tenant",
+                {"type": "string", "pattern": TENANT_PATTERN},
+                "Received mail of this tenant: any for a key with `admin`; another key its own "
+                "tenant's only (another is a 403).",
+            ),
+            limit_parameter(),
+            cursor_parameter(),
+        ],
+    )
+    read = operation(
+        "inbound",
+        "getInbound",
+        "Read a received mail: its envelope, headers, bodies and attachments",
+        {
+            "200": answer(inbound.Inbound, "The received mail."),
+            "404": unknown,
+            **error_refs("401", "429", "500", "503"),
+        },
+        parameters=[inbound_id],
+    )
+    download = operation(
+        "inbound",
+        "getInboundAttachment",
+        "Fetch an attachment's bytes",
+        {
+            "200": {
+                "description": "The bytes, of the type they came with, as a download "
+                "(`Content-Disposition: attachment`).",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            "404": error_response(
+                "No received mail of the key's tenant has this id, or it "
+                "has no attachment at this position."
+            ),
+            "410": error_response(
+                "The attachment's bytes were not kept: it was past `MAX_ATTACHMENTS` or "
+                "`MAX_ATTACHMENT_BYTES` (its `dropped`)."
+            ),
+            **error_refs("401", "429", "500", "503"),
+        },
+        parameters=[
+            inbound_id,
+            {
+                "name": "position",
+                "in": "path",
+                "required": True,
+                "description": "The attachment's `position`, from 0.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+        ],
+    )
+    return {
+        "/inbound": {"get": listed},
+        "/inbound/{inbound_id}": {"get": read},
+        "/inbound/{inbound_id}/attachments/{position}": {"get": download},
     }
 
 

@@ -271,6 +271,8 @@ UNDELIVERED = {
     "recipient_rows": (),
     "events": (),
     "event_count": 0,
+    "replies": (),
+    "reply_count": 0,
 }
 
 

@@ -16,6 +16,9 @@ same ``webhook-id``, by which clients deduplicate.
 A webhook's body, built from the mail row in SQL (``mailer/queue/sql/webhooks.sql``), is
 ``{"type": "mail.delivered", "timestamp": ..., "data": {"mail_id", "status", "recipient",
 "reason", "metadata", "tags"}}``; ``status`` is the mail's status when the event was recorded.
+``mail.received`` (``write_received``) is about a received mail instead (``inbound``): its
+``data`` is ``{"inbound_id", "from", "to", "subject", "in_reply_to_mail_id", "auto_reply",
+"received_at", "url"}``, and it goes to the endpoints of the received mail's tenant.
 """
 
 from dataclasses import dataclass
@@ -32,7 +35,8 @@ SENT, FAILED, DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED, CANCELLED = (
     "mail.suppressed",
     "mail.cancelled",
 )
-EVENTS = (SENT, FAILED, DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED, CANCELLED)
+RECEIVED = "mail.received"  # a mail came in (a reply, or to an inbound address)
+EVENTS = (SENT, FAILED, DELIVERED, BOUNCED, COMPLAINED, SUPPRESSED, CANCELLED, RECEIVED)
 PENDING, DONE, GAVE_UP = "pending", "delivered", "failed"  # the states of an outbox row
 
 
@@ -83,3 +87,11 @@ def write(conn, wanted, items):
     if wanted is None:
         return
     webhooks.insert(conn, items, wanted.events)
+
+
+def write_received(conn, wanted, inbound_id):
+    """Write ``mail.received`` for the received mail ``inbound_id`` (just stored, in this
+    transaction) to each endpoint of its tenant that takes it (``wanted`` as ``write``'s)."""
+    if wanted is None:
+        return
+    webhooks.insert_received(conn, inbound_id, wanted.events)

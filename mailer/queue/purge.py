@@ -1,5 +1,6 @@
 """Delete finished mail (sent, delivered, bounced, complained, suppressed, failed or cancelled)
 older than RETENTION_DAYS, with its attachments, attempts, recipients, events and webhooks;
+received mail that came more than RETENTION_DAYS ago, with its attachments and webhooks;
 idempotency keys past IDEMPOTENCY_TTL; bounce suppressions that expired; and the guard's
 per-minute delivery outcomes older than a day, or twice DELIVERABILITY_WINDOW if longer; and
 the rows of the audit log older than AUDIT_RETENTION_DAYS (the only deletion of the log); in
@@ -19,7 +20,7 @@ import time
 
 from mailer.config import load_config
 from mailer.database import check_schema, make_engine
-from mailer.queue import audit, suppressions
+from mailer.queue import audit, inbound, suppressions
 from mailer.queue.queries import load
 
 SQL = load("purge.sql")
@@ -80,6 +81,13 @@ def purge(engine, days, batch_size, pause=0.0):
     return _in_batches(engine, lambda conn: purge_batch(conn, days, batch_size), batch_size, pause)
 
 
+def purge_inbound(engine, days, batch_size, pause=0.0):
+    """Delete received mail older than ``days`` days; returns (deleted, longest batch)."""
+    return _in_batches(
+        engine, lambda conn: inbound.purge(conn, days, batch_size), batch_size, pause
+    )
+
+
 def purge_keys(engine, ttl, batch_size):
     """Delete idempotency keys past ``IDEMPOTENCY_TTL``; returns (keys deleted, longest)."""
     return _in_batches(
@@ -122,6 +130,11 @@ def main(argv=None):
                 count_purgeable(conn, days),
                 days,
             )
+            log.info(
+                "%d received mails older than %g days would be purged",
+                inbound.count_purgeable(conn, days),
+                days,
+            )
         return 0
     started = time.monotonic()
     total, longest = purge(engine, days, max(1, args.batch_size), args.pause)
@@ -132,6 +145,8 @@ def main(argv=None):
         time.monotonic() - started,
         longest,
     )
+    received, _ = purge_inbound(engine, days, max(1, args.batch_size), args.pause)
+    log.info("purged %d received mails older than %g days", received, days)
     keys, _ = purge_keys(engine, config["IDEMPOTENCY_TTL"], max(1, args.batch_size))
     log.info("purged %d idempotency keys older than IDEMPOTENCY_TTL", keys)
     expired, _ = _in_batches(

@@ -51,13 +51,16 @@ RecipientRow = namedtuple("RecipientRow", "address status reason updated_at")
 EventRow = namedtuple(
     "EventRow", "type provider provider_event recipient severity reason occurred_at received_at"
 )
+ReplyRow = namedtuple("ReplyRow", "id from_address subject received_at")
 FIRST = (datetime.min.replace(tzinfo=UTC), 0)  # a position before every event
 DETAIL_CHILDREN = (  # (key in the mail, row type)
     ("attachments", AttachmentRow),
     ("attempt_log", AttemptRow),
     ("recipient_rows", RecipientRow),
     ("events", EventRow),
+    ("replies", ReplyRow),
 )
+REPLIES_SHOWN = 100  # a mail's latest replies in GET /mail/<id>; GET /inbound pages all
 
 
 def page(
@@ -109,14 +112,21 @@ def mail_detail(conn, mail_id, events_shown=None, tenant=None):
     ``route``, with its ``attachments``, ``attempt_log``,
     ``recipient_rows`` and ``events`` as lists of rows of the same names as the ORM's
     (``AttemptRow``, ...), of ``events`` only the
-    latest ``events_shown`` (None: all) and their total in ``event_count``; None if there is no
+    latest ``events_shown`` (None: all) and their total in ``event_count``, and its
+    ``replies`` (``ReplyRow``: received mail linked to it, automatic replies left out), the
+    latest ``REPLIES_SHOWN``, and their total in ``reply_count``; None if there is no
     such mail (of ``tenant``, unless it is None).
 
     One statement and one round trip, where the ORM's relationships cost five; in READ
     COMMITTED every statement had its own snapshot anyway, so this one is at least as
     consistent. Read on the connection's DB-API cursor (``queries.fetch_all``).
     """
-    params = {"id": mail_id, "events_shown": events_shown, "tenant": tenant}
+    params = {
+        "id": mail_id,
+        "events_shown": events_shown,
+        "replies_shown": REPLIES_SHOWN,
+        "tenant": tenant,
+    }
     found = fetch_all(conn, SQL.mail_detail, params)
     if not found:
         return None
@@ -130,6 +140,7 @@ def mail_detail(conn, mail_id, events_shown=None, tenant=None):
             [kind(*item) for item in zip(*values, strict=True)] if values[0] is not None else []
         )
     mail["event_count"] = next(arrays)
+    mail["reply_count"] = next(arrays)
     return mail
 
 

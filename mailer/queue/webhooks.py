@@ -28,6 +28,18 @@ def insert(conn, items, settings_events):
         )
 
 
+def insert_received(conn, inbound_id, settings_events):
+    """``mail.received`` for the received mail ``inbound_id``, for each endpoint of its tenant
+    that takes it (``settings_events`` as ``insert``'s). One statement."""
+    conn.exec_driver_sql(
+        SQL.insert_received,
+        {
+            "id": inbound_id,
+            "settings_events": None if settings_events is None else sorted(settings_events),
+        },
+    )
+
+
 def claim(conn, limit, lease_seconds, settings=True, endpoints=True):
     """Take up to ``limit`` due webhooks under a lease of ``lease_seconds``, oldest first: the
     settings' endpoint's if ``settings``, the tenants' endpoints' if ``endpoints`` (each row

@@ -15,8 +15,9 @@ from uuid import UUID
 from pydantic import Field
 
 from mailer.events.provider import EVENT_TYPES
-from mailer.queue.reads import RecipientRow
+from mailer.queue.reads import REPLIES_SHOWN, RecipientRow
 from mailer.queue.submit import SOURCES
+from mailer.shapes.inbound import Reply
 from mailer.shapes.wire import AsIs, Shape, Source
 from mailer.vocabulary import ANSWER_OUTCOMES, ATTEMPT_OUTCOMES, MAIL_STATUSES
 from models import RECIPIENT_STATUSES, WAITING
@@ -214,6 +215,12 @@ class Mail(ListedMail):
         "`GET /mail/{id}/events` pages through all of them."
     )
     event_count: int = Field(description="How many events the mail has in all.", ge=0)
+    replies: list[Reply] = Field(
+        description="The received mail that answers it (automatic replies left out): the "
+        f"latest {REPLIES_SHOWN}, oldest first; `GET /inbound?in_reply_to={{id}}` pages "
+        "through all of them, automatic replies too."
+    )
+    reply_count: int = Field(description="How many replies the mail has in all.", ge=0)
 
 
 class MailPage(Shape):

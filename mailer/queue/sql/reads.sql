@@ -68,7 +68,9 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
 -- statement: its columns as page reads them, its recipients and route, and each list of its child rows as one array per column, in the
 -- order the answer lists them (attachments by position, the attempt log by id, recipients by
 -- address, the events oldest first by the provider's clock); of the events only the latest
--- %(events_shown)s (NULL: all), and how many there are.
+-- %(events_shown)s (NULL: all), and how many there are; then its replies (the received mail
+-- linked to it that is no automatic reply, by ix_inbound_reply), the latest %(replies_shown)s,
+-- oldest first, and how many there are.
 SELECT email.id::text, email.status, email.from_address, email.to_address, email.cc, email.bcc,
        email.reply_to, email.subject, email.text, email.html, email.result, email.provider,
        email.provider_message_id, email.attempts, email.last_error, email.next_attempt_at,
@@ -76,8 +78,9 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
        NULLIF(email.metadata, jsonb_build_object()), email.tags, email.created_at,
        email.updated_at, email.sent_at, email.template, email.template_version, email.tenant,
        email.api_key_id::text, email.test, email.source, email.recipients, email.route,
-       attachments.*, attempts.*, recipients.*, events.*,
-       (SELECT count(*) FROM delivery_event WHERE email_id = email.id)
+       attachments.*, attempts.*, recipients.*, events.*, replies.*,
+       (SELECT count(*) FROM delivery_event WHERE email_id = email.id),
+       (SELECT count(*) FROM inbound WHERE in_reply_to_mail_id = email.id AND NOT auto_reply)
   FROM email
  CROSS JOIN LATERAL (
        SELECT array_agg(filename ORDER BY position), array_agg(content_type ORDER BY position),
@@ -104,6 +107,13 @@ SELECT email.id::text, email.status, email.from_address, email.to_address, email
               array_agg(received_at ORDER BY occurred_at, id)
          FROM (SELECT * FROM delivery_event WHERE email_id = email.id
                 ORDER BY occurred_at DESC, id DESC LIMIT %(events_shown)s) AS shown) AS events
+ CROSS JOIN LATERAL (
+       SELECT array_agg(id ORDER BY received_at, id),
+              array_agg(coalesce(from_address, envelope_from) ORDER BY received_at, id),
+              array_agg(subject ORDER BY received_at, id),
+              array_agg(received_at ORDER BY received_at, id)
+         FROM (SELECT * FROM inbound WHERE in_reply_to_mail_id = email.id AND NOT auto_reply
+                ORDER BY received_at DESC, id DESC LIMIT %(replies_shown)s) AS shown) AS replies
  WHERE email.id = %(id)s AND (%(tenant)s::text IS NULL OR email.tenant = %(tenant)s);
 
 -- name: events_page

@@ -105,3 +105,42 @@ UPDATE webhook_outbox AS webhook
                                   now() + item.delay * interval '1 second')
   FROM json_to_recordset(%(items)s) AS item(id bigint, delay float8)
  WHERE webhook.id = item.id;
+
+-- name: insert_received
+-- mail.received for the received mail %(id)s, for each endpoint of its tenant that takes it
+-- (the targets as insert's, %(settings_events)s the settings' endpoint's types): its body says
+-- who wrote to whom about what, the mail of ours it answers, whether it is an automatic reply,
+-- and where the rest of it is (url, GET /inbound/<id>). With no endpoint at all nothing else is
+-- read.
+WITH target AS (
+    SELECT NULL::uuid AS id, 'default'::text AS tenant, %(settings_events)s::text[] AS events,
+           NULL::timestamptz AS created_at
+     WHERE %(settings_events)s::text[] IS NOT NULL
+    UNION ALL
+    SELECT id, tenant, events, created_at
+      FROM webhook_endpoint
+     WHERE deleted_at IS NULL AND NOT disabled
+), received AS MATERIALIZED (
+    SELECT id, tenant, coalesce(from_address, envelope_from) AS sender, to_address, subject,
+           in_reply_to_mail_id, auto_reply, received_at
+      FROM inbound
+     WHERE id = %(id)s AND EXISTS (SELECT FROM target)
+)
+INSERT INTO webhook_outbox (message_id, event_type, inbound_id, payload, endpoint_id, tenant)
+SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), 'mail.received', received.id,
+       jsonb_build_object(
+           'type', 'mail.received',
+           'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'data', jsonb_build_object(
+               'inbound_id', received.id, 'from', received.sender,
+               'to', to_jsonb(received.to_address), 'subject', received.subject,
+               'in_reply_to_mail_id', received.in_reply_to_mail_id,
+               'auto_reply', received.auto_reply,
+               'received_at', to_char(received.received_at AT TIME ZONE 'UTC',
+                                      'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+               'url', '/inbound/' || received.id)),
+       target.id, received.tenant
+  FROM received
+  JOIN target ON target.tenant = received.tenant
+             AND (target.events = '{}' OR 'mail.received' = ANY(target.events))
+ ORDER BY target.created_at NULLS FIRST, target.id;

@@ -33,7 +33,16 @@ MAILS = {
 }
 
 
-DETAIL_ONLY = ("route", "attachments", "attempt_log", "recipients", "events", "event_count")
+DETAIL_ONLY = (
+    "route",
+    "attachments",
+    "attempt_log",
+    "recipients",
+    "events",
+    "event_count",
+    "replies",
+    "reply_count",
+)
 
 
 def answers(client, path):

@@ -267,6 +267,18 @@ def test_malformed_multipart_is_a_documented_400(client, spec):
 
 
 EXPECTED_CODES = {
+    ("/inbound", "get"): {"200", "400", "401", "403", "429", "500", "503"},
+    ("/inbound/{inbound_id}", "get"): {"200", "401", "403", "404", "429", "500", "503"},
+    ("/inbound/{inbound_id}/attachments/{position}", "get"): {
+        "200",
+        "401",
+        "403",
+        "404",
+        "410",
+        "429",
+        "500",
+        "503",
+    },
     ("/mail", "post"): {
         "202",
         "400",

@@ -67,3 +67,38 @@ def test_purge_deletes_old_finished_mail_in_batches(app, settings):
         assert conn.scalar(text("SELECT count(*) FROM attachment")) == 0
         assert conn.scalar(text("SELECT string_agg(key, ',') FROM idempotency_key")) == "new"
     engine.dispose()
+
+
+def test_purge_deletes_received_mail_past_retention(app, settings):
+    url = settings["DATABASE_URL"]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        ids = conn.execute(
+            text(
+                "INSERT INTO inbound (source, subject, received_at) VALUES "
+                "('smtp', 'old', now() - interval '31 days'), ('smtp', 'new', now()) "
+                "RETURNING id, subject"
+            )
+        ).all()
+        conn.execute(
+            text(
+                "INSERT INTO inbound_attachment (inbound_id, position, filename, content_type, "
+                "size, content) SELECT id, 0, 'a.txt', 'text/plain', 1, 'x' FROM inbound"
+            )
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "mailer.queue.purge", "--batch-size", "4"],
+        env=worker_env(settings, RETENTION_DAYS=30),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "purged 1 received mails older than 30 days" in result.stderr
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT subject FROM inbound")).scalars().all()
+        files = conn.execute(text("SELECT inbound_id FROM inbound_attachment")).scalars().all()
+    engine.dispose()
+    assert kept == ["new"]
+    assert files == [id_ for id_, subject in ids if subject == "new"]

@@ -63,6 +63,8 @@ def as_read_back(row):
         "recipient_rows": [],
         "events": [],
         "event_count": 0,
+        "replies": [],
+        "reply_count": 0,
     }
 
 
