@@ -78,7 +78,9 @@ def receive(conn, inbound, config, webhooks):
     ``MAX_ATTACHMENT_BYTES`` (and what ``apply_report`` reads). Returns a ``Received``."""
     report = reports.read_report(inbound)
     if report is not None:
-        return Received(REPORT, None, bounced=inbound_reports.apply_report(conn, report, config))
+        return Received(
+            REPORT, None, bounced=inbound_reports.apply_report(conn, report, config, webhooks)
+        )
     mail_id, tenant = replied_mail(conn, inbound)
     row = {
         **record_of(inbound),
