@@ -29,7 +29,7 @@ from mailer.api import (
 )
 from mailer.config import ensure_secret_key, load_config, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
-from mailer.events import outbox, receive
+from mailer.events import inbound, outbox, receive
 from mailer.telemetry import logs, metrics
 from models import db
 
@@ -59,6 +59,7 @@ def create_app(test_config=None, config_path=None):
     audit.init_app(api)
     endpoints.init_app(api)
     receive.init_app(app)
+    inbound.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
     admin_templates.init_app(admin_views.init_app(app))
