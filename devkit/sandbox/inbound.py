@@ -49,7 +49,7 @@ MAIL_FIELDS = {
     "message_id": None,  # the Message-ID header; a new one if None
     "attachments": [],  # {"filename", "content_type", "content" (bytes), "content_id"}
     "envelope_from": None,  # MAIL FROM; the From header's address if None
-    "envelope_to": None,  # RCPT TO; the To and Cc headers' addresses if None
+    "envelope_to": None,  # RCPT TO; the To header's first address (the provider's) if None
     "spam_score": None,  # a number, as the provider's spam filter gives it
     "spam": None,  # True or False: Mailgun's and Postmark's verdict (SendGrid gives none)
     "raw": False,  # post the provider's raw-message variant
@@ -74,8 +74,8 @@ def check_mail(provider, fields):
         if isinstance(mail[name], str):
             mail[name] = [mail[name]]
     mail["message_id"] = mail["message_id"] or make_msgid(domain="example.com")
-    bare = [address for _, address in getaddresses(mail["to"] + mail["cc"])]
-    mail["envelope_to"] = list(mail["envelope_to"] or bare)
+    bare = [address for _, address in getaddresses(mail["to"])]
+    mail["envelope_to"] = list(mail["envelope_to"] or bare[:1])
     mail["envelope_from"] = mail["envelope_from"] or parseaddr(mail["from"])[1]
     mail["attachments"] = [_attachment(item) for item in mail["attachments"]]
     return mail
