@@ -30,6 +30,7 @@ from mailer.api import (
 )
 from mailer.config import ensure_secret_key, load_config, load_settings
 from mailer.database import SchemaError, check_schema, engine_options, normalize_url
+from mailer.events import inbound as inbound_receivers
 from mailer.events import outbox, receive
 from mailer.telemetry import logs, metrics
 from models import db
@@ -61,6 +62,7 @@ def create_app(test_config=None, config_path=None):
     endpoints.init_app(api)
     inbound.init_app(api)
     receive.init_app(app)
+    inbound_receivers.init_app(app)
     health.init_app(app)
     openapi.init_app(app)
     admin_templates.init_app(admin_views.init_app(app))

@@ -114,6 +114,12 @@ DEFAULTS = {
     "SNS_URL_PATTERN": r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/",
     "POSTMARK_WEBHOOK_USERNAME": "",  # Postmark: the basic auth in the webhook's URL ...
     "POSTMARK_WEBHOOK_PASSWORD": "",  # ... both needed, or /webhooks/postmark is off
+    # Inbound mail (docs/inbound.md): Mailgun's and Postmark's ways in take the keys of their
+    # delivery webhooks above; SendGrid's and the SMTP door's are off until these are set.
+    "SENDGRID_INBOUND_USERNAME": "",  # SendGrid: the basic auth in the Inbound Parse URL ...
+    "SENDGRID_INBOUND_PASSWORD": "",  # ... both needed, or /inbound/sendgrid is off
+    # Comma separated: the SMTP door takes mail for these domains without AUTH, as their MX.
+    "INBOUND_DOMAINS": (),
     "WEBHOOK_MAX_AGE": 86400.0,  # seconds: oldest signed provider event taken; client webhooks
     # retried this long
     "SUPPRESSION_DAYS": 30,  # days a bounced address stays suppressed

@@ -1,6 +1,6 @@
 """Signed provider events for tests, with keys generated for this run (an HMAC key for Mailgun,
-an ECDSA P-256 key pair for SendGrid, the basic auth of Postmark's webhook URL), as the
-providers would post them."""
+an ECDSA P-256 key pair for SendGrid, the basic auth of Postmark's webhook URL and of SendGrid's
+Inbound Parse URL), as the providers would post them."""
 
 import base64
 import json
@@ -22,6 +22,8 @@ SENDGRID_PRIVATE_KEY, SENDGRID_PUBLIC_KEY = new_sendgrid_keys()
 POSTMARK_WEBHOOK_USERNAME = "postmark"
 POSTMARK_WEBHOOK_PASSWORD = secrets.token_urlsafe(24)
 POSTMARK_AUTH = (POSTMARK_WEBHOOK_USERNAME, POSTMARK_WEBHOOK_PASSWORD)
+SENDGRID_INBOUND_USERNAME = "sendgrid"
+SENDGRID_INBOUND_PASSWORD = secrets.token_urlsafe(24)
 
 
 def mailgun_body(

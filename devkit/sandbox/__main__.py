@@ -11,7 +11,9 @@ $SANDBOX_POSTMARK_SERVER_TOKEN; unset, any non-empty key (for SES, any SigV4 sig
 accepted. With --events-url (or $SANDBOX_EVENTS_URL) it posts signed delivery events to that
 service, with $SANDBOX_MAILGUN_WEBHOOK_SIGNING_KEY and $SANDBOX_SENDGRID_WEBHOOK_PRIVATE_KEY,
 SES's to the SNS topic $SANDBOX_SES_TOPIC_ARN, and Postmark's with the basic auth
-$SANDBOX_POSTMARK_WEBHOOK_USERNAME and $SANDBOX_POSTMARK_WEBHOOK_PASSWORD (see events.py). It
+$SANDBOX_POSTMARK_WEBHOOK_USERNAME and $SANDBOX_POSTMARK_WEBHOOK_PASSWORD (see events.py);
+POST /_sandbox/inbound/<provider> posts a mail to that service as the provider received it
+(SendGrid's with $SANDBOX_SENDGRID_INBOUND_USERNAME and ..._PASSWORD; see inbound.py). It
 answers only requests whose Host is a loopback name or address, --host, or an --allow-host name
 (anything else is DNS rebinding). With --smtp-port it also serves an SMTP relay with STARTTLS
 and AUTH (devkit/sandbox/smtp.py), taking only $SANDBOX_SMTP_USERNAME and
@@ -93,6 +95,8 @@ def main(argv=None) -> int:
         "ses_topic_arn": os.environ.get("SANDBOX_SES_TOPIC_ARN"),
         "postmark_username": os.environ.get("SANDBOX_POSTMARK_WEBHOOK_USERNAME"),
         "postmark_password": os.environ.get("SANDBOX_POSTMARK_WEBHOOK_PASSWORD"),
+        "sendgrid_inbound_username": os.environ.get("SANDBOX_SENDGRID_INBOUND_USERNAME"),
+        "sendgrid_inbound_password": os.environ.get("SANDBOX_SENDGRID_INBOUND_PASSWORD"),
     }
     sb = Sandbox(
         args.host,

@@ -8,6 +8,8 @@ GET    /_sandbox/health                {"ok": true}
 GET|PUT /_sandbox/behaviour/<provider> read or replace a provider's behaviour (JSON object)
 GET|PUT /_sandbox/events               the event webhooks' settings (merged) and what was
                                        posted (see ``events``)
+POST   /_sandbox/inbound/<provider>    post a mail (JSON, ``inbound.MAIL_FIELDS``, with "times")
+                                       to the service as the provider would; the answers
 GET    /_sandbox/sns/cert.pem          the certificate of the SNS messages' signatures (``sns``)
 GET    /_sandbox/sns/confirm           an SNS subscription's SubscribeURL: records the GET
 """
@@ -17,7 +19,7 @@ import json
 
 from werkzeug.routing import Rule
 
-from devkit.sandbox import sns
+from devkit.sandbox import inbound, sns
 from devkit.sandbox.events import shown
 from devkit.sandbox.store import PROVIDERS
 from devkit.sandbox.wire import HTML, Answer, json_answer
@@ -33,6 +35,7 @@ RULES = [
     Rule("/_sandbox/reset", endpoint="reset", methods=["POST"]),
     Rule("/_sandbox/behaviour/<provider>", endpoint="behaviour", methods=["GET", "PUT"]),
     Rule("/_sandbox/events", endpoint="events", methods=["GET", "PUT"]),
+    Rule("/_sandbox/inbound/<provider>", endpoint="inbound", methods=["POST"]),
     Rule(sns.CERT_PATH, endpoint="sns_cert", methods=["GET"]),
     Rule(sns.CONFIRM_PATH, endpoint="sns_confirm", methods=["GET"]),
 ]
@@ -49,6 +52,8 @@ def serve(store, request, endpoint, values, poster) -> Answer:
         return Answer(status=204)
     if endpoint == "events":
         return _events(store, request, poster)
+    if endpoint == "inbound":
+        return _inbound(store, request, poster, values["provider"])
     if endpoint == "sns_cert":
         return Answer(poster.signer.certificate_pem, 200, content_type="application/x-pem-file")
     if endpoint == "sns_confirm":
@@ -91,6 +96,21 @@ def _events(store, request, poster) -> Answer:
     return json_answer(
         200, {"settings": shown(store.event_settings()), "posted": poster.snapshot()}
     )
+
+
+def _inbound(store, request, poster, provider) -> Answer:
+    """Post the mail of the JSON body to the service as ``provider``; its answers."""
+    try:
+        mail = json.loads(request.get_data() or b"{}")
+        if not isinstance(mail, dict):
+            raise ValueError("the mail must be a JSON object")
+        times = mail.pop("times", 1)
+        if not isinstance(times, int) or not 1 <= times <= 50:
+            raise ValueError("times must be a whole number from 1 to 50")
+        answers = inbound.post(poster.session, store.event_settings(), provider, mail, times)
+    except ValueError as exc:
+        return json_answer(400, {"error": str(exc)})
+    return json_answer(200, {"posted": answers})
 
 
 def _page(messages) -> bytes:

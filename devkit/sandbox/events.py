@@ -52,6 +52,9 @@ DEFAULTS = {
     "sns_signature_version": "1",
     "postmark_username": None,
     "postmark_password": None,
+    # SendGrid's Inbound Parse URL's basic auth, for the inbound mail it posts (``inbound``).
+    "sendgrid_inbound_username": None,
+    "sendgrid_inbound_password": None,
     "outcomes": {},
     "duplicates": 1,
     "delay": 0.2,
@@ -98,6 +101,7 @@ def shown(settings):
         "mailgun_key": bool(settings["mailgun_key"]),
         "sendgrid_key": bool(settings["sendgrid_key"]),
         "postmark_password": bool(settings["postmark_password"]),
+        "sendgrid_inbound_password": bool(settings["sendgrid_inbound_password"]),
     }
 
 

@@ -14,6 +14,7 @@ import threading
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, select_address_family
 
+from devkit.sandbox import inbound
 from devkit.sandbox.app import App
 from devkit.sandbox.events import Poster
 from devkit.sandbox.smtp import Relay
@@ -255,6 +256,13 @@ class Sandbox:
     def posted_events(self) -> list[dict]:
         """Every event post so far: provider, status answered, (event, recipient) pairs."""
         return self._poster.snapshot()
+
+    def post_inbound(self, provider, times=1, **mail) -> list[dict]:
+        """Post a mail the provider received (``inbound.MAIL_FIELDS``) to the events URL's
+        ``/inbound/<provider>``, as ``provider`` posts it, ``times`` times (a retry sends the
+        same bytes); each answer, ``{"status", "answer"}``."""
+        settings = self._store.event_settings()
+        return inbound.post(self._poster.session, settings, provider, mail, times)
 
     def confirm_sns_subscription(self, topic_arn, **fields) -> int:
         """Post a signed SNS SubscriptionConfirmation of ``topic_arn`` to the events URL now;

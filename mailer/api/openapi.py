@@ -54,6 +54,7 @@ ANSWERS = (
     service.SuppressionAdded,
     service.SuppressionPage,
     service.EventsReceived,
+    service.InboundReceived,
     service.Health,
     service.Liveness,
     service.Readiness,
@@ -215,7 +216,10 @@ def build_spec(config=None):
         "tags": [
             {"name": "mail", "description": "Submit mail and follow its delivery."},
             {"name": "events", "description": "The providers' delivery events, received."},
-            {"name": "inbound", "description": "Received mail: replies, and mail to our domains."},
+            {
+                "name": "inbound",
+                "description": "Received mail: replies, mail to our domains, bounce reports.",
+            },
             {"name": "templates", "description": "Stored templates, rendered into mail."},
             {
                 "name": "webhooks",
@@ -233,6 +237,7 @@ def build_spec(config=None):
             **endpoint_paths(),
             **inbound_paths(),
             **event_paths(),
+            **inbound_receiver_paths(),
             **suppression_paths(),
             **key_paths(),
             **audit_paths(),
@@ -1041,6 +1046,116 @@ def provider_webhook(
     )
 
 
+# Inbound mail ---------------------------------------------------------------------------------
+
+
+def inbound_receiver_paths():
+    """The providers' posts of mail received (the SMTP door takes it as an MX, not here)."""
+    mailgun_form = {
+        "type": "object",
+        "required": ["timestamp", "token", "signature"],
+        "properties": {
+            name: {"type": "string"}
+            for name in (
+                "timestamp",
+                "token",
+                "signature",
+                "recipient",
+                "sender",
+                "from",
+                "subject",
+                "body-plain",
+                "body-html",
+                "stripped-text",
+                "message-headers",
+                "attachment-count",
+                "content-id-map",
+                "body-mime",
+            )
+        },
+    }
+    mailgun = inbound_post(
+        "Mailgun",
+        "receiveMailgunInbound",
+        "The form a route's `forward()` posts: fully parsed (`message-headers`, `body-plain`, "
+        "`body-html`, `stripped-text`, `attachment-1`...), or, to a URL that ends in `mime`, "
+        "the whole message in `body-mime`. Signed as Mailgun's delivery webhooks are: "
+        "`signature` is the hex HMAC-SHA256 of `timestamp + token` with "
+        "`MAILGUN_WEBHOOK_SIGNING_KEY` (the endpoint is off, 404, without it); a timestamp "
+        "older than `WEBHOOK_MAX_AGE`, or a token that signed another post, is refused (401).",
+        form_body(mailgun_form),
+    )
+    sendgrid = inbound_post(
+        "SendGrid",
+        "receiveSendGridInbound",
+        "Inbound Parse's multipart form: `headers`, `text`, `html` (each in the charset "
+        "`charsets` names), `envelope`, `attachment-info` and `attachment1`..., `spam_score`; "
+        "or, in raw mode, the whole message in `email`. The Parse URL carries basic auth, "
+        "`https://user:password@host/inbound/sendgrid`, checked against "
+        "`SENDGRID_INBOUND_USERNAME` and `SENDGRID_INBOUND_PASSWORD` (off, 404, until both "
+        "are set).",
+        form_body({"type": "object", "properties": {"headers": {"type": "string"}}}),
+        basic_auth=True,
+    )
+    postmark = inbound_post(
+        "Postmark",
+        "receivePostmarkInbound",
+        "Postmark's inbound JSON: `FromFull`, `ToFull`, `CcFull`, `Subject`, `MessageID`, "
+        "`TextBody`, `HtmlBody`, `StrippedTextReply`, `Headers`, `Attachments` (base64), "
+        "`OriginalRecipient`, and `RawEmail` if it includes the raw message. The webhook URL "
+        "carries basic auth, checked against `POSTMARK_WEBHOOK_USERNAME` and "
+        "`POSTMARK_WEBHOOK_PASSWORD`, as for its delivery events.",
+        {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        basic_auth=True,
+    )
+    return {
+        "/inbound/mailgun": {"post": mailgun},
+        "/inbound/mailgun/mime": {"post": {**mailgun, "operationId": "receiveMailgunInboundMime"}},
+        "/inbound/sendgrid": {"post": sendgrid},
+        "/inbound/postmark": {"post": postmark},
+    }
+
+
+def form_body(schema):
+    """A request body posted as a form, multipart or urlencoded."""
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": schema},
+            "application/x-www-form-urlencoded": {"schema": schema},
+        },
+    }
+
+
+def inbound_post(provider, operation_id, description, body, basic_auth=False):
+    """``POST /inbound/<provider>``: one mail the provider received, no API key."""
+    authentication = "the basic auth of its URL" if basic_auth else "the signature"
+    responses = {
+        "200": answer(service.InboundReceived, "Taken: stored, a replay, or a bounce report."),
+        "400": error_response(
+            "The post is not what the provider sends; `errors` names the field. Nothing stored."
+        ),
+        "401": error_response(
+            "Missing or wrong "
+            + ("basic auth" if basic_auth else "signature, or a replayed one")
+            + "; nothing stored.",
+            *(("WWW-Authenticate",) if basic_auth else ()),
+        ),
+        "404": error_response("The endpoint's credentials are not set: it is off."),
+        **error_refs("413", *(("429",) if basic_auth else ()), "503"),
+    }
+    return operation(
+        "inbound",
+        operation_id,
+        f"Receive a mail {provider} received (set this URL at {provider})",
+        responses,
+        description + f" No API key: {authentication} is the authentication, in every mode. "
+        "A delivery the provider posts again is a replay: 200, stored once.",
+        security=[{"inboundBasicAuth": []}] if basic_auth else [],
+        requestBody=body,
+    )
+
+
 # The suppression list -------------------------------------------------------------------------
 
 
@@ -1373,6 +1488,13 @@ def security_schemes():
             "scheme": "basic",
             "description": "Postmark's webhooks only: the basic auth of the webhook URL, "
             "`POSTMARK_WEBHOOK_USERNAME` and `POSTMARK_WEBHOOK_PASSWORD`.",
+        },
+        "inboundBasicAuth": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "The providers' inbound posts: the basic auth of the URL set at the "
+            "provider, `SENDGRID_INBOUND_USERNAME` and `SENDGRID_INBOUND_PASSWORD` for "
+            "SendGrid, `POSTMARK_WEBHOOK_USERNAME` and `POSTMARK_WEBHOOK_PASSWORD` for Postmark.",
         },
     }
 

@@ -102,25 +102,32 @@ def receive_sendgrid():
 
 def receive_postmark():
     """``POST /webhooks/postmark``: one event, authenticated by its URL's basic auth."""
-    username, password = (current_app.config[name] for name in POSTMARK_CREDENTIALS)
-    missing = [name for name in POSTMARK_CREDENTIALS if not current_app.config[name]]
+    check_basic_auth(POSTMARK_CREDENTIALS, "postmark")
+    try:
+        event = postmark.postmark_event(parsed_body(dict))
+    except Malformed as err:
+        raise malformed(str(err)) from None
+    return record([event])
+
+
+def check_basic_auth(settings, realm):
+    """Refuse a request without the basic auth of its URL: 404 while either of ``settings``
+    (the user name's and the password's) is not set, 401 for missing or wrong credentials (a
+    wrong one counts towards the failed-authentication brake, as a wrong API key does)."""
+    missing = [name for name in settings if not current_app.config[name]]
     if missing:
         raise not_configured(" and ".join(missing))
+    username, password = (current_app.config[name] for name in settings)
     problem = postmark.credentials_problem(request.authorization, username, password)
     if problem:
         if request.authorization is not None:
             count_failure()  # a guess: 429 once its client has guessed too often
         raise ApiError(
             401,
-            "The event's basic auth does not hold; nothing was stored",
+            "The basic auth does not hold; nothing was stored",
             [{"field": "Authorization", "message": problem}],
-            headers={"WWW-Authenticate": 'Basic realm="postmark"'},
+            headers={"WWW-Authenticate": f'Basic realm="{realm}"'},
         )
-    try:
-        event = postmark.postmark_event(parsed_body(dict))
-    except Malformed as err:
-        raise malformed(str(err)) from None
-    return record([event])
 
 
 def token_keeper(token, timestamp, event_data):
@@ -212,10 +219,10 @@ def not_configured(setting):
 
 
 def refused(field, message):
-    """The 401 of an event whose signature does not hold."""
+    """The 401 of a post whose signature does not hold."""
     return ApiError(
         401,
-        "The event's signature does not hold; nothing was stored",
+        "The signature does not hold; nothing was stored",
         [{"field": field, "message": message}],
     )
 

@@ -46,7 +46,7 @@ from mailer.validation.addresses import bare_address
 
 SQL = load("inbound.sql")
 
-STORED, REPLAYED, REPORT = "stored", "replayed", "report"  # what came of a received mail
+STORED, REPLAYED, REPORT = "stored", "replay", "report"  # what came of a received mail
 # Bytes (UTF-8) of a Message-ID, delivery id or bare address that is looked up by an index: a
 # header line's most, and well within what an index entry holds.
 MAX_ID = 998

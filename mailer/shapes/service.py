@@ -86,6 +86,20 @@ class EventsReceived(Shape):
     unmatched: int = Field(description="Of no known mail: logged, not stored.", ge=0)
 
 
+class InboundReceived(Shape):
+    """What came of one inbound mail, received by a provider's post or the SMTP door."""
+
+    success: Literal[True] = Field(True)
+    id: UUID | None = Field(
+        description="The inbound mail's id (`GET /inbound/{id}`); for a replay, the one stored "
+        "the first time; null when nothing is kept under an id."
+    )
+    kind: Literal["stored", "replay", "report"] = Field(
+        description="`stored`: a new inbound mail; `replay`: the provider posted this delivery "
+        "before, nothing changed; `report`: a bounce report about mail we sent."
+    )
+
+
 # The service's health: written by ``circuit.health`` (its times as text already).
 
 Moment = Annotated[datetime, AsIs]

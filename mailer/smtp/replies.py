@@ -10,6 +10,8 @@ from mailer.idempotency import HEADER as IDEMPOTENCY_HEADER
 MAX_REPLY = 500  # characters of a reply line (RFC 5321: 512 with the code and CRLF)
 
 QUEUED = "250 2.0.0 Ok: queued as {mail_id}"
+RECEIVED = "250 2.0.0 Ok: received as {inbound_id}"  # inbound mail, for INBOUND_DOMAINS
+REPORT_READ = "250 2.0.0 Ok: bounce report read"  # a report: applied, not stored
 AUTHENTICATED = "235 2.7.0 Authentication successful"
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
 ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
@@ -70,6 +72,18 @@ def sender_not_allowed(domain):
     """A sender domain the API key may not send from."""
     text = f"This API key may not send from {domain}"
     return Refusal(_line(550, "5.7.1", text), "sender_not_allowed")
+
+
+def relay_denied():
+    """A recipient a session without AUTH may not send to: not in ``INBOUND_DOMAINS`` (no open
+    relay), or mixed into a transaction of inbound mail."""
+    text = "Relay access denied: without AUTH, mail is taken for this server's own domains only"
+    return Refusal(_line(550, "5.7.1", text), "relay_denied")
+
+
+def not_a_message(message):
+    """Inbound mail that is no MIME message at all."""
+    return Refusal(_line(554, "5.6.0", message), "invalid")
 
 
 def scope_missing(scope):

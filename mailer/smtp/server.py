@@ -9,6 +9,9 @@ Who may send (the API's rule, ``mailer.api.auth``):
 - Without (protected mode) the door listens on loopback only, and a session that does not log
   in acts as ``principals.LOCAL``, as a local client of the API does.
 
+With ``INBOUND_DOMAINS`` set, the door is also those domains' MX: a session that does not log
+in may deliver mail to them, and to nothing else (``inbound``).
+
 A wrong key is ``535 5.7.8``; too many from one address within ``AUTH_FAILURE_WINDOW`` are
 ``421 4.7.0`` and the connection closes (``FailureThrottle``: the counts the API keeps in
 PostgreSQL). Database work runs on a pool of threads, each in an app context of the door's
@@ -22,18 +25,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope
 from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
 from mailer import principals
 from mailer.api.throttle import FailureThrottle
 from mailer.database import engine_options, normalize_url
+from mailer.events import outbox
 from mailer.idempotency import LOCAL_SCOPE, key_scope
 from mailer.loopback import is_loopback_host
 from mailer.queue import keys as stored_keys
 from mailer.smtp import replies
 from mailer.smtp.handler import Handler
+from mailer.smtp.inbound import domain_of
 from mailer.smtp.submission import Login
 from mailer.telemetry.smtp import SmtpMetrics
 from models import db
@@ -99,13 +104,24 @@ def check_settings(config):
 
 def make_app(config):
     """A Flask app holding the door's settings and database engine, for ``Door.run``'s app
-    contexts (``transaction``, the templates and the throttle read them there)."""
+    contexts (``transaction``, the templates and the throttle read them there), and the client
+    webhooks that inbound mail may raise, as the API's app holds them."""
     app = Flask("smtp_service")
     app.config.update(config)
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_url(config["DATABASE_URL"])
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config, pool_size=THREADS)
+    app.extensions["webhooks"] = outbox.subscription(config)
     db.init_app(app)
     return app
+
+
+class DoorEnvelope(Envelope):
+    """aiosmtpd's envelope, and whether its transaction delivers inbound mail (its first
+    recipient decided)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inbound = False
 
 
 class DoorSMTP(SMTP):
@@ -115,6 +131,17 @@ class DoorSMTP(SMTP):
     def __init__(self, handler, door, **kwargs):
         super().__init__(handler, **kwargs)
         self.door = door
+
+    def _create_envelope(self):
+        """A new transaction's envelope."""
+        return DoorEnvelope()
+
+    async def check_auth_needed(self, caller_method):
+        """With ``INBOUND_DOMAINS``, MAIL, RCPT and DATA go on without AUTH: the handler takes
+        mail for those domains and refuses any other recipient."""
+        if self.door.inbound_domains and caller_method in ("MAIL", "RCPT", "DATA"):
+            return False
+        return await super().check_auth_needed(caller_method)
 
     async def auth_PLAIN(self, _, args):
         """``AUTH PLAIN``: aiosmtpd decodes it, the door checks the key."""
@@ -183,6 +210,7 @@ class Door:
         self.tls = check_settings(config)
         self.host, self.port = parse_listen(config["SMTP_LISTEN"])
         self.protected = protected_mode(config)
+        self.inbound_domains = frozenset(domain_of(f"@{d}") for d in config["INBOUND_DOMAINS"])
         self.app = app or make_app(config)
         self.metrics = SmtpMetrics()
         self.throttle = FailureThrottle(
@@ -257,6 +285,21 @@ class Door:
         if self.protected and self._loopback and not self.stored_keys_live():
             return Login(principals.LOCAL, LOCAL_SCOPE)
         return None
+
+    def is_inbound(self, session, envelope, address):
+        """Whether RCPT ``address`` makes ``envelope`` a transaction of inbound mail (the first
+        recipient decides; an authenticated session's never is); ``replies.Refusal``
+        (550 5.7.1) for a recipient a session without AUTH may not send to."""
+        if session.authenticated or not self.inbound_domains:
+            return False
+        inbound = domain_of(address) in self.inbound_domains
+        if envelope.rcpt_tos:
+            if envelope.inbound and not inbound:
+                raise replies.relay_denied()
+            return envelope.inbound
+        if not inbound and self.login_of(session) is None:
+            raise replies.relay_denied()
+        return inbound
 
     def stored_keys_live(self):
         """Whether a stored key is live, which ends protected mode as it does for the API

@@ -11,6 +11,7 @@ context of the door (``server.Door.run``): ``transaction`` and the templates rea
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import current_app
@@ -50,10 +51,19 @@ def store(login, mail_from, rcpt_tos, content):
         raise refusal(err) from None
     check_sender(login.principal, clean["from_address"])
     clean["source"] = submit.SMTP
-    try:
+    with database_refusals():
         charge(login.principal)
         owner = submit.Owner(login.principal.tenant, login.principal.key_id, login.principal.test)
         return enqueue(clean, idempotency(login, received, clean), owner)
+
+
+@contextmanager
+def database_refusals():
+    """The block's database failures as the door's replies: 451 4.3.0 for a database that
+    cannot be reached (the client keeps the message and tries again), 451 and a logged
+    traceback for any other."""
+    try:
+        yield
     except (OperationalError, InterfaceError, TimeoutError) as err:
         log.error("database unavailable: %s", type(err).__name__)
         raise replies.database_unavailable() from None

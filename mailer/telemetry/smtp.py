@@ -2,10 +2,11 @@
 
 - ``mail_smtp_sessions_total``: SMTP connections the door served;
 - ``mail_smtp_messages_accepted_total``: messages stored (answered ``250`` at the end of DATA);
+- ``mail_smtp_inbound_received_total``: messages received for ``INBOUND_DOMAINS`` (``250``);
 - ``mail_smtp_messages_refused_total{reason}``: refusals, by reason (``invalid``,
   ``invalid_address``, ``too_large``, ``too_many_recipients``, ``sender_not_allowed``,
   ``forbidden``, ``unauthorized``, ``throttled``, ``idempotency_conflict``,
-  ``database_unavailable``, ``internal_error``).
+  ``database_unavailable``, ``internal_error``, ``relay_denied``).
 
 ``GET /readyz`` answers 200 while the database answers with this code's schema, else 503;
 ``GET /metrics`` the metrics (behind ``METRICS_TOKEN`` when it is set). The server listens on
@@ -37,6 +38,11 @@ class SmtpMetrics:
         self.accepted = Counter(
             "mail_smtp_messages_accepted_total",
             "Messages stored and answered 250",
+            registry=self.registry,
+        )
+        self.received = Counter(
+            "mail_smtp_inbound_received_total",
+            "Messages for INBOUND_DOMAINS received and answered 250",
             registry=self.registry,
         )
         self.refused = Counter(

@@ -1,6 +1,8 @@
 """swaks (Debian's package, /usr/bin/swaks), the SMTP test tool, sends through the SMTP door:
 with STARTTLS (the certificate checked) and AUTH LOGIN with an API key, a custom header and an
-attachment; the mail arrives at the sandbox as swaks wrote it. Without swaks the test FAILS
+attachment; the mail arrives at the sandbox as swaks wrote it. As an MTA delivering to the
+door as the MX of INBOUND_DOMAINS, without AUTH, it is received; to another domain it is refused
+550 5.7.1 (no open relay). Without swaks the test FAILS
 under CI (CI=true), where a skip would pass unseen, and is skipped elsewhere
 (scripts/setup-swaks installs it)."""
 
@@ -14,6 +16,7 @@ from integration.smtp.door import API_KEY, certificates, running_door
 pytestmark = pytest.mark.committed
 SWAKS = "/usr/bin/swaks"
 QUEUED = re.compile(r"<~\s+250 2\.0\.0 Ok: queued as ([0-9a-f-]{36})")
+RECEIVED = re.compile(r"<~?\s+250 2\.0\.0 Ok: received as ([0-9a-f-]{36})")
 
 
 @pytest.fixture
@@ -73,3 +76,43 @@ def test_swaks_with_starttls_and_auth(app, client, settings, sandbox, run_worker
         "application/pdf",
         len(b"%PDF-1.4 invoice"),
     )
+
+
+def mx_delivery(swaks, door, ca, recipient):
+    """swaks delivering a reply to ``recipient`` as an MTA would: STARTTLS, no AUTH."""
+    return subprocess.run(
+        [
+            swaks,
+            "--server", f"{door.host}:{door.port}",
+            "--tls", "--tls-verify", "--tls-ca-path", ca, "--tls-sni", "localhost",
+            "--from", "ann@example.com",
+            "--to", recipient,
+            "--header", "Subject: Re: Your order",
+            "--header", "In-Reply-To: <mail-1@shop.example.com>",
+            "--body", "Thanks, that works.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+
+
+def test_swaks_delivers_to_an_inbound_domain_without_auth(app, client, settings, swaks):
+    with (
+        certificates() as (ca, cert, key),
+        running_door(
+            settings,
+            API_KEYS=API_KEY,
+            SMTP_TLS_CERT=cert,
+            SMTP_TLS_KEY=key,
+            INBOUND_DOMAINS="in.example.com",
+        ) as door,
+    ):
+        delivered = mx_delivery(swaks, door, ca, "support@in.example.com")
+        relayed = mx_delivery(swaks, door, ca, "bob@example.com")
+    assert delivered.returncode == 0, delivered.stdout + delivered.stderr
+    assert RECEIVED.search(delivered.stdout)
+    assert relayed.returncode != 0
+    assert re.search(r"<~?\*+\s+550 5\.7\.1 Relay access denied", relayed.stdout), relayed.stdout
+    assert client.get("/mail").get_json()["mails"] == []  # neither went out
