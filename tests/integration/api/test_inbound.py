@@ -10,7 +10,6 @@ from helpers import sample_mail
 from integration.api.schemas import assert_matches
 from integration.inbound_mail import attachment, inbound_mail, take
 from integration.keyring import make_key
-from mailer.inbound import reports
 
 
 @pytest.fixture
@@ -184,13 +183,17 @@ def test_each_key_sees_its_own_tenants_received_mail(app, client):
     assert refused.status_code == 403 and refused.get_json()["errors"][0]["field"] == "scope"
 
 
-def test_a_mail_lists_its_replies_but_not_automatic_ones(app, client, spec, monkeypatch):
+def test_a_mail_lists_its_replies_but_not_automatic_ones(app, client, spec):
     mail_id = post_mail(client)
     assert client.get(f"/mail/{mail_id}").get_json()["replies"] == []
     first = take(app, inbound_mail(subject="Re: Hello", in_reply_to=f"<{mail_id}@example.com>"))
-    monkeypatch.setattr(reports, "is_auto_reply", lambda mail: True)
-    take(app, inbound_mail(subject="Out of office", in_reply_to=f"<{mail_id}@example.com>"))
-    monkeypatch.undo()
+    automatic = (("From", "Ann <ann@example.org>"), ("Auto-Submitted", "auto-replied"))
+    take(
+        app,
+        inbound_mail(
+            subject="Out of office", in_reply_to=f"<{mail_id}@example.com>", headers=automatic
+        ),
+    )
     body = client.get(f"/mail/{mail_id}").get_json()
     assert_matches(spec, "Mail", body)
     assert body["reply_count"] == 1

@@ -4,15 +4,18 @@ limits (recording those past them), applies a bounce report instead of storing i
 purge takes it after RETENTION_DAYS."""
 
 import uuid
+from pathlib import Path
 
 import pytest
 from helpers import sample_mail
+from inbound_mail import inbound_of
 
 from integration.inbound_mail import attachment, inbound_mail, take
 from mailer import database
-from mailer.inbound import reports
-from mailer.queue import inbound, inbound_reports
+from mailer.queue import inbound
 from mailer.queue.inbound import REPLAYED, REPORT, STORED
+
+BOUNCES = Path(__file__).parents[2] / "fixtures" / "bounces"
 
 
 def post_mail(client, **fields):
@@ -118,27 +121,26 @@ def test_an_id_of_no_mail_of_ours_links_nothing(app, client, sql):
     assert stored(sql, result.inbound_id)["tenant"] == "default"
 
 
-def test_an_automatic_reply_is_stored_and_marked(app, client, sql, monkeypatch):
+def test_an_automatic_reply_is_stored_and_marked(app, client, sql):
     mail_id = post_mail(client)
-    monkeypatch.setattr(reports, "is_auto_reply", lambda mail: mail.subject.startswith("Auto"))
-    auto = take(app, inbound_mail(subject="Automatic reply: away", in_reply_to=f"<{mail_id}@x>"))
+    headers = (("From", "Ann <ann@example.org>"), ("Auto-Submitted", "auto-replied"))
+    auto = take(
+        app,
+        inbound_mail(
+            subject="Automatic reply: away", in_reply_to=f"<{mail_id}@x>", headers=headers
+        ),
+    )
     assert auto.outcome == STORED and auto.auto_reply is True
     row = stored(sql, auto.inbound_id)
     assert (row["auto_reply"], row["in_reply_to_mail_id"]) == (True, uuid.UUID(mail_id))
 
 
-def test_a_bounce_report_is_applied_and_not_stored(app, sql, monkeypatch):
-    report, applied = object(), []
-    monkeypatch.setattr(reports, "read_report", lambda mail: report)
-
-    def apply_report(conn, given, config):
-        applied.append((given, config["MAX_ATTACHMENTS"]))
-        return 2
-
-    monkeypatch.setattr(inbound_reports, "apply_report", apply_report)
-    result = take(app, inbound_mail(subject="Undelivered Mail Returned to Sender"))
-    assert (result.outcome, result.inbound_id, result.bounced) == (REPORT, None, 2)
-    assert applied == [(report, app.config["MAX_ATTACHMENTS"])]
+def test_a_bounce_report_is_read_and_not_stored(app, sql):
+    """A real report (Postfix's, about a mail we do not hold) is a report: nothing stored."""
+    with open(BOUNCES / "postfix-dsn.eml", "rb") as sample:
+        report = inbound_of(sample.read())
+    result = take(app, report)
+    assert (result.outcome, result.inbound_id, result.bounced) == (REPORT, None, 0)
     assert sql("SELECT count(*) AS n FROM inbound")[0]["n"] == 0
 
 
