@@ -43,7 +43,7 @@ def inbound(form):
     """The ``InboundMail`` of Mailgun's posted ``form`` (``fields.Form``)."""
     _refuse_other_posts(form)
     envelope = {
-        "envelope_from": form.text("sender") or None,
+        "envelope_from": form.text("sender"),  # "": the null sender, <>
         "envelope_to": _recipients(form.text("recipient")),
         "delivery_id": form.text("token"),
     }

@@ -30,7 +30,7 @@ class InboundMail:
 
     source: str  # one of SOURCES
     delivery_id: str | None  # the provider's id of this delivery: a replay has the same
-    envelope_from: str | None
+    envelope_from: str | None  # MAIL FROM; "" for the null sender <> (a bounce's), None: not given
     envelope_to: tuple[str, ...]
     from_address: str | None  # the From header
     to: tuple[str, ...]  # the To header's addresses

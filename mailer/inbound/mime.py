@@ -37,7 +37,7 @@ def parse(raw, source, field, envelope_from=None, envelope_to=(), delivery_id=No
     return InboundMail(
         source=source,
         delivery_id=delivery_id,
-        envelope_from=envelope_from or None,
+        envelope_from=envelope_from,
         envelope_to=tuple(envelope_to),
         **from_headers(headers),
         text=_content(text),

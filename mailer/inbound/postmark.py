@@ -103,7 +103,7 @@ def _headers(body):
 def _return_path(headers):
     """The envelope's sender (Postmark's ``Return-Path``, first), and the message's headers."""
     if headers and headers[0][0].lower() == "return-path":
-        return headers[0][1].strip().strip("<>").strip() or None, headers[1:]
+        return headers[0][1].strip().strip("<>").strip(), headers[1:]  # "": the null sender
     return None, headers
 
 

@@ -60,7 +60,7 @@ def _envelope(form):
         raise Malformed("envelope", expected)
     if sender is not None and not isinstance(sender, str):
         raise Malformed("envelope", expected)
-    return {"envelope_from": sender or None, "envelope_to": tuple(to)}
+    return {"envelope_from": sender, "envelope_to": tuple(to)}  # "": the null sender, <>
 
 
 def _score(form):

@@ -40,7 +40,7 @@ def store(mail_from, rcpt_tos, content):
             content,
             SMTP,
             "DATA",
-            envelope_from=mail_from or None,  # <>: a bounce's null sender
+            envelope_from=mail_from or "",  # "": a bounce's null sender, <>
             envelope_to=rcpt_tos,
             delivery_id=digest_id(*envelope, content),
         )

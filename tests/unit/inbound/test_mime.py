@@ -65,7 +65,7 @@ def test_a_delivery_report_keeps_its_status_and_the_returned_message():
         b"Final-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
         b"--B\r\nContent-Type: message/rfc822\r\n\r\n" + FORWARDED + b"\r\n--B--\r\n"
     )
-    mail = parse(raw, "smtp", "DATA", None, ["bounces@in.example.com"])
+    mail = parse(raw, "smtp", "DATA", "", ["bounces@in.example.com"])  # MAIL FROM:<>
     assert mail.text == "The mail could not be delivered."  # its CRLF is the boundary's
     status, returned = mail.attachments
     assert status.content_type == "message/delivery-status"
@@ -73,7 +73,7 @@ def test_a_delivery_report_keeps_its_status_and_the_returned_message():
     assert b"Status: 5.1.1" in status.content
     assert returned.content_type == "message/rfc822"
     assert b"Message-Id: <20130503182626.18666.16540@example.com>" in returned.content
-    assert mail.envelope_from is None  # a bounce's null sender, <>
+    assert mail.envelope_from == ""  # a bounce's null sender, <>, told from none given
 
 
 def test_bytes_that_are_no_utf_8_and_a_charset_python_does_not_know():
