@@ -9,7 +9,9 @@ signed with ``mailgun_key`` (the HMAC of ``timestamp + token``), SendGrid's with
 ``sendgrid_inbound_username`` and ``sendgrid_inbound_password`` in its URL, Postmark's with
 ``postmark_username`` and ``postmark_password``. With ``"raw": true`` each posts its raw
 variant: Mailgun's ``body-mime`` (to ``/inbound/mailgun/mime``), SendGrid's ``email``,
-Postmark's ``RawEmail``.
+Postmark's ``RawEmail``. ``raw`` may also be a whole message (bytes, or text): the provider
+received that very message (a bounce report a test wrote, say), and posts it byte for byte in
+its raw variant, its From, To, Cc, Subject and Message-ID read from it unless given.
 
     sandbox.post_inbound("mailgun", to=["support@in.example.com"], subject="Re: your order")
     POST /_sandbox/inbound/postmark  {"from": "Ann <ann@example.com>", "text": "Thanks!",
@@ -26,7 +28,9 @@ import secrets
 import time
 import uuid
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from urllib.parse import urlencode
 
@@ -52,7 +56,7 @@ MAIL_FIELDS = {
     "envelope_to": None,  # RCPT TO; the To header's first address (the provider's) if None
     "spam_score": None,  # a number, as the provider's spam filter gives it
     "spam": None,  # True or False: Mailgun's and Postmark's verdict (SendGrid gives none)
-    "raw": False,  # post the provider's raw-message variant
+    "raw": False,  # post the raw-message variant: True, or the message itself (bytes or text)
 }
 # The event settings each provider's post needs.
 CREDENTIALS = {
@@ -69,14 +73,16 @@ def check_mail(provider, fields):
     unknown = set(fields) - set(MAIL_FIELDS)
     if unknown:
         raise ValueError(f"unknown mail fields {sorted(unknown)}; known: {sorted(MAIL_FIELDS)}")
-    mail = {**MAIL_FIELDS, **fields}
+    given = given_message(fields.get("raw"))
+    mail = {**MAIL_FIELDS, **(_fields_of(given) if given is not None else {}), **fields}
     for name in ("to", "cc"):
         if isinstance(mail[name], str):
             mail[name] = [mail[name]]
     mail["message_id"] = mail["message_id"] or make_msgid(domain="example.com")
     bare = [address for _, address in getaddresses(mail["to"])]
     mail["envelope_to"] = list(mail["envelope_to"] or bare[:1])
-    mail["envelope_from"] = mail["envelope_from"] or parseaddr(mail["from"])[1]
+    if mail["envelope_from"] is None:  # "" is the null sender <>, a bounce report's
+        mail["envelope_from"] = parseaddr(mail["from"])[1]
     mail["attachments"] = [_attachment(item) for item in mail["attachments"]]
     return mail
 
@@ -119,8 +125,36 @@ def _answer(session, url, body, headers, auth):
     return {"status": response.status_code, "answer": answer}
 
 
+def given_message(raw):
+    """The message given as ``raw`` (bytes or text) as bytes, or None if it is a flag."""
+    if isinstance(raw, bytes):
+        return raw
+    if isinstance(raw, str):
+        return raw.encode("utf-8")
+    return None
+
+
+def _fields_of(data):
+    """The mail fields a given message's headers say: From, To, Cc, Subject, Message-ID."""
+    parsed = BytesParser(policy=policy.default).parsebytes(data, headersonly=True)
+
+    def addresses(name):
+        return [str(address) for address in getattr(parsed[name], "addresses", ())]
+
+    return {
+        "from": str(parsed["From"] or ""),
+        "to": addresses("To"),
+        "cc": addresses("Cc"),
+        "subject": str(parsed["Subject"] or ""),
+        "message_id": str(parsed["Message-ID"] or "") or None,
+    }
+
+
 def message(mail):
-    """The MIME message of ``mail``, as the sender wrote it."""
+    """The MIME message of ``mail``, as the sender wrote it (the given one, parsed)."""
+    given = given_message(mail["raw"])
+    if given is not None:
+        return BytesParser(policy=policy.default).parsebytes(given)
     built = EmailMessage()
     built["From"] = mail["from"]
     if mail["to"]:
@@ -147,6 +181,15 @@ def message(mail):
     return built
 
 
+def _raw_text(built, mail):
+    """The whole message as a raw variant carries it: the given one byte for byte, else
+    ``built`` written out."""
+    given = given_message(mail["raw"])
+    if given is not None:
+        return given.decode("utf-8", "replace")
+    return built.as_string()
+
+
 def _header_lines(built):
     """The top-level headers of a message as (name, value) pairs."""
     return [(name, str(value)) for name, value in built.items()]
@@ -170,7 +213,7 @@ def mailgun_post(mail, settings):
         "signature": mailgun_signature(settings["mailgun_key"], timestamp, token),
     }
     if mail["raw"]:
-        fields["body-mime"] = _spammed(built, mail, "mailgun").as_string()
+        fields["body-mime"] = _raw_text(_spammed(built, mail, "mailgun"), mail)
         return _form("/inbound/mailgun/mime", fields, {}, multipart=True)
     fields.update(
         {
@@ -242,7 +285,7 @@ def sendgrid_post(mail, settings):
         fields["spam_score"] = str(mail["spam_score"])
         fields["spam_report"] = "Spam detection software has checked this message."
     if mail["raw"]:
-        fields["email"] = built.as_string()
+        fields["email"] = _raw_text(built, mail)
         return _form("/inbound/sendgrid", fields, {}, auth, multipart=True)
     fields["headers"] = "".join(f"{name}: {value}\n" for name, value in _header_lines(built))
     fields["text"] = mail["text"] or ""
@@ -289,7 +332,7 @@ def postmark_post(mail, settings):
         "OriginalRecipient": mail["envelope_to"][0] if mail["envelope_to"] else "",
         "Subject": mail["subject"],
         "MessageID": str(uuid.uuid4()),
-        "Date": str(built["Date"]),
+        "Date": str(built["Date"] or format_datetime(datetime.now(UTC))),
         "TextBody": mail["text"] or "",
         "HtmlBody": mail["html"] or "",
         "StrippedTextReply": mail["stripped_text"] or "",
@@ -308,7 +351,7 @@ def postmark_post(mail, settings):
         "ReceivedAt": now_iso(),
     }
     if mail["raw"]:
-        body["RawEmail"] = built.as_string()
+        body["RawEmail"] = _raw_text(built, mail)
     headers = {"Content-Type": "application/json"}
     return "/inbound/postmark", json.dumps(body).encode(), headers, auth
 

@@ -110,3 +110,33 @@ def test_the_control_endpoint_says_what_is_wrong(server, provider, body, error):
 def test_an_attachment_given_as_base64_over_the_control_endpoint():
     mail = check_mail("postmark", {"attachments": [{"content": base64.b64encode(b"hi").decode()}]})
     assert mail["attachments"][0]["content"] == b"hi"
+
+
+REPORT = (
+    b"From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n"
+    b"To: Shop <shop@in.example.com>\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\n"
+    b"Message-ID: <report-1@mx.example.net>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+    b"--B\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n"
+    b"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+    b"Reporting-MTA: dns; mx.example.net\r\n\r\n"
+    b"Final-Recipient: rfc822; bob@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+    b"--B--\r\n"
+)
+
+
+@pytest.mark.parametrize("provider", ["mailgun", "sendgrid", "postmark"])
+def test_a_given_message_is_posted_as_it_is_with_the_null_sender(provider):
+    read, _ = read_back(provider, raw=REPORT, envelope_from="")
+    assert read.raw == REPORT  # byte for byte, in the raw variant
+    assert read.envelope_from == ""  # the null sender <>, not "none given"
+    assert read.from_address == "Mail Delivery System <MAILER-DAEMON@mx.example.net>"
+    assert read.subject == "Undelivered Mail Returned to Sender"
+    assert read.message_id == "<report-1@mx.example.net>"
+    mail = check_mail(provider, {"raw": REPORT.decode()})
+    assert (mail["to"], mail["envelope_to"]) == (
+        ["Shop <shop@in.example.com>"],
+        ["shop@in.example.com"],
+    )
