@@ -18,8 +18,12 @@ Two shapes of report:
   software" with the address indented, old Sendmail's and Postfix's, Gmail's and Exchange's
   older ones). GNU Mailman's detectors (``flufl.bounce``, tested on a hundred real bounces) find
   the addresses; the status code and words said of each are read from the text that follows
-  its first mention. Those are read only from a mail that looks like a report (a null sender,
-  a daemon's From, a bounce's Subject): a person's reply is never searched for them.
+  its first mention.
+
+Either shape is read only from a mail sent as a report is sent (``from_a_mail_system``): with
+the null sender ``<>``, or by a mail daemon or a postmaster. A person's mail, a reply that
+quotes a report or a report a recipient forged in a mail client, comes from the person's own
+address: it is no report, and is stored as received mail like any other.
 
 A report names the mail it returns by the Message-ID of the returned message's headers (a
 ``message/rfc822`` or ``text/rfc822-headers`` part, or a copy quoted in the body), then by its
@@ -58,16 +62,6 @@ QUOTED_HEADERS = re.compile(
 )
 DIAGNOSTIC_LINE = re.compile(r"^[ \t]*Diagnostic-Code:[ \t]*(.*(?:\n[ \t]+\S.*)*)", re.I | re.M)
 DAEMONS = ("mailer-daemon", "mailer_daemon", "mailerdaemon", "mail-daemon", "postmaster")
-# Subjects of the reports of qmail ("failure notice"), Exim ("Mail delivery failed"), Postfix
-# ("Undelivered Mail Returned to Sender"), Sendmail ("Returned mail: see transcript"), Gmail
-# ("Delivery Status Notification (Failure)"), Exchange ("Undeliverable:", German
-# "Unzustellbar:", French "Non remis :"), Lotus Notes ("DELIVERY FAILURE"), and others'.
-BOUNCE_SUBJECT = re.compile(
-    r"undeliver|undelivered|delivery status notification|mail delivery fail|failure notice"
-    r"|returned mail|delivery fail|non remis|unzustellbar|could not be delivered"
-    r"|nondeliverable|mail system error",
-    re.I,
-)
 
 
 @dataclass(frozen=True)
@@ -98,19 +92,18 @@ class BounceReport:
 
 def read_report(inbound):
     """The ``BounceReport`` of ``inbound`` (an ``InboundMail``), or None if it is not one."""
+    if not from_a_mail_system(inbound):
+        return None
     message = _message(inbound)
-    looks_like_one = _looks_like_bounce(inbound)
     blocks = _recipient_blocks(message)  # None: no delivery-status part
-    if blocks is None and looks_like_one:
+    if blocks is None:
         blocks = _inline_blocks(_report_text(message)) or None
     if blocks:  # RFC 3464's fields
         failures = _dedupe(filter(None, map(_block_failure, blocks)))
-    elif blocks is not None or looks_like_one:  # a status part without fields, or plain words
+    else:  # a status part without fields, or plain words
         failures = _heuristic_failures(message)
-    else:
-        return None
     if blocks is None and not failures:
-        return None  # it only looked like one
+        return None  # a daemon's mail that reports no failure (a postmaster's answer)
     return BounceReport(
         original_message_ids=_original_message_ids(inbound, message),
         failures=tuple(failures),
@@ -389,20 +382,32 @@ def _dedupe(failures):
 # The MTAs' own words ----------------------------------------------------------------------
 
 
-def _looks_like_bounce(inbound):
-    """Whether ``inbound`` looks like a report: sent with a null return path (RFC 5321,
-    section 4.5.5: as every report must be), from a mail daemon or a postmaster, naming its
-    failed recipients (Exim's and Gmail's ``X-Failed-Recipients``), or with a report's Subject."""
-    null_path = _one_line(inbound.header("Return-Path") or "") == "<>"
-    if inbound.envelope_from in ("", "<>") or null_path:
+def from_a_mail_system(inbound):
+    """Whether ``inbound`` was sent as a report is: with the null sender (RFC 5321, section
+    4.5.5: a non-delivery report MUST be sent with the null reverse-path ``<>``), or by a mail
+    daemon or a postmaster (its sender's or its From's local part: Sendmail's
+    ``MAILER-DAEMON@host``, Exchange's ``postmaster@domain``).
+
+    The sender is the envelope's when the way in gives it (the SMTP door's ``MAIL FROM``,
+    Mailgun's ``sender``, SendGrid's ``envelope``, Postmark's ``Return-Path``); else the
+    ``Return-Path`` header the delivering server wrote. Not the Subject, an
+    ``X-Failed-Recipients`` header or a display name ("Mail Delivery System"): anyone writes
+    those from an ordinary mail client, and a report would let them bounce another recipient.
+    """
+    sender = inbound.envelope_from
+    if sender is None:
+        sender = inbound.header("Return-Path")
+    if sender is not None and _one_line(sender) in ("", "<>"):
         return True
-    if inbound.header("X-Failed-Recipients"):
-        return True
-    name, address = parseaddr(inbound.from_address or "")
-    local = address.rpartition("@")[0] if "@" in address else address
-    if local.lower() in DAEMONS or "mail delivery" in name.lower():
-        return True
-    return BOUNCE_SUBJECT.search(inbound.subject or "") is not None
+    return any(_is_daemon(address) for address in (sender, inbound.from_address))
+
+
+def _is_daemon(address):
+    """Whether ``address`` (with or without a display name) is a mail daemon's or a
+    postmaster's."""
+    bare = parseaddr(address or "")[1]
+    local = bare.rpartition("@")[0] if "@" in bare else bare
+    return local.lower() in DAEMONS
 
 
 def _heuristic_failures(message):

@@ -260,6 +260,55 @@ Message-ID: {OURS}
     assert read_report(inbound_of(data, envelope_from="ann@example.com")) is None
 
 
+FORGED_FIELDS = "Final-Recipient: rfc822; bob@example.com\nAction: failed\nStatus: 5.1.1\n"
+
+
+def from_ann(data, envelope_from="ann@example.com"):
+    """``data`` as Ann's mail client sends it: her address as From and in the envelope."""
+    data = data.replace(
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example.net>", b"From: Ann <ann@example.com>"
+    )
+    return inbound_of(data, envelope_from=envelope_from)
+
+
+def test_a_report_written_by_a_person_is_none_whatever_its_shape():
+    # A co-recipient knows the mail's Message-ID (her copy has it) and could name another
+    # recipient as failed: from her own address, neither RFC 3464's shape nor a report's
+    # Subject and words make her mail a report.
+    assert read_report(from_ann(dsn(FORGED_FIELDS))) is None
+    plain = f"""From: Ann <ann@example.com>
+Subject: Undelivered Mail Returned to Sender
+X-Failed-Recipients: bob@example.com
+In-Reply-To: {OURS}
+
+{FORGED_FIELDS}""".encode()
+    assert read_report(inbound_of(plain, envelope_from="ann@example.com")) is None
+    named = plain.replace(b"From: Ann", b"From: Mail Delivery System")
+    assert read_report(inbound_of(named, envelope_from="ann@example.com")) is None
+
+
+@pytest.mark.parametrize(
+    ("envelope_from", "top", "is_report"),
+    [
+        ("", "", True),  # the null sender, MAIL FROM:<>, as a report is sent
+        ("<>", "", True),
+        ("MAILER-DAEMON@mx.example.net", "", True),
+        (None, "Return-Path: <>\n", True),  # no envelope given: the delivering server's header
+        (None, "Return-Path: <postmaster@mx.example.net>\n", True),
+        (None, "", False),
+        ("ann@example.com", "Return-Path: <>\n", False),  # the envelope says who sent it
+    ],
+)
+def test_a_report_comes_from_the_null_sender_or_a_daemon(envelope_from, top, is_report):
+    data = from_ann(dsn(FORGED_FIELDS, top=top), envelope_from=envelope_from)
+    assert (read_report(data) is not None) is is_report
+
+
+def test_a_daemon_s_from_is_a_mail_system_s_whatever_the_envelope():
+    report = read_report(inbound_of(dsn(FORGED_FIELDS), envelope_from="bounces@relay.example"))
+    assert failures(report) == [("bob@example.com", "failed", "5.1.1", True)]
+
+
 def plain_mail(subject="Re: Your order", headers="", envelope_from="ann@example.com"):
     """An ``InboundMail`` of a short plain mail with ``headers`` (lines) added."""
     data = f"From: Ann <ann@example.com>\nTo: shop@shop.example\nSubject: {subject}\n{headers}"
