@@ -2,7 +2,8 @@
 with STARTTLS (the certificate checked) and AUTH LOGIN with an API key, a custom header and an
 attachment; the mail arrives at the sandbox as swaks wrote it. As an MTA delivering to the
 door as the MX of INBOUND_DOMAINS, without AUTH, it is received; to another domain it is refused
-550 5.7.1 (no open relay). Without swaks the test FAILS
+550 5.7.1 (no open relay); a relay's bounce report it delivers with the null sender bounces the
+recipient it names on the mail it returns. Without swaks the test FAILS
 under CI (CI=true), where a skip would pass unseen, and is skipped elsewhere
 (scripts/setup-swaks installs it)."""
 
@@ -11,12 +12,14 @@ import re
 import subprocess
 
 import pytest
+from integration.inbound.dsn import SHOP, bounced, mx_door, report, send_to_ann_and_bob, state
 from integration.smtp.door import API_KEY, certificates, running_door
 
 pytestmark = pytest.mark.committed
 SWAKS = "/usr/bin/swaks"
 QUEUED = re.compile(r"<~\s+250 2\.0\.0 Ok: queued as ([0-9a-f-]{36})")
 RECEIVED = re.compile(r"<~?\s+250 2\.0\.0 Ok: received as ([0-9a-f-]{36})")
+REPORT_READ = re.compile(r"<~?\s+250 2\.0\.0 Ok: bounce report read")
 
 
 @pytest.fixture
@@ -116,3 +119,32 @@ def test_swaks_delivers_to_an_inbound_domain_without_auth(app, client, settings,
     assert relayed.returncode != 0
     assert re.search(r"<~?\*+\s+550 5\.7\.1 Relay access denied", relayed.stdout), relayed.stdout
     assert client.get("/mail").get_json()["mails"] == []  # neither went out
+
+
+def test_swaks_delivers_a_relays_bounce_report_to_the_door(
+    app, client, sql, settings, sandbox, run_worker, swaks, tmp_path
+):
+    mail_id, returned = send_to_ann_and_bob(client, sandbox, run_worker)
+    dsn = tmp_path / "report.eml"
+    dsn.write_bytes(report(returned))
+    with mx_door(settings) as (door, ca):
+        done = subprocess.run(
+            [
+                swaks,
+                "--server", f"{door.host}:{door.port}",
+                "--tls", "--tls-verify", "--tls-ca-path", ca, "--tls-sni", "localhost",
+                "--helo", "relay.example",
+                "--from", "<>",
+                "--to", SHOP,
+                "--data", f"@{dsn}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MAIL FROM:<>" in done.stdout  # the null sender, as a report is sent
+    assert REPORT_READ.search(done.stdout), done.stdout
+    seen, expected = state(client, sql, mail_id), bounced(webhooks=[])
+    assert {**seen, "webhooks": None} == {**expected, "webhooks": None}  # no client webhooks here
