@@ -8,6 +8,10 @@ GET    /_sandbox/health                {"ok": true}
 GET|PUT /_sandbox/behaviour/<provider> read or replace a provider's behaviour (JSON object)
 GET|PUT /_sandbox/events               the event webhooks' settings (merged) and what was
                                        posted (see ``events``)
+GET    /_sandbox/tally                 counts of everything taken and posted, however little
+                                       is kept (see ``store.Tally``)
+GET|PUT /_sandbox/keep                 {"keep": N}: keep only the newest N messages, requests
+                                       and event posts (null: all)
 GET    /_sandbox/sns/cert.pem          the certificate of the SNS messages' signatures (``sns``)
 GET    /_sandbox/sns/confirm           an SNS subscription's SubscribeURL: records the GET
 """
@@ -33,6 +37,8 @@ RULES = [
     Rule("/_sandbox/reset", endpoint="reset", methods=["POST"]),
     Rule("/_sandbox/behaviour/<provider>", endpoint="behaviour", methods=["GET", "PUT"]),
     Rule("/_sandbox/events", endpoint="events", methods=["GET", "PUT"]),
+    Rule("/_sandbox/tally", endpoint="tally", methods=["GET"]),
+    Rule("/_sandbox/keep", endpoint="keep", methods=["GET", "PUT"]),
     Rule(sns.CERT_PATH, endpoint="sns_cert", methods=["GET"]),
     Rule(sns.CONFIRM_PATH, endpoint="sns_confirm", methods=["GET"]),
 ]
@@ -49,6 +55,10 @@ def serve(store, request, endpoint, values, poster) -> Answer:
         return Answer(status=204)
     if endpoint == "events":
         return _events(store, request, poster)
+    if endpoint == "tally":
+        return json_answer(200, tally(store, poster))
+    if endpoint == "keep":
+        return _keep(store, request, poster)
     if endpoint == "sns_cert":
         return Answer(poster.signer.certificate_pem, 200, content_type="application/x-pem-file")
     if endpoint == "sns_confirm":
@@ -91,6 +101,30 @@ def _events(store, request, poster) -> Answer:
     return json_answer(
         200, {"settings": shown(store.event_settings()), "posted": poster.snapshot()}
     )
+
+
+def tally(store, poster) -> dict:
+    """What the store counted, with the event posts'."""
+    return {**store.counted(), "events": poster.counted()}
+
+
+def set_keep(store, poster, keep) -> None:
+    """Keep only the newest ``keep`` messages, requests and event posts (None: all)."""
+    store.set_keep(keep)
+    poster.set_keep(keep)
+
+
+def _keep(store, request, poster) -> Answer:
+    """GET or PUT ``{"keep": N}``."""
+    if request.method == "PUT":
+        try:
+            body = json.loads(request.get_data() or b"{}")
+            if not isinstance(body, dict) or set(body) != {"keep"}:
+                raise ValueError('send {"keep": N}, N a whole number >= 0 or null')
+            set_keep(store, poster, body["keep"])
+        except ValueError as exc:
+            return json_answer(400, {"error": str(exc)})
+    return json_answer(200, {"keep": store.counted()["keep"]})
 
 
 def _page(messages) -> bytes:
