@@ -32,7 +32,7 @@ class Later:
         self.running = 0
         self.threads = []
         self.waiting = 0  # jobs put and not finished
-        self.late = {"jobs": 0, "total": 0.0, "max": 0.0}  # seconds a job started after its due
+        self.late = fresh_lateness()
 
     def put(self, due, limit, job):
         """Run ``job()`` at ``due``, with at most ``limit`` jobs running then."""
@@ -90,22 +90,34 @@ class Later:
                 self.slots.wait(TICK)
             self.running += 1
             late = max(0.0, time.monotonic() - due)
+            due_at = time.time() - late  # the due time as unix time
             self.late["jobs"] += 1
             self.late["total"] += late
             self.late["max"] = max(self.late["max"], late)
+            self.late["first_due_at"] = min(self.late["first_due_at"] or due_at, due_at)
+            self.late["last_due_at"] = max(self.late["last_due_at"] or due_at, due_at)
         return True
 
     def counts(self):
-        """Jobs not finished yet, and how late the started ones started (seconds)."""
+        """Jobs not finished yet; how late the started ones started (seconds), and the first
+        and last of their due times (unix time: when they were meant to run, however late
+        they did)."""
         with self.slots:
             jobs = self.late["jobs"]
             return {
                 "waiting": self.waiting,
                 "late_mean": self.late["total"] / jobs if jobs else 0.0,
                 "late_max": self.late["max"],
+                "first_due_at": self.late["first_due_at"],
+                "last_due_at": self.late["last_due_at"],
             }
 
     def forget_lateness(self):
         """Start counting lateness afresh (a reset)."""
         with self.slots:
-            self.late = {"jobs": 0, "total": 0.0, "max": 0.0}
+            self.late = fresh_lateness()
+
+
+def fresh_lateness():
+    """How late the jobs started, before any did."""
+    return {"jobs": 0, "total": 0.0, "max": 0.0, "first_due_at": None, "last_due_at": None}
