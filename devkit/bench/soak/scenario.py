@@ -62,7 +62,7 @@ def scenario_soak(b):
     inside = os.path.abspath(plot_path).startswith(ROOT + os.sep)
     result["plot_name"] = os.path.relpath(plot_path, ROOT) if inside else plot_path
     command = " ".join(["scripts/bench", *sys.argv[1:]])
-    report.write(result, folder, command)
+    report.write(result, soak.watch.samples, folder, command)
     report.plot(result, soak.watch.samples, plot_path)
     say(f"soak: wrote {os.path.join(folder, 'soak.json')}, soak.md and {plot_path}")
     return report.rows(result)
@@ -216,9 +216,9 @@ class Soak:
         try:
             self.wait_until_settled(time.monotonic() + b.timeout(self.budget))
         finally:
-            stopping.set()
+            stopping.set()  # the clients stop at their next unit
+            self.watch.stop()
         self.ended_at = time.time()
-        self.watch.stop()
         used = os.times()
         self.bench_cpu = used.user + used.system - self.bench_cpu.user - self.bench_cpu.system
 
@@ -286,7 +286,9 @@ class Soak:
             "growth": results.growth(over_time["lags"]),
             "cpu_seconds": cpu,
             "cpu_ms_per_mail": report.cpu_per_mail(cpu, self.total),
-            "memory": report.memory(self.watch.samples, [*self.roots, "postgres"]),
+            "memory": report.memory(
+                self.watch.samples, [*self.roots, "postgres", "postgres per backend"]
+            ),
             "end_state": results.end_state(b, tally, self.total),
             "sandbox": {key: value for key, value in tally.items() if key != "repeats"},
             "clients": {"threads": CLIENT_THREADS, "first_at": self.clients.first_at},

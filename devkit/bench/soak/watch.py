@@ -5,10 +5,12 @@ mails there are), the client webhooks still pending (counted up to ``PENDING_CAP
 webhooks the receiver got, the sandbox's tally, and from ``/proc`` each process's CPU seconds
 so far and its memory. The processes are the service's (the API's gunicorn with its workers,
 each worker process, the SMTP door), the harness's (sandbox, receiver), and PostgreSQL's: the
-backends of the bench database and the server's own background processes (checkpointer,
-background writer, WAL writer, autovacuum launcher), found in ``pg_stat_activity``. A backend
-counts from its first sample, or from its start if it started during the run; one that ends
-keeps what it had used at its last sample.
+backends of the bench database (autovacuum's too) and the server's own background processes
+(checkpointer, background writer, WAL writer, autovacuum launcher), found in
+``pg_stat_activity``. A backend counts from its first sample, or from its start if it started
+during the run; one that ends keeps what it had used at its last sample. PostgreSQL's memory is
+its client backends' private memory (``RssAnon``: their RSS also counts the shared buffers they
+touched), in all and per backend, since their number changes.
 
 The samples are kept for the report; the clients' ``Gate`` is told how many mails wait for a
 worker after each one.
@@ -109,7 +111,9 @@ class Watch(threading.Thread):
             kind = "postgres" if backend_type not in SERVER_PROCESSES else "postgres-server"
             readings[(kind, pid)] = procfs.cpu_seconds(pid, waited=False)
         self.cpu.read(readings)
-        rss["postgres"] = sum(procfs.memory_mb(pid, "RssAnon") or 0.0 for pid, _ in postgres)
+        clients = [pid for pid, kind in postgres if kind == "client backend"]
+        rss["postgres"] = sum(procfs.memory_mb(pid, "RssAnon") or 0.0 for pid in clients)
+        rss["postgres per backend"] = rss["postgres"] / len(clients) if clients else None
         return {
             "t": round(time.time() - self.started, 2),
             "at": time.time(),
@@ -120,7 +124,7 @@ class Watch(threading.Thread):
             "sandbox": self._get(f"{self.b.sandbox_url}/_sandbox/tally"),
             "cpu": self.cpu.used(),
             "rss_mb": rss,
-            "backends": sum(1 for _, kind in postgres if kind not in SERVER_PROCESSES),
+            "backends": len(clients),
         }
 
     @staticmethod
