@@ -8,6 +8,7 @@
     scripts/bench --only ingest,latency --json results.json
     scripts/bench --only memory --drain-count 1000000 --max-seconds 4000
     scripts/bench --only ingest --size ingest_seconds=5 --size ingest_variants=form
+    scripts/bench --only soak --size 20000   # the soak (only when named), 20,000 mails
 
 ``scripts/bench`` runs ``python -m devkit.bench``.
 
@@ -28,10 +29,12 @@ import time
 from devkit.bench.harness import DEFAULT_SERVER, Bench, Unavailable, say
 from devkit.bench.load import bare_send_main, load_main
 from devkit.bench.report import Row, print_table, write_json
-from devkit.bench.scenarios import FULL, QUICK, SCENARIO_FUNCTIONS, SCENARIOS
+from devkit.bench.scenarios import FULL, ON_REQUEST, QUICK, SCENARIO_FUNCTIONS, SCENARIOS
+from devkit.bench.soak.receiver import receiver_main
 from devkit.processes import SIGNALS, Stop
 
 COMMAND = "scripts/bench"  # the command the printed table names
+DEFAULT_MAX_SECONDS = 1500.0  # bound on the whole run
 
 
 def machine(b):
@@ -64,10 +67,17 @@ def machine(b):
 def parse_args(argv):
     """The command line."""
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help=f"comma-separated scenarios: {','.join(SCENARIOS)}")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated scenarios: {','.join(SCENARIOS)}; "
+        f"and, only when named, {','.join(ON_REQUEST)}",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument(
-        "--max-seconds", type=float, default=1500.0, help="bound on the whole run (default 1500)"
+        "--max-seconds",
+        type=float,
+        help=f"bound on the whole run (default {DEFAULT_MAX_SECONDS:g}; the soak's own bound, "
+        "which grows with its size, when longer)",
     )
     parser.add_argument("--json", metavar="FILE", help="write the results to FILE")
     parser.add_argument(
@@ -94,7 +104,18 @@ def parse_args(argv):
         metavar="NAME=VALUE",
         help="override one of the scenarios' sizes (repeatable), e.g. "
         "--size ingest_seconds=5 --size ingest_rounds=3; the names are the "
-        "keys of FULL in devkit/bench/scenarios.py",
+        "keys of FULL in devkit/bench/scenarios.py; a bare number N is --size soak=N",
+    )
+    parser.add_argument(
+        "--soak-out",
+        metavar="DIR",
+        default=".",
+        help="where the soak writes soak.json and soak.md (default: the current directory)",
+    )
+    parser.add_argument(
+        "--soak-plot",
+        metavar="FILE",
+        help="where the soak draws its plot (default: docs/soak.png of the repository)",
     )
     parser.add_argument(
         "--keep-logs",
@@ -105,16 +126,19 @@ def parse_args(argv):
     chosen = [
         name.strip() for name in (args.only or ",".join(SCENARIOS)).split(",") if name.strip()
     ]
-    unknown = [name for name in chosen if name not in SCENARIOS]
+    unknown = [name for name in chosen if name not in SCENARIOS + ON_REQUEST]
     if unknown:
-        parser.error(f"unknown scenarios {unknown}; choose from {','.join(SCENARIOS)}")
+        parser.error(f"unknown scenarios {unknown}; choose from {','.join(SCENARIOS + ON_REQUEST)}")
     args.scenarios = chosen
     args.sizes = dict(parse_size(parser, text) for text in args.size)
     return args
 
 
 def parse_size(parser, text):
-    """One ``--size NAME=VALUE``: (name, value as a number, or a tuple of numbers or words)."""
+    """One ``--size NAME=VALUE``: (name, value as a number, or a tuple of numbers or words); a
+    bare whole number is the soak's mails."""
+    if text.isdigit():
+        return "soak", int(text)
     name, separator, value = text.partition("=")
     if not separator or name not in FULL:
         parser.error(f"--size {text!r}: use NAME=VALUE with NAME one of {', '.join(FULL)}")
@@ -181,7 +205,7 @@ def run(args):
     if args.drain_count:
         sizes["memory"] = args.drain_count
     sizes.update(args.sizes)
-    b = Bench(args, sizes)
+    b = Bench(args, sizes, args.max_seconds or DEFAULT_MAX_SECONDS)
     errors = 0
     info = {}
     SIGNALS.install()  # Ctrl-C, SIGTERM and SIGHUP end the run cleaned up, the table printed
@@ -219,6 +243,8 @@ def main(argv=None):
         return load_main(argv[1])
     if argv[:1] == ["_bare-send"]:
         return bare_send_main(int(argv[1]))
+    if argv[:1] == ["_receiver"]:
+        return receiver_main(argv[1])
     return run(parse_args(argv))
 
 

@@ -28,6 +28,7 @@ from devkit.bench.harness import (
 )
 from devkit.bench.report import Row, fmt, percentile, ratio_of
 from devkit.bench.smtp_submit import scenario_smtp
+from devkit.bench.soak.scenario import scenario_soak
 
 SCENARIOS = (
     "dispatch",
@@ -45,6 +46,8 @@ SCENARIOS = (
     "events",
     "smtp",
 )
+# Scenarios that run only when --only names them: the soak takes hours at its full size.
+ON_REQUEST = ("soak",)
 
 # Sizes per scenario: the full run, and --quick (a smoke run that only checks it all works).
 FULL = {
@@ -85,6 +88,22 @@ FULL = {
     "events_rounds": 3,
     "events_clients": 2,
     "smtp_messages": 2_000,
+    # The soak: mails; the sandbox's latency (ms), share of 503s, events' delay and jitter (s),
+    # shares of addresses that bounce and complain, posts at once; the receiver's answer time
+    # (ms); mails waiting for a worker before the clients hold back; mails per batch request;
+    # mails a second the clients submit at most (0: as fast as the backlog lets them).
+    "soak": 1_000_000,
+    "soak_latency_ms": 50,
+    "soak_fault_rate": 0.01,
+    "soak_event_delay": 1.0,
+    "soak_event_jitter": 1.0,
+    "soak_bounce": 0.02,
+    "soak_complain": 0.001,
+    "soak_posters": 32,
+    "soak_receiver_ms": 50,
+    "soak_backlog": 3_000,
+    "soak_batch": 1_000,
+    "soak_rate": 0,
 }
 QUICK = {
     "dispatch": 200,
@@ -124,6 +143,18 @@ QUICK = {
     "events_rounds": 1,
     "events_clients": 2,
     "smtp_messages": 200,
+    "soak": 2_000,
+    "soak_latency_ms": 50,
+    "soak_fault_rate": 0.01,
+    "soak_event_delay": 1.0,
+    "soak_event_jitter": 1.0,
+    "soak_bounce": 0.02,
+    "soak_complain": 0.001,
+    "soak_posters": 32,
+    "soak_receiver_ms": 50,
+    "soak_backlog": 3_000,
+    "soak_batch": 1_000,
+    "soak_rate": 0,
 }
 
 
@@ -1750,4 +1781,5 @@ SCENARIO_FUNCTIONS = {
     "providers": scenario_providers,
     "events": scenario_events,
     "smtp": scenario_smtp,
+    "soak": scenario_soak,
 }

@@ -3,7 +3,7 @@
     scripts/sandbox --port 8025 [--host 127.0.0.1] [--latency-ms 0] [--mailgun-key K]
                     [--sendgrid-key K] [--ses-access-key-id ID --ses-secret-access-key S]
                     [--postmark-token T] [--events-url URL] [--allow-remote]
-                    [--allow-host NAME ...] [--smtp-port 2525]
+                    [--allow-host NAME ...] [--smtp-port 2525] [--keep N]
 
 The keys default to $SANDBOX_MAILGUN_API_KEY, $SANDBOX_SENDGRID_API_KEY,
 $SANDBOX_SES_ACCESS_KEY_ID and $SANDBOX_SES_SECRET_ACCESS_KEY, and
@@ -18,6 +18,8 @@ answers only requests whose Host is a loopback name or address, --host, or an --
 (anything else is DNS rebinding). With --smtp-port it also serves an SMTP relay with STARTTLS
 and AUTH (devkit/sandbox/smtp.py), taking only $SANDBOX_SMTP_USERNAME and
 $SANDBOX_SMTP_PASSWORD if set; it prints the CA file to give the mail service as SMTP_CA_FILE.
+With --keep N it keeps only the newest N messages, requests and event posts, for long runs;
+GET /_sandbox/tally counts them all.
 """
 
 import argparse
@@ -78,6 +80,14 @@ def _parse_args(argv) -> argparse.Namespace:
         default=None,
         help="also serve an SMTP relay (STARTTLS, AUTH) on this port; 0 picks a free port",
     )
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep only the newest N messages, requests and event posts (GET /_sandbox/tally "
+        "counts them all); default: all",
+    )
     return p.parse_args(argv)
 
 
@@ -113,6 +123,7 @@ def main(argv=None) -> int:
         smtp_username=os.environ.get("SANDBOX_SMTP_USERNAME"),
         smtp_password=os.environ.get("SANDBOX_SMTP_PASSWORD"),
         postmark_token=args.postmark_token,
+        keep=args.keep,
     )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

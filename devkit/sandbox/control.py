@@ -10,6 +10,10 @@ GET|PUT /_sandbox/events               the event webhooks' settings (merged) and
                                        posted (see ``events``)
 POST   /_sandbox/inbound/<provider>    post a mail (JSON, ``inbound.MAIL_FIELDS``, with "times")
                                        to the service as the provider would; the answers
+GET    /_sandbox/tally                 counts of everything taken and posted, however little
+                                       is kept (see ``store.Tally``)
+GET|PUT /_sandbox/keep                 {"keep": N}: keep only the newest N messages, requests
+                                       and event posts (null: all)
 GET    /_sandbox/sns/cert.pem          the certificate of the SNS messages' signatures (``sns``)
 GET    /_sandbox/sns/confirm           an SNS subscription's SubscribeURL: records the GET
 """
@@ -36,6 +40,8 @@ RULES = [
     Rule("/_sandbox/behaviour/<provider>", endpoint="behaviour", methods=["GET", "PUT"]),
     Rule("/_sandbox/events", endpoint="events", methods=["GET", "PUT"]),
     Rule("/_sandbox/inbound/<provider>", endpoint="inbound", methods=["POST"]),
+    Rule("/_sandbox/tally", endpoint="tally", methods=["GET"]),
+    Rule("/_sandbox/keep", endpoint="keep", methods=["GET", "PUT"]),
     Rule(sns.CERT_PATH, endpoint="sns_cert", methods=["GET"]),
     Rule(sns.CONFIRM_PATH, endpoint="sns_confirm", methods=["GET"]),
 ]
@@ -54,6 +60,10 @@ def serve(store, request, endpoint, values, poster) -> Answer:
         return _events(store, request, poster)
     if endpoint == "inbound":
         return _inbound(store, request, poster, values["provider"])
+    if endpoint == "tally":
+        return json_answer(200, tally(store, poster))
+    if endpoint == "keep":
+        return _keep(store, request, poster)
     if endpoint == "sns_cert":
         return Answer(poster.signer.certificate_pem, 200, content_type="application/x-pem-file")
     if endpoint == "sns_confirm":
@@ -111,6 +121,30 @@ def _inbound(store, request, poster, provider) -> Answer:
     except ValueError as exc:
         return json_answer(400, {"error": str(exc)})
     return json_answer(200, {"posted": answers})
+
+
+def tally(store, poster) -> dict:
+    """What the store counted, with the event posts'."""
+    return {**store.counted(), "events": poster.counted()}
+
+
+def set_keep(store, poster, keep) -> None:
+    """Keep only the newest ``keep`` messages, requests and event posts (None: all)."""
+    store.set_keep(keep)
+    poster.set_keep(keep)
+
+
+def _keep(store, request, poster) -> Answer:
+    """GET or PUT ``{"keep": N}``."""
+    if request.method == "PUT":
+        try:
+            body = json.loads(request.get_data() or b"{}")
+            if not isinstance(body, dict) or set(body) != {"keep"}:
+                raise ValueError('send {"keep": N}, N a whole number >= 0 or null')
+            set_keep(store, poster, body["keep"])
+        except ValueError as exc:
+            return json_answer(400, {"error": str(exc)})
+    return json_answer(200, {"keep": store.counted()["keep"]})
 
 
 def _page(messages) -> bytes:

@@ -14,9 +14,15 @@ Each recipient is ``delivered`` unless ``outcomes`` names its address: ``bounce`
 ``failed``/permanent, SendGrid ``bounce``, Postmark ``Bounce``/``HardBounce``, SES a
 ``Permanent`` ``Bounce``), ``defer`` (``failed``/temporary, ``deferred``,
 ``Bounce``/``SoftBounce``, ``DeliveryDelay``), ``complain`` (delivered, then
-``complained``/``spamreport``/``SpamComplaint``/``Complaint``) or ``none``. SendGrid's batch,
-and each of Postmark's events, is posted ``duplicates`` times, as they deliver the same events
-more than once.
+``complained``/``spamreport``/``SpamComplaint``/``Complaint``) or ``none``; or unless ``rates``
+gives an outcome to a share of the addresses, ``{"bounce": 0.02, "complain": 0.001}``, drawn
+from a hash of the address (``outcome_of``: an address always fares the same, and whoever knows
+the address knows its fate). SendGrid's batch, and each of Postmark's events, is posted
+``duplicates`` times, as they deliver the same events more than once.
+
+A send's events wait ``delay`` seconds, plus up to ``jitter`` more drawn at random; then they
+are posted, at most ``posters`` posts at once (``schedule.Later``). What was posted is kept, the
+newest ``keep`` posts of it (all while None); ``tally`` counts every post.
 
     PUT /_sandbox/events  {"url": "http://127.0.0.1:5000", "mailgun_key": "...",
                            "sendgrid_key": "...", "outcomes": {"a@example.com": "bounce"},
@@ -24,14 +30,17 @@ more than once.
     GET /_sandbox/events  the settings (keys shown only as set or not) and what was posted
 """
 
+import hashlib
 import json
-import queue
+import random
 import secrets
 import threading
 import time
+from collections import Counter, deque
 
 import requests
 
+from devkit.sandbox.schedule import MAX_LIMIT, Later
 from devkit.sandbox.sns import SES_EVENTS, Signer, ses_event
 from devkit.sandbox.wire import now_iso
 from mailer.events.ses import HASHES
@@ -58,6 +67,9 @@ DEFAULTS = {
     "outcomes": {},
     "duplicates": 1,
     "delay": 0.2,
+    "jitter": 0.0,  # seconds: up to this much more delay, drawn for each send
+    "rates": {},  # outcome -> the share of addresses (not in outcomes) that get it
+    "posters": 1,  # posts at once
 }
 TIMEOUT = 10.0  # seconds per post
 BOUNCE_REASON = {
@@ -87,11 +99,47 @@ def check_settings(settings):
     merged["outcomes"] = {bare_address(address): what for address, what in outcomes.items()}
     if not isinstance(merged["duplicates"], int) or not 1 <= merged["duplicates"] <= 50:
         raise ValueError("duplicates must be a whole number from 1 to 50")
-    if not isinstance(merged["delay"], int | float) or not 0 <= merged["delay"] <= 60:
-        raise ValueError("delay must be 0 to 60 seconds")
+    for name in ("delay", "jitter"):
+        if not _is_number(merged[name]) or not 0 <= merged[name] <= 60:
+            raise ValueError(f"{name} must be 0 to 60 seconds")
+    _check_rates(merged["rates"])
+    if not isinstance(merged["posters"], int) or not 1 <= merged["posters"] <= MAX_LIMIT:
+        raise ValueError(f"posters must be a whole number from 1 to {MAX_LIMIT}")
     if merged["sns_signature_version"] not in HASHES:
         raise ValueError(f"sns_signature_version must be one of {sorted(HASHES)}")
     return merged
+
+
+def _is_number(value):
+    """True for int/float but not bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_rates(rates):
+    """ValueError unless ``rates`` maps outcomes to shares that add up to at most 1."""
+    if (
+        not isinstance(rates, dict)
+        or not set(rates) <= set(OUTCOMES)
+        or not all(_is_number(share) and share >= 0 for share in rates.values())
+        or sum(rates.values()) > 1
+    ):
+        raise ValueError(f"rates maps outcomes ({OUTCOMES}) to shares that add up to at most 1")
+
+
+def outcome_of(address, settings):
+    """What becomes of mail to the bare ``address``: what ``outcomes`` names, else what
+    ``rates`` draws for it (from a hash of the address, so it never changes), else deliver."""
+    named = settings["outcomes"].get(address)
+    if named is not None:
+        return named
+    rates = settings.get("rates") or {}
+    digest = hashlib.sha256(address.encode()).digest()
+    share = int.from_bytes(digest[:8], "big") / 2**64
+    for outcome in sorted(rates):
+        share -= rates[outcome]
+        if share < 0:
+            return outcome
+    return "deliver"
 
 
 def shown(settings):
@@ -106,49 +154,61 @@ def shown(settings):
 
 
 class Poster(threading.Thread):
-    """Posts the events of accepted sends in the background, each after its delay."""
+    """Posts the events of accepted sends in the background, each send's after its delay, up
+    to ``posters`` posts at once; the thread itself is ``schedule.Later``'s scheduler."""
 
-    def __init__(self, stopping):
+    def __init__(self, stopping, keep=None):
         super().__init__(name="sandbox-events", daemon=True)
         self.stopping = stopping
-        self.queue = queue.Queue()
+        self.later = Later(stopping, "sandbox-post")
         self.lock = threading.Lock()
-        self.posted = []  # {"provider", "events", "status"} of each post, oldest first
-        self.session = requests.Session()
+        self.default_keep = keep
+        self.posted = deque(maxlen=keep)  # {"provider", "events", "status"} of each post
+        self.tally = _PostTally()
+        self.local = threading.local()  # a requests session per posting thread
         self.signer = Signer()  # SNS's part: signs SES's events, serves its certificate
         self.base_url = None  # the sandbox's own, where the certificate is (set at start)
+
+    @property
+    def session(self):
+        """This thread's HTTP session (a session is not shared between threads)."""
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+        return self.local.session
 
     def submit(self, provider, records, settings):
         """Post the events of ``records`` (one send's accepted messages) after the delay."""
         needed = CREDENTIALS.get(provider)
         if settings["url"] and records and needed and all(settings[name] for name in needed):
-            self.queue.put((time.monotonic() + settings["delay"], provider, records, settings))
+            delay = settings["delay"] + random.uniform(0, settings["jitter"])
+            self.later.put(
+                time.monotonic() + delay,
+                settings["posters"],
+                lambda: self._post_records(provider, records, settings),
+            )
 
     def run(self):
-        """Post what is due until the sandbox stops."""
-        while not self.stopping.is_set():
-            try:
-                due, provider, records, settings = self.queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if self.stopping.wait(max(0.0, due - time.monotonic())):
-                return
-            for record in records:
-                if provider == "mailgun":
-                    for body in mailgun_bodies(record, settings):
-                        self._post(
-                            provider,
-                            settings,
-                            json.dumps(body).encode(),
-                            {"Content-Type": "application/json"},
-                            [body["event-data"]],
-                        )
-                elif provider == "ses":
-                    self._post_ses(record, settings)
-                elif provider == "postmark":
-                    self._post_postmark(record, settings)
-                else:
-                    self._post_sendgrid(record, settings)
+        """Hand each send's events to the posting threads once due, until the sandbox stops."""
+        self.later.run()
+
+    def _post_records(self, provider, records, settings):
+        """Post the events of one send's records, in order."""
+        for record in records:
+            if provider == "mailgun":
+                for body in mailgun_bodies(record, settings):
+                    self._post(
+                        provider,
+                        settings,
+                        json.dumps(body).encode(),
+                        {"Content-Type": "application/json"},
+                        [body["event-data"]],
+                    )
+            elif provider == "ses":
+                self._post_ses(record, settings)
+            elif provider == "postmark":
+                self._post_postmark(record, settings)
+            else:
+                self._post_sendgrid(record, settings)
 
     def _post_sendgrid(self, record, settings):
         """Post one message's batch, signed, ``duplicates`` times."""
@@ -216,17 +276,60 @@ class Poster(threading.Thread):
                     ],
                 }
             )
+            self.tally.add(status, len(events))
 
     def snapshot(self):
-        """What was posted so far."""
+        """What was posted so far (the newest ``keep`` posts)."""
         with self.lock:
             return list(self.posted)
 
-    def reset(self):
-        """Forget what was posted, and the subscriptions confirmed."""
+    def counted(self):
+        """Every post counted, and the sends whose events wait (``GET /_sandbox/tally``)."""
         with self.lock:
-            self.posted = []
+            counted = self.tally.shown()
+        return {**counted, **self.later.counts()}
+
+    def set_keep(self, keep):
+        """Keep only the newest ``keep`` posts from now on (None: all)."""
+        with self.lock:
+            self.posted = deque(self.posted, maxlen=keep)
+
+    def reset(self):
+        """Forget what was posted and the tally, and the subscriptions confirmed."""
+        with self.lock:
+            self.posted = deque(maxlen=self.default_keep)
+            self.tally = _PostTally()
+        self.later.forget_lateness()
         self.signer.forget()
+
+
+class _PostTally:
+    """Every event post counted: posts, events, answers, and the first and last post's time."""
+
+    def __init__(self):
+        self.posts = 0
+        self.events = 0
+        self.answers = Counter()  # status answered (None: no answer) -> posts
+        self.first_at = self.last_at = None  # unix time
+
+    def add(self, status, events):
+        """Count one post of ``events`` events that got ``status``."""
+        now = time.time()
+        self.posts += 1
+        self.events += events
+        self.answers[str(status)] += 1
+        self.first_at = self.first_at or now
+        self.last_at = now
+
+    def shown(self):
+        """The counts, JSON-friendly."""
+        return {
+            "posts": self.posts,
+            "events": self.events,
+            "answers": dict(self.answers),
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+        }
 
 
 def recipients(record):
@@ -240,7 +343,7 @@ def mailgun_bodies(record, settings):
     """The signed Mailgun webhook bodies of one accepted message, one event each."""
     bodies = []
     for address in recipients(record):
-        for event, extra in MAILGUN_EVENTS[settings["outcomes"].get(address, "deliver")]:
+        for event, extra in MAILGUN_EVENTS[outcome_of(address, settings)]:
             data = {
                 "event": event,
                 "recipient": address,
@@ -294,7 +397,7 @@ def sendgrid_batch(record, settings):
     """SendGrid's batch of events for one accepted message: processed, then each outcome."""
     events = []
     for number, address in enumerate(recipients(record)):
-        outcome = settings["outcomes"].get(address, "deliver")
+        outcome = outcome_of(address, settings)
         for event, extra in [("processed", {})] + SENDGRID_EVENTS[outcome]:
             events.append(
                 {
@@ -326,7 +429,7 @@ def ses_events(record, settings):
     everyone = recipients(record)
     by_outcome = {}
     for address in everyone:
-        by_outcome.setdefault(settings["outcomes"].get(address, "deliver"), []).append(address)
+        by_outcome.setdefault(outcome_of(address, settings), []).append(address)
     return [
         (kind, addresses, ses_event(record, everyone, kind, addresses, extra))
         for outcome, addresses in by_outcome.items()
@@ -389,7 +492,7 @@ def postmark_events(record, settings):
     """Postmark's webhook bodies for one accepted message, one event each."""
     events = []
     for address in recipients(record):
-        for kind in POSTMARK_EVENTS[settings["outcomes"].get(address, "deliver")]:
+        for kind in POSTMARK_EVENTS[outcome_of(address, settings)]:
             events.append(_postmark_event(kind, address, record))
     return events
 

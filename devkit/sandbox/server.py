@@ -16,6 +16,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, select_addr
 
 from devkit.sandbox import inbound
 from devkit.sandbox.app import App
+from devkit.sandbox.control import set_keep, tally
 from devkit.sandbox.events import Poster
 from devkit.sandbox.smtp import Relay
 from devkit.sandbox.store import Store, check_provider, copy_record
@@ -133,6 +134,7 @@ class Sandbox:
         smtp_username=None,
         smtp_password=None,
         postmark_token=None,
+        keep=None,
     ):
         """Configure (but do not start) the sandbox; ``events``: see ``events.DEFAULTS``.
 
@@ -141,7 +143,8 @@ class Sandbox:
         requests must be signed with ``ses_access_key_id`` and ``ses_secret_access_key`` (any
         SigV4 signature without them). With ``smtp`` it also serves an SMTP relay on
         ``smtp_port`` (see ``smtp``), taking only ``smtp_username`` and ``smtp_password`` if they
-        are set."""
+        are set. It keeps the newest ``keep`` messages, requests and event posts (None: all);
+        ``tally`` counts every one."""
         self.host, self.port = host, port
         self.allowed_hosts = (host, *allowed_hosts)
         self.mailgun_key = mailgun_key or None
@@ -150,9 +153,9 @@ class Sandbox:
         if ses_access_key_id and ses_secret_access_key:
             self.ses_credentials = (ses_access_key_id, ses_secret_access_key)
         self.postmark_token = postmark_token or None
-        self._store = Store(latency_ms, events)
+        self._store = Store(latency_ms, events, keep)
         self._stopping = threading.Event()
-        self._poster = Poster(self._stopping)
+        self._poster = Poster(self._stopping, keep)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._relay = Relay(self._store, host, smtp_port, smtp_username, smtp_password)
@@ -245,9 +248,20 @@ class Sandbox:
         return [dict(r) for r in self._store.snapshot("requests", provider)]
 
     def reset(self) -> None:
-        """Clear messages, requests, all behaviour and the event settings and posts."""
+        """Clear messages, requests, the tally, all behaviour and the event settings and
+        posts; keep as at the start."""
         self._store.reset()
         self._poster.reset()
+
+    def tally(self) -> dict:
+        """Counts of everything taken and posted, however little is kept (``GET
+        /_sandbox/tally``): requests by provider and status, messages, mail ids, the mail ids
+        taken more than once, and the event posts."""
+        return tally(self._store, self._poster)
+
+    def set_keep(self, keep) -> None:
+        """Keep only the newest ``keep`` messages, requests and event posts (None: all)."""
+        set_keep(self._store, self._poster, keep)
 
     def configure_events(self, **settings) -> dict:
         """Merge settings of the event webhooks (``events.DEFAULTS`` keys); the result."""

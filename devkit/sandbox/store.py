@@ -6,11 +6,19 @@ A behaviour is a dict per provider: ``status`` (+ optional ``body``/``content_ty
 fault, limited to the next ``count`` requests when ``count`` is set; ``latency_ms`` and
 ``reject_to`` apply to every request. ``cut`` handles the request as usual (a valid mail is
 taken), then closes the connection without an answer, so the client cannot know whether it
-was sent. The SMTP relay reads them in its own words, with ``stage`` and ``refuse_auth``
-besides (see ``smtp``).
+was sent. With ``rate`` the fault applies to that share of the requests, drawn at random (a
+provider that fails now and then). The SMTP relay reads them in its own words, with ``stage``
+and ``refuse_auth`` besides (see ``smtp``).
+
+Only the newest ``keep`` messages and requests are kept (all while ``keep`` is None), so a long
+run's sandbox stays small; the ``Tally`` counts every one of them all the same: the requests by
+provider and status, and the mails taken by their ``mail_id`` (the service's id, which it sends
+as a custom variable), so that a mail taken twice shows however long the run.
 """
 
+import random
 import threading
+from collections import Counter, deque
 
 from devkit.sandbox.events import check_settings
 
@@ -43,6 +51,7 @@ BEHAVIOUR_CHECKS = {
     # The SMTP relay's (see ``smtp``): where ``status`` is answered, and a refused login.
     "stage": lambda v: v in ("mail", "rcpt", "data"),
     "refuse_auth": lambda v: isinstance(v, bool),
+    "rate": lambda v: _is_number(v) and 0 <= v <= 1,  # the share of requests the fault hits
 }
 
 
@@ -66,7 +75,16 @@ def validate_behaviour(behaviour: dict) -> dict:
     for key in ("body", "error"):
         if key in clean and "status" not in clean:
             raise ValueError(f"'{key}' is only sent with an injected 'status'")
+    if "rate" in clean and not any(key in clean for key in FAULTS):
+        raise ValueError(f"'rate' is the share of requests a fault hits: set one of {FAULTS}")
     return clean
+
+
+def check_keep(keep):
+    """``keep`` if it is None or a whole number >= 0, else ValueError."""
+    if keep is not None and not (_is_int(keep) and keep >= 0):
+        raise ValueError("keep is a whole number >= 0, or null (keep everything)")
+    return keep
 
 
 def copy_record(record: dict) -> dict:
@@ -79,17 +97,56 @@ def copy_record(record: dict) -> dict:
     return out
 
 
-class Store:
-    """Messages, request log and behaviour, guarded by one lock."""
+class Tally:
+    """Counts of what the sandbox took, kept whole however few records the store keeps."""
 
-    def __init__(self, default_latency_ms, event_settings=None):
-        """Start empty, with no behaviour configured (events as ``event_settings`` says)."""
+    def __init__(self):
+        self.requests = Counter()  # (provider, status answered or None) -> requests
+        self.accepted = 0  # messages taken
+        self.mail_ids = set()  # the service's ids of the mails taken
+        self.repeats = Counter()  # mail id -> times taken beyond the first
+
+    def add(self, provider, status, records) -> None:
+        """Count one request and the messages it took."""
+        self.requests[provider, status] += 1
+        self.accepted += len(records)
+        for record in records:
+            mail_id = record["custom"].get("mail_id")
+            if mail_id is None:
+                continue
+            if mail_id in self.mail_ids:
+                self.repeats[mail_id] += 1
+            else:
+                self.mail_ids.add(mail_id)
+
+    def shown(self) -> dict:
+        """The counts as ``GET /_sandbox/tally`` shows them."""
+        requests = {}
+        for (provider, status), count in sorted(self.requests.items(), key=str):
+            requests.setdefault(provider, {})[str(status)] = count
+        return {
+            "requests": requests,
+            "accepted": self.accepted,
+            "mail_ids": len(self.mail_ids),
+            "repeats": {mail_id: count + 1 for mail_id, count in self.repeats.items()},
+        }
+
+
+class Store:
+    """Messages, request log, tally and behaviour, guarded by one lock."""
+
+    def __init__(self, default_latency_ms, event_settings=None, keep=None):
+        """Start empty, with no behaviour configured (events as ``event_settings`` says),
+        keeping the newest ``keep`` messages and requests (None: all)."""
         self.lock = threading.Lock()
         self.default_latency_ms = default_latency_ms
         self.event_defaults = check_settings(event_settings or {})
         self.events = dict(self.event_defaults)
-        self.messages: list[dict] = []
-        self.requests: list[dict] = []
+        self.default_keep = check_keep(keep)
+        self.keep = self.default_keep
+        self.messages: deque[dict] = deque(maxlen=self.keep)
+        self.requests: deque[dict] = deque(maxlen=self.keep)
+        self.tally = Tally()
         self.behaviours: dict[str, dict] = {p: {} for p in PROVIDERS}
 
     def take(self, provider) -> tuple[float, dict | None, str | None]:
@@ -100,6 +157,8 @@ class Store:
             reject_to = b.get("reject_to")
             if not any(key in b for key in FAULTS):
                 return latency, None, reject_to
+            if "rate" in b and random.random() >= b["rate"]:
+                return latency, None, reject_to  # spared this time: the fault hits a share
             count = b.get("count")
             if count is not None:
                 if count <= 0:
@@ -108,18 +167,34 @@ class Store:
             return latency, dict(b), reject_to
 
     def record(self, provider, at, status, records) -> None:
-        """Log one send request and keep the messages it created."""
+        """Log one send request, keep the messages it created, and count both."""
         with self.lock:
             self.requests.append({"provider": provider, "at": at, "status": status})
             self.messages.extend(records)
+            self.tally.add(provider, status, records)
 
     def reset(self) -> None:
-        """Forget messages, requests and behaviour."""
+        """Forget messages, requests, the tally and behaviour; keep as at the start."""
         with self.lock:
-            self.messages = []
-            self.requests = []
+            self.keep = self.default_keep
+            self.messages = deque(maxlen=self.keep)
+            self.requests = deque(maxlen=self.keep)
+            self.tally = Tally()
             self.behaviours = {p: {} for p in PROVIDERS}
             self.events = dict(self.event_defaults)
+
+    def set_keep(self, keep) -> None:
+        """Keep only the newest ``keep`` messages and requests from now on (None: all)."""
+        check_keep(keep)
+        with self.lock:
+            self.keep = keep
+            self.messages = deque(self.messages, maxlen=keep)
+            self.requests = deque(self.requests, maxlen=keep)
+
+    def counted(self) -> dict:
+        """The tally as ``GET /_sandbox/tally`` shows it (with the ``keep`` in force)."""
+        with self.lock:
+            return {**self.tally.shown(), "keep": self.keep}
 
     def snapshot(self, kind, provider=None) -> list[dict]:
         """The messages or requests list (records are never mutated once stored)."""
