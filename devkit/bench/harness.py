@@ -373,7 +373,7 @@ class Bench:
         self.sql(
             "TRUNCATE delivery_attempt, attachment, mail_tag, email, provider_state, "
             "idempotency_key, recipient, delivery_event, suppression, webhook_outbox, "
-            "webhook_attempt, provider_rate"
+            "webhook_attempt, provider_rate, inbound, inbound_attachment"
         )
 
     def insert_mails(self, count, status="queued", age_days=0.0):

@@ -6,6 +6,7 @@ import smtplib
 from email.message import EmailMessage
 
 import pytest
+from helpers import wait_for
 
 from integration.admin.pages import listed_subjects
 from integration.smtp.door import (
@@ -132,6 +133,9 @@ def test_control_headers_give_tags_metadata_and_send_at_and_are_not_sent(
     mail = client.get(f"/mail/{mail_id}").get_json()
     assert mail["tags"] == ["orders", "spring"] and mail["metadata"] == {"order": "1234"}
     run_worker(PROVIDERS="smtp")
+    sent = client.get(f"/mail/{mail_id}").get_json()
+    assert sent["status"] == "sent", (sent["status"], sent["last_error"])
+    wait_for(lambda: sandbox.messages("smtp"), 10, message="the relay's record of the mail")
     [received] = sandbox.messages("smtp")
     assert not any(name.lower().startswith("x-mail-") for name in received["headers_in"])
 

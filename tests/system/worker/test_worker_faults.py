@@ -14,7 +14,7 @@ def test_open_circuit_lets_one_probe_per_cooldown_and_survives_restart(
     sandbox.configure("mailgun", status=503)
     queue_mails(url, 20)
     # One send at a time, so that no request is already in flight when the circuit opens.
-    run_worker(CIRCUIT_FAILURE_THRESHOLD=5, CIRCUIT_COOLDOWN=30, WORKER_CONCURRENCY=1)
+    run_worker(CIRCUIT_FAILURE_THRESHOLD=5, CIRCUIT_COOLDOWN=300, WORKER_CONCURRENCY=1)
     assert len(sandbox.requests("mailgun")) == 5  # the threshold, then Mailgun is skipped
     assert provider_state(url, "mailgun")["state"] == "open"
     assert statuses(url) == {"sent": 20}
@@ -22,7 +22,7 @@ def test_open_circuit_lets_one_probe_per_cooldown_and_survives_restart(
 
     # A new worker process reads the open circuit from the database and skips Mailgun at once.
     queue_mails(url, 10)
-    worker = start_worker_process(settings, "--burst", CIRCUIT_COOLDOWN=30)
+    worker = start_worker_process(settings, "--burst", CIRCUIT_COOLDOWN=300)
     assert worker.wait(timeout=60) == 0
     worker.communicate()
     assert len(sandbox.requests("mailgun")) == 5
