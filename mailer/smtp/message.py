@@ -18,8 +18,9 @@ subject and bodies are left out: the template gives them.
 import json
 import mimetypes
 from dataclasses import dataclass
-from email import policy
+from email.headerregistry import HeaderRegistry
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 
 from mailer.idempotency import HEADER as IDEMPOTENCY_HEADER
 from mailer.validation.mail import ValidationError
@@ -32,7 +33,50 @@ CONTROL_HEADERS = {
     "x-mail-variables": "variables",
     "x-mail-send-at": "send_at",
 }
-PARSER = BytesParser(policy=policy.default)
+
+
+class _Registry(HeaderRegistry):
+    """The standard library's header classes, each made once per header name:
+    ``HeaderRegistry`` makes a new class for every header it parses."""
+
+    def __init__(self):
+        super().__init__()
+        self._made = {}
+
+    def __getitem__(self, name):
+        """The class of a header named ``name`` (any case)."""
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+class _ParsedOnce(EmailPolicy):
+    """Policy ``default``, which parses each header of a message once (``parser``).
+
+    The ``email`` package parses a header anew each time it is read: ``get_body`` and
+    ``get_content`` alone read a part's ``Content-Type`` a dozen times. Header objects do not
+    change, so one message's reads share them.
+    """
+
+    parsed = None  # {(name, raw value): header object} of one message
+
+    def header_fetch_parse(self, name, value):
+        """The header object of a stored header, parsed at its first read."""
+        key = (name, value)
+        header = self.parsed.get(key)
+        if header is None:
+            header = self.parsed[key] = super().header_fetch_parse(name, value)
+        return header
+
+
+POLICY = _ParsedOnce(header_factory=_Registry())
+
+
+def parser():
+    """A parser for one message, with the policy ``default`` and its own parsed headers."""
+    return BytesParser(policy=POLICY.clone(parsed={}))
 
 
 @dataclass(frozen=True)
@@ -48,7 +92,7 @@ class Received:
 def parse(content, mail_from, rcpt_tos):
     """The ``Received`` of a message's bytes and its envelope (the sender of ``MAIL FROM`` and
     the recipients of ``RCPT TO``); ValidationError for a control header that is not JSON."""
-    message = PARSER.parsebytes(content)
+    message = parser().parsebytes(content)
     envelope = {address.lower(): address for address in rcpt_tos}
     to = _in_envelope(message, "To", envelope)
     cc = _in_envelope(message, "Cc", envelope)
@@ -198,10 +242,11 @@ def _unnamed(number, content_type):
 
 
 def _custom_headers(message):
-    """The ``X-`` headers but the control headers, each name once (its first value)."""
+    """The ``X-`` headers but the control headers, each name once (its first value); only
+    those are parsed (``raw_items``: the names and values as stored, what ``items`` parses)."""
     headers = {}
-    for name, value in message.items():
+    for name, value in message.raw_items():
         lower = name.lower()
-        if lower.startswith("x-") and lower not in CONTROL_HEADERS:
-            headers.setdefault(name, str(value))
+        if lower.startswith("x-") and lower not in CONTROL_HEADERS and name not in headers:
+            headers[name] = str(message.policy.header_fetch_parse(name, value))
     return headers
