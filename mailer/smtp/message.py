@@ -105,9 +105,10 @@ def parse(content, mail_from, rcpt_tos):
         "reply_to": _addresses(message, "Reply-To"),
         **_controls(message),
     }
+    text, html = _body_parts(message)
     if "template" not in request:
-        request.update(_bodies(message))
-    request["attachments"] = _attachments(message)
+        request.update(_bodies(message, text, html))
+    request["attachments"] = _attachments(message, (text, html))
     request["headers"] = _custom_headers(message)
     request = {key: value for key, value in request.items() if value not in (None, "", [], {})}
     return Received(request, _header(message, IDEMPOTENCY_HEADER), _header(message, "Message-ID"))
@@ -180,10 +181,13 @@ def _json_object(text, field, header, errors):
         return None
 
 
-def _bodies(message):
-    """The subject and the text and HTML bodies."""
-    text = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
+def _body_parts(message):
+    """The parts of the text and the HTML body (each None if there is none)."""
+    return message.get_body(preferencelist=("plain",)), message.get_body(preferencelist=("html",))
+
+
+def _bodies(message, text, html):
+    """The subject and the text and HTML bodies (of the parts ``text`` and ``html``)."""
     return {
         "subject": _header(message, "Subject"),
         "text": text.get_content() if text is not None else None,
@@ -200,14 +204,11 @@ def _leaves(part):
         yield part
 
 
-def _attachments(message):
-    """Every part that is not the text or HTML body, as ``{filename, content_type, content}``
-    (content: bytes), an inline part with its ``content_id`` too; a part without a file name
-    gets one from its type."""
-    bodies = {
-        id(message.get_body(preferencelist=("plain",))),
-        id(message.get_body(preferencelist=("html",))),
-    }
+def _attachments(message, body_parts):
+    """Every part that is not one of ``body_parts`` (the text and HTML body), as
+    ``{filename, content_type, content}`` (content: bytes), an inline part with its
+    ``content_id`` too; a part without a file name gets one from its type."""
+    bodies = {id(part) for part in body_parts}
     files = []
     for part in _leaves(message):
         if id(part) in bodies:
