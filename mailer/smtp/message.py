@@ -36,8 +36,9 @@ CONTROL_HEADERS = {
 
 
 class _Registry(HeaderRegistry):
-    """The standard library's header classes, each made once per header name:
-    ``HeaderRegistry`` makes a new class for every header it parses."""
+    """The standard library's header classes, each made once per kind of header (address,
+    date, unstructured, ...): ``HeaderRegistry`` makes a new class for every header it parses.
+    Kept by kind, not by name, so that the names a client makes up add nothing."""
 
     def __init__(self):
         super().__init__()
@@ -45,10 +46,10 @@ class _Registry(HeaderRegistry):
 
     def __getitem__(self, name):
         """The class of a header named ``name`` (any case)."""
-        key = name.lower()
-        made = self._made.get(key)
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
         if made is None:
-            made = self._made[key] = super().__getitem__(name)
+            made = self._made[kind] = super().__getitem__(name)
         return made
 
 

@@ -75,3 +75,14 @@ def test_each_message_reads_its_own_headers():
         ["bob@example.com"],
         "Two",
     )
+
+
+def test_made_up_header_names_keep_nothing_between_messages():
+    def with_headers(first):
+        names = b"".join(b"X-Made-Up-%d: v\r\n" % number for number in range(first, first + 300))
+        return names + b"From: a@example.com\r\nTo: ann@example.com\r\n\r\nx\r\n"
+
+    assert len(parsed(with_headers(0))["headers"]) == 300
+    kept = len(message.POLICY.header_factory._made)
+    parsed(with_headers(300))
+    assert len(message.POLICY.header_factory._made) == kept
