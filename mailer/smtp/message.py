@@ -56,9 +56,9 @@ class _Registry(HeaderRegistry):
 class _ParsedOnce(EmailPolicy):
     """Policy ``default``, which parses each header of a message once (``parser``).
 
-    The ``email`` package parses a header anew each time it is read: ``get_body`` and
-    ``get_content`` alone read a part's ``Content-Type`` a dozen times. Header objects do not
-    change, so one message's reads share them.
+    The ``email`` package parses a header anew each time it is read, and ``get_body`` and
+    ``get_content`` read a part's ``Content-Type`` at each of their steps. Header objects do
+    not change, so one message's reads share them.
     """
 
     parsed = None  # {(name, raw value): header object} of one message
