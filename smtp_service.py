@@ -23,6 +23,7 @@ from mailer.telemetry.smtp import HealthServer, health_app
 from models import db
 
 log = logging.getLogger("smtp_service")
+AIOSMTPD_LOGGER = "mail.log"  # aiosmtpd's: a line at INFO for every command of every session
 
 
 def parse_args(argv):
@@ -31,6 +32,14 @@ def parse_args(argv):
     parser.add_argument("--config", help="Flask config file (default: $MAIL_SERVICE_CONFIG)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return parser.parse_args(argv)
+
+
+def quiet_commands():
+    """aiosmtpd's line for each SMTP command only at ``--log-level DEBUG``, a tracing aid five
+    lines a message; its warnings and errors otherwise, as the level lets through."""
+    level = logging.getLogger().getEffectiveLevel()
+    if level > logging.DEBUG:
+        logging.getLogger(AIOSMTPD_LOGGER).setLevel(max(level, logging.WARNING))
 
 
 def readiness(door):
@@ -57,6 +66,7 @@ def main(argv=None):
     try:
         config = load_config(args.config)
         logs.configure(config["LOG_FORMAT"], args.log_level)
+        quiet_commands()
         door = Door(config)
     except ValueError as err:
         log.error("%s", err)

@@ -18,8 +18,9 @@ subject and bodies are left out: the template gives them.
 import json
 import mimetypes
 from dataclasses import dataclass
-from email import policy
+from email.headerregistry import HeaderRegistry
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 
 from mailer.idempotency import HEADER as IDEMPOTENCY_HEADER
 from mailer.validation.mail import ValidationError
@@ -32,7 +33,51 @@ CONTROL_HEADERS = {
     "x-mail-variables": "variables",
     "x-mail-send-at": "send_at",
 }
-PARSER = BytesParser(policy=policy.default)
+
+
+class _Registry(HeaderRegistry):
+    """The standard library's header classes, each made once per kind of header (address,
+    date, unstructured, ...): ``HeaderRegistry`` makes a new class for every header it parses.
+    Kept by kind, not by name, so that the names a client makes up add nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self._made = {}
+
+    def __getitem__(self, name):
+        """The class of a header named ``name`` (any case)."""
+        kind = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(kind)
+        if made is None:
+            made = self._made[kind] = super().__getitem__(name)
+        return made
+
+
+class _ParsedOnce(EmailPolicy):
+    """Policy ``default``, which parses each header of a message once (``parser``).
+
+    The ``email`` package parses a header anew each time it is read, and ``get_body`` and
+    ``get_content`` read a part's ``Content-Type`` at each of their steps. Header objects do
+    not change, so one message's reads share them.
+    """
+
+    parsed = None  # {(name, raw value): header object} of one message
+
+    def header_fetch_parse(self, name, value):
+        """The header object of a stored header, parsed at its first read."""
+        key = (name, value)
+        header = self.parsed.get(key)
+        if header is None:
+            header = self.parsed[key] = super().header_fetch_parse(name, value)
+        return header
+
+
+POLICY = _ParsedOnce(header_factory=_Registry())
+
+
+def parser():
+    """A parser for one message, with the policy ``default`` and its own parsed headers."""
+    return BytesParser(policy=POLICY.clone(parsed={}))
 
 
 @dataclass(frozen=True)
@@ -48,7 +93,7 @@ class Received:
 def parse(content, mail_from, rcpt_tos):
     """The ``Received`` of a message's bytes and its envelope (the sender of ``MAIL FROM`` and
     the recipients of ``RCPT TO``); ValidationError for a control header that is not JSON."""
-    message = PARSER.parsebytes(content)
+    message = parser().parsebytes(content)
     envelope = {address.lower(): address for address in rcpt_tos}
     to = _in_envelope(message, "To", envelope)
     cc = _in_envelope(message, "Cc", envelope)
@@ -61,9 +106,10 @@ def parse(content, mail_from, rcpt_tos):
         "reply_to": _addresses(message, "Reply-To"),
         **_controls(message),
     }
+    text, html = _body_parts(message)
     if "template" not in request:
-        request.update(_bodies(message))
-    request["attachments"] = _attachments(message)
+        request.update(_bodies(message, text, html))
+    request["attachments"] = _attachments(message, (text, html))
     request["headers"] = _custom_headers(message)
     request = {key: value for key, value in request.items() if value not in (None, "", [], {})}
     return Received(request, _header(message, IDEMPOTENCY_HEADER), _header(message, "Message-ID"))
@@ -136,10 +182,13 @@ def _json_object(text, field, header, errors):
         return None
 
 
-def _bodies(message):
-    """The subject and the text and HTML bodies."""
-    text = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
+def _body_parts(message):
+    """The parts of the text and the HTML body (each None if there is none)."""
+    return message.get_body(preferencelist=("plain",)), message.get_body(preferencelist=("html",))
+
+
+def _bodies(message, text, html):
+    """The subject and the text and HTML bodies (of the parts ``text`` and ``html``)."""
     return {
         "subject": _header(message, "Subject"),
         "text": text.get_content() if text is not None else None,
@@ -156,14 +205,11 @@ def _leaves(part):
         yield part
 
 
-def _attachments(message):
-    """Every part that is not the text or HTML body, as ``{filename, content_type, content}``
-    (content: bytes), an inline part with its ``content_id`` too; a part without a file name
-    gets one from its type."""
-    bodies = {
-        id(message.get_body(preferencelist=("plain",))),
-        id(message.get_body(preferencelist=("html",))),
-    }
+def _attachments(message, body_parts):
+    """Every part that is not one of ``body_parts`` (the text and HTML body), as
+    ``{filename, content_type, content}`` (content: bytes), an inline part with its
+    ``content_id`` too; a part without a file name gets one from its type."""
+    bodies = {id(part) for part in body_parts}
     files = []
     for part in _leaves(message):
         if id(part) in bodies:
@@ -198,10 +244,11 @@ def _unnamed(number, content_type):
 
 
 def _custom_headers(message):
-    """The ``X-`` headers but the control headers, each name once (its first value)."""
+    """The ``X-`` headers but the control headers, each name once (its first value); only
+    those are parsed (``raw_items``: the names and values as stored, what ``items`` parses)."""
     headers = {}
-    for name, value in message.items():
+    for name, value in message.raw_items():
         lower = name.lower()
-        if lower.startswith("x-") and lower not in CONTROL_HEADERS:
-            headers.setdefault(name, str(value))
+        if lower.startswith("x-") and lower not in CONTROL_HEADERS and name not in headers:
+            headers[name] = str(message.policy.header_fetch_parse(name, value))
     return headers

@@ -26,10 +26,11 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def start(settings, **overrides):
-    """Start smtp_service.py with ``settings`` and ``overrides`` as its environment."""
+def start(settings, *args, **overrides):
+    """Start smtp_service.py (command line ``args``) with ``settings`` and ``overrides`` as its
+    environment."""
     return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "smtp_service.py")],
+        [sys.executable, os.path.join(ROOT, "smtp_service.py"), *args],
         env=worker_env(settings, **overrides),
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -96,3 +97,23 @@ def test_serves_smtp_readyz_and_metrics(app, settings):
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0, output.text()
+    assert "mail.log" not in output.text()  # aiosmtpd's line per command: DEBUG only
+
+
+def test_debug_logs_each_smtp_command(settings):
+    port = free_port()
+    process = start(settings, "--log-level", "DEBUG", SMTP_LISTEN=f"127.0.0.1:{port}")
+    output = Output(process)
+    try:
+        wait_for(lambda: "SMTP door on" in output, 30, message="the door to start")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.ehlo("client.example.com")
+            smtp.mail("shop@example.com")
+        wait_for(
+            lambda: "mail.log: ('127.0.0.1', " in output and "sender: shop@example.com" in output,
+            30,
+            message="aiosmtpd's line for MAIL",
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, output.text()
