@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
+from devkit.bench.client_webhooks import scenario_webhooks
 from devkit.bench.harness import (
     BODY_TEXT,
     HOST,
@@ -43,6 +44,7 @@ SCENARIOS = (
     "listing",
     "providers",
     "events",
+    "webhooks",
     "smtp",
 )
 
@@ -84,6 +86,11 @@ FULL = {
     "events_requests": 10,
     "events_rounds": 3,
     "events_clients": 2,
+    "webhooks": 20_000,
+    "webhooks_workers": 2,
+    "webhooks_concurrency": 16,
+    "webhooks_latency_ms": 50,
+    "webhooks_receiver_ms": 50,
     "smtp_messages": 2_000,
 }
 QUICK = {
@@ -123,6 +130,11 @@ QUICK = {
     "events_requests": 2,
     "events_rounds": 1,
     "events_clients": 2,
+    "webhooks": 200,
+    "webhooks_workers": 2,
+    "webhooks_concurrency": 16,
+    "webhooks_latency_ms": 50,
+    "webhooks_receiver_ms": 50,
     "smtp_messages": 200,
 }
 
@@ -1749,5 +1761,6 @@ SCENARIO_FUNCTIONS = {
     "listing": scenario_listing,
     "providers": scenario_providers,
     "events": scenario_events,
+    "webhooks": scenario_webhooks,
     "smtp": scenario_smtp,
 }
