@@ -58,7 +58,11 @@ SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), reported.type, repor
 -- webhooks to one endpoint are never in flight together and arrive in the order they were
 -- written, across workers too (a webhook being claimed by another transaction is skipped, and
 -- is still pending for this one, so the one after it is not the oldest). Each with its
--- endpoint's URL and secret (NULL for the settings' endpoint).
+-- endpoint's URL and secret (NULL for the settings' endpoint). It walks ix_webhook_outbox_due
+-- in its order and stops at its batch; the mail's earlier webhooks are looked up among the
+-- mail's own rows (ix_webhook_outbox_email_id), "not delivered or failed" rather than
+-- "pending": the statistics of a table of mostly finished webhooks see few pending ones, and
+-- the planner would look through every pending webhook (the due index) for each candidate.
 UPDATE webhook_outbox AS webhook
    SET locked_until = now() + %(lease)s * interval '1 second'
   FROM (SELECT outbox.id, endpoint.url, endpoint.secret
@@ -71,7 +75,7 @@ UPDATE webhook_outbox AS webhook
            AND NOT EXISTS (SELECT FROM webhook_outbox AS earlier
                             WHERE earlier.email_id = outbox.email_id
                               AND earlier.endpoint_id IS NOT DISTINCT FROM outbox.endpoint_id
-                              AND earlier.status = 'pending'
+                              AND earlier.status NOT IN ('delivered', 'failed')
                               AND earlier.id < outbox.id)
          ORDER BY outbox.next_attempt_at, outbox.id
          LIMIT %(limit)s
@@ -86,7 +90,8 @@ RETURNING webhook.id, webhook.message_id, webhook.payload, webhook.attempts,
 -- or due again after retry_in seconds, or given up (failed) once older than %(max_age)s
 -- seconds (one given up meanwhile, its endpoint deleted, stays so). The webhooks after one
 -- due again, of its mail and endpoint, wait at least as long: they cannot go before it, and
--- a claim then need not pass over them.
+-- a claim then need not pass over them. ("Not delivered or failed" is "pending", written so
+-- that the planner finds the rows by id and by mail, as in claim.)
 WITH result AS (
     SELECT *
       FROM json_to_recordset(%(results)s)
@@ -106,7 +111,7 @@ WITH result AS (
            last_error = result.error,
            next_attempt_at = now() + coalesce(result.retry_in, 0) * interval '1 second'
       FROM result
-     WHERE webhook.id = result.id AND webhook.status = 'pending'
+     WHERE webhook.id = result.id AND webhook.status NOT IN ('delivered', 'failed')
     RETURNING webhook.id, webhook.email_id, webhook.endpoint_id, webhook.status,
               webhook.next_attempt_at
 )
@@ -116,7 +121,7 @@ UPDATE webhook_outbox AS later
  WHERE recorded.status = 'pending'
    AND later.email_id = recorded.email_id
    AND later.endpoint_id IS NOT DISTINCT FROM recorded.endpoint_id
-   AND later.status = 'pending' AND later.id > recorded.id
+   AND later.status NOT IN ('delivered', 'failed') AND later.id > recorded.id
    AND later.next_attempt_at < recorded.next_attempt_at
    AND later.id NOT IN (SELECT id FROM result);
 
