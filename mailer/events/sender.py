@@ -149,6 +149,7 @@ class WebhookSender(threading.Thread):
         if mode is None and not self.results and not self.unposted:
             return bool(self.claimed)
         with self.engine.begin() as conn:
+            webhooks.by_index(conn)
             webhooks.record(conn, self.results, self.max_age)
             webhooks.release(conn, self.unposted)
             rows = [] if mode is None else self._claim(conn, mode, room)
@@ -194,6 +195,7 @@ class WebhookSender(threading.Thread):
             return
         try:
             with self.engine.begin() as conn:
+                webhooks.by_index(conn)
                 webhooks.record(conn, self.results, self.max_age)
                 webhooks.release(conn, self.unposted)
             self._recorded()

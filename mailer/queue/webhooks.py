@@ -28,6 +28,13 @@ def insert(conn, items, settings_events):
         )
 
 
+def by_index(conn):
+    """Have the rest of ``conn``'s transaction read rows by index only (``claim``, ``record``
+    and ``release`` touch a few rows of a table of many, and the table's statistics may say
+    otherwise); call it first in each transaction of them."""
+    conn.exec_driver_sql(SQL.by_index)
+
+
 def claim(conn, limit, lease_seconds, settings=True, endpoints=True):
     """Take up to ``limit`` due webhooks under a lease of ``lease_seconds``, oldest first: the
     settings' endpoint's if ``settings``, the tenants' endpoints' if ``endpoints`` (each row

@@ -2,10 +2,10 @@
 
 The client webhooks' claim takes only the oldest pending webhook of each mail and endpoint, the
 longest due first (``mailer/queue/sql/webhooks.sql``, ``claim``). With the index on
-``next_attempt_at`` alone, PostgreSQL sorted every due row and checked each against its mail's
-other webhooks before taking the first few: a claim cost as much as the backlog it was meant to
-work off. With ``id`` in the index, the claim walks the due webhooks in order and stops once it
-has its batch. Same rows (``status = 'pending'``), one column more.
+``next_attempt_at`` alone, the claim's order could not be read from it: PostgreSQL sorted every
+due webhook, checking each against its mail's others, before taking the first few, so a claim
+cost as much as the backlog it was meant to work off. With ``id`` in the index, the claim walks
+it in order and stops once it has its batch. Same rows (``status = 'pending'``), one column more.
 
 Revision ID: 0023
 Revises: 0020

@@ -48,6 +48,17 @@ SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), reported.type, repor
              AND (target.events = '{}' OR reported.type = ANY(target.events))
  ORDER BY reported.position, target.created_at NULLS FIRST, target.id;
 
+-- name: by_index
+-- For the rest of the transaction (the sender's record, release and claim), every plan reads
+-- rows by index, one by one: no sequential scan, no sort, no bitmap. Each of those statements
+-- touches a few rows of a table that holds many; but the statistics of a table of mostly
+-- finished webhooks, or of one just emptied, count few pending ones, and with them the planner
+-- sorted every due webhook and checked each against its mail's by intersecting whole indexes,
+-- or read the whole table once per recorded webhook: each claim of a backlog then took longer
+-- than the one before.
+SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
+       set_config('enable_bitmapscan', 'off', true);
+
 -- name: claim
 -- Take up to %(limit)s due webhooks, the longest due first, under a lease of %(lease)s
 -- seconds (FOR UPDATE SKIP LOCKED: several workers never post the same one at once): those
@@ -58,11 +69,11 @@ SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), reported.type, repor
 -- webhooks to one endpoint are never in flight together and arrive in the order they were
 -- written, across workers too (a webhook being claimed by another transaction is skipped, and
 -- is still pending for this one, so the one after it is not the oldest). Each with its
--- endpoint's URL and secret (NULL for the settings' endpoint). It walks ix_webhook_outbox_due
--- in its order and stops at its batch; the mail's earlier webhooks are looked up among the
--- mail's own rows (ix_webhook_outbox_email_id), "not delivered or failed" rather than
--- "pending": the statistics of a table of mostly finished webhooks see few pending ones, and
--- the planner would look through every pending webhook (the due index) for each candidate.
+-- endpoint's URL and secret (NULL for the settings' endpoint). Run after by_index, it walks
+-- ix_webhook_outbox_due in its order and stops at its batch; each candidate's earlier
+-- webhooks are looked up among its mail's own rows (ix_webhook_outbox_email_id), "not
+-- delivered or failed" rather than "pending": with few pending webhooks in its statistics,
+-- the planner would look through every pending one (the due index) instead.
 UPDATE webhook_outbox AS webhook
    SET locked_until = now() + %(lease)s * interval '1 second'
   FROM (SELECT outbox.id, endpoint.url, endpoint.secret
@@ -90,8 +101,9 @@ RETURNING webhook.id, webhook.message_id, webhook.payload, webhook.attempts,
 -- or due again after retry_in seconds, or given up (failed) once older than %(max_age)s
 -- seconds (one given up meanwhile, its endpoint deleted, stays so). The webhooks after one
 -- due again, of its mail and endpoint, wait at least as long: they cannot go before it, and
--- a claim then need not pass over them. ("Not delivered or failed" is "pending", written so
--- that the planner finds the rows by id and by mail, as in claim.)
+-- a claim then need not pass over them. (Run after by_index. The webhooks are found by their
+-- ids, whatever the planner thinks of the table; "not delivered or failed" is "pending",
+-- written so that the planner finds them by id and by mail, as in claim.)
 WITH result AS (
     SELECT *
       FROM json_to_recordset(%(results)s)
@@ -111,7 +123,8 @@ WITH result AS (
            last_error = result.error,
            next_attempt_at = now() + coalesce(result.retry_in, 0) * interval '1 second'
       FROM result
-     WHERE webhook.id = result.id AND webhook.status NOT IN ('delivered', 'failed')
+     WHERE webhook.id = ANY(ARRAY(SELECT id FROM result)) AND webhook.id = result.id
+       AND webhook.status NOT IN ('delivered', 'failed')
     RETURNING webhook.id, webhook.email_id, webhook.endpoint_id, webhook.status,
               webhook.next_attempt_at
 )

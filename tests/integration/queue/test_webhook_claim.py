@@ -1,6 +1,8 @@
 """The client webhooks' claim: the oldest pending webhook of each mail and endpoint only, found
-by walking the due index in order and looking at each candidate's own mail's rows, whatever the
-backlog behind it and however stale the statistics."""
+by walking the due index in order and looking at each candidate's own mail's rows; and the
+record of posts, by their ids: whatever the backlog and however stale the statistics."""
+
+import json
 
 import pytest
 from sqlalchemy import create_engine
@@ -30,33 +32,58 @@ def mails_with_webhooks(sql, mails, status):
 
 
 def explained(database_url, statement, params):
-    """PostgreSQL's plan of ``statement``."""
+    """PostgreSQL's plan of ``statement``, in a transaction as the sender runs it."""
     engine = create_engine(database_url)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            webhooks.by_index(conn)
             rows = conn.exec_driver_sql("EXPLAIN " + statement, params)
             return "\n".join(row[0] for row in rows)
     finally:
         engine.dispose()
 
 
-@pytest.mark.parametrize("statistics", ["fresh", "stale"])
+def results(sql):
+    """What ``record`` takes for 32 posts of pending webhooks, half of them failed."""
+    rows = sql("SELECT id FROM webhook_outbox WHERE status = 'pending' LIMIT 32")
+    return json.dumps(
+        [
+            {
+                "id": webhook_id,
+                "ok": n % 2 == 0,
+                "status_code": 503,
+                "error": "down",
+                "duration_ms": 5,
+                "retry_in": 1.0,
+            }
+            for n, webhook_id in enumerate(row["id"] for row in rows)
+        ]
+    )
+
+
+@pytest.mark.parametrize("statistics", ["fresh", "of history", "of an empty table"])
 def test_the_claim_walks_the_due_index_and_looks_at_each_mails_own_rows(
     app, sql, database_url, statistics
 ):
-    # Stale: the statistics were taken while every webhook was delivered (a table of history),
-    # then a backlog came; fresh: they were taken with the backlog.
+    # The statistics taken with the backlog; or while every webhook was delivered (a table of
+    # history), then a backlog came; or while the table was empty.
+    if statistics == "of an empty table":
+        sql("ANALYZE webhook_outbox")
     mails_with_webhooks(sql, 1000, "delivered")
-    if statistics == "stale":
+    if statistics == "of history":
         sql("ANALYZE webhook_outbox")
     mails_with_webhooks(sql, 3000, "pending")
     if statistics == "fresh":
         sql("ANALYZE webhook_outbox")
-    params = {"limit": 32, "lease": 60.0, "settings": True, "endpoints": True}
-    shown = explained(database_url, webhooks.SQL.claim, params)
+    claim = {"limit": 32, "lease": 60.0, "settings": True, "endpoints": True}
+    shown = explained(database_url, webhooks.SQL.claim, claim)
     assert "Index Scan using ix_webhook_outbox_due on webhook_outbox outbox" in shown, shown
-    assert "ix_webhook_outbox_email_id on webhook_outbox earlier" in shown, shown
-    assert " Sort " not in shown and "Hash Anti Join" not in shown, shown
+    assert "Index Scan using ix_webhook_outbox_email_id on webhook_outbox earlier" in shown, shown
+    assert "Sort" not in shown and "Hash" not in shown and "Bitmap" not in shown, shown
+    record = {"results": results(sql), "max_age": 3600.0}
+    shown = explained(database_url, webhooks.SQL.record, record)
+    assert "Index Scan using webhook_outbox_pkey on webhook_outbox webhook" in shown, shown
+    assert "Seq Scan" not in shown and "Bitmap" not in shown, shown
 
 
 def test_the_claim_takes_only_each_mails_oldest_pending_webhook(app, sql, database_url):
