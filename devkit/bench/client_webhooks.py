@@ -130,7 +130,14 @@ def outbox_figures(b):
         )
     ]
     tenth = max(1, len(lags) // 10)
+    ((sends, sends_span, sent_hooks_span),) = b.sql(
+        "SELECT count(*), extract(epoch FROM max(created_at) - min(created_at)), "
+        "extract(epoch FROM max(delivered_at) - min(delivered_at)) FROM webhook_outbox "
+        "WHERE event_type = 'mail.sent'"
+    )
     return {
+        "sends_per_s": sends / float(sends_span) if sends_span else None,
+        "sent_webhooks_per_s": sends / float(sent_hooks_span) if sent_hooks_span else None,
         "changes_per_s": written / float(changes_span) if changes_span else None,
         "webhooks_per_s": delivered / float(deliveries_span) if deliveries_span else None,
         "written": written,
@@ -205,8 +212,9 @@ def scenario_webhooks(b):
             f"({2 * count:,} expected) in {took:.0f}s; median lag change-to-delivery "
             f"{_s(figures['lag_first_tenth_s'])} for the first tenth of the changes, "
             f"{_s(figures['lag_last_tenth_s'])} for the last (longest "
-            f"{_s(figures['lag_max_s'])}); {receiver.posts:,} posts on {len(receiver.peers)} "
-            f"connections",
+            f"{_s(figures['lag_max_s'])}); the sends alone: {_rate(figures['sends_per_s'])} "
+            f"mail.sent changes, their webhooks {_rate(figures['sent_webhooks_per_s'])}; "
+            f"{receiver.posts:,} posts on {len(receiver.peers)} connections",
             details={**figures, "seconds": took, "posts": receiver.posts},
         ),
         Row(
@@ -226,3 +234,8 @@ def scenario_webhooks(b):
 def _s(seconds):
     """Seconds for a note."""
     return "-" if seconds is None else f"{seconds:.2f}s"
+
+
+def _rate(per_second):
+    """A rate for a note."""
+    return "-" if per_second is None else f"{per_second:,.0f}/s"
