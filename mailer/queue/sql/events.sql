@@ -26,8 +26,9 @@ SELECT id::text AS mail_id, recipients, provider_message_id, tenant, test
 --   was sent to, live whether the mail is live (not test mail);
 -- - fresh: the events not stored before (a repeat meets the dedup index and is skipped), in
 --   the batch's order (the ids, the timeline's tie-break, follow it); fresh_item: their items,
---   found once for what follows (one hash of the batch; a look-up per item in each part that
---   filters the items first was the square of the batch); news: those that move a recipient;
+--   found once for what follows (one hash of the batch, rather than each part that filters
+--   the items first looking each up among the fresh events); news: those that move a
+--   recipient;
 -- - moves: each recipient's furthest status among the new events (the last of equals);
 -- - moved: the recipients that moved (a recipient keeps its status unless the new one comes
 --   later);

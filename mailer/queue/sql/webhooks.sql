@@ -53,9 +53,9 @@ SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), reported.type, repor
 -- rows by index, one by one: no sequential scan, no sort, no bitmap. Each of those statements
 -- touches a few rows of a table that holds many; but the statistics of a table of mostly
 -- finished webhooks, or of one just emptied, count few pending ones, and with them the planner
--- sorted every due webhook and checked each against its mail's by intersecting whole indexes,
--- or read the whole table once per recorded webhook: each claim of a backlog then took longer
--- than the one before.
+-- would sort every due webhook and check each against its mail's by intersecting whole
+-- indexes, or read the whole table once per recorded webhook: each claim of a backlog would
+-- take longer than the one before.
 SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
        set_config('enable_bitmapscan', 'off', true);
 
