@@ -384,6 +384,7 @@ class WebhookMessage(db.Model):
         Index(
             "ix_webhook_outbox_due",
             "next_attempt_at",
+            "id",
             postgresql_where=sql_text("status = 'pending'"),
         ),
         Index(

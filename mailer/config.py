@@ -128,6 +128,7 @@ DEFAULTS = {
     "WEBHOOK_EVENTS": (),  # comma separated, e.g. mail.delivered,mail.bounced; empty = all
     "WEBHOOK_SECRET": "",  # whsec_ + base64 of the key (docs/events.md: how to make one)
     "WEBHOOK_TIMEOUT": 5.0,  # seconds per client webhook call (connect, and again for the answer)
+    "WEBHOOK_CONCURRENCY": 16,  # client webhooks in flight per worker process
     "WEBHOOK_ALLOW_HTTP": False,  # tenants' webhook endpoints may be http (development only)
     "WEBHOOK_ALLOW_PRIVATE": False,  # ... and on loopback, link-local or private addresses
     "AUTH_FAILURE_LIMIT": 10,  # wrong API keys or admin passwords from one address ...

@@ -207,7 +207,7 @@ def load_connection(spec, raw, start_at, end_at, outputs):
 def bare_send_main(count):
     """Baseline process: send ``count`` mails with the project's provider, no database."""
     from mail_service import load_config
-    from mailer.worker.loop import Sessions
+    from mailer.worker.sessions import Sessions
     from providers import Message, build_providers
 
     config = load_config(None)

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
+from devkit.bench.client_webhooks import scenario_webhooks
 from devkit.bench.harness import (
     BODY_TEXT,
     HOST,
@@ -44,6 +45,7 @@ SCENARIOS = (
     "listing",
     "providers",
     "events",
+    "webhooks",
     "smtp",
 )
 # Scenarios that run only when --only names them: the soak takes hours at its full size.
@@ -87,6 +89,11 @@ FULL = {
     "events_requests": 10,
     "events_rounds": 3,
     "events_clients": 2,
+    "webhooks": 20_000,
+    "webhooks_workers": 2,
+    "webhooks_concurrency": 16,
+    "webhooks_latency_ms": 50,
+    "webhooks_receiver_ms": 50,
     "smtp_messages": 2_000,
     # The soak: mails; the sandbox's latency (ms), share of 503s, events' delay and jitter (s),
     # shares of addresses that bounce and complain, posts at once; the receiver's answer time
@@ -142,6 +149,11 @@ QUICK = {
     "events_requests": 2,
     "events_rounds": 1,
     "events_clients": 2,
+    "webhooks": 200,
+    "webhooks_workers": 2,
+    "webhooks_concurrency": 16,
+    "webhooks_latency_ms": 50,
+    "webhooks_receiver_ms": 50,
     "smtp_messages": 200,
     "soak": 2_000,
     "soak_latency_ms": 50,
@@ -1780,6 +1792,7 @@ SCENARIO_FUNCTIONS = {
     "listing": scenario_listing,
     "providers": scenario_providers,
     "events": scenario_events,
+    "webhooks": scenario_webhooks,
     "smtp": scenario_smtp,
     "soak": scenario_soak,
 }

@@ -171,10 +171,12 @@ def _port(parts):
 
 class PinnedPoster:
     """Posts to a ``Target``'s checked address, keeping a connection pool per address, port
-    and host name (connections are reused between webhooks to one endpoint)."""
+    and host name (connections are reused between webhooks to one endpoint); thread-safe, each
+    pool keeping up to ``connections`` connections alive (one per thread that posts)."""
 
-    def __init__(self, timeout):
+    def __init__(self, timeout, connections=1):
         self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self.connections = connections
         self.pools = {}
         self.lock = threading.Lock()
 
@@ -208,11 +210,14 @@ class PinnedPoster:
         URL's host name, against the CA bundle requests uses (``REQUESTS_CA_BUNDLE``, else
         certifi's). No proxy: a proxy would resolve the name again."""
         if where.scheme == "http":
-            return urllib3.HTTPConnectionPool(where.address, where.port, timeout=self.timeout)
+            return urllib3.HTTPConnectionPool(
+                where.address, where.port, timeout=self.timeout, maxsize=self.connections
+            )
         return urllib3.HTTPSConnectionPool(
             where.address,
             where.port,
             timeout=self.timeout,
+            maxsize=self.connections,
             cert_reqs="CERT_REQUIRED",
             ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where(),
             server_hostname=where.hostname,

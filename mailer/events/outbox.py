@@ -7,11 +7,12 @@ delivery is tracked and retried on its own: the settings' ``WEBHOOK_URL`` (the `
 tenant's endpoint, taking ``WEBHOOK_EVENTS``: ``Subscription``) and each tenant's own
 endpoints (``/webhook-endpoints``), a tenant's mail going to its own endpoints only. The worker's
 ``WebhookSender`` (``sender.py``) then takes due rows (``mailer.queue.webhooks.claim``,
-``FOR UPDATE SKIP LOCKED`` under a lease, so several workers never post the same row at once),
-posts them, and records every attempt (``webhooks.record``): delivered, or due again after a
-backoff, or ``failed`` once older than ``WEBHOOK_MAX_AGE``. Delivery is at least once: a worker that
-dies after the client answered and before ``record`` committed posts that row again, with the
-same ``webhook-id``, by which clients deduplicate.
+``FOR UPDATE SKIP LOCKED`` under a lease, so several workers never post the same row at once;
+only the oldest pending row of each mail and endpoint, so a mail's webhooks go in order),
+posts them several at once, and records every attempt (``webhooks.record``): delivered, or
+due again after a backoff, or ``failed`` once older than ``WEBHOOK_MAX_AGE``. Delivery is at
+least once: a worker that dies after the client answered and before ``record`` committed posts
+that row again, with the same ``webhook-id``, by which clients deduplicate.
 
 A webhook's body, built from the mail row in SQL (``mailer/queue/sql/webhooks.sql``), is
 ``{"type": "mail.delivered", "timestamp": ..., "data": {"mail_id", "status", "recipient",

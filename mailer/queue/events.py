@@ -45,13 +45,13 @@ def record_events(conn, events, suppression_days, webhooks=None):
 
     A batch is two statements, whatever its size: lock its mails (``_lock_for_events``), then
     insert its new events, move their recipients, roll their mails up and count their outcomes
-    per provider, domain and minute in one (``_store_and_move``); then, if any, suppressions
-    and webhooks. Mail ids are handled as
+    per provider, domain and minute in one (``_store_and_move``); then, if any, suppressions,
+    and webhooks if some endpoint may take them. Mail ids are handled as
     text here, as the database writes them (``Event.mail_id`` is text already).
     """
     mails = _lock_for_events(conn, events)
     matched, unmatched = _match(events, mails)
-    new, suppressing, reported = _store_and_move(conn, matched, mails, webhooks is not None)
+    new, suppressing, reported = _store_and_move(conn, matched, mails, webhooks)
     suppressions.add_many(
         conn,
         [
@@ -114,11 +114,12 @@ def _match(events, mails):
     return matched, unmatched
 
 
-def _store_and_move(conn, matched, mails, report):
+def _store_and_move(conn, matched, mails, webhooks):
     """Insert the events not stored before, move their recipients, roll their mails up: one
     statement (``store_and_move``). Returns how many events were new, the new ``(mail id,
-    event)`` that suppress their recipient, and (if ``report``) the webhooks the moves raise,
-    ``(mail id, address, status, reason)`` (no address for a mail's own).
+    event)`` that suppress their recipient, and the webhooks the moves raise, ``(mail id,
+    address, status, reason)`` (no address for a mail's own): if ``webhooks`` (a
+    ``Subscription``) is given and some endpoint may take them, the settings' or a tenant's.
     """
     unique = {}
     for mail_id, event in matched:
@@ -148,7 +149,13 @@ def _store_and_move(conn, matched, mails, report):
     # again.
     payloads = "[" + ",".join([event.payload for _, event in pairs]) + "]"
     ((new, suppressing, reported),) = conn.exec_driver_sql(
-        SQL.store_and_move, {"events": as_json(items), "payloads": payloads, "report": report}
+        SQL.store_and_move,
+        {
+            "events": as_json(items),
+            "payloads": payloads,
+            "report": webhooks is not None,
+            "settings": webhooks is not None and webhooks.events is not None,
+        },
     )
     return new, [pairs[n - 1] for n in suppressing], reported or []
 

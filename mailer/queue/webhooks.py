@@ -40,10 +40,19 @@ def insert_received(conn, inbound_id, settings_events):
     )
 
 
+def by_index(conn):
+    """Have the rest of ``conn``'s transaction read rows by index only (``claim``, ``record``
+    and ``release`` touch a few rows of a table of many, and the table's statistics may say
+    otherwise); call it first in each transaction of them."""
+    conn.exec_driver_sql(SQL.by_index)
+
+
 def claim(conn, limit, lease_seconds, settings=True, endpoints=True):
     """Take up to ``limit`` due webhooks under a lease of ``lease_seconds``, oldest first: the
     settings' endpoint's if ``settings``, the tenants' endpoints' if ``endpoints`` (each row
-    with its endpoint's ``url`` and ``secret``; None for the settings' endpoint)."""
+    with its endpoint's ``url`` and ``secret``; None for the settings' endpoint). Only the
+    oldest pending webhook of a mail and endpoint is ever taken, and not while another worker
+    holds it: one mail's webhooks to one endpoint go one at a time, in order."""
     params = {
         "limit": limit,
         "lease": float(lease_seconds),
@@ -58,7 +67,8 @@ def record(conn, results, max_age):
     """Record one batch of posts: each an attempt row, and its webhook delivered or due again.
 
     ``results`` are dicts ``{id, ok, status_code, error, duration_ms, retry_in}``; a failed
-    webhook older than ``max_age`` seconds is given up (``failed``).
+    webhook older than ``max_age`` seconds is given up (``failed``), and the webhooks after one
+    due again (of its mail and endpoint) wait as long.
     """
     if results:
         conn.exec_driver_sql(SQL.record, {"results": as_json(results), "max_age": float(max_age)})

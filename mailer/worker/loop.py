@@ -13,8 +13,8 @@ to make a claim worth it, or every send in flight did, or the recorder is free: 
 mail.
 A test key's mail (``email.test``) goes to the simulator (``simulator``) instead of any
 provider, without route, cap or breaker; what it reports is recorded as a provider's events
-are. A thread of its own posts the client webhooks, to ``WEBHOOK_URL`` and the tenants'
-endpoints (``webhook_sender``);
+are. Threads of their own post the client webhooks, to ``WEBHOOK_URL`` and the tenants'
+endpoints (``mailer.events.sender``);
 with ``WORKER_METRICS_PORT`` set, another serves its Prometheus metrics (``worker_metrics``).
 On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
@@ -43,7 +43,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import requests
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.database import describe
@@ -72,6 +71,7 @@ from mailer.worker.delivery import (
 )
 from mailer.worker.dispatch import Dispatcher
 from mailer.worker.retry import RetryPolicy
+from mailer.worker.sessions import Sessions
 from mailer.worker.steering import Steering
 from models import FAILED, QUEUED, SENT
 
@@ -94,36 +94,6 @@ def lease_seconds(config, provider_count):
     if config["LEASE_SECONDS"] > 0:
         return config["LEASE_SECONDS"]
     return 2 * provider_count * 2 * config["PROVIDER_TIMEOUT"] + 30
-
-
-class Sessions:
-    """One ``requests.Session`` per send thread and provider, so connections are reused.
-
-    A default session re-reads the proxy and CA-bundle environment variables on every request,
-    which costs more CPU than the rest of a send; here they are read once per session instead.
-    TLS verification stays on: ``verify`` is the CA bundle from the environment, or certifi's.
-    """
-
-    def __init__(self):
-        self._local = threading.local()
-
-    def get(self, provider):
-        """This thread's session for ``provider``."""
-        sessions = self._local.__dict__.setdefault("sessions", {})
-        if provider.name not in sessions:
-            sessions[provider.name] = new_session(provider.base_url)
-        return sessions[provider.name]
-
-
-def new_session(base_url):
-    """A session that honours HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE, read once."""
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = requests.utils.get_environ_proxies(base_url)
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    return session
 
 
 class Worker:
@@ -195,7 +165,7 @@ class Worker:
         self._with_db(self.steering.refresh)
         if not burst and QueueListener.supported(self.listen_engine):
             QueueListener(self.listen_engine, self.wake, self.stopping).start()
-        if self.sender is not None:  # client webhooks, on a thread of their own
+        if self.sender is not None:  # client webhooks, on threads of their own
             self.sender.start()
         self.metrics.serve()
         senders = self._start_send_threads()

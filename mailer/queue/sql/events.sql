@@ -25,7 +25,9 @@ SELECT id::text AS mail_id, recipients, provider_message_id, tenant, test
 --   open, or an address the mail was not sent to), fanout the number of addresses its mail
 --   was sent to, live whether the mail is live (not test mail);
 -- - fresh: the events not stored before (a repeat meets the dedup index and is skipped), in
---   the batch's order (the ids, the timeline's tie-break, follow it); news: those that move a
+--   the batch's order (the ids, the timeline's tie-break, follow it); fresh_item: their items,
+--   found once for what follows (one hash of the batch, rather than each part that filters
+--   the items first looking each up among the fresh events); news: those that move a
 --   recipient;
 -- - moves: each recipient's furthest status among the new events (the last of equals);
 -- - moved: the recipients that moved (a recipient keeps its status unless the new one comes
@@ -40,7 +42,9 @@ SELECT id::text AS mail_id, recipients, provider_message_id, tenant, test
 --   only: test mail's never steer the guard), by the minute
 --   they occurred in (never later than now), in key order so that two batches never wait on
 --   each other's rows in a circle;
--- - reported: what the client hears of (when %(report)s): each moved recipient that is now
+-- - reported: what the client hears of (when %(report)s, and an endpoint may take webhooks:
+--   the settings' one, %(settings)s, or a tenant's live one; with none, nothing is built and
+--   the outbox need not be asked): each moved recipient that is now
 --   delivered, bounced or complained, in the order of its first new event; and each mail the
 --   roll-up moved with no recipient of its new status among those (the last of its recipients
 --   unsubscribed), with no recipient, after its mail's recipients.
@@ -62,10 +66,10 @@ WITH item AS (
      ORDER BY n
     ON CONFLICT (provider, dedup_key) DO NOTHING
     RETURNING provider, dedup_key
+), fresh_item AS MATERIALIZED (
+    SELECT * FROM item WHERE (provider, dedup_key) IN (SELECT provider, dedup_key FROM fresh)
 ), news AS (
-    SELECT * FROM item
-     WHERE moves_to IS NOT NULL
-       AND (provider, dedup_key) IN (SELECT provider, dedup_key FROM fresh)
+    SELECT * FROM fresh_item WHERE moves_to IS NOT NULL
 ), moves AS (
     SELECT DISTINCT ON (email_id, recipient) email_id, recipient AS address,
            moves_to AS status, reason, fanout,
@@ -112,11 +116,10 @@ WITH item AS (
            provider, lower(substring(recipient FROM '[^@]*$')) AS domain,
            count(*) FILTER (WHERE type = 'delivered'), count(*) FILTER (WHERE type = 'bounced'),
            count(*) FILTER (WHERE type = 'deferred'), count(*) FILTER (WHERE type = 'complained')
-      FROM item
+      FROM fresh_item
      WHERE type IN ('delivered', 'bounced', 'deferred', 'complained')
        AND live
        AND strpos(recipient, '@') > 0
-       AND (provider, dedup_key) IN (SELECT provider, dedup_key FROM fresh)
      GROUP BY 1, 2, 3
      ORDER BY 1, 2, 3
     ON CONFLICT (minute, provider, domain) DO UPDATE
@@ -141,4 +144,6 @@ SELECT (SELECT count(*) FROM fresh),
        (SELECT json_agg(json_build_array(email_id, address, status, reason)
                         ORDER BY first, after_recipients)
           FROM reported
-         WHERE %(report)s);
+         WHERE %(report)s
+           AND (%(settings)s
+                OR EXISTS (SELECT FROM webhook_endpoint WHERE deleted_at IS NULL AND NOT disabled)));

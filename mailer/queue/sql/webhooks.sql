@@ -48,12 +48,32 @@ SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), reported.type, repor
              AND (target.events = '{}' OR reported.type = ANY(target.events))
  ORDER BY reported.position, target.created_at NULLS FIRST, target.id;
 
+-- name: by_index
+-- For the rest of the transaction (the sender's record, release and claim), every plan reads
+-- rows by index, one by one: no sequential scan, no sort, no bitmap. Each of those statements
+-- touches a few rows of a table that holds many; but the statistics of a table of mostly
+-- finished webhooks, or of one just emptied, count few pending ones, and with them the planner
+-- would sort every due webhook and check each against its mail's by intersecting whole
+-- indexes, or read the whole table once per recorded webhook: each claim of a backlog would
+-- take longer than the one before.
+SELECT set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true),
+       set_config('enable_bitmapscan', 'off', true);
+
 -- name: claim
 -- Take up to %(limit)s due webhooks, the longest due first, under a lease of %(lease)s
 -- seconds (FOR UPDATE SKIP LOCKED: several workers never post the same one at once): those
 -- of the settings' endpoint if %(settings)s, those of the tenants' endpoints if
--- %(endpoints)s, but none of a disabled (or deleted) endpoint. Each with its endpoint's URL
--- and secret (NULL for the settings' endpoint).
+-- %(endpoints)s, but none of a disabled (or deleted) endpoint. Only the oldest pending
+-- webhook of each mail and endpoint is taken, and only while no worker holds it: the next
+-- one of that mail and endpoint waits until it is delivered or given up, so that one mail's
+-- webhooks to one endpoint are never in flight together and arrive in the order they were
+-- written, across workers too (a webhook being claimed by another transaction is skipped, and
+-- is still pending for this one, so the one after it is not the oldest). Each with its
+-- endpoint's URL and secret (NULL for the settings' endpoint). Run after by_index, it walks
+-- ix_webhook_outbox_due in its order and stops at its batch; each candidate's earlier
+-- webhooks are looked up among its mail's own rows (ix_webhook_outbox_email_id), "not
+-- delivered or failed" rather than "pending": with few pending webhooks in its statistics,
+-- the planner would look through every pending one (the due index) instead.
 UPDATE webhook_outbox AS webhook
    SET locked_until = now() + %(lease)s * interval '1 second'
   FROM (SELECT outbox.id, endpoint.url, endpoint.secret
@@ -63,6 +83,11 @@ UPDATE webhook_outbox AS webhook
            AND (outbox.locked_until IS NULL OR outbox.locked_until < now())
            AND CASE WHEN outbox.endpoint_id IS NULL THEN %(settings)s
                     ELSE %(endpoints)s AND NOT endpoint.disabled END
+           AND NOT EXISTS (SELECT FROM webhook_outbox AS earlier
+                            WHERE earlier.email_id = outbox.email_id
+                              AND earlier.endpoint_id IS NOT DISTINCT FROM outbox.endpoint_id
+                              AND earlier.status NOT IN ('delivered', 'failed')
+                              AND earlier.id < outbox.id)
          ORDER BY outbox.next_attempt_at, outbox.id
          LIMIT %(limit)s
            FOR UPDATE OF outbox SKIP LOCKED) AS due
@@ -72,8 +97,13 @@ RETURNING webhook.id, webhook.message_id, webhook.payload, webhook.attempts,
 
 -- name: record
 -- Record a batch of posts (%(results)s, a JSON array of id, ok, status_code, error,
--- duration_ms and retry_in): an attempt row each, and each webhook delivered, or due again
--- after retry_in seconds, or given up (failed) once older than %(max_age)s seconds.
+-- duration_ms and retry_in): an attempt row each, and each webhook still pending delivered,
+-- or due again after retry_in seconds, or given up (failed) once older than %(max_age)s
+-- seconds (one given up meanwhile, its endpoint deleted, stays so). The webhooks after one
+-- due again, of its mail and endpoint, wait at least as long: they cannot go before it, and
+-- a claim then need not pass over them. (Run after by_index. The webhooks are found by their
+-- ids, whatever the planner thinks of the table; "not delivered or failed" is "pending",
+-- written so that the planner finds them by id and by mail, as in claim.)
 WITH result AS (
     SELECT *
       FROM json_to_recordset(%(results)s)
@@ -82,18 +112,31 @@ WITH result AS (
 ), attempt AS (
     INSERT INTO webhook_attempt (webhook_id, status_code, error, duration_ms)
     SELECT id, status_code, error, duration_ms FROM result
+), recorded AS (
+    UPDATE webhook_outbox AS webhook
+       SET attempts = webhook.attempts + 1, locked_until = NULL,
+           status = CASE WHEN result.ok THEN 'delivered'
+                         WHEN webhook.created_at < now() - %(max_age)s * interval '1 second'
+                             THEN 'failed'
+                         ELSE 'pending' END,
+           delivered_at = CASE WHEN result.ok THEN now() END,
+           last_error = result.error,
+           next_attempt_at = now() + coalesce(result.retry_in, 0) * interval '1 second'
+      FROM result
+     WHERE webhook.id = ANY(ARRAY(SELECT id FROM result)) AND webhook.id = result.id
+       AND webhook.status NOT IN ('delivered', 'failed')
+    RETURNING webhook.id, webhook.email_id, webhook.endpoint_id, webhook.status,
+              webhook.next_attempt_at
 )
-UPDATE webhook_outbox AS webhook
-   SET attempts = webhook.attempts + 1, locked_until = NULL,
-       status = CASE WHEN result.ok THEN 'delivered'
-                     WHEN webhook.created_at < now() - %(max_age)s * interval '1 second'
-                         THEN 'failed'
-                     ELSE 'pending' END,
-       delivered_at = CASE WHEN result.ok THEN now() END,
-       last_error = result.error,
-       next_attempt_at = now() + coalesce(result.retry_in, 0) * interval '1 second'
-  FROM result
- WHERE webhook.id = result.id;
+UPDATE webhook_outbox AS later
+   SET next_attempt_at = recorded.next_attempt_at
+  FROM recorded
+ WHERE recorded.status = 'pending'
+   AND later.email_id = recorded.email_id
+   AND later.endpoint_id IS NOT DISTINCT FROM recorded.endpoint_id
+   AND later.status NOT IN ('delivered', 'failed') AND later.id > recorded.id
+   AND later.next_attempt_at < recorded.next_attempt_at
+   AND later.id NOT IN (SELECT id FROM result);
 
 -- name: release
 -- Hand back claimed webhooks that were not posted (%(items)s, a JSON array of id and delay):

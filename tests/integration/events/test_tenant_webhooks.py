@@ -7,8 +7,10 @@ import threading
 
 import pytest
 from helpers import wait_for
+from signed import mailgun_body
 from standardwebhooks import Webhook
 
+from app import create_app
 from integration.receiver import SECRET, Receiver
 from mailer import database, principals
 from mailer.api import auth
@@ -180,3 +182,35 @@ def test_a_loopback_endpoint_is_refused_at_delivery_without_the_setting(
     assert receivers["shop"].calls == 0
     [row] = sql("SELECT status, last_error FROM webhook_outbox")
     assert row["status"] == "pending" and row["last_error"] == attempts[0]["error"]
+
+
+def test_a_providers_event_raises_a_tenants_webhook_without_a_webhook_url(
+    client, mail, key, receivers, settings, sql
+):
+    # No WEBHOOK_URL: the events' statement builds webhooks only because a tenant's endpoint
+    # is there, and not at all once it is gone.
+    bare = create_app({**settings, "WEBHOOK_URL": "", "WEBHOOK_SECRET": ""}).test_client()
+    shop = key("shop")
+    shop_endpoint = endpoint(client, shop, receivers["shop"].url)["id"]
+    first, second = (
+        client.post("/mail", json=mail, headers=shop).get_json()["id"] for _ in range(2)
+    )
+    sql("UPDATE email SET status = 'sent', provider = 'mailgun'")
+    sql(
+        "INSERT INTO recipient (email_id, address, status) "
+        "SELECT id, unnest(recipients), 'sent' FROM email"
+    )
+    delivered = mailgun_body("delivered", mail["to"], mail_id=first)
+    assert bare.post("/webhooks/mailgun", json=delivered).status_code == 200
+    written = sql(
+        "SELECT event_type, email_id::text AS mail, endpoint_id::text AS endpoint "
+        "FROM webhook_outbox"
+    )
+    assert written == [{"event_type": "mail.delivered", "mail": first, "endpoint": shop_endpoint}]
+    assert client.delete(f"/webhook-endpoints/{shop_endpoint}", headers=shop).status_code == 204
+    delivered = mailgun_body("delivered", mail["to"], mail_id=second)
+    assert bare.post("/webhooks/mailgun", json=delivered).status_code == 200
+    assert sql("SELECT status FROM email WHERE id = :id", id=second) == [{"status": "delivered"}]
+    assert sql("SELECT count(*) AS n FROM webhook_outbox WHERE email_id = :id", id=second) == [
+        {"n": 0}
+    ]

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine
 
-from mailer.events import provider
+from mailer.events import outbox, provider
 from mailer.queue import actions, notify, queries, reads, suppressions
 from models import FINISHED, HANDED_OFF, RECIPIENT_ORDER, WAITING, db
 
@@ -66,6 +66,8 @@ def test_a_file_that_breaks_the_format_is_refused():
         ("suppressions.sql", "add", "reason = " + in_list(suppressions.EXPIRING)[1:-1]),
         ("notify.sql", "listen", f"LISTEN {notify.CHANNEL}"),
         ("notify.sql", "wake_workers", f"pg_notify('{notify.CHANNEL}'"),
+        ("webhooks.sql", "claim", "NOT IN " + in_list((outbox.DONE, outbox.GAVE_UP))),
+        ("webhooks.sql", "record", "NOT IN " + in_list((outbox.DONE, outbox.GAVE_UP))),
     ],
 )
 def test_the_statements_name_what_the_code_defines(filename, name, written):
