@@ -66,7 +66,7 @@ from mailer.api.auth import admin_allowed, client_address
 from mailer.database import transaction
 from mailer.events import outbox
 from mailer.principals import TENANT_NAME
-from mailer.queue import actions, audit, heartbeats, reads, submit, suppressions
+from mailer.queue import actions, audit, counts, heartbeats, reads, submit, suppressions
 from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
@@ -177,6 +177,11 @@ class BreakerForm(SecureForm):
     reason = StringField("Reason")
 
 
+def minute_counts():
+    """This app's chart minutes counted so far (``dashboard.MinuteCounts``), kept per process."""
+    return current_app.extensions.setdefault("dashboard_minutes", dashboard.MinuteCounts())
+
+
 class DashboardView(Protected, AdminIndexView):
     """The admin's home page: the queue, the chart, the providers and the workers at a glance.
 
@@ -189,13 +194,14 @@ class DashboardView(Protected, AdminIndexView):
     @expose("/")
     def index(self):
         """Render every panel from one snapshot."""
-        data = dashboard.snapshot(db.session.connection(), current_app.config)
+        data = dashboard.snapshot(db.session.connection(), current_app.config, minute_counts())
         return self.render(
             "admin/dashboard.html",
             data=data,
             statuses=STATUSES,
             poll_ms=self.POLL_SECONDS * 1000,
             rate_minutes=dashboard.RATE_MINUTES,
+            live_minutes=dashboard.LIVE_MINUTES,
             alive_within=heartbeats.ALIVE_WITHIN,
             tones=ui.TONES,
             breaker_form=BreakerForm(),
@@ -205,14 +211,16 @@ class DashboardView(Protected, AdminIndexView):
     @expose("/dashboard.json")
     def snapshot(self):
         """The panels as JSON, for the page to poll."""
-        response = jsonify(dashboard.snapshot(db.session.connection(), current_app.config))
+        response = jsonify(
+            dashboard.snapshot(db.session.connection(), current_app.config, minute_counts())
+        )
         response.headers["Cache-Control"] = "no-store"
         return response
 
     @expose("/dashboard/chart.svg")
     def chart(self):
         """Sent, failed and bounced per minute over the last hour, as an SVG image."""
-        svg = chart.minute_chart(dashboard.series(db.session.connection()))
+        svg = chart.minute_chart(dashboard.series(db.session.connection(), minute_counts()))
         return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     @expose("/workers/<path:worker>/release", methods=["POST"])
@@ -731,13 +739,49 @@ class MailView(Protected, Reworded, ModelView):
         found = _uuids([id])
         return db.session.get(Email, found[0]) if found else None
 
-    def get_list(self, page, *args, **kwargs):
-        """A page of mail: a negative ?page= shows the first, one past the end is empty.
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
+        """A page of mail and how many mails the list holds: a negative ?page= shows the
+        first, one past the end is empty.
 
         PostgreSQL refuses a negative OFFSET and one beyond a bigint, so neither reaches it.
+        The whole list, or a list of statuses, is counted from the status counts the database
+        keeps (``counts.mail_count``), not by counting its rows.
         """
-        size = kwargs.get("page_size") or self.page_size
-        return super().get_list(min(max(page or 0, 0), MAX_OFFSET // size), *args, **kwargs)
+        page = min(max(page or 0, 0), MAX_OFFSET // (page_size or self.page_size))
+        asked = (page, sort_column, sort_desc, search, filters, execute, page_size)
+        statuses = self.counted_statuses(search, filters)
+        if statuses is None:
+            return super().get_list(*asked)
+        g.mail_count_kept = True  # get_count_query: no COUNT over the rows
+        try:
+            _, rows = super().get_list(*asked)
+        finally:
+            g.pop("mail_count_kept", None)
+        return counts.mail_count(db.session.connection(), statuses), rows
+
+    def get_count_query(self):
+        """Flask-Admin's count of the list's rows, unless ``get_list`` reads the kept counts."""
+        return None if g.get("mail_count_kept") else super().get_count_query()
+
+    def counted_statuses(self, search, filters):
+        """The statuses of the list's mail when nothing but the status filters narrows it (no
+        search, no other filter), so that the kept counts count it; else None."""
+        if search:
+            return None
+        chosen = set(STATUSES)
+        for index, _name, value in filters or ():
+            found = self._filters[index]
+            if getattr(found.column, "key", None) != "status":
+                return None
+            if isinstance(found, ChoiceInList):
+                chosen &= set(found.clean(value))
+            elif isinstance(found, ChoiceEqual):
+                chosen &= {found.clean(value)}
+            elif isinstance(found, ChoiceNotEqual):
+                chosen -= {found.clean(value)}
+            else:
+                return None
+        return sorted(chosen)
 
     def get_invalid_value_msg(self, value, filter):
         """A filter value the filter cannot read (a date that is not one) is a 400.
