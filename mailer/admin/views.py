@@ -944,22 +944,12 @@ class MailView(Protected, Reworded, ModelView):
 
     @expose("/<uuid:mail_id>/body.html")
     def html_body(self, mail_id):
-        """The HTML body alone, for the preview's frame on the mail's page: as sent, its own
-        styles applied, under a policy of its own that runs no script, submits no form and
-        loads nothing (``HTML_BODY_POLICY``)."""
+        """The HTML body alone, for the preview's frame on the mail's page, as sent
+        (``sandboxed_html``)."""
         mail = db.session.get(Email, mail_id)
         if mail is None or not mail.html:
             abort(404)
-        return Response(
-            mail.html,
-            mimetype="text/html",
-            headers={
-                "Content-Security-Policy": HTML_BODY_POLICY,
-                "X-Frame-Options": "SAMEORIGIN",
-                "Referrer-Policy": "no-referrer",
-                "Cache-Control": "no-store",
-            },
-        )
+        return sandboxed_html(mail.html)
 
     def alive_workers(self):
         """The names of the workers alive now (their heartbeats), read once per request."""
@@ -1183,10 +1173,9 @@ def _counted(done, asked, what, left_alone):
     return f"{ui.plural(done, 'mail')} {what}{note}."
 
 
-HTML_PREVIEW_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-# The policy of a mail's HTML body served to its preview frame: its inline styles and data:
-# images, nothing else; sandboxed even if opened on its own (no script, form or popup), and
-# framed only by the admin's own pages.
+# The policy of HTML served to a preview frame (a mail's body, a template's rendering): its
+# inline styles and data: images, nothing else; sandboxed even if opened on its own (no script,
+# form or popup), and framed only by the admin's own pages.
 HTML_BODY_POLICY = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
     "form-action 'none'; base-uri 'none'; sandbox; frame-ancestors 'self'"
@@ -1203,15 +1192,20 @@ SINGLE_CONFIRMATIONS = {
 }
 
 
-def html_preview(html):
-    """The ``srcdoc`` of the HTML body's preview: the body after a policy that blocks every
-    remote load (the iframe's ``sandbox`` already blocks scripts, forms and navigation)."""
-    if not html:
-        return None
-    return (
-        f'<!doctype html><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{HTML_PREVIEW_POLICY}">'
-        f"{html}"
+def sandboxed_html(html):
+    """``html`` alone, for a preview's frame (the frame is sandboxed too): shown as a mail
+    client shows it, its own inline styles applied, under a policy of its own that runs no
+    script, submits no form and loads nothing (``HTML_BODY_POLICY``). A ``srcdoc`` frame would
+    take the admin page's policy, which drops inline styles."""
+    return Response(
+        html,
+        mimetype="text/html",
+        headers={
+            "Content-Security-Policy": HTML_BODY_POLICY,
+            "X-Frame-Options": "SAMEORIGIN",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        },
     )
 
 
