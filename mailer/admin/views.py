@@ -1422,6 +1422,7 @@ class WebhookEndpointView(Protected, ModelView):
     can_delete = False
     can_view_details = True
     page_size = 50
+    list_template = "admin/mail_list.html"  # the menu bar that keeps to the CSP
     column_list = (
         "created_at",
         "tenant",
