@@ -243,9 +243,10 @@ def _mail(row):
 
 def _last_error(breaker, changed_at):
     """A breaker's last error and its time (when its row last changed) while it has not
-    recovered (open, half open, paused, or failing still); after a recovery, none."""
-    recovered = breaker["state"] == "closed" and not breaker["consecutive_failures"]
-    if recovered or not breaker.get("last_error"):
+    recovered (open, half open, paused, or failing still); after a recovery, none, also once
+    an operator holds it open by hand (the error is older than that)."""
+    closed = breaker["state"] == "closed" or breaker.get("opened_by_hand")
+    if (closed and not breaker["consecutive_failures"]) or not breaker.get("last_error"):
         return {"last_error": None, "last_error_at": None}
     return {"last_error": breaker["last_error"], "last_error_at": iso(changed_at)}
 

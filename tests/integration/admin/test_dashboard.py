@@ -430,6 +430,11 @@ def test_a_recovered_breaker_shows_no_last_error(ops, sql):
     [mailgun] = [p for p in snapshot(ops)["providers"]["providers"] if p["name"] == "mailgun"]
     assert (mailgun["last_error"], mailgun["last_error_at"]) == (None, None)
     assert provider_row(ops.get("/admin/").get_data(as_text=True), "mailgun")["last_error"] == ""
+    # Opened by hand afterwards, for maintenance: the old error, long recovered, stays gone.
+    assert breaker(ops, "mailgun", "open", "planned maintenance").status_code == 302
+    [mailgun] = [p for p in snapshot(ops)["providers"]["providers"] if p["name"] == "mailgun"]
+    assert mailgun["state"] == "open" and mailgun["opened_by_hand"]
+    assert (mailgun["last_error"], mailgun["last_error_at"]) == (None, None)
 
 
 # --- Workers gone while holding mail --------------------------------------------------------
