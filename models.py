@@ -175,6 +175,15 @@ class Email(db.Model):
             "next_attempt_at",
             postgresql_where=sql_text("status IN ('queued', 'scheduled')"),
         ),
+        # Queued mail by its next attempt: the admin counts the mail in backoff (queued, due
+        # later) from the index alone (ix_email_due holds scheduled mail too, not the status).
+        Index(
+            "ix_email_backoff",
+            "next_attempt_at",
+            postgresql_where=sql_text("status = 'queued'"),
+        ),
+        # Test mail by status: the mail list adds it to the ledger's counts, which are live only.
+        Index("ix_email_test", "status", postgresql_where=sql_text("test")),
         # The reaper looks for expired leases among the few mails being sent.
         Index(
             "ix_email_lease",

@@ -1,13 +1,17 @@
 """How long each admin page takes with a million mails in the table (BENCHMARKS.md).
 
     .venv/bin/python -m devkit.bench.admin_pages --rows 1000000 [--server URL] [--repeat 20]
+    .venv/bin/python -m devkit.bench.admin_pages --database-url URL   # keep the filled table
+    .venv/bin/python -m devkit.bench.admin_pages --skip search,CSV     # not the slow pages
 
 Creates a scratch database on the PostgreSQL server (``--server``, by default the local one
 that lets user ``postgres`` in), migrates it, fills it with ``generate_series`` (mail in every
 status, a day of sends, an hour of failures and bounces, backoff, expired leases, one attempt
 row per mail that went out), ANALYZEs it, then times each page through the admin's real routes
 (a Flask test client, logged in) and prints the median and the slowest of ``--repeat`` loads.
-The scratch database is dropped at the end.
+The scratch database is dropped at the end. ``--database-url`` uses that database instead and
+keeps it: it is migrated, filled only if it holds no mail, and timed again as it is (so a change
+of a query or an index is timed on the same million mails, and ``psql`` can EXPLAIN them).
 """
 
 import argparse
@@ -83,10 +87,17 @@ PAGES = [
 
 
 def fill(url, rows):
-    """Insert ``rows`` mails and their attempts; ANALYZE."""
+    """Insert ``rows`` mails and their attempts and ANALYZE, unless the table holds mail already;
+    the id of a delivered mail."""
     connection = psycopg2.connect(url)
     connection.autocommit = True
     with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM email WHERE status = 'delivered' LIMIT 1")
+        found = cursor.fetchone()
+        if found is not None:
+            print("the table holds mail already: timed as it is")
+            connection.close()
+            return found[0]
         started = time.monotonic()
         cursor.execute(FILL_SQL, {"rows": rows})
         cursor.execute(ATTEMPTS_SQL)
@@ -103,8 +114,9 @@ def fill(url, rows):
     return mail_id
 
 
-def time_pages(app, mail_id, repeat):
-    """(label, median ms, slowest ms, bytes) of each page, loaded ``repeat`` times."""
+def time_pages(app, mail_id, repeat, skip=()):
+    """(label, median ms, slowest ms, bytes) of each page, loaded ``repeat`` times; not the
+    pages whose label has a word of ``skip``."""
     client = app.test_client()
     token = base64.b64encode(b"admin:bench").decode()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Basic {token}"
@@ -113,6 +125,8 @@ def time_pages(app, mail_id, repeat):
         *PAGES,
         ("CSV export, failed (30,000 rows)", "/admin/email/export.csv?flt0_status_equals=failed"),
     ]:
+        if any(word in label for word in skip):
+            continue
         path = path.format(mail_id=mail_id)
         times = []
         for _ in range(repeat if "export" not in path else max(1, repeat // 5)):
@@ -131,10 +145,14 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--server", default=LOCAL_SERVER)
+    parser.add_argument("--database-url", help="use and keep this database (filled if empty)")
+    parser.add_argument("--skip", default="", help="comma-separated words: pages not timed")
     args = parser.parse_args()
+    skip = [word for word in args.skip.split(",") if word]
+    if args.database_url:
+        bench(args.database_url, args.rows, args.repeat, skip)
+        return
     from pytest_postgresql.janitor import DatabaseJanitor  # a dev requirement
-
-    from app import create_app
 
     server = make_url(args.server)
     name = f"mail_bench_admin_{uuid.uuid4().hex[:8]}"
@@ -148,30 +166,37 @@ def main():
     janitor.init()
     try:
         url = server.set(database=name).render_as_string(hide_password=False)
-        app = create_app(
-            {
-                "DATABASE_URL": url,
-                "SECRET_KEY": "bench",
-                "ADMIN_PASSWORD": "bench",
-                "API_KEYS": "bench-key",
-                "PROVIDERS": "mailgun,sendgrid",
-                "PROVIDER_RATE_LIMITS": "mailgun:50,sendgrid:20",
-                "DB_STATEMENT_TIMEOUT": 60_000,
-            }
-        )
-        with app.app_context():
-            upgrade(directory=os.path.join(ROOT, "migrations"))
-        mail_id = fill(url, args.rows)
-        print(f"| page ({args.rows:,} mails) | median ms | slowest ms | bytes |")
-        print("|---|---:|---:|---:|")
-        for label, median, slowest, size in time_pages(app, mail_id, args.repeat):
-            print(f"| {label} | {median:.1f} | {slowest:.1f} | {size:,} |")
-        with app.app_context():
-            from models import db
-
-            db.engine.dispose()
+        bench(url, args.rows, args.repeat, skip)
     finally:
         janitor.drop()
+
+
+def bench(url, rows, repeat, skip=()):
+    """Migrate the database at ``url``, fill it and print each page's times."""
+    from app import create_app
+
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "SECRET_KEY": "bench",
+            "ADMIN_PASSWORD": "bench",
+            "API_KEYS": "bench-key",
+            "PROVIDERS": "mailgun,sendgrid",
+            "PROVIDER_RATE_LIMITS": "mailgun:50,sendgrid:20",
+            "DB_STATEMENT_TIMEOUT": 60_000,
+        }
+    )
+    with app.app_context():
+        upgrade(directory=os.path.join(ROOT, "migrations"))
+    mail_id = fill(url, rows)
+    print(f"| page ({rows:,} mails) | median ms | slowest ms | bytes |")
+    print("|---|---:|---:|---:|")
+    for label, median, slowest, size in time_pages(app, mail_id, repeat, skip):
+        print(f"| {label} | {median:.1f} | {slowest:.1f} | {size:,} |")
+    with app.app_context():
+        from models import db
+
+        db.engine.dispose()
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@
 counts over the whole ``email`` table:
 
 - counts by status come from the maintained counts (``counts.status_counts``);
-- the per-minute series read only the last hour, each through an index (``ix_email_sent_at``,
-  ``ix_email_status_updated``);
-- the oldest due mail, mail in backoff, scheduled mail, expired leases and the mail of workers
-  gone go through the claim's and the reaper's partial indexes, and lists stop at ``LISTED``;
+- the per-minute series read the last hour once, each through an index (``ix_email_sent_at``,
+  ``ix_email_status_updated``); after that a refresh counts the last two minutes, and the
+  minutes that are over are kept (``MinuteCounts``, one per app and process);
+- the oldest due mail, mail in backoff (``ix_email_backoff``, counted from the index alone),
+  scheduled mail, expired leases and the mail of workers gone go through partial indexes, and
+  lists stop at ``LISTED``;
 - provider latency and the failures, grouped by provider, outcome and reason, read the last
   ``RECENT_ATTEMPTS`` attempt rows by their primary key;
 - the providers the guard steers away from are the workers' few shared ``steering`` rows.
@@ -17,6 +19,7 @@ Every time is the database's (``now()``), as the workers see it. The statements 
 (``mailer/queue/sql/dashboard.sql``).
 """
 
+import threading
 from datetime import UTC, timedelta
 
 from mailer.queue import breakers, counts, heartbeats, reads, steering
@@ -24,6 +27,9 @@ from mailer.queue import dashboard as panels
 from mailer.worker import circuit, dispatch, ratecap
 
 SERIES_MINUTES = 60  # the chart's span
+# The current minute and the one before are counted at every refresh: a change made in a minute
+# may commit a moment after it ends. Older minutes are counted once and kept.
+LIVE_MINUTES = 2
 RATE_MINUTES = 5  # the rates per minute are the mean of the last whole minutes
 LISTED = 10  # rows in each list of the dashboard (each links to the whole list)
 HELD_LISTED = 10  # mails listed per worker gone
@@ -34,14 +40,15 @@ RECENT_FAILURES = 5  # shown per provider
 SERIES = ("sent", "failed", "bounced")
 
 
-def snapshot(conn, config):
+def snapshot(conn, config, minutes):
     """Every panel of the dashboard, JSON-ready, by the database's clock, with ``alerts``: what
-    is wrong now, in words, for the banner and the page's title."""
+    is wrong now, in words, for the banner and the page's title. ``minutes`` is the app's
+    ``MinuteCounts``."""
     now = reads.database_now(conn)
     data = {
         "now": iso(now),
         "counts": counts.status_counts(conn),
-        "series": series(conn),
+        "series": series(conn, minutes, now),
         "queue": queue_panel(conn),
         "providers": providers_panel(conn, config),
         "workers": workers_panel(conn),
@@ -52,13 +59,44 @@ def snapshot(conn, config):
     return data
 
 
-def series(conn):
+def series(conn, minutes, now=None):
     """Sent, failed and bounced per minute over the last hour, oldest minute first."""
-    rows = panels.minute_series(conn, SERIES_MINUTES)
+    rows = minutes.hour(conn, now or reads.database_now(conn))
     return {
         "minutes": [iso(row["minute"]) for row in rows],
         **{name: [row[name] for row in rows] for name in SERIES},
     }
+
+
+class MinuteCounts:
+    """The chart's minutes, each counted once it is over: a refresh counts only the minutes from
+    the first one not kept (the last ``LIVE_MINUTES``, once the hour has been read), not the
+    hour's mail again.
+
+    A minute is kept as it was counted ``LIVE_MINUTES`` minutes after it began; a mail whose
+    status changes later (a failed mail retried) leaves it as it was. Each process keeps its
+    own, for the last hour only; the dashboard says so under its chart.
+    """
+
+    def __init__(self):
+        self.kept = {}  # the start of a minute that is over: its row (minute, sent, ...)
+        self.lock = threading.Lock()
+
+    def hour(self, conn, now):
+        """The last ``SERIES_MINUTES`` minutes up to ``now``'s, oldest first, as dicts."""
+        until = now.replace(second=0, microsecond=0)
+        first = until - timedelta(minutes=SERIES_MINUTES - 1)
+        settled = until - timedelta(minutes=LIVE_MINUTES - 1)  # this one and later are live
+        with self.lock:
+            kept = {minute: row for minute, row in self.kept.items() if minute >= first}
+        since = first
+        while since in kept:
+            since += timedelta(minutes=1)
+        counted = panels.minute_series(conn, since, until)
+        kept.update((row["minute"], row) for row in counted if row["minute"] < settled)
+        with self.lock:
+            self.kept = kept
+        return [kept[minute] for minute in sorted(kept) if minute < since] + counted
 
 
 def rates(minute_series):
@@ -205,9 +243,10 @@ def _mail(row):
 
 def _last_error(breaker, changed_at):
     """A breaker's last error and its time (when its row last changed) while it has not
-    recovered (open, half open, paused, or failing still); after a recovery, none."""
-    recovered = breaker["state"] == "closed" and not breaker["consecutive_failures"]
-    if recovered or not breaker.get("last_error"):
+    recovered (open, half open, paused, or failing still); after a recovery, none, also once
+    an operator holds it open by hand (the error is older than that)."""
+    closed = breaker["state"] == "closed" or breaker.get("opened_by_hand")
+    if (closed and not breaker["consecutive_failures"]) or not breaker.get("last_error"):
         return {"last_error": None, "last_error_at": None}
     return {"last_error": breaker["last_error"], "last_error_at": iso(changed_at)}
 

@@ -7,8 +7,10 @@ and variables, and what stops a template from rendering, are the 400 that
 ``POST /templates/<name>/render`` answers (``mailer.api.templates.preview``); a new version's
 fields are checked and compiled as ``PUT /templates/<name>`` checks them (``validate_version``).
 The page shows that answer's message and fields, with its status, never a 500. The rendered
-HTML is shown in the sandboxed frame of a mail's page (``views.html_preview``): no script, no
-form, no remote load. Forms carry a CSRF token, as every admin form does.
+HTML is shown as a mail's HTML body is, in a sandboxed frame loaded from its own URL
+(``preview.html?version=&variables=``, served by ``views.sandboxed_html``): the template's own
+inline styles applied, no script, no form, no remote load. Forms carry a CSRF token, as every
+admin form does.
 
 A page names a template by its id, not its name: a deleted template keeps its versions and its
 page, and its name may be taken again by a new template.
@@ -19,8 +21,8 @@ from flask_admin import BaseView, expose
 from flask_admin.form import SecureForm
 from wtforms import StringField, TextAreaField
 
-from mailer.admin.views import Protected, html_preview, operator
-from mailer.api.errors import ApiError
+from mailer.admin.views import Protected, operator, sandboxed_html
+from mailer.api.errors import ApiError, error_response
 from mailer.api.templates import VERSION_FIELDS, preview, templated_ask, validate_version
 from mailer.database import transaction
 from mailer.queue import templates
@@ -28,6 +30,9 @@ from mailer.queue import templates
 PAGE_SIZE = 50  # templates per page of the list
 VERSIONS_SHOWN = 100  # the latest versions shown on a template's page (all can be previewed)
 MAX_ID = 2**63 - 1  # the database's bigint: a larger id names no template
+# The longest URL of the HTML preview's frame (it carries the variables): gunicorn refuses a
+# request line over 4,094 bytes (``limit_request_line``). Longer variables show the source only.
+PREVIEW_URL_MAX = 3_500  # characters
 CSRF_PROBLEM = ApiError(
     400,
     "The form's CSRF token is missing or expired; nothing was done. Please submit it again.",
@@ -76,17 +81,43 @@ class TemplateView(Protected, BaseView):
 
     @expose("/<int(max=9223372036854775807):template_id>/preview", methods=["POST"])
     def preview(self, template_id):
-        """The page with a version rendered with the variables typed in, or the 400's message."""
+        """The page with a version rendered with the variables typed in, or the 400's message;
+        its HTML in a frame that loads ``preview_html`` with the same version and variables."""
         form = PreviewForm(request.form)
         if not form.validate():
             return self._page(template_id, preview_form=form, preview_problem=CSRF_PROBLEM)
+        variables = (form.variables.data or "").strip()
         try:
-            rendered = self._render(template_id, form)
+            version, rendered = self._render(template_id, form.version.data, variables)
         except ApiError as err:
             return self._page(template_id, preview_form=form, preview_problem=err)
-        return self._page(
-            template_id, preview_form=form, rendered=rendered, html=html_preview(rendered.html)
+        url = url_for(
+            ".preview_html", template_id=template_id, version=version, variables=variables
         )
+        return self._page(
+            template_id,
+            preview_form=form,
+            rendered=rendered,
+            html_url=url if len(url) <= PREVIEW_URL_MAX else None,
+        )
+
+    @expose("/<int(max=9223372036854775807):template_id>/preview.html")
+    def preview_html(self, template_id):
+        """The HTML of version ``?version=`` rendered with ``?variables=`` (a JSON object),
+        alone, for the preview's frame, as a mail's HTML body is served; the API's JSON 400 or
+        404 if it does not render, or if the version has no HTML."""
+        asked = request.args
+        try:
+            _, rendered = self._render(
+                template_id, asked.get("version", ""), asked.get("variables", "")
+            )
+        except ApiError as err:
+            return error_response(err.status, err.message, err.errors)
+        if not rendered.html:
+            return error_response(
+                404, "This version has no HTML", [{"field": "html", "message": "None"}]
+            )
+        return sandboxed_html(rendered.html)
 
     @expose("/<int(max=9223372036854775807):template_id>/versions", methods=["POST"])
     def add_version(self, template_id):
@@ -113,18 +144,17 @@ class TemplateView(Protected, BaseView):
         flash(f"Version {row['version']} of {row['name']} added by {operator()}.", "success")
         return redirect(url_for(".details", template_id=template_id))
 
-    def _render(self, template_id, form):
-        """The version the form names rendered with its variables; ApiError as the API's."""
-        ask = templated_ask(
-            {"version": form.version.data, "variables": (form.variables.data or "").strip()}
-        )
+    def _render(self, template_id, version, variables):
+        """The number of the version asked (``version``, blank for the latest) and what it
+        renders with ``variables`` (a JSON object's text); ApiError as the API's."""
+        ask = templated_ask({"version": version, "variables": variables})
         with transaction(single_statement=True) as conn:
             source = templates.source_by_id(conn, template_id, ask.version)
         if source is None:
             raise ApiError(
                 404, "No such version", [{"field": "version", "message": "Not a version of this"}]
             )
-        return preview(source, ask.variables)
+        return source.version, preview(source, ask.variables)
 
     def _page(self, template_id, preview_form=None, version_form=None, **shown):
         """The template's page, with what a form gave (``shown``); its status is the status of

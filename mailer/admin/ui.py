@@ -12,10 +12,13 @@ and for the templates alike (``init_app`` makes them Jinja globals):
 Pages the coming issues add use the same blocks, and the CSS classes beside them: ``.summary``
 (the card that opens a record's page), ``.timeline`` (one history table with its actor column),
 ``.compact`` (a table that stacks at a narrow width) and ``.banner``.
+
+The list calls ``badge`` and ``readable`` for every row, so they escape and join with an
+f-string rather than ``Markup.format``, which is much slower (BENCHMARKS.md).
 """
 
 from flask import url_for
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 # Each status's tone: the colour of its badge.
 TONES = {
@@ -47,13 +50,12 @@ def badge(status, title=None):
     """``status`` as a coloured badge (its tone from ``TONES``)."""
     if not status:
         return ""
+    status = escape(status)
     tone = TONES.get(status, "muted")
-    if title:
-        return Markup(
-            '<span class="badge st st-{} tone-{}" data-status="{}" title="{}">{}</span>'
-        ).format(status, tone, status, title, status)
-    return Markup('<span class="badge st st-{} tone-{}" data-status="{}">{}</span>').format(
-        status, tone, status, status
+    titled = f' title="{escape(title)}"' if title else ""
+    return Markup(
+        f'<span class="badge st st-{status} tone-{tone}" data-status="{status}"{titled}>'
+        f"{status}</span>"
     )
 
 
@@ -68,10 +70,10 @@ def gone_mark(worker):
 
 def readable(text, css="readable"):
     """A long value wrapped over a few lines of its cell; the whole of it on hover."""
-    text = (text or "").strip()
+    text = escape((text or "").strip())
     if not text:
         return ""
-    return Markup('<span class="{}" title="{}">{}</span>').format(css, text, text)
+    return Markup(f'<span class="{escape(css)}" title="{text}">{text}</span>')
 
 
 def link_to(endpoint, record_id, **args):

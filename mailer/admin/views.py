@@ -66,7 +66,7 @@ from mailer.api.auth import admin_allowed, client_address
 from mailer.database import transaction
 from mailer.events import outbox
 from mailer.principals import TENANT_NAME
-from mailer.queue import actions, audit, heartbeats, reads, submit, suppressions
+from mailer.queue import actions, audit, counts, heartbeats, reads, submit, suppressions
 from mailer.shapes.mail import recipients_shown
 from mailer.validation.mail import ValidationError, validate_address, validate_mail
 from mailer.worker import circuit
@@ -177,6 +177,11 @@ class BreakerForm(SecureForm):
     reason = StringField("Reason")
 
 
+def minute_counts():
+    """This app's chart minutes counted so far (``dashboard.MinuteCounts``), kept per process."""
+    return current_app.extensions.setdefault("dashboard_minutes", dashboard.MinuteCounts())
+
+
 class DashboardView(Protected, AdminIndexView):
     """The admin's home page: the queue, the chart, the providers and the workers at a glance.
 
@@ -189,13 +194,14 @@ class DashboardView(Protected, AdminIndexView):
     @expose("/")
     def index(self):
         """Render every panel from one snapshot."""
-        data = dashboard.snapshot(db.session.connection(), current_app.config)
+        data = dashboard.snapshot(db.session.connection(), current_app.config, minute_counts())
         return self.render(
             "admin/dashboard.html",
             data=data,
             statuses=STATUSES,
             poll_ms=self.POLL_SECONDS * 1000,
             rate_minutes=dashboard.RATE_MINUTES,
+            live_minutes=dashboard.LIVE_MINUTES,
             alive_within=heartbeats.ALIVE_WITHIN,
             tones=ui.TONES,
             breaker_form=BreakerForm(),
@@ -205,14 +211,16 @@ class DashboardView(Protected, AdminIndexView):
     @expose("/dashboard.json")
     def snapshot(self):
         """The panels as JSON, for the page to poll."""
-        response = jsonify(dashboard.snapshot(db.session.connection(), current_app.config))
+        response = jsonify(
+            dashboard.snapshot(db.session.connection(), current_app.config, minute_counts())
+        )
         response.headers["Cache-Control"] = "no-store"
         return response
 
     @expose("/dashboard/chart.svg")
     def chart(self):
         """Sent, failed and bounced per minute over the last hour, as an SVG image."""
-        svg = chart.minute_chart(dashboard.series(db.session.connection()))
+        svg = chart.minute_chart(dashboard.series(db.session.connection(), minute_counts()))
         return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     @expose("/workers/<path:worker>/release", methods=["POST"])
@@ -739,13 +747,49 @@ class MailView(Protected, Reworded, ModelView):
         found = _uuids([id])
         return db.session.get(Email, found[0]) if found else None
 
-    def get_list(self, page, *args, **kwargs):
-        """A page of mail: a negative ?page= shows the first, one past the end is empty.
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
+        """A page of mail and how many mails the list holds: a negative ?page= shows the
+        first, one past the end is empty.
 
         PostgreSQL refuses a negative OFFSET and one beyond a bigint, so neither reaches it.
+        The whole list, or a list of statuses, is counted from the status counts the database
+        keeps (``counts.mail_count``), not by counting its rows.
         """
-        size = kwargs.get("page_size") or self.page_size
-        return super().get_list(min(max(page or 0, 0), MAX_OFFSET // size), *args, **kwargs)
+        page = min(max(page or 0, 0), MAX_OFFSET // (page_size or self.page_size))
+        asked = (page, sort_column, sort_desc, search, filters, execute, page_size)
+        statuses = self.counted_statuses(search, filters)
+        if statuses is None:
+            return super().get_list(*asked)
+        g.mail_count_kept = True  # get_count_query: no COUNT over the rows
+        try:
+            _, rows = super().get_list(*asked)
+        finally:
+            g.pop("mail_count_kept", None)
+        return counts.mail_count(db.session.connection(), statuses), rows
+
+    def get_count_query(self):
+        """Flask-Admin's count of the list's rows, unless ``get_list`` reads the kept counts."""
+        return None if g.get("mail_count_kept") else super().get_count_query()
+
+    def counted_statuses(self, search, filters):
+        """The statuses of the list's mail when nothing but the status filters narrows it (no
+        search, no other filter), so that the kept counts count it; else None."""
+        if search:
+            return None
+        chosen = set(STATUSES)
+        for index, _name, value in filters or ():
+            found = self._filters[index]
+            if getattr(found.column, "key", None) != "status":
+                return None
+            if isinstance(found, ChoiceInList):
+                chosen &= set(found.clean(value))
+            elif isinstance(found, ChoiceEqual):
+                chosen &= {found.clean(value)}
+            elif isinstance(found, ChoiceNotEqual):
+                chosen -= {found.clean(value)}
+            else:
+                return None
+        return sorted(chosen)
 
     def get_invalid_value_msg(self, value, filter):
         """A filter value the filter cannot read (a date that is not one) is a 400.
@@ -910,22 +954,12 @@ class MailView(Protected, Reworded, ModelView):
 
     @expose("/<uuid:mail_id>/body.html")
     def html_body(self, mail_id):
-        """The HTML body alone, for the preview's frame on the mail's page: as sent, its own
-        styles applied, under a policy of its own that runs no script, submits no form and
-        loads nothing (``HTML_BODY_POLICY``)."""
+        """The HTML body alone, for the preview's frame on the mail's page, as sent
+        (``sandboxed_html``)."""
         mail = db.session.get(Email, mail_id)
         if mail is None or not mail.html:
             abort(404)
-        return Response(
-            mail.html,
-            mimetype="text/html",
-            headers={
-                "Content-Security-Policy": HTML_BODY_POLICY,
-                "X-Frame-Options": "SAMEORIGIN",
-                "Referrer-Policy": "no-referrer",
-                "Cache-Control": "no-store",
-            },
-        )
+        return sandboxed_html(mail.html)
 
     def alive_workers(self):
         """The names of the workers alive now (their heartbeats), read once per request."""
@@ -1149,10 +1183,9 @@ def _counted(done, asked, what, left_alone):
     return f"{ui.plural(done, 'mail')} {what}{note}."
 
 
-HTML_PREVIEW_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-# The policy of a mail's HTML body served to its preview frame: its inline styles and data:
-# images, nothing else; sandboxed even if opened on its own (no script, form or popup), and
-# framed only by the admin's own pages.
+# The policy of HTML served to a preview frame (a mail's body, a template's rendering): its
+# inline styles and data: images, nothing else; sandboxed even if opened on its own (no script,
+# form or popup), and framed only by the admin's own pages.
 HTML_BODY_POLICY = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
     "form-action 'none'; base-uri 'none'; sandbox; frame-ancestors 'self'"
@@ -1169,15 +1202,20 @@ SINGLE_CONFIRMATIONS = {
 }
 
 
-def html_preview(html):
-    """The ``srcdoc`` of the HTML body's preview: the body after a policy that blocks every
-    remote load (the iframe's ``sandbox`` already blocks scripts, forms and navigation)."""
-    if not html:
-        return None
-    return (
-        f'<!doctype html><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{HTML_PREVIEW_POLICY}">'
-        f"{html}"
+def sandboxed_html(html):
+    """``html`` alone, for a preview's frame (the frame is sandboxed too): shown as a mail
+    client shows it, its own inline styles applied, under a policy of its own that runs no
+    script, submits no form and loads nothing (``HTML_BODY_POLICY``). A ``srcdoc`` frame would
+    take the admin page's policy, which drops inline styles."""
+    return Response(
+        html,
+        mimetype="text/html",
+        headers={
+            "Content-Security-Policy": HTML_BODY_POLICY,
+            "X-Frame-Options": "SAMEORIGIN",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -1394,6 +1432,7 @@ class WebhookEndpointView(Protected, ModelView):
     can_delete = False
     can_view_details = True
     page_size = 50
+    list_template = "admin/mail_list.html"  # the menu bar that keeps to the CSP
     column_list = (
         "created_at",
         "tenant",

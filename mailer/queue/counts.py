@@ -2,7 +2,8 @@
 
 The number of mails in each status is kept by the database itself (migration 0007): triggers
 append each statement's net change per status to a ledger, ``email_status_count``, which the
-workers fold now and then. ``oldest_due_age`` says how far behind the workers are.
+workers fold now and then; it holds live mail only, and ``mail_count`` adds the test mail.
+``oldest_due_age`` says how far behind the workers are.
 """
 
 from mailer.queue.queries import load
@@ -22,6 +23,12 @@ def status_counts(conn):
         {status: int(total) for status, total in conn.exec_driver_sql(SQL.status_counts)}
     )
     return counted
+
+
+def mail_count(conn, statuses):
+    """How many mails, test mail included, are in one of ``statuses``: exact, and cheap with
+    little test mail (the admin's list counts its pages with it)."""
+    return int(conn.exec_driver_sql(SQL.mail_count, {"statuses": list(statuses)}).scalar())
 
 
 def counts(conn):

@@ -6,9 +6,10 @@ from mailer.queue.queries import load
 SQL = load("dashboard.sql")
 
 
-def minute_series(conn, minutes):
-    """Sent, failed and bounced per minute over the last ``minutes``, oldest first, as dicts."""
-    rows = conn.exec_driver_sql(SQL.minute_series, {"minutes": minutes})
+def minute_series(conn, since, until):
+    """Sent, failed and bounced per minute from the minute ``since`` to the minute ``until``,
+    oldest first, as dicts."""
+    rows = conn.exec_driver_sql(SQL.minute_series, {"since": since, "until": until})
     return [dict(row) for row in rows.mappings()]
 
 

@@ -98,6 +98,7 @@
             var row = document.createElement('tr');
             if (item.id) { row.setAttribute('data-mail', item.id); }
             if (item.name && item.host) { row.setAttribute('data-worker', item.name); }
+            if (item.provider) { row.setAttribute('data-provider', item.provider); }
             columns.forEach(function (column, index) {
                 var parts = column.split(':');
                 var value = item[parts[0]];

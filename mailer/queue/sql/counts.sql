@@ -7,6 +7,13 @@
 -- How many mails are in each status that has a row in the ledger.
 SELECT status, sum(n)::bigint FROM email_status_count GROUP BY status;
 
+-- name: mail_count
+-- How many mails, live and test, are in one of the statuses %(statuses)s: the ledger's sum for
+-- the live mail (it counts nothing else since migration 0017) and the test mail counted through
+-- its own partial index (ix_email_test, which holds test mail only).
+SELECT coalesce((SELECT sum(n) FROM email_status_count WHERE status = ANY(%(statuses)s)), 0)
+       + (SELECT count(*) FROM email WHERE test AND status = ANY(%(statuses)s));
+
 -- name: fold_status_counts
 -- Fold the ledger to one row per status. Only one fold at a time (a second one skips: two
 -- DELETEs of the same rows in different orders could deadlock), by the advisory lock 70070001.

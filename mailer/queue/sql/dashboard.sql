@@ -2,25 +2,27 @@
 -- nothing here counts over the whole email table. Every time is the database's.
 
 -- name: minute_series
--- Mails sent, failed and bounced per minute over the last %(minutes)s minutes, oldest first,
--- one indexed range scan each (ix_email_sent_at, ix_email_status_updated). "sent" is when a
--- provider took the mail (it may have been delivered or bounced since); "failed" and "bounced"
--- are mails whose status is that now and changed in the minute. Live mail only: test mail
--- (email.test) never reached a provider.
+-- Mails sent, failed and bounced per minute, from the minute %(since)s to the minute %(until)s
+-- (both the start of a minute), oldest first, one indexed range scan each (ix_email_sent_at,
+-- ix_email_status_updated, read from the index alone). "sent" is when a provider took the mail
+-- (it may have been delivered or bounced since); "failed" and "bounced" are mails whose status
+-- is that now and changed in the minute. Live mail only: test mail (email.test) never reached a
+-- provider. The admin counts the hour's minutes once and then only the last few
+-- (mailer.admin.dashboard.MinuteCounts), so %(since)s is usually a minute or two ago.
 WITH minutes AS (
-    SELECT generate_series(date_trunc('minute', now()) - (%(minutes)s - 1) * interval '1 minute',
-                           date_trunc('minute', now()), interval '1 minute') AS minute
+    SELECT generate_series(%(since)s::timestamptz, %(until)s::timestamptz,
+                           interval '1 minute') AS minute
 ), sent AS (
     SELECT date_trunc('minute', sent_at) AS minute, count(*) AS n
       FROM email
-     WHERE sent_at >= date_trunc('minute', now()) - (%(minutes)s - 1) * interval '1 minute'
+     WHERE sent_at >= %(since)s::timestamptz
        AND NOT test
      GROUP BY 1
 ), changed AS (
     SELECT status, date_trunc('minute', updated_at) AS minute, count(*) AS n
       FROM email
      WHERE status IN ('failed', 'bounced')
-       AND updated_at >= date_trunc('minute', now()) - (%(minutes)s - 1) * interval '1 minute'
+       AND updated_at >= %(since)s::timestamptz
        AND NOT test
      GROUP BY 1, 2
 )
@@ -36,7 +38,8 @@ SELECT m.minute,
 
 -- name: backoff
 -- The first %(limit)s queued mails in backoff after a failure (trouble: a provider refused them
--- for now), the soonest due first, with the seconds until they are due; through ix_email_due.
+-- for now), the soonest due first, with the seconds until they are due; through
+-- ix_email_backoff (queued mail only).
 SELECT id, status, subject, attempts, next_attempt_at, last_error,
        extract(epoch FROM next_attempt_at - now()) AS due_in
   FROM email
@@ -45,7 +48,8 @@ SELECT id, status, subject, attempts, next_attempt_at, last_error,
  LIMIT %(limit)s;
 
 -- name: backoff_count
--- How many queued mails are in backoff, counted up to %(cap)s.
+-- How many queued mails are in backoff, counted up to %(cap)s, from ix_email_backoff alone (an
+-- index-only scan: the partial index's predicate is the status, its key the next attempt).
 SELECT count(*)
   FROM (SELECT 1 FROM email
          WHERE status = 'queued' AND next_attempt_at > now()
@@ -103,35 +107,50 @@ SELECT id, subject, locked_by, locked_until, attempts,
 
 -- name: provider_stats
 -- Each provider's calls, failures and latency (mean and 95th percentile) over the last
--- %(window)s attempt rows (read by their primary key), and its latest %(failures)s failures.
--- The simulator, which takes test mail instead of a provider, is none.
+-- %(window)s attempt rows (the last of the primary key: a LIMIT the planner sizes right, where a
+-- range from max(id) looked like a third of the table to it), and its latest %(failures)s
+-- failures. The simulator, which takes test mail instead of a provider, is none. The latest
+-- failures are numbered among the failures alone, so only those are sorted by provider.
 WITH recent AS (
-    SELECT provider, outcome, status_code, error, duration_ms, created_at,
-           row_number() OVER (PARTITION BY provider, outcome = 'sent' ORDER BY id DESC) AS nth
-      FROM delivery_attempt
-     WHERE id > (SELECT coalesce(max(id), 0) FROM delivery_attempt) - %(window)s
-       AND provider IS NOT NULL AND provider <> 'simulator'
+    SELECT id, provider, outcome, status_code, error, duration_ms, created_at
+      FROM (SELECT id, provider, outcome, status_code, error, duration_ms, created_at
+              FROM delivery_attempt
+             ORDER BY id DESC
+             LIMIT %(window)s) AS last
+     WHERE provider IS NOT NULL AND provider <> 'simulator'
+), stats AS (
+    SELECT provider,
+           count(*) AS calls,
+           count(*) FILTER (WHERE outcome <> 'sent') AS failures,
+           round(avg(duration_ms))::int AS latency_avg_ms,
+           percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) AS latency_p95_ms
+      FROM recent
+     GROUP BY provider
+), latest AS (
+    SELECT provider,
+           jsonb_agg(jsonb_build_object('at', created_at, 'outcome', outcome,
+                                        'status_code', status_code, 'error', error)
+                     ORDER BY created_at DESC) AS recent_failures
+      FROM (SELECT *, row_number() OVER (PARTITION BY provider ORDER BY id DESC) AS nth
+              FROM recent
+             WHERE outcome <> 'sent') AS failed
+     WHERE nth <= %(failures)s
+     GROUP BY provider
 )
-SELECT provider,
-       count(*) AS calls,
-       count(*) FILTER (WHERE outcome <> 'sent') AS failures,
-       round(avg(duration_ms))::int AS latency_avg_ms,
-       percentile_disc(0.95) WITHIN GROUP (ORDER BY duration_ms) AS latency_p95_ms,
-       coalesce(jsonb_agg(jsonb_build_object(
-           'at', created_at, 'outcome', outcome, 'status_code', status_code,
-           'error', error) ORDER BY created_at DESC)
-           FILTER (WHERE outcome <> 'sent' AND nth <= %(failures)s), '[]') AS recent_failures
-  FROM recent
- GROUP BY provider;
+SELECT stats.*, coalesce(latest.recent_failures, '[]') AS recent_failures
+  FROM stats
+  LEFT JOIN latest USING (provider);
 
 -- name: failure_groups
--- The failures among the last %(window)s attempt rows (read by their primary key), grouped by
--- provider, outcome and reason, with how many and the latest, the latest group first; at most
--- %(limit)s groups.
+-- The failures among the last %(window)s attempt rows (the last of the primary key, as
+-- provider_stats reads them), grouped by provider, outcome and reason, with how many and the
+-- latest, the latest group first; at most %(limit)s groups.
 SELECT provider, outcome, status_code, error, count(*) AS count, max(created_at) AS latest
-  FROM delivery_attempt
- WHERE id > (SELECT coalesce(max(id), 0) FROM delivery_attempt) - %(window)s
-   AND provider IS NOT NULL AND outcome <> 'sent'
+  FROM (SELECT provider, outcome, status_code, error, created_at
+          FROM delivery_attempt
+         ORDER BY id DESC
+         LIMIT %(window)s) AS last
+ WHERE provider IS NOT NULL AND outcome <> 'sent'
  GROUP BY provider, outcome, status_code, error
  ORDER BY latest DESC
  LIMIT %(limit)s;

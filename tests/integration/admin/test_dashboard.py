@@ -5,6 +5,7 @@ hand."""
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +17,8 @@ from integration.admin.pages import (
     post_mail,
     provider_row,
 )
-from mailer.queue import heartbeats
+from mailer.queue import counts, heartbeats
+from mailer.queue import dashboard as panels
 from models import STATUSES
 
 
@@ -124,6 +126,72 @@ def test_counts_series_backoff_and_expired_leases(ops, sql):
     ]
     see_all = re.search(r'id="dash-scheduled-all" href="([^"]+)"', page).group(1)
     assert listed_subjects(ops, see_all.replace("/admin/email/", "")) == ["tomorrow"]
+
+
+def test_the_chart_counts_a_minute_once_it_is_over(ops, sql):
+    ids = [uuid.UUID(post_mail(ops, subject=f"mail {n}")) for n in range(3)]
+    sent = "UPDATE email SET status = 'sent', sent_at = now() - :ago * interval '1 minute' "
+    sql(sent + "WHERE id = :id", ago=5, id=ids[0])
+    assert snapshot(ops)["series"]["sent"][-6:] == [1, 0, 0, 0, 0, 0]
+    # Mail counted in minutes already read: five minutes ago (over, and kept as it was counted)
+    # and a minute ago (live: the last two minutes are counted at every refresh).
+    sql(sent + "WHERE id = :id", ago=5, id=ids[1])
+    sql(sent + "WHERE id = :id", ago=1, id=ids[2])
+    assert snapshot(ops)["series"]["sent"][-6:] == [1, 0, 0, 0, 1, 0]
+    svg = ops.get("/admin/dashboard/chart.svg").get_data(as_text=True)
+    assert "sent: 2 in the hour" in svg  # the chart reads the same minutes
+    page = ops.get("/admin/").get_data(as_text=True)
+    assert 'id="dash-series-note"' in page and "The last 2 minutes are counted at each" in page
+
+
+def plan(app, statement, **params):
+    """PostgreSQL's plan of ``statement`` in the test's transaction, with sequential and bitmap
+    scans discouraged, so that it shows what the indexes can do rather than what a few rows
+    make cheapest."""
+    conn = app.extensions["test_connection"]
+    trial = conn.begin_nested()
+    try:
+        for setting in ("enable_seqscan", "enable_bitmapscan"):
+            conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+        return "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, params))
+    finally:
+        trial.rollback()
+
+
+def test_each_panel_reads_an_index_that_matches_its_question(app, ops, sql):
+    # 4,000 live mails, due or scheduled, and one in backoff, analyzed in the test's transaction:
+    # only the partial indexes narrow the mail in backoff, and the test mail, down to a few rows.
+    sql(
+        "INSERT INTO email (id, status, from_address, to_address, recipients, subject, "
+        "attempts, next_attempt_at) SELECT gen_random_uuid(), "
+        "CASE WHEN n % 2 = 0 THEN 'queued' ELSE 'scheduled' END, 'a@example.com', "
+        "ARRAY['b@example.com'], ARRAY['b@example.com'], 'bulk', 0, "
+        "now() + CASE WHEN n % 2 = 0 THEN -1 ELSE 1 END * interval '1 hour' "
+        "FROM generate_series(1, 4000) AS n"
+    )
+    post_mail(ops, subject="in backoff")
+    sql(
+        "UPDATE email SET attempts = 1, next_attempt_at = now() + interval '1 minute' "
+        "WHERE subject = 'in backoff'"
+    )
+    sql("ANALYZE email")
+    until = datetime.now(UTC).replace(second=0, microsecond=0)
+    series = plan(app, panels.SQL.minute_series, since=until - timedelta(minutes=1), until=until)
+    assert "Index Only Scan using ix_email_sent_at" in series, series
+    backoff = plan(app, panels.SQL.backoff_count, cap=10_000)
+    assert "Index Only Scan using ix_email_backoff" in backoff, backoff
+    assert "ix_email_backoff" in plan(app, panels.SQL.backoff, limit=10)
+    # The last attempt rows by the primary key, walked back: a LIMIT, no parallel workers.
+    for statement, params in (
+        (panels.SQL.provider_stats, {"window": 5000, "failures": 5}),
+        (panels.SQL.failure_groups, {"window": 5000, "limit": 10}),
+    ):
+        shown = plan(app, statement, **params)
+        assert "Index Scan Backward using delivery_attempt_pkey" in shown, shown
+        assert "Gather" not in shown, shown
+    # The list's count: the ledger, and test mail through its own index.
+    count = plan(app, counts.SQL.mail_count, statuses=["queued", "failed"])
+    assert "Index Only Scan using ix_email_test" in count, count
 
 
 def test_providers_show_breaker_weight_cap_rate_latency_and_failures(app, ops, sql):
@@ -362,6 +430,11 @@ def test_a_recovered_breaker_shows_no_last_error(ops, sql):
     [mailgun] = [p for p in snapshot(ops)["providers"]["providers"] if p["name"] == "mailgun"]
     assert (mailgun["last_error"], mailgun["last_error_at"]) == (None, None)
     assert provider_row(ops.get("/admin/").get_data(as_text=True), "mailgun")["last_error"] == ""
+    # Opened by hand afterwards, for maintenance: the old error, long recovered, stays gone.
+    assert breaker(ops, "mailgun", "open", "planned maintenance").status_code == 302
+    [mailgun] = [p for p in snapshot(ops)["providers"]["providers"] if p["name"] == "mailgun"]
+    assert mailgun["state"] == "open" and mailgun["opened_by_hand"]
+    assert (mailgun["last_error"], mailgun["last_error_at"]) == (None, None)
 
 
 # --- Workers gone while holding mail --------------------------------------------------------
