@@ -335,6 +335,9 @@ class Bench:
             "SMTP_HOST": HOST,
             "SMTP_PORT": str(self.smtp_port or 587),
             "SMTP_SECURITY": "none",
+            # One process per mail_service.py: a scenario that wants more starts more, or asks
+            # for them with --processes.
+            "WORKER_PROCESSES": "1",
         }
         return {**self.base_env(), **settings, **{k: str(v) for k, v in overrides.items()}}
 

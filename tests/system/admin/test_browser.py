@@ -122,6 +122,7 @@ class Stack:
             "SENDGRID_BASE_URL": self.sandbox,
             "MAILGUN_DOMAIN": "sandbox.example.com",
             "POLL_INTERVAL": "0.2",
+            "WORKER_PROCESSES": "1",  # the worker is one process: the test SIGKILLs it
         }
         sandbox = {
             **base,
