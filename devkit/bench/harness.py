@@ -550,6 +550,19 @@ class Bench:
             raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
         return self.send_rate(count)
 
+    def drain_supervised(self, count, processes, latency_ms, **settings):
+        """Queue ``count`` mails, drain them with one ``mail_service.py --burst --processes
+        N`` (the supervisor and its ``processes`` workers); sends/s."""
+        self.truncate()
+        self.sandbox_reset(latency_ms)
+        self.insert_mails(count)
+        worker = self.start_worker("--burst", "--processes", str(processes), **settings)
+        self.finish(worker, self.timeout(120 + count / 20))
+        counts = self.status_counts()
+        if counts != {"sent": count}:
+            raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
+        return self.send_rate(count)
+
     def bare_send(self, count, latency_ms, **settings):
         """The baseline: the bare sender process sends ``count`` mails; sends/s."""
         self.sandbox_reset(latency_ms)
