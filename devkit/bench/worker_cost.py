@@ -32,6 +32,13 @@ def parse_args(argv):
     parser.add_argument("--latency-ms", type=int, default=50, help="the sandbox's answer delay")
     parser.add_argument("--concurrency", type=int, default=64, help="WORKER_CONCURRENCY")
     parser.add_argument("--log-level", default="INFO", help="the worker's --log-level")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the worker's (repeatable), e.g. PROVIDER_ROUTES='example.com=sendgrid'",
+    )
     parser.add_argument("--profile", metavar="FILE", help="pstats of the last worker round")
     parser.add_argument("--server-url", default=DEFAULT_SERVER)
     args = parser.parse_args(argv)
@@ -39,10 +46,9 @@ def parse_args(argv):
     return args
 
 
-def measured(b, name, argv, env, out):
-    """Run ``argv`` to its end; (its own CPU seconds, the database backends' CPU seconds).
-
-    A backend's CPU is read while it lives: every 0.1 s, its last reading kept."""
+def measured(b, name, argv, env, out, count):
+    """Run ``argv`` to its end; its CPU per mail in µs (user, system), and the database
+    backends' (a backend's CPU is read while it lives: every 0.1 s, its last reading kept)."""
     before = b.database_cpu()
     child, after = b.start(name, argv, env), {}
     while child.poll() is None:
@@ -50,31 +56,41 @@ def measured(b, name, argv, env, out):
         time.sleep(0.1)
     b.finish(child, b.timeout(600))
     with open(out, encoding="utf-8") as handle:
-        return json.load(handle)["cpu"], cpu_used(before, after) or 0.0
+        used = json.load(handle)
+    database = cpu_used(before, after) or 0.0
+    say(
+        f"{name}: CPU per mail by thread: "
+        + ", ".join(
+            f"{kind} {1e6 * seconds / count:.0f} µs"
+            for kind, seconds in sorted(used["threads"].items(), key=lambda item: -item[1])
+        )
+    )
+    return 1e6 * used["user"] / count, 1e6 * used["system"] / count, 1e6 * database / count
 
 
 def worker_round(b, args, folder, profile=None):
-    """Drain ``count`` queued mails with one burst worker; (CPU per mail in µs, database's)."""
+    """Drain ``count`` queued mails with one burst worker; ``measured``'s figures."""
     b.truncate()
     b.sandbox_reset(args.latency_ms)
     b.insert_mails(args.count)
     out = os.path.join(folder, "worker.json")
     argv = [*ME, "_worker", out, profile or "", "--burst", "--log-level", args.log_level]
-    env = b.env(WORKER_CONCURRENCY=args.concurrency, WORKER_PROCESSES=1)
-    cpu, database = measured(b, "worker", argv, env, out)
+    settings = dict(item.split("=", 1) for item in args.set)
+    env = b.env(WORKER_CONCURRENCY=args.concurrency, WORKER_PROCESSES=1, **settings)
+    figures = measured(b, "worker", argv, env, out, args.count)
     counts = b.status_counts()
     if counts != {"sent": args.count}:
         raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
-    return 1e6 * cpu / args.count, 1e6 * database / args.count
+    return figures
 
 
 def bare_round(b, args, folder):
-    """Send ``count`` mails with the bare sender; its CPU per mail in µs."""
+    """Send ``count`` mails with the bare sender; ``measured``'s figures."""
     b.sandbox_reset(args.latency_ms)
     out = os.path.join(folder, "bare.json")
     argv = [*ME, "_bare", out, str(args.count)]
-    cpu, _ = measured(b, "bare-sender", argv, b.env(WORKER_CONCURRENCY=args.concurrency), out)
-    return 1e6 * cpu / args.count
+    env = b.env(WORKER_CONCURRENCY=args.concurrency)
+    return measured(b, "bare-sender", argv, env, out, args.count)
 
 
 def run(args):
@@ -85,12 +101,14 @@ def run(args):
     try:
         b.setup()
         for number in range(args.rounds):
-            bare = bare_round(b, args, folder)
+            bare_user, bare_system, _ = bare_round(b, args, folder)
             last = number == args.rounds - 1
-            ours, database = worker_round(b, args, folder, args.profile if last else None)
+            user, system, database = worker_round(b, args, folder, args.profile if last else None)
+            ours, bare = user + system, bare_user + bare_system
             say(
-                f"round {number + 1}: worker {ours:.0f} µs/mail (+ PostgreSQL {database:.0f}), "
-                f"bare sender {bare:.0f} µs/mail; worker/bare {ours / bare:.2f}"
+                f"round {number + 1}: worker {ours:.0f} µs/mail (user {user:.0f}, system "
+                f"{system:.0f}; PostgreSQL {database:.0f}), bare sender {bare:.0f} (user "
+                f"{bare_user:.0f}, system {bare_system:.0f}); worker/bare {ours / bare:.2f}"
             )
     finally:
         with SIGNALS.ignored():
@@ -98,19 +116,22 @@ def run(args):
     return 0
 
 
-def profiled_threads(path):
-    """Profile every thread started from now on and this one; at exit, merge into ``path``."""
+def profiled_threads(path, only=None):
+    """Profile every thread started from now on whose name matches ``only`` (a regular
+    expression; None: all), and this one; at exit, merge into ``path``."""
     import atexit
     import cProfile
     import pstats
+    import re
     import threading
-    import time
 
     profiles = [cProfile.Profile(time.thread_time)]  # CPU time: a wait costs nothing
     original = threading.Thread.run
 
     def run(self):
-        """A thread's run under a profiler of its own."""
+        """A thread's run under a profiler of its own (the threads of ``only``)."""
+        if only and not re.match(only, self.name):
+            return original(self)
         profile = cProfile.Profile(time.thread_time)
         profiles.append(profile)
         profile.runcall(original, self)
@@ -128,15 +149,36 @@ def profiled_threads(path):
     profiles[0].enable()
 
 
+def timed_threads():
+    """CPU seconds by kind of thread (its name without digits), from now on: each thread's
+    when it ends; the dict is filled as they end."""
+    import re
+    import threading
+
+    used = {}
+    original = threading.Thread.run
+
+    def run(self):
+        """A thread's run, its CPU added to its kind's."""
+        try:
+            original(self)
+        finally:
+            kind = re.sub(r"[_-]?\d+", "", self.name) or "thread"
+            used[kind] = used.get(kind, 0.0) + time.thread_time()
+
+    threading.Thread.run = run
+    return used
+
+
 def child_main(argv):
     """``_worker OUT PROFILE ARGS...`` or ``_bare OUT COUNT``: run it, write to OUT the CPU it
     used from its first send on (not the imports and set-up, the same for any number of
     mails)."""
     kind, out = argv[0], argv[1]
-    started = []
+    started, threads = [], timed_threads()
     if kind == "_worker":
         if argv[2]:
-            profiled_threads(argv[2])
+            profiled_threads(argv[2], os.environ.get("WORKER_COST_PROFILE_THREADS"))
         import mail_service
         from mailer.worker.loop import Worker
 
@@ -144,7 +186,8 @@ def child_main(argv):
 
         def measured_run(self, *args, **kwargs):
             """The worker's loop, its CPU counted from here."""
-            started.append(cpu_seconds())
+            started.append(os.times())
+            started.append(time.thread_time())
             return run(self, *args, **kwargs)
 
         Worker.run = measured_run
@@ -154,17 +197,14 @@ def child_main(argv):
         import providers  # noqa: F401
         from devkit.bench.load import bare_send_main
 
-        started.append(cpu_seconds())
+        started.extend((os.times(), time.thread_time()))
         code = bare_send_main(int(argv[2]))
+    ended = os.times()
+    user, system = ended.user - started[0].user, ended.system - started[0].system
+    threads["main"] = time.thread_time() - started[1]
     with open(out, "w", encoding="utf-8") as handle:
-        json.dump({"cpu": cpu_seconds() - started[0]}, handle)
+        json.dump({"user": user, "system": system, "threads": threads}, handle)
     return code
-
-
-def cpu_seconds():
-    """This process's user + system CPU seconds so far."""
-    times = os.times()
-    return times.user + times.system
 
 
 def main(argv=None):

@@ -464,10 +464,10 @@ class Worker:
             lease.finish(conn, self.name, decisions, attempts, self.webhooks)
             if reported:
                 events.record_events(conn, reported, self.suppression_days, self.webhooks)
-        for decision, rows, lane in batch:  # counted once recorded; test mail nowhere live
+        for decision, _, lane in batch:
             log_decision(decision, lane)
-            if not decision.test:
-                self.metrics.observe(decision.status, rows)
+        # Counted once recorded; test mail counts nowhere live.
+        self.metrics.observe((d.status, rows) for d, rows, _ in batch if not d.test)
 
     def _reap_if_due(self):
         """Every ``reap_interval``, return mail with expired leases to the queue."""
@@ -583,11 +583,12 @@ def tenant_of(row):
 def log_decision(decision, lane=None):
     """One line per delivery, with the mail's id and its route (``lane``, a ``routes.Lane``):
     sent, failed for good, or queued again."""
-    extra = {"mail_id": str(decision.id), "provider": decision.provider}
+    mail_id = str(decision.id)
+    extra = {"mail_id": mail_id, "provider": decision.provider}
     if decision.status == SENT:
         log.info(
             "mail %s sent via %s (message id %s), route %s",
-            decision.id,
+            mail_id,
             decision.provider,
             decision.message_id,
             lane,
@@ -596,7 +597,7 @@ def log_decision(decision, lane=None):
     elif decision.status == FAILED:
         log.info(
             "mail %s failed for good: %s, route %s",
-            decision.id,
+            mail_id,
             decision.last_error,
             lane,
             extra=extra,
@@ -604,7 +605,7 @@ def log_decision(decision, lane=None):
     elif decision.status == QUEUED:
         log.info(
             "mail %s not sent (%s): due again in %.1fs, route %s",
-            decision.id,
+            mail_id,
             decision.last_error,
             decision.retry_in,
             lane,
