@@ -11,7 +11,8 @@ expires, as for any worker that dies.
 SIGTERM, SIGINT or SIGHUP to the supervisor is passed on to every child as SIGTERM: each stops
 as a lone worker does (it finishes its sends in flight, records them and hands back the mail it
 had not started), and once all have exited the supervisor exits 0. With ``--burst`` each child
-exits once nothing is due, and the supervisor once they all have.
+exits once nothing is due, and the supervisor once they all have (or, exit code 1, once a
+child died young five times in a row: a run that must end does not restart it forever).
 
 A child that exits 2 had a setup problem (a schema the code does not know, say) that a restart
 would only repeat: the supervisor stops the others and exits 2. On Linux a child is also sent
@@ -34,6 +35,8 @@ RESTART_DELAY_CAP = 30.0  # seconds: the longest pause before a restart
 STEADY_AFTER = 30.0  # seconds: a child that ran this long is restarted at once
 CHECK_INTERVAL = 1.0  # seconds between looks at the children when no signal says to look
 SETUP_PROBLEM = 2  # a worker's exit code for a setup problem (see mail_service.main)
+BURST_TRIES = 5  # with --burst: a child that dies young this many times in a row ends the run
+FAILED = 1  # the supervisor's exit code when a --burst run gave up
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent dies
 
 
@@ -139,9 +142,20 @@ class Supervisor:
                 self._plan_restart(slot, pid, code)
 
     def _plan_restart(self, slot, pid, code):
-        """Start ``slot`` again: at once after a long run, else after a growing pause."""
+        """Start ``slot`` again: at once after a long run, else after a growing pause; with
+        ``--burst``, give up after ``BURST_TRIES`` deaths in a row (a run that must end)."""
         if time.monotonic() - slot.started >= STEADY_AFTER:
             slot.failures = 0
+        if self.burst and slot.failures + 1 >= BURST_TRIES:
+            log.error(
+                "worker process %d (pid %d) %s, %d times in a row: stopping",
+                slot.number,
+                pid,
+                describe_exit(code),
+                BURST_TRIES,
+            )
+            slot.due, self.code, self.stopping = None, FAILED, True
+            return
         delay = 0.0 if not slot.failures else RESTART_DELAY * 2 ** (slot.failures - 1)
         delay = min(delay, RESTART_DELAY_CAP)
         slot.failures += 1
