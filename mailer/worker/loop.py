@@ -241,15 +241,35 @@ class Worker:
         return True
 
     def stop(self, *_signal_args):
-        """Ask the loop to stop after the sends in flight (signal handler: only sets flags)."""
+        """Ask the loop to stop after the sends in flight (only sets flags and Events; called
+        by the signals thread, see ``install_signal_handlers``)."""
         self.stopping.set()
         self.wake.set()
         self.ready.set()
 
     def install_signal_handlers(self):
-        """SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the worker gracefully."""
+        """SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the worker gracefully.
+
+        The handlers do nothing themselves: Python writes each signal's number to the pipe of
+        ``signal.set_wakeup_fd`` as it arrives, and a thread of its own reads it and calls
+        ``stop``. ``stop`` sets Events, which a handler must not do: it runs on the loop's
+        thread, and would deadlock if the signal landed while that thread held one of those
+        Events' lock inside its ``wait``.
+        """
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self.stop)
+            signal.signal(signum, lambda *_: None)
+        watcher = threading.Thread(
+            target=self._stop_on_signal, args=(read,), name="signals", daemon=True
+        )
+        watcher.start()
+
+    def _stop_on_signal(self, read):
+        """The signals thread: ``stop`` once a signal came through the wakeup pipe."""
+        while os.read(read, 512):
+            self.stop()
 
     # Named steps ---------------------------------------------------------------------------
 

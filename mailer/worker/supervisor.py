@@ -23,9 +23,9 @@ orphan.
 import ctypes
 import logging
 import os
+import select
 import signal
 import subprocess
-import threading
 import time
 
 log = logging.getLogger("mail_service.supervisor")
@@ -78,32 +78,54 @@ class Supervisor:
         self.burst = burst
         self.stopping = False
         self.code = 0
-        self.wake = threading.Event()  # set by the signal handlers: look at the children now
+        self._wakeup = None  # the pipe's ends: (read, write), written to by signals
 
     def run(self):
-        """Start the children and watch them until stopped; the exit code (0, or 2)."""
+        """Start the children and watch them until stopped; the exit code (0, 1 or 2)."""
         self._install_signal_handlers()
         log.info("starting %d worker processes", len(self.slots))
-        while not self.stopping:
-            self._collect_exits()
-            if self.burst and all(slot.due is None for slot in self.slots):
-                break  # every child is done
-            self._start_due()
-            self.wake.wait(self._next_look())
-            self.wake.clear()
-        self._stop_children()
+        try:
+            while not self.stopping:
+                self._collect_exits()
+                if self.burst and all(slot.due is None for slot in self.slots):
+                    break  # every child is done
+                self._start_due()
+                self._sleep(self._next_look())
+            self._stop_children()
+        finally:
+            signal.set_wakeup_fd(-1)
+            for end in self._wakeup:
+                os.close(end)
         return self.code
 
     def stop(self, *_signal_args):
-        """Stop every child, then return from ``run`` (a signal handler: sets flags only)."""
+        """Stop every child, then return from ``run`` (a signal handler: sets a flag only)."""
         self.stopping = True
-        self.wake.set()
 
     def _install_signal_handlers(self):
-        """SIGTERM, SIGINT, SIGHUP stop; SIGCHLD (a child exited) wakes the loop at once."""
+        """SIGTERM, SIGINT, SIGHUP stop; SIGCHLD (a child exited) wakes the loop at once.
+
+        Each signal also wakes ``_sleep``: Python writes its number to the pipe of
+        ``signal.set_wakeup_fd`` as it arrives. Setting a ``threading.Event`` in a handler
+        instead would deadlock when the signal lands while this thread holds the Event's lock
+        inside its ``wait``.
+        """
+        self._wakeup = os.pipe()
+        for end in self._wakeup:
+            os.set_blocking(end, False)
+        signal.set_wakeup_fd(self._wakeup[1])
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self.stop)
-        signal.signal(signal.SIGCHLD, lambda *_: self.wake.set())
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that it reaches the pipe
+
+    def _sleep(self, seconds):
+        """Wait up to ``seconds``, less if a signal comes; empty the pipe it wrote to."""
+        select.select([self._wakeup[0]], [], [], seconds)
+        try:
+            while os.read(self._wakeup[0], 512):
+                pass
+        except BlockingIOError:
+            pass
 
     def _start_due(self):
         """Start a child in each empty slot whose time has come."""
