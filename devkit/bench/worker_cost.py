@@ -1,10 +1,13 @@
 # What sending one mail costs a worker process: its CPU per mail (user + system, from os.times
 # in the process itself) and the CPU per mail of the PostgreSQL backends it used, against the
 # bare sender's CPU per mail, in alternated rounds on one sandbox. CPU per mail moves less with
-# a noisy machine than a rate does. --profile FILE also profiles every thread of the last round's
-# worker (cProfile, one profiler per thread, merged) and writes the pstats to FILE. Makes a
-# throwaway database on --server-url and drops it:
+# a noisy machine than a rate does; so does each kind of thread's share (send, main, record).
+# --profile FILE also profiles the threads of the last round's worker (cProfile in CPU time,
+# one profiler per thread, merged; --profile-threads REGEX: only the threads so named) and
+# writes the pstats to FILE. Makes a throwaway database on --server-url and drops it:
 #     .venv/bin/python -m devkit.bench.worker_cost [--count 5000] [--rounds 3] [--profile FILE]
+#     .venv/bin/python -m devkit.bench.worker_cost --rounds 1 --profile p.prof \
+#         --profile-threads 'record|MainThread'     # the recorder and the loop only
 import argparse
 import json
 import os
@@ -22,6 +25,7 @@ from devkit.bench.harness import (
 from devkit.processes import SIGNALS
 
 ME = [PYTHON, "-m", "devkit.bench.worker_cost"]
+PROFILE_THREADS = "WORKER_COST_PROFILE_THREADS"  # --profile-threads, in the worker's environment
 
 
 def parse_args(argv):
@@ -40,6 +44,9 @@ def parse_args(argv):
         help="a setting of the worker's (repeatable), e.g. PROVIDER_ROUTES='example.com=sendgrid'",
     )
     parser.add_argument("--profile", metavar="FILE", help="pstats of the last worker round")
+    parser.add_argument(
+        "--profile-threads", metavar="REGEX", help="profile only the threads so named"
+    )
     parser.add_argument("--server-url", default=DEFAULT_SERVER)
     args = parser.parse_args(argv)
     args.database_url, args.keep_logs, args.max_seconds = None, False, 3600.0
@@ -76,6 +83,8 @@ def worker_round(b, args, folder, profile=None):
     out = os.path.join(folder, "worker.json")
     argv = [*ME, "_worker", out, profile or "", "--burst", "--log-level", args.log_level]
     settings = dict(item.split("=", 1) for item in args.set)
+    if args.profile_threads:
+        settings[PROFILE_THREADS] = args.profile_threads
     env = b.env(WORKER_CONCURRENCY=args.concurrency, WORKER_PROCESSES=1, **settings)
     figures = measured(b, "worker", argv, env, out, args.count)
     counts = b.status_counts()
@@ -178,7 +187,7 @@ def child_main(argv):
     started, threads = [], timed_threads()
     if kind == "_worker":
         if argv[2]:
-            profiled_threads(argv[2], os.environ.get("WORKER_COST_PROFILE_THREADS"))
+            profiled_threads(argv[2], os.environ.get(PROFILE_THREADS))
         import mail_service
         from mailer.worker.loop import Worker
 
