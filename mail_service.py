@@ -1,15 +1,20 @@
 """The worker process: sends queued mail through the providers, failing over between them.
 
-    python mail_service.py --config settings.cfg            # run until SIGTERM / Ctrl-C
-    python mail_service.py --config settings.cfg --burst    # send what is due, then exit 0
+    python mail_service.py --config settings.cfg                # run until SIGTERM / Ctrl-C
+    python mail_service.py --config settings.cfg --burst        # send what is due, then exit 0
+    python mail_service.py --config settings.cfg --processes 4  # four sending processes
 
-Run as many of these as you like, on one host or several, against one PostgreSQL: they claim
-mail with ``FOR UPDATE SKIP LOCKED`` and never take the same mail. See worker.py for the loop.
+``--processes`` (default ``WORKER_PROCESSES``: one per core) runs that many worker processes
+under a supervisor that restarts one that dies and stops them all on SIGTERM
+(mailer/worker/supervisor.py); with 1 this process is the worker. Run as many of these as you
+like, on one host or several, against one PostgreSQL: they claim mail with ``FOR UPDATE SKIP
+LOCKED`` and never take the same mail. See mailer/worker/loop.py for the loop.
 """
 
 import argparse
 import gc
 import logging
+import os
 import sys
 import time
 
@@ -22,6 +27,7 @@ from mailer.telemetry import logs
 from mailer.telemetry import worker as worker_metrics
 from mailer.worker.loop import Worker
 from mailer.worker.routes import Routes
+from mailer.worker.supervisor import Supervisor, processes_wanted
 from providers import build_providers
 
 log = logging.getLogger("mail_service")
@@ -35,6 +41,11 @@ def parse_args(argv):
         "--burst", action="store_true", help="send everything that is due, then exit 0"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="worker processes to run (default $WORKER_PROCESSES; 0: one per core)",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,7 +81,8 @@ def wait_for_schema(engine, worker):
 
 
 def main(argv=None):
-    """Run the worker; the exit code is 0 after a clean stop, 2 for a setup problem."""
+    """Run the worker, or several under a supervisor; the exit code is 0 after a clean stop, 2
+    for a setup problem."""
     args = parse_args(argv)
     logs.configure("text", args.log_level)  # until the settings name LOG_FORMAT
     try:
@@ -81,9 +93,36 @@ def main(argv=None):
         Routes.from_config(config, [provider.name for provider in providers])  # PROVIDER_ROUTES
         outbox.subscription(config)  # WEBHOOK_* settings that cannot work stop us here
         worker_metrics.check_settings(config)
+        processes = processes_wanted(
+            config["WORKER_PROCESSES"] if args.processes is None else args.processes
+        )
     except ValueError as err:
         log.error("%s", err)
         return 2
+    if processes > 1:
+        return supervise(args, config, processes)
+    return run_worker(args, config, providers)
+
+
+def supervise(args, config, processes):
+    """Run ``processes`` workers (this command with ``--processes 1``) under a supervisor."""
+    argv = [sys.executable, os.path.abspath(__file__), "--processes", "1"]
+    argv += ["--log-level", args.log_level, *(["--config", args.config] if args.config else [])]
+    argv += ["--burst"] if args.burst else []
+    metrics_port = config["WORKER_METRICS_PORT"]
+
+    def environ(number):
+        """A child's environment: ours, and its own metrics port (the next ones after the
+        first)."""
+        if not metrics_port:
+            return None
+        return {**os.environ, "WORKER_METRICS_PORT": str(metrics_port + number)}
+
+    return Supervisor(argv, processes, environ, burst=args.burst).run()
+
+
+def run_worker(args, config, providers):
+    """Run one worker in this process until it stops; the exit code."""
     pool_size = config["WORKER_CONCURRENCY"] + 4  # send threads write provider health
     engine = make_engine(config, pool_size=pool_size, worker=True)
     worker = Worker(engine, config, providers)

@@ -7,7 +7,8 @@
 The runner behind ./scripts/dev. Unless DATABASE_URL is set, it starts an embedded PostgreSQL
 (devkit/embedded_db.py) whose data stays in instance/pgdata from run to run (--pgdata to use
 another folder), creates its database ``mail``, and stops it at exit. It migrates the database,
-then runs the provider sandbox, the API, the worker and the SMTP door (smtp_service.py, on
+then runs the provider sandbox, the API, the worker (``mail_service.py``: a sending process per
+core, or ``WORKER_PROCESSES``) and the SMTP door (smtp_service.py, on
 127.0.0.1:2525: loopback clients send without a login) with their output prefixed by name. With
 --smoke it sends one mail end to end and exits 0 once it is delivered (used by tests and CI).
 

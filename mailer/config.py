@@ -74,6 +74,9 @@ DEFAULTS = {
     "SMTP_MAX_MESSAGE_BYTES": 25 * 1024 * 1024,  # bytes, announced in EHLO SIZE
     "SMTP_MAX_RECIPIENTS": 50,  # envelope recipients per message
     "SMTP_HEALTH_PORT": 0,  # the SMTP process's /readyz and /metrics (0 = off), on loopback
+    # Worker processes that mail_service.py runs under its supervisor (--processes wins);
+    # 0 or empty = one per core.
+    "WORKER_PROCESSES": 0,
     "WORKER_CONCURRENCY": 16,  # sends in flight per worker process
     "WORKER_BATCH_SIZE": 100,  # most mails claimed by one query
     "POLL_INTERVAL": 1.0,  # seconds between polls when the queue is empty
@@ -141,6 +144,7 @@ DEFAULTS = {
 
 CHOICES = {"LOG_FORMAT": ("text", "json")}  # settings that take one of a few words
 NETWORK_LISTS = ("TRUSTED_PROXIES",)  # settings that list addresses or networks
+BLANK_IS_ZERO = ("WORKER_PROCESSES",)  # counts whose 0 means "automatic": empty says it too
 
 CONFIG_ENV = "MAIL_SERVICE_CONFIG"
 
@@ -158,6 +162,9 @@ def load_settings(config, path=None, environ=None, overrides=None):
         if name.isupper() and name in environ:
             config[name] = environ[name]
     config.update(overrides or {})
+    for name in BLANK_IS_ZERO:
+        if isinstance(config[name], str) and not config[name].strip():
+            config[name] = 0
     for name, default in DEFAULTS.items():
         try:
             config[name] = convert(config[name], default)

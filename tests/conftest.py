@@ -292,6 +292,7 @@ def settings(database_url, sandbox):
         "POSTMARK_SERVER_TOKEN": POSTMARK_TOKEN,
         "POSTMARK_BASE_URL": sandbox.url,
         "PROVIDER_TIMEOUT": 2.0,
+        "WORKER_PROCESSES": 1,  # mail_service.py is one worker; the supervisor's tests ask for more
         "WORKER_CONCURRENCY": 8,
         "POLL_INTERVAL": 0.1,
         "RETRY_BASE": 0.2,

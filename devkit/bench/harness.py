@@ -336,6 +336,9 @@ class Bench:
             "SMTP_HOST": HOST,
             "SMTP_PORT": str(self.smtp_port or 587),
             "SMTP_SECURITY": "none",
+            # One process per mail_service.py: a scenario that wants more starts more, or asks
+            # for them with --processes.
+            "WORKER_PROCESSES": "1",
         }
         return {**self.base_env(), **settings, **{k: str(v) for k, v in overrides.items()}}
 
@@ -543,6 +546,19 @@ class Bench:
         workers = [self.start_worker("--burst", **settings) for _ in range(processes)]
         for worker in workers:
             self.finish(worker, self.timeout(120 + count / 20))
+        counts = self.status_counts()
+        if counts != {"sent": count}:
+            raise RuntimeError(f"after the drain the mails are {counts}, not all sent")
+        return self.send_rate(count)
+
+    def drain_supervised(self, count, processes, latency_ms, **settings):
+        """Queue ``count`` mails, drain them with one ``mail_service.py --burst --processes
+        N`` (the supervisor and its ``processes`` workers); sends/s."""
+        self.truncate()
+        self.sandbox_reset(latency_ms)
+        self.insert_mails(count)
+        worker = self.start_worker("--burst", "--processes", str(processes), **settings)
+        self.finish(worker, self.timeout(120 + count / 20))
         counts = self.status_counts()
         if counts != {"sent": count}:
             raise RuntimeError(f"after the drain the mails are {counts}, not all sent")

@@ -34,6 +34,7 @@ from devkit.bench.soak.scenario import scenario_soak
 SCENARIOS = (
     "dispatch",
     "scaleout",
+    "processes",
     "latency",
     "ingest",
     "bulk",
@@ -59,6 +60,8 @@ FULL = {
     "dispatch_in_flight": 64,
     "scaleout": 6_000,
     "scaleout_procs": (1, 2, 4),
+    "processes": 6_000,
+    "processes_rounds": 3,
     "latency_posts": 200,
     "latency_gap_ms": (40, 120),
     "ingest_seconds": 10.0,
@@ -119,6 +122,8 @@ QUICK = {
     "dispatch_in_flight": 64,
     "scaleout": 200,
     "scaleout_procs": (1, 2),
+    "processes": 200,
+    "processes_rounds": 1,
     "latency_posts": 8,
     "latency_gap_ms": (20, 40),
     "ingest_seconds": 1.5,
@@ -236,6 +241,41 @@ def scenario_scaleout(b):
                 )
             )
     return rows
+
+
+PROCESSES_TARGET = 1.8  # --processes 2 against --processes 1
+
+
+def scenario_processes(b):
+    """2b. One command runs two sending processes (``mail_service.py --processes 2``, its
+    supervisor's) at >= 1.8x the rate of ``--processes 1``, in every round; 50 ms provider,
+    ``WORKER_CONCURRENCY`` at its default."""
+    count, latency = b.sizes["processes"], b.sizes["dispatch_latency_ms"]
+    ones, twos = [], []
+    for round_number in range(b.sizes["processes_rounds"]):
+        say(f"processes round {round_number + 1}: --processes 1, {count} mails, {latency} ms")
+        ones.append(b.drain_supervised(count, 1, latency))
+        say(f"processes round {round_number + 1}: --processes 2, {count} mails, {latency} ms")
+        twos.append(b.drain_supervised(count, 2, latency))
+    mine, base = statistics.median(twos), statistics.median(ones)
+    rounds = [ratio_of(two, one) for two, one in zip(twos, ones, strict=True)]
+    worst = min((r for r in rounds if r is not None), default=None)
+    return [
+        Row(
+            f"--processes 2 against 1 ({count:,} mails, {latency} ms)",
+            mine,
+            base,
+            ratio_of(mine, base),
+            f">= {PROCESSES_TARGET} every round",
+            worst is not None and worst >= PROCESSES_TARGET,
+            "/s",
+            note=f"medians of {len(twos)} alternated runs; rounds' ratios "
+            f"{', '.join(f'{r:.2f}' for r in rounds if r is not None)}; --processes 2 "
+            f"{', '.join(f'{r:.0f}' for r in twos)}/s, --processes 1 "
+            f"{', '.join(f'{r:.0f}' for r in ones)}/s",
+            details={"two_rates": twos, "one_rates": ones},
+        )
+    ]
 
 
 PROVIDER_SETUPS = {  # name -> the worker's settings
@@ -1781,6 +1821,7 @@ def scenario_retention(b):
 SCENARIO_FUNCTIONS = {
     "dispatch": scenario_dispatch,
     "scaleout": scenario_scaleout,
+    "processes": scenario_processes,
     "latency": scenario_latency,
     "ingest": scenario_ingest,
     "bulk": scenario_bulk,

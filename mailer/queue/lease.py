@@ -28,7 +28,7 @@ LEASE_EXPIRED_OUTCOME = "lease_expired"  # the attempt-log row of a reaped send
 
 def claim(conn, worker, limit, lease_seconds):
     """Mark up to ``limit`` due mails ``sending`` for ``worker``, and return them (dicts, with
-    their ``attachments``).
+    their ``attachments``; empty headers and metadata are None).
 
     Concurrent claims never wait for each other nor take the same mail; the lease lets the
     reaper recover the batch if this worker dies.
@@ -36,7 +36,10 @@ def claim(conn, worker, limit, lease_seconds):
     result = conn.exec_driver_sql(
         SQL.claim_due, {"worker": worker, "limit": limit, "lease": float(lease_seconds)}
     )
-    rows = [dict(row) for row in result.mappings()]
+    # All rows at once, each zipped with the column names: fetching them one by one as
+    # mappings costs several Python calls per row and column.
+    names = tuple(result.keys())
+    rows = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
     files = attachments_of(conn, [row["id"] for row in rows if row.pop("has_attachments")])
     for row in rows:
         row["attachments"] = files.get(row["id"], [])

@@ -22,6 +22,7 @@ The server listens on ``WORKER_METRICS_ADDRESS`` (loopback by default). With ``M
 set it asks for that bearer token; an address other machines can reach needs the token.
 """
 
+import collections
 import json
 import logging
 import threading
@@ -92,14 +93,21 @@ class WorkerMetrics:
         self._children = {}  # (metric, label values) -> its labelled child
         self.server = None
 
-    def observe(self, status, attempts):
-        """A finished mail: the status it got, and its provider calls (attempt-log rows)."""
-        self._child(self.mails, status).inc()
-        for row in attempts:
-            provider = row["provider"] or "none"
-            self._child(self.sends, provider, row["outcome"]).inc()
-            if row["duration_ms"] is not None:
-                self._child(self.latency, provider).observe(row["duration_ms"] / 1000)
+    def observe(self, finished):
+        """Finished mails, each (the status it got, its provider calls as attempt-log rows):
+        the counts go up once per label for the batch, the latencies one by one."""
+        statuses, sends = collections.Counter(), collections.Counter()
+        for status, attempts in finished:
+            statuses[status] += 1
+            for row in attempts:
+                provider = row["provider"] or "none"
+                sends[provider, row["outcome"]] += 1
+                if row["duration_ms"] is not None:
+                    self._child(self.latency, provider).observe(row["duration_ms"] / 1000)
+        for status, count in statuses.items():
+            self._child(self.mails, status).inc(count)
+        for labels, count in sends.items():
+            self._child(self.sends, *labels).inc(count)
 
     def _child(self, metric, *labels):
         """``metric.labels(*labels)``, looked up once: ``labels`` checks and joins the values

@@ -20,10 +20,12 @@ On SIGTERM or SIGINT it stops claiming, lets the sends in flight finish, records
 them, hands back mail it had claimed but not started, and returns.
 
 The ``WORKER_CONCURRENCY`` send threads live as long as the loop and take mail from ``todo``
-one at a time (a plain queue: no Future per mail). Each one also decides what comes of its mail
-and logs it, so the loop's own work per mail is only to claim it, hand it over and pass its
-decision to the recorder. A send never raises into its thread: a bug of ours while sending is
-logged and the mail retried (``crashed``), and the thread goes on.
+one at a time (a plain queue: no Future per mail). Each one also decides what comes of its mail,
+so the loop's own work per mail is only to claim it, hand it over and pass its decision to the
+recorder, which logs each mail's line once its transaction committed (one thread writing the
+lines: from the send threads, each line made them wait for the log handler's lock in turn).
+A send never raises into its thread: a bug of ours while sending is logged and the mail
+retried (``crashed``), and the thread goes on.
 
 Duplicates: a mail is sent at most once per lease. A second send happens only if this process
 dies after a provider accepted a mail and before ``finish`` committed it (a window of about
@@ -135,7 +137,7 @@ class Worker:
         self.done = queue.SimpleQueue()  # (row, decision, attempt rows) of finished inflight
         self.ready = threading.Event()  # set when the loop has something worth waking for
         self.claim_at = max(1, self.concurrency // 4)  # free places worth a claim
-        self.finished = []  # (Decision, attempt rows) waiting to be recorded
+        self.finished = []  # (Decision, attempt rows, Lane) waiting to be recorded
         self.recording = None  # (Future, batch): the recorder thread's transaction under way
         self.last_reap = 0.0
         self.capped_until = 0.0  # (monotonic) when the mail the caps held back is all due
@@ -209,15 +211,35 @@ class Worker:
         return True
 
     def stop(self, *_signal_args):
-        """Ask the loop to stop after the sends in flight (signal handler: only sets flags)."""
+        """Ask the loop to stop after the sends in flight (only sets flags and Events; called
+        by the signals thread, see ``install_signal_handlers``)."""
         self.stopping.set()
         self.wake.set()
         self.ready.set()
 
     def install_signal_handlers(self):
-        """SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the worker gracefully."""
+        """SIGTERM, SIGINT and SIGHUP (a closed terminal) stop the worker gracefully.
+
+        The handlers do nothing themselves: Python writes each signal's number to the pipe of
+        ``signal.set_wakeup_fd`` as it arrives, and a thread of its own reads it and calls
+        ``stop``. ``stop`` sets Events, which a handler must not do: it runs on the loop's
+        thread, and would deadlock if the signal landed while that thread held one of those
+        Events' lock inside its ``wait``.
+        """
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self.stop)
+            signal.signal(signum, lambda *_: None)
+        watcher = threading.Thread(
+            target=self._stop_on_signal, args=(read,), name="signals", daemon=True
+        )
+        watcher.start()
+
+    def _stop_on_signal(self, read):
+        """The signals thread: ``stop`` once a signal came through the wakeup pipe."""
+        while os.read(read, 512):
+            self.stop()
 
     # Named steps ---------------------------------------------------------------------------
 
@@ -252,7 +274,7 @@ class Worker:
             if blocked:
                 row = without_suppressed(row, suppressions.for_tenant(blocked, tenant_of(row)))
             if nobody_left(row):  # finished at once: no provider is called
-                self.finished.append((all_suppressed(row), []))
+                self.finished.append((all_suppressed(row), [], None))
             else:
                 (simulated if row.get("test") else sendable).append(row)
         jobs, held = self.dispatcher.plan(sendable, self.probing) if sendable else ([], [])
@@ -331,14 +353,13 @@ class Worker:
             self.ready.set()
 
     def _conclude(self, row, outcome):
-        """The mail's next state after ``outcome`` and its attempt rows; its line logged."""
+        """The mail's next state after ``outcome`` and its attempt rows."""
         # Only a deferred mail waits for a provider's return: the breakers are asked only then.
         wait_for = self.breakers.seconds_to_next_change() if outcome.kind == DEFERRED else None
         decision = decide(row, outcome, self.policy, wait_for)
         if decision.test:  # what the simulator reports of it, recorded with the send
             addresses = [*row["to_address"], *(row["cc"] or ()), *(row["bcc"] or ())]
             decision = replace(decision, reports=simulator.events_of(decision, addresses))
-        log_decision(decision, row.get("route"))
         return decision, attempt_rows(decision, outcome, self.name)
 
     def _send(self, row, order):
@@ -374,7 +395,7 @@ class Worker:
             del self.inflight[row["id"]]
             if decision is None:  # see _send_loop
                 continue
-            self.finished.append((decision, attempts))
+            self.finished.append((decision, attempts, row.get("route")))
             if not decision.test:  # test mail counts nowhere live
                 self.sent_count += decision.status == SENT
                 self.failed_count += decision.status == FAILED
@@ -420,11 +441,12 @@ class Worker:
         self.finished = []
 
     def _write(self, batch):
-        """Record ``batch`` ((Decision, attempt rows) of finished sends) in one transaction."""
+        """Record ``batch`` ((Decision, attempt rows, Lane) of finished sends) in one
+        transaction, then log each one's line (what it says is committed by then)."""
         if not batch:
             return
-        decisions = [decision for decision, _ in batch]
-        attempts = [row for _, rows in batch for row in rows]
+        decisions = [decision for decision, _, _ in batch]
+        attempts = [row for _, rows, _ in batch for row in rows]
         # Recipients a provider refused while it took the mail (bounced), and the simulator's
         # reports of test mail: recorded as a provider's events are.
         reported = refusal_events(decisions) + [e for d in decisions for e in d.reports]
@@ -432,9 +454,10 @@ class Worker:
             lease.finish(conn, self.name, decisions, attempts, self.webhooks)
             if reported:
                 events.record_events(conn, reported, self.suppression_days, self.webhooks)
-        for decision, rows in batch:  # counted once recorded; test mail counts nowhere live
-            if not decision.test:
-                self.metrics.observe(decision.status, rows)
+        for decision, _, lane in batch:
+            log_decision(decision, lane)
+        # Counted once recorded; test mail counts nowhere live.
+        self.metrics.observe((d.status, rows) for d, rows, _ in batch if not d.test)
 
     def _reap_if_due(self):
         """Every ``reap_interval``, return mail with expired leases to the queue."""
@@ -550,11 +573,12 @@ def tenant_of(row):
 def log_decision(decision, lane=None):
     """One line per delivery, with the mail's id and its route (``lane``, a ``routes.Lane``):
     sent, failed for good, or queued again."""
-    extra = {"mail_id": str(decision.id), "provider": decision.provider}
+    mail_id = str(decision.id)
+    extra = {"mail_id": mail_id, "provider": decision.provider}
     if decision.status == SENT:
         log.info(
             "mail %s sent via %s (message id %s), route %s",
-            decision.id,
+            mail_id,
             decision.provider,
             decision.message_id,
             lane,
@@ -563,7 +587,7 @@ def log_decision(decision, lane=None):
     elif decision.status == FAILED:
         log.info(
             "mail %s failed for good: %s, route %s",
-            decision.id,
+            mail_id,
             decision.last_error,
             lane,
             extra=extra,
@@ -571,7 +595,7 @@ def log_decision(decision, lane=None):
     elif decision.status == QUEUED:
         log.info(
             "mail %s not sent (%s): due again in %.1fs, route %s",
-            decision.id,
+            mail_id,
             decision.last_error,
             decision.retry_in,
             lane,

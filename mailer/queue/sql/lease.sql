@@ -10,7 +10,8 @@
 -- attempts spent since the last operator's retry and the seconds since the mail was created or
 -- retried; and whether it has attachments (most mail has none: no query for them); and its
 -- tenant, whose suppression list holds its recipients back; and whether it is test mail, which
--- the simulator takes instead of a provider.
+-- the simulator takes instead of a provider. Empty headers and metadata (most mail's) come back
+-- as NULL: nothing for the driver to parse.
 UPDATE email
    SET status = 'sending', locked_by = %(worker)s, updated_at = now(),
        locked_until = now() + %(lease)s * interval '1 second'
@@ -19,9 +20,10 @@ UPDATE email
                ORDER BY next_attempt_at LIMIT %(limit)s
                  FOR UPDATE SKIP LOCKED)
 RETURNING id, from_address, to_address, cc, bcc, reply_to, subject, text, html, attempts,
-          headers, tags, metadata, tenant, test,
+          nullif(headers, '{}') AS headers, tags, nullif(metadata, '{}') AS metadata, tenant,
+          test,
           attempts - attempts_at_retry AS budget_used,
-          extract(epoch FROM now() - coalesce(retried_at, created_at)) AS age,
+          extract(epoch FROM now() - coalesce(retried_at, created_at))::float8 AS age,
           EXISTS (SELECT 1 FROM attachment WHERE attachment.email_id = email.id)
               AS has_attachments;
 

@@ -141,6 +141,7 @@ class Stack:
             "RETRY_BASE": str(RETRY_BASE),
             "WEBHOOK_URL": self.receiver.url,
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "WORKER_PROCESSES": "1",  # the worker is one process: the test SIGKILLs it
         }
         sandbox = {
             **base,
