@@ -1540,11 +1540,21 @@ def content_policy():
 
 
 def harden(response):
-    """No site may frame or MIME-sniff an answer of ours; admin pages also get their policy."""
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if request.path == ADMIN_URL or request.path.startswith(ADMIN_URL + "/"):
-        response.headers.setdefault("Content-Security-Policy", content_policy())
+    """No site may frame or MIME-sniff an answer of ours; admin pages also get their policy.
+
+    A header the view set already stays. The names present are read from the header list
+    once: werkzeug's ``setdefault`` raises and catches an exception for each header missing,
+    and on an API answer every one of them is."""
+    headers = response.headers
+    present = {name.lower() for name, _ in headers}
+    if "x-frame-options" not in present:
+        headers.add("X-Frame-Options", "DENY")
+    if "x-content-type-options" not in present:
+        headers.add("X-Content-Type-Options", "nosniff")
+    if (request.path == ADMIN_URL or request.path.startswith(ADMIN_URL + "/")) and (
+        "content-security-policy" not in present
+    ):
+        headers.add("Content-Security-Policy", content_policy())
     return response
 
 

@@ -64,18 +64,21 @@ def parse_query(principal):
     for status in statuses:
         if status not in STATUSES:
             raise bad("status", f"One of {', '.join(STATUSES)}")
+    # Each parameter's first value, in a dict: werkzeug's MultiDict.get raises and catches an
+    # exception for each parameter missing, and most of these are.
+    given = args.to_dict()
     return {
         "statuses": statuses,
-        "to": text_filter(args.get("to"), "to"),
-        "tag": text_filter(args.get("tag"), "tag"),
-        "template": text_filter(args.get("template"), "template"),
-        "source": _source(args.get("source")),
-        "created_after": _time(args.get("created_after"), "created_after"),
-        "created_before": _time(args.get("created_before"), "created_before"),
-        "tenant": listed_tenant(args.get("tenant"), principal),
-        "test": _test(args.get("test"), principal),
-        "limit": parse_limit(args.get("limit")),
-        "after": decode_cursor(args.get("cursor")),
+        "to": text_filter(given.get("to"), "to"),
+        "tag": text_filter(given.get("tag"), "tag"),
+        "template": text_filter(given.get("template"), "template"),
+        "source": _source(given.get("source")),
+        "created_after": _time(given.get("created_after"), "created_after"),
+        "created_before": _time(given.get("created_before"), "created_before"),
+        "tenant": listed_tenant(given.get("tenant"), principal),
+        "test": _test(given.get("test"), principal),
+        "limit": parse_limit(given.get("limit")),
+        "after": decode_cursor(given.get("cursor")),
     }
 
 
@@ -223,5 +226,5 @@ write_page = MailPage.writer(("mails", "count", "next_cursor"), written={"mails"
 
 def page_json(rows, more):
     """``GET /mail``'s answer for ``reads.page``'s ``(rows, more)``, as JSON text."""
-    mails = "[" + ", ".join([write_mail(row) for row in rows]) + "]"
+    mails = "[" + ", ".join(map(write_mail, rows)) + "]"
     return write_page((mails, len(rows), encode_cursor(rows[-1]) if more else None)) + "\n"

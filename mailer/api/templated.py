@@ -19,7 +19,7 @@ from mailer.database import transaction
 from mailer.queue import templates
 from mailer.validation.mail import TEXT_FIELDS, ValidationError, validate_mail
 
-TEMPLATE_FIELDS = ("template", "template_version", "variables")
+TEMPLATE_FIELDS = frozenset(("template", "template_version", "variables"))
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}\Z")
 MAX_VERSION = 2**31 - 1  # the database's integer
 EMPTY = (None, "")  # what an optional field holds when it is not given
@@ -113,7 +113,7 @@ def fit(requests, max_bytes):
 
 def without_template(data):
     """A request that uses no template without its template fields (each null or "")."""
-    if not any(field in data for field in TEMPLATE_FIELDS):
+    if TEMPLATE_FIELDS.isdisjoint(data):
         return data
     return {key: value for key, value in data.items() if key not in TEMPLATE_FIELDS}
 

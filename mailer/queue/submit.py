@@ -10,12 +10,12 @@ restarted database) runs once more with the same ids: a mail is stored once, wha
 lost.
 """
 
+import json
 import os
 import uuid
 from dataclasses import dataclass
 
 import psycopg2
-from psycopg2.extras import Json
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from mailer.queue.queries import as_json, fetch_all, load
@@ -199,12 +199,19 @@ def _submission(rows, cleans, idempotency, answer):
 
 def _row_params(row):
     """The parameters of ``insert_mail``: the mail's columns; psycopg2 adapts the lists to
-    arrays and the dicts as JSON."""
+    arrays, and the dicts go as their JSON text (``_json_text``)."""
     return {
         **row,
-        "headers": Json(row["headers"]),
-        "metadata": Json(row["metadata"]),
+        "headers": _json_text(row["headers"]),
+        "metadata": _json_text(row["metadata"]),
     }
+
+
+def _json_text(value):
+    """A dict as the JSON text a jsonb column takes, the text psycopg2's ``Json`` would write:
+    most mails have no headers and no metadata, and ``Json`` encodes even an empty dict anew
+    (in Python) each time."""
+    return json.dumps(value) if value else "{}"
 
 
 def _key_params(rows, idempotency, answer):

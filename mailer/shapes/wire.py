@@ -17,6 +17,7 @@ default, is a constant. How a value is written follows from the field's type (``
 """
 
 import json
+import re
 import types
 import typing
 import uuid
@@ -48,10 +49,15 @@ class AsIs:
 
 class Codec(NamedTuple):
     """How one type is written: ``python`` makes the value ``json.dumps`` writes (None: the
-    value as it is), ``text`` writes it as JSON text, as ``json.dumps`` of that value would."""
+    value as it is), ``text`` writes it as JSON text, as ``json.dumps`` of that value would.
+
+    ``inline`` (None: none) is ``text`` as a Python expression, which a writer puts in its
+    source in place of a call: ``{first}`` stands for the value where it is read first, ``{v}``
+    wherever it is read again (see ``_inlined``)."""
 
     python: typing.Callable | None
     text: typing.Callable
+    inline: str | None = None
 
 
 class Shape(BaseModel):
@@ -100,7 +106,12 @@ def _text(value):
 
 def _strings(values):
     """A list of str (None: an empty list) as JSON."""
-    return "[" + ", ".join(map(_text, values)) + "]" if values else "[]"
+    if not values:
+        return "[]"
+    try:
+        return "[" + ", ".join(map(_string, values)) + "]"
+    except TypeError:  # a NULL in the array, which ``_string`` refuses
+        return "[" + ", ".join(map(_text, values)) + "]"
 
 
 def _object(value):
@@ -122,6 +133,13 @@ def _integer(value):
 def _raw(value):
     """Any JSON value as ``json.dumps`` writes it."""
     return "null" if value is None else json.dumps(value)
+
+
+def _boolean(value):
+    """A bool or None as JSON (anything else as ``json.dumps`` writes it)."""
+    if value is True:
+        return "true"
+    return "false" if value is False else _raw(value)
 
 
 def _uuid(value):
@@ -149,15 +167,26 @@ def _uuid_text(value):
     return None if value is None else str(value)
 
 
-TEXT = Codec(None, _text)
-RAW = Codec(None, _raw)
+TEXT = Codec(None, _text, "('null' if {first} is None else _string({v}))")
+RAW = Codec(None, _raw, "('null' if {first} is None else _raw({v}))")
 CODECS = {
     str: TEXT,
-    int: Codec(None, _integer),
+    int: Codec(None, _integer, "('null' if {first} is None else _int_text({v}))"),
     float: RAW,
-    bool: RAW,
-    datetime: Codec(iso, _moment),
-    uuid.UUID: Codec(_uuid_text, _uuid),
+    bool: Codec(
+        None, _boolean, "('true' if {first} is True else 'false' if {v} is False else _raw({v}))"
+    ),
+    datetime: Codec(
+        iso, _moment, """('null' if {first} is None else '"' + {v}.isoformat() + '"')"""
+    ),
+    uuid.UUID: Codec(_uuid_text, _uuid, "('null' if {first} is None else _string(str({v})))"),
+}
+# What the inline expressions call, in every writer's globals.
+INLINE_NAMES = {
+    "_string": _string,
+    "_raw": _raw,
+    "_int_text": int.__repr__,
+    "_object": _object,
 }
 
 
@@ -192,7 +221,7 @@ def codec(annotation, metadata=()):
             lambda items: json.dumps([convert(item) for item in items or ()]),
         )
     if origin is dict:
-        return Codec(_mapped, _object)
+        return Codec(_mapped, _object, "(_object({v}) if {first} else '{{}}')")
     if annotation is Any:
         return RAW
     return CODECS[annotation]
@@ -221,6 +250,7 @@ class Member(NamedTuple):
 
 
 NOT_CONSTANT = object()
+SIMPLE_VALUE = re.compile(r"row\[\d+\]")  # a column of the row, cheap to read twice
 
 
 @cache
@@ -293,6 +323,15 @@ def _dumper(shape):
     return _compiled(source, names, "dump")
 
 
+def _inlined(inline, value, index):
+    """The expression ``inline`` (a ``Codec.inline``) of the value ``value`` (an expression):
+    a column (``row[3]``) is read again where the value is; anything else is computed once,
+    where it is read first, into a name of its own."""
+    if SIMPLE_VALUE.fullmatch(value):
+        return inline.format(first=value, v=value)
+    return inline.format(first=f"(_value{index} := {value})", v=f"_value{index}")
+
+
 def _has(row, column):
     """Whether ``row`` holds a value for ``column``."""
     return (column in row) if isinstance(row, dict) else hasattr(row, column)
@@ -302,19 +341,21 @@ def _has(row, column):
 def _writer(shape, columns, written):
     """``shape.writer(columns, written)``: one row tuple's JSON text, as ``json.dumps`` writes
     its dict. The constant members are in the template; each other member is its codec's
-    ``text`` of its value."""
+    ``text`` of its value, written out in place (``Codec.inline``) where the codec has it."""
     if shape.sometimes:
         raise TypeError(f"{shape.__name__} leaves out members: write it from its dict")
     position = {name: index for index, name in enumerate(columns)}
-    names, parts, values = {}, [], []
+    names, parts, values = dict(INLINE_NAMES), [], []
     for index, (name, member) in enumerate(_fields(shape)):
         key = _string(name) + ": "
         if member.constant is not NOT_CONSTANT:
             parts.append(key + json.dumps(member.constant).replace("%", "%%"))
             continue
         parts.append(key + "%s")
-        text = None if name in written else member.codec.text
-        values.append(_value(index, member, lambda c: f"row[{position[c]}]", names, text))
+        inline = None if name in written else member.codec.inline
+        text = None if name in written or inline else member.codec.text
+        value = _value(index, member, lambda c: f"row[{position[c]}]", names, text)
+        values.append(value if inline is None else _inlined(inline, value, index))
     names["_template"] = "{" + ", ".join(parts) + "}"
     source = "def write(row):\n    return _template % (" + ", ".join([*values, ""]) + ")\n"
     return _compiled(source, names, "write")

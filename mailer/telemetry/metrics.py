@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.api.auth import count_failure, presented_api_key, require_api_key
 from mailer.api.errors import ApiError
+from mailer.api.idempotency import REPLAYED
 from mailer.principals import matches_any
 from mailer.queue import counts, heartbeats, steering
 from mailer.telemetry.families import breaker_family, gauge, plan_families, steered_family
@@ -100,6 +101,7 @@ REJECTED = Counter(
 blueprint = Blueprint("metrics", __name__)
 _steered_seen = set()  # (provider, domain) this process saw steered: shown as 0 once back
 _children = {}  # (endpoint, method, code) -> (request counter, latency histogram): no lookups
+_submitted = {}  # tenant -> its mail_submitted_total child
 
 
 def start_timer():
@@ -126,7 +128,7 @@ def count_response(response):
 def count_submission(response):
     """Count the mails a submission stored, or why it was refused."""
     code = response.status_code
-    if code == 202 and "Idempotent-Replayed" not in response.headers:
+    if code == 202 and not is_replay(response):
         if request.path == "/mail":
             stored = 1
         else:  # a batch's answer says how many it stored
@@ -134,9 +136,24 @@ def count_submission(response):
         ACCEPTED.inc(stored)
         principal = g.get("principal")
         if principal is not None:
-            SUBMITTED.labels(principal.tenant).inc(stored)
+            submitted(principal.tenant).inc(stored)
     elif code >= 400:
         REJECTED.labels(REJECTION_REASONS.get(code, f"http_{code}")).inc()
+
+
+def is_replay(response):
+    """Whether ``response`` replays an earlier answer (``Idempotent-Replayed``). Read from the
+    header list: werkzeug's ``in`` raises and catches an exception for every header a
+    response lacks, and nearly every answer lacks this one."""
+    return any(name == REPLAYED for name, _ in response.headers)
+
+
+def submitted(tenant):
+    """``mail_submitted_total``'s child for ``tenant``, looked up once per process."""
+    child = _submitted.get(tenant)
+    if child is None:
+        child = _submitted[tenant] = SUBMITTED.labels(tenant)
+    return child
 
 
 def require_metrics_access():

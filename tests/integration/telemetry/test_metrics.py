@@ -81,6 +81,26 @@ def test_api_metrics_count_requests_accepted_and_rejected_mail(client):
     assert value(after, "mail_database_up") == 1
 
 
+def test_a_replayed_submission_is_answered_but_not_counted_again(client):
+    before = scrape(client)
+    key = {"Idempotency-Key": "metrics-replay-1"}
+    first = client.post("/mail", json=sample_mail(), headers=key)
+    again = client.post("/mail", json=sample_mail(), headers=key)
+    after = scrape(client)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == first.get_json()["id"]
+    accepted = "mail_api_mails_accepted_total"
+    assert value(after, accepted) - value(before, accepted) == 1
+    submitted = {"tenant": "default"}
+    assert (
+        value(after, "mail_submitted_total", **submitted)
+        - value(before, "mail_submitted_total", **submitted)
+        == 1
+    )
+
+
 def test_metrics_move_when_mail_is_sent_or_fails(client, run_worker, sandbox, settings):
     port = free_port()
     worker = worker_in_background(run_worker, WORKER_METRICS_PORT=port)

@@ -89,6 +89,7 @@ ROWS = [
         next_attempt_at=NOW.replace(microsecond=0, tzinfo=timezone(-timedelta(hours=3))),
     ),
     row(status="failed", result="a JSON string", id=uuid.uuid4()),
+    row(test=True, source="smtp", bcc=["x@example.com", None], tags=[None]),
 ]
 
 
